@@ -1,0 +1,15 @@
+/* CURVE key pairs for nodes and clients, in ZeroMQ's Z85 text form. */
+#pragma once
+
+#define NET_KEY_Z85_LEN 40 /* characters, without the NUL */
+
+/* Generate a fresh CURVE key pair (libsodium's RNG, through libzmq).
+ * @pub and @sec receive NUL-terminated Z85 text (NET_KEY_Z85_LEN + 1 bytes).
+ * Returns 0, or -ENOTSUP when libzmq was built without CURVE. */
+int net_keypair_generate(char *pub, char *sec);
+
+/* Derive the public key from a secret key; 0 or -EINVAL. */
+int net_key_public(const char *sec, char *pub);
+
+/* True if @s is a well-formed Z85 key (40 characters of the Z85 alphabet). */
+int net_key_valid(const char *s);
