@@ -1,1 +1,1295 @@
-/* placeholder: being written */
+/* The node's RocksDB block store: opening it with options tuned for large
+ * content-addressed values, reference-counted blocks, atomic transactions,
+ * plain records and iterators in callers' column families. */
+
+/*
+ * Design notes (the invariants themselves are listed in store.h).
+ *
+ *  1. Column families. "default" (unused, RocksDB insists on it), "blocks",
+ *     "refs", then the caller's extra_cfs in order; db->cf[] is indexed by
+ *     BLK_CF_*. Column families found on disk that nobody asked for are
+ *     opened too (RocksDB refuses a read-write open otherwise) and kept in
+ *     db->all only. A read-only open cannot create anything: a caller's
+ *     column family that does not exist yet gets a NULL handle and reads as
+ *     empty.
+ *
+ *  2. The refs column family maps a binary CID (38 bytes, first byte 0x01,
+ *     the CID version) to a 12-byte value: reference count (u64 LE) then
+ *     block length (u32 LE). It also holds one record that is not a CID: the
+ *     1-byte key STATS_KEY (0x00) with the store's totals (blocks, bytes,
+ *     ref_bytes as three u64 LE). Whoever iterates "refs" for CIDs uses the
+ *     prefix 0x01 or skips keys that are not 38 bytes long.
+ *
+ *  3. blk_txn_commit is the only writer of "refs" and "blocks" (callers may
+ *     write them through blk_db_put/blk_txn_put, which the corruption tests
+ *     do on purpose, but then the invariants are theirs to keep). It reads
+ *     the current counts, computes the new ones and writes the batch while
+ *     holding db->ref_lock, so concurrent commits see each other's results
+ *     and counts stay exact. The price is that commits are serialised,
+ *     including their WAL append (and fsync, for the rare sync commit);
+ *     unsynced, that append is a copy into the page cache and durability is
+ *     a separate barrier (blk_db_sync), so the lock is held for tens of
+ *     microseconds per 256 KiB block, longer while RocksDB stalls writes.
+ *     Transactions that change only caller records do not take the lock.
+ *
+ *  4. db->stats mirrors the stats record and is protected by ref_lock. It is
+ *     loaded at open and replaced only after a successful write, so it never
+ *     shows a state that is not on disk (in the WAL).
+ *
+ *  5. Nothing in a transaction reaches RocksDB before commit: caller records
+ *     go into the transaction's WriteBatch as they are added, reference
+ *     changes into an array that commit turns into batch entries. Any error
+ *     found during commit discards the whole batch.
+ */
+
+#include "blocks/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define KiB (1024ull)
+#define MiB (1024ull * KiB)
+
+#define DEFAULT_CACHE_BYTES (64 * MiB)
+
+/* Options, chosen for this workload; see db_options() and cf_options(). */
+#define BLOCKS_WRITE_BUFFER (128 * MiB)
+#define BLOCKS_MAX_WRITE_BUFFERS 3
+#define SMALL_WRITE_BUFFER (32 * MiB)
+#define SMALL_MAX_WRITE_BUFFERS 3
+#define DB_WRITE_BUFFER (512 * MiB)
+#define MAX_TOTAL_WAL (512 * MiB)
+#define MIN_BLOB_SIZE (4 * KiB)
+#define BLOB_FILE_SIZE (256 * MiB)
+#define BLOB_READAHEAD (2 * MiB)
+#define BLOB_GC_AGE_CUTOFF "0.25"
+#define BLOOM_BITS_PER_KEY 10
+#define BACKGROUND_JOBS 2
+#define BYTES_PER_SYNC (1 * MiB)
+
+/* RocksDB's BottommostLevelCompaction::kForceOptimized. */
+#define BOTTOMMOST_FORCE_OPTIMIZED 3
+
+#define REFS_VALUE_LEN 12
+#define STATS_VALUE_LEN 24
+static const char STATS_KEY[1] = {0x00};
+
+enum cf_kind {
+	CF_KIND_BLOCKS,
+	CF_KIND_REFS,
+	CF_KIND_SMALL, /* callers' records and "default" */
+};
+
+struct blk_db {
+	rocksdb_t *rdb;
+	char *path;
+	bool read_only;
+	bool verify;
+
+	/* By BLK_CF_* index; NULL when a read-only open found it missing. */
+	rocksdb_column_family_handle_t *cf[BLK_DB_MAX_CFS];
+	unsigned ncf;
+	/* Every handle opened (including "default" and unknown ones), for
+	 * flushing and closing. */
+	rocksdb_column_family_handle_t **all;
+	size_t nall;
+
+	rocksdb_cache_t *cache;
+	rocksdb_readoptions_t *ropts;
+	rocksdb_writeoptions_t *wopts;
+	rocksdb_writeoptions_t *wopts_sync;
+
+	/* Serialises commits' read-compute-write of refs; protects stats. */
+	pthread_mutex_t ref_lock;
+	struct blk_store_stats stats;
+
+	/* Serialises blk_db_compact (it changes and restores an option). */
+	pthread_mutex_t compact_lock;
+};
+
+struct txn_ref {
+	uint8_t key[BLK_CID_MAX_BYTES];
+	uint8_t klen;
+	int64_t delta;
+	const void *data; /* NULL: bytes not supplied */
+	size_t len;
+};
+
+struct blk_txn {
+	struct blk_db *db;
+	rocksdb_writebatch_t *wb;
+	struct txn_ref *refs;
+	size_t nrefs;
+	size_t cap;
+	int err; /* first error of a call that cannot return one */
+};
+
+struct blk_iter {
+	rocksdb_iterator_t *it; /* NULL: an empty iteration */
+	rocksdb_readoptions_t *ro;
+	/* lower bound (the prefix) then upper bound; must outlive @it. */
+	char bounds[];
+};
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Map a RocksDB open error message to the errno store.h promises. RocksDB
+ * reports errno only as text, so this matches the strerror() strings its
+ * POSIX environment embeds and its own wording for the lock it already
+ * holds in this process. */
+static int open_errno(const char *msg)
+{
+	if (strstr(msg, "lock") &&
+	    (strstr(msg, "Resource temporarily unavailable") ||
+	     strstr(msg, "lock hold by current process") ||
+	     strstr(msg, "already held")))
+		return -EBUSY;
+	if (strstr(msg, "Permission denied"))
+		return -EACCES;
+	if (strstr(msg, "No such file or directory") ||
+	    strstr(msg, "does not exist"))
+		return -ENOENT;
+	return -EIO;
+}
+
+static void open_message(int rc, const char *path, const char *msg, char *err,
+			 size_t errlen)
+{
+	switch (rc) {
+	case -EBUSY:
+		set_err(err, errlen,
+			"node database %s is in use by another process (%s)",
+			path, msg);
+		break;
+	case -ENOENT:
+		set_err(err, errlen, "no node database in %s (%s)", path, msg);
+		break;
+	case -EACCES:
+		set_err(err, errlen,
+			"permission denied opening node database %s (%s)", path,
+			msg);
+		break;
+	default:
+		set_err(err, errlen, "cannot open node database %s: %s", path,
+			msg);
+		break;
+	}
+}
+
+/* Table options shared by every column family: the one LRU block cache and
+ * a full bloom filter, which makes the point lookups by random CID (and a
+ * lookup of a block not stored yet, the common case on ingest) cost no disk
+ * read for keys that are absent. The filter is owned by the table options,
+ * whose contents the table factory copies. */
+static void set_table_options(rocksdb_options_t *o, rocksdb_cache_t *cache)
+{
+	rocksdb_block_based_table_options_t *t;
+
+	t = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(t, cache);
+	rocksdb_block_based_options_set_filter_policy(
+	    t, rocksdb_filterpolicy_create_bloom_full(BLOOM_BITS_PER_KEY));
+	rocksdb_block_based_options_set_format_version(t, 5);
+	rocksdb_options_set_block_based_table_factory(o, t);
+	rocksdb_block_based_options_destroy(t);
+}
+
+/* Per column family options, by what the family holds. */
+static void set_cf_options(rocksdb_options_t *o, enum cf_kind kind,
+			   rocksdb_cache_t *cache)
+{
+	set_table_options(o, cache);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+
+	switch (kind) {
+	case CF_KIND_BLOCKS:
+		/*
+		 * Values are mostly 64 KiB - 1 MiB chunks. Blob files keep them
+		 * out of the LSM tree, so compaction moves only keys and blob
+		 * references instead of rewriting the data at every level.
+		 * DAG nodes below 4 KiB stay inline in the SSTs, where they
+		 * share data blocks and the block cache.
+		 *
+		 * No compression anywhere in this family: file data is often
+		 * already compressed, DAG nodes are mostly hashes, and on two
+		 * cores the CPU is better spent on hashing and erasure coding.
+		 *
+		 * Blob GC relocates live blobs out of the oldest quarter of
+		 * blob files whenever compaction touches their keys, so space
+		 * of deleted blocks comes back over time without rewriting
+		 * young data (blk_db_compact raises the cutoff to reclaim
+		 * everything at once).
+		 *
+		 * Large memtables (128 MiB, at most 3: one filling, two
+		 * flushing) turn ingest into few large sequential blob writes.
+		 */
+		rocksdb_options_set_enable_blob_files(o, 1);
+		rocksdb_options_set_min_blob_size(o, MIN_BLOB_SIZE);
+		rocksdb_options_set_blob_file_size(o, BLOB_FILE_SIZE);
+		rocksdb_options_set_blob_compression_type(
+		    o, rocksdb_no_compression);
+		rocksdb_options_set_enable_blob_gc(o, 1);
+		rocksdb_options_set_blob_gc_age_cutoff(o, 0.25);
+		rocksdb_options_set_blob_compaction_readahead_size(
+		    o, BLOB_READAHEAD);
+		rocksdb_options_set_compression(o, rocksdb_no_compression);
+		rocksdb_options_set_write_buffer_size(o, BLOCKS_WRITE_BUFFER);
+		rocksdb_options_set_max_write_buffer_number(
+		    o, BLOCKS_MAX_WRITE_BUFFERS);
+		break;
+	case CF_KIND_REFS:
+		/* Hashed keys and counters do not compress. */
+		rocksdb_options_set_compression(o, rocksdb_no_compression);
+		rocksdb_options_set_write_buffer_size(o, SMALL_WRITE_BUFFER);
+		rocksdb_options_set_max_write_buffer_number(
+		    o, SMALL_MAX_WRITE_BUFFERS);
+		break;
+	case CF_KIND_SMALL:
+		/* Inode, directory and extent records are small and repetitive:
+		 * LZ4 is nearly free in CPU (Debian's librocksdb links liblz4).
+		 */
+		rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+		rocksdb_options_set_write_buffer_size(o, SMALL_WRITE_BUFFER);
+		rocksdb_options_set_max_write_buffer_number(
+		    o, SMALL_MAX_WRITE_BUFFERS);
+		break;
+	}
+}
+
+/* Database-wide options (also those of the "default" column family). */
+static rocksdb_options_t *db_options(const struct blk_db_options *o,
+				     rocksdb_cache_t *cache)
+{
+	rocksdb_options_t *dbo = rocksdb_options_create();
+
+	set_cf_options(dbo, CF_KIND_SMALL, cache);
+	rocksdb_options_set_create_if_missing(dbo, o->create && !o->read_only);
+	rocksdb_options_set_create_missing_column_families(dbo, 1);
+	/* Two cores: one flush and one compaction at a time. */
+	rocksdb_options_set_max_background_jobs(dbo, BACKGROUND_JOBS);
+	/* Write back data and WAL files in 1 MiB steps instead of leaving
+	 * hundreds of MiB dirty for one long stall at fsync time. */
+	rocksdb_options_set_bytes_per_sync(dbo, BYTES_PER_SYNC);
+	rocksdb_options_set_wal_bytes_per_sync(dbo, BYTES_PER_SYNC);
+	/* Bound all memtables together, and the WAL: the WAL also holds the
+	 * block bytes until they are flushed to blob files, and small column
+	 * families that rarely fill a memtable would otherwise pin old WAL
+	 * files forever. Past the limit RocksDB flushes them. */
+	rocksdb_options_set_db_write_buffer_size(dbo, DB_WRITE_BUFFER);
+	rocksdb_options_set_max_total_wal_size(dbo, MAX_TOTAL_WAL);
+	/* The info LOG: enough history to debug, bounded. */
+	rocksdb_options_set_max_log_file_size(dbo, 16 * MiB);
+	rocksdb_options_set_keep_log_file_num(dbo, 4);
+	return dbo;
+}
+
+static bool name_in(const char *name, char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i], name))
+			return true;
+	return false;
+}
+
+static bool is_own_name(const struct blk_db_options *o, unsigned ncf,
+			const char *name)
+{
+	if (!strcmp(name, "blocks") || !strcmp(name, "refs"))
+		return true;
+	for (unsigned i = 0; i + BLK_CF_USER < ncf; i++)
+		if (!strcmp(o->extra_cfs[i], name))
+			return true;
+	return false;
+}
+
+static int load_stats(struct blk_db *db)
+{
+	int64_t n;
+	uint8_t v[STATS_VALUE_LEN];
+
+	memset(&db->stats, 0, sizeof(db->stats));
+	n = blk_db_get_into(db, BLK_CF_REFS, STATS_KEY, sizeof(STATS_KEY), v,
+			    sizeof(v));
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return (int)n;
+	if (n != STATS_VALUE_LEN)
+		return -EUCLEAN;
+	db->stats.blocks = get_u64(v);
+	db->stats.bytes = get_u64(v + 8);
+	db->stats.ref_bytes = get_u64(v + 16);
+	return 0;
+}
+
+/*
+ * Open (or create) the database in @path; see store.h for the contract.
+ * Column families named in @o->extra_cfs that are missing are created
+ * (read-write only). Besides the errors in store.h it returns -EINVAL for
+ * bad options (too many column families, a reserved or repeated name) and
+ * -ENOMEM. With read_only, "blocks" and "refs" must exist (-ENOENT).
+ */
+int blk_db_open(const char *path, const struct blk_db_options *o,
+		struct blk_db **out, char *err, size_t errlen)
+{
+	static const struct blk_db_options defaults = {0};
+	struct blk_db *db = NULL;
+	rocksdb_options_t *dbo = NULL, *kind_opts[3] = {NULL};
+	char **existing = NULL, *rerr = NULL;
+	size_t nexisting = 0, nopen = 0;
+	const char **names = NULL;
+	const rocksdb_options_t **opts = NULL;
+	int *slot = NULL; /* BLK_CF_* index of each opened family, or -1 */
+	unsigned ncf = BLK_CF_USER;
+	int rc;
+
+	*out = NULL;
+	if (!o)
+		o = &defaults;
+	for (; o->extra_cfs && o->extra_cfs[ncf - BLK_CF_USER]; ncf++) {
+		const char *name = o->extra_cfs[ncf - BLK_CF_USER];
+
+		if (ncf >= BLK_DB_MAX_CFS) {
+			set_err(err, errlen,
+				"too many column families (max %d)",
+				BLK_DB_MAX_CFS - BLK_CF_USER);
+			return -EINVAL;
+		}
+		if (!*name || !strcmp(name, "default") ||
+		    !strcmp(name, "blocks") || !strcmp(name, "refs")) {
+			set_err(err, errlen,
+				"column family name '%s' is reserved", name);
+			return -EINVAL;
+		}
+		for (unsigned j = BLK_CF_USER; j < ncf; j++) {
+			if (!strcmp(o->extra_cfs[j - BLK_CF_USER], name)) {
+				set_err(err, errlen,
+					"column family '%s' is named twice",
+					name);
+				return -EINVAL;
+			}
+		}
+	}
+
+	db = calloc(1, sizeof(*db));
+	if (!db || !(db->path = strdup(path)))
+		goto nomem;
+	db->read_only = o->read_only;
+	db->verify = o->verify_on_read;
+	db->ncf = ncf;
+	pthread_mutex_init(&db->ref_lock, NULL);
+	pthread_mutex_init(&db->compact_lock, NULL);
+
+	db->cache = rocksdb_cache_create_lru(
+	    o->cache_bytes ? o->cache_bytes : DEFAULT_CACHE_BYTES);
+	dbo = db_options(o, db->cache);
+	for (int k = 0; k < 3; k++) {
+		kind_opts[k] = rocksdb_options_create();
+		set_cf_options(kind_opts[k], (enum cf_kind)k, db->cache);
+	}
+
+	existing = rocksdb_list_column_families(dbo, path, &nexisting, &rerr);
+	if (rerr) {
+		/* No database yet (or unreadable): creating starts from
+		 * "default" alone and rocksdb_open reports any real error. */
+		if (!o->create || o->read_only) {
+			rc = open_errno(rerr);
+			open_message(rc, path, rerr, err, errlen);
+			goto fail;
+		}
+		rocksdb_free(rerr);
+		rerr = NULL;
+		/* even on error it returns a malloc'd (empty) array */
+		if (existing)
+			rocksdb_list_column_families_destroy(existing,
+							     nexisting);
+		existing = NULL;
+		nexisting = 0;
+	}
+
+	/* default + ours + unknown existing ones */
+	names = calloc(1 + ncf + nexisting, sizeof(*names));
+	opts = calloc(1 + ncf + nexisting, sizeof(*opts));
+	slot = calloc(1 + ncf + nexisting, sizeof(*slot));
+	db->all = calloc(1 + ncf + nexisting, sizeof(*db->all));
+	if (!names || !opts || !slot || !db->all)
+		goto nomem;
+	names[nopen] = "default";
+	opts[nopen] = dbo;
+	slot[nopen++] = -1;
+	for (unsigned i = 0; i < ncf; i++) {
+		const char *name = i == BLK_CF_BLOCKS ? "blocks"
+				   : i == BLK_CF_REFS
+				       ? "refs"
+				       : o->extra_cfs[i - BLK_CF_USER];
+		enum cf_kind kind = i == BLK_CF_BLOCKS ? CF_KIND_BLOCKS
+				    : i == BLK_CF_REFS ? CF_KIND_REFS
+						       : CF_KIND_SMALL;
+
+		if (o->read_only && !name_in(name, existing, nexisting)) {
+			if (i < BLK_CF_USER) {
+				rc = -ENOENT;
+				set_err(err, errlen,
+					"no node database in %s (column family "
+					"'%s' missing)",
+					path, name);
+				goto fail;
+			}
+			continue; /* reads as empty, see note 1 */
+		}
+		names[nopen] = name;
+		opts[nopen] = kind_opts[kind];
+		slot[nopen++] = (int)i;
+	}
+	for (size_t i = 0; i < nexisting; i++) {
+		if (strcmp(existing[i], "default") &&
+		    !is_own_name(o, ncf, existing[i])) {
+			names[nopen] = existing[i];
+			opts[nopen] = kind_opts[CF_KIND_SMALL];
+			slot[nopen++] = -1;
+		}
+	}
+
+	if (o->read_only)
+		db->rdb = rocksdb_open_for_read_only_column_families(
+		    dbo, path, (int)nopen, names, opts, db->all, 0, &rerr);
+	else
+		db->rdb = rocksdb_open_column_families(
+		    dbo, path, (int)nopen, names, opts, db->all, &rerr);
+	if (rerr) {
+		rc = open_errno(rerr);
+		open_message(rc, path, rerr, err, errlen);
+		db->rdb = NULL;
+		goto fail;
+	}
+	db->nall = nopen;
+	for (size_t i = 0; i < nopen; i++)
+		if (slot[i] >= 0)
+			db->cf[slot[i]] = db->all[i];
+
+	db->ropts = rocksdb_readoptions_create();
+	db->wopts = rocksdb_writeoptions_create();
+	db->wopts_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(db->wopts_sync, 1);
+
+	rc = load_stats(db);
+	if (rc < 0) {
+		set_err(err, errlen,
+			"cannot read block statistics of node database %s",
+			path);
+		goto fail;
+	}
+	goto out;
+
+nomem:
+	rc = -ENOMEM;
+	set_err(err, errlen, "out of memory opening node database %s", path);
+fail:
+	blk_db_close(db);
+	db = NULL;
+out:
+	if (rerr)
+		rocksdb_free(rerr);
+	if (existing)
+		rocksdb_list_column_families_destroy(existing, nexisting);
+	free(names);
+	free(opts);
+	free(slot);
+	for (int k = 0; k < 3; k++)
+		if (kind_opts[k])
+			rocksdb_options_destroy(kind_opts[k]);
+	if (dbo)
+		rocksdb_options_destroy(dbo);
+	if (db) {
+		*out = db;
+		return 0;
+	}
+	return rc;
+}
+
+void blk_db_close(struct blk_db *db)
+{
+	if (!db)
+		return;
+	for (size_t i = 0; i < db->nall; i++)
+		rocksdb_column_family_handle_destroy(db->all[i]);
+	if (db->rdb)
+		rocksdb_close(db->rdb);
+	if (db->ropts)
+		rocksdb_readoptions_destroy(db->ropts);
+	if (db->wopts)
+		rocksdb_writeoptions_destroy(db->wopts);
+	if (db->wopts_sync)
+		rocksdb_writeoptions_destroy(db->wopts_sync);
+	if (db->cache)
+		rocksdb_cache_destroy(db->cache);
+	pthread_mutex_destroy(&db->ref_lock);
+	pthread_mutex_destroy(&db->compact_lock);
+	free(db->all);
+	free(db->path);
+	free(db);
+}
+
+/* 0 or -EIO; a read-only database has nothing to sync and returns 0. */
+int blk_db_sync(struct blk_db *db)
+{
+	char *rerr = NULL;
+
+	if (db->read_only)
+		return 0;
+	rocksdb_flush_wal(db->rdb, 1, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Flush every column family (so deletions reach the SSTs and old WAL files
+ * can go), then compact "blocks" and "refs" over their whole range, forcing
+ * the bottommost level too, with the blob GC age cutoff raised to 1.0 for
+ * the duration: every live blob the compaction meets is then relocated, so
+ * every blob file that held a deleted block becomes unreferenced and is
+ * removed, not just the oldest quarter (the background setting, which keeps
+ * routine compactions from rewriting young data). The cost is rewriting the
+ * live blocks once: this is a maintenance operation.
+ *
+ * Returns 0, -EROFS on a read-only database, or -EIO when a flush or an
+ * option change fails. RocksDB's C API does not report compaction errors;
+ * they surface on later writes.
+ */
+int blk_db_compact(struct blk_db *db)
+{
+	static const char *const key[] = {"blob_garbage_collection_age_cutoff"};
+	static const char *const full[] = {"1.0"};
+	static const char *const normal[] = {BLOB_GC_AGE_CUTOFF};
+	rocksdb_flushoptions_t *fo;
+	rocksdb_compactoptions_t *co;
+	char *rerr = NULL;
+	int rc = 0;
+
+	if (db->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&db->compact_lock);
+
+	fo = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(fo, 1);
+	for (size_t i = 0; i < db->nall && !rerr; i++)
+		rocksdb_flush_cf(db->rdb, fo, db->all[i], &rerr);
+	rocksdb_flushoptions_destroy(fo);
+	if (rerr)
+		goto out;
+
+	rocksdb_set_options_cf(db->rdb, db->cf[BLK_CF_BLOCKS], 1, key, full,
+			       &rerr);
+	if (rerr)
+		goto out;
+	co = rocksdb_compactoptions_create();
+	rocksdb_compactoptions_set_bottommost_level_compaction(
+	    co, BOTTOMMOST_FORCE_OPTIMIZED);
+	rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_BLOCKS], co, NULL,
+				     0, NULL, 0);
+	rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_REFS], co, NULL, 0,
+				     NULL, 0);
+	rocksdb_compactoptions_destroy(co);
+	rocksdb_set_options_cf(db->rdb, db->cf[BLK_CF_BLOCKS], 1, key, normal,
+			       &rerr);
+out:
+	if (rerr) {
+		rocksdb_free(rerr);
+		rc = -EIO;
+	}
+	pthread_mutex_unlock(&db->compact_lock);
+	return rc;
+}
+
+/*
+ * Sum the space allocated to the files in the database directory
+ * (st_blocks, so sparse and preallocated files count as the file system
+ * counts them): SSTs, blob files and WAL, plus RocksDB's small bookkeeping
+ * files (MANIFEST, OPTIONS, LOG). Files deleted during the walk are skipped.
+ * Returns 0, or a negative errno from opendir/fstatat.
+ */
+int blk_db_disk_usage(struct blk_db *db, uint64_t *bytes)
+{
+	struct dirent *de;
+	uint64_t sum = 0;
+	DIR *d;
+	int rc = 0;
+
+	d = opendir(db->path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
+			if (errno == ENOENT)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (S_ISREG(st.st_mode))
+			sum += (uint64_t)st.st_blocks * 512;
+	}
+	closedir(d);
+	if (rc == 0)
+		*bytes = sum;
+	return rc;
+}
+
+static rocksdb_column_family_handle_t *cf_handle(struct blk_db *db, unsigned cf)
+{
+	return cf < db->ncf ? db->cf[cf] : NULL;
+}
+
+/* Look @key up in @cf. Returns 0 with *@ps set (destroy it), -ENOENT
+ * (also for a column family a read-only open found missing), -EINVAL for a
+ * column family index that was never opened, or -EIO. */
+static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
+		      size_t klen, rocksdb_pinnableslice_t **ps)
+{
+	rocksdb_column_family_handle_t *h;
+	char *rerr = NULL;
+
+	if (cf >= db->ncf)
+		return -EINVAL;
+	h = db->cf[cf];
+	if (!h)
+		return -ENOENT;
+	*ps = rocksdb_get_pinned_cf(db->rdb, db->ropts, h, key, klen, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return *ps ? 0 : -ENOENT;
+}
+
+/* See store.h; also -EINVAL for a bad @cf and -ENOMEM. */
+int blk_db_get(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+	       void **val, size_t *vlen)
+{
+	rocksdb_pinnableslice_t *ps;
+	const char *v;
+	size_t n;
+	int rc;
+
+	rc = get_pinned(db, cf, key, klen, &ps);
+	if (rc < 0)
+		return rc;
+	v = rocksdb_pinnableslice_value(ps, &n);
+	*val = malloc(n ? n : 1);
+	if (!*val) {
+		rocksdb_pinnableslice_destroy(ps);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(*val, v, n);
+	*vlen = n;
+	rocksdb_pinnableslice_destroy(ps);
+	return 0;
+}
+
+/* See store.h; also -EINVAL for a bad @cf. */
+int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
+			size_t klen, void *buf, size_t cap)
+{
+	rocksdb_pinnableslice_t *ps;
+	const char *v;
+	size_t n;
+	int rc;
+
+	rc = get_pinned(db, cf, key, klen, &ps);
+	if (rc < 0)
+		return rc;
+	v = rocksdb_pinnableslice_value(ps, &n);
+	if (n && cap)
+		memcpy(buf, v, n < cap ? n : cap);
+	rocksdb_pinnableslice_destroy(ps);
+	return (int64_t)n;
+}
+
+/* Write one record (not synced). 0, -EINVAL for a bad @cf, -EROFS on a
+ * read-only database, or -EIO. */
+int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+	       const void *val, size_t vlen)
+{
+	rocksdb_column_family_handle_t *h = cf_handle(db, cf);
+	char *rerr = NULL;
+
+	if (db->read_only)
+		return -EROFS;
+	if (!h)
+		return -EINVAL;
+	rocksdb_put_cf(db->rdb, db->wopts, h, key, klen, val, vlen, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Byte-wise order, a proper prefix first: RocksDB's default comparator. */
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0;
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+/*
+ * The iterator is bounded below by @prefix and above by the prefix
+ * "incremented" (last byte that is not 0xff plus one, the 0xff bytes after
+ * it dropped; a prefix of only 0xff bytes has no upper bound), so RocksDB
+ * stops at the end of the prefix without comparing every key. It sees the
+ * implicit snapshot RocksDB takes when it is created. A column family that
+ * a read-only open found missing iterates as empty. Returns NULL on ENOMEM
+ * or a bad @cf.
+ */
+struct blk_iter *blk_iter_new(struct blk_db *db, unsigned cf,
+			      const void *prefix, size_t plen,
+			      const void *start, size_t slen)
+{
+	struct blk_iter *it;
+	size_t ulen = plen;
+	char *upper;
+
+	if (cf >= db->ncf)
+		return NULL;
+	it = calloc(1, sizeof(*it) + 2 * plen + 1);
+	if (!it)
+		return NULL;
+	if (!db->cf[cf])
+		return it;
+
+	upper = it->bounds + plen;
+	if (plen > 0) {
+		memcpy(it->bounds, prefix, plen);
+		memcpy(upper, prefix, plen);
+	}
+	while (ulen > 0 && (uint8_t)upper[ulen - 1] == 0xff)
+		ulen--;
+	if (ulen > 0)
+		upper[ulen - 1] = (char)((uint8_t)upper[ulen - 1] + 1);
+
+	it->ro = rocksdb_readoptions_create();
+	if (plen > 0)
+		rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->bounds,
+							    plen);
+	if (ulen > 0)
+		rocksdb_readoptions_set_iterate_upper_bound(it->ro, upper,
+							    ulen);
+	it->it = rocksdb_create_iterator_cf(db->rdb, it->ro, db->cf[cf]);
+
+	/* Start at the later of @prefix and @start. */
+	if (start && key_cmp(start, slen, prefix, plen) > 0)
+		rocksdb_iter_seek(it->it, start, slen);
+	else if (plen > 0)
+		rocksdb_iter_seek(it->it, prefix, plen);
+	else
+		rocksdb_iter_seek_to_first(it->it);
+	return it;
+}
+
+bool blk_iter_valid(struct blk_iter *it)
+{
+	return it->it && rocksdb_iter_valid(it->it);
+}
+
+void blk_iter_next(struct blk_iter *it)
+{
+	rocksdb_iter_next(it->it);
+}
+
+/* Key and value stay valid until the next blk_iter_next or blk_iter_free. */
+const void *blk_iter_key(struct blk_iter *it, size_t *len)
+{
+	return rocksdb_iter_key(it->it, len);
+}
+
+const void *blk_iter_value(struct blk_iter *it, size_t *len)
+{
+	return rocksdb_iter_value(it->it, len);
+}
+
+int blk_iter_status(struct blk_iter *it)
+{
+	char *rerr = NULL;
+
+	if (!it->it)
+		return 0;
+	rocksdb_iter_get_error(it->it, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
+void blk_iter_free(struct blk_iter *it)
+{
+	if (!it)
+		return;
+	if (it->it)
+		rocksdb_iter_destroy(it->it);
+	if (it->ro)
+		rocksdb_readoptions_destroy(it->ro);
+	free(it);
+}
+
+/* Blocks */
+
+/* Looks the refs record up: 1 (filled in), 0 (absent), -EIO, or -EUCLEAN
+ * for a record of the wrong size. */
+static int read_refs(struct blk_db *db, const struct blk_cid *cid,
+		     uint64_t *refs, uint32_t *len)
+{
+	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_LEN];
+	size_t klen = blk_cid_to_bytes(cid, key);
+	int64_t n;
+
+	n = blk_db_get_into(db, BLK_CF_REFS, key, klen, v, sizeof(v));
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return (int)n;
+	if (n != REFS_VALUE_LEN)
+		return -EUCLEAN;
+	*refs = get_u64(v);
+	*len = get_u32(v + 8);
+	return 1;
+}
+
+/* 1, 0, -EIO, or -EUCLEAN (a corrupt refs record). Looks at "refs" only:
+ * by invariant 1 that answers for "blocks" without reading a blob. */
+int blk_store_has(struct blk_db *db, const struct blk_cid *cid)
+{
+	uint64_t refs;
+	uint32_t len;
+
+	return read_refs(db, cid, &refs, &len);
+}
+
+/* 0 or -ENOENT/-EIO, -EUCLEAN (a corrupt refs record). */
+int blk_store_refs(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
+		   uint32_t *len)
+{
+	int rc = read_refs(db, cid, refs, len);
+
+	return rc == 0 ? -ENOENT : rc < 0 ? rc : 0;
+}
+
+/* Always 0: the totals are kept in memory (design note 4). */
+int blk_store_stats(struct blk_db *db, struct blk_store_stats *st)
+{
+	pthread_mutex_lock(&db->ref_lock);
+	*st = db->stats;
+	pthread_mutex_unlock(&db->ref_lock);
+	return 0;
+}
+
+/* Pinned block bytes, verified against @cid when the database was opened
+ * with verify_on_read: 0, -ENOENT, -EIO, -EBADMSG. */
+static int get_block(struct blk_db *db, const struct blk_cid *cid,
+		     rocksdb_pinnableslice_t **ps, const char **v, size_t *n)
+{
+	uint8_t key[BLK_CID_MAX_BYTES];
+	size_t klen = blk_cid_to_bytes(cid, key);
+	int rc;
+
+	rc = get_pinned(db, BLK_CF_BLOCKS, key, klen, ps);
+	if (rc < 0)
+		return rc;
+	*v = rocksdb_pinnableslice_value(*ps, n);
+	if (db->verify && !blk_cid_verify(cid, *v, *n)) {
+		rocksdb_pinnableslice_destroy(*ps);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* See store.h; also -ENOMEM. */
+int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
+		  size_t *len)
+{
+	rocksdb_pinnableslice_t *ps;
+	const char *v;
+	size_t n;
+	int rc;
+
+	rc = get_block(db, cid, &ps, &v, &n);
+	if (rc < 0)
+		return rc;
+	*data = malloc(n ? n : 1);
+	if (!*data) {
+		rocksdb_pinnableslice_destroy(ps);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(*data, v, n);
+	*len = n;
+	rocksdb_pinnableslice_destroy(ps);
+	return 0;
+}
+
+/* See store.h. An @off at or past the end copies nothing and returns 0.
+ * The value is read pinned (from the block cache, the memtable or the blob
+ * file's read buffer) and only [off, off+len) is copied. */
+int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
+		       uint64_t off, void *dst, size_t len)
+{
+	rocksdb_pinnableslice_t *ps;
+	const char *v;
+	size_t n;
+	int rc;
+
+	rc = get_block(db, cid, &ps, &v, &n);
+	if (rc < 0)
+		return rc;
+	if (off >= n)
+		len = 0;
+	else if (len > n - off)
+		len = n - off;
+	if (len)
+		memcpy(dst, v + off, len);
+	rocksdb_pinnableslice_destroy(ps);
+	return (int64_t)len;
+}
+
+/* Transactions */
+
+struct blk_txn *blk_txn_new(struct blk_db *db)
+{
+	struct blk_txn *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->db = db;
+	t->wb = rocksdb_writebatch_create();
+	return t;
+}
+
+void blk_txn_free(struct blk_txn *t)
+{
+	if (!t)
+		return;
+	rocksdb_writebatch_destroy(t->wb);
+	free(t->refs);
+	free(t);
+}
+
+/* A bad @cf is remembered and makes the commit fail with -EINVAL. */
+void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
+		 const void *val, size_t vlen)
+{
+	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+
+	if (!h) {
+		if (!t->err)
+			t->err = -EINVAL;
+		return;
+	}
+	rocksdb_writebatch_put_cf(t->wb, h, key, klen, val, vlen);
+}
+
+/* As blk_txn_put. */
+void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
+		    size_t klen)
+{
+	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+
+	if (!h) {
+		if (!t->err)
+			t->err = -EINVAL;
+		return;
+	}
+	rocksdb_writebatch_delete_cf(t->wb, h, key, klen);
+}
+
+static int add_ref(struct blk_txn *t, const struct blk_cid *cid, int64_t delta,
+		   const void *data, size_t len)
+{
+	struct txn_ref *r;
+
+	if (t->nrefs == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		struct txn_ref *n = realloc(t->refs, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->refs = n;
+		t->cap = cap;
+	}
+	r = &t->refs[t->nrefs++];
+	r->klen = (uint8_t)blk_cid_to_bytes(cid, r->key);
+	r->delta = delta;
+	r->data = data;
+	r->len = len;
+	return 0;
+}
+
+/* See store.h. @data NULL means "bytes not supplied" (the block must then
+ * be stored already at commit); an empty block is passed with a non-NULL
+ * @data and @len 0. Also -EINVAL for a block longer than UINT32_MAX. */
+int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid, const void *data,
+		size_t len)
+{
+	if (len > UINT32_MAX)
+		return -EINVAL;
+	return add_ref(t, cid, 1, data, len);
+}
+
+int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid)
+{
+	return add_ref(t, cid, -1, NULL, 0);
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct txn_ref *x = a, *y = b;
+	int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
+
+	return c ? c : (int)x->klen - (int)y->klen;
+}
+
+/* Sort by CID and fold equal CIDs into one entry (summed delta, the first
+ * bytes supplied); drop entries whose changes cancel. Returns the count. */
+static size_t aggregate_refs(struct txn_ref *r, size_t n)
+{
+	size_t out = 0;
+
+	if (n == 0)
+		return 0;
+	qsort(r, n, sizeof(*r), ref_cmp);
+	for (size_t i = 0; i < n;) {
+		struct txn_ref acc = r[i];
+
+		for (i++; i < n && !ref_cmp(&acc, &r[i]); i++) {
+			acc.delta += r[i].delta;
+			if (!acc.data && r[i].data) {
+				acc.data = r[i].data;
+				acc.len = r[i].len;
+			}
+		}
+		if (acc.delta != 0)
+			r[out++] = acc;
+	}
+	return out;
+}
+
+/*
+ * Called with ref_lock held: read the counts of the @n aggregated CIDs,
+ * append the block, refs and stats changes to the batch and compute the new
+ * totals in *@st. 0, -EIO, or -EUCLEAN (count below zero, new block without
+ * bytes, corrupt refs record).
+ */
+static int apply_refs(struct blk_txn *t, size_t n,
+		      const rocksdb_column_family_handle_t **cfs,
+		      const char **keys, size_t *klens, char **vals,
+		      size_t *vlens, char **errs, struct blk_store_stats *st)
+{
+	struct blk_db *db = t->db;
+	uint8_t stats[STATS_VALUE_LEN];
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = (const char *)t->refs[i].key;
+		klens[i] = t->refs[i].klen;
+		cfs[i] = db->cf[BLK_CF_REFS];
+	}
+	rocksdb_multi_get_cf(db->rdb, db->ropts, cfs, n, keys, klens, vals,
+			     vlens, errs);
+
+	*st = db->stats;
+	for (size_t i = 0; i < n; i++) {
+		const struct txn_ref *r = &t->refs[i];
+		uint64_t cur = 0;
+		uint32_t len = 0;
+		uint8_t v[REFS_VALUE_LEN];
+
+		if (errs[i]) {
+			rc = -EIO;
+			break;
+		}
+		if (vals[i]) {
+			if (vlens[i] != REFS_VALUE_LEN) {
+				rc = -EUCLEAN;
+				break;
+			}
+			cur = get_u64((const uint8_t *)vals[i]);
+			len = get_u32((const uint8_t *)vals[i] + 8);
+		}
+		if (r->delta < 0 && (uint64_t)-r->delta > cur) {
+			rc = -EUCLEAN;
+			break;
+		}
+		if (cur == 0) {
+			/* 0 -> n: a new block (delta > 0 here) */
+			if (!r->data) {
+				rc = -EUCLEAN;
+				break;
+			}
+			len = (uint32_t)r->len;
+			rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_BLOCKS],
+						  keys[i], klens[i], r->data,
+						  r->len);
+			st->blocks++;
+			st->bytes += len;
+		} else if (cur + (uint64_t)r->delta == 0) {
+			/* n -> 0: the block goes */
+			rocksdb_writebatch_delete_cf(
+			    t->wb, db->cf[BLK_CF_BLOCKS], keys[i], klens[i]);
+			rocksdb_writebatch_delete_cf(t->wb, db->cf[BLK_CF_REFS],
+						     keys[i], klens[i]);
+			st->blocks--;
+			st->bytes -= len;
+			st->ref_bytes -= cur * len;
+			continue;
+		}
+		/* unsigned wrap-around adds a negative delta correctly */
+		put_u64(v, cur + (uint64_t)r->delta);
+		put_u32(v + 8, len);
+		rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS], keys[i],
+					  klens[i], (const char *)v, sizeof(v));
+		st->ref_bytes += (uint64_t)r->delta * len;
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		if (vals[i])
+			rocksdb_free(vals[i]);
+		if (errs[i])
+			rocksdb_free(errs[i]);
+	}
+	if (rc < 0)
+		return rc;
+
+	put_u64(stats, st->blocks);
+	put_u64(stats + 8, st->bytes);
+	put_u64(stats + 16, st->ref_bytes);
+	rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS], STATS_KEY,
+				  sizeof(STATS_KEY), (const char *)stats,
+				  sizeof(stats));
+	return 0;
+}
+
+/*
+ * See store.h and design notes 3-5. Besides -EIO and -EUCLEAN: -EROFS on a
+ * read-only database, -EINVAL after a put/delete to a bad column family,
+ * -ENOMEM; nothing is applied in any of these cases.
+ */
+int blk_txn_commit(struct blk_txn *t, bool sync)
+{
+	struct blk_db *db = t->db;
+	struct blk_store_stats st;
+	const rocksdb_column_family_handle_t **cfs = NULL;
+	const char **keys = NULL;
+	size_t *klens = NULL, *vlens = NULL, n;
+	char **vals = NULL, **errs = NULL;
+	char *rerr = NULL;
+	int rc = 0;
+
+	if (db->read_only)
+		return -EROFS;
+	if (t->err)
+		return t->err;
+
+	n = aggregate_refs(t->refs, t->nrefs);
+	t->nrefs = 0; /* the transaction is spent */
+	if (n > 0) {
+		cfs = calloc(n, sizeof(*cfs));
+		keys = calloc(n, sizeof(*keys));
+		klens = calloc(n, sizeof(*klens));
+		vlens = calloc(n, sizeof(*vlens));
+		vals = calloc(n, sizeof(*vals));
+		errs = calloc(n, sizeof(*errs));
+		if (!cfs || !keys || !klens || !vlens || !vals || !errs) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	} else if (rocksdb_writebatch_count(t->wb) == 0) {
+		goto out;
+	}
+
+	/* Only reference changes need the lock; record-only transactions
+	 * keep RocksDB's group commit (note 3). */
+	if (n > 0) {
+		pthread_mutex_lock(&db->ref_lock);
+		rc = apply_refs(t, n, cfs, keys, klens, vals, vlens, errs, &st);
+	}
+	if (rc == 0) {
+		rocksdb_write(db->rdb, sync ? db->wopts_sync : db->wopts, t->wb,
+			      &rerr);
+		if (rerr) {
+			rocksdb_free(rerr);
+			rc = -EIO;
+		} else if (n > 0) {
+			db->stats = st;
+		}
+	}
+	if (n > 0)
+		pthread_mutex_unlock(&db->ref_lock);
+
+out:
+	rocksdb_writebatch_clear(t->wb);
+	free(cfs);
+	free(keys);
+	free(klens);
+	free(vlens);
+	free(vals);
+	free(errs);
+	return rc;
+}
