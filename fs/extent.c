@@ -1,1 +1,71 @@
-/* placeholder: being written */
+/* Range lookups in a file's extent map (see extent.h). */
+#include "fs/extent.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "fs/meta.h"
+
+void bfs_extent_list_free(struct bfs_extent_list *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+int bfs_extent_list_push(struct bfs_extent_list *l, const struct bfs_extent *e)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct bfs_extent *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *e;
+	return 0;
+}
+
+int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino,
+		   uint64_t start, uint64_t end, uint64_t lookback,
+		   struct bfs_extent_list *out)
+{
+	uint8_t prefix[8], from[16];
+	int ret = 0;
+
+	if (start >= end)
+		return 0;
+	bfs_ino_key(prefix, ino);
+	bfs_extent_key(from, ino, start > lookback ? start - lookback : 0);
+	struct blk_iter *it = blk_iter_new(db, cf, prefix, 8, from, 16);
+	if (!it)
+		return -ENOMEM;
+	for (; blk_iter_valid(it); blk_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = blk_iter_key(it, &klen);
+		const uint8_t *v = blk_iter_value(it, &vlen);
+		struct bfs_extent e;
+
+		if (klen != 16) {
+			ret = -EUCLEAN;
+			break;
+		}
+		e.off = bfs_get_be64(k + 8);
+		if (e.off >= end)
+			break;
+		if (bfs_extent_decode(v, vlen, &e.len, &e.cid)) {
+			ret = -EUCLEAN;
+			break;
+		}
+		if (e.off + e.len <= start)
+			continue;
+		ret = bfs_extent_list_push(out, &e);
+		if (ret)
+			break;
+	}
+	if (!ret)
+		ret = blk_iter_status(it);
+	blk_iter_free(it);
+	return ret;
+}

@@ -1,1 +1,822 @@
-int main(void) { return 1; }
+/* The blockfs command: cluster creation, mounting, status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "fs/bfs.h"
+#include "fs/config.h"
+#include "fs/fuse.h"
+#include "net/keys.h"
+
+#define EXIT_USAGE 2
+
+static const char *prog = "blockfs";
+
+__attribute__((format(printf, 2, 3), noreturn)) static void
+die_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s %s--help'.\n", prog, cmd);
+	exit(EXIT_USAGE);
+}
+
+/* ---- cluster create ---------------------------------------------------- */
+
+static const char cluster_usage[] =
+	"Usage: blockfs cluster create DIR --nodes N [OPTIONS]\n"
+	"\n"
+	"Create a local cluster: DIR/cluster.conf and one node directory per\n"
+	"node (DIR/node1 ... DIR/nodeN), each with its own CURVE key pair.\n"
+	"Nodes listen on 127.0.0.1, one port each from the base port.\n"
+	"\n"
+	"Options:\n"
+	"  -n, --nodes N            number of nodes (1-256)\n"
+	"  -r, --redundancy POLICY  replicas:N or ec:K+M (default replicas:min(3,N))\n"
+	"  -p, --base-port PORT     first node's port (default 7401)\n"
+	"      --chunker KIND       fastcdc (default) or fixed\n"
+	"      --chunk-size SIZE    average chunk size (default 256K)\n"
+	"  -h, --help               show this help\n"
+	"\n"
+	"Exit status: 0 created, 1 failed, 2 usage error.\n";
+
+/* Write @data to @path atomically (temporary name, fsync, rename). */
+static int write_file(const char *path, const char *data, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	size_t len = strlen(data), done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, data + done, len - done);
+		if (n < 0) {
+			int e = -errno;
+			close(fd);
+			unlink(tmp);
+			return e;
+		}
+		done += (size_t)n;
+	}
+	if (fsync(fd) || close(fd)) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	if (rename(tmp, path)) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+static int cmd_cluster(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"nodes", required_argument, NULL, 'n'},
+		{"redundancy", required_argument, NULL, 'r'},
+		{"base-port", required_argument, NULL, 'p'},
+		{"chunker", required_argument, NULL, 'c'},
+		{"chunk-size", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	long nodes = 0, port = 7401;
+	const char *redundancy = NULL, *chunker = "fastcdc";
+	uint64_t avg = CDC_DEFAULT_AVG;
+	int c;
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(cluster_usage, stdout);
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "create"))
+		die_usage("cluster ", "cluster: expected 'create'%s", "");
+	argc--;
+	argv++;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "n:r:p:h", opts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'n':
+			nodes = strtol(optarg, &end, 10);
+			if (*end || nodes < 1 || nodes > BFS_MAX_NODES)
+				die_usage("cluster create ", "invalid node count '%s'", optarg);
+			break;
+		case 'r':
+			redundancy = optarg;
+			break;
+		case 'p':
+			port = strtol(optarg, &end, 10);
+			if (*end || port < 1 || port > 65000)
+				die_usage("cluster create ", "invalid port '%s'", optarg);
+			break;
+		case 'c':
+			if (strcmp(optarg, "fastcdc") && strcmp(optarg, "fixed"))
+				die_usage("cluster create ", "unknown chunker '%s'", optarg);
+			chunker = optarg;
+			break;
+		case 's':
+			if (bfs_parse_size(optarg, &avg) || avg < 256 ||
+			    avg > (16u << 20) || (avg & (avg - 1)))
+				die_usage("cluster create ", "invalid chunk size '%s' (a power of "
+					  "two, 256 to 16M)", optarg);
+			break;
+		case 'h':
+			fputs(cluster_usage, stdout);
+			return 0;
+		default:
+			die_usage("cluster create ", "%s", "invalid option");
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("cluster create ", "%s", "cluster create needs exactly one DIR");
+	if (!nodes)
+		die_usage("cluster create ", "%s", "--nodes is required");
+	const char *dir = argv[optind];
+	char rbuf[32];
+	if (!redundancy) {
+		snprintf(rbuf, sizeof(rbuf), "replicas:%ld",
+			 nodes < 3 ? nodes : 3);
+		redundancy = rbuf;
+	}
+	unsigned k, m;
+	if (bfs_parse_redundancy(redundancy, &k, &m))
+		die_usage("cluster create ", "invalid redundancy '%s' (replicas:N or ec:K+M)", redundancy);
+	if (k + m > nodes) {
+		fprintf(stderr,
+			"%s: %s needs %u nodes, the cluster has %ld\n", prog,
+			redundancy, k + m, nodes);
+		return EXIT_USAGE;
+	}
+
+	char path[PATH_MAX];
+	if (mkdir(dir, 0755) && errno != EEXIST) {
+		fprintf(stderr, "%s: cannot create %s: %s\n", prog, dir,
+			strerror(errno));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/cluster.conf", dir);
+	if (access(path, F_OK) == 0) {
+		fprintf(stderr,
+			"%s: %s already exists; refusing to overwrite a "
+			"cluster (remove the directory to start over)\n",
+			prog, path);
+		return 1;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "%s: libsodium failed to initialise\n", prog);
+		return 1;
+	}
+	uint8_t idraw[16];
+	char id[33];
+	randombytes_buf(idraw, sizeof(idraw));
+	sodium_bin2hex(id, sizeof(id), idraw, sizeof(idraw));
+
+	size_t cap = 1024 + (size_t)nodes * 256, len = 0;
+	char *conf = malloc(cap);
+	if (!conf)
+		return 1;
+	uint64_t cmin = avg / 4, cmax = avg * 4;
+	len += (size_t)snprintf(conf + len, cap - len,
+				"# blockfs cluster file: every node and client "
+				"reads the same one.\n"
+				"[cluster]\n"
+				"id = %s\n"
+				"redundancy = %s\n"
+				"chunker = %s\n"
+				"chunk_min = %llu\n"
+				"chunk_avg = %llu\n"
+				"chunk_max = %llu\n",
+				id, redundancy, chunker,
+				(unsigned long long)(cmin < 64 ? 64 : cmin),
+				(unsigned long long)avg,
+				(unsigned long long)cmax);
+	for (long i = 1; i <= nodes; i++) {
+		char pub[NET_KEY_Z85_LEN + 1], sec[NET_KEY_Z85_LEN + 1];
+		char ndir[PATH_MAX], file[PATH_MAX + 32], text[512];
+		int ret = net_keypair_generate(pub, sec);
+		if (ret) {
+			fprintf(stderr, "%s: cannot generate CURVE keys: %s\n",
+				prog, strerror(-ret));
+			return 1;
+		}
+		snprintf(ndir, sizeof(ndir), "%s/node%ld", dir, i);
+		if (mkdir(ndir, 0700) && errno != EEXIST) {
+			fprintf(stderr, "%s: cannot create %s: %s\n", prog,
+				ndir, strerror(errno));
+			return 1;
+		}
+		snprintf(file, sizeof(file), "%s/curve.key", ndir);
+		snprintf(text, sizeof(text), "%s\n", sec);
+		if ((ret = write_file(file, text, 0600)) == 0) {
+			snprintf(file, sizeof(file), "%s/curve.pub", ndir);
+			snprintf(text, sizeof(text), "%s\n", pub);
+			ret = write_file(file, text, 0644);
+		}
+		if (!ret) {
+			snprintf(file, sizeof(file), "%s/node.conf", ndir);
+			snprintf(text, sizeof(text),
+				 "# blockfs node configuration\n"
+				 "[node]\n"
+				 "name = node%ld\n",
+				 i);
+			ret = write_file(file, text, 0644);
+		}
+		if (ret) {
+			fprintf(stderr, "%s: cannot write %s: %s\n", prog, file,
+				strerror(-ret));
+			return 1;
+		}
+		len += (size_t)snprintf(conf + len, cap - len,
+					"\n[node node%ld]\n"
+					"address = tcp://127.0.0.1:%ld\n"
+					"public_key = %s\n"
+					"zone = zone%ld\n"
+					"weight = 1\n",
+					i, port + i - 1, pub, i);
+	}
+	for (long i = 1; i <= nodes; i++) {
+		char file[PATH_MAX];
+		snprintf(file, sizeof(file), "%s/node%ld/cluster.conf", dir, i);
+		int ret = write_file(file, conf, 0644);
+		if (ret) {
+			fprintf(stderr, "%s: cannot write %s: %s\n", prog, file,
+				strerror(-ret));
+			return 1;
+		}
+	}
+	int ret = write_file(path, conf, 0644);
+	free(conf);
+	if (ret) {
+		fprintf(stderr, "%s: cannot write %s: %s\n", prog, path,
+			strerror(-ret));
+		return 1;
+	}
+	printf("created cluster %s (%s) in %s:\n", id, redundancy, dir);
+	for (long i = 1; i <= nodes; i++)
+		printf("  %s/node%ld\n", dir, i);
+	return 0;
+}
+
+/* ---- mount ------------------------------------------------------------- */
+
+static const char mount_usage[] =
+	"Usage: blockfs mount NODE_DIR MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
+	"\n"
+	"Mount the filesystem kept by the node in NODE_DIR. Without -f the\n"
+	"daemon detaches once the mount is live and logs to NODE_DIR/blockfs.log;\n"
+	"unmount with 'fusermount3 -u MOUNTPOINT' or 'umount MOUNTPOINT'.\n"
+	"\n"
+	"Options:\n"
+	"  -o OPTIONS      comma-separated mount options (below)\n"
+	"  -f, --foreground  stay in the foreground, log to stderr\n"
+	"  -d, --debug     foreground with FUSE request tracing\n"
+	"  -h, --help      show this help\n"
+	"\n"
+	"Mount options:\n"
+	"  ro, rw                read-only or read-write (default rw)\n"
+	"  allow_other           let other users access the mount\n"
+	"  chunker=fastcdc|fixed chunking for new data (default: cluster file)\n"
+	"  chunk_size=SIZE       average chunk size, a power of two\n"
+	"  cache_size=SIZE       RocksDB block cache (default 64M)\n"
+	"  dirty_max=SIZE        unchunked write data held in memory (default 256M)\n"
+	"  fsname=NAME           name shown in /proc/mounts\n"
+	"  nonempty              allow mounting over a non-empty directory\n"
+	"  nosuid, nodev, noexec, suid, dev, exec, noatime, relatime\n"
+	"                        passed to the kernel\n"
+	"  defaults, _netdev, nofail, noauto, auto, user, users, nouser, x-*\n"
+	"                        fstab options, ignored\n"
+	"\n"
+	"Exit status: 0 mounted (or, with -f, cleanly unmounted), 1 failed,\n"
+	"2 usage error.\n";
+
+struct mount_cfg {
+	struct bfs_config fs;
+	struct bfs_mount_opts mo;
+	bool nonempty;
+	char extra[1024];
+	char fsname[PATH_MAX + 16];
+};
+
+static int parse_mount_opts(char *s, struct mount_cfg *mc)
+{
+	static const char *const ignored[] = {
+		"defaults", "_netdev", "nofail", "noauto", "auto", "user",
+		"users", "nouser", "owner", "nouser", "async", "sync", NULL};
+	static const char *const kernel[] = {"nosuid", "nodev", "noexec",
+					     "suid", "dev", "exec", "noatime",
+					     "relatime", "atime", "nodiratime",
+					     "strictatime", NULL};
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		char *val = strchr(tok, '=');
+		uint64_t v;
+		bool known = false;
+		if (val)
+			*val++ = 0;
+		for (int i = 0; ignored[i]; i++)
+			known |= !strcmp(tok, ignored[i]);
+		if (known || !strncmp(tok, "x-", 2) ||
+		    !strcmp(tok, "comment"))
+			continue;
+		for (int i = 0; kernel[i]; i++) {
+			if (!strcmp(tok, kernel[i])) {
+				size_t l = strlen(mc->extra);
+				snprintf(mc->extra + l, sizeof(mc->extra) - l,
+					 "%s%s", l ? "," : "", tok);
+				known = true;
+			}
+		}
+		if (known)
+			continue;
+		if (!strcmp(tok, "ro")) {
+			mc->fs.read_only = mc->mo.read_only = true;
+		} else if (!strcmp(tok, "rw")) {
+			mc->fs.read_only = mc->mo.read_only = false;
+		} else if (!strcmp(tok, "allow_other")) {
+			mc->mo.allow_other = true;
+		} else if (!strcmp(tok, "default_permissions")) {
+			/* always on */
+		} else if (!strcmp(tok, "nonempty")) {
+			mc->nonempty = true;
+		} else if (!strcmp(tok, "debug")) {
+			mc->mo.debug = true;
+		} else if (!strcmp(tok, "chunker") && val) {
+			if (!strcmp(val, "fastcdc"))
+				mc->fs.chunker = CDC_FASTCDC;
+			else if (!strcmp(val, "fixed"))
+				mc->fs.chunker = CDC_FIXED;
+			else
+				return -EINVAL;
+		} else if (!strcmp(tok, "chunk_size") && val) {
+			if (bfs_parse_size(val, &v) || v < 256 ||
+			    v > (16u << 20) || (v & (v - 1)))
+				return -EINVAL;
+			mc->fs.chunk_avg = (uint32_t)v;
+			mc->fs.chunk_min = (uint32_t)(v / 4 < 64 ? 64 : v / 4);
+			mc->fs.chunk_max = (uint32_t)(v * 4);
+		} else if (!strcmp(tok, "cache_size") && val) {
+			if (bfs_parse_size(val, &v))
+				return -EINVAL;
+			mc->fs.cache_bytes = v;
+		} else if (!strcmp(tok, "dirty_max") && val) {
+			if (bfs_parse_size(val, &v) || v < (1u << 20))
+				return -EINVAL;
+			mc->fs.dirty_max = v;
+		} else if (!strcmp(tok, "fsname") && val) {
+			snprintf(mc->fsname, sizeof(mc->fsname), "%s", val);
+		} else {
+			fprintf(stderr, "%s: unknown mount option '%s%s%s'\n",
+				prog, tok, val ? "=" : "", val ? val : "");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_mountpoint(const char *mnt, bool nonempty, char *err,
+			    size_t errlen)
+{
+	struct stat st, pst;
+	char parent[PATH_MAX + 4];
+
+	if (stat(mnt, &st)) {
+		snprintf(err, errlen, "mountpoint %s: %s", mnt,
+			 errno == ENOTCONN
+				 ? "a dead FUSE mount is there (run "
+				   "'fusermount3 -u' on it)"
+				 : strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "mountpoint %s is not a directory", mnt);
+		return -ENOTDIR;
+	}
+	snprintf(parent, sizeof(parent), "%s/..", mnt);
+	if (stat(parent, &pst) == 0 &&
+	    (pst.st_dev != st.st_dev || pst.st_ino == st.st_ino) &&
+	    strcmp(mnt, "/")) {
+		snprintf(err, errlen, "%s is already a mountpoint", mnt);
+		return -EBUSY;
+	}
+	if (access(mnt, W_OK) && errno == EACCES) {
+		snprintf(err, errlen, "mountpoint %s: permission denied", mnt);
+		return -EACCES;
+	}
+	if (!nonempty) {
+		DIR *d = opendir(mnt);
+		struct dirent *de;
+		bool empty = true;
+		if (!d) {
+			snprintf(err, errlen, "mountpoint %s: %s", mnt,
+				 strerror(errno));
+			return -errno;
+		}
+		while ((de = readdir(d))) {
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+				empty = false;
+				break;
+			}
+		}
+		closedir(d);
+		if (!empty) {
+			snprintf(err, errlen,
+				 "mountpoint %s is not empty (use -o nonempty "
+				 "to mount over its contents)",
+				 mnt);
+			return -ENOTEMPTY;
+		}
+	}
+	return 0;
+}
+
+static pid_t read_pid(const char *node_dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	if (pid > 0 && kill((pid_t)pid, 0) == 0)
+		return (pid_t)pid;
+	return 0;
+}
+
+struct ready_ctx {
+	int pipe_fd; /* -1 in the foreground */
+	const char *node_dir;
+};
+
+static void on_ready(void *arg)
+{
+	struct ready_ctx *r = arg;
+	char path[PATH_MAX], pid[32];
+
+	snprintf(path, sizeof(path), "%s/blockfs.pid", r->node_dir);
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (write_file(path, pid, 0644))
+		fprintf(stderr, "%s: warning: cannot write %s\n", prog, path);
+	if (r->pipe_fd >= 0) {
+		snprintf(path, sizeof(path), "%s/blockfs.log", r->node_dir);
+		int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			       0644);
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			close(null);
+		}
+		if (log >= 0) {
+			dup2(log, 2);
+			close(log);
+		}
+		if (write(r->pipe_fd, "", 1) != 1) {
+			/* the parent is gone; nothing to tell */
+		}
+		close(r->pipe_fd);
+		r->pipe_fd = -1;
+	}
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"foreground", no_argument, NULL, 'f'},
+		{"debug", no_argument, NULL, 'd'},
+		{"options", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct mount_cfg mc = {0};
+	bool fg = false;
+	char *optstr[16];
+	int nopt = 0, c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fdo:hs", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			fg = true;
+			break;
+		case 'd':
+			fg = true;
+			mc.mo.debug = true;
+			break;
+		case 'o':
+			if (nopt < 16)
+				optstr[nopt++] = optarg;
+			break;
+		case 's':
+			break; /* mount(8) "sloppy": ignore */
+		case 'h':
+			fputs(mount_usage, stdout);
+			return 0;
+		default:
+			die_usage("mount ", "%s", "invalid option");
+		}
+	}
+	if (optind != argc - 2)
+		die_usage("mount ", "%s", "mount needs NODE_DIR and MOUNTPOINT");
+
+	char node_dir[PATH_MAX], mnt[PATH_MAX], err[1024] = "", name[64];
+	if (!realpath(argv[optind], node_dir)) {
+		fprintf(stderr, "%s: node directory %s: %s\n", prog,
+			argv[optind], strerror(errno));
+		return 1;
+	}
+	if (!realpath(argv[optind + 1], mnt)) {
+		fprintf(stderr, "%s: mountpoint %s: %s\n", prog,
+			argv[optind + 1],
+			errno == ENOTCONN ? "a dead FUSE mount is there (run "
+					    "'fusermount3 -u' on it)"
+					  : strerror(errno));
+		return 1;
+	}
+	if (bfs_node_name(node_dir, name, sizeof(name), err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	struct bfs_cluster *cl = malloc(sizeof(*cl));
+	char cpath[PATH_MAX + 16];
+	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
+	if (!cl || bfs_cluster_load(cpath, cl, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	mc.fs = (struct bfs_config){
+		.node_dir = node_dir,
+		.chunker = cl->chunker,
+		.chunk_min = cl->chunk_min,
+		.chunk_avg = cl->chunk_avg,
+		.chunk_max = cl->chunk_max,
+		.dirty_max = 256u << 20,
+		.flush_at = 8u << 20,
+		.flushers = 2,
+	};
+	free(cl);
+	snprintf(mc.fsname, sizeof(mc.fsname), "blockfs:%s", node_dir);
+	for (int i = 0; i < nopt; i++) {
+		if (parse_mount_opts(optstr[i], &mc))
+			die_usage("mount ", "invalid mount options%s", "");
+	}
+	mc.mo.mountpoint = mnt;
+	mc.mo.fsname = mc.fsname;
+	mc.mo.extra = mc.extra;
+	mc.mo.timeout = 1.0;
+	if (mc.mo.debug)
+		fg = true;
+
+	pid_t other = read_pid(node_dir);
+	if (other) {
+		fprintf(stderr,
+			"%s: node %s is in use by blockfs process %d; unmount "
+			"it first\n",
+			prog, node_dir, (int)other);
+		return 1;
+	}
+	if (check_mountpoint(mnt, mc.nonempty, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+
+	struct ready_ctx rc = {.pipe_fd = -1, .node_dir = node_dir};
+	if (!fg) {
+		int pfd[2];
+		if (pipe2(pfd, O_CLOEXEC)) {
+			perror("blockfs: pipe");
+			return 1;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("blockfs: fork");
+			return 1;
+		}
+		if (pid > 0) {
+			/* Wait for the daemon: one byte means mounted,
+			 * anything else is its error message. */
+			char msg[1100];
+			ssize_t n, got = 0;
+			close(pfd[1]);
+			while ((n = read(pfd[0], msg + got,
+					 sizeof(msg) - 1 - (size_t)got)) > 0)
+				got += n;
+			if (got == 1 && msg[0] == 0)
+				return 0;
+			msg[got] = 0;
+			if (got > 0) {
+				fprintf(stderr, "%s: %s\n", prog, msg);
+			} else {
+				int st;
+				waitpid(pid, &st, 0);
+				fprintf(stderr,
+					"%s: the daemon died while starting; "
+					"see %s/blockfs.log\n",
+					prog, node_dir);
+			}
+			return 1;
+		}
+		close(pfd[0]);
+		rc.pipe_fd = pfd[1];
+		setsid();
+		if (chdir("/")) {
+			/* harmless: paths are absolute */
+		}
+	}
+
+	struct bfs *fs;
+	int ret = bfs_open(&mc.fs, &fs, err, sizeof(err));
+	if (!ret)
+		ret = bfs_fuse_run(fs, &mc.mo, on_ready, &rc, err,
+				   sizeof(err));
+	if (ret && rc.pipe_fd >= 0) {
+		if (write(rc.pipe_fd, err, strlen(err)) < 0) {
+			/* the parent is gone */
+		}
+	} else if (ret) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+	}
+	if (fs && !ret) {
+		ret = bfs_close(fs);
+		if (ret)
+			fprintf(stderr,
+				"%s: error while closing the filesystem: %s\n",
+				prog, strerror(-ret));
+	} else if (ret == 0 || fs) {
+		/* bfs_open failed: nothing to close */
+	}
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
+	if (read_pid(node_dir) == getpid())
+		unlink(path);
+	return ret ? 1 : 0;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+static const char status_usage[] =
+	"Usage: blockfs status NODE_DIR [--json]\n"
+	"\n"
+	"Show what the node stores: blocks, unique bytes, logical bytes\n"
+	"referenced by files, the deduplication ratio and the space the node\n"
+	"database takes on disk. Works while the node is mounted.\n"
+	"\n"
+	"Options:\n"
+	"  -j, --json   machine-readable output\n"
+	"  -h, --help   show this help\n"
+	"\n"
+	"Exit status: 0 ok, 1 failed, 2 usage error.\n";
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	bool json = false;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(status_usage, stdout);
+			return 0;
+		default:
+			die_usage("status ", "%s", "invalid option");
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("status ", "%s", "status needs NODE_DIR");
+	const char *node_dir = argv[optind];
+	char name[64], err[1024] = "", path[PATH_MAX];
+	if (bfs_node_name(node_dir, name, sizeof(name), err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	pid_t pid = read_pid(node_dir);
+	snprintf(path, sizeof(path), "%s/db", node_dir);
+
+	struct blk_store_stats st = {0};
+	uint64_t disk = 0;
+	struct blk_db *db = NULL;
+	struct stat sb;
+	int ret = 0;
+	if (stat(path, &sb) == 0) {
+		struct blk_db_options o = {.extra_cfs = bfs_cf_names,
+					   .read_only = true};
+		/* A live writer may be compacting: retry a few times. */
+		for (int i = 0; i < 5; i++) {
+			ret = blk_db_open(path, &o, &db, err, sizeof(err));
+			if (!ret)
+				break;
+			usleep(200000);
+		}
+		if (ret) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			return 1;
+		}
+		ret = blk_store_stats(db, &st);
+		if (!ret)
+			ret = blk_db_disk_usage(db, &disk);
+		blk_db_close(db);
+		if (ret) {
+			fprintf(stderr, "%s: cannot read the node's statistics: "
+					"%s\n",
+				prog, strerror(-ret));
+			return 1;
+		}
+	}
+	double ratio = st.bytes ? (double)st.ref_bytes / (double)st.bytes : 1.0;
+	if (json) {
+		printf("{\"node\": \"%s\", \"mounted\": %s, \"pid\": %d, "
+		       "\"blocks\": %llu, \"stored_bytes\": %llu, "
+		       "\"logical_bytes\": %llu, \"dedup_ratio\": %.4f, "
+		       "\"disk_bytes\": %llu}\n",
+		       name, pid ? "true" : "false", (int)pid,
+		       (unsigned long long)st.blocks,
+		       (unsigned long long)st.bytes,
+		       (unsigned long long)st.ref_bytes, ratio,
+		       (unsigned long long)disk);
+	} else {
+		printf("node:          %s (%s)\n", name, node_dir);
+		if (pid)
+			printf("mounted:       yes (pid %d)\n", (int)pid);
+		else
+			printf("mounted:       no\n");
+		printf("blocks:        %llu\n", (unsigned long long)st.blocks);
+		printf("stored bytes:  %llu\n", (unsigned long long)st.bytes);
+		printf("logical bytes: %llu\n",
+		       (unsigned long long)st.ref_bytes);
+		printf("dedup ratio:   %.2f\n", ratio);
+		printf("disk bytes:    %llu\n", (unsigned long long)disk);
+	}
+	return 0;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static const char main_usage[] =
+	"Usage: blockfs COMMAND [ARGS]\n"
+	"\n"
+	"A FUSE filesystem over a content-addressed, replicated block store.\n"
+	"\n"
+	"Commands:\n"
+	"  cluster create DIR --nodes N   create a local cluster\n"
+	"  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
+	"  status NODE_DIR                show what the node stores\n"
+	"\n"
+	"'blockfs COMMAND --help' describes each command.\n"
+	"Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(main_usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") ||
+	    !strcmp(cmd, "help")) {
+		fputs(main_usage, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		puts("blockfs 0.1.0");
+		return 0;
+	}
+	if (!strcmp(cmd, "cluster"))
+		return cmd_cluster(argc - 1, argv + 1);
+	if (!strcmp(cmd, "mount"))
+		return cmd_mount(argc - 1, argv + 1);
+	if (!strcmp(cmd, "status"))
+		return cmd_status(argc - 1, argv + 1);
+	fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
+	fputs(main_usage, stderr);
+	return EXIT_USAGE;
+}

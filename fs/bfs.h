@@ -1,0 +1,180 @@
+/* The filesystem core: inodes, directories, files and their write buffers
+ * over the node database, as operations that return 0 or a negative errno.
+ * fs/fuse.c turns them into FUSE replies; nothing here knows FUSE.
+ *
+ * Lock order (outer first; never held across a FUSE reply):
+ *   fs->ns_lock      namespace: every create, link, unlink, rename
+ *   ip->ext_lock     the inode's extent map vs. its flushing buffer
+ *   ip->lock         the inode's record, dirty buffer and flush state
+ *   fs->itab_lock    the inode table, lookup and reference counts
+ *   fs->q_lock       the flush queue and dirty-memory accounting
+ *
+ * Write path invariants:
+ *  1. A byte of a file lives in exactly one of: ip->dirty (newest),
+ *     ip->flushing, the extent map (oldest), or nowhere (a hole, zeros).
+ *     Reads overlay them in that order, under ext_lock held shared.
+ *  2. Only the holder of ip->editing (one flush or truncate at a time)
+ *     changes the extent map; it commits extents, block references and the
+ *     inode record in one transaction, then empties ip->flushing, both under
+ *     ext_lock held exclusively.
+ *  3. A committed extent never points at a missing block (the store's
+ *     transactions keep references and blocks together).
+ *  4. An fsync'ed byte is in the extent map and the WAL is synced. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "blocks/cdc.h"
+#include "blocks/store.h"
+#include "fs/meta.h"
+#include "fs/wbuf.h"
+
+struct bfs;
+
+struct bfs_config {
+	const char *node_dir;
+	enum cdc_kind chunker;
+	uint32_t chunk_min, chunk_avg, chunk_max;
+	bool read_only;
+	size_t cache_bytes;  /* RocksDB block cache */
+	uint64_t dirty_max;  /* all files' unflushed bytes before writers wait */
+	uint64_t flush_at;   /* a file's dirty bytes that start a flush */
+	unsigned flushers;   /* background flush threads */
+};
+
+struct bfs_inode {
+	uint64_t ino;
+	struct bfs_inode *hnext;  /* itab bucket chain */
+	uint64_t nlookup;         /* kernel references (itab_lock) */
+	uint32_t refs;            /* our references (itab_lock) */
+
+	pthread_rwlock_t ext_lock;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* editing finished */
+	struct bfs_inode_rec rec; /* lock */
+	char *target;             /* symlink target, NUL-terminated (lock) */
+	struct wbuf dirty;        /* lock */
+	struct wbuf flushing;     /* lock + ext_lock */
+	bool editing;             /* lock: a flush or truncate owns the extents */
+	bool queued;              /* lock: on the flush queue */
+	int flush_err;            /* lock: sticky background flush error */
+	uint32_t nopen;           /* lock: open file handles */
+	struct bfs_inode *qnext;  /* q_lock */
+};
+
+/* An open file: the last block read, so sequential reads of a block
+ * smaller than the read size do not fetch it again. */
+struct bfs_file {
+	struct bfs_inode *ip;
+	pthread_mutex_t lock;
+	struct blk_cid cid;
+	void *data;
+	size_t len;
+	bool cached;
+};
+
+struct bfs_dirent {
+	uint64_t ino;
+	uint8_t dtype;
+	char *name;
+};
+
+struct bfs_dir {
+	struct bfs_dirent *ents;
+	size_t n;
+	bool loaded;
+};
+
+/* Open the node's database and the filesystem in it (created on first
+ * use). On error a negative errno and a message in @err. */
+int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
+	     size_t errlen);
+/* Flush every file, stop the flushers, close the database; NULL is fine.
+ * Returns 0, or the first error seen while flushing. */
+int bfs_close(struct bfs *fs);
+/* Flush every dirty file and make the database durable. */
+int bfs_sync_all(struct bfs *fs);
+struct blk_db *bfs_db(struct bfs *fs);
+
+/* Inode references. bfs_iget loads an inode (refs+1). bfs_iput drops one;
+ * bfs_forget drops kernel lookups. An unlinked inode's data is freed when
+ * the last of both goes. bfs_ref_lookup records one kernel lookup. */
+int bfs_iget(struct bfs *fs, uint64_t ino, struct bfs_inode **out);
+void bfs_iput(struct bfs *fs, struct bfs_inode *ip);
+void bfs_ref_lookup(struct bfs *fs, struct bfs_inode *ip);
+void bfs_forget(struct bfs *fs, uint64_t ino, uint64_t n);
+
+void bfs_stat(struct bfs_inode *ip, struct stat *st);
+
+/* Namespace. Every function returning an inode returns it referenced
+ * (bfs_iput it) and counts one kernel lookup when @lookup is true. */
+int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
+	       struct bfs_inode **out);
+int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
+	      dev_t rdev, uid_t uid, gid_t gid, const char *target,
+	      struct bfs_inode **out);
+int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
+	     struct bfs_inode **out);
+int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir);
+int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned flags);
+int bfs_readlink(struct bfs *fs, struct bfs_inode *ip, char *buf,
+		 size_t size);
+
+/* Attributes: @valid is a mask of BFS_SET_*. */
+enum {
+	BFS_SET_MODE = 1 << 0,
+	BFS_SET_UID = 1 << 1,
+	BFS_SET_GID = 1 << 2,
+	BFS_SET_SIZE = 1 << 3,
+	BFS_SET_ATIME = 1 << 4,
+	BFS_SET_MTIME = 1 << 5,
+	BFS_SET_ATIME_NOW = 1 << 6,
+	BFS_SET_MTIME_NOW = 1 << 7,
+	BFS_SET_CTIME = 1 << 8,
+};
+int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
+		unsigned valid);
+
+/* Directories. */
+int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d);
+void bfs_dir_free(struct bfs_dir *d);
+
+/* Files. */
+int bfs_open_file(struct bfs *fs, struct bfs_inode *ip,
+		  struct bfs_file **out);
+/* Release a handle: starts the file's final flush in the background and
+ * returns its sticky error (so close(2) can report it). */
+int bfs_release_file(struct bfs *fs, struct bfs_file *f);
+/* Read up to @len bytes at @off; returns the bytes read (0 at EOF) or a
+ * negative errno. */
+int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
+		 size_t len);
+int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
+		  const void *buf, size_t len);
+/* Chunk the file's dirty bytes now; with @durable also sync the WAL. */
+int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable);
+/* Start a background flush of a file (close(2) does not wait). */
+void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
+int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode,
+		  uint64_t off, uint64_t len);
+/* SEEK_DATA / SEEK_HOLE. */
+int64_t bfs_lseek(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
+		  int whence);
+
+/* Extended attributes. @flags: XATTR_CREATE / XATTR_REPLACE. getxattr and
+ * listxattr return the value's size (copying it when @size allows) or
+ * -ERANGE / -ENODATA. */
+int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
+		 const void *value, size_t size, int flags);
+int64_t bfs_getxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
+		     void *value, size_t size);
+int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
+		      size_t size);
+int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name);
+
+int bfs_statfs(struct bfs *fs, struct statvfs *st);

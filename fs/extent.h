@@ -1,0 +1,36 @@
+/* A file's extent map in the node database: which block holds which
+ * range of the file, looked up by range. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blocks/cid.h"
+#include "blocks/store.h"
+
+struct bfs_extent {
+	uint64_t off;
+	uint32_t len;
+	struct blk_cid cid;
+};
+
+struct bfs_extent_list {
+	struct bfs_extent *v;
+	size_t n, cap;
+};
+
+/* Longest extent any chunker configuration may produce (cdc.h's bound);
+ * lookups look back this far for an extent that covers their start. */
+#define BFS_EXTENT_MAX (64u << 20)
+
+/* Append to @out the extents of @ino overlapping [start, end), in offset
+ * order. @lookback bounds how far before @start an overlapping extent may
+ * begin (the longest extent the file can hold). 0, -ENOMEM, -EIO or
+ * -EUCLEAN (undecodable record). */
+int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino,
+		   uint64_t start, uint64_t end, uint64_t lookback,
+		   struct bfs_extent_list *out);
+
+void bfs_extent_list_free(struct bfs_extent_list *l);
+int bfs_extent_list_push(struct bfs_extent_list *l,
+			 const struct bfs_extent *e);

@@ -1,0 +1,694 @@
+/* The FUSE low-level adapter: each callback calls the core (bfs.c), which
+ * returns 0 or -errno, and turns that into exactly one reply. No lock is
+ * held across a fuse_reply_*. */
+#define FUSE_USE_VERSION 312
+#include "fs/fuse.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include "fs/log.h"
+
+struct bfs_fuse {
+	struct bfs *fs;
+	double timeout;
+	bool read_only;
+};
+
+static struct bfs_fuse *ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct bfs *FS(fuse_req_t req)
+{
+	return ctx(req)->fs;
+}
+
+static void fill_entry(fuse_req_t req, struct bfs_inode *ip,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ip->ino;
+	e->generation = 1;
+	e->attr_timeout = ctx(req)->timeout;
+	e->entry_timeout = ctx(req)->timeout;
+	bfs_stat(ip, &e->attr);
+}
+
+/* Reply with a new entry: one kernel lookup is counted first. */
+static void reply_entry(fuse_req_t req, struct bfs_inode *ip)
+{
+	struct fuse_entry_param e;
+
+	fill_entry(req, ip, &e);
+	bfs_ref_lookup(FS(req), ip);
+	bfs_iput(FS(req), ip);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct bfs_fuse *bf = userdata;
+
+	conn->max_write = 1u << 20;
+	if (conn->max_readahead > (1u << 20))
+		conn->max_readahead = 1u << 20;
+	if (!bf->read_only && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	/* POSIX and flock locks are kept by the kernel: every opener of
+	 * this filesystem goes through this one mount. */
+	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	conn->time_gran = 1;
+}
+
+static void op_destroy(void *userdata)
+{
+	struct bfs_fuse *bf = userdata;
+	int ret = bfs_sync_all(bf->fs);
+	if (ret)
+		bfs_log_err("flushing at unmount failed: %s", strerror(-ret));
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct bfs_inode *ip;
+	int ret = bfs_lookup(FS(req), parent, name, &ip);
+
+	if (ret == -ENOENT) {
+		struct fuse_entry_param e = {.entry_timeout = ctx(req)->timeout};
+		fuse_reply_entry(req, &e); /* cached negative entry */
+		return;
+	}
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	reply_entry(req, ip);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	bfs_forget(FS(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		bfs_forget(FS(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct bfs_inode *ip;
+	struct stat st;
+	int ret = bfs_iget(FS(req), ino, &ip);
+
+	(void)fi;
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	bfs_stat(ip, &st);
+	bfs_iput(FS(req), ip);
+	fuse_reply_attr(req, &st, ctx(req)->timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	static const struct {
+		int fuse;
+		unsigned ours;
+	} map[] = {
+		{FUSE_SET_ATTR_MODE, BFS_SET_MODE},
+		{FUSE_SET_ATTR_UID, BFS_SET_UID},
+		{FUSE_SET_ATTR_GID, BFS_SET_GID},
+		{FUSE_SET_ATTR_SIZE, BFS_SET_SIZE},
+		{FUSE_SET_ATTR_ATIME, BFS_SET_ATIME},
+		{FUSE_SET_ATTR_MTIME, BFS_SET_MTIME},
+		{FUSE_SET_ATTR_ATIME_NOW, BFS_SET_ATIME_NOW},
+		{FUSE_SET_ATTR_MTIME_NOW, BFS_SET_MTIME_NOW},
+		{FUSE_SET_ATTR_CTIME, BFS_SET_CTIME},
+	};
+	struct bfs_inode *ip;
+	unsigned valid = 0;
+	struct stat st;
+
+	(void)fi;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (to_set & map[i].fuse)
+			valid |= map[i].ours;
+	int ret = bfs_iget(FS(req), ino, &ip);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	ret = bfs_setattr(FS(req), ip, attr, valid);
+	if (ret) {
+		bfs_iput(FS(req), ip);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	bfs_stat(ip, &st);
+	bfs_iput(FS(req), ip);
+	fuse_reply_attr(req, &st, ctx(req)->timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct bfs_inode *ip;
+	char buf[BFS_SYMLINK_MAX + 1];
+	int ret = bfs_iget(FS(req), ino, &ip);
+
+	if (!ret) {
+		ret = bfs_readlink(FS(req), ip, buf, sizeof(buf));
+		bfs_iput(FS(req), ip);
+	}
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev, const char *target)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct bfs_inode *ip;
+	int ret = bfs_mknod(FS(req), parent, name, mode, rdev, c->uid, c->gid,
+			    target, &ip);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		reply_entry(req, ip);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	make_node(req, parent, name, mode, rdev, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	make_node(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -bfs_unlink(FS(req), parent, name, false));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -bfs_unlink(FS(req), parent, name, true));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	fuse_reply_err(req, -bfs_rename(FS(req), parent, name, newparent,
+					newname, flags));
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct bfs_inode *ip;
+	int ret = bfs_link(FS(req), ino, newparent, newname, &ip);
+
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		reply_entry(req, ip);
+}
+
+static void set_file_flags(fuse_req_t req, struct fuse_file_info *fi)
+{
+	/* Every change goes through this mount, so cached pages stay valid
+	 * across opens. */
+	fi->keep_cache = 1;
+	(void)req;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs_inode *ip;
+	struct bfs_file *f;
+	int ret = bfs_iget(FS(req), ino, &ip);
+
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	if (ctx(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY)
+		ret = -EROFS;
+	if (!ret)
+		ret = bfs_open_file(FS(req), ip, &f);
+	bfs_iput(FS(req), ip);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	set_file_flags(req, fi);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		bfs_release_file(FS(req), f); /* the opener went away */
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct bfs_inode *ip;
+	struct bfs_file *f;
+	struct fuse_entry_param e;
+
+	int ret = bfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777), 0,
+			    c->uid, c->gid, NULL, &ip);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	ret = bfs_open_file(FS(req), ip, &f);
+	if (ret) {
+		bfs_iput(FS(req), ip);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fill_entry(req, ip, &e);
+	bfs_ref_lookup(FS(req), ip);
+	bfs_iput(FS(req), ip);
+	fi->fh = (uint64_t)(uintptr_t)f;
+	set_file_flags(req, fi);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		bfs_release_file(FS(req), f);
+}
+
+static struct bfs_file *FH(struct fuse_file_info *fi)
+{
+	return (struct bfs_file *)(uintptr_t)fi->fh;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	char *buf = malloc(size ? size : 1);
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int64_t n = bfs_read(FS(req), FH(fi), (uint64_t)off, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	int64_t n = bfs_write(FS(req), FH(fi)->ip, (uint64_t)off, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs_inode *ip = FH(fi)->ip;
+
+	(void)ino;
+	/* close(2) does not wait for chunking; it reports an earlier
+	 * background failure, if any. */
+	bfs_flush_async(FS(req), ip);
+	pthread_mutex_lock(&ip->lock);
+	int err = ip->flush_err;
+	pthread_mutex_unlock(&ip->lock);
+	fuse_reply_err(req, -err);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	bfs_release_file(FS(req), FH(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct bfs_inode *ip;
+	int ret;
+
+	(void)datasync;
+	if (fi && fi->fh) {
+		ret = bfs_fsync(FS(req), FH(fi)->ip, true);
+	} else {
+		ret = bfs_iget(FS(req), ino, &ip);
+		if (!ret) {
+			ret = bfs_fsync(FS(req), ip, true);
+			bfs_iput(FS(req), ip);
+		}
+	}
+	fuse_reply_err(req, -ret);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct bfs_dir *d = calloc(1, sizeof(*d));
+
+	(void)ino;
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		free(d);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct bfs_dir *d = (struct bfs_dir *)(uintptr_t)fi->fh;
+	struct bfs *fs = FS(req);
+	struct bfs_inode *dp;
+	char *buf, *p;
+	size_t rem = size;
+	int ret = bfs_iget(fs, ino, &dp);
+
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	if (off == 0 || !d->loaded)
+		ret = bfs_dir_load(fs, dp, d);
+	buf = p = malloc(size);
+	if (!ret && !buf)
+		ret = -ENOMEM;
+	if (ret) {
+		bfs_iput(fs, dp);
+		free(buf);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n + 2; i++) {
+		const char *name;
+		struct fuse_entry_param e = {0};
+		struct bfs_inode *ip = NULL;
+		size_t n;
+
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			e.attr.st_ino = ino;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			const struct bfs_dirent *de = &d->ents[i - 2];
+			name = de->name;
+			e.attr.st_ino = de->ino;
+			e.attr.st_mode = (mode_t)de->dtype << 12;
+			if (plus) {
+				if (bfs_iget(fs, de->ino, &ip))
+					continue; /* gone since the listing */
+				fill_entry(req, ip, &e);
+			}
+		}
+		if (plus)
+			n = fuse_add_direntry_plus(req, p, rem, name, &e,
+						   (off_t)i + 1);
+		else
+			n = fuse_add_direntry(req, p, rem, name, &e.attr,
+					      (off_t)i + 1);
+		if (n > rem) {
+			bfs_iput(fs, ip);
+			break;
+		}
+		if (ip) {
+			bfs_ref_lookup(fs, ip);
+			bfs_iput(fs, ip);
+		}
+		p += n;
+		rem -= n;
+	}
+	bfs_iput(fs, dp);
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct bfs_dir *d = (struct bfs_dir *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	bfs_dir_free(d);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	/* Directory changes are committed as they happen: make them durable. */
+	fuse_reply_err(req, -blk_db_sync(bfs_db(FS(req))));
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+	int ret = bfs_statfs(FS(req), &st);
+
+	(void)ino;
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct bfs_inode *ip;
+	int ret = bfs_iget(FS(req), ino, &ip);
+
+	if (!ret) {
+		ret = bfs_setxattr(FS(req), ip, name, value, size, flags);
+		bfs_iput(FS(req), ip);
+	}
+	fuse_reply_err(req, -ret);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct bfs_inode *ip;
+	char *buf = size ? malloc(size) : NULL;
+	int64_t n;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = bfs_iget(FS(req), ino, &ip);
+	if (!n) {
+		n = bfs_getxattr(FS(req), ip, name, buf, size);
+		bfs_iput(FS(req), ip);
+	}
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct bfs_inode *ip;
+	char *buf = size ? malloc(size) : NULL;
+	int64_t n;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = bfs_iget(FS(req), ino, &ip);
+	if (!n) {
+		n = bfs_listxattr(FS(req), ip, buf, size);
+		bfs_iput(FS(req), ip);
+	}
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct bfs_inode *ip;
+	int ret = bfs_iget(FS(req), ino, &ip);
+
+	if (!ret) {
+		ret = bfs_removexattr(FS(req), ip, name);
+		bfs_iput(FS(req), ip);
+	}
+	fuse_reply_err(req, -ret);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			 off_t offset, off_t length, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, -bfs_fallocate(FS(req), FH(fi)->ip, mode,
+					   (uint64_t)offset,
+					   (uint64_t)length));
+}
+
+static const struct fuse_lowlevel_ops bfs_ops = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.symlink = op_symlink,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.fallocate = op_fallocate,
+};
+
+int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
+		 bfs_ready_fn ready, void *arg, char *err, size_t errlen)
+{
+	struct bfs_fuse bf = {
+		.fs = fs,
+		.timeout = opts->timeout > 0 ? opts->timeout : 1.0,
+		.read_only = opts->read_only,
+	};
+	char o[4096];
+	int ret = -EIO;
+
+	snprintf(o, sizeof(o),
+		 "fsname=%s,subtype=blockfs,default_permissions%s%s%s%s",
+		 opts->fsname, opts->read_only ? ",ro" : "",
+		 opts->allow_other ? ",allow_other" : "",
+		 opts->extra && *opts->extra ? "," : "",
+		 opts->extra ? opts->extra : "");
+	char *argv[] = {"blockfs", "-o", o, opts->debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
+
+	struct fuse_session *se = fuse_session_new(&args, &bfs_ops,
+						   sizeof(bfs_ops), &bf);
+	if (!se) {
+		snprintf(err, errlen, "cannot set up the FUSE session "
+				      "(bad mount options?)");
+		return -EINVAL;
+	}
+	if (fuse_set_signal_handlers(se)) {
+		snprintf(err, errlen, "cannot install signal handlers");
+		goto out_destroy;
+	}
+	if (fuse_session_mount(se, opts->mountpoint)) {
+		snprintf(err, errlen,
+			 "cannot mount on %s (is /dev/fuse usable and "
+			 "fusermount3 installed?)",
+			 opts->mountpoint);
+		goto out_signals;
+	}
+	if (ready)
+		ready(arg);
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	if (!lc) {
+		snprintf(err, errlen, "out of memory");
+		ret = -ENOMEM;
+		goto out_unmount;
+	}
+	fuse_loop_cfg_set_max_threads(lc, 16);
+	fuse_loop_cfg_set_idle_threads(lc, 4);
+	ret = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	if (ret > 0)
+		ret = 0; /* ended by a signal: a clean shutdown */
+	else if (ret < 0)
+		snprintf(err, errlen, "the FUSE session failed: %s",
+			 strerror(-ret));
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
+	return ret;
+}

@@ -1,0 +1,25 @@
+/* Running the filesystem core behind a FUSE low-level session. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "fs/bfs.h"
+
+struct bfs_mount_opts {
+	const char *mountpoint;
+	const char *fsname;
+	bool read_only;
+	bool allow_other;
+	bool debug;
+	const char *extra; /* comma-separated options for the kernel mount */
+	double timeout;    /* attribute and entry cache seconds */
+};
+
+/* Called once the mount is live (e.g. to tell a waiting parent). */
+typedef void (*bfs_ready_fn)(void *arg);
+
+/* Mount @fs at opts->mountpoint and serve it until unmounted or until
+ * SIGTERM/SIGINT/SIGHUP. Returns 0 after a clean unmount, or a negative
+ * errno (with a message in @err) when the mount could not be set up. */
+int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
+		 bfs_ready_fn ready, void *arg, char *err, size_t errlen);

@@ -1,0 +1,123 @@
+/* The filesystem's records in the node database: inodes, directory entries,
+ * extent maps and xattrs, their keys and their versioned binary encodings.
+ *
+ * Column families (after the store's own "blocks" and "refs"):
+ *   inodes   ino(be64)                 -> struct bfs_inode_rec (+ symlink target)
+ *   dirents  parent(be64) name         -> ino(le64) type(u8)
+ *   extents  ino(be64) offset(be64)    -> len(le32) cid(binary)
+ *   xattrs   ino(be64) name            -> value
+ *   meta     ascii key                 -> value (format, next inode, orphans)
+ * Big-endian numbers in keys keep RocksDB's byte order equal to numeric
+ * order, so a prefix scan lists a directory or walks a file's extents in
+ * offset order. Every extent covers one whole block: [offset, offset+len). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "blocks/cid.h"
+#include "blocks/store.h"
+
+enum {
+	BFS_CF_INODES = BLK_CF_USER,
+	BFS_CF_DIRENTS,
+	BFS_CF_EXTENTS,
+	BFS_CF_XATTRS,
+	BFS_CF_META,
+};
+
+extern const char *const bfs_cf_names[]; /* NULL-terminated, in that order */
+
+#define BFS_FORMAT_VERSION 1
+#define BFS_ROOT_INO 1
+#define BFS_NAME_MAX 255
+#define BFS_SYMLINK_MAX 4095
+
+struct bfs_inode_rec {
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t nlink;
+	uint64_t size;
+	uint64_t rdev;
+	uint64_t stored;  /* bytes held in extents (for st_blocks) */
+	struct timespec atime, mtime, ctime, btime;
+};
+
+#define BFS_INODE_REC_LEN 96 /* encoded fixed part */
+#define BFS_EXTENT_VAL_MAX (4 + BLK_CID_MAX_BYTES)
+
+static inline void bfs_put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t bfs_get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void bfs_put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t bfs_get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void bfs_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint32_t bfs_get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* Inode record: fixed part, then the symlink target (no NUL) for links.
+ * bfs_inode_encode writes into @buf (BFS_INODE_REC_LEN + tlen bytes) and
+ * returns the length. bfs_inode_decode returns 0 or -EUCLEAN (unknown
+ * version, short record); @target and @tlen then point into @buf. */
+size_t bfs_inode_encode(const struct bfs_inode_rec *r, const char *target,
+			size_t tlen, uint8_t *buf);
+int bfs_inode_decode(const uint8_t *buf, size_t len, struct bfs_inode_rec *r,
+		     const char **target, size_t *tlen);
+
+/* Keys. Return the key length. */
+size_t bfs_ino_key(uint8_t *key, uint64_t ino);
+size_t bfs_dirent_key(uint8_t *key, uint64_t parent, const char *name,
+		      size_t nlen); /* key: 8 + BFS_NAME_MAX bytes */
+size_t bfs_extent_key(uint8_t *key, uint64_t ino, uint64_t off);
+size_t bfs_xattr_key(uint8_t *key, uint64_t ino, const char *name,
+		     size_t nlen); /* key: 8 + 256 bytes */
+
+/* Directory entry value: ino + d_type. */
+#define BFS_DIRENT_VAL_LEN 9
+void bfs_dirent_encode(uint8_t *val, uint64_t ino, uint8_t dtype);
+int bfs_dirent_decode(const uint8_t *val, size_t len, uint64_t *ino,
+		      uint8_t *dtype);
+
+/* Extent value: length + binary CID. */
+size_t bfs_extent_encode(uint8_t *val, uint32_t len, const struct blk_cid *cid);
+int bfs_extent_decode(const uint8_t *val, size_t vlen, uint32_t *len,
+		      struct blk_cid *cid);
+
+static inline uint8_t bfs_mode_dtype(uint32_t mode)
+{
+	return (uint8_t)((mode & S_IFMT) >> 12);
+}
