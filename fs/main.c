@@ -459,9 +459,18 @@ static pid_t read_pid(const char *node_dir)
 	if (fscanf(f, "%ld", &pid) != 1)
 		pid = 0;
 	fclose(f);
-	if (pid > 0 && kill((pid_t)pid, 0) == 0)
-		return (pid_t)pid;
-	return 0;
+	if (pid <= 0 || kill((pid_t)pid, 0))
+		return 0;
+	/* A killed daemon not yet reaped is a zombie: not in use. */
+	char stat_path[64], state = 0;
+	snprintf(stat_path, sizeof(stat_path), "/proc/%ld/stat", pid);
+	f = fopen(stat_path, "r");
+	if (f) {
+		if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+			state = 0;
+		fclose(f);
+	}
+	return state == 'Z' || state == 'X' ? 0 : (pid_t)pid;
 }
 
 struct ready_ctx {
