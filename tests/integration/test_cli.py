@@ -248,6 +248,8 @@ def test_mount_t_blockfs(node_dir, mnt, helper_installed, background_mounts):
     ('defaults,noauto,user,x-systemd.requires=network-online.target,'
      'comment=test', False),
     ('ro,_netdev,nofail', True),
+    # Generic VFS options people put in fstab; the kernel applies them.
+    ('defaults,noatime,nosuid,nodev,noexec', False),
 ])
 def test_fstab_line(node_dir, mnt, tmp_path, helper_installed,
                     background_mounts, opts, ro):

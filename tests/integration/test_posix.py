@@ -479,3 +479,23 @@ def test_statfs(mount):
         f'statfs says {total} bytes on a {disk_total}-byte disk'
     assert st.f_namemax >= 255
     assert st.f_frsize > 0 and st.f_bsize > 0
+
+
+def test_cp_a_keeps_modes(mount, tmp_path):
+    """cp -a copies a file's ACL (system.posix_acl_access) after creating it
+    0600; the filesystem must either apply that ACL to the mode or refuse it
+    (EOPNOTSUPP, so cp falls back to chmod). Storing it inertly loses the
+    mode."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    os.chmod(src, 0o755)
+    f = src / 'f'
+    f.write_bytes(b'x')
+    os.chmod(f, 0o644)
+    g = src / 'g'
+    g.write_bytes(b'y')
+    os.chmod(g, 0o751)
+    util.run(['cp', '-a', str(src), p(mount, 'dst')])
+    assert stat.S_IMODE(os.stat(p(mount, 'dst')).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(p(mount, 'dst', 'f')).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(p(mount, 'dst', 'g')).st_mode) == 0o751
