@@ -40,7 +40,19 @@ struct bfs {
 	uint64_t dirty_bytes; /* q_lock: all dirty + flushing bytes */
 	pthread_t *flushers;
 	unsigned nflushers;
+
+	/* Space reclamation: deleted blocks leave garbage in blob files
+	 * until a compaction; the maintenance thread runs one once enough
+	 * was freed and writes have paused, and bfs_close runs a last one. */
+	pthread_t maint;
+	bool maint_started;
+	pthread_cond_t maint_cond; /* q_lock */
+	uint64_t freed;            /* q_lock: bytes freed since compaction */
+	uint64_t maint_prev;       /* q_lock: stored bytes at the last look */
 };
+
+#define COMPACT_AFTER (128ull << 20)
+#define MAINT_PERIOD_S 2
 
 struct blk_db *bfs_db(struct bfs *fs)
 {
@@ -405,6 +417,7 @@ struct run {
 	uint64_t ea, eb;     /* file range re-chunked */
 	size_t ext0, next;   /* its old extents in the extent list */
 	uint8_t *buf;        /* new content of [ea, eb) */
+	bool borrowed;       /* buf is a flushing segment's, not ours */
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -490,6 +503,17 @@ static int fill_run(struct bfs *fs, struct bfs_inode *ip, struct run *r,
 {
 	uint64_t len = r->eb - r->ea;
 
+	/* New data that replaces nothing (appends): chunk it where it lies. */
+	if (r->next == 0) {
+		for (size_t i = 0; i < ip->flushing.n; i++) {
+			struct wb_seg *s = &ip->flushing.segs[i];
+			if (s->off == r->ea && s->len == len) {
+				r->buf = s->data;
+				r->borrowed = true;
+				return 0;
+			}
+		}
+	}
 	r->buf = malloc(len ? len : 1);
 	if (!r->buf)
 		return -ENOMEM;
@@ -717,7 +741,8 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 
 	blk_txn_free(t);
 	for (size_t i = 0; i < nruns; i++)
-		free(runs[i].buf);
+		if (!runs[i].borrowed)
+			free(runs[i].buf);
 	free(runs);
 	bfs_extent_list_free(&exts);
 	if (committed && !ret)
@@ -1818,6 +1843,46 @@ static int load_meta_u64(struct bfs *fs, const char *key, uint64_t *v)
 	return 0;
 }
 
+static void *maint_main(void *arg)
+{
+	struct bfs *fs = arg;
+	struct blk_store_stats st;
+
+	pthread_mutex_lock(&fs->q_lock);
+	while (!fs->q_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += MAINT_PERIOD_S;
+		pthread_cond_timedwait(&fs->maint_cond, &fs->q_lock, &ts);
+		if (fs->q_stop)
+			break;
+		uint64_t prev = fs->maint_prev, cur = prev;
+		pthread_mutex_unlock(&fs->q_lock);
+		if (blk_store_stats(fs->db, &st) == 0)
+			cur = st.bytes;
+		pthread_mutex_lock(&fs->q_lock);
+		if (cur < prev)
+			fs->freed += prev - cur;
+		fs->maint_prev = cur;
+		/* Compact when enough is garbage and the store is quiet. */
+		bool go = fs->freed >= COMPACT_AFTER && cur <= prev;
+		if (!go)
+			continue;
+		uint64_t freed = fs->freed;
+		fs->freed = 0;
+		pthread_mutex_unlock(&fs->q_lock);
+		int ret = blk_db_compact(fs->db);
+		if (ret)
+			bfs_log_err("compaction failed: %s", strerror(-ret));
+		else
+			bfs_log_info("compacted after %llu MiB were freed",
+				     (unsigned long long)(freed >> 20));
+		pthread_mutex_lock(&fs->q_lock);
+	}
+	pthread_mutex_unlock(&fs->q_lock);
+	return NULL;
+}
+
 int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	     size_t errlen)
 {
@@ -1839,6 +1904,7 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	pthread_mutex_init(&fs->itab_lock, NULL);
 	pthread_mutex_init(&fs->q_lock, NULL);
 	pthread_cond_init(&fs->q_cond, NULL);
+	pthread_cond_init(&fs->maint_cond, NULL);
 
 	snprintf(path, sizeof(path), "%s/db", cfg->node_dir);
 	struct blk_db_options o = {
@@ -1906,6 +1972,15 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 			goto fail;
 		}
 	}
+	if (!cfg->read_only) {
+		struct blk_store_stats st;
+		if (blk_store_stats(fs->db, &st) == 0)
+			fs->maint_prev = st.bytes;
+		ret = -pthread_create(&fs->maint, NULL, maint_main, fs);
+		if (ret)
+			goto fail;
+		fs->maint_started = true;
+	}
 	*out = fs;
 	return 0;
 fail:
@@ -1962,7 +2037,10 @@ int bfs_close(struct bfs *fs)
 		pthread_mutex_lock(&fs->q_lock);
 		fs->q_stop = true;
 		pthread_cond_broadcast(&fs->q_cond);
+		pthread_cond_broadcast(&fs->maint_cond);
 		pthread_mutex_unlock(&fs->q_lock);
+		if (fs->maint_started)
+			pthread_join(fs->maint, NULL);
 		for (unsigned i = 0; i < fs->nflushers; i++)
 			pthread_join(fs->flushers[i], NULL);
 		free(fs->flushers);
@@ -1983,6 +2061,16 @@ int bfs_close(struct bfs *fs)
 	if (fs->db && !fs->cfg.read_only) {
 		int r = blk_db_sync(fs->db);
 		ret = ret ? ret : r;
+		/* Give back the space of whatever was deleted since the last
+		 * compaction (including files freed just now). */
+		struct blk_store_stats st = {0};
+		blk_store_stats(fs->db, &st);
+		if (fs->freed || st.bytes < fs->maint_prev) {
+			r = blk_db_compact(fs->db);
+			if (r)
+				bfs_log_err("compaction at unmount failed: %s",
+					    strerror(-r));
+		}
 	}
 	blk_db_close(fs->db);
 	free(fs->node_dir);

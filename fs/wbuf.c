@@ -77,10 +77,20 @@ static int merge(struct wbuf *w, size_t i, size_t j, uint64_t off,
 
 	uint64_t nlen = end - start;
 	struct wb_seg *first = &w->segs[i];
+	/* Growing the first segment (appends) reallocates it, which often
+	 * extends it where it is. Older bytes winning means copying them over
+	 * the new ones: never in place. */
+	bool in_place = over && first->off == start;
+	if (in_place && first->cap < nlen) {
+		size_t ncap = grow_cap(nlen);
+		uint8_t *nb = realloc(first->data, ncap);
+		if (!nb)
+			return -ENOMEM;
+		first->data = nb;
+		first->cap = ncap;
+	}
 	uint8_t *buf = first->data;
 	size_t cap = first->cap;
-	/* Older bytes winning means copying them over the new ones: never in place. */
-	bool in_place = over && first->off == start && first->cap >= nlen;
 
 	if (!in_place) {
 		cap = grow_cap(nlen);
