@@ -215,44 +215,56 @@ def test_kill9_during_writes(make_mount, node_dir, mnt, tmp_path):
 @pytest.mark.slow
 def test_dedup_and_reclaim(make_mount, node_dir, mnt, big_file):
     """The same large file copied in ten times is stored about once; deleting
-    the copies gives the space back."""
+    the copies gives the space back. All figures are taken first, then
+    checked, so that a failure shows the whole picture."""
     copies = util.env_int('BLOCKFS_TEST_DEDUP_COPIES', 10)
     size = os.path.getsize(big_file)
+    fig = {}
     m = make_mount(node_dir, mnt)
-    s0 = util.status(node_dir)
+    fig['empty'] = util.status(node_dir)
     util.run(['cp', big_file, os.path.join(mnt, 'copy0')], timeout=1800)
     util.syncfs(mnt)
-    s1 = util.status(node_dir)
-    one = s1['stored_bytes'] - s0['stored_bytes']
-    assert 0.99 * size <= one <= 1.05 * size, \
-        f'one copy of {size} random bytes stored as {one}'
+    fig['one copy'] = util.status(node_dir)
     for i in range(1, copies):
         util.run(['cp', big_file, os.path.join(mnt, f'copy{i}')], timeout=1800)
     util.syncfs(mnt)
-    sn = util.status(node_dir)
-    grown = sn['stored_bytes'] - s0['stored_bytes']
-    assert grown <= 1.05 * one, \
-        f'{copies} copies stored as {grown} bytes, one as {one}'
-    assert sn['logical_bytes'] >= copies * size
-    assert sn['dedup_ratio'] >= 0.9 * copies, sn
+    fig[f'{copies} copies'] = util.status(node_dir)
     util.drop_caches(mnt)
     want = util.sha256_file(big_file)
     assert util.sha256_file(os.path.join(mnt, f'copy{copies - 1}')) == want
     m.stop()
-    peak = util.status(node_dir)
-    assert peak['disk_bytes'] >= 0.9 * size, f'{size} bytes on {peak}'
+    fig['unmounted'] = util.status(node_dir)
     m.start()
     for i in range(copies):
         os.unlink(os.path.join(mnt, f'copy{i}'))
     util.syncfs(mnt)
-    s_del = util.status(node_dir)
-    assert s_del['stored_bytes'] <= s0['stored_bytes'] + 0.01 * size + MiB, \
-        f'deleted data still stored: {s_del}'
-    assert s_del['logical_bytes'] <= s0['logical_bytes'] + MiB
+    fig['deleted'] = util.status(node_dir)
     m.stop()
-    after = util.status(node_dir)
-    assert after['disk_bytes'] <= peak['disk_bytes'] - 0.5 * size, \
-        f'disk not reclaimed after unmount: peak {peak}, now {after}'
+    fig['deleted, unmounted'] = util.status(node_dir)
+
+    table = '\n'.join(
+        f'{k:>20}: stored {v["stored_bytes"]:>13,} logical '
+        f'{v["logical_bytes"]:>14,} disk {v["disk_bytes"]:>14,} '
+        f'blocks {v["blocks"]:>7} ratio {v["dedup_ratio"]}'
+        for k, v in fig.items())
+    table = f'file size {size:,}\n{table}'
+    base = fig['empty']['stored_bytes']
+    one = fig['one copy']['stored_bytes'] - base
+    many = fig[f'{copies} copies']
+    assert 0.99 * size <= one <= 1.05 * size, \
+        f'one copy of random data is not stored as its size after syncfs\n{table}'
+    assert many['stored_bytes'] - base <= 1.05 * size, \
+        f'{copies} identical copies grew the store by more than 5%\n{table}'
+    assert many['logical_bytes'] >= copies * size, table
+    assert many['dedup_ratio'] >= 0.9 * copies, table
+    assert fig['unmounted']['disk_bytes'] >= 0.9 * size, table
+    assert fig['deleted']['stored_bytes'] <= base + 0.01 * size + MiB, \
+        f'deleted data still counted as stored\n{table}'
+    assert fig['deleted']['logical_bytes'] <= \
+        fig['empty']['logical_bytes'] + MiB, table
+    assert fig['deleted, unmounted']['disk_bytes'] <= \
+        fig['unmounted']['disk_bytes'] - 0.5 * size, \
+        f'disk space not reclaimed after delete and unmount\n{table}'
 
 
 def test_shifted_content_dedups(mount):
