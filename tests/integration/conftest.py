@@ -17,7 +17,9 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 
 import pytest
 
@@ -53,6 +55,48 @@ def sweep_leftovers():
     """Last line of defence: whatever a test left mounted or running."""
     yield
     util.sweep()
+
+
+def _test_timeout_seconds(config):
+    """The per-test timeout of pytest-timeout, if it is in use."""
+    for get in (lambda: config.getoption('timeout'),
+                lambda: config.getini('timeout')):
+        try:
+            val = get()
+        except (ValueError, KeyError):
+            continue
+        if val not in (None, ''):
+            return float(val)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def watchdog(request):
+    """A test stuck in a syscall on a hung mount cannot be interrupted by
+    pytest-timeout's SIGALRM (FUSE waits only for fatal signals). Shortly
+    before that timeout, kill the daemons this test started: the kernel
+    aborts their connections, the syscall fails with ENOTCONN, the test
+    fails, and its fixtures clean up."""
+    limit = _test_timeout_seconds(request.config)
+    if not limit:
+        yield
+        return
+    before = set(util.LIVE_DAEMONS)
+
+    def fire():
+        for pid, node in set(util.LIVE_DAEMONS) - before:
+            if util.pid_alive(pid) and util.is_blockfs_pid(pid, node):
+                print(f'watchdog: killing blockfs pid {pid} ({node}): the '
+                      f'test is about to time out', file=sys.stderr)
+                os.kill(pid, 9)
+
+    timer = threading.Timer(max(limit - 30, limit * 0.9), fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture(scope='session')

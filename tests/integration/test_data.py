@@ -284,3 +284,73 @@ def test_shifted_content_dedups(mount):
     grown = s2['stored_bytes'] - s1['stored_bytes']
     assert grown <= 0.1 * size, f'a shifted copy added {grown} bytes'
     assert read(os.path.join(mount.mnt, 'shifted'))[98:] == data
+
+
+def test_concurrent_writers(mount):
+    """Several threads write, overwrite and read back files at once (the
+    daemon is multi-threaded); everything matches after a remount."""
+    import threading
+    nthreads, size = 6, 12 * MiB
+    want = {}
+    errors = []
+
+    def worker(t):
+        try:
+            rng = random.Random(t)
+            for k in range(3):
+                path = os.path.join(mount.mnt, f't{t}', f'f{k}')
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                data = bytearray(rng.randbytes(size))
+                with open(path, 'wb') as f:
+                    pos = 0
+                    while pos < size:
+                        n = rng.randint(1, 300_000)
+                        f.write(data[pos:pos + n])
+                        pos += n
+                with open(path, 'r+b') as f:
+                    for _ in range(20):
+                        off = rng.randrange(size)
+                        patch = rng.randbytes(rng.randint(1, 100_000))
+                        f.seek(off)
+                        f.write(patch)
+                        data[off:off + len(patch)] = patch
+                data = bytes(data)
+                if read(path) != data:
+                    errors.append(f'{path} differs right after writing')
+                want[path] = data
+        except Exception as exc:  # reported below
+            errors.append(f'thread {t}: {exc!r}')
+
+    threads = [threading.Thread(target=worker, args=(t,))
+               for t in range(nthreads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=600)
+    assert not any(th.is_alive() for th in threads), 'writers hung'
+    assert errors == []
+    mount.remount()
+    for path, data in want.items():
+        assert read(path) == data, f'{path} differs after remount'
+
+
+def test_write_while_renamed(mount):
+    """A file renamed (and its directory renamed) while open for writing
+    keeps everything written before and after, under its new name."""
+    os.mkdir(os.path.join(mount.mnt, 'a'))
+    f = open(os.path.join(mount.mnt, 'a', 'f'), 'wb')
+    try:
+        first = os.urandom(3 * MiB)
+        f.write(first)
+        os.rename(os.path.join(mount.mnt, 'a', 'f'),
+                  os.path.join(mount.mnt, 'a', 'g'))
+        os.rename(os.path.join(mount.mnt, 'a'), os.path.join(mount.mnt, 'b'))
+        second = os.urandom(3 * MiB)
+        f.write(second)
+        f.flush()
+        os.fsync(f.fileno())
+    finally:
+        f.close()
+    mount.remount()
+    assert os.listdir(mount.mnt) == ['b']
+    assert read(os.path.join(mount.mnt, 'b', 'g')) == first + second
