@@ -49,6 +49,9 @@ struct bfs {
 	pthread_cond_t maint_cond; /* q_lock */
 	uint64_t freed;            /* q_lock: bytes freed since compaction */
 	uint64_t maint_prev;       /* q_lock: stored bytes at the last look */
+
+	/* Counters for the log at unmount (relaxed atomics). */
+	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
 };
 
 #define COMPACT_AFTER (128ull << 20)
@@ -639,6 +642,8 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 			if (all_zero(p, ch[k].len))
 				continue; /* stays a hole */
 			blk_cid_compute(&cid, BLK_CODEC_RAW, p, ch[k].len);
+			__atomic_fetch_add(&fs->n_hashed, ch[k].len,
+					   __ATOMIC_RELAXED);
 			blk_txn_put(t, BFS_CF_EXTENTS, key,
 				    bfs_extent_key(key, ip->ino, ch[k].off), val,
 				    bfs_extent_encode(val, ch[k].len, &cid));
@@ -747,6 +752,10 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 	bfs_extent_list_free(&exts);
 	if (committed && !ret)
 		*committed = (uint64_t)done;
+	__atomic_fetch_add(&fs->n_flushes, 1, __ATOMIC_RELAXED);
+	if (!ret)
+		__atomic_fetch_add(&fs->n_committed, (uint64_t)done,
+				   __ATOMIC_RELAXED);
 	return ret;
 }
 
@@ -785,6 +794,7 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 	pthread_mutex_unlock(&fs->q_lock);
 	if (over) {
 		uint64_t done;
+		__atomic_fetch_add(&fs->n_sync_flushes, 1, __ATOMIC_RELAXED);
 		ret = flush_inode(fs, ip, false, &done);
 		if (!ret && !done)
 			ret = flush_inode(fs, ip, true, NULL);
@@ -2033,6 +2043,13 @@ int bfs_close(struct bfs *fs)
 		return 0;
 	if (fs->db && fs->flushers)
 		ret = bfs_sync_all(fs);
+	if (fs->n_flushes)
+		bfs_log_info("%llu flushes (%llu by writers over the memory "
+			     "bound), %llu MiB committed, %llu MiB hashed",
+			     (unsigned long long)fs->n_flushes,
+			     (unsigned long long)fs->n_sync_flushes,
+			     (unsigned long long)(fs->n_committed >> 20),
+			     (unsigned long long)(fs->n_hashed >> 20));
 	if (fs->flushers) {
 		pthread_mutex_lock(&fs->q_lock);
 		fs->q_stop = true;
