@@ -35,6 +35,7 @@ struct bfs {
 
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
+	pthread_cond_t q_drain; /* dirty_bytes went down */
 	struct bfs_inode *q_head, *q_tail;
 	bool q_stop;
 	uint64_t dirty_bytes; /* q_lock: all dirty + flushing bytes */
@@ -337,6 +338,8 @@ static void dirty_account(struct bfs *fs, int64_t delta)
 		return;
 	pthread_mutex_lock(&fs->q_lock);
 	fs->dirty_bytes += (uint64_t)delta;
+	if (delta < 0)
+		pthread_cond_broadcast(&fs->q_drain);
 	pthread_mutex_unlock(&fs->q_lock);
 }
 
@@ -396,7 +399,8 @@ static void *flusher_main(void *arg)
 				    strerror(-ret));
 		pthread_mutex_lock(&ip->lock);
 		bool again = !ret && !ip->queued &&
-			     (ip->dirty.bytes >= fs->cfg.flush_at ||
+			     (ip->dirty.bytes >=
+				      ip->flush_floor + fs->cfg.flush_at ||
 			      (ip->nopen == 0 && ip->dirty.n));
 		if (again)
 			ip->queued = true;
@@ -421,6 +425,12 @@ struct run {
 	size_t ext0, next;   /* its old extents in the extent list */
 	uint8_t *buf;        /* new content of [ea, eb) */
 	bool borrowed;       /* buf is a flushing segment's, not ours */
+	/* Boundaries: the run starts where an old block started (or at 0),
+	 * and ends where an old block ends or the next one begins. Only
+	 * then are its first and last cuts where one-shot chunking of the
+	 * whole file would put them. */
+	bool start_anchored, end_anchored;
+	uint64_t keep;       /* [keep, eb) goes back to the buffer */
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -458,8 +468,11 @@ static int plan_runs(struct bfs *fs, struct bfs_inode *ip,
 				     &tmp);
 		if (ret)
 			break;
-		while (tmp.n && tmp.v[tmp.n - 1].off >= b)
+		bool next_at_b = false;
+		while (tmp.n && tmp.v[tmp.n - 1].off >= b) {
+			next_at_b |= tmp.v[tmp.n - 1].off == b;
 			tmp.n--;
+		}
 		uint64_t ea = a, eb = b;
 		if (tmp.n) {
 			if (tmp.v[0].off < ea)
@@ -470,15 +483,21 @@ static int plan_runs(struct bfs *fs, struct bfs_inode *ip,
 				eb = end;
 		}
 		struct run *r = nruns ? &runs[nruns - 1] : NULL;
+		bool end_anchored = eb > b || next_at_b;
 		if (r && ea <= r->eb) {
-			if (eb > r->eb)
+			if (eb >= r->eb) {
 				r->eb = eb;
+				r->end_anchored = end_anchored;
+			}
 		} else {
 			r = &runs[nruns++];
 			r->ea = ea;
 			r->eb = eb;
 			r->ext0 = exts->n;
 			r->next = 0;
+			r->end_anchored = end_anchored;
+			r->start_anchored =
+				ea == 0 || (tmp.n && tmp.v[0].off == ea);
 		}
 		for (size_t k = 0; k < tmp.n; k++) {
 			if (r->next && tmp.v[k].off <=
@@ -589,12 +608,11 @@ static int chunk_run(struct bfs *fs, const struct run *r, struct chunk **out,
  * more data is likely to follow. Returns the bytes committed or -errno. */
 static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 			 struct blk_txn *t, struct run *runs, size_t nruns,
-			 const struct bfs_extent_list *exts, uint64_t size,
-			 bool final, uint64_t *tail_off, int64_t *stored_delta)
+			 const struct bfs_extent_list *exts, bool final,
+			 int64_t *stored_delta)
 {
 	int64_t committed = 0;
 
-	*tail_off = UINT64_MAX;
 	*stored_delta = 0;
 	for (size_t i = 0; i < nruns; i++) {
 		struct run *r = &runs[i];
@@ -602,10 +620,21 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 		size_t nch;
 		uint64_t end = r->eb;
 
+		r->keep = UINT64_MAX;
+		/* Data that follows a gap (writeback out of order, a hole
+		 * being filled) waits for what comes before it, unless this
+		 * flush must commit everything. */
+		if (!final && !r->start_anchored) {
+			r->keep = r->ea;
+			continue;
+		}
 		int ret = chunk_run(fs, r, &ch, &nch);
 		if (ret)
 			return ret;
-		if (!final && i == nruns - 1 && r->eb >= size) {
+		/* A run not followed by stable data (the end of a file being
+		 * appended to, or a gap) commits up to its last
+		 * content-defined cut; the rest waits for what follows. */
+		if (!final && !r->end_anchored) {
 			uint64_t old_end = r->ea;
 			for (size_t k = r->ext0; k < r->ext0 + r->next; k++)
 				old_end = exts->v[k].off + exts->v[k].len;
@@ -616,7 +645,7 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 					end = ce;
 			}
 			if (end < r->eb)
-				*tail_off = end;
+				r->keep = end;
 			if (end == r->ea) {
 				free(ch);
 				continue; /* nothing to commit yet */
@@ -669,7 +698,6 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 	struct bfs_extent_list exts = {0};
 	struct run *runs = NULL;
 	size_t nruns = 0;
-	uint64_t tail_off = UINT64_MAX;
 	int64_t stored_delta = 0, done = 0;
 	struct blk_txn *t = NULL;
 	int ret;
@@ -687,7 +715,6 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 	}
 	ip->editing = true;
 	wbuf_take(&ip->dirty, &ip->flushing);
-	uint64_t size = ip->rec.size;
 	pthread_mutex_unlock(&ip->lock);
 
 	ret = plan_runs(fs, ip, &exts, &runs, &nruns);
@@ -699,8 +726,8 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 			ret = -ENOMEM;
 	}
 	if (!ret) {
-		done = build_txn(fs, ip, t, runs, nruns, &exts, size, final,
-				 &tail_off, &stored_delta);
+		done = build_txn(fs, ip, t, runs, nruns, &exts, final,
+				 &stored_delta);
 		if (done < 0)
 			ret = (int)done;
 	}
@@ -714,16 +741,14 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 		txn_put_inode(t, ip);
 		ret = blk_txn_commit(t, false);
 	}
-	if (!ret) {
-		/* The uncommitted tail goes back under newer writes. */
-		struct run *last = nruns ? &runs[nruns - 1] : NULL;
-		if (tail_off != UINT64_MAX && last) {
-			int r2 = wbuf_write_under(&ip->dirty, tail_off,
-						  last->buf + (tail_off - last->ea),
-						  last->eb - tail_off);
-			if (r2)
-				ret = r2; /* data is still in flushing: keep it */
-		}
+	/* What was not committed goes back under newer writes. */
+	for (size_t i = 0; !ret && i < nruns; i++) {
+		struct run *r = &runs[i];
+		if (r->keep == UINT64_MAX)
+			continue;
+		ret = wbuf_write_under(&ip->dirty, r->keep,
+				       r->buf + (r->keep - r->ea),
+				       r->eb - r->keep);
 	}
 	if (ret) {
 		for (size_t i = 0; i < ip->flushing.n; i++) {
@@ -738,6 +763,8 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 	}
 	wbuf_clear(&ip->flushing);
 	uint64_t after = ip->dirty.bytes;
+	/* Left-over bytes wait for a flush_at more before the next try. */
+	ip->flush_floor = final || ret ? 0 : after;
 	ip->editing = false;
 	pthread_cond_broadcast(&ip->cond);
 	pthread_mutex_unlock(&ip->lock);
@@ -756,6 +783,42 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 	if (!ret)
 		__atomic_fetch_add(&fs->n_committed, (uint64_t)done,
 				   __ATOMIC_RELAXED);
+	return ret;
+}
+
+/* Over the memory bound, a writer first chunks its own file (a flush that
+ * keeps chunk boundaries where they belong), then waits for the flushers;
+ * only if nothing moves for THROTTLE_WAIT_MS does it force out its own
+ * file whole. Returns 0 or the error of that flush. */
+#define THROTTLE_WAIT_MS 2000
+static int throttle(struct bfs *fs, struct bfs_inode *ip)
+{
+	pthread_mutex_lock(&fs->q_lock);
+	bool over = fs->dirty_bytes > fs->cfg.dirty_max;
+	pthread_mutex_unlock(&fs->q_lock);
+	if (!over)
+		return 0;
+	__atomic_fetch_add(&fs->n_sync_flushes, 1, __ATOMIC_RELAXED);
+	int ret = flush_inode(fs, ip, false, NULL);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&fs->q_lock);
+	for (int waited = 0; fs->dirty_bytes > fs->cfg.dirty_max &&
+			     waited < THROTTLE_WAIT_MS;
+	     waited += 100) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fs->q_drain, &fs->q_lock, &ts);
+	}
+	over = fs->dirty_bytes > fs->cfg.dirty_max;
+	pthread_mutex_unlock(&fs->q_lock);
+	if (over)
+		ret = flush_inode(fs, ip, true, NULL);
 	return ret;
 }
 
@@ -778,7 +841,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		ip->rec.size = off + len;
 	now(&ip->rec.mtime);
 	ip->rec.ctime = ip->rec.mtime;
-	bool queue = !ip->queued && ip->dirty.bytes >= fs->cfg.flush_at;
+	bool queue = !ip->queued &&
+		     ip->dirty.bytes >= ip->flush_floor + fs->cfg.flush_at;
 	if (queue)
 		ip->queued = true;
 	int64_t delta = (int64_t)ip->dirty.bytes - (int64_t)before;
@@ -787,21 +851,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 	if (queue)
 		enqueue(fs, ip);
 	dirty_account(fs, delta);
-
-	/* Over the memory bound: this writer chunks its own file now. */
-	pthread_mutex_lock(&fs->q_lock);
-	bool over = fs->dirty_bytes > fs->cfg.dirty_max;
-	pthread_mutex_unlock(&fs->q_lock);
-	if (over) {
-		uint64_t done;
-		__atomic_fetch_add(&fs->n_sync_flushes, 1, __ATOMIC_RELAXED);
-		ret = flush_inode(fs, ip, false, &done);
-		if (!ret && !done)
-			ret = flush_inode(fs, ip, true, NULL);
-		if (ret)
-			return ret;
-	}
-	return (int64_t)len;
+	ret = throttle(fs, ip);
+	return ret ? ret : (int64_t)len;
 }
 
 int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable)
@@ -1685,12 +1736,21 @@ int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d)
 
 /* ---- extended attributes ----------------------------------------------- */
 
+/* POSIX ACLs are not supported yet: refusing them makes cp -a and tar
+ * fall back to chmod instead of storing an ACL nobody enforces. */
+static bool is_acl(const char *name)
+{
+	return !strncmp(name, "system.posix_acl_", 17);
+}
+
 int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		 const void *value, size_t size, int flags)
 {
 	uint8_t key[8 + 256];
 	size_t nlen = strlen(name);
 
+	if (is_acl(name))
+		return -EOPNOTSUPP;
 	if (fs->cfg.read_only)
 		return -EROFS;
 	if (nlen == 0 || nlen > 255)
@@ -1726,6 +1786,8 @@ int64_t bfs_getxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	uint8_t key[8 + 256];
 	size_t nlen = strlen(name);
 
+	if (is_acl(name))
+		return -EOPNOTSUPP;
 	if (nlen == 0 || nlen > 255)
 		return -ENODATA;
 	int64_t r = blk_db_get_into(fs->db, BFS_CF_XATTRS, key,
@@ -1773,6 +1835,8 @@ int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name)
 	uint8_t key[8 + 256], probe;
 	size_t nlen = strlen(name);
 
+	if (is_acl(name))
+		return -EOPNOTSUPP;
 	if (fs->cfg.read_only)
 		return -EROFS;
 	if (nlen == 0 || nlen > 255)
@@ -1915,6 +1979,7 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	pthread_mutex_init(&fs->q_lock, NULL);
 	pthread_cond_init(&fs->q_cond, NULL);
 	pthread_cond_init(&fs->maint_cond, NULL);
+	pthread_cond_init(&fs->q_drain, NULL);
 
 	snprintf(path, sizeof(path), "%s/db", cfg->node_dir);
 	struct blk_db_options o = {
@@ -1924,6 +1989,19 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 		.read_only = cfg->read_only,
 	};
 	ret = blk_db_open(path, &o, &fs->db, err, errlen);
+	if (ret == -ENOENT && cfg->read_only) {
+		/* A node never mounted yet: create its empty filesystem, then
+		 * serve it read-only. */
+		struct bfs_config rw = *cfg;
+		struct bfs *tmp;
+		rw.read_only = false;
+		err[0] = 0;
+		ret = bfs_open(&rw, &tmp, err, errlen);
+		if (!ret)
+			ret = bfs_close(tmp);
+		if (!ret)
+			ret = blk_db_open(path, &o, &fs->db, err, errlen);
+	}
 	if (ret)
 		goto fail;
 

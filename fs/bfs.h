@@ -62,6 +62,7 @@ struct bfs_inode {
 	bool editing;             /* lock: a flush or truncate owns the extents */
 	bool queued;              /* lock: on the flush queue */
 	int flush_err;            /* lock: sticky background flush error */
+	uint64_t flush_floor;     /* lock: dirty bytes a flush left behind */
 	uint32_t nopen;           /* lock: open file handles */
 	struct bfs_inode *qnext;  /* q_lock */
 };

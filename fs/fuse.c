@@ -56,8 +56,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	struct bfs_fuse *bf = userdata;
 
 	conn->max_write = 1u << 20;
-	if (conn->max_readahead > (1u << 20))
-		conn->max_readahead = 1u << 20;
+	/* The kernel keeps min(its bdi read-ahead, this): the bdi value was
+	 * raised before INIT (set_read_ahead), so ask for as much here. */
+	conn->max_readahead = 64u << 20;
 	if (!bf->read_only && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
@@ -342,16 +343,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct bfs_inode *ip = FH(fi)->ip;
-
 	(void)ino;
-	/* close(2) does not wait for chunking; it reports an earlier
-	 * background failure, if any. */
-	bfs_flush_async(FS(req), ip);
-	pthread_mutex_lock(&ip->lock);
-	int err = ip->flush_err;
-	pthread_mutex_unlock(&ip->lock);
-	fuse_reply_err(req, -err);
+	/* close(2): the kernel has written this file's cached pages back
+	 * to us; chunk what is left into the local store so the data is
+	 * accounted and any error reaches close(). This is local work
+	 * bounded by the write buffer; it never waits for the network and
+	 * does not sync the disk (fsync does). */
+	fuse_reply_err(req, -bfs_fsync(FS(req), FH(fi)->ip, false));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -592,6 +590,42 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 					   (uint64_t)length));
 }
 
+/* The kernel offers FUSE mounts its default read-ahead (128 KiB) and a
+ * daemon may only lower it; sequential reads want ~1 MiB. Set the mount's
+ * bdi read_ahead_kb (root only). The device number comes from mountinfo:
+ * stat(2) on our own mountpoint would wait for this very daemon. */
+static void set_read_ahead(const char *mnt, unsigned kb)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], path[128];
+	unsigned maj = 0, min = 0;
+	bool found = false;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[4096];
+		unsigned a, b;
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mp) == 3 &&
+		    !strcmp(mp, mnt) && strstr(line, " fuse.blockfs ")) {
+			maj = a;
+			min = b;
+			found = true; /* the last match is the newest mount */
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj,
+		 min);
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%u\n", kb) < 0)
+		bfs_log_warn("cannot set read-ahead to %u KiB (%s): %s", kb,
+			     path, strerror(errno));
+	if (f)
+		fclose(f);
+}
+
 static const struct fuse_lowlevel_ops bfs_ops = {
 	.init = op_init,
 	.destroy = op_destroy,
@@ -666,6 +700,8 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 			 opts->mountpoint);
 		goto out_signals;
 	}
+	if (opts->read_ahead_kb)
+		set_read_ahead(opts->mountpoint, opts->read_ahead_kb);
 	if (ready)
 		ready(arg);
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();

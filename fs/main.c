@@ -300,6 +300,8 @@ static const char mount_usage[] =
 	"  chunk_size=SIZE       average chunk size, a power of two\n"
 	"  cache_size=SIZE       RocksDB block cache (default 64M)\n"
 	"  dirty_max=SIZE        unchunked write data held in memory (default 256M)\n"
+	"  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
+	"                        needs root)\n"
 	"  fsname=NAME           name shown in /proc/mounts\n"
 	"  nonempty              allow mounting over a non-empty directory\n"
 	"  nosuid, nodev, noexec, suid, dev, exec, noatime, relatime\n"
@@ -382,6 +384,11 @@ static int parse_mount_opts(char *s, struct mount_cfg *mc)
 			if (bfs_parse_size(val, &v) || v < (1u << 20))
 				return -EINVAL;
 			mc->fs.dirty_max = v;
+		} else if (!strcmp(tok, "read_ahead") && val) {
+			if (bfs_parse_size(val, &v) || v < 4096 ||
+			    v > (64u << 20))
+				return -EINVAL;
+			mc->mo.read_ahead_kb = (unsigned)(v >> 10);
 		} else if (!strcmp(tok, "fsname") && val) {
 			snprintf(mc->fsname, sizeof(mc->fsname), "%s", val);
 		} else {
@@ -595,6 +602,8 @@ static int cmd_mount(int argc, char **argv)
 	mc.mo.fsname = mc.fsname;
 	mc.mo.extra = mc.extra;
 	mc.mo.timeout = 1.0;
+	if (!mc.mo.read_ahead_kb)
+		mc.mo.read_ahead_kb = 1024;
 	if (mc.mo.debug)
 		fg = true;
 
