@@ -71,6 +71,7 @@ struct bfs_inode {
  * smaller than the read size do not fetch it again. */
 struct bfs_file {
 	struct bfs_inode *ip;
+	struct bfs_file *prev, *next; /* fs->files (itab_lock) */
 	pthread_mutex_t lock;
 	struct blk_cid cid;
 	void *data;

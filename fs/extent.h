@@ -2,6 +2,7 @@
  * range of the file, looked up by range. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,7 @@
 struct bfs_extent {
 	uint64_t off;
 	uint32_t len;
+	bool forced; /* its end is not a content-defined cut */
 	struct blk_cid cid;
 };
 

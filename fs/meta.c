@@ -116,18 +116,21 @@ int bfs_dirent_decode(const uint8_t *val, size_t len, uint64_t *ino,
 	return *ino ? 0 : -EUCLEAN;
 }
 
-size_t bfs_extent_encode(uint8_t *val, uint32_t len, const struct blk_cid *cid)
+size_t bfs_extent_encode(uint8_t *val, uint32_t len, bool forced,
+			 const struct blk_cid *cid)
 {
-	bfs_put_le32(val, len);
+	bfs_put_le32(val, len | (forced ? BFS_EXTENT_FORCED : 0));
 	return 4 + blk_cid_to_bytes(cid, val + 4);
 }
 
 int bfs_extent_decode(const uint8_t *val, size_t vlen, uint32_t *len,
-		      struct blk_cid *cid)
+		      bool *forced, struct blk_cid *cid)
 {
 	if (vlen < 5)
 		return -EUCLEAN;
-	*len = bfs_get_le32(val);
+	*len = bfs_get_le32(val) & ~BFS_EXTENT_FORCED;
+	if (forced)
+		*forced = bfs_get_le32(val) & BFS_EXTENT_FORCED;
 	if (*len == 0)
 		return -EUCLEAN;
 	return blk_cid_from_bytes(cid, val + 4, vlen - 4) ? -EUCLEAN : 0;

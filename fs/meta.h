@@ -112,10 +112,14 @@ void bfs_dirent_encode(uint8_t *val, uint64_t ino, uint8_t dtype);
 int bfs_dirent_decode(const uint8_t *val, size_t len, uint64_t *ino,
 		      uint8_t *dtype);
 
-/* Extent value: length + binary CID. */
-size_t bfs_extent_encode(uint8_t *val, uint32_t len, const struct blk_cid *cid);
+/* Extent value: length + binary CID. The length's top bit says the
+ * block's end was forced (end of the data at a flush, a truncate), not a
+ * content-defined cut: the next write after it re-chunks the block. */
+#define BFS_EXTENT_FORCED (1u << 31)
+size_t bfs_extent_encode(uint8_t *val, uint32_t len, bool forced,
+			 const struct blk_cid *cid);
 int bfs_extent_decode(const uint8_t *val, size_t vlen, uint32_t *len,
-		      struct blk_cid *cid);
+		      bool *forced, struct blk_cid *cid);
 
 static inline uint8_t bfs_mode_dtype(uint32_t mode)
 {

@@ -161,7 +161,7 @@ static void put_extent(struct blk_db *db, uint64_t ino, uint64_t off,
 	blk_cid_compute(&cid, BLK_CODEC_RAW, data, sizeof(data));
 	CHECK(blk_db_put(db, BFS_CF_EXTENTS, key,
 			 bfs_extent_key(key, ino, off), val,
-			 bfs_extent_encode(val, len, &cid)) == 0);
+			 bfs_extent_encode(val, len, false, &cid)) == 0);
 }
 
 static size_t query(struct blk_db *db, uint64_t ino, uint64_t a, uint64_t b,
@@ -262,13 +262,17 @@ static void test_records(void)
 	struct blk_cid cid, cid2;
 	uint32_t len;
 	blk_cid_compute(&cid, BLK_CODEC_RAW, "x", 1);
-	size_t vl = bfs_extent_encode(v, 4096, &cid);
-	CHECK(bfs_extent_decode(v, vl, &len, &cid2) == 0);
-	CHECK(len == 4096 && blk_cid_equal(&cid, &cid2));
-	CHECK(bfs_extent_decode(v, vl - 1, &len, &cid2) == -EUCLEAN);
-	CHECK(bfs_extent_decode(v, 3, &len, &cid2) == -EUCLEAN);
+	bool forced;
+	size_t vl = bfs_extent_encode(v, 4096, false, &cid);
+	CHECK(bfs_extent_decode(v, vl, &len, &forced, &cid2) == 0);
+	CHECK(len == 4096 && !forced && blk_cid_equal(&cid, &cid2));
+	vl = bfs_extent_encode(v, 4096, true, &cid);
+	CHECK(bfs_extent_decode(v, vl, &len, &forced, &cid2) == 0);
+	CHECK(len == 4096 && forced);
+	CHECK(bfs_extent_decode(v, vl - 1, &len, NULL, &cid2) == -EUCLEAN);
+	CHECK(bfs_extent_decode(v, 3, &len, NULL, &cid2) == -EUCLEAN);
 	bfs_put_le32(v, 0);
-	CHECK(bfs_extent_decode(v, vl, &len, &cid2) == -EUCLEAN);
+	CHECK(bfs_extent_decode(v, vl, &len, NULL, &cid2) == -EUCLEAN);
 
 	uint8_t k1[16], k2[16];
 	bfs_extent_key(k1, 1, 0xff);
