@@ -2113,6 +2113,7 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	struct blk_db_options o = {
 		.extra_cfs = bfs_cf_names,
 		.cache_bytes = cfg->cache_bytes,
+		.verify_on_read = cfg->verify_reads,
 		.create = !cfg->read_only,
 		.read_only = cfg->read_only,
 	};

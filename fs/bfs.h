@@ -41,6 +41,7 @@ struct bfs_config {
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	bool read_only;
 	size_t cache_bytes;  /* RocksDB block cache */
+	bool verify_reads;   /* re-hash every block read against its CID */
 	uint64_t dirty_max;  /* all files' unflushed bytes before writers wait */
 	uint64_t flush_at;   /* a file's dirty bytes that start a flush */
 	unsigned flushers;   /* background flush threads */

@@ -302,6 +302,8 @@ static const char mount_usage[] =
 	"  dirty_max=SIZE        unchunked write data held in memory (default 256M)\n"
 	"  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
 	"                        needs root)\n"
+	"  verify                re-hash every block read against its CID\n"
+	"                        (RocksDB checksums catch bit rot either way)\n"
 	"  fsname=NAME           name shown in /proc/mounts\n"
 	"  nonempty              allow mounting over a non-empty directory\n"
 	"  nosuid, nodev, noexec, suid, dev, exec, noatime, relatime\n"
@@ -358,6 +360,8 @@ static int parse_mount_opts(char *s, struct mount_cfg *mc)
 			mc->mo.allow_other = true;
 		} else if (!strcmp(tok, "default_permissions")) {
 			/* always on */
+		} else if (!strcmp(tok, "verify")) {
+			mc->fs.verify_reads = true;
 		} else if (!strcmp(tok, "nonempty")) {
 			mc->nonempty = true;
 		} else if (!strcmp(tok, "debug")) {
