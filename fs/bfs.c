@@ -800,11 +800,14 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 	return committed;
 }
 
-/* Flush @ip's dirty bytes into blocks and extents. With @final everything
- * is committed; otherwise the tail of an append may stay buffered.
- * *committed (optional) gets the bytes committed. */
-static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
-		       uint64_t *committed)
+/* One flush pass: take at least @limit dirty bytes (whole segments) of
+ * @ip and turn them into blocks and extents. With @final, and when nothing
+ * is left behind them, everything taken is committed; otherwise ends that
+ * are not followed by stable data keep their tail in the buffer.
+ * *committed gets the bytes committed, *more whether dirty bytes remain.
+ * Returns 0 or -errno (the data then stays buffered, flush_err set). */
+static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
+		      uint64_t limit, uint64_t *committed, bool *more)
 {
 	struct bfs_extent_list exts = {0};
 	struct run *runs = NULL;
@@ -813,8 +816,8 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 	struct blk_txn *t = NULL;
 	int ret;
 
-	if (committed)
-		*committed = 0;
+	*committed = 0;
+	*more = false;
 	pthread_mutex_lock(&ip->lock);
 	while (ip->editing)
 		pthread_cond_wait(&ip->cond, &ip->lock);
@@ -824,8 +827,15 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 		pthread_mutex_unlock(&ip->lock);
 		return ret;
 	}
+	ret = wbuf_take_prefix(&ip->dirty, limit, &ip->flushing);
+	if (ret) {
+		pthread_mutex_unlock(&ip->lock);
+		return ret;
+	}
 	ip->editing = true;
-	wbuf_take(&ip->dirty, &ip->flushing);
+	/* Data still buffered behind what was taken: not the last word. */
+	if (ip->dirty.n)
+		final = false;
 	pthread_mutex_unlock(&ip->lock);
 
 	ret = plan_runs(fs, ip, &exts, &runs, &nruns);
@@ -888,12 +898,43 @@ static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 			free(runs[i].buf);
 	free(runs);
 	bfs_extent_list_free(&exts);
-	if (committed && !ret)
+	if (!ret)
 		*committed = (uint64_t)done;
+	*more = after > 0;
 	__atomic_fetch_add(&fs->n_flushes, 1, __ATOMIC_RELAXED);
 	if (!ret)
 		__atomic_fetch_add(&fs->n_committed, (uint64_t)done,
 				   __ATOMIC_RELAXED);
+	return ret;
+}
+
+/* Flush @ip: one pass of about flush_at bytes, or with @final passes until
+ * nothing is buffered (each pass that commits nothing takes twice as much
+ * the next time, so this ends). *committed (optional) gets the bytes
+ * committed. */
+static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
+		       uint64_t *committed)
+{
+	uint64_t limit = fs->cfg.flush_at, total = 0, done;
+	bool more;
+	int ret;
+
+	/* A writer that keeps appending must not keep fsync here forever:
+	 * after as many passes as the buffer held at the start (and some),
+	 * one pass takes everything. */
+	pthread_mutex_lock(&ip->lock);
+	uint64_t passes = ip->dirty.bytes / fs->cfg.flush_at + 8;
+	pthread_mutex_unlock(&ip->lock);
+	do {
+		if (!--passes)
+			limit = UINT64_MAX;
+		ret = flush_pass(fs, ip, final, limit, &done, &more);
+		total += done;
+		if (!done && limit < (UINT64_MAX >> 1))
+			limit *= 2;
+	} while (final && !ret && more && passes);
+	if (committed)
+		*committed = total;
 	return ret;
 }
 

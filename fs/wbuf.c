@@ -1,4 +1,4 @@
-/* Dirty byte ranges of a file as sorted, merged segments (see wbuf.h). */
+/* Dirty byte ranges of a file as sorted segments (see wbuf.h). */
 #include "fs/wbuf.h"
 
 #include <errno.h>
@@ -6,10 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void seg_free(struct wb_seg *s)
+{
+	free(s->data - s->head);
+}
+
 void wbuf_clear(struct wbuf *w)
 {
 	for (size_t i = 0; i < w->n; i++)
-		free(w->segs[i].data);
+		seg_free(&w->segs[i]);
 	free(w->segs);
 	*w = (struct wbuf)WBUF_INIT;
 }
@@ -18,6 +23,28 @@ void wbuf_take(struct wbuf *w, struct wbuf *out)
 {
 	*out = *w;
 	*w = (struct wbuf)WBUF_INIT;
+}
+
+int wbuf_take_prefix(struct wbuf *w, uint64_t limit, struct wbuf *out)
+{
+	size_t k = 0;
+	uint64_t moved = 0;
+
+	while (k < w->n && (k == 0 || moved < limit))
+		moved += w->segs[k++].len;
+	if (k == w->n) {
+		wbuf_take(w, out);
+		return 0;
+	}
+	struct wb_seg *segs = malloc(k * sizeof(*segs));
+	if (!segs)
+		return -ENOMEM;
+	memcpy(segs, w->segs, k * sizeof(*segs));
+	memmove(w->segs, w->segs + k, (w->n - k) * sizeof(*segs));
+	w->n -= k;
+	w->bytes -= moved;
+	*out = (struct wbuf){segs, k, k, moved};
+	return 0;
 }
 
 uint64_t wbuf_end(const struct wbuf *w)
@@ -63,6 +90,46 @@ static size_t grow_cap(size_t need)
 	return cap;
 }
 
+/* Insert a new segment at index @i holding a copy of @data. Big appends
+ * past the end get room to grow to WBUF_SEG_MAX and headroom in front. */
+static int insert_seg(struct wbuf *w, size_t i, uint64_t off,
+		      const uint8_t *data, size_t len)
+{
+	bool stream = off >= wbuf_end(w) && len >= 64 * 1024;
+	size_t head = stream ? WBUF_HEADROOM : 0;
+	size_t cap = stream && len < WBUF_SEG_MAX ? WBUF_SEG_MAX : grow_cap(len);
+
+	if (reserve_segs(w, w->n + 1))
+		return -ENOMEM;
+	uint8_t *base = malloc(head + cap);
+	if (!base)
+		return -ENOMEM;
+	memcpy(base + head, data, len);
+	memmove(&w->segs[i + 1], &w->segs[i], (w->n - i) * sizeof(w->segs[0]));
+	w->segs[i] = (struct wb_seg){off, len, cap, head, base + head};
+	w->n++;
+	w->bytes += len;
+	return 0;
+}
+
+/* Append @len bytes to segment @s in place, growing its allocation. */
+static int append_seg(struct wbuf *w, struct wb_seg *s, const uint8_t *data,
+		      size_t len)
+{
+	if (s->len + len > s->cap) {
+		size_t cap = grow_cap(s->len + len);
+		uint8_t *base = realloc(s->data - s->head, s->head + cap);
+		if (!base)
+			return -ENOMEM;
+		s->data = base + s->head;
+		s->cap = cap;
+	}
+	memcpy(s->data + s->len, data, len);
+	s->len += len;
+	w->bytes += len;
+	return 0;
+}
+
 /* Merge segments [i, j) with the new range [off, off+len) into one segment
  * at index i. Bytes of the new range win when @over, else the old ones. */
 static int merge(struct wbuf *w, size_t i, size_t j, uint64_t off,
@@ -76,47 +143,22 @@ static int merge(struct wbuf *w, size_t i, size_t j, uint64_t off,
 		end = w->segs[j - 1].off + w->segs[j - 1].len;
 
 	uint64_t nlen = end - start;
-	struct wb_seg *first = &w->segs[i];
-	/* Growing the first segment (appends) reallocates it, which often
-	 * extends it where it is. Older bytes winning means copying them over
-	 * the new ones: never in place. */
-	bool in_place = over && first->off == start;
-	if (in_place && first->cap < nlen) {
-		size_t ncap = grow_cap(nlen);
-		uint8_t *nb = realloc(first->data, ncap);
-		if (!nb)
-			return -ENOMEM;
-		first->data = nb;
-		first->cap = ncap;
-	}
-	uint8_t *buf = first->data;
-	size_t cap = first->cap;
-
-	if (!in_place) {
-		cap = grow_cap(nlen);
-		buf = malloc(cap);
-		if (!buf)
-			return -ENOMEM;
-	}
+	size_t cap = grow_cap(nlen);
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
 	uint64_t old_bytes = 0;
 	if (!over)
 		memcpy(buf + (off - start), data, len);
 	for (size_t k = i; k < j; k++) {
 		struct wb_seg *s = &w->segs[k];
-		if (!(in_place && k == i))
-			memcpy(buf + (s->off - start), s->data, s->len);
+		memcpy(buf + (s->off - start), s->data, s->len);
 		old_bytes += s->len;
-		if (k != i)
-			free(s->data);
+		seg_free(s);
 	}
 	if (over)
 		memcpy(buf + (off - start), data, len);
-	if (!in_place)
-		free(first->data);
-	first->off = start;
-	first->len = nlen;
-	first->cap = cap;
-	first->data = buf;
+	w->segs[i] = (struct wb_seg){start, nlen, cap, 0, buf};
 	if (j - i > 1)
 		memmove(&w->segs[i + 1], &w->segs[j],
 			(w->n - j) * sizeof(w->segs[0]));
@@ -132,23 +174,40 @@ static int write_common(struct wbuf *w, uint64_t off, const void *data,
 		return 0;
 	size_t i = first_touching(w, off);
 	size_t j = i;
-	while (j < w->n && w->segs[j].off <= off + len)
+	bool overlap = false;
+	while (j < w->n && w->segs[j].off <= off + len) {
+		struct wb_seg *s = &w->segs[j];
+		overlap |= s->off < off + len && s->off + s->len > off;
 		j++;
-	if (j > i)
-		return merge(w, i, j, off, data, len, over);
-
-	if (reserve_segs(w, w->n + 1))
-		return -ENOMEM;
-	size_t cap = grow_cap(len);
-	uint8_t *buf = malloc(cap);
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, data, len);
-	memmove(&w->segs[i + 1], &w->segs[i], (w->n - i) * sizeof(w->segs[0]));
-	w->segs[i] = (struct wb_seg){off, len, cap, buf};
-	w->n++;
-	w->bytes += len;
-	return 0;
+	}
+	if (overlap) {
+		/* Rewrites: only the segments they touch are merged. */
+		size_t a = i, b = j;
+		while (a < b && w->segs[a].off + w->segs[a].len == off)
+			a++; /* a left neighbour that only touches */
+		while (b > a && w->segs[b - 1].off == off + len)
+			b--; /* a right neighbour that only touches */
+		return merge(w, a, b, off, data, len, over);
+	}
+	/* Touching at most: grow the left neighbour, fill the right one's
+	 * headroom, or stand alone. */
+	if (i < j && w->segs[i].off + w->segs[i].len == off &&
+	    w->segs[i].len + len <= WBUF_SEG_MAX)
+		return append_seg(w, &w->segs[i], data, len);
+	if (i < j && w->segs[j - 1].off == off + len &&
+	    w->segs[j - 1].head >= len) {
+		struct wb_seg *s = &w->segs[j - 1];
+		s->data -= len;
+		s->head -= len;
+		s->cap += len;
+		s->off -= len;
+		s->len += len;
+		memcpy(s->data, data, len);
+		w->bytes += len;
+		return 0;
+	}
+	size_t at = i < j && w->segs[i].off < off ? i + 1 : i;
+	return insert_seg(w, at, off, data, len);
 }
 
 int wbuf_write(struct wbuf *w, uint64_t off, const void *data, size_t len)
@@ -188,7 +247,7 @@ void wbuf_truncate(struct wbuf *w, uint64_t size)
 		struct wb_seg *s = &w->segs[w->n - 1];
 		if (s->off >= size) {
 			w->bytes -= s->len;
-			free(s->data);
+			seg_free(s);
 			w->n--;
 			continue;
 		}

@@ -1,5 +1,11 @@
 /* A file's write buffer: dirty byte ranges not yet chunked into blocks, as
- * a sorted array of non-overlapping, non-adjacent segments.
+ * a sorted array of non-overlapping segments.
+ *
+ * Segments may touch: an append past WBUF_SEG_MAX starts a new segment
+ * instead of growing (so a flush takes a bounded prefix, and nothing is
+ * ever copied into an ever larger buffer), and segments made by appends
+ * keep WBUF_HEADROOM bytes in front, so the uncommitted tail of a flush can
+ * be put back in front of the data that followed it without moving that.
  *
  * Not thread-safe: the owner (the inode) serializes calls. */
 #pragma once
@@ -7,11 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define WBUF_SEG_MAX (8u << 20)
+#define WBUF_HEADROOM (1u << 20)
+
 struct wb_seg {
 	uint64_t off;
 	uint64_t len;
-	size_t cap;
-	uint8_t *data;
+	size_t cap;    /* usable bytes from data on */
+	size_t head;   /* free bytes before data */
+	uint8_t *data; /* allocation + head */
 };
 
 struct wbuf {
@@ -28,8 +38,13 @@ void wbuf_clear(struct wbuf *w);
 /* Move everything from @w into @out (which must be empty). */
 void wbuf_take(struct wbuf *w, struct wbuf *out);
 
+/* Move leading segments from @w into @out (which must be empty) until at
+ * least @limit bytes moved or @w is empty; at least one segment moves.
+ * 0 or -ENOMEM (nothing moved). */
+int wbuf_take_prefix(struct wbuf *w, uint64_t limit, struct wbuf *out);
+
 /* Store @len bytes at @off; they replace whatever the buffer held there.
- * Adjacent and overlapping segments merge. 0 or -ENOMEM (buffer unchanged). */
+ * 0 or -ENOMEM (buffer unchanged). */
 int wbuf_write(struct wbuf *w, uint64_t off, const void *data, size_t len);
 
 /* Store only those of the @len bytes at @off that the buffer does not cover

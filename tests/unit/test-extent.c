@@ -34,15 +34,15 @@ static uint64_t rnd(void)
 	return rng;
 }
 
-/* The buffer's segments are sorted, disjoint, not adjacent, and their
- * lengths add up to w->bytes. */
+/* The buffer's segments are sorted and disjoint (they may touch), and
+ * their lengths add up to w->bytes. */
 static int well_formed(const struct wbuf *w)
 {
 	uint64_t sum = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->segs[i].len == 0 || w->segs[i].len > w->segs[i].cap)
 			return 0;
-		if (i && w->segs[i - 1].off + w->segs[i - 1].len >=
+		if (i && w->segs[i - 1].off + w->segs[i - 1].len >
 				 w->segs[i].off)
 			return 0;
 		sum += w->segs[i].len;
@@ -114,39 +114,68 @@ static void test_wbuf_model(void)
 	}
 }
 
-/* Appends grow one segment in place (no per-write segments). */
+/* Appends grow a segment in place up to WBUF_SEG_MAX, then start the
+ * next one; a flush takes a bounded prefix; a tail put back in front of
+ * the next segment lands in its headroom. */
 static void test_wbuf_append(void)
 {
-	struct wbuf w = WBUF_INIT;
+	struct wbuf w = WBUF_INIT, f = WBUF_INIT;
 	static uint8_t chunk[131072];
+	const uint64_t total = 256ull * sizeof(chunk); /* 32 MiB */
 
 	for (int i = 0; i < 256; i++) {
 		memset(chunk, i, sizeof(chunk));
 		CHECK(wbuf_write(&w, (uint64_t)i * sizeof(chunk), chunk,
 				 sizeof(chunk)) == 0);
 	}
-	CHECK(w.n == 1);
-	CHECK(w.bytes == 256ull * sizeof(chunk));
-	CHECK(w.segs[0].data[200 * sizeof(chunk)] == 200);
+	CHECK(w.n == total / WBUF_SEG_MAX);
+	CHECK(w.bytes == total);
+	for (size_t i = 0; i < w.n; i++)
+		CHECK(w.segs[i].len == WBUF_SEG_MAX);
+	CHECK(w.segs[1].head == WBUF_HEADROOM);
+	CHECK(w.segs[3].data[WBUF_SEG_MAX - 1] == 255);
 
-	/* Adjacent segments on both sides merge into one. */
+	/* Take one segment's worth; the rest stays. */
+	CHECK(wbuf_take_prefix(&w, 1, &f) == 0);
+	CHECK(f.n == 1 && f.bytes == WBUF_SEG_MAX && f.segs[0].off == 0);
+	CHECK(w.n == 3 && w.bytes == total - WBUF_SEG_MAX);
+	/* Its last 300000 bytes go back: into the next segment's headroom. */
+	uint8_t *next_data = w.segs[0].data;
+	CHECK(wbuf_write_under(&w, WBUF_SEG_MAX - 300000,
+			       f.segs[0].data + WBUF_SEG_MAX - 300000,
+			       300000) == 0);
+	CHECK(w.n == 3 && w.segs[0].off == WBUF_SEG_MAX - 300000);
+	CHECK(w.segs[0].data == next_data - 300000);
+	CHECK(w.segs[0].len == WBUF_SEG_MAX + 300000);
+	CHECK(w.segs[0].data[0] == 61 && w.segs[0].data[300000] == 64);
+	wbuf_clear(&f);
+	CHECK(wbuf_take_prefix(&w, UINT64_MAX, &f) == 0);
+	CHECK(w.n == 0 && f.n == 3);
+
+	/* Touching writes join the left neighbour; overlaps merge. */
 	struct wbuf v = WBUF_INIT;
 	CHECK(wbuf_write(&v, 0, "aaaa", 4) == 0);
 	CHECK(wbuf_write(&v, 8, "cccc", 4) == 0);
 	CHECK(v.n == 2);
 	CHECK(wbuf_write(&v, 4, "bbbb", 4) == 0);
+	CHECK(v.n == 2 && v.bytes == 12);
+	CHECK(memcmp(v.segs[0].data, "aaaabbbb", 8) == 0);
+	CHECK(wbuf_write(&v, 6, "BBBB", 4) == 0);
 	CHECK(v.n == 1 && v.bytes == 12);
-	CHECK(memcmp(v.segs[0].data, "aaaabbbbcccc", 12) == 0);
+	CHECK(memcmp(v.segs[0].data, "aaaabbBBBBcc", 12) == 0);
 	/* Older data slides under: only the gap is filled. */
 	CHECK(wbuf_write(&v, 20, "zz", 2) == 0);
 	CHECK(wbuf_write_under(&v, 10, "XXXXXXXXXXXX", 12) == 0);
-	CHECK(v.n == 1 && v.bytes == 22);
-	CHECK(memcmp(v.segs[0].data, "aaaabbbbccccXXXXXXXXzz", 22) == 0);
+	CHECK(v.bytes == 22);
+	uint8_t all[22];
+	CHECK(wbuf_overlay(&v, 0, all, 22) == 22);
+	CHECK(memcmp(all, "aaaabbBBBBccXXXXXXXXzz", 22) == 0);
 	wbuf_truncate(&v, 5);
 	CHECK(v.n == 1 && v.bytes == 5);
 	wbuf_truncate(&v, 0);
 	CHECK(v.n == 0 && v.bytes == 0);
 	wbuf_clear(&w);
+	wbuf_clear(&f);
 	wbuf_clear(&v);
 }
 
