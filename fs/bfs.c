@@ -33,6 +33,11 @@ struct bfs {
 	pthread_mutex_t itab_lock;
 	struct bfs_inode **itab;
 	struct bfs_file *files; /* open handles, for shutdown */
+	/* Inodes whose record has attribute changes not yet written:
+	 * chown, chmod and utimens come in threes per file from tar and
+	 * cp -a, and are written in batches. No reference is held: eviction
+	 * unlinks an inode and writes its record itself. */
+	struct bfs_inode *attr_dirty; /* itab_lock, linked by anext/aprev */
 
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
@@ -79,11 +84,14 @@ static void now(struct timespec *ts)
 
 /* ---- records ---------------------------------------------------------- */
 
+/* Put @ip's whole record in @t (the caller holds ip->lock): any deferred
+ * attribute change goes with it. */
 static void txn_put_inode(struct blk_txn *t, struct bfs_inode *ip)
 {
 	uint8_t key[8], val[BFS_INODE_REC_LEN + BFS_SYMLINK_MAX];
 	size_t tlen = ip->target ? strlen(ip->target) : 0;
 
+	ip->attr_dirty = false;
 	bfs_ino_key(key, ip->ino);
 	blk_txn_put(t, BFS_CF_INODES, key, 8, val,
 		    bfs_inode_encode(&ip->rec, ip->target, tlen, val));
@@ -254,8 +262,23 @@ void bfs_ref_lookup(struct bfs *fs, struct bfs_inode *ip)
 }
 
 static int purge_inode(struct bfs *fs, struct bfs_inode *ip);
+static int write_attrs(struct bfs *fs);
 static int flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 		       uint64_t *committed);
+
+/* Take @ip off the deferred-attributes list (itab_lock held). */
+static void attr_unlist(struct bfs *fs, struct bfs_inode *ip)
+{
+	if (!ip->attr_listed)
+		return;
+	if (ip->aprev)
+		ip->aprev->anext = ip->anext;
+	else
+		fs->attr_dirty = ip->anext;
+	if (ip->anext)
+		ip->anext->aprev = ip->aprev;
+	ip->attr_listed = false;
+}
 
 /* Called with itab_lock held: unhash @ip if nothing refers to it. */
 static bool evictable(struct bfs *fs, struct bfs_inode *ip)
@@ -266,11 +289,24 @@ static bool evictable(struct bfs *fs, struct bfs_inode *ip)
 	while (*pp != ip)
 		pp = &(*pp)->hnext;
 	*pp = ip->hnext;
+	attr_unlist(fs, ip);
 	return true;
 }
 
 static void evict(struct bfs *fs, struct bfs_inode *ip)
 {
+	if (ip->rec.nlink && ip->attr_dirty && !fs->cfg.read_only) {
+		struct blk_txn *t = blk_txn_new(fs->db);
+		int ret = t ? 0 : -ENOMEM;
+		if (t) {
+			txn_put_inode(t, ip);
+			ret = txn_commit(t, false);
+		}
+		if (ret)
+			bfs_log_err("inode %llu: attribute change lost: %s",
+				    (unsigned long long)ip->ino,
+				    strerror(-ret));
+	}
 	if (ip->rec.nlink == 0) {
 		purge_inode(fs, ip);
 	} else if (ip->dirty.n) {
@@ -469,12 +505,18 @@ static int plan_runs(struct bfs *fs, struct bfs_inode *ip,
 
 	if (!runs)
 		return -ENOMEM;
+	/* A file without extents (new files, the common case) needs no
+	 * look-ups; ip->rec.stored counts the bytes its extents hold. */
+	pthread_mutex_lock(&ip->lock);
+	bool no_extents = ip->rec.stored == 0;
+	pthread_mutex_unlock(&ip->lock);
 	for (size_t i = 0; i < w->n; i++) {
 		uint64_t a = w->segs[i].off, b = a + w->segs[i].len;
 		tmp.n = 0;
-		ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino,
-				     a ? a - 1 : 0, b + 1, fs->max_extent,
-				     &tmp);
+		if (!no_extents)
+			ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino,
+					     a ? a - 1 : 0, b + 1,
+					     fs->max_extent, &tmp);
 		if (ret)
 			break;
 		bool next_at_b = false, prev_at_a = a == 0;
@@ -1011,6 +1053,14 @@ int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable)
 {
 	int ret = flush_inode(fs, ip, true, NULL);
 	if (!ret && durable)
+		ret = bfs_fsync_meta(fs);
+	return ret;
+}
+
+int bfs_fsync_meta(struct bfs *fs)
+{
+	int ret = write_attrs(fs);
+	if (!ret)
 		ret = blk_db_sync(fs->db);
 	return ret;
 }
@@ -1082,6 +1132,84 @@ static int do_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 	return 0;
 }
 
+static void mark_attr_dirty(struct bfs *fs, struct bfs_inode *ip);
+
+/* After a failed batch: keep the change pending (ip->lock held). */
+static void mark_attr_dirty_locked_retry(struct bfs *fs, struct bfs_inode *ip)
+{
+	ip->attr_dirty = false;
+	mark_attr_dirty(fs, ip);
+}
+
+/* Note that @ip's record changed in memory only (the caller holds
+ * ip->lock); write_attrs() writes it. */
+static void mark_attr_dirty(struct bfs *fs, struct bfs_inode *ip)
+{
+	if (ip->attr_dirty)
+		return;
+	ip->attr_dirty = true;
+	pthread_mutex_lock(&fs->itab_lock);
+	if (!ip->attr_listed) {
+		ip->attr_listed = true;
+		ip->aprev = NULL;
+		ip->anext = fs->attr_dirty;
+		if (ip->anext)
+			ip->anext->aprev = ip;
+		fs->attr_dirty = ip;
+	}
+	pthread_mutex_unlock(&fs->itab_lock);
+}
+
+/* Write every deferred attribute change, in batches of one transaction.
+ * The namespace lock keeps rename and link (the only other holders of
+ * several inode locks) out while a batch holds its inodes' locks. */
+static int write_attrs(struct bfs *fs)
+{
+	int first = 0;
+
+	for (;;) {
+		struct bfs_inode *batch[256];
+		size_t n = 0;
+
+		pthread_mutex_lock(&fs->itab_lock);
+		while (fs->attr_dirty && n < 256) {
+			struct bfs_inode *ip = fs->attr_dirty;
+			attr_unlist(fs, ip);
+			ip->refs++;
+			batch[n++] = ip;
+		}
+		pthread_mutex_unlock(&fs->itab_lock);
+		if (!n)
+			break;
+		struct blk_txn *t = blk_txn_new(fs->db);
+		int ret = t ? 0 : -ENOMEM;
+		pthread_mutex_lock(&fs->ns_lock);
+		for (size_t i = 0; i < n; i++) {
+			pthread_mutex_lock(&batch[i]->lock);
+			if (t && batch[i]->attr_dirty)
+				txn_put_inode(t, batch[i]);
+		}
+		if (t)
+			ret = blk_txn_commit(t, false);
+		for (size_t i = 0; i < n; i++) {
+			if (ret)
+				mark_attr_dirty_locked_retry(fs, batch[i]);
+			pthread_mutex_unlock(&batch[i]->lock);
+		}
+		pthread_mutex_unlock(&fs->ns_lock);
+		blk_txn_free(t);
+		for (size_t i = 0; i < n; i++)
+			bfs_iput(fs, batch[i]);
+		if (ret) {
+			bfs_log_err("writing inode attributes failed: %s",
+				    strerror(-ret));
+			first = first ? first : ret;
+			break;
+		}
+	}
+	return first;
+}
+
 int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 		unsigned valid)
 {
@@ -1137,8 +1265,13 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	else if (sized)
 		ip->rec.mtime = ts;
 	ip->rec.ctime = (valid & BFS_SET_CTIME) ? st->st_ctim : ts;
-	txn_put_inode(t, ip);
-	ret = blk_txn_commit(t, false);
+	if (sized) {
+		txn_put_inode(t, ip);
+		ret = blk_txn_commit(t, false);
+	} else {
+		mark_attr_dirty(fs, ip);
+		ret = 0;
+	}
 out:
 	pthread_mutex_unlock(&ip->lock);
 	if (sized)
@@ -2098,6 +2231,7 @@ static void *maint_main(void *arg)
 			break;
 		uint64_t prev = fs->maint_prev, cur = prev;
 		pthread_mutex_unlock(&fs->q_lock);
+		write_attrs(fs);
 		if (blk_store_stats(fs->db, &st) == 0)
 			cur = st.bytes;
 		pthread_mutex_lock(&fs->q_lock);
@@ -2253,7 +2387,7 @@ fail:
 
 int bfs_sync_all(struct bfs *fs)
 {
-	int first = 0;
+	int first = write_attrs(fs);
 
 	for (uint32_t b = 0; b < ITAB_BUCKETS; b++) {
 		for (;;) {

@@ -64,6 +64,9 @@ struct bfs_inode {
 	bool queued;              /* lock: on the flush queue */
 	int flush_err;            /* lock: sticky background flush error */
 	uint64_t flush_floor;     /* lock: dirty bytes a flush left behind */
+	bool attr_dirty;          /* lock: record changed, not yet written */
+	bool attr_listed;         /* itab_lock: on fs->attr_dirty */
+	struct bfs_inode *anext, *aprev; /* itab_lock */
 	uint32_t nopen;           /* lock: open file handles */
 	struct bfs_inode *qnext;  /* q_lock */
 };
@@ -161,6 +164,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		  const void *buf, size_t len);
 /* Chunk the file's dirty bytes now; with @durable also sync the WAL. */
 int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable);
+/* Make every committed change and deferred attribute durable. */
+int bfs_fsync_meta(struct bfs *fs);
 /* Start a background flush of a file (close(2) does not wait). */
 void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
 int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode,

@@ -492,7 +492,7 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)datasync;
 	(void)fi;
 	/* Directory changes are committed as they happen: make them durable. */
-	fuse_reply_err(req, -blk_db_sync(bfs_db(FS(req))));
+	fuse_reply_err(req, -bfs_fsync_meta(FS(req)));
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
