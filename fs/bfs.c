@@ -1301,16 +1301,6 @@ int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode,
 	return bfs_setattr(fs, ip, &st, BFS_SET_SIZE);
 }
 
-int64_t bfs_lseek(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
-		  int whence)
-{
-	(void)fs;
-	(void)ip;
-	(void)off;
-	(void)whence;
-	return -ENOSYS;
-}
-
 /* ---- the read path ----------------------------------------------------- */
 
 int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
@@ -1500,6 +1490,16 @@ static void touch_dir(struct bfs_inode *dp, const struct timespec *ts)
 	dp->rec.ctime = *ts;
 }
 
+/* 0 if @parent has no entry @name, -EEXIST if it has, or the error. */
+static int name_free(struct bfs *fs, uint64_t parent, const char *name)
+{
+	uint64_t ino;
+	uint8_t dtype;
+	int ret = dir_lookup(fs, parent, name, &ino, &dtype);
+
+	return ret == -ENOENT ? 0 : ret ? ret : -EEXIST;
+}
+
 int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	      dev_t rdev, uid_t uid, gid_t gid, const char *target,
 	      struct bfs_inode **out)
@@ -1507,7 +1507,6 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	struct bfs_inode *dp = NULL, *ip = NULL;
 	struct timespec ts;
 	uint64_t ino;
-	uint8_t dtype;
 	int ret;
 
 	if (fs->cfg.read_only)
@@ -1521,11 +1520,8 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	ret = get_dir(fs, parent, &dp);
 	if (ret)
 		goto out;
-	ret = dir_lookup(fs, parent, name, &ino, &dtype);
-	if (ret != -ENOENT) {
-		ret = ret ? ret : -EEXIST;
+	if ((ret = name_free(fs, parent, name)))
 		goto out;
-	}
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t) {
 		ret = -ENOMEM;
@@ -1592,8 +1588,6 @@ int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 {
 	struct bfs_inode *dp = NULL, *ip = NULL;
 	struct timespec ts;
-	uint64_t other;
-	uint8_t dtype;
 	int ret;
 
 	if (fs->cfg.read_only)
@@ -1619,11 +1613,8 @@ int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 		ret = -EMLINK;
 		goto out;
 	}
-	ret = dir_lookup(fs, parent, name, &other, &dtype);
-	if (ret != -ENOENT) {
-		ret = ret ? ret : -EEXIST;
+	if ((ret = name_free(fs, parent, name)))
 		goto out;
-	}
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t) {
 		ret = -ENOMEM;
@@ -1668,6 +1659,17 @@ static int dir_is_empty(struct bfs *fs, uint64_t ino)
 	return ret;
 }
 
+/* May @ip lose a name by rmdir (@dir) or unlink (!@dir)? 0, -ENOTDIR,
+ * -EISDIR or -ENOTEMPTY. */
+static int can_remove(struct bfs *fs, struct bfs_inode *ip, bool dir)
+{
+	if (dir && !S_ISDIR(ip->rec.mode))
+		return -ENOTDIR;
+	if (!dir && S_ISDIR(ip->rec.mode))
+		return -EISDIR;
+	return dir ? dir_is_empty(fs, ip->ino) : 0;
+}
+
 /* Drop one name of @ip in @t (the caller holds ns_lock and ip->lock). */
 static void txn_drop_link(struct blk_txn *t, struct bfs_inode *ip,
 			  const struct timespec *ts)
@@ -1703,15 +1705,7 @@ int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir)
 		ret = bfs_iget(fs, ino, &ip);
 	if (ret)
 		goto out;
-	if (dir && !S_ISDIR(ip->rec.mode)) {
-		ret = -ENOTDIR;
-		goto out;
-	}
-	if (!dir && S_ISDIR(ip->rec.mode)) {
-		ret = -EISDIR;
-		goto out;
-	}
-	if (dir && (ret = dir_is_empty(fs, ino)))
+	if ((ret = can_remove(fs, ip, dir)))
 		goto out;
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t) {
@@ -1793,18 +1787,10 @@ int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 
 	bool sdir = S_ISDIR(sip->rec.mode);
 	bool ddir = dip && S_ISDIR(dip->rec.mode);
-	if (dip && !(flags & RENAME_EXCHANGE)) {
-		if (sdir && !ddir) {
-			ret = -ENOTDIR;
-			goto out;
-		}
-		if (!sdir && ddir) {
-			ret = -EISDIR;
-			goto out;
-		}
-		if (ddir && (ret = dir_is_empty(fs, dino)))
-			goto out;
-	}
+	/* Replacing a name removes what it named: same rules as unlink. */
+	if (dip && !(flags & RENAME_EXCHANGE) &&
+	    (ret = can_remove(fs, dip, sdir)))
+		goto out;
 
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t) {

@@ -170,9 +170,6 @@ int bfs_fsync_meta(struct bfs *fs);
 void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
 int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode,
 		  uint64_t off, uint64_t len);
-/* SEEK_DATA / SEEK_HOLE. */
-int64_t bfs_lseek(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
-		  int whence);
 
 /* Extended attributes. @flags: XATTR_CREATE / XATTR_REPLACE. getxattr and
  * listxattr return the value's size (copying it when @size allows) or

@@ -520,7 +520,9 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	fuse_reply_err(req, -ret);
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+/* getxattr and listxattr: size 0 asks for the length, else the bytes.
+ * @name NULL means list. */
+static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct bfs_inode *ip;
@@ -533,7 +535,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	}
 	n = bfs_iget(FS(req), ino, &ip);
 	if (!n) {
-		n = bfs_getxattr(FS(req), ip, name, buf, size);
+		n = name ? bfs_getxattr(FS(req), ip, name, buf, size)
+			 : bfs_listxattr(FS(req), ip, buf, size);
 		bfs_iput(FS(req), ip);
 	}
 	if (n < 0)
@@ -545,28 +548,15 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	free(buf);
 }
 
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	xattr_query(req, ino, name, size);
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct bfs_inode *ip;
-	char *buf = size ? malloc(size) : NULL;
-	int64_t n;
-
-	if (size && !buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	n = bfs_iget(FS(req), ino, &ip);
-	if (!n) {
-		n = bfs_listxattr(FS(req), ip, buf, size);
-		bfs_iput(FS(req), ip);
-	}
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	xattr_query(req, ino, NULL, size);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

@@ -10,18 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-static unsigned int passed, failed;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (cond) {                                                    \
-			passed++;                                              \
-		} else {                                                       \
-			failed++;                                              \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-		}                                                              \
-	} while (0)
+#include "tests/unit/check.h"
 
 #define KiB (1024u)
 #define MiB (1024u * 1024)

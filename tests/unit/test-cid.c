@@ -9,18 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static unsigned int passed, failed;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (cond) {                                                    \
-			passed++;                                              \
-		} else {                                                       \
-			failed++;                                              \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-		}                                                              \
-	} while (0)
+#include "tests/unit/check.h"
 
 /* Inputs; keep in sync with vectors/gen-cid-vectors.mjs. */
 enum input {

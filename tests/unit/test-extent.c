@@ -11,18 +11,7 @@
 #include "fs/meta.h"
 #include "fs/wbuf.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (cond) {                                                  \
-			passed++;                                            \
-		} else {                                                     \
-			failed++;                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n",         \
-				__FILE__, __LINE__, #cond);                  \
-		}                                                            \
-	} while (0)
+#include "tests/unit/check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -315,6 +304,6 @@ int main(void)
 	test_wbuf_append();
 	test_wbuf_model();
 	test_extents();
-	printf("extent: %d passed, %d failed\n", passed, failed);
+	printf("extent: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -15,18 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (cond) {                                                    \
-			passed++;                                              \
-		} else {                                                       \
-			failed++;                                              \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",       \
-				__FILE__, __LINE__, __func__, #cond);          \
-		}                                                              \
-	} while (0)
+#include "tests/unit/check.h"
 
 /* Fatal: a test cannot go on (its database did not open, ...). */
 #define REQUIRE(cond)                                                          \
@@ -1087,6 +1076,6 @@ int main(int argc, char **argv)
 	if (b && *b && strcmp(b, "0"))
 		bench();
 
-	printf("store: %d passed, %d failed\n", passed, failed);
+	printf("store: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
