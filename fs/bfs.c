@@ -1452,7 +1452,7 @@ int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
 	return bfs_iget(fs, ino, out);
 }
 
-static int alloc_ino(struct bfs *fs, struct blk_txn *t, uint64_t *ino)
+static int alloc_ino(struct bfs *fs, uint64_t *ino)
 {
 	if (fs->next_ino >= fs->ino_reserved) {
 		uint8_t v[8];
@@ -1463,7 +1463,6 @@ static int alloc_ino(struct bfs *fs, struct blk_txn *t, uint64_t *ino)
 			return ret;
 		fs->ino_reserved += INO_RESERVE;
 	}
-	(void)t;
 	*ino = fs->next_ino++;
 	return 0;
 }
@@ -1527,7 +1526,7 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = alloc_ino(fs, t, &ino);
+	ret = alloc_ino(fs, &ino);
 	if (ret || !(ip = inode_alloc(ino))) {
 		blk_txn_free(t);
 		ret = ret ? ret : -ENOMEM;

@@ -245,12 +245,11 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		reply_entry(req, ip);
 }
 
-static void set_file_flags(fuse_req_t req, struct fuse_file_info *fi)
+static void set_file_flags(struct fuse_file_info *fi)
 {
 	/* Every change goes through this mount, so cached pages stay valid
 	 * across opens. */
 	fi->keep_cache = 1;
-	(void)req;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -273,7 +272,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
-	set_file_flags(req, fi);
+	set_file_flags(fi);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		bfs_release_file(FS(req), f); /* the opener went away */
 }
@@ -302,7 +301,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	bfs_ref_lookup(FS(req), ip);
 	bfs_iput(FS(req), ip);
 	fi->fh = (uint64_t)(uintptr_t)f;
-	set_file_flags(req, fi);
+	set_file_flags(fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
 		bfs_release_file(FS(req), f);
 }

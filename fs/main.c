@@ -679,7 +679,7 @@ static int cmd_mount(int argc, char **argv)
 		}
 	}
 
-	struct bfs *fs;
+	struct bfs *fs = NULL;
 	int ret = bfs_open(&mc.fs, &fs, err, sizeof(err));
 	if (!ret)
 		ret = bfs_fuse_run(fs, &mc.mo, on_ready, &rc, err,
@@ -691,14 +691,14 @@ static int cmd_mount(int argc, char **argv)
 	} else if (ret) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 	}
-	if (fs && !ret) {
-		ret = bfs_close(fs);
-		if (ret)
+	/* Close whenever it was opened, also when mounting failed. */
+	if (fs) {
+		int r = bfs_close(fs);
+		if (r)
 			fprintf(stderr,
 				"%s: error while closing the filesystem: %s\n",
-				prog, strerror(-ret));
-	} else if (ret == 0 || fs) {
-		/* bfs_open failed: nothing to close */
+				prog, strerror(-r));
+		ret = ret ? ret : r;
 	}
 	char path[PATH_MAX + 16];
 	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
