@@ -1,0 +1,99 @@
+/* Fragment framing; see fragment.h for the layout. */
+#include "ec/fragment.h"
+
+#include <errno.h>
+#include <string.h>
+#include <xxhash.h>
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void encode_fields(const struct ec_frag_hdr *h, uint8_t *out)
+{
+	memcpy(out, "BFRG", 4);
+	out[4] = EC_FRAG_VERSION;
+	out[5] = h->k;
+	out[6] = h->m;
+	out[7] = h->index;
+	put32(out + 8, h->block_len);
+	put32(out + 12, h->frag_len);
+	put32(out + 16, (uint32_t)h->cid.codec);
+	put32(out + 20, 0);
+	memcpy(out + 24, h->cid.digest, BLK_DIGEST_LEN);
+}
+
+static uint64_t checksum(const uint8_t *fields, const void *data, size_t len)
+{
+	return XXH3_64bits_withSeed(data, len, XXH3_64bits(fields, 56));
+}
+
+void ec_frag_hdr_seal(struct ec_frag_hdr *h, const void *data,
+		      uint8_t out[EC_FRAG_HDR_LEN])
+{
+	encode_fields(h, out);
+	h->checksum = checksum(out, data, h->frag_len);
+	put64(out + 56, h->checksum);
+}
+
+int ec_frag_hdr_parse(const uint8_t *buf, size_t len, struct ec_frag_hdr *h)
+{
+	if (len != EC_FRAG_HDR_LEN || memcmp(buf, "BFRG", 4) != 0 ||
+	    buf[4] != EC_FRAG_VERSION)
+		return -EPROTO;
+	memset(h, 0, sizeof(*h));
+	h->k = buf[5];
+	h->m = buf[6];
+	h->index = buf[7];
+	h->block_len = get32(buf + 8);
+	h->frag_len = get32(buf + 12);
+	h->cid.codec = get32(buf + 16);
+	memcpy(h->cid.digest, buf + 24, BLK_DIGEST_LEN);
+	h->checksum = get64(buf + 56);
+	if (get32(buf + 20) != 0)
+		return -EPROTO;
+	if (h->k < 1 || h->k > EC_MAX_K || h->m > EC_MAX_M ||
+	    h->index >= h->k + h->m)
+		return -EINVAL;
+	if (h->block_len < 1 || h->block_len > EC_MAX_BLOCK ||
+	    h->frag_len < 1 || h->frag_len > EC_MAX_BLOCK)
+		return -EINVAL;
+	/* A fragment holds at least its share of the block, and a replica
+	 * (k = 1) exactly the block. */
+	if ((uint64_t)h->frag_len * h->k < h->block_len ||
+	    (h->k == 1 && h->frag_len != h->block_len))
+		return -EINVAL;
+	if (h->cid.codec != BLK_CODEC_RAW && h->cid.codec != BLK_CODEC_DAG_PB &&
+	    h->cid.codec != BLK_CODEC_DAG_CBOR)
+		return -EINVAL;
+	return 0;
+}
+
+int ec_frag_verify(const struct ec_frag_hdr *h, const void *data, size_t len)
+{
+	uint8_t fields[EC_FRAG_HDR_LEN];
+
+	if (len != h->frag_len)
+		return -EBADMSG;
+	encode_fields(h, fields);
+	return checksum(fields, data, len) == h->checksum ? 0 : -EBADMSG;
+}
