@@ -11,9 +11,13 @@
  *  3. Stats (block count, unique bytes, referenced bytes) equal the sums over
  *     "refs" at every commit.
  *
- * Durability: every write goes to the WAL without syncing (it survives the
- * death of the process, not of the machine); blk_db_sync() makes everything
- * committed so far durable with one WAL sync. */
+ * Durability: records and reference counts go to the WAL without syncing
+ * (they survive the death of the process, not of the machine). The bytes of
+ * large new blocks skip the WAL and become durable at the next memtable
+ * flush. blk_db_sync() makes everything committed so far durable. After a
+ * crash, blocks whose bytes were not durable yet are dropped at open (their
+ * reference records go too) and listed by blk_db_lost_blocks(): the caller
+ * must then drop its own records that point at them. */
 #pragma once
 
 #include <stdbool.h>
@@ -31,7 +35,8 @@ struct blk_iter;
 enum {
 	BLK_CF_BLOCKS = 0, /* binary CID -> block bytes (large values in blob files) */
 	BLK_CF_REFS = 1,   /* binary CID -> refcount (u64 LE) + length (u32 LE) */
-	BLK_CF_USER = 2,
+	BLK_CF_JOURNAL = 2, /* u64 BE seq -> binary CID: block bytes not yet durable */
+	BLK_CF_USER = 3,
 };
 
 #define BLK_DB_MAX_CFS 16
@@ -40,7 +45,9 @@ struct blk_db_options {
 	const char *const *extra_cfs; /* NULL-terminated, or NULL */
 	size_t cache_bytes;           /* shared block cache; 0: default 64 MiB */
 	bool create;                  /* create the database if missing */
-	bool read_only;               /* open without taking the write lock */
+	bool read_only;               /* open without taking the write lock;
+				       * sees the writer's records, and its
+				       * block bytes up to its last sync */
 	bool verify_on_read;          /* re-hash every block read against its CID */
 };
 
@@ -57,8 +64,19 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 /* Close and free; NULL is fine. Waits for background work. */
 void blk_db_close(struct blk_db *db);
 
-/* Make every committed transaction durable (one WAL fsync). 0 or -EIO. */
+/* Make every committed transaction durable: the bytes of blocks committed
+ * since the last sync (written again through the WAL when they are few,
+ * otherwise by flushing the block memtable), then one WAL fsync.
+ * 0 or -EIO. */
 int blk_db_sync(struct blk_db *db);
+
+/* Blocks whose bytes did not survive a crash, found by blk_db_open: their
+ * reference records are gone and the statistics no longer count them.
+ * Returns how many, with the CIDs in *cids (owned by @db, valid until
+ * blk_db_forget_lost or close). */
+size_t blk_db_lost_blocks(struct blk_db *db, const struct blk_cid **cids);
+/* Drop the list once the caller has dealt with it. */
+void blk_db_forget_lost(struct blk_db *db);
 
 /* Compact the block column family so space of deleted blocks (blob files
  * included) is given back to the file system. 0 or -EIO. */
