@@ -103,8 +103,16 @@
 #define NOWAL_MIN (64 * KiB)
 #define RELOG_MAX (16 * MiB)
 
+/* refs values: count u64 LE, length u32 LE, then an optional flags byte
+ * (absent: 0). */
 #define REFS_VALUE_LEN 12
-#define STATS_VALUE_LEN 24
+#define REFS_VALUE_MAX 13
+#define REFS_EVICTED 0x01 /* the bytes are not here, only on peers */
+#define REFS_FLAGS_KNOWN REFS_EVICTED
+/* stats: blocks, bytes, ref_bytes, then remote_bytes (a 24-byte record
+ * from before eviction existed has none). */
+#define STATS_VALUE_OLD 24
+#define STATS_VALUE_LEN 32
 static const char STATS_KEY[1] = {0x00};
 
 enum cf_kind {
@@ -145,6 +153,8 @@ struct blk_db {
 	 * last blk_db_sync. journal_first is the lowest sequence number that
 	 * may still have a record. */
 	uint64_t journal_seq, journal_first;
+	/* Next sequence number of the new-block log (store.h), ref_lock. */
+	uint64_t newlog_seq;
 	uint64_t journal_bytes;
 	/* Serialises blk_db_sync's journal work. */
 	pthread_mutex_t sync_lock;
@@ -390,9 +400,14 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 }
 
 static int journal_recover(struct blk_db *db);
+static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
+		      const void *data, size_t len, uint64_t *jseq,
+		      uint64_t *jbytes);
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen);
 static int read_refs(struct blk_db *db, const struct blk_cid *cid,
 		     uint64_t *refs, uint32_t *len);
+static int read_refs_flags(struct blk_db *db, const struct blk_cid *cid,
+			   uint64_t *refs, uint32_t *len, uint8_t *flags);
 
 static bool name_in(const char *name, char **list, size_t n)
 {
@@ -406,7 +421,7 @@ static bool is_own_name(const struct blk_db_options *o, unsigned ncf,
 			const char *name)
 {
 	if (!strcmp(name, "blocks") || !strcmp(name, "refs") ||
-	    !strcmp(name, "journal"))
+	    !strcmp(name, "journal") || !strcmp(name, "newlog"))
 		return true;
 	for (unsigned i = 0; i + BLK_CF_USER < ncf; i++)
 		if (!strcmp(o->extra_cfs[i], name))
@@ -426,12 +441,52 @@ static int load_stats(struct blk_db *db)
 		return 0;
 	if (n < 0)
 		return (int)n;
-	if (n != STATS_VALUE_LEN)
+	if (n != STATS_VALUE_LEN && n != STATS_VALUE_OLD)
 		return -EUCLEAN;
 	db->stats.blocks = get_u64(v);
 	db->stats.bytes = get_u64(v + 8);
 	db->stats.ref_bytes = get_u64(v + 16);
+	if (n == STATS_VALUE_LEN)
+		db->stats.remote_bytes = get_u64(v + 24);
 	return 0;
+}
+
+static void put_stats(struct blk_db *db, rocksdb_writebatch_t *wb,
+		      const struct blk_store_stats *st)
+{
+	uint8_t v[STATS_VALUE_LEN];
+
+	put_u64(v, st->blocks);
+	put_u64(v + 8, st->bytes);
+	put_u64(v + 16, st->ref_bytes);
+	put_u64(v + 24, st->remote_bytes);
+	rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_REFS], STATS_KEY,
+				  sizeof(STATS_KEY), (const char *)v,
+				  sizeof(v));
+}
+
+static int parse_refs(const uint8_t *v, size_t n, uint64_t *refs,
+		      uint32_t *len, uint8_t *flags)
+{
+	if (n != REFS_VALUE_LEN && n != REFS_VALUE_MAX)
+		return -EUCLEAN;
+	*refs = get_u64(v);
+	*len = get_u32(v + 8);
+	*flags = n == REFS_VALUE_MAX ? v[12] : 0;
+	if (*flags & ~REFS_FLAGS_KNOWN)
+		return -EUCLEAN;
+	return 0;
+}
+
+static size_t encode_refs(uint8_t *v, uint64_t refs, uint32_t len,
+			  uint8_t flags)
+{
+	put_u64(v, refs);
+	put_u32(v + 8, len);
+	if (!flags)
+		return REFS_VALUE_LEN;
+	v[12] = flags;
+	return REFS_VALUE_MAX;
 }
 
 /*
@@ -469,7 +524,7 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 		}
 		if (!*name || !strcmp(name, "default") ||
 		    !strcmp(name, "blocks") || !strcmp(name, "refs") ||
-		    !strcmp(name, "journal")) {
+		    !strcmp(name, "journal") || !strcmp(name, "newlog")) {
 			set_err(err, errlen,
 				"column family name '%s' is reserved", name);
 			return -EINVAL;
@@ -535,11 +590,15 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 		const char *name = i == BLK_CF_BLOCKS	 ? "blocks"
 				   : i == BLK_CF_REFS	 ? "refs"
 				   : i == BLK_CF_JOURNAL ? "journal"
+				   : i == BLK_CF_NEWLOG	 ? "newlog"
 				       : o->extra_cfs[i - BLK_CF_USER];
 		enum cf_kind kind = i == BLK_CF_BLOCKS ? CF_KIND_BLOCKS
 				    : i == BLK_CF_REFS ? CF_KIND_REFS
 						       : CF_KIND_SMALL;
 
+		if (i == BLK_CF_NEWLOG && !o->newlog &&
+		    !name_in(name, existing, nexisting))
+			continue; /* only when asked for, see store.h */
 		if (o->read_only && !name_in(name, existing, nexisting)) {
 			if (i < BLK_CF_JOURNAL) {
 				rc = -ENOENT;
@@ -797,28 +856,102 @@ int blk_db_sync(struct blk_db *db)
 	return rc;
 }
 
-/* Note 6, at open: every journaled block must be there; drop the reference
- * records of those that are not, fix the statistics, and clear the
- * journal, all in one synced batch. */
+struct newlog_ent {
+	uint8_t cid[BLK_CID_MAX_BYTES];
+	uint8_t seq[8];
+};
+
+static int newlog_ent_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, BLK_CID_MAX_BYTES);
+}
+
+/* Load the new-block log (store.h) sorted by CID, and set newlog_seq past
+ * its last record. */
+static int newlog_load(struct blk_db *db, struct newlog_ent **out, size_t *n)
+{
+	struct blk_iter *it;
+	struct newlog_ent *v = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!db->cf[BLK_CF_NEWLOG])
+		return 0;
+	it = blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
+	if (!it)
+		return -ENOMEM;
+	for (; blk_iter_valid(it); blk_iter_next(it)) {
+		size_t klen, clen;
+		const uint8_t *key = blk_iter_key(it, &klen);
+		const uint8_t *cid = blk_iter_value(it, &clen);
+
+		if (klen != 8 || clen > BLK_CID_MAX_BYTES)
+			continue;
+		if (*n == cap) {
+			struct newlog_ent *p;
+
+			cap = cap ? 2 * cap : 256;
+			p = realloc(v, cap * sizeof(*v));
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = p;
+		}
+		memset(v[*n].cid, 0, sizeof(v[*n].cid));
+		memcpy(v[*n].cid, cid, clen);
+		memcpy(v[*n].seq, key, 8);
+		(*n)++;
+		db->newlog_seq = get_be64(key) + 1;
+	}
+	if (rc == 0)
+		rc = blk_iter_status(it);
+	blk_iter_free(it);
+	if (rc < 0) {
+		free(v);
+		*n = 0;
+		return rc;
+	}
+	if (*n)
+		qsort(v, *n, sizeof(*v), newlog_ent_cmp);
+	*out = v;
+	return 0;
+}
+
+/* Note 6, at open: every journaled block must be there. One that is not
+ * is lost — its reference record goes and the statistics follow — unless
+ * the new-block log shows it was handed on already (store.h): then peers
+ * hold it and it is only marked evicted. The journal is cleared in the
+ * same synced batch. */
 static int journal_recover(struct blk_db *db)
 {
 	struct blk_iter *it;
 	rocksdb_writebatch_t *wb;
 	struct blk_store_stats st = db->stats;
-	size_t cap = 0, n = 0;
+	struct newlog_ent *nl = NULL;
+	size_t nnl = 0, cap = 0, n = 0;
 	uint64_t last = 0;
 	char *rerr = NULL;
-	int rc = 0;
+	int rc;
 
+	rc = newlog_load(db, &nl, &nnl);
+	if (rc < 0)
+		return rc;
 	it = blk_iter_new(db, BLK_CF_JOURNAL, NULL, 0, NULL, 0);
-	if (!it)
+	if (!it) {
+		free(nl);
 		return -ENOMEM;
+	}
 	wb = rocksdb_writebatch_create();
 	for (; blk_iter_valid(it); blk_iter_next(it)) {
 		size_t klen, clen, vlen;
 		const void *key = blk_iter_key(it, &klen);
 		const void *cid = blk_iter_value(it, &clen);
 		rocksdb_pinnableslice_t *ps;
+		uint8_t v[REFS_VALUE_MAX], flags, ck[BLK_CID_MAX_BYTES] = {0};
+		struct newlog_ent *e;
 		uint64_t refs;
 		uint32_t len;
 		struct blk_cid c;
@@ -841,12 +974,25 @@ static int journal_recover(struct blk_db *db)
 			rocksdb_pinnableslice_destroy(ps);
 			continue;
 		}
-		rc = read_refs(db, &c, &refs, &len);
+		rc = read_refs_flags(db, &c, &refs, &len, &flags);
 		if (rc < 0)
 			break;
-		if (rc == 0)
-			continue; /* deleted before the crash */
+		if (rc == 0 || (flags & REFS_EVICTED)) {
+			rc = 0;
+			continue; /* deleted or evicted before the crash */
+		}
 		rc = 0;
+		memcpy(ck, cid, clen);
+		e = nnl ? bsearch(ck, nl, nnl, sizeof(*nl), newlog_ent_cmp)
+			: NULL;
+		if (db->cf[BLK_CF_NEWLOG] && !e) {
+			/* uploaded already: only the local copy is gone */
+			rocksdb_writebatch_put_cf(
+			    wb, db->cf[BLK_CF_REFS], cid, clen, (const char *)v,
+			    encode_refs(v, refs, len, flags | REFS_EVICTED));
+			st.remote_bytes += len;
+			continue;
+		}
 		if (n == cap) {
 			struct blk_cid *p;
 
@@ -861,6 +1007,16 @@ static int journal_recover(struct blk_db *db)
 		db->lost[n++] = c;
 		rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_REFS], cid,
 					     clen);
+		/* its upload record: neighbours in the sorted array may
+		 * hold the same CID (stored, deleted, stored again) */
+		for (struct newlog_ent *q = e; q && q >= nl &&
+		     !memcmp(q->cid, ck, sizeof(ck)); q--)
+			rocksdb_writebatch_delete_cf(
+			    wb, db->cf[BLK_CF_NEWLOG], (const char *)q->seq, 8);
+		for (struct newlog_ent *q = e ? e + 1 : NULL;
+		     q && q < nl + nnl && !memcmp(q->cid, ck, sizeof(ck)); q++)
+			rocksdb_writebatch_delete_cf(
+			    wb, db->cf[BLK_CF_NEWLOG], (const char *)q->seq, 8);
 		st.blocks--;
 		st.bytes -= len;
 		st.ref_bytes -= refs * len;
@@ -868,15 +1024,9 @@ static int journal_recover(struct blk_db *db)
 	if (rc == 0 && blk_iter_status(it) < 0)
 		rc = -EIO;
 	blk_iter_free(it);
+	free(nl);
 	if (rc == 0 && rocksdb_writebatch_count(wb) > 0) {
-		uint8_t v[STATS_VALUE_LEN];
-
-		put_u64(v, st.blocks);
-		put_u64(v + 8, st.bytes);
-		put_u64(v + 16, st.ref_bytes);
-		rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_REFS], STATS_KEY,
-					  sizeof(STATS_KEY), (const char *)v,
-					  sizeof(v));
+		put_stats(db, wb, &st);
 		rocksdb_write(db->rdb, db->wopts_sync, wb, &rerr);
 		if (rerr)
 			rc = -EIO;
@@ -1206,10 +1356,10 @@ void blk_iter_free(struct blk_iter *it)
 
 /* Looks the refs record up: 1 (filled in), 0 (absent), -EIO, or -EUCLEAN
  * for a record of the wrong size. */
-static int read_refs(struct blk_db *db, const struct blk_cid *cid,
-		     uint64_t *refs, uint32_t *len)
+static int read_refs_flags(struct blk_db *db, const struct blk_cid *cid,
+			   uint64_t *refs, uint32_t *len, uint8_t *flags)
 {
-	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_LEN];
+	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_MAX];
 	size_t klen = blk_cid_to_bytes(cid, key);
 	int64_t n;
 
@@ -1218,11 +1368,156 @@ static int read_refs(struct blk_db *db, const struct blk_cid *cid,
 		return 0;
 	if (n < 0)
 		return (int)n;
-	if (n != REFS_VALUE_LEN)
+	if (n > (int64_t)sizeof(v) ||
+	    parse_refs(v, (size_t)n, refs, len, flags) < 0)
 		return -EUCLEAN;
-	*refs = get_u64(v);
-	*len = get_u32(v + 8);
 	return 1;
+}
+
+static int read_refs(struct blk_db *db, const struct blk_cid *cid,
+		     uint64_t *refs, uint32_t *len)
+{
+	uint8_t flags;
+
+	return read_refs_flags(db, cid, refs, len, &flags);
+}
+
+/* Eviction (store.h): the bytes go, the reference record stays, marked. */
+int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
+{
+	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_MAX], flags;
+	size_t klen = blk_cid_to_bytes(cid, key);
+	rocksdb_writebatch_t *wb;
+	struct blk_store_stats st;
+	uint64_t refs;
+	uint32_t len;
+	char *rerr = NULL;
+	int rc;
+
+	if (db->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&db->ref_lock);
+	rc = read_refs_flags(db, cid, &refs, &len, &flags);
+	if (rc <= 0 || (flags & REFS_EVICTED)) {
+		pthread_mutex_unlock(&db->ref_lock);
+		return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+	}
+	st = db->stats;
+	st.remote_bytes += len;
+	wb = rocksdb_writebatch_create();
+	rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_BLOCKS],
+				     (const char *)key, klen);
+	rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_REFS], (const char *)key,
+				  klen, (const char *)v,
+				  encode_refs(v, refs, len,
+					      flags | REFS_EVICTED));
+	put_stats(db, wb, &st);
+	rocksdb_write(db->rdb, db->wopts, wb, &rerr);
+	rocksdb_writebatch_destroy(wb);
+	if (rerr) {
+		rocksdb_free(rerr);
+		rc = -EIO;
+	} else {
+		db->stats = st;
+		rc = (int)len;
+	}
+	pthread_mutex_unlock(&db->ref_lock);
+	return rc;
+}
+
+int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
+		   const void *data, size_t len)
+{
+	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_MAX], flags;
+	size_t klen = blk_cid_to_bytes(cid, key);
+	struct blk_txn *t;
+	struct blk_store_stats st;
+	uint64_t refs, jseq, jbytes = 0;
+	uint32_t blen;
+	char *rerr = NULL;
+	int rc;
+
+	if (db->read_only)
+		return -EROFS;
+	if (!blk_cid_verify(cid, data, len))
+		return -EBADMSG;
+	t = blk_txn_new(db);
+	if (!t)
+		return -ENOMEM;
+	pthread_mutex_lock(&db->ref_lock);
+	rc = read_refs_flags(db, cid, &refs, &blen, &flags);
+	if (rc <= 0 || !(flags & REFS_EVICTED) || blen != len) {
+		pthread_mutex_unlock(&db->ref_lock);
+		blk_txn_free(t);
+		return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+	}
+	st = db->stats;
+	st.remote_bytes -= len;
+	jseq = db->journal_seq;
+	put_bytes(t, (const char *)key, klen, data, len, &jseq, &jbytes);
+	rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS],
+				  (const char *)key, klen, (const char *)v,
+				  encode_refs(v, refs, blen,
+					      flags & ~REFS_EVICTED));
+	put_stats(db, t->wb, &st);
+	if (rocksdb_writebatch_count(t->bb) > 0)
+		rocksdb_write(db->rdb, db->wopts_nowal, t->bb, &rerr);
+	if (!rerr)
+		rocksdb_write(db->rdb, db->wopts, t->wb, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		rc = -EIO;
+	} else {
+		db->stats = st;
+		db->journal_seq = jseq;
+		db->journal_bytes += jbytes;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&db->ref_lock);
+	blk_txn_free(t);
+	return rc;
+}
+
+int blk_store_info(struct blk_db *db, const struct blk_cid *cid,
+		   uint64_t *refs, uint32_t *len, bool *local)
+{
+	uint8_t flags = 0;
+	int rc = read_refs_flags(db, cid, refs, len, &flags);
+
+	if (rc == 0)
+		return -ENOENT;
+	if (rc < 0)
+		return rc;
+	*local = !(flags & REFS_EVICTED);
+	return 0;
+}
+
+int blk_db_delete(struct blk_db *db, unsigned cf, const void *key,
+		  size_t klen)
+{
+	rocksdb_column_family_handle_t *h = cf_handle(db, cf);
+	char *rerr = NULL;
+
+	if (db->read_only)
+		return -EROFS;
+	if (!h)
+		return -EINVAL;
+	rocksdb_delete_cf(db->rdb, db->wopts, h, key, klen, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
+uint64_t blk_db_newlog_head(struct blk_db *db)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&db->ref_lock);
+	v = db->newlog_seq;
+	pthread_mutex_unlock(&db->ref_lock);
+	return v;
 }
 
 /* 1, 0, -EIO, or -EUCLEAN (a corrupt refs record). Looks at "refs" only:
@@ -1450,14 +1745,37 @@ static size_t aggregate_refs(struct txn_ref *r, size_t n)
  * totals in *@st. 0, -EIO, or -EUCLEAN (count below zero, new block without
  * bytes, corrupt refs record).
  */
+/* The bytes of a block, through the WAL or, when large, without it and
+ * journaled (note 6). */
+static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
+		      const void *data, size_t len, uint64_t *jseq,
+		      uint64_t *jbytes)
+{
+	struct blk_db *db = t->db;
+
+	if (len >= NOWAL_MIN) {
+		uint8_t seq[8];
+
+		rocksdb_writebatch_put_cf(t->bb, db->cf[BLK_CF_BLOCKS], key,
+					  klen, data, len);
+		put_be64(seq, (*jseq)++);
+		rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_JOURNAL],
+					  (const char *)seq, sizeof(seq), key,
+					  klen);
+		*jbytes += len;
+	} else {
+		rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_BLOCKS], key,
+					  klen, data, len);
+	}
+}
+
 static int apply_refs(struct blk_txn *t, size_t n,
 		      const rocksdb_column_family_handle_t **cfs,
 		      const char **keys, size_t *klens, char **vals,
 		      size_t *vlens, char **errs, struct blk_store_stats *st,
-		      uint64_t *jseq, uint64_t *jbytes)
+		      uint64_t *jseq, uint64_t *jbytes, uint64_t *nseq)
 {
 	struct blk_db *db = t->db;
-	uint8_t stats[STATS_VALUE_LEN];
 	int rc = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -1473,19 +1791,16 @@ static int apply_refs(struct blk_txn *t, size_t n,
 		const struct txn_ref *r = &t->refs[i];
 		uint64_t cur = 0;
 		uint32_t len = 0;
-		uint8_t v[REFS_VALUE_LEN];
+		uint8_t flags = 0, v[REFS_VALUE_MAX];
 
 		if (errs[i]) {
 			rc = -EIO;
 			break;
 		}
-		if (vals[i]) {
-			if (vlens[i] != REFS_VALUE_LEN) {
-				rc = -EUCLEAN;
-				break;
-			}
-			cur = get_u64((const uint8_t *)vals[i]);
-			len = get_u32((const uint8_t *)vals[i] + 8);
+		if (vals[i] && parse_refs((const uint8_t *)vals[i], vlens[i],
+					  &cur, &len, &flags) < 0) {
+			rc = -EUCLEAN;
+			break;
 		}
 		if (r->delta < 0 && (uint64_t)-r->delta > cur) {
 			rc = -EUCLEAN;
@@ -1498,23 +1813,16 @@ static int apply_refs(struct blk_txn *t, size_t n,
 				break;
 			}
 			len = (uint32_t)r->len;
-			if (r->len >= NOWAL_MIN) {
+			put_bytes(t, keys[i], klens[i], r->data, r->len, jseq,
+				  jbytes);
+			if (db->cf[BLK_CF_NEWLOG]) {
 				uint8_t seq[8];
 
-				/* note 6 */
+				put_be64(seq, (*nseq)++);
 				rocksdb_writebatch_put_cf(
-				    t->bb, db->cf[BLK_CF_BLOCKS], keys[i],
-				    klens[i], r->data, r->len);
-				put_be64(seq, (*jseq)++);
-				rocksdb_writebatch_put_cf(
-				    t->wb, db->cf[BLK_CF_JOURNAL],
+				    t->wb, db->cf[BLK_CF_NEWLOG],
 				    (const char *)seq, sizeof(seq), keys[i],
 				    klens[i]);
-				*jbytes += r->len;
-			} else {
-				rocksdb_writebatch_put_cf(
-				    t->wb, db->cf[BLK_CF_BLOCKS], keys[i],
-				    klens[i], r->data, r->len);
 			}
 			st->blocks++;
 			st->bytes += len;
@@ -1527,13 +1835,22 @@ static int apply_refs(struct blk_txn *t, size_t n,
 			st->blocks--;
 			st->bytes -= len;
 			st->ref_bytes -= cur * len;
+			if (flags & REFS_EVICTED)
+				st->remote_bytes -= len;
 			continue;
+		} else if ((flags & REFS_EVICTED) && r->data && r->len == len) {
+			/* Written again while only peers hold it: keep the
+			 * bytes at hand. */
+			put_bytes(t, keys[i], klens[i], r->data, r->len, jseq,
+				  jbytes);
+			flags &= (uint8_t)~REFS_EVICTED;
+			st->remote_bytes -= len;
 		}
 		/* unsigned wrap-around adds a negative delta correctly */
-		put_u64(v, cur + (uint64_t)r->delta);
-		put_u32(v + 8, len);
-		rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS], keys[i],
-					  klens[i], (const char *)v, sizeof(v));
+		rocksdb_writebatch_put_cf(
+		    t->wb, db->cf[BLK_CF_REFS], keys[i], klens[i],
+		    (const char *)v,
+		    encode_refs(v, cur + (uint64_t)r->delta, len, flags));
 		st->ref_bytes += (uint64_t)r->delta * len;
 	}
 
@@ -1545,13 +1862,7 @@ static int apply_refs(struct blk_txn *t, size_t n,
 	}
 	if (rc < 0)
 		return rc;
-
-	put_u64(stats, st->blocks);
-	put_u64(stats + 8, st->bytes);
-	put_u64(stats + 16, st->ref_bytes);
-	rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS], STATS_KEY,
-				  sizeof(STATS_KEY), (const char *)stats,
-				  sizeof(stats));
+	put_stats(db, t->wb, st);
 	return 0;
 }
 
@@ -1569,7 +1880,7 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 	size_t *klens = NULL, *vlens = NULL, n;
 	char **vals = NULL, **errs = NULL;
 	char *rerr = NULL;
-	uint64_t jseq = 0, jbytes = 0;
+	uint64_t jseq = 0, jbytes = 0, nseq = 0;
 	int rc = 0;
 
 	if (db->read_only)
@@ -1599,8 +1910,9 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 	if (n > 0) {
 		pthread_mutex_lock(&db->ref_lock);
 		jseq = db->journal_seq;
+		nseq = db->newlog_seq;
 		rc = apply_refs(t, n, cfs, keys, klens, vals, vlens, errs, &st,
-				&jseq, &jbytes);
+				&jseq, &jbytes, &nseq);
 	}
 	/* Block bytes first, so that no reference record is ever visible
 	 * before its block (note 6). Should the second write fail, the
@@ -1624,6 +1936,7 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 			db->stats = st;
 			db->journal_seq = jseq;
 			db->journal_bytes += jbytes;
+			db->newlog_seq = nseq;
 		}
 	}
 	if (n > 0)

@@ -36,7 +36,8 @@ enum {
 	BLK_CF_BLOCKS = 0, /* binary CID -> block bytes (large values in blob files) */
 	BLK_CF_REFS = 1,   /* binary CID -> refcount (u64 LE) + length (u32 LE) */
 	BLK_CF_JOURNAL = 2, /* u64 BE seq -> binary CID: block bytes not yet durable */
-	BLK_CF_USER = 3,
+	BLK_CF_NEWLOG = 3, /* u64 BE seq -> binary CID: new blocks (opt-in) */
+	BLK_CF_USER = 4,
 };
 
 #define BLK_DB_MAX_CFS 16
@@ -49,6 +50,13 @@ struct blk_db_options {
 				       * sees the writer's records, and its
 				       * block bytes up to its last sync */
 	bool verify_on_read;          /* re-hash every block read against its CID */
+	/* Keep the new-block log: every commit that stores a block not
+	 * stored before also adds "newlog" record (next sequence number ->
+	 * binary CID) in the same batch, for a consumer that hands new
+	 * blocks on (to peers) and deletes each record once done. After a
+	 * crash, a block whose bytes were lost but whose record is gone is
+	 * kept, marked evicted (the consumer had handed it on). */
+	bool newlog;
 };
 
 /* Open (or create) the database in directory @path.
@@ -115,6 +123,7 @@ struct blk_store_stats {
 	uint64_t blocks;    /* distinct blocks stored */
 	uint64_t bytes;     /* their total length */
 	uint64_t ref_bytes; /* sum of length x refcount: logical bytes referenced */
+	uint64_t remote_bytes; /* of bytes, those evicted (not held here) */
 };
 
 /* 1 if the block is stored, 0 if not, -EIO. */
@@ -132,6 +141,29 @@ int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
 int blk_store_refs(struct blk_db *db, const struct blk_cid *cid,
 		   uint64_t *refs, uint32_t *len);
 int blk_store_stats(struct blk_db *db, struct blk_store_stats *st);
+
+/* Eviction: drop a block's bytes but keep its references, for a block
+ * that peers hold. Reads of it then fail with -ENOENT until it is filled
+ * again. Returns the bytes freed (0 if evicted already), -ENOENT (not
+ * stored), -EIO, -EROFS. */
+int blk_store_evict(struct blk_db *db, const struct blk_cid *cid);
+/* Put an evicted block's bytes back (after fetching them): 0 (also when
+ * the block is not evicted, or no longer referenced: then nothing is
+ * written), -EBADMSG (the bytes do not hash to @cid), -EIO, -EROFS. */
+int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
+		   const void *data, size_t len);
+/* References, length, and whether the bytes are here: 0, -ENOENT, -EIO,
+ * -EUCLEAN. */
+int blk_store_info(struct blk_db *db, const struct blk_cid *cid,
+		   uint64_t *refs, uint32_t *len, bool *local);
+
+/* The next sequence number of the new-block log: every record below it
+ * was committed. */
+uint64_t blk_db_newlog_head(struct blk_db *db);
+
+/* Delete one record: 0, -EIO, -EROFS, -EINVAL. */
+int blk_db_delete(struct blk_db *db, unsigned cf, const void *key,
+		  size_t klen);
 
 /* Transactions: collect record changes and block reference changes, then
  * commit them atomically. Not thread-safe per transaction; any number of

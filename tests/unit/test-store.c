@@ -533,6 +533,27 @@ static int child_main(const char *mode, const char *path)
 		blk_db_close(db);
 		return bad;
 	}
+	if (!strcmp(mode, "crash-newlog")) {
+		/* Two large blocks, unsynced; the first one's upload record
+		 * is consumed (it reached peers), the second one's is not. */
+		struct block b;
+		uint8_t k0[8] = {0};
+
+		o.create = true;
+		o.newlog = true;
+		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		if (rc < 0)
+			return 1;
+		block_make(&b, 256 * KiB, 11);
+		rc |= commit_ref(db, &b);
+		block_free(&b);
+		block_make(&b, 256 * KiB, 12);
+		rc |= commit_ref(db, &b);
+		block_free(&b);
+		rc |= blk_db_delete(db, BLK_CF_NEWLOG, k0, 8);
+		fflush(NULL);
+		_exit(rc ? 1 : 0);
+	}
 	if (!strcmp(mode, "crash-small") || !strcmp(mode, "crash-big")) {
 		/* Commit, sync part of it, then die without closing: what a
 		 * kill -9 of the daemon leaves (the page cache keeps the WAL,
@@ -654,6 +675,101 @@ static void test_crash(void)
 		block_free(&b4);
 		tmp_remove(&tmp);
 	}
+}
+
+/* Eviction keeps references without bytes; the new-block log records only
+ * blocks new to the store; after a crash a block handed on (log record
+ * consumed) is kept as evicted, one not handed on is lost. */
+static void test_evict(void)
+{
+	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true,
+				   .newlog = true};
+	struct tmp tmp;
+	struct blk_db *db = NULL;
+	struct block a, b;
+	struct blk_store_stats st;
+	const struct blk_cid *lost;
+	char err[256];
+	uint64_t refs;
+	uint32_t len;
+	bool local;
+	void *data;
+	size_t dlen;
+	int n;
+
+	tmp_make(&tmp);
+	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	block_make(&a, 200 * KiB, 21);
+	block_make(&b, 1000, 22);
+	CHECK(blk_db_newlog_head(db) == 0);
+	CHECK(commit_ref(db, &a) == 0 && commit_ref(db, &a) == 0);
+	CHECK(commit_ref(db, &b) == 0);
+	CHECK(blk_db_newlog_head(db) == 2); /* a once, b once */
+	n = 0;
+	struct blk_iter *it = blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
+	for (; blk_iter_valid(it); blk_iter_next(it))
+		n++;
+	blk_iter_free(it);
+	CHECK(n == 2);
+
+	CHECK(blk_store_evict(db, &a.cid) == (int)a.len);
+	CHECK(blk_store_evict(db, &a.cid) == 0);
+	CHECK(blk_store_info(db, &a.cid, &refs, &len, &local) == 0);
+	CHECK(refs == 2 && len == a.len && !local);
+	CHECK(blk_store_get(db, &a.cid, &data, &dlen) == -ENOENT);
+	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == a.len);
+	CHECK(st.bytes == a.len + b.len);
+	a.data[0] ^= 1;
+	CHECK(blk_store_fill(db, &a.cid, a.data, a.len) == -EBADMSG);
+	a.data[0] ^= 1;
+	CHECK(blk_store_fill(db, &a.cid, a.data, a.len) == 0);
+	CHECK(block_cmp_stored(db, &a) == 0);
+	CHECK(blk_store_info(db, &a.cid, &refs, &len, &local) == 0 && local);
+	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0);
+	/* Evicted blocks go when their last reference does. */
+	CHECK(blk_store_evict(db, &a.cid) == (int)a.len);
+	CHECK(commit_unref(db, &a) == 0 && commit_unref(db, &a) == 0);
+	CHECK(blk_store_has(db, &a.cid) == 0);
+	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0 &&
+	      st.bytes == b.len && st.blocks == 1);
+	/* Written again while evicted: the bytes come back. */
+	CHECK(blk_store_evict(db, &b.cid) == (int)b.len);
+	CHECK(commit_ref(db, &b) == 0 && block_cmp_stored(db, &b) == 0);
+	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0);
+	CHECK(blk_store_evict(db, &b.cid) == (int)b.len);
+	blk_db_close(db);
+	/* Stats and flags survive a reopen. */
+	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == b.len);
+	CHECK(blk_db_newlog_head(db) == 2);
+	blk_db_close(db);
+	tmp_remove(&tmp);
+	block_free(&a);
+	block_free(&b);
+
+	tmp_make(&tmp);
+	CHECK(run_child("crash-newlog", tmp.db) == 0);
+	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	block_make(&a, 256 * KiB, 11);
+	block_make(&b, 256 * KiB, 12);
+	CHECK(blk_db_lost_blocks(db, &lost) == 1 &&
+	      blk_cid_equal(&lost[0], &b.cid));
+	CHECK(blk_store_info(db, &a.cid, &refs, &len, &local) == 0 &&
+	      refs == 1 && !local);
+	CHECK(blk_store_has(db, &b.cid) == 0);
+	CHECK(blk_store_stats(db, &st) == 0 && st.blocks == 1 &&
+	      st.remote_bytes == a.len);
+	n = 0;
+	it = blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
+	for (; blk_iter_valid(it); blk_iter_next(it))
+		n++;
+	blk_iter_free(it);
+	CHECK(n == 0);
+	CHECK(blk_db_newlog_head(db) == 2);
+	blk_db_close(db);
+	block_free(&a);
+	block_free(&b);
+	tmp_remove(&tmp);
 }
 
 static void test_locking(void)
@@ -1172,6 +1288,7 @@ int main(int argc, char **argv)
 	test_reopen();
 	test_locking();
 	test_crash();
+	test_evict();
 	test_verify();
 	test_read_ranges();
 	test_iter();
