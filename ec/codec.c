@@ -1,58 +1,67 @@
-/* The erasure-coding codec: Cauchy Reed-Solomon over GF(2^8) from Jerasure,
- * run as a "smart" XOR schedule; K = 1 is plain replication.
+/* The erasure-coding codec: Reed-Solomon over GF(2^8) from Jerasure, as a
+ * Cauchy bit-matrix run as a "smart" XOR schedule for M <= 2 and as a
+ * Vandermonde matrix with gf-complete's region multiply for M >= 3; K = 1 is
+ * plain replication and M = 0 a plain split.
  *
- * Method, measured on this machine (Xeon with AVX-512, 2 cores), 4+2 on
- * 1 MiB blocks, Jerasure's own calls on 64-byte aligned buffers:
+ * Methods, measured on this machine (Xeon with AVX-512, 2 vCPUs, shared and
+ * noisy), Jerasure's own calls on 64-byte aligned buffers, 4+2 on 1 MiB
+ * blocks, decode with 2 data fragments lost, MB/s of block bytes:
  *
- *   method                                   encode MB/s  decode MB/s
- *   Vandermonde RS w=8, matrix_encode         6200-10400   8500-9500
- *   reed_sol_r6 (m=2), w=8                    6900-8200    8500-10200
+ *   method                                   encode        decode
+ *   Vandermonde RS w=8, matrix_encode         6200-11000    8500-9900
+ *   reed_sol_r6 (m=2), w=8                    6900-8700     8500-10200
  *   Cauchy bit-matrix, smart schedule, w=8:
- *     packet  2 KiB                           8800-10600   8900-9400
- *     packet  4 KiB                           9200-11600   7000-9600
- *     packet  8 KiB                          11100-12100   8900-10900
- *     packet 16 KiB                          11600-12500   8600-9900
- *     packet 32 KiB                           7700-10900   6100-9400
- *   (decode: 2 data fragments lost; schedule built per call, "lazy")
+ *     packet  2 KiB                           8800-10600    8900-9400
+ *     packet  4 KiB                           9200-11600    7000-9600
+ *     packet  8 KiB                          11100-12100    8900-10900
+ *     packet 16 KiB                          11600-12500    8600-10500
+ *     packet 32 KiB                           7700-10900    6100-9400
+ *   (ranges over 5 runs; Cauchy decode builds its schedule on every call,
+ *   jerasure_schedule_decode_lazy, which this codec caches instead)
  *
- *   command: build-ec/ec/ec-bench --jerasure   (ranges over 4 runs; the
- *   machine is shared and noisy)
+ *   command: build-ec/ec/ec-bench --jerasure 4 2 1048576
  *
- * Cauchy with a smart schedule and 16 KiB packets is the fastest, so every
- * K > 1 code uses it; `build-ec/ec/ec-bench` prints what this codec itself
- * does (which includes splitting the block into the caller's fragments).
+ * Cauchy with 16 KiB packets is the fastest for 4+2, and for 2+1 (35.8 vs
+ * 29.8 GB/s), 3+2 and 8+2. It loses from M = 3 on, since its XOR count grows
+ * with M * w: 6+3 encode/decode 4.6/1.8 GB/s against RS 6.2/5.9, 8+3
+ * 3.2/1.6 against 4.4/4.5, 10+4 2.5/1.7 against 4.2/4.2. Hence the rule:
+ * M <= 2 Cauchy, M >= 3 Vandermonde RS; a function of (K, M) only.
+ * `build-ec/ec/ec-bench [K M [BLOCK_BYTES]]` prints what this codec does,
+ * which includes splitting the block into the caller's fragments.
  *
- * Fragment layout for K > 1 (fs = ec_frag_size(), a multiple of
- * EC_FRAG_ALIGN = W * 16): each fragment is coded in stripes,
- * floor(fs / STRIPE) full stripes of W packets of PACKET bytes, then, when
- * fs is not a multiple of STRIPE, one tail stripe of W packets of
- * (fs % STRIPE) / W bytes (a multiple of 16). So large blocks run at the
- * fast packet size while small blocks pay at most 127 bytes of padding per
- * fragment, and the layout is a function of (K, fs) alone.
+ * Fragment size for K > 1: fs = ceil(block_len / K) rounded up to
+ * EC_FRAG_ALIGN = W * 16 = 128 bytes, whatever the method. With Cauchy each
+ * fragment is coded in stripes: floor(fs / STRIPE) full stripes of W packets
+ * of PACKET bytes, then, when fs is not a multiple of STRIPE, one tail
+ * stripe of W packets of (fs % STRIPE) / W bytes (a multiple of 16). So
+ * large blocks run at the fast packet size while small blocks pay at most
+ * 127 bytes of padding per fragment.
  *
  * Invariants:
- *  1. The parity bytes depend on the coding matrix (cauchy_good_general,
- *     W = 8), on PACKET and on the stripe rule above. They are part of the
- *     fragment format: changing any of them needs a new EC_FRAG_VERSION.
+ *  1. The parity bytes depend on the method rule, the coding matrices
+ *     (cauchy_good_general_coding_matrix, reed_sol_vandermonde_coding_matrix,
+ *     W = 8), PACKET and the stripe rule. They are part of the fragment
+ *     format: changing any of them needs a new EC_FRAG_VERSION.
  *     tests/unit/test-ec.c pins known answers.
  *  2. Jerasure's jerasure_schedule_encode() assumes the size is a multiple
  *     of W * packetsize and silently writes past the end of a fragment
  *     otherwise; we run schedules ourselves (run_schedule), stripe by stripe,
  *     with a packet size that always divides the stripe exactly.
- *  3. Schedules only copy and XOR (galois_region_xor, which takes any
- *     alignment); gf-complete's multiply-region calls, which abort when
- *     source and destination differ in alignment modulo 16, are never used
- *     on caller buffers.
+ *  3. gf-complete's region multiply aborts the process when source and
+ *     destination differ in alignment modulo 16: the RS path only hands it
+ *     16-byte aligned buffers (caller buffers that are not are copied to
+ *     aligned scratch). Schedules only copy and XOR (galois_region_xor takes
+ *     any alignment).
  *  4. Jerasure keeps lazily initialised process-wide tables (the galois
  *     fields in gfp_array, cauchy_n_ones' tables) that are not thread-safe:
  *     every Jerasure call that builds matrices runs under jerasure_lock, and
  *     the fields are initialised there before any codec exists. Afterwards
- *     encode and decode only read them. Jerasure's own
- *     jerasure_do_scheduled_operations() also updates unlocked statistics
- *     counters, another reason to run schedules ourselves.
+ *     encode and decode only read them. Jerasure's own encode and decode
+ *     loops also update unlocked statistics counters, another reason we run
+ *     schedules and dot products ourselves.
  *  5. A codec is immutable after ec_codec_new() except for the decoding
- *     schedule cache, which only grows (entries are never changed or freed
- *     before ec_codec_free()), under c->lock. */
+ *     cache, which only grows (entries are never changed or freed before
+ *     ec_codec_free()), under c->lock. */
 #include "ec/codec.h"
 
 #include <assert.h>
@@ -66,29 +75,41 @@
 #include <cauchy.h>
 #include <galois.h>
 #include <jerasure.h>
+#include <reed_sol.h>
 
 #define W 8			/* GF(2^8): K + M <= 256 */
 #define PACKET (16u << 10)	/* packet size of full stripes */
 #define STRIPE (W * PACKET)
-#define DCACHE_MAX 64		/* cached decoding schedules per codec */
+#define DCACHE_MAX 64		/* cached decoding patterns per codec */
+#define ALIGN 64		/* of scratch buffers; gf-complete needs 16 */
 
 _Static_assert(EC_FRAG_ALIGN == W * 16, "fragments hold W packets of 16 B");
 _Static_assert(EC_MAX_K + EC_MAX_M <= 256, "GF(2^8) Cauchy limit");
 _Static_assert(EC_MAX_BLOCK <= INT_MAX, "Jerasure sizes are int");
 
-/* The decoding schedule of one erasure pattern. */
+enum method {
+	REPLICATE, /* k == 1: copies */
+	SPLIT,	   /* m == 0: the data fragments alone */
+	CAUCHY,	   /* m <= 2 */
+	VANDERMONDE,
+};
+
+/* How to decode one erasure pattern. */
 struct dsched {
 	uint64_t used;		 /* the k fragments read: bit i = fragment i */
 	unsigned ndst;		 /* data fragments rebuilt */
 	uint8_t src[EC_MAX_K];	 /* device j < k reads fragment src[j] */
 	uint8_t dst[EC_MAX_K];	 /* device k + j is data fragment dst[j] */
-	int **sched;		 /* Jerasure schedule, ends with op[0] < 0 */
+	int **sched;		 /* CAUCHY: schedule, ends with op[0] < 0 */
+	int *rows;		 /* VANDERMONDE: ndst x k decoding matrix */
 };
 
 struct ec_codec {
 	unsigned k, m;
-	int *bitmatrix; /* m*W rows x k*W columns; NULL when k == 1 or m == 0 */
-	int **enc;	/* encoding schedule; NULL when bitmatrix is */
+	enum method method;
+	int *matrix;	/* VANDERMONDE: m x k coding matrix */
+	int *bitmatrix; /* CAUCHY: m*W rows x k*W columns */
+	int **enc;	/* CAUCHY: encoding schedule */
 	pthread_mutex_t lock; /* protects ncache and cache[] */
 	unsigned ncache;
 	struct dsched *cache[DCACHE_MAX];
@@ -120,14 +141,19 @@ int ec_codec_new(unsigned k, unsigned m, struct ec_codec **out)
 		return -ENOMEM;
 	c->k = k;
 	c->m = m;
+	c->method = k == 1 ? REPLICATE : m == 0 ? SPLIT : m <= 2 ? CAUCHY
+								: VANDERMONDE;
 	if (pthread_mutex_init(&c->lock, NULL) != 0) {
 		free(c);
 		return -ENOMEM;
 	}
-	if (k > 1 && m > 0) {
+	if (c->method == CAUCHY || c->method == VANDERMONDE) {
 		pthread_mutex_lock(&jerasure_lock);
 		r = jerasure_init_locked();
-		if (r == 0)
+		if (r == 0 && c->method == VANDERMONDE)
+			c->matrix = reed_sol_vandermonde_coding_matrix(
+				(int)k, (int)m, W);
+		if (r == 0 && c->method == CAUCHY)
 			matrix = cauchy_good_general_coding_matrix((int)k,
 								   (int)m, W);
 		if (matrix)
@@ -138,7 +164,7 @@ int ec_codec_new(unsigned k, unsigned m, struct ec_codec **out)
 				(int)k, (int)m, W, c->bitmatrix);
 		pthread_mutex_unlock(&jerasure_lock);
 		free(matrix);
-		if (!c->enc) {
+		if (!c->enc && !c->matrix) {
 			ec_codec_free(c);
 			return r ? r : -ENOMEM;
 		}
@@ -153,6 +179,7 @@ static void dsched_free(struct dsched *d)
 		return;
 	if (d->sched)
 		jerasure_free_schedule(d->sched);
+	free(d->rows);
 	free(d);
 }
 
@@ -165,6 +192,7 @@ void ec_codec_free(struct ec_codec *c)
 	if (c->enc)
 		jerasure_free_schedule(c->enc);
 	free(c->bitmatrix);
+	free(c->matrix);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -216,6 +244,34 @@ static void run_schedule(int **sched, char *const dev[], size_t len)
 	}
 }
 
+/* dst = the sum over j < n of coef[j] * src[j] in GF(2^8), over @len
+ * bytes. All pointers 16-byte aligned (invariant 3). */
+static void dotprod(const int *coef, char *const src[], unsigned n, char *dst,
+		    size_t len)
+{
+	bool first = true;
+
+	for (unsigned j = 0; j < n; j++) {
+		if (coef[j] == 0)
+			continue;
+		if (coef[j] == 1 && first)
+			memcpy(dst, src[j], len);
+		else if (coef[j] == 1)
+			galois_region_xor(src[j], dst, (int)len);
+		else
+			galois_w08_region_multiply(src[j], coef[j], (int)len,
+						   dst, !first);
+		first = false;
+	}
+	if (first)
+		memset(dst, 0, len);
+}
+
+static bool aligned16(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
 static bool block_len_ok(size_t block_len)
 {
 	return block_len >= 1 && block_len <= EC_MAX_BLOCK;
@@ -231,11 +287,19 @@ static size_t data_bytes(size_t fs, size_t block_len, unsigned i)
 	return block_len - off < fs ? block_len - off : fs;
 }
 
+/* Scratch for @n fragments of @fs bytes (a multiple of EC_FRAG_ALIGN),
+ * ALIGN-aligned. NULL when out of memory; a NULL return for n == 0 is
+ * fine. */
+static char *scratch_alloc(unsigned n, size_t fs)
+{
+	return n ? aligned_alloc(ALIGN, (size_t)n * fs) : NULL;
+}
+
 int ec_encode(struct ec_codec *c, const void *block, size_t block_len,
 	      uint8_t *const frags[])
 {
-	unsigned n = c->k + c->m;
-	char *dev[EC_MAX_FRAGS];
+	unsigned n = c->k + c->m, nscratch = 0;
+	char *dev[EC_MAX_FRAGS], *scratch;
 	size_t fs;
 
 	if (!block || !frags || !block_len_ok(block_len))
@@ -243,7 +307,7 @@ int ec_encode(struct ec_codec *c, const void *block, size_t block_len,
 	for (unsigned i = 0; i < n; i++)
 		if (!frags[i])
 			return -EINVAL;
-	if (c->k == 1) {
+	if (c->method == REPLICATE) {
 		for (unsigned i = 0; i < n; i++)
 			memcpy(frags[i], block, block_len);
 		return 0;
@@ -255,38 +319,52 @@ int ec_encode(struct ec_codec *c, const void *block, size_t block_len,
 		memcpy(frags[i], (const uint8_t *)block + (size_t)i * fs, b);
 		memset(frags[i] + b, 0, fs - b);
 	}
-	if (c->m == 0)
+	if (c->method == SPLIT)
 		return 0;
+	if (c->method == CAUCHY) {
+		for (unsigned i = 0; i < n; i++)
+			dev[i] = (char *)frags[i];
+		run_schedule(c->enc, dev, fs);
+		return 0;
+	}
+
+	/* VANDERMONDE: work on aligned copies of unaligned fragments. */
 	for (unsigned i = 0; i < n; i++)
-		dev[i] = (char *)frags[i];
-	run_schedule(c->enc, dev, fs);
+		nscratch += !aligned16(frags[i]);
+	scratch = scratch_alloc(nscratch, fs);
+	if (nscratch && !scratch)
+		return -ENOMEM;
+	for (unsigned i = 0, j = 0; i < n; i++) {
+		if (aligned16(frags[i])) {
+			dev[i] = (char *)frags[i];
+			continue;
+		}
+		dev[i] = scratch + (size_t)j++ * fs;
+		if (i < c->k)
+			memcpy(dev[i], frags[i], fs);
+	}
+	for (unsigned p = 0; p < c->m; p++)
+		dotprod(c->matrix + p * c->k, dev, c->k, dev[c->k + p], fs);
+	for (unsigned i = c->k; i < n; i++)
+		if (dev[i] != (char *)frags[i])
+			memcpy(frags[i], dev[i], fs);
+	free(scratch);
 	return 0;
 }
 
-/* Build the decoding schedule that reads the k fragments in @used and
- * rebuilds the data fragments not in it. NULL when out of memory. */
-static struct dsched *dsched_build(const struct ec_codec *c, uint64_t used)
+/* CAUCHY: the decoding schedule for d's pattern. 0 or -ENOMEM. */
+static int dsched_build_cauchy(const struct ec_codec *c, struct dsched *d)
 {
 	size_t kw = (size_t)c->k * W;
-	struct dsched *d = calloc(1, sizeof(*d));
-	int *mat = malloc(kw * kw * sizeof(int));
+	int *mat = calloc(kw * kw, sizeof(int));
 	int *inv = malloc(kw * kw * sizeof(int));
-	int *rows = NULL;
-	unsigned ns = 0;
+	int *rows = malloc((size_t)d->ndst * W * kw * sizeof(int));
+	int r = -ENOMEM;
 
-	if (!d || !mat || !inv)
-		goto fail;
-	d->used = used;
-	for (unsigned i = 0; i < c->k + c->m; i++) {
-		if (used & (UINT64_C(1) << i))
-			d->src[ns++] = (uint8_t)i;
-		else if (i < c->k)
-			d->dst[d->ndst++] = (uint8_t)i;
-	}
-	assert(ns == c->k && d->ndst > 0);
+	if (!mat || !inv || !rows)
+		goto out;
 	/* The rows that give the fragments read from the data: identity
 	 * blocks for data fragments, the coding bit-matrix for parity. */
-	memset(mat, 0, kw * kw * sizeof(int));
 	for (unsigned j = 0; j < c->k; j++) {
 		int *row = mat + (size_t)j * W * kw;
 
@@ -300,28 +378,84 @@ static struct dsched *dsched_build(const struct ec_codec *c, uint64_t used)
 		}
 	}
 	/* Any k fragments of an MDS code determine the data. */
-	if (jerasure_invert_bitmatrix(mat, inv, (int)kw) != 0)
-		goto fail;
-	rows = malloc((size_t)d->ndst * W * kw * sizeof(int));
-	if (!rows)
-		goto fail;
+	if (jerasure_invert_bitmatrix(mat, inv, (int)kw) != 0) {
+		assert(!"Cauchy bit-matrix not invertible");
+		r = -EIO;
+		goto out;
+	}
 	for (unsigned j = 0; j < d->ndst; j++)
 		memcpy(rows + (size_t)j * W * kw, inv + (size_t)d->dst[j] * W * kw,
 		       W * kw * sizeof(int));
 	d->sched = jerasure_smart_bitmatrix_to_schedule((int)c->k, (int)d->ndst,
 							 W, rows);
-	if (!d->sched)
-		goto fail;
+	r = d->sched ? 0 : -ENOMEM;
+out:
 	free(rows);
 	free(inv);
 	free(mat);
+	return r;
+}
+
+/* VANDERMONDE: the decoding matrix rows for d's pattern. 0 or -ENOMEM. */
+static int dsched_build_rs(const struct ec_codec *c, struct dsched *d)
+{
+	size_t k = c->k;
+	int *mat = calloc(k * k, sizeof(int));
+	int *inv = malloc(k * k * sizeof(int));
+	int r = -ENOMEM;
+
+	d->rows = malloc((size_t)d->ndst * k * sizeof(int));
+	if (!mat || !inv || !d->rows)
+		goto out;
+	for (unsigned j = 0; j < k; j++) {
+		if (d->src[j] < k)
+			mat[j * k + d->src[j]] = 1;
+		else
+			memcpy(mat + j * k,
+			       c->matrix + (size_t)(d->src[j] - k) * k,
+			       k * sizeof(int));
+	}
+	if (jerasure_invert_matrix(mat, inv, (int)k, W) != 0) {
+		assert(!"Vandermonde matrix not invertible");
+		r = -EIO;
+		goto out;
+	}
+	for (unsigned j = 0; j < d->ndst; j++)
+		memcpy(d->rows + j * k, inv + d->dst[j] * k, k * sizeof(int));
+	r = 0;
+out:
+	free(inv);
+	free(mat);
+	return r;
+}
+
+/* How to read the k fragments in @used and rebuild the data fragments not
+ * in it. NULL when out of memory. */
+static struct dsched *dsched_build(const struct ec_codec *c, uint64_t used)
+{
+	struct dsched *d = calloc(1, sizeof(*d));
+	unsigned ns = 0;
+	int r;
+
+	if (!d)
+		return NULL;
+	d->used = used;
+	for (unsigned i = 0; i < c->k + c->m; i++) {
+		if (used & (UINT64_C(1) << i))
+			d->src[ns++] = (uint8_t)i;
+		else if (i < c->k)
+			d->dst[d->ndst++] = (uint8_t)i;
+	}
+	assert(ns == c->k && d->ndst > 0);
+	if (c->method == CAUCHY)
+		r = dsched_build_cauchy(c, d);
+	else
+		r = dsched_build_rs(c, d);
+	if (r < 0) {
+		dsched_free(d);
+		return NULL;
+	}
 	return d;
-fail:
-	free(rows);
-	free(inv);
-	free(mat);
-	dsched_free(d);
-	return NULL;
 }
 
 static struct dsched *dsched_find_locked(struct ec_codec *c, uint64_t used)
@@ -332,9 +466,9 @@ static struct dsched *dsched_find_locked(struct ec_codec *c, uint64_t used)
 	return NULL;
 }
 
-/* The decoding schedule for @used: cached, or built and cached. When the
- * cache is full the schedule is built for this call only: *owned is set and
- * the caller frees it. NULL when out of memory. */
+/* How to decode @used: cached, or built and cached. When the cache is full
+ * it is built for this call only: *owned is set and the caller frees it.
+ * NULL when out of memory. */
 static struct dsched *dsched_get(struct ec_codec *c, uint64_t used,
 				 bool *owned)
 {
@@ -367,12 +501,12 @@ static struct dsched *dsched_get(struct ec_codec *c, uint64_t used,
 int ec_decode(struct ec_codec *c, uint8_t *const frags[], size_t block_len,
 	      void *block)
 {
-	unsigned n = c->k + c->m, have = 0, data_missing = 0;
-	uint8_t *out = block, *scratch = NULL;
-	char *dev[2 * EC_MAX_K];
+	unsigned n = c->k + c->m, have = 0, data_missing = 0, nscratch = 0;
+	bool rs = c->method == VANDERMONDE, owned;
+	char *dev[2 * EC_MAX_K], *scratch = NULL;
+	uint8_t *out = block;
 	uint64_t used = 0;
 	struct dsched *d;
-	bool owned;
 	size_t fs;
 
 	if (!frags || !block || !block_len_ok(block_len))
@@ -388,7 +522,7 @@ int ec_decode(struct ec_codec *c, uint8_t *const frags[], size_t block_len,
 	}
 	if (have < c->k)
 		return -EIO;
-	if (c->k == 1) {
+	if (c->method == REPLICATE) {
 		for (unsigned i = 0; i < n; i++)
 			if (frags[i]) {
 				memcpy(block, frags[i], block_len);
@@ -407,33 +541,48 @@ int ec_decode(struct ec_codec *c, uint8_t *const frags[], size_t block_len,
 	d = dsched_get(c, used, &owned);
 	if (!d)
 		return -ENOMEM;
-	for (unsigned j = 0; j < c->k; j++)
-		dev[j] = (char *)frags[d->src[j]];
 	/* Rebuild data fragments straight into the block, except those that
-	 * reach into the padding: those go to scratch first. */
-	for (unsigned j = 0, nscratch = 0; j < d->ndst; j++) {
-		size_t b = data_bytes(fs, block_len, d->dst[j]);
-
-		if (b == fs) {
-			dev[c->k + j] = (char *)out + (size_t)d->dst[j] * fs;
-			continue;
-		}
-		if (!scratch) {
-			scratch = malloc((size_t)(d->ndst - j) * fs);
-			if (!scratch) {
-				if (owned)
-					dsched_free(d);
-				return -ENOMEM;
-			}
-		}
-		dev[c->k + j] = (char *)scratch + (size_t)nscratch++ * fs;
+	 * reach into the padding (and, for RS, all of them when the block is
+	 * not aligned): those go to scratch first. RS also reads aligned
+	 * copies of unaligned fragments. */
+	for (unsigned j = 0; j < c->k; j++)
+		nscratch += rs && !aligned16(frags[d->src[j]]);
+	for (unsigned j = 0; j < d->ndst; j++)
+		nscratch += data_bytes(fs, block_len, d->dst[j]) < fs ||
+			    (rs && !aligned16(block));
+	scratch = scratch_alloc(nscratch, fs);
+	if (nscratch && !scratch) {
+		if (owned)
+			dsched_free(d);
+		return -ENOMEM;
 	}
-	run_schedule(d->sched, dev, fs);
+	nscratch = 0;
+	for (unsigned j = 0; j < c->k; j++) {
+		dev[j] = (char *)frags[d->src[j]];
+		if (rs && !aligned16(dev[j])) {
+			dev[j] = scratch + (size_t)nscratch++ * fs;
+			memcpy(dev[j], frags[d->src[j]], fs);
+		}
+	}
 	for (unsigned j = 0; j < d->ndst; j++) {
-		size_t b = data_bytes(fs, block_len, d->dst[j]);
+		if (data_bytes(fs, block_len, d->dst[j]) < fs ||
+		    (rs && !aligned16(block)))
+			dev[c->k + j] = scratch + (size_t)nscratch++ * fs;
+		else
+			dev[c->k + j] = (char *)out + (size_t)d->dst[j] * fs;
+	}
+	if (rs)
+		for (unsigned j = 0; j < d->ndst; j++)
+			dotprod(d->rows + j * c->k, dev, c->k, dev[c->k + j],
+				fs);
+	else
+		run_schedule(d->sched, dev, fs);
+	for (unsigned j = 0; j < d->ndst; j++) {
+		uint8_t *to = out + (size_t)d->dst[j] * fs;
 
-		if (b < fs)
-			memcpy(out + (size_t)d->dst[j] * fs, dev[c->k + j], b);
+		if (dev[c->k + j] != (char *)to)
+			memcpy(to, dev[c->k + j],
+			       data_bytes(fs, block_len, d->dst[j]));
 	}
 	free(scratch);
 	if (owned)
