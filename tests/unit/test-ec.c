@@ -281,8 +281,8 @@ static void test_roundtrips(void)
 		size_t max_len; /* all patterns up to this length */
 	} codes[] = {
 		{2, 1, MiB + 1},  {4, 2, MiB + 1}, {8, 3, MiB + 1},
-		{10, 4, 65539},	  {1, 2, MiB + 1}, {3, 0, MiB + 1},
-		{6, 3, 4097},	  {5, 1, 65539},
+		{10, 4, MiB + 1}, {1, 2, MiB + 1}, {3, 0, MiB + 1},
+		{6, 3, 65539},	  {5, 1, 65539},
 	};
 
 	for (size_t ci = 0; ci < sizeof(codes) / sizeof(codes[0]); ci++) {
@@ -300,14 +300,6 @@ static void test_roundtrips(void)
 				fprintf(stderr, "  code %u+%u, length %zu\n",
 					codes[ci].k, codes[ci].m, L);
 		}
-		ec_codec_free(c);
-	}
-	/* 10+4 on 1 MiB + 1 too, with the same 1471 patterns; this is the
-	 * longest case, so once only. */
-	{
-		struct ec_codec *c = codec(10, 4);
-
-		CHECK(roundtrip(c, MiB + 1, 77, NULL, 0) == 0);
 		ec_codec_free(c);
 	}
 }
