@@ -77,11 +77,11 @@
 #include <jerasure.h>
 #include <reed_sol.h>
 
-#define W 8			/* GF(2^8): K + M <= 256 */
-#define PACKET (16u << 10)	/* packet size of full stripes */
+#define W 8		   /* GF(2^8): K + M <= 256 */
+#define PACKET (16u << 10) /* packet size of full stripes */
 #define STRIPE (W * PACKET)
-#define DCACHE_MAX 64		/* cached decoding patterns per codec */
-#define ALIGN 64		/* of scratch buffers; gf-complete needs 16 */
+#define DCACHE_MAX 64 /* cached decoding patterns per codec */
+#define ALIGN 64      /* of scratch buffers; gf-complete needs 16 */
 
 _Static_assert(EC_FRAG_ALIGN == W * 16, "fragments hold W packets of 16 B");
 _Static_assert(EC_MAX_K + EC_MAX_M <= 256, "GF(2^8) Cauchy limit");
@@ -96,20 +96,20 @@ enum method {
 
 /* How to decode one erasure pattern. */
 struct dsched {
-	uint64_t used;		 /* the k fragments read: bit i = fragment i */
-	unsigned ndst;		 /* data fragments rebuilt */
-	uint8_t src[EC_MAX_K];	 /* device j < k reads fragment src[j] */
-	uint8_t dst[EC_MAX_K];	 /* device k + j is data fragment dst[j] */
-	int **sched;		 /* CAUCHY: schedule, ends with op[0] < 0 */
-	int *rows;		 /* VANDERMONDE: ndst x k decoding matrix */
+	uint64_t used;	       /* the k fragments read: bit i = fragment i */
+	unsigned ndst;	       /* data fragments rebuilt */
+	uint8_t src[EC_MAX_K]; /* device j < k reads fragment src[j] */
+	uint8_t dst[EC_MAX_K]; /* device k + j is data fragment dst[j] */
+	int **sched;	       /* CAUCHY: schedule, ends with op[0] < 0 */
+	int *rows;	       /* VANDERMONDE: ndst x k decoding matrix */
 };
 
 struct ec_codec {
 	unsigned k, m;
 	enum method method;
-	int *matrix;	/* VANDERMONDE: m x k coding matrix */
-	int *bitmatrix; /* CAUCHY: m*W rows x k*W columns */
-	int **enc;	/* CAUCHY: encoding schedule */
+	int *matrix;	      /* VANDERMONDE: m x k coding matrix */
+	int *bitmatrix;	      /* CAUCHY: m*W rows x k*W columns */
+	int **enc;	      /* CAUCHY: encoding schedule */
 	pthread_mutex_t lock; /* protects ncache and cache[] */
 	unsigned ncache;
 	struct dsched *cache[DCACHE_MAX];
@@ -141,8 +141,10 @@ int ec_codec_new(unsigned k, unsigned m, struct ec_codec **out)
 		return -ENOMEM;
 	c->k = k;
 	c->m = m;
-	c->method = k == 1 ? REPLICATE : m == 0 ? SPLIT : m <= 2 ? CAUCHY
-								: VANDERMONDE;
+	c->method = k == 1   ? REPLICATE
+		    : m == 0 ? SPLIT
+		    : m <= 2 ? CAUCHY
+			     : VANDERMONDE;
 	if (pthread_mutex_init(&c->lock, NULL) != 0) {
 		free(c);
 		return -ENOMEM;
@@ -152,16 +154,16 @@ int ec_codec_new(unsigned k, unsigned m, struct ec_codec **out)
 		r = jerasure_init_locked();
 		if (r == 0 && c->method == VANDERMONDE)
 			c->matrix = reed_sol_vandermonde_coding_matrix(
-				(int)k, (int)m, W);
+			    (int)k, (int)m, W);
 		if (r == 0 && c->method == CAUCHY)
 			matrix = cauchy_good_general_coding_matrix((int)k,
 								   (int)m, W);
 		if (matrix)
 			c->bitmatrix = jerasure_matrix_to_bitmatrix(
-				(int)k, (int)m, W, matrix);
+			    (int)k, (int)m, W, matrix);
 		if (c->bitmatrix)
 			c->enc = jerasure_smart_bitmatrix_to_schedule(
-				(int)k, (int)m, W, c->bitmatrix);
+			    (int)k, (int)m, W, c->bitmatrix);
 		pthread_mutex_unlock(&jerasure_lock);
 		free(matrix);
 		if (!c->enc && !c->matrix) {
@@ -373,7 +375,8 @@ static int dsched_build_cauchy(const struct ec_codec *c, struct dsched *d)
 				row[b * kw + d->src[j] * W + b] = 1;
 		} else {
 			memcpy(row,
-			       c->bitmatrix + (size_t)(d->src[j] - c->k) * W * kw,
+			       c->bitmatrix +
+				   (size_t)(d->src[j] - c->k) * W * kw,
 			       W * kw * sizeof(int));
 		}
 	}
@@ -384,10 +387,10 @@ static int dsched_build_cauchy(const struct ec_codec *c, struct dsched *d)
 		goto out;
 	}
 	for (unsigned j = 0; j < d->ndst; j++)
-		memcpy(rows + (size_t)j * W * kw, inv + (size_t)d->dst[j] * W * kw,
-		       W * kw * sizeof(int));
+		memcpy(rows + (size_t)j * W * kw,
+		       inv + (size_t)d->dst[j] * W * kw, W * kw * sizeof(int));
 	d->sched = jerasure_smart_bitmatrix_to_schedule((int)c->k, (int)d->ndst,
-							 W, rows);
+							W, rows);
 	r = d->sched ? 0 : -ENOMEM;
 out:
 	free(rows);
@@ -469,8 +472,7 @@ static struct dsched *dsched_find_locked(struct ec_codec *c, uint64_t used)
 /* How to decode @used: cached, or built and cached. When the cache is full
  * it is built for this call only: *owned is set and the caller frees it.
  * NULL when out of memory. */
-static struct dsched *dsched_get(struct ec_codec *c, uint64_t used,
-				 bool *owned)
+static struct dsched *dsched_get(struct ec_codec *c, uint64_t used, bool *owned)
 {
 	struct dsched *d, *found;
 
@@ -608,12 +610,12 @@ int ec_encode_frags(struct ec_codec *c, const struct blk_cid *cid,
 	fs = ec_frag_size(c, block_len);
 	for (unsigned i = 0; i < c->k + c->m; i++) {
 		struct ec_frag_hdr h = {
-			.k = (uint8_t)c->k,
-			.m = (uint8_t)c->m,
-			.index = (uint8_t)i,
-			.block_len = (uint32_t)block_len,
-			.frag_len = (uint32_t)fs,
-			.cid = *cid,
+		    .k = (uint8_t)c->k,
+		    .m = (uint8_t)c->m,
+		    .index = (uint8_t)i,
+		    .block_len = (uint32_t)block_len,
+		    .frag_len = (uint32_t)fs,
+		    .cid = *cid,
 		};
 
 		ec_frag_hdr_seal(&h, frags[i], hdrs[i]);

@@ -121,8 +121,8 @@ static int bench_codec(unsigned k, unsigned m, size_t len)
 	for (unsigned i = 0; i < n; i++)
 		a.frags[i] = a.have[i] = xalloc(fs);
 
-	printf("codec %u+%u, block %zu B, fragment %zu B (padding %zu B)\n",
-	       k, m, len, fs, fs * k - len);
+	printf("codec %u+%u, block %zu B, fragment %zu B (padding %zu B)\n", k,
+	       m, len, fs, fs * k - len);
 	printf("  encode                      %8.0f MB/s\n",
 	       best_rate(codec_encode, &a, len));
 	printf("  decode, all data present    %8.0f MB/s\n",
@@ -185,9 +185,8 @@ static void jer_decode(void *p)
 					      a->erasures, a->data, a->coding,
 					      a->size, a->packet, 1);
 	else
-		jerasure_matrix_decode(a->k, a->m, 8, a->matrix, 1,
-				       a->erasures, a->data, a->coding,
-				       a->size);
+		jerasure_matrix_decode(a->k, a->m, 8, a->matrix, 1, a->erasures,
+				       a->data, a->coding, a->size);
 }
 
 static void jer_run(struct jer_arg *a, const char *name, size_t len)
@@ -243,8 +242,8 @@ static int bench_jerasure(unsigned k, unsigned m, size_t len)
 	a.method = CAUCHY;
 	cauchy = cauchy_good_general_coding_matrix(a.k, a.m, 8);
 	a.bitmatrix = jerasure_matrix_to_bitmatrix(a.k, a.m, 8, cauchy);
-	a.schedule = jerasure_smart_bitmatrix_to_schedule(a.k, a.m, 8,
-							  a.bitmatrix);
+	a.schedule =
+	    jerasure_smart_bitmatrix_to_schedule(a.k, a.m, 8, a.bitmatrix);
 	for (size_t i = 0; i < sizeof(packets) / sizeof(packets[0]); i++) {
 		char name[64];
 
@@ -286,8 +285,9 @@ int main(int argc, char **argv)
 		len = strtoul(argv[i + 2], NULL, 10);
 	if (k < 1 || k > EC_MAX_K || m > EC_MAX_M || len < 1 ||
 	    len > EC_MAX_BLOCK) {
-		fprintf(stderr, "ec-bench: need 1 <= K <= %d, M <= %d, "
-				"1 <= BLOCK_BYTES <= %u\n",
+		fprintf(stderr,
+			"ec-bench: need 1 <= K <= %d, M <= %d, "
+			"1 <= BLOCK_BYTES <= %u\n",
 			EC_MAX_K, EC_MAX_M, EC_MAX_BLOCK);
 		return 2;
 	}

@@ -101,8 +101,8 @@ static void frags_free(struct frags *f)
 static void test_params(void)
 {
 	struct ec_codec *c = NULL;
-	static const size_t lens[] = {0, 1, 127, 128, 129, 4096, 4097,
-				      MiB, MiB + 1, 64 * MiB};
+	static const size_t lens[] = {0,    1,	  127, 128,	129,
+				      4096, 4097, MiB, MiB + 1, 64 * MiB};
 
 	CHECK(ec_codec_new(0, 1, &c) == -EINVAL);
 	CHECK(ec_codec_new(EC_MAX_K + 1, 1, &c) == -EINVAL);
@@ -254,8 +254,9 @@ static unsigned roundtrip(struct ec_codec *c, size_t L, uint64_t seed,
 				bad++;
 			}
 		} else if (r != -EIO) {
-			fprintf(stderr, "%u+%u len %zu lost %#llx: r=%d, "
-					"not -EIO\n",
+			fprintf(stderr,
+				"%u+%u len %zu lost %#llx: r=%d, "
+				"not -EIO\n",
 				k, m, L, (unsigned long long)lost, r);
 			bad++;
 		}
@@ -273,16 +274,14 @@ static unsigned roundtrip(struct ec_codec *c, size_t L, uint64_t seed,
 
 static void test_roundtrips(void)
 {
-	static const size_t lens[] = {1,    2,    3,	 7,	    15,
-				      16,   17,   4095, 4096,	    4097,
-				      65539, MiB, MiB + 1};
+	static const size_t lens[] = {1,    2,	  3,	7,     15,  16,	    17,
+				      4095, 4096, 4097, 65539, MiB, MiB + 1};
 	static const struct {
 		unsigned k, m;
 		size_t max_len; /* all patterns up to this length */
 	} codes[] = {
-		{2, 1, MiB + 1},  {4, 2, MiB + 1}, {8, 3, MiB + 1},
-		{10, 4, MiB + 1}, {1, 2, MiB + 1}, {3, 0, MiB + 1},
-		{6, 3, 65539},	  {5, 1, 65539},
+	    {2, 1, MiB + 1}, {4, 2, MiB + 1}, {8, 3, MiB + 1}, {10, 4, MiB + 1},
+	    {1, 2, MiB + 1}, {3, 0, MiB + 1}, {6, 3, 65539},   {5, 1, 65539},
 	};
 
 	for (size_t ci = 0; ci < sizeof(codes) / sizeof(codes[0]); ci++) {
@@ -335,7 +334,7 @@ static void test_alignment(void)
 		frags_alloc(&a, 11, fs, NULL);
 		frags_alloc(&u, 11, fs, skew);
 		CHECK(ec_encode(c, b, L, a.p) == 0);
-		CHECK(ec_encode(c, b + 1, L, u.p) == 0); /* block unaligned */
+		CHECK(ec_encode(c, b + 1, L, u.p) == 0);  /* block unaligned */
 		CHECK(memcmp(a.p[10], u.p[10], fs) != 0); /* other bytes */
 		memmove(b + 1, b, L);
 		CHECK(ec_encode(c, b + 1, L, u.p) == 0);
@@ -399,8 +398,8 @@ static bool jerasure_agrees(unsigned k, unsigned m, size_t L)
 	if (m <= 2) {
 		int *mat = cauchy_good_general_coding_matrix((int)k, (int)m, 8);
 		int *bm = jerasure_matrix_to_bitmatrix((int)k, (int)m, 8, mat);
-		int **sch = jerasure_smart_bitmatrix_to_schedule((int)k,
-								 (int)m, 8, bm);
+		int **sch =
+		    jerasure_smart_bitmatrix_to_schedule((int)k, (int)m, 8, bm);
 		size_t full = fs / (128 * KiB) * (128 * KiB);
 		char *d2[EC_MAX_K], *c2[EC_MAX_M];
 
@@ -412,16 +411,16 @@ static bool jerasure_agrees(unsigned k, unsigned m, size_t L)
 				d2[i] = data[i] + full;
 			for (unsigned i = 0; i < m; i++)
 				c2[i] = coding[i] + full;
-			jerasure_schedule_encode((int)k, (int)m, 8, sch, d2,
-						 c2, (int)(fs - full),
+			jerasure_schedule_encode((int)k, (int)m, 8, sch, d2, c2,
+						 (int)(fs - full),
 						 (int)((fs - full) / 8));
 		}
 		jerasure_free_schedule(sch);
 		free(bm);
 		free(mat);
 	} else {
-		int *mat = reed_sol_vandermonde_coding_matrix((int)k, (int)m,
-							      8);
+		int *mat =
+		    reed_sol_vandermonde_coding_matrix((int)k, (int)m, 8);
 
 		jerasure_matrix_encode((int)k, (int)m, 8, mat, data, coding,
 				       (int)fs);
@@ -448,17 +447,17 @@ static void test_known_answers(void)
 		size_t len;
 		uint64_t digest;
 	} kat[] = {
-		{4, 2, MiB + 1, 0x099cc0fae7e217eaull},
-		{4, 2, 4097, 0x9a53e4922eb09905ull},
-		{2, 1, 7, 0x5c06d5a020a51e73ull},
-		{10, 4, 65539, 0xcf6df7b222ba2f0full},
-		{8, 3, 300000, 0xc64862433326fe26ull},
-		{1, 2, 1000, 0xd5a2e505329f6140ull},
+	    {4, 2, MiB + 1, 0x099cc0fae7e217eaull},
+	    {4, 2, 4097, 0x9a53e4922eb09905ull},
+	    {2, 1, 7, 0x5c06d5a020a51e73ull},
+	    {10, 4, 65539, 0xcf6df7b222ba2f0full},
+	    {8, 3, 300000, 0xc64862433326fe26ull},
+	    {1, 2, 1000, 0xd5a2e505329f6140ull},
 	};
 
-	CHECK(jerasure_agrees(4, 2, MiB));	/* full stripes only */
+	CHECK(jerasure_agrees(4, 2, MiB));     /* full stripes only */
 	CHECK(jerasure_agrees(4, 2, MiB + 1)); /* and a tail stripe */
-	CHECK(jerasure_agrees(2, 1, 4097));	/* tail stripe only */
+	CHECK(jerasure_agrees(2, 1, 4097));    /* tail stripe only */
 	CHECK(jerasure_agrees(3, 2, 1000));
 	CHECK(jerasure_agrees(10, 4, MiB + 1));
 	CHECK(jerasure_agrees(8, 3, 12345));
@@ -495,8 +494,8 @@ static void seal_block(struct sealed *s, unsigned k, unsigned m, size_t len,
 	blk_cid_compute(&s->cid, codec_id, s->block, len);
 	frags_alloc(&s->f, k + m, s->fs, NULL);
 	s->hdrs = xmalloc((k + m) * sizeof(*s->hdrs));
-	CHECK(ec_encode_frags(s->c, &s->cid, s->block, len, s->f.p,
-			      s->hdrs) == 0);
+	CHECK(ec_encode_frags(s->c, &s->cid, s->block, len, s->f.p, s->hdrs) ==
+	      0);
 }
 
 static void sealed_free(struct sealed *s)
@@ -527,8 +526,7 @@ static void test_framing_roundtrip(void)
 			     h.block_len == s.len && h.frag_len == s.fs &&
 			     blk_cid_equal(&h.cid, &s.cid) &&
 			     ec_frag_verify(&h, s.f.p[i], s.fs) == 0 &&
-			     ec_frag_verify(&h, s.f.p[i], s.fs - 1) ==
-				     -EBADMSG;
+			     ec_frag_verify(&h, s.f.p[i], s.fs - 1) == -EBADMSG;
 		}
 		CHECK(ok);
 		sealed_free(&s);
@@ -600,48 +598,46 @@ static void test_framing_malformed(void)
 	seal_block(&r, 1, 2, 5000, BLK_CODEC_RAW);
 	CHECK(ec_frag_hdr_parse(s.hdrs[2], EC_FRAG_HDR_LEN, &good) == 0);
 
-#define MUTATE(src, stmt, expect)                                             \
-	do {                                                                 \
-		memcpy(hdr, (src), EC_FRAG_HDR_LEN);                         \
-		stmt;                                                        \
-		CHECK(ec_frag_hdr_parse(hdr, EC_FRAG_HDR_LEN, &h) == expect); \
+#define MUTATE(src, stmt, expect)                                              \
+	do {                                                                   \
+		memcpy(hdr, (src), EC_FRAG_HDR_LEN);                           \
+		stmt;                                                          \
+		CHECK(ec_frag_hdr_parse(hdr, EC_FRAG_HDR_LEN, &h) == expect);  \
 	} while (0)
-#define PUT32(off, v)                                                        \
-	do {                                                                 \
-		uint32_t v_ = (v);                                           \
-		for (int b_ = 0; b_ < 4; b_++)                               \
-			hdr[(off) + b_] = (uint8_t)(v_ >> (8 * b_));         \
+#define PUT32(off, v)                                                          \
+	do {                                                                   \
+		uint32_t v_ = (v);                                             \
+		for (int b_ = 0; b_ < 4; b_++)                                 \
+			hdr[(off) + b_] = (uint8_t)(v_ >> (8 * b_));           \
 	} while (0)
 
 	MUTATE(s.hdrs[2], (void)0, 0);
-	MUTATE(s.hdrs[2], hdr[0] = 'X', -EPROTO);	     /* magic */
+	MUTATE(s.hdrs[2], hdr[0] = 'X', -EPROTO);	    /* magic */
 	MUTATE(s.hdrs[2], memcpy(hdr, "BFRH", 4), -EPROTO); /* magic */
-	MUTATE(s.hdrs[2], hdr[4] = 0, -EPROTO);	     /* version */
-	MUTATE(s.hdrs[2], hdr[4] = 2, -EPROTO);	     /* version */
-	MUTATE(s.hdrs[2], PUT32(20, 1), -EPROTO);	     /* flags */
+	MUTATE(s.hdrs[2], hdr[4] = 0, -EPROTO);		    /* version */
+	MUTATE(s.hdrs[2], hdr[4] = 2, -EPROTO);		    /* version */
+	MUTATE(s.hdrs[2], PUT32(20, 1), -EPROTO);	    /* flags */
 	MUTATE(s.hdrs[2], PUT32(20, 0x80000000u), -EPROTO);
-	MUTATE(s.hdrs[2], hdr[5] = 0, -EINVAL);	     /* k = 0 */
+	MUTATE(s.hdrs[2], hdr[5] = 0, -EINVAL); /* k = 0 */
 	MUTATE(s.hdrs[2], hdr[5] = EC_MAX_K + 1, -EINVAL);
 	MUTATE(s.hdrs[2], hdr[6] = EC_MAX_M + 1, -EINVAL);
-	MUTATE(s.hdrs[2], hdr[7] = 6, -EINVAL);	     /* index = k + m */
+	MUTATE(s.hdrs[2], hdr[7] = 6, -EINVAL); /* index = k + m */
 	MUTATE(s.hdrs[2], hdr[7] = 255, -EINVAL);
-	MUTATE(s.hdrs[2], PUT32(8, 0), -EINVAL);	     /* block_len 0 */
+	MUTATE(s.hdrs[2], PUT32(8, 0), -EINVAL); /* block_len 0 */
 	MUTATE(s.hdrs[2], PUT32(8, EC_MAX_BLOCK + 1), -EINVAL);
-	MUTATE(s.hdrs[2], PUT32(12, 0), -EINVAL);	     /* frag_len 0 */
+	MUTATE(s.hdrs[2], PUT32(12, 0), -EINVAL); /* frag_len 0 */
 	MUTATE(s.hdrs[2], PUT32(12, EC_MAX_BLOCK + 1), -EINVAL);
 	/* frag_len * k < block_len */
 	MUTATE(s.hdrs[2], PUT32(12, 1249), -EINVAL);
 	MUTATE(s.hdrs[2], PUT32(12, 1250), 0);
-	MUTATE(s.hdrs[2], PUT32(16, 0x12), -EINVAL);	     /* codec */
+	MUTATE(s.hdrs[2], PUT32(16, 0x12), -EINVAL); /* codec */
 	/* k = 1 needs frag_len == block_len */
 	MUTATE(r.hdrs[1], (void)0, 0);
 	MUTATE(r.hdrs[1], PUT32(12, 5001), -EINVAL);
 	MUTATE(r.hdrs[1], PUT32(12, 4999), -EINVAL);
 	/* Wrong lengths of header. */
-	CHECK(ec_frag_hdr_parse(s.hdrs[2], EC_FRAG_HDR_LEN - 1, &h) ==
-	      -EPROTO);
-	CHECK(ec_frag_hdr_parse(s.hdrs[2], EC_FRAG_HDR_LEN + 1, &h) ==
-	      -EPROTO);
+	CHECK(ec_frag_hdr_parse(s.hdrs[2], EC_FRAG_HDR_LEN - 1, &h) == -EPROTO);
+	CHECK(ec_frag_hdr_parse(s.hdrs[2], EC_FRAG_HDR_LEN + 1, &h) == -EPROTO);
 #undef MUTATE
 #undef PUT32
 	sealed_free(&s);
@@ -791,11 +787,11 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-#define RUN(fn)                                                              \
-	do {                                                                 \
-		double t0_ = now();                                          \
-		fn();                                                        \
-		printf("ec: %-24s %6.2f s\n", #fn, now() - t0_);             \
+#define RUN(fn)                                                                \
+	do {                                                                   \
+		double t0_ = now();                                            \
+		fn();                                                          \
+		printf("ec: %-24s %6.2f s\n", #fn, now() - t0_);               \
 	} while (0)
 
 int main(void)
