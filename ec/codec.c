@@ -8,7 +8,7 @@
  * blocks, decode with 2 data fragments lost, MB/s of block bytes:
  *
  *   method                                   encode        decode
- *   Vandermonde RS w=8, matrix_encode         6200-11000    8500-9900
+ *   Vandermonde RS w=8, matrix_encode         6200-11100    8500-10200
  *   reed_sol_r6 (m=2), w=8                    6900-8700     8500-10200
  *   Cauchy bit-matrix, smart schedule, w=8:
  *     packet  2 KiB                           8800-10600    8900-9400
@@ -27,7 +27,10 @@
  * 3.2/1.6 against 4.4/4.5, 10+4 2.5/1.7 against 4.2/4.2. Hence the rule:
  * M <= 2 Cauchy, M >= 3 Vandermonde RS; a function of (K, M) only.
  * `build-ec/ec/ec-bench [K M [BLOCK_BYTES]]` prints what this codec does,
- * which includes splitting the block into the caller's fragments.
+ * which includes copying the block into the caller's data fragments:
+ * 4+2 on 1 MiB encodes at 7500 MB/s and decodes at 8400-9900 MB/s with 2
+ * data fragments lost (26000 MB/s when all data is present, a copy); on
+ * 4 KiB blocks 3400 and 2700 MB/s; 10+4 on 1 MiB 3700-4300 and 3600-4100.
  *
  * Fragment size for K > 1: fs = ceil(block_len / K) rounded up to
  * EC_FRAG_ALIGN = W * 16 = 128 bytes, whatever the method. With Cauchy each
