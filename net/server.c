@@ -229,7 +229,6 @@ static int do_put(struct net_server *s, const struct net_req *q)
 		blk_txn_put(t, s->cf, STATS_KEY, sizeof(STATS_KEY), stats,
 			    sizeof(stats));
 		rc = blk_txn_commit(t, false);
-		t = NULL;
 		if (rc == 0) {
 			s->used = used;
 			s->frags = frags;
@@ -371,7 +370,6 @@ static int do_delete(struct net_server *s, const struct net_req *q,
 		blk_txn_put(t, s->cf, STATS_KEY, sizeof(STATS_KEY), stats,
 			    sizeof(stats));
 		rc = blk_txn_commit(t, false);
-		t = NULL;
 		if (rc == 0) {
 			s->used = tmp.used;
 			s->frags = tmp.frags;
