@@ -417,6 +417,14 @@ static bool name_in(const char *name, char **list, size_t n)
 	return false;
 }
 
+static bool is_large(const struct blk_db_options *o, const char *name)
+{
+	for (size_t i = 0; o->large_cfs && o->large_cfs[i]; i++)
+		if (!strcmp(o->large_cfs[i], name))
+			return true;
+	return false;
+}
+
 static bool is_own_name(const struct blk_db_options *o, unsigned ncf,
 			const char *name)
 {
@@ -594,7 +602,10 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 				       : o->extra_cfs[i - BLK_CF_USER];
 		enum cf_kind kind = i == BLK_CF_BLOCKS ? CF_KIND_BLOCKS
 				    : i == BLK_CF_REFS ? CF_KIND_REFS
-						       : CF_KIND_SMALL;
+				    : i >= BLK_CF_USER &&
+					    is_large(o, o->extra_cfs[i - BLK_CF_USER])
+					? CF_KIND_BLOCKS
+					: CF_KIND_SMALL;
 
 		if (i == BLK_CF_NEWLOG && !o->newlog &&
 		    !name_in(name, existing, nexisting))

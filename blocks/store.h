@@ -44,6 +44,10 @@ enum {
 
 struct blk_db_options {
 	const char *const *extra_cfs; /* NULL-terminated, or NULL */
+	/* Those of extra_cfs that hold large values (fragments, ...): they
+	 * get the options of "blocks" (blob files, no compression, large
+	 * memtables). NULL-terminated, or NULL. */
+	const char *const *large_cfs;
 	size_t cache_bytes;           /* shared block cache; 0: default 64 MiB */
 	bool create;                  /* create the database if missing */
 	bool read_only;               /* open without taking the write lock;

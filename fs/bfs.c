@@ -24,6 +24,7 @@ struct bfs {
 	struct bfs_config cfg;
 	char *node_dir;
 	struct blk_db *db;
+	struct bfs_remote remote; /* fetch == NULL: a single node */
 	uint64_t max_extent; /* longest extent any mount of this fs wrote */
 
 	pthread_mutex_t ns_lock;
@@ -171,6 +172,70 @@ static int txn_commit(struct blk_txn *t, bool sync)
 	if (ret)
 		bfs_log_err("metadata commit failed: %s", strerror(-ret));
 	return ret;
+}
+
+/* ---- blocks, local or fetched ------------------------------------------ */
+
+/* A block that is not in the local store any more (evicted once peers held
+ * it, or lost with a disk) comes from the cluster; it is put back in the
+ * store as a cache entry. */
+static int fetch_block(struct bfs *fs, const struct blk_cid *cid,
+		       void **data, size_t *len)
+{
+	int ret;
+
+	if (!fs->remote.fetch)
+		return -EIO;
+	ret = fs->remote.fetch(fs->remote.arg, cid, data, len);
+	if (ret)
+		return ret;
+	if (!fs->cfg.read_only) {
+		int r = blk_store_fill(fs->db, cid, *data, *len);
+		if (r && r != -ENOENT)
+			bfs_log_warn("cannot keep a fetched block: %s",
+				     strerror(-r));
+	}
+	return 0;
+}
+
+static int64_t block_read(struct bfs *fs, const struct blk_cid *cid,
+			  uint64_t off, void *dst, size_t len)
+{
+	int64_t got = blk_store_read(fs->db, cid, off, dst, len);
+	void *data;
+	size_t dlen;
+
+	if (got != -ENOENT || !fs->remote.fetch)
+		return got;
+	int ret = fetch_block(fs, cid, &data, &dlen);
+	if (ret)
+		return ret;
+	if (off >= dlen) {
+		got = 0;
+	} else {
+		got = (int64_t)(dlen - off < len ? dlen - off : len);
+		memcpy(dst, (uint8_t *)data + off, (size_t)got);
+	}
+	free(data);
+	return got;
+}
+
+static int block_get(struct bfs *fs, const struct blk_cid *cid, void **data,
+		     size_t *len)
+{
+	int ret = blk_store_get(fs->db, cid, data, len);
+
+	if (ret != -ENOENT || !fs->remote.fetch)
+		return ret;
+	return fetch_block(fs, cid, data, len);
+}
+
+void bfs_set_remote(struct bfs *fs, const struct bfs_remote *r)
+{
+	if (r)
+		fs->remote = *r;
+	else
+		memset(&fs->remote, 0, sizeof(fs->remote));
 }
 
 /* ---- inode table ------------------------------------------------------ */
@@ -608,7 +673,7 @@ static int fill_run(struct bfs *fs, struct bfs_inode *ip, struct run *r,
 		memset(r->buf, 0, len);
 	for (size_t k = r->ext0; k < r->ext0 + r->next; k++) {
 		const struct bfs_extent *e = &exts->v[k];
-		int64_t got = blk_store_read(fs->db, &e->cid, 0,
+		int64_t got = block_read(fs, &e->cid, 0,
 					     r->buf + (e->off - r->ea), e->len);
 		if (got < 0) {
 			bfs_log_err("inode %llu: cannot read block at offset "
@@ -904,6 +969,8 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 					    stored_delta);
 		txn_put_inode(t, ip);
 		ret = blk_txn_commit(t, false);
+		if (!ret && fs->remote.committed)
+			fs->remote.committed(fs->remote.arg);
 	}
 	/* What was not committed goes back under newer writes. */
 	for (size_t i = 0; !ret && i < nruns; i++) {
@@ -1047,6 +1114,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		enqueue(fs, ip);
 	dirty_account(fs, delta);
 	ret = throttle(fs, ip);
+	if (!ret && fs->remote.throttle)
+		fs->remote.throttle(fs->remote.arg);
 	return ret ? ret : (int64_t)len;
 }
 
@@ -1063,6 +1132,9 @@ int bfs_fsync_meta(struct bfs *fs)
 	int ret = write_attrs(fs);
 	if (!ret)
 		ret = blk_db_sync(fs->db);
+	/* The promise of fsync: on the placement at full redundancy. */
+	if (!ret && fs->remote.barrier)
+		ret = fs->remote.barrier(fs->remote.arg);
 	return ret;
 }
 
@@ -1091,7 +1163,7 @@ static int truncate_extents(struct bfs *fs, struct bfs_inode *ip,
 			ret = -ENOMEM;
 			break;
 		}
-		int64_t got = blk_store_read(fs->db, &e->cid, 0, p, head);
+		int64_t got = block_read(fs, &e->cid, 0, p, head);
 		if (got != head) {
 			free(p);
 			ret = got < 0 ? (int)got : -EUCLEAN;
@@ -1356,7 +1428,7 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 		       size_t len)
 {
 	if (off == e->off && len == e->len) {
-		int64_t got = blk_store_read(fs->db, &e->cid, 0, dst, len);
+		int64_t got = block_read(fs, &e->cid, 0, dst, len);
 		if (got < 0)
 			return (int)got;
 		return (size_t)got == len ? 0 : -EIO;
@@ -1365,7 +1437,7 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 	if (!f->cached || !blk_cid_equal(&f->cid, &e->cid)) {
 		void *data;
 		size_t dlen;
-		int ret = blk_store_get(fs->db, &e->cid, &data, &dlen);
+		int ret = block_get(fs, &e->cid, &data, &dlen);
 		if (ret) {
 			pthread_mutex_unlock(&f->lock);
 			return ret;
@@ -2328,6 +2400,44 @@ static int load_meta_u64(struct bfs *fs, const char *key, uint64_t *v)
 	return 0;
 }
 
+/* Keep the local store within cfg.local_max once peers hold everything:
+ * evict blocks (their references stay; reads fetch them back). The order
+ * is the CIDs', i.e. arbitrary, which is what a cache of content-addressed
+ * blocks without access times can do cheaply. */
+static void evict_blocks(struct bfs *fs)
+{
+	struct blk_store_stats st;
+	uint64_t local, goal, freed = 0, n = 0;
+	static const uint8_t prefix = 0x01; /* CIDv1 keys in "refs" */
+
+	if (!fs->cfg.local_max || !fs->remote.backlog ||
+	    blk_store_stats(fs->db, &st))
+		return;
+	local = st.bytes - st.remote_bytes;
+	if (local <= fs->cfg.local_max || fs->remote.backlog(fs->remote.arg))
+		return;
+	goal = local - fs->cfg.local_max + fs->cfg.local_max / 10;
+	struct blk_iter *it =
+	    blk_iter_new(fs->db, BLK_CF_REFS, &prefix, 1, NULL, 0);
+	for (; it && blk_iter_valid(it) && freed < goal; blk_iter_next(it)) {
+		size_t klen;
+		const uint8_t *k = blk_iter_key(it, &klen);
+		struct blk_cid cid;
+		if (blk_cid_from_bytes(&cid, k, klen))
+			continue;
+		int r = blk_store_evict(fs->db, &cid);
+		if (r > 0) {
+			freed += (uint64_t)r;
+			n++;
+		}
+	}
+	blk_iter_free(it);
+	if (n)
+		bfs_log_info("evicted %llu blocks (%llu MiB) held by peers",
+			     (unsigned long long)n,
+			     (unsigned long long)(freed >> 20));
+}
+
 static void *maint_main(void *arg)
 {
 	struct bfs *fs = arg;
@@ -2345,6 +2455,7 @@ static void *maint_main(void *arg)
 		uint64_t prev = fs->maint_prev, cur = prev;
 		pthread_mutex_unlock(&fs->q_lock);
 		write_attrs(fs);
+		evict_blocks(fs);
 		/* Bound what a crash can take of unsynced data, as a local
 		 * filesystem's periodic commit does (blocks/store.c note 6). */
 		if (++periods % SYNC_PERIODS == 0) {
@@ -2406,8 +2517,11 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	pthread_cond_init(&fs->hp_done, NULL);
 
 	snprintf(path, sizeof(path), "%s/db", cfg->node_dir);
+	static const char *const large_cfs[] = {"frags", NULL};
 	struct blk_db_options o = {
 		.extra_cfs = bfs_cf_names,
+		.large_cfs = large_cfs,
+		.newlog = cfg->newlog,
 		.cache_bytes = cfg->cache_bytes,
 		.verify_on_read = cfg->verify_reads,
 		.create = !cfg->read_only,
@@ -2544,6 +2658,8 @@ int bfs_sync_all(struct bfs *fs)
 		}
 	}
 	int ret = blk_db_sync(fs->db);
+	if (!ret && fs->remote.barrier)
+		ret = fs->remote.barrier(fs->remote.arg);
 	return first ? first : ret;
 }
 

@@ -45,6 +45,23 @@ struct bfs_config {
 	uint64_t dirty_max;  /* all files' unflushed bytes before writers wait */
 	uint64_t flush_at;   /* a file's dirty bytes that start a flush */
 	unsigned flushers;   /* background flush threads */
+	bool newlog;         /* keep the store's new-block log (peers.h) */
+	uint64_t local_max;  /* local block bytes kept once on peers (0: all) */
+};
+
+/* What the cluster layer (fs/peers.c) does for the filesystem, so that this
+ * file needs no network: fetch a block missing from the local store, learn
+ * that new blocks were committed, wait until everything committed is on its
+ * placement (fsync), hold writers back while uploads lag, and say how many
+ * blocks still wait for upload (eviction waits for none). */
+struct bfs_remote {
+	int (*fetch)(void *arg, const struct blk_cid *cid, void **data,
+		     size_t *len);
+	void (*committed)(void *arg);
+	int (*barrier)(void *arg);
+	void (*throttle)(void *arg);
+	uint64_t (*backlog)(void *arg);
+	void *arg;
 };
 
 struct bfs_inode {
@@ -102,8 +119,12 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 /* Flush every file, stop the flushers, close the database; NULL is fine.
  * Returns 0, or the first error seen while flushing. */
 int bfs_close(struct bfs *fs);
-/* Flush every dirty file and make the database durable. */
+/* Flush every dirty file and make the database durable (and, with a
+ * remote, everything on its placement). */
 int bfs_sync_all(struct bfs *fs);
+
+/* Attach the cluster layer (NULL detaches; not while requests run). */
+void bfs_set_remote(struct bfs *fs, const struct bfs_remote *r);
 struct blk_db *bfs_db(struct bfs *fs);
 
 /* Inode references. bfs_iget loads an inode (refs+1). bfs_iput drops one;

@@ -171,6 +171,8 @@ int bfs_cluster_load(const char *path, struct bfs_cluster *c, char *err,
 struct node_ctx {
 	char *name;
 	size_t len;
+	uint64_t capacity;
+	bool bad_capacity;
 };
 
 static int on_node_kv(void *user, const char *section, const char *name,
@@ -181,6 +183,11 @@ static int on_node_kv(void *user, const char *section, const char *name,
 		snprintf(n->name, n->len, "%s", value);
 		return 1;
 	}
+	if (!strcmp(section, "node") && !strcmp(name, "capacity")) {
+		if (bfs_parse_size(value, &n->capacity))
+			n->bad_capacity = true;
+		return 1;
+	}
 	return 1; /* other settings belong to later layers */
 }
 
@@ -188,7 +195,7 @@ int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
 		  size_t errlen)
 {
 	char path[4096];
-	struct node_ctx n = {name, len};
+	struct node_ctx n = {name, len, 0, false};
 
 	name[0] = 0;
 	snprintf(path, sizeof(path), "%s/node.conf", node_dir);
@@ -204,5 +211,17 @@ int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
 		snprintf(err, errlen, "%s: malformed (line %d)", path, r);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int bfs_node_capacity(const char *node_dir, uint64_t *capacity)
+{
+	char path[4096], name[64];
+	struct node_ctx n = {name, sizeof(name), 0, false};
+
+	snprintf(path, sizeof(path), "%s/node.conf", node_dir);
+	if (ini_parse(path, on_node_kv, &n) != 0 || n.bad_capacity)
+		return -EINVAL;
+	*capacity = n.capacity;
 	return 0;
 }

@@ -36,6 +36,10 @@ int bfs_cluster_load(const char *path, struct bfs_cluster *c, char *err,
 int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
 		  size_t errlen);
 
+/* The node's "capacity = SIZE" from NODE_DIR/node.conf: 0 (and 0 in
+ * *capacity when the file does not set one) or -EINVAL. */
+int bfs_node_capacity(const char *node_dir, uint64_t *capacity);
+
 /* Parse "256K", "1M", "2G", "4096" into bytes; 0 or -EINVAL. */
 int bfs_parse_size(const char *s, uint64_t *out);
 

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sodium.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <dirent.h>
@@ -19,7 +21,10 @@
 #include "fs/bfs.h"
 #include "fs/config.h"
 #include "fs/fuse.h"
+#include "fs/meta.h"
+#include "fs/peers.h"
 #include "net/keys.h"
+#include "net/server.h"
 
 #define EXIT_USAGE 2
 
@@ -298,7 +303,13 @@ static const char mount_usage[] =
 	"  allow_other           let other users access the mount\n"
 	"  chunker=fastcdc|fixed chunking for new data (default: cluster file)\n"
 	"  chunk_size=SIZE       average chunk size, a power of two\n"
-	"  cache_size=SIZE       RocksDB block cache (default 64M)\n"
+	"  cache_size=SIZE       blocks kept in the local store once their\n"
+	"                        placement holds them (default 4G; 0: all)\n"
+	"  db_cache=SIZE         RocksDB block cache (default 64M)\n"
+	"  redundancy=POLICY     replicas:N or ec:K+M for new blocks (default:\n"
+	"                        the cluster file's)\n"
+	"  sync_timeout=SECONDS  how long fsync waits for the placement before\n"
+	"                        it fails with EIO (default 60)\n"
 	"  dirty_max=SIZE        unchunked write data held in memory (default 256M)\n"
 	"  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
 	"                        needs root)\n"
@@ -316,6 +327,9 @@ static const char mount_usage[] =
 
 struct mount_cfg {
 	struct bfs_config fs;
+	unsigned k, m;		  /* redundancy; k == 0: the cluster's */
+	unsigned sync_timeout_ms; /* 0: default */
+	bool local_set;
 	struct bfs_mount_opts mo;
 	bool nonempty;
 	char extra[1024];
@@ -383,7 +397,21 @@ static int parse_mount_opts(char *s, struct mount_cfg *mc)
 		} else if (!strcmp(tok, "cache_size") && val) {
 			if (bfs_parse_size(val, &v))
 				return -EINVAL;
+			mc->fs.local_max = v;
+			mc->local_set = true;
+		} else if (!strcmp(tok, "db_cache") && val) {
+			if (bfs_parse_size(val, &v))
+				return -EINVAL;
 			mc->fs.cache_bytes = v;
+		} else if (!strcmp(tok, "redundancy") && val) {
+			if (bfs_parse_redundancy(val, &mc->k, &mc->m))
+				return -EINVAL;
+		} else if (!strcmp(tok, "sync_timeout") && val) {
+			char *end;
+			long t = strtol(val, &end, 10);
+			if (*end || t < 1 || t > 86400)
+				return -EINVAL;
+			mc->sync_timeout_ms = (unsigned)t * 1000;
 		} else if (!strcmp(tok, "dirty_max") && val) {
 			if (bfs_parse_size(val, &v) || v < (1u << 20))
 				return -EINVAL;
@@ -521,6 +549,74 @@ static void on_ready(void *arg)
 	}
 }
 
+static int remote_fetch(void *arg, const struct blk_cid *cid, void **data,
+			size_t *len)
+{
+	return bfs_peers_fetch(arg, cid, data, len);
+}
+
+static void remote_committed(void *arg)
+{
+	bfs_peers_kick(arg);
+}
+
+static int remote_barrier(void *arg)
+{
+	return bfs_peers_barrier(arg);
+}
+
+static void remote_throttle(void *arg)
+{
+	bfs_peers_throttle(arg);
+}
+
+static uint64_t remote_backlog(void *arg)
+{
+	return bfs_peers_backlog(arg);
+}
+
+/* The node's CURVE key pair from NODE_DIR/curve.{pub,key}. */
+static int node_keys(const char *node_dir, char *pub, char *sec, char *err,
+		     size_t errlen)
+{
+	const char *names[2] = {"curve.pub", "curve.key"};
+	char *out[2] = {pub, sec};
+
+	for (int i = 0; i < 2; i++) {
+		char path[PATH_MAX + 16];
+		snprintf(path, sizeof(path), "%s/%s", node_dir, names[i]);
+		FILE *f = fopen(path, "r");
+		if (!f) {
+			snprintf(err, errlen, "cannot read the node key %s: %s",
+				 path, strerror(errno));
+			return -errno;
+		}
+		if (!fgets(out[i], 64, f))
+			out[i][0] = 0;
+		fclose(f);
+		out[i][strcspn(out[i], "\r\n")] = 0;
+		if (!net_key_valid(out[i])) {
+			snprintf(err, errlen, "%s is not a CURVE key", path);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* What a node offers: NODE_DIR/node.conf "capacity", else 95% of the file
+ * system it is on. */
+static uint64_t node_capacity(const char *node_dir)
+{
+	struct statvfs sv;
+	uint64_t cap = 0;
+
+	if (bfs_node_capacity(node_dir, &cap) == 0 && cap)
+		return cap;
+	if (statvfs(node_dir, &sv) == 0)
+		return (uint64_t)sv.f_blocks * sv.f_frsize / 100 * 95;
+	return UINT64_MAX;
+}
+
 static int cmd_mount(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -595,8 +691,8 @@ static int cmd_mount(int argc, char **argv)
 		.dirty_max = 256u << 20,
 		.flush_at = 8u << 20,
 		.flushers = 2,
+		.local_max = 4ull << 30,
 	};
-	free(cl);
 	snprintf(mc.fsname, sizeof(mc.fsname), "blockfs:%s", node_dir);
 	for (int i = 0; i < nopt; i++) {
 		if (parse_mount_opts(optstr[i], &mc))
@@ -679,11 +775,67 @@ static int cmd_mount(int argc, char **argv)
 		}
 	}
 
+	/* More than one node: blocks go to their placement (fs/peers.h). */
+	bool clustered = cl->nnodes > 1;
+	if (!mc.k && bfs_parse_redundancy(cl->redundancy, &mc.k, &mc.m)) {
+		mc.k = 1;
+		mc.m = 0;
+	}
+	mc.fs.newlog = clustered && !mc.fs.read_only;
+	if (!clustered)
+		mc.fs.local_max = 0;
+
 	struct bfs *fs = NULL;
+	struct bfs_peers *peers = NULL;
 	int ret = bfs_open(&mc.fs, &fs, err, sizeof(err));
+	if (!ret && clustered) {
+		char pub[64], sec[64];
+		ret = node_keys(node_dir, pub, sec, err, sizeof(err));
+		struct bfs_peers_config pc = {
+		    .cluster = cl,
+		    .self = name,
+		    .public_key = pub,
+		    .secret_key = sec,
+		    .db = bfs_db(fs),
+		    .frags_cf = BFS_CF_FRAGS,
+		    .repair_cf = BFS_CF_REPAIR,
+		    .k = mc.k,
+		    .m = mc.m,
+		    .capacity = node_capacity(node_dir),
+		    .sync_timeout_ms = mc.sync_timeout_ms,
+		    .serve = true,
+		};
+		if (!ret)
+			ret = bfs_peers_open(&pc, &peers, err, sizeof(err));
+		if (!ret) {
+			struct bfs_remote r = {
+			    .fetch = remote_fetch,
+			    .committed = remote_committed,
+			    .barrier = mc.fs.read_only ? NULL : remote_barrier,
+			    .throttle = remote_throttle,
+			    .backlog = remote_backlog,
+			    .arg = peers,
+			};
+			bfs_set_remote(fs, &r);
+		}
+	}
 	if (!ret)
 		ret = bfs_fuse_run(fs, &mc.mo, on_ready, &rc, err,
 				   sizeof(err));
+	if (peers) {
+		/* Everything written goes to its placement before the
+		 * database closes. */
+		if (!mc.fs.read_only) {
+			int r = bfs_sync_all(fs);
+			if (r)
+				fprintf(stderr, "%s: flushing at unmount: %s\n",
+					prog, strerror(-r));
+		}
+		bfs_set_remote(fs, NULL);
+		if (bfs_peers_close(peers) && !ret)
+			ret = -EIO;
+	}
+	free(cl);
 	if (ret && rc.pipe_fd >= 0) {
 		if (write(rc.pipe_fd, err, strlen(err)) < 0) {
 			/* the parent is gone */
@@ -704,6 +856,175 @@ static int cmd_mount(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
 	if (read_pid(node_dir) == getpid())
 		unlink(path);
+	return ret ? 1 : 0;
+}
+
+/* ---- serve ------------------------------------------------------------- */
+
+static const char serve_usage[] =
+	"Usage: blockfs serve NODE_DIR [OPTIONS]\n"
+	"\n"
+	"Run the storage node in NODE_DIR: listen on its address from the\n"
+	"cluster file (CURVE: only the cluster's keys get in) and keep the\n"
+	"fragments other nodes send it. Runs in the foreground, logs to stderr,\n"
+	"stops cleanly on SIGTERM or SIGINT. A mounted node serves from its\n"
+	"mount; this is for nodes that only store.\n"
+	"\n"
+	"Options:\n"
+	"  -c, --capacity SIZE  bytes this node accepts (default: node.conf's\n"
+	"                       capacity, else 95% of its file system)\n"
+	"  -w, --workers N      request threads (default 4)\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"Exit status: 0 stopped cleanly, 1 failed, 2 usage error.\n";
+
+static int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"capacity", required_argument, NULL, 'c'},
+		{"workers", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	uint64_t capacity = 0;
+	long workers = 0;
+	char *end;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:w:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (bfs_parse_size(optarg, &capacity) || !capacity)
+				die_usage("serve ", "invalid capacity '%s'",
+					  optarg);
+			break;
+		case 'w':
+			workers = strtol(optarg, &end, 10);
+			if (*end || workers < 1 || workers > 64)
+				die_usage("serve ", "invalid workers '%s' (1-64)",
+					  optarg);
+			break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			return 0;
+		default:
+			die_usage("serve ", "%s", "invalid option");
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("serve ", "%s", "serve needs NODE_DIR");
+
+	char node_dir[PATH_MAX], err[1024] = "", name[64], pub[64], sec[64];
+	if (!realpath(argv[optind], node_dir)) {
+		fprintf(stderr, "%s: node directory %s: %s\n", prog,
+			argv[optind], strerror(errno));
+		return 1;
+	}
+	if (bfs_node_name(node_dir, name, sizeof(name), err, sizeof(err)) ||
+	    node_keys(node_dir, pub, sec, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	struct bfs_cluster *cl = malloc(sizeof(*cl));
+	char cpath[PATH_MAX + 16];
+	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
+	if (!cl || bfs_cluster_load(cpath, cl, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		free(cl);
+		return 1;
+	}
+	const char *keys[BFS_MAX_NODES];
+	int self = -1;
+	for (unsigned i = 0; i < cl->nnodes; i++) {
+		keys[i] = cl->nodes[i].public_key;
+		if (!strcmp(cl->nodes[i].name, name))
+			self = (int)i;
+	}
+	if (self < 0) {
+		fprintf(stderr, "%s: node %s is not in the cluster file %s\n",
+			prog, name, cpath);
+		free(cl);
+		return 1;
+	}
+	pid_t other = read_pid(node_dir);
+	if (other) {
+		fprintf(stderr,
+			"%s: node %s is in use by blockfs process %d (a mount "
+			"serves its node itself)\n",
+			prog, node_dir, (int)other);
+		free(cl);
+		return 1;
+	}
+
+	/* The same database layout as a mount of this node, so a node can
+	 * be served and mounted in turn. */
+	static const char *const large[] = {"frags", NULL};
+	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
+				   .large_cfs = large,
+				   .create = true};
+	struct blk_db *db = NULL;
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/db", node_dir);
+	int ret = blk_db_open(path, &o, &db, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		free(cl);
+		return 1;
+	}
+	/* Signals are taken synchronously by this thread only. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	struct net_server_config sc = {
+	    .endpoint = cl->nodes[self].address,
+	    .public_key = pub,
+	    .secret_key = sec,
+	    .allowed_keys = keys,
+	    .nallowed = cl->nnodes,
+	    .db = db,
+	    .cf = BFS_CF_FRAGS,
+	    .capacity = capacity ? capacity : node_capacity(node_dir),
+	    .workers = (unsigned)workers,
+	};
+	struct net_server *srv = NULL;
+	ret = net_server_new(&sc, &srv);
+	if (ret) {
+		fprintf(stderr, "%s: cannot serve node %s on %s: %s\n", prog,
+			name, sc.endpoint,
+			ret == -EADDRINUSE ? "address in use (another process "
+					     "serves it?)"
+					   : strerror(-ret));
+		blk_db_close(db);
+		free(cl);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (write_file(path, pid, 0644))
+		fprintf(stderr, "%s: warning: cannot write %s\n", prog, path);
+	struct net_status st;
+	net_server_status(srv, &st);
+	fprintf(stderr,
+		"blockfs: serving node %s on %s: %llu fragments, %llu of "
+		"%llu bytes used\n",
+		name, net_server_endpoint(srv),
+		(unsigned long long)st.fragments, (unsigned long long)st.used,
+		(unsigned long long)st.capacity);
+	int sig = 0;
+	sigwait(&set, &sig);
+	fprintf(stderr, "blockfs: node %s stopping (signal %d)\n", name, sig);
+	net_server_free(srv);
+	ret = blk_db_sync(db);
+	blk_db_close(db);
+	if (read_pid(node_dir) == getpid())
+		unlink(path);
+	free(cl);
 	return ret ? 1 : 0;
 }
 
@@ -823,6 +1144,7 @@ static const char main_usage[] =
 	"Commands:\n"
 	"  cluster create DIR --nodes N   create a local cluster\n"
 	"  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
+	"  serve NODE_DIR                 run a storage node\n"
 	"  status NODE_DIR                show what the node stores\n"
 	"\n"
 	"'blockfs COMMAND --help' describes each command.\n"
@@ -850,6 +1172,8 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
 	fputs(main_usage, stderr);
 	return EXIT_USAGE;

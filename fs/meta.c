@@ -5,7 +5,8 @@
 #include <string.h>
 
 const char *const bfs_cf_names[] = {"inodes", "dirents", "extents",
-				    "xattrs", "meta", NULL};
+				    "xattrs", "meta",	 "frags",
+				    "repair", NULL};
 
 #define INODE_REC_VERSION 1
 

@@ -26,6 +26,8 @@ enum {
 	BFS_CF_EXTENTS,
 	BFS_CF_XATTRS,
 	BFS_CF_META,
+	BFS_CF_FRAGS,  /* this node's fragments, as its server keeps them */
+	BFS_CF_REPAIR, /* binary CID -> reason: blocks to repair */
 };
 
 extern const char *const bfs_cf_names[]; /* NULL-terminated, in that order */

@@ -1,0 +1,1036 @@
+/* The mount's side of the cluster; see peers.h. */
+#include "fs/peers.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ec/codec.h"
+#include "ec/fragment.h"
+#include "fs/log.h"
+#include "fs/meta.h"
+#include "net/client.h"
+#include "net/placement.h"
+#include "net/server.h"
+
+#define DEFAULT_WINDOW 32
+#define DEFAULT_BACKLOG 1024
+#define DEFAULT_SYNC_TIMEOUT_MS 60000
+#define RETRY_MS 1000	  /* a block no node would take is tried again */
+#define HEDGE_MS 300	  /* a fetch asks the next node after this long */
+#define FETCH_DEADLINE_MS 20000
+#define THROTTLE_MAX_MS 1000
+
+/* One fragment's payload, shared by the PUTs that send it: freed when the
+ * last one releases it. For replicas every fragment is the block itself. */
+struct payload {
+	atomic_uint refs;
+	void *buf;
+};
+
+struct job {
+	struct job *next;
+	uint64_t seq;
+	struct blk_cid cid;
+	uint8_t ckey[BLK_CID_MAX_BYTES];
+	size_t cklen;
+	size_t len;	   /* block length */
+	size_t frag_len;
+	struct payload *pl; /* all fragments' bytes (one block for K = 1) */
+	uint8_t *frag[EC_MAX_FRAGS];
+	uint8_t hdr[EC_MAX_FRAGS][EC_FRAG_HDR_LEN];
+	unsigned want;	    /* K + M */
+	unsigned ok;	    /* fragments acknowledged */
+	unsigned inflight;  /* PUTs outstanding */
+	int holder[EC_MAX_FRAGS]; /* node holding fragment i, -1 none */
+	bool placed[BFS_MAX_NODES]; /* nodes used by this job */
+	unsigned rank[BFS_MAX_NODES];
+	unsigned nrank;
+	bool misplaced;	 /* some fragment is not on its ideal node */
+	bool stalled;	 /* some fragment found no node; retry later */
+	struct timespec retry_at;
+	bool done;
+};
+
+struct completion {
+	struct completion *next;
+	struct job *job;
+	unsigned index;
+	unsigned node;
+	struct net_op *op;
+};
+
+struct bfs_peers {
+	struct bfs_peers_config cfg;
+	struct pl_map *pl;
+	unsigned n;
+	int self;
+	struct net_server *srv;
+	struct net_client *cl;
+	struct ec_codec *codec; /* K > 1 */
+
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;   /* the uploader has something to do */
+	pthread_cond_t done;   /* the watermark moved */
+	bool stop;
+	struct job *head, *tail; /* in sequence order */
+	unsigned njobs;
+	struct completion *comps;
+	uint64_t read_seq;   /* next log record to read */
+	uint64_t watermark;  /* every record below it is done */
+	bool dirty[BFS_MAX_NODES]; /* took fragments since the last barrier */
+
+	/* counters (lock) */
+	uint64_t up_blocks, up_bytes, up_misplaced, up_failures;
+	uint64_t fetch_blocks, fetch_bytes, fetch_failures, fetch_rejects;
+};
+
+static void ms_from_now(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static bool ts_passed(const struct timespec *ts)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec > ts->tv_sec ||
+	       (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}
+
+static bool peer_up(struct bfs_peers *p, unsigned i)
+{
+	bool up = false;
+
+	net_client_peer_state(p->cl, i, &up, NULL);
+	return up;
+}
+
+/* ---- uploads ------------------------------------------------------------ */
+
+static void payload_release(void *arg)
+{
+	struct payload *pl = arg;
+
+	if (atomic_fetch_sub(&pl->refs, 1) == 1) {
+		free(pl->buf);
+		free(pl);
+	}
+}
+
+static void put_done(struct net_op *op, void *arg)
+{
+	struct completion *c = arg;
+	struct bfs_peers *p = (struct bfs_peers *)c->next;
+
+	/* I/O thread: hand over and return at once. */
+	c->op = op;
+	pthread_mutex_lock(&p->lock);
+	c->next = p->comps;
+	p->comps = c;
+	pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Send fragment @i of @j to the next node in rendezvous order that is up
+ * and holds nothing of this block yet. Called with p->lock held. */
+static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
+{
+	for (unsigned r = 0; r < j->nrank; r++) {
+		unsigned node = j->rank[r];
+		struct completion *c;
+		struct net_op *op;
+
+		if (j->placed[node] || !peer_up(p, node))
+			continue;
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			break;
+		atomic_fetch_add(&j->pl->refs, 1);
+		op = net_op_new_put(j->hdr[i], j->frag[i], j->frag_len,
+				    payload_release, j->pl);
+		if (!op) {
+			payload_release(j->pl);
+			free(c);
+			break;
+		}
+		c->job = j;
+		c->index = i;
+		c->node = node;
+		c->next = (struct completion *)p; /* read back in put_done */
+		j->placed[node] = true;
+		j->holder[i] = (int)node;
+		j->inflight++;
+		if (r != i)
+			j->misplaced = true;
+		if (net_client_submit(p->cl, node, op, put_done, c) < 0) {
+			/* still ours: undo and try the next node */
+			net_op_free(op);
+			free(c);
+			j->inflight--;
+			j->holder[i] = -1;
+			continue;
+		}
+		return;
+	}
+	j->stalled = true;
+	ms_from_now(&j->retry_at, RETRY_MS);
+}
+
+/* Read the block and make its fragments. 0, or -ENOENT when the block was
+ * deleted before its turn came (nothing to upload), or another -errno. */
+static int job_prepare(struct bfs_peers *p, struct job *j)
+{
+	const unsigned k = p->cfg.k, want = p->cfg.k + p->cfg.m;
+	void *data = NULL;
+	size_t len;
+	int ret;
+
+	ret = blk_store_get(p->cfg.db, &j->cid, &data, &len);
+	if (ret < 0)
+		return ret;
+	j->len = len;
+	j->want = want;
+	j->pl = calloc(1, sizeof(*j->pl));
+	if (!j->pl) {
+		free(data);
+		return -ENOMEM;
+	}
+	atomic_init(&j->pl->refs, 1);
+	if (k == 1) {
+		j->pl->buf = data;
+		j->frag_len = len;
+		for (unsigned i = 0; i < want; i++) {
+			struct ec_frag_hdr h = {
+			    .k = 1, .m = (uint8_t)(want - 1), .index = (uint8_t)i,
+			    .block_len = (uint32_t)len, .frag_len = (uint32_t)len,
+			    .cid = j->cid};
+			j->frag[i] = data;
+			ec_frag_hdr_seal(&h, data, j->hdr[i]);
+		}
+	} else {
+		size_t fl = ec_frag_size(p->codec, len);
+		uint8_t *buf = malloc(fl * want);
+
+		if (!buf) {
+			free(data);
+			return -ENOMEM;
+		}
+		for (unsigned i = 0; i < want; i++)
+			j->frag[i] = buf + i * fl;
+		j->frag_len = fl;
+		j->pl->buf = buf;
+		ret = ec_encode_frags(p->codec, &j->cid, data, len, j->frag,
+				      j->hdr);
+		free(data);
+		if (ret < 0)
+			return ret;
+	}
+	for (unsigned i = 0; i < want; i++)
+		j->holder[i] = -1;
+	ret = pl_rank(p->pl, &j->cid, j->rank, BFS_MAX_NODES);
+	if (ret < 0)
+		return ret;
+	j->nrank = (unsigned)ret;
+	return 0;
+}
+
+static void job_start(struct bfs_peers *p, struct job *j)
+{
+	j->stalled = false;
+	for (unsigned i = 0; i < j->want; i++)
+		if (j->holder[i] < 0)
+			place_fragment(p, j, i);
+}
+
+static void job_free(struct job *j)
+{
+	if (j->pl)
+		payload_release(j->pl);
+	free(j);
+}
+
+/* Read new records of the log into jobs, up to the window. Called with
+ * the lock held; drops it around store reads. */
+static void read_log(struct bfs_peers *p)
+{
+	const unsigned window = p->cfg.window ? p->cfg.window : DEFAULT_WINDOW;
+	uint64_t head = blk_db_newlog_head(p->cfg.db);
+	uint8_t start[8];
+
+	if (p->njobs >= window || p->read_seq >= head)
+		return;
+	bfs_put_be64(start, p->read_seq);
+	pthread_mutex_unlock(&p->lock);
+	struct blk_iter *it =
+	    blk_iter_new(p->cfg.db, BLK_CF_NEWLOG, NULL, 0, start, 8);
+	struct job *first = NULL, **tail = &first;
+	unsigned got = 0;
+	uint64_t next = p->read_seq;
+	bool complete = true;
+
+	for (; it && blk_iter_valid(it); blk_iter_next(it)) {
+		size_t klen, clen;
+		const uint8_t *key = blk_iter_key(it, &klen);
+		const uint8_t *cid = blk_iter_value(it, &clen);
+		uint64_t seq;
+		struct job *j;
+
+		if (klen != 8)
+			continue;
+		seq = bfs_get_be64(key);
+		if (seq >= head)
+			break;
+		if (p->njobs + got >= window) {
+			complete = false;
+			break;
+		}
+		next = seq + 1;
+		j = calloc(1, sizeof(*j));
+		if (!j) {
+			complete = false;
+			break;
+		}
+		j->seq = seq;
+		if (clen > sizeof(j->ckey) ||
+		    blk_cid_from_bytes(&j->cid, cid, clen) < 0) {
+			j->done = true; /* not a CID: drop the record */
+		} else {
+			memcpy(j->ckey, cid, clen);
+			j->cklen = clen;
+			int ret = job_prepare(p, j);
+			if (ret == -ENOENT) {
+				j->done = true; /* deleted already */
+			} else if (ret < 0) {
+				bfs_log_err("upload: cannot read block for "
+					    "upload: %s",
+					    strerror(-ret));
+				free(j);
+				complete = false;
+				break;
+			}
+		}
+		*tail = j;
+		tail = &j->next;
+		got++;
+	}
+	if (it && blk_iter_status(it) < 0)
+		complete = false;
+	blk_iter_free(it);
+	pthread_mutex_lock(&p->lock);
+	p->read_seq = complete ? head : next;
+	for (struct job *j = first, *nx; j; j = nx) {
+		nx = j->next;
+		j->next = NULL;
+		if (p->tail)
+			p->tail->next = j;
+		else
+			p->head = j;
+		p->tail = j;
+		p->njobs++;
+		if (!j->done)
+			job_start(p, j);
+	}
+}
+
+static void handle_completion(struct bfs_peers *p, struct completion *c)
+{
+	struct job *j = c->job;
+	const struct net_op_result *r = net_op_result(c->op);
+	int status = r ? r->status : -EIO;
+
+	j->inflight--;
+	if (status == 0) {
+		j->ok++;
+		p->dirty[c->node] = true;
+		if (j->ok == j->want) {
+			j->done = true;
+			p->up_blocks++;
+			p->up_bytes += j->len;
+			if (j->misplaced)
+				p->up_misplaced++;
+		}
+	} else {
+		char name[BLK_CID_STR_MAX];
+
+		p->up_failures++;
+		if (p->up_failures <= 20 || p->up_failures % 1000 == 0) {
+			blk_cid_to_string(&j->cid, name);
+			bfs_log_warn("upload of %s fragment %u to %s failed: "
+				     "%s; trying the next node",
+				     name, c->index,
+				     p->cfg.cluster->nodes[c->node].name,
+				     strerror(-status));
+		}
+		j->holder[c->index] = -1;
+		/* the node keeps its placed mark: never the same node twice
+		 * for one block in this round */
+		place_fragment(p, j, c->index);
+	}
+	net_op_free(c->op);
+	free(c);
+}
+
+/* Pop the finished jobs at the head: delete their log records (and note
+ * the misplaced ones for repair) in one transaction. Lock held; dropped
+ * around the commit. */
+static void retire(struct bfs_peers *p)
+{
+	struct job *first = p->head, *last = NULL;
+	struct blk_txn *t;
+	unsigned n = 0;
+
+	for (struct job *j = p->head; j && j->done && !j->inflight;
+	     j = j->next) {
+		last = j;
+		n++;
+	}
+	if (!n)
+		return;
+	p->head = last->next;
+	if (!p->head)
+		p->tail = NULL;
+	p->njobs -= n;
+	last->next = NULL;
+	uint64_t mark = p->head ? p->head->seq : p->read_seq;
+	pthread_mutex_unlock(&p->lock);
+
+	t = blk_txn_new(p->cfg.db);
+	for (struct job *j = first; t && j; j = j->next) {
+		uint8_t key[8];
+
+		bfs_put_be64(key, j->seq);
+		blk_txn_delete(t, BLK_CF_NEWLOG, key, 8);
+		if (j->misplaced && j->cklen)
+			blk_txn_put(t, p->cfg.repair_cf, j->ckey, j->cklen,
+				    "misplaced", 9);
+	}
+	int ret = t ? blk_txn_commit(t, false) : -ENOMEM;
+	blk_txn_free(t);
+	if (ret < 0)
+		bfs_log_err("upload: cannot retire %u uploaded blocks: %s", n,
+			    strerror(-ret));
+	for (struct job *j = first, *nx; j; j = nx) {
+		nx = j->next;
+		job_free(j);
+	}
+	pthread_mutex_lock(&p->lock);
+	if (mark > p->watermark)
+		p->watermark = mark;
+	pthread_cond_broadcast(&p->done);
+}
+
+static void *uploader_main(void *arg)
+{
+	struct bfs_peers *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		struct completion *c = p->comps;
+
+		p->comps = NULL;
+		while (c) {
+			struct completion *nx = c->next;
+			handle_completion(p, c);
+			c = nx;
+		}
+		for (struct job *j = p->head; j; j = j->next)
+			if (j->stalled && ts_passed(&j->retry_at))
+				job_start(p, j);
+		read_log(p);
+		retire(p);
+		if (p->comps)
+			continue;
+		if (!p->head)
+			p->watermark = p->read_seq;
+		struct timespec ts;
+		ms_from_now(&ts, 200);
+		pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+void bfs_peers_kick(struct bfs_peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+}
+
+uint64_t bfs_peers_backlog(struct bfs_peers *p)
+{
+	uint64_t head = blk_db_newlog_head(p->cfg.db), w;
+
+	pthread_mutex_lock(&p->lock);
+	w = p->watermark;
+	pthread_mutex_unlock(&p->lock);
+	return head > w ? head - w : 0;
+}
+
+void bfs_peers_throttle(struct bfs_peers *p)
+{
+	uint64_t max = p->cfg.backlog_max ? p->cfg.backlog_max
+					  : DEFAULT_BACKLOG;
+	struct timespec ts;
+
+	if (bfs_peers_backlog(p) <= max)
+		return;
+	ms_from_now(&ts, THROTTLE_MAX_MS);
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_signal(&p->wake);
+	while (!p->stop &&
+	       blk_db_newlog_head(p->cfg.db) - p->watermark > max &&
+	       pthread_cond_timedwait(&p->done, &p->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Wait until the watermark reaches @target or the deadline passes. */
+static int wait_uploaded(struct bfs_peers *p, uint64_t target,
+			 const struct timespec *deadline)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_signal(&p->wake);
+	while (p->watermark < target && !p->stop) {
+		if (pthread_cond_timedwait(&p->done, &p->lock, deadline) ==
+		    ETIMEDOUT) {
+			ret = p->watermark < target ? -EIO : 0;
+			break;
+		}
+	}
+	if (p->watermark < target)
+		ret = -EIO;
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+int bfs_peers_barrier(struct bfs_peers *p)
+{
+	unsigned tmo = p->cfg.sync_timeout_ms ? p->cfg.sync_timeout_ms
+					      : DEFAULT_SYNC_TIMEOUT_MS;
+	uint64_t target = blk_db_newlog_head(p->cfg.db);
+	bool nodes[BFS_MAX_NODES];
+	struct timespec deadline;
+	struct net_batch *b;
+	int ret;
+
+	ms_from_now(&deadline, tmo);
+	ret = wait_uploaded(p, target, &deadline);
+	if (ret < 0) {
+		bfs_log_err("sync: %llu blocks not on their %u nodes after "
+			    "%u s",
+			    (unsigned long long)bfs_peers_backlog(p),
+			    p->cfg.k + p->cfg.m, tmo / 1000);
+		return -EIO;
+	}
+	pthread_mutex_lock(&p->lock);
+	memcpy(nodes, p->dirty, sizeof(nodes));
+	memset(p->dirty, 0, sizeof(p->dirty));
+	pthread_mutex_unlock(&p->lock);
+
+	b = net_batch_new(p->cl);
+	if (!b)
+		return -ENOMEM;
+	for (unsigned i = 0; i < p->n; i++) {
+		struct net_op *op;
+
+		if (!nodes[i])
+			continue;
+		op = net_op_new_sync();
+		if (!op || net_batch_submit(b, i, op) < 0)
+			ret = -ENOMEM;
+	}
+	if (net_batch_wait(b, (int)tmo) < 0)
+		ret = -EIO;
+	for (size_t i = 0; i < net_batch_count(b); i++) {
+		const struct net_op_result *r =
+		    net_op_result(net_batch_op(b, i));
+
+		if (!r || r->status < 0) {
+			bfs_log_err("sync: node %s: %s",
+				    r ? p->cfg.cluster->nodes[r->peer].name
+				      : "?",
+				    strerror(r ? -r->status : ETIMEDOUT));
+			ret = -EIO;
+		}
+	}
+	net_batch_free(b);
+	if (ret < 0) {
+		/* sync them again next time */
+		pthread_mutex_lock(&p->lock);
+		for (unsigned i = 0; i < p->n; i++)
+			p->dirty[i] |= nodes[i];
+		pthread_mutex_unlock(&p->lock);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* ---- fetch -------------------------------------------------------------- */
+
+struct fetch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned outstanding;
+	struct net_op *done[BFS_MAX_NODES];
+	unsigned ndone;
+};
+
+static void get_done(struct net_op *op, void *arg)
+{
+	struct fetch *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	f->done[f->ndone++] = op;
+	f->outstanding--;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+struct candidate {
+	unsigned node;
+	unsigned index;
+	bool up;
+	uint64_t latency;
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct candidate *x = a, *y = b;
+
+	if (x->up != y->up)
+		return x->up ? -1 : 1;
+	if (x->latency != y->latency)
+		return x->latency < y->latency ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Check a fragment reply for block @cid: 0 if it is fragment it claims
+ * and belongs to this block. */
+static int check_frag(const struct bfs_peers *p, const struct blk_cid *cid,
+		      const struct net_op_result *r)
+{
+	if (r->status < 0)
+		return r->status;
+	if (!blk_cid_equal(&r->frag.cid, cid) || r->frag.k != p->cfg.k ||
+	    r->frag.k + r->frag.m != p->cfg.k + p->cfg.m ||
+	    r->len != r->frag.frag_len)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Ask the next candidate that can still help for its fragment. Called
+ * with f->lock held (dropped around the submission). */
+static bool send_get(struct bfs_peers *p, const struct blk_cid *cid,
+		     const struct candidate *cand, unsigned nc, unsigned *next,
+		     uint8_t *const frags[], struct fetch *f)
+{
+	while (*next < nc) {
+		const struct candidate *c = &cand[(*next)++];
+		struct net_fref ref = {.cid = *cid, .index = (uint8_t)c->index};
+		struct net_op *op;
+
+		if (frags[c->index] || !peer_up(p, c->node))
+			continue;
+		op = net_op_new_get(&ref);
+		if (!op)
+			return false;
+		f->outstanding++;
+		pthread_mutex_unlock(&f->lock);
+		int r = net_client_submit(p->cl, c->node, op, get_done, f);
+		pthread_mutex_lock(&f->lock);
+		if (r < 0) {
+			net_op_free(op);
+			f->outstanding--;
+			continue;
+		}
+		return true;
+	}
+	return false;
+}
+
+int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
+		    void **data, size_t *len)
+{
+	const unsigned k = p->cfg.k, want = p->cfg.k + p->cfg.m;
+	unsigned rank[BFS_MAX_NODES], nrank, nc = 0, next = 0;
+	struct candidate cand[BFS_MAX_NODES];
+	struct fetch f = {.outstanding = 0};
+	uint8_t *frags[EC_MAX_FRAGS] = {0};
+	struct net_op *keep[EC_MAX_FRAGS] = {0};
+	unsigned have = 0;
+	struct timespec deadline;
+	uint32_t block_len = 0;
+	int ret = -EIO, r;
+	char name[BLK_CID_STR_MAX];
+
+	r = pl_rank(p->pl, cid, rank, BFS_MAX_NODES);
+	if (r < 0)
+		return r;
+	nrank = (unsigned)r;
+	/* Fragment i's home is the i-th node; nodes further down the order
+	 * may hold fragments written while a home was down (any index). */
+	for (unsigned i = 0; i < nrank && i < want; i++) {
+		uint64_t lat = 0;
+		bool up = false;
+
+		net_client_peer_state(p->cl, rank[i], &up, &lat);
+		cand[nc++] = (struct candidate){rank[i], i, up, lat};
+	}
+	/* With K = 1 any copy will do: fastest first. With K > 1 the data
+	 * fragments first (no decoding), then parity. */
+	if (k == 1)
+		qsort(cand, nc, sizeof(*cand), cand_cmp);
+	else {
+		struct candidate tmp[BFS_MAX_NODES];
+		unsigned m = 0;
+		for (int pass = 0; pass < 2; pass++)
+			for (unsigned i = 0; i < nc; i++)
+				if ((pass == 0) == cand[i].up)
+					tmp[m++] = cand[i];
+		memcpy(cand, tmp, nc * sizeof(*cand));
+	}
+	/* After the homes: every other node, for every index. */
+	for (unsigned i = want; i < nrank && nc + want <= BFS_MAX_NODES; i++)
+		for (unsigned x = 0; x < want && nc < BFS_MAX_NODES; x++)
+			cand[nc++] = (struct candidate){rank[i], x, true, 0};
+
+	pthread_mutex_init(&f.lock, NULL);
+	pthread_cond_init(&f.cond, NULL);
+	ms_from_now(&deadline, FETCH_DEADLINE_MS);
+	pthread_mutex_lock(&f.lock);
+	for (;;) {
+		/* As many requests as fragments still missing... */
+		while (have + f.outstanding < k &&
+		       send_get(p, cid, cand, nc, &next, frags, &f))
+			;
+		if (have >= k || (f.outstanding == 0 && f.ndone == 0))
+			break;
+		if (f.ndone == 0) {
+			struct timespec hedge;
+
+			if (ts_passed(&deadline))
+				break;
+			ms_from_now(&hedge, HEDGE_MS);
+			/* ...and one more each time they are slow. */
+			if (pthread_cond_timedwait(&f.cond, &f.lock, &hedge) ==
+				ETIMEDOUT &&
+			    f.ndone == 0)
+				send_get(p, cid, cand, nc, &next, frags, &f);
+			continue;
+		}
+		while (f.ndone) {
+			struct net_op *op = f.done[--f.ndone];
+			const struct net_op_result *res = net_op_result(op);
+			int c = res ? check_frag(p, cid, res) : -EIO;
+
+			if (c == 0 && !frags[res->frag.index]) {
+				frags[res->frag.index] = (uint8_t *)res->data;
+				keep[res->frag.index] = op;
+				block_len = res->frag.block_len;
+				have++;
+				continue;
+			}
+			if (c < 0 && c != -ENOENT) {
+				p->fetch_rejects += c == -EBADMSG;
+				blk_cid_to_string(cid, name);
+				bfs_log_warn("fetch %s: node %s: %s", name,
+					     res ? p->cfg.cluster
+						       ->nodes[res->peer]
+						       .name
+						 : "?",
+					     strerror(-c));
+			}
+			net_op_free(op);
+		}
+	}
+	/* Requests still out complete into @f: wait for them, bounded by
+	 * the client's own timeouts. */
+	while (f.outstanding)
+		pthread_cond_wait(&f.cond, &f.lock);
+	while (f.ndone)
+		net_op_free(f.done[--f.ndone]);
+	pthread_mutex_unlock(&f.lock);
+
+	if (have >= k && block_len > 0) {
+		uint8_t *block = malloc(block_len);
+
+		ret = -ENOMEM;
+		if (block) {
+			if (k == 1) {
+				for (unsigned i = 0; i < want; i++)
+					if (frags[i]) {
+						memcpy(block, frags[i],
+						       block_len);
+						break;
+					}
+				ret = 0;
+			} else {
+				ret = ec_decode(p->codec, frags, block_len,
+						block);
+			}
+			if (ret == 0 && !blk_cid_verify(cid, block, block_len)) {
+				p->fetch_rejects++;
+				ret = -EIO;
+			}
+			if (ret == 0) {
+				*data = block;
+				*len = block_len;
+			} else {
+				free(block);
+			}
+		}
+	}
+	for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
+		net_op_free(keep[i]);
+	pthread_mutex_destroy(&f.lock);
+	pthread_cond_destroy(&f.cond);
+	pthread_mutex_lock(&p->lock);
+	if (ret == 0) {
+		p->fetch_blocks++;
+		p->fetch_bytes += *len;
+	} else {
+		p->fetch_failures++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (ret < 0) {
+		blk_cid_to_string(cid, name);
+		bfs_log_err("fetch %s: %u of %u fragments found: %s", name,
+			    have, k, strerror(-ret));
+		ret = -EIO;
+	}
+	return ret;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
+		   char *err, size_t errlen)
+{
+	const struct bfs_cluster *cl = cfg->cluster;
+	struct pl_node nodes[BFS_MAX_NODES];
+	struct net_peer_config peers[BFS_MAX_NODES];
+	const char *keys[BFS_MAX_NODES];
+	struct bfs_peers *p;
+	int ret;
+
+	*out = NULL;
+	if (cfg->k < 1 || cfg->k + cfg->m > EC_MAX_FRAGS ||
+	    cfg->k + cfg->m > cl->nnodes) {
+		snprintf(err, errlen,
+			 "redundancy %u+%u needs %u nodes; the cluster has %u",
+			 cfg->k, cfg->m, cfg->k + cfg->m, cl->nnodes);
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	p->n = cl->nnodes;
+	p->self = -1;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	pthread_cond_init(&p->done, NULL);
+	for (unsigned i = 0; i < cl->nnodes; i++) {
+		nodes[i] = (struct pl_node){cl->nodes[i].name,
+					    cl->nodes[i].zone,
+					    cl->nodes[i].weight};
+		peers[i] = (struct net_peer_config){cl->nodes[i].address,
+						    cl->nodes[i].public_key};
+		keys[i] = cl->nodes[i].public_key;
+		if (!strcmp(cl->nodes[i].name, cfg->self))
+			p->self = (int)i;
+	}
+	ret = pl_map_new(nodes, cl->nnodes, &p->pl);
+	if (ret < 0) {
+		snprintf(err, errlen, "bad node list in the cluster file: %s",
+			 strerror(-ret));
+		goto fail;
+	}
+	if (cfg->k > 1) {
+		ret = ec_codec_new(cfg->k, cfg->m, &p->codec);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot build the %u+%u codec: %s",
+				 cfg->k, cfg->m, strerror(-ret));
+			goto fail;
+		}
+	}
+	if (cfg->serve && p->self >= 0) {
+		struct net_server_config sc = {
+		    .endpoint = cl->nodes[p->self].address,
+		    .public_key = cfg->public_key,
+		    .secret_key = cfg->secret_key,
+		    .allowed_keys = keys,
+		    .nallowed = cl->nnodes,
+		    .db = cfg->db,
+		    .cf = cfg->frags_cf,
+		    .capacity = cfg->capacity,
+		};
+		ret = net_server_new(&sc, &p->srv);
+		if (ret < 0) {
+			snprintf(err, errlen, "cannot serve %s on %s: %s",
+				 cfg->self, sc.endpoint, strerror(-ret));
+			goto fail;
+		}
+	}
+	struct net_client_config cc = {
+	    .public_key = cfg->public_key,
+	    .secret_key = cfg->secret_key,
+	    .peers = peers,
+	    .npeers = cl->nnodes,
+	};
+	ret = net_client_new(&cc, &p->cl);
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot start the cluster client: %s",
+			 strerror(-ret));
+		goto fail;
+	}
+	/* Records below the first one left in the log are done. */
+	{
+		struct blk_iter *it =
+		    blk_iter_new(cfg->db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
+		p->read_seq = blk_db_newlog_head(cfg->db);
+		if (it && blk_iter_valid(it)) {
+			size_t klen;
+			const uint8_t *key = blk_iter_key(it, &klen);
+			if (klen == 8)
+				p->read_seq = bfs_get_be64(key);
+		}
+		blk_iter_free(it);
+		p->watermark = p->read_seq;
+	}
+	ret = -pthread_create(&p->thread, NULL, uploader_main, p);
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot start the uploader: %s",
+			 strerror(-ret));
+		goto fail;
+	}
+	p->started = true;
+	*out = p;
+	return 0;
+fail:
+	bfs_peers_close(p);
+	return ret;
+}
+
+static void drop_jobs(struct bfs_peers *p)
+{
+	while (p->head) {
+		struct job *j = p->head;
+		p->head = j->next;
+		job_free(j);
+	}
+	p->tail = NULL;
+	while (p->comps) {
+		struct completion *c = p->comps;
+		p->comps = c->next;
+		net_op_free(c->op);
+		free(c);
+	}
+}
+
+int bfs_peers_close(struct bfs_peers *p)
+{
+	int ret = 0;
+
+	if (!p)
+		return 0;
+	if (p->started) {
+		unsigned tmo = p->cfg.sync_timeout_ms
+				   ? p->cfg.sync_timeout_ms
+				   : DEFAULT_SYNC_TIMEOUT_MS;
+		uint64_t target = blk_db_newlog_head(p->cfg.db);
+		bool tty = isatty(STDERR_FILENO);
+		struct timespec deadline;
+
+		/* Drain, with progress; the deadline restarts while blocks
+		 * keep going out. */
+		ms_from_now(&deadline, tmo);
+		for (;;) {
+			uint64_t before = bfs_peers_backlog(p);
+			struct timespec step;
+
+			if (before == 0)
+				break;
+			if (tty)
+				fprintf(stderr,
+					"\rblockfs: uploading: %llu blocks "
+					"left   ",
+					(unsigned long long)before);
+			else
+				bfs_log_info("unmount: %llu blocks left to "
+					     "upload",
+					     (unsigned long long)before);
+			ms_from_now(&step, 1000);
+			wait_uploaded(p, target, &step);
+			if (bfs_peers_backlog(p) < before)
+				ms_from_now(&deadline, tmo);
+			else if (ts_passed(&deadline))
+				break;
+		}
+		if (tty)
+			fprintf(stderr, "\n");
+		if (bfs_peers_backlog(p)) {
+			bfs_log_err("unmount: %llu blocks not uploaded; they "
+				    "stay queued for the next mount",
+				    (unsigned long long)bfs_peers_backlog(p));
+			ret = -EIO;
+		} else if (bfs_peers_barrier(p) < 0) {
+			ret = -EIO;
+		}
+		pthread_mutex_lock(&p->lock);
+		p->stop = true;
+		pthread_cond_broadcast(&p->wake);
+		pthread_cond_broadcast(&p->done);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->thread, NULL);
+	}
+	bfs_peers_log_counters(p);
+	/* The client completes whatever is in flight (callbacks included)
+	 * before it goes; only then can the jobs go. */
+	net_client_free(p->cl);
+	drop_jobs(p);
+	net_server_free(p->srv);
+	ec_codec_free(p->codec);
+	pl_map_free(p->pl);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->wake);
+	pthread_cond_destroy(&p->done);
+	free(p);
+	return ret;
+}
+
+void bfs_peers_log_counters(struct bfs_peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bfs_log_info("peers: uploaded %llu blocks (%llu MiB, %llu off their "
+		     "placement), %llu failed sends; fetched %llu blocks "
+		     "(%llu MiB), %llu fetch failures, %llu wrong answers "
+		     "rejected",
+		     (unsigned long long)p->up_blocks,
+		     (unsigned long long)(p->up_bytes >> 20),
+		     (unsigned long long)p->up_misplaced,
+		     (unsigned long long)p->up_failures,
+		     (unsigned long long)p->fetch_blocks,
+		     (unsigned long long)(p->fetch_bytes >> 20),
+		     (unsigned long long)p->fetch_failures,
+		     (unsigned long long)p->fetch_rejects);
+	pthread_mutex_unlock(&p->lock);
+}
