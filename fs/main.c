@@ -23,6 +23,7 @@
 #include "fs/fuse.h"
 #include "fs/meta.h"
 #include "fs/peers.h"
+#include "net/client.h"
 #include "net/keys.h"
 #include "net/server.h"
 
@@ -1030,12 +1031,127 @@ static int cmd_serve(int argc, char **argv)
 
 /* ---- status ------------------------------------------------------------ */
 
+struct node_view {
+	char name[64], address[128], zone[64];
+	bool up;
+	uint64_t latency_us;
+	struct net_status st;
+};
+
+struct cluster_view {
+	char redundancy[32];
+	uint64_t pending; /* blocks in the new-block log */
+	uint64_t repair;  /* records in "repair" */
+	struct node_view *nodes;
+	unsigned n;
+};
+
+static uint64_t count_records(struct blk_db *db, unsigned cf)
+{
+	struct blk_iter *it = blk_iter_new(db, cf, NULL, 0, NULL, 0);
+	uint64_t n = 0;
+
+	for (; it && blk_iter_valid(it); blk_iter_next(it))
+		n++;
+	blk_iter_free(it);
+	return n;
+}
+
+/* The cluster as this node sees it: its queues (read-only open of its
+ * database) and every node's state (PING + STATUS, 2 s at most). 0, or
+ * -ENOENT for a one-node cluster, or another -errno. */
+static int cluster_view(const char *node_dir, struct cluster_view *cv)
+{
+	char cpath[PATH_MAX + 16], err[512], pub[64], sec[64];
+	struct bfs_cluster *cl = malloc(sizeof(*cl));
+	int ret;
+
+	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
+	if (!cl || bfs_cluster_load(cpath, cl, err, sizeof(err))) {
+		free(cl);
+		return -ENOENT;
+	}
+	if (cl->nnodes < 2) {
+		free(cl);
+		return -ENOENT;
+	}
+	snprintf(cv->redundancy, sizeof(cv->redundancy), "%s",
+		 cl->redundancy);
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/db", node_dir);
+	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
+				   .read_only = true};
+	struct blk_db *db = NULL;
+	if (blk_db_open(path, &o, &db, err, sizeof(err)) == 0) {
+		cv->pending = count_records(db, BLK_CF_NEWLOG);
+		cv->repair = count_records(db, BFS_CF_REPAIR);
+		blk_db_close(db);
+	}
+	cv->nodes = calloc(cl->nnodes, sizeof(*cv->nodes));
+	if (!cv->nodes) {
+		free(cl);
+		return -ENOMEM;
+	}
+	cv->n = cl->nnodes;
+	struct net_peer_config peers[BFS_MAX_NODES];
+	for (unsigned i = 0; i < cl->nnodes; i++) {
+		struct node_view *v = &cv->nodes[i];
+		snprintf(v->name, sizeof(v->name), "%s", cl->nodes[i].name);
+		snprintf(v->address, sizeof(v->address), "%s",
+			 cl->nodes[i].address);
+		snprintf(v->zone, sizeof(v->zone), "%s", cl->nodes[i].zone);
+		peers[i] = (struct net_peer_config){cl->nodes[i].address,
+						    cl->nodes[i].public_key};
+	}
+	ret = node_keys(node_dir, pub, sec, err, sizeof(err));
+	struct net_client *c = NULL;
+	if (!ret) {
+		struct net_client_config cc = {
+		    .public_key = pub,
+		    .secret_key = sec,
+		    .peers = peers,
+		    .npeers = cl->nnodes,
+		    .timeout_ms = 2000,
+		    .max_attempts = 1,
+		};
+		ret = net_client_new(&cc, &c);
+	}
+	if (!ret) {
+		struct net_batch *b = net_batch_new(c);
+		for (unsigned i = 0; b && i < cl->nnodes; i++) {
+			net_batch_submit(b, i, net_op_new_ping());
+			net_batch_submit(b, i, net_op_new_status());
+		}
+		if (b)
+			net_batch_wait(b, 2500);
+		for (size_t i = 0; b && i < net_batch_count(b); i++) {
+			const struct net_op_result *r =
+			    net_op_result(net_batch_op(b, i));
+			if (!r || r->status < 0)
+				continue;
+			struct node_view *v = &cv->nodes[r->peer];
+			v->up = true;
+			if (r->op == NET_OP_PING)
+				v->latency_us = r->rtt_us;
+			else if (r->op == NET_OP_STATUS)
+				v->st = r->st;
+		}
+		net_batch_free(b);
+		net_client_free(c);
+	}
+	free(cl);
+	return 0;
+}
+
 static const char status_usage[] =
 	"Usage: blockfs status NODE_DIR [--json]\n"
 	"\n"
 	"Show what the node stores: blocks, unique bytes, logical bytes\n"
 	"referenced by files, the deduplication ratio and the space the node\n"
-	"database takes on disk. Works while the node is mounted.\n"
+	"database takes on disk. Works while the node is mounted. In a cluster\n"
+	"of several nodes, also the blocks waiting for upload, the blocks below\n"
+	"their redundancy, and every node: up or down, latency, capacity,\n"
+	"bytes and fragments stored.\n"
 	"\n"
 	"Options:\n"
 	"  -j, --json   machine-readable output\n"
@@ -1108,16 +1224,44 @@ static int cmd_status(int argc, char **argv)
 		}
 	}
 	double ratio = st.bytes ? (double)st.ref_bytes / (double)st.bytes : 1.0;
+	struct cluster_view cv = {0};
+	int cret = cluster_view(node_dir, &cv);
 	if (json) {
 		printf("{\"node\": \"%s\", \"mounted\": %s, \"pid\": %d, "
 		       "\"blocks\": %llu, \"stored_bytes\": %llu, "
+		       "\"local_bytes\": %llu, "
 		       "\"logical_bytes\": %llu, \"dedup_ratio\": %.4f, "
-		       "\"disk_bytes\": %llu}\n",
+		       "\"disk_bytes\": %llu",
 		       name, pid ? "true" : "false", (int)pid,
 		       (unsigned long long)st.blocks,
 		       (unsigned long long)st.bytes,
+		       (unsigned long long)(st.bytes - st.remote_bytes),
 		       (unsigned long long)st.ref_bytes, ratio,
 		       (unsigned long long)disk);
+		if (cret == 0) {
+			printf(", \"redundancy\": \"%s\", "
+			       "\"pending_uploads\": %llu, "
+			       "\"below_redundancy\": %llu, \"nodes\": [",
+			       cv.redundancy,
+			       (unsigned long long)cv.pending,
+			       (unsigned long long)cv.repair);
+			for (unsigned i = 0; i < cv.n; i++) {
+				const struct node_view *v = &cv.nodes[i];
+				printf("%s{\"name\": \"%s\", \"address\": "
+				       "\"%s\", \"zone\": \"%s\", \"up\": %s, "
+				       "\"latency_us\": %llu, \"capacity\": "
+				       "%llu, \"used\": %llu, \"fragments\": "
+				       "%llu}",
+				       i ? ", " : "", v->name, v->address,
+				       v->zone, v->up ? "true" : "false",
+				       (unsigned long long)v->latency_us,
+				       (unsigned long long)v->st.capacity,
+				       (unsigned long long)v->st.used,
+				       (unsigned long long)v->st.fragments);
+			}
+			printf("]");
+		}
+		printf("}\n");
 	} else {
 		printf("node:          %s (%s)\n", name, node_dir);
 		if (pid)
@@ -1125,12 +1269,39 @@ static int cmd_status(int argc, char **argv)
 		else
 			printf("mounted:       no\n");
 		printf("blocks:        %llu\n", (unsigned long long)st.blocks);
-		printf("stored bytes:  %llu\n", (unsigned long long)st.bytes);
+		printf("stored bytes:  %llu (%llu held locally)\n",
+		       (unsigned long long)st.bytes,
+		       (unsigned long long)(st.bytes - st.remote_bytes));
 		printf("logical bytes: %llu\n",
 		       (unsigned long long)st.ref_bytes);
 		printf("dedup ratio:   %.2f\n", ratio);
 		printf("disk bytes:    %llu\n", (unsigned long long)disk);
+		if (cret == 0) {
+			printf("redundancy:    %s\n", cv.redundancy);
+			printf("pending uploads:  %llu blocks\n",
+			       (unsigned long long)cv.pending);
+			printf("below redundancy: %llu blocks\n",
+			       (unsigned long long)cv.repair);
+			printf("\n%-12s %-24s %-8s %-5s %10s %14s %14s %10s\n",
+			       "NODE", "ADDRESS", "ZONE", "STATE", "LATENCY",
+			       "CAPACITY", "USED", "FRAGMENTS");
+			for (unsigned i = 0; i < cv.n; i++) {
+				const struct node_view *v = &cv.nodes[i];
+				char lat[32] = "-";
+				if (v->up)
+					snprintf(lat, sizeof(lat), "%.1f ms",
+						 (double)v->latency_us / 1000);
+				printf("%-12s %-24s %-8s %-5s %10s %14llu %14llu "
+				       "%10llu\n",
+				       v->name, v->address, v->zone,
+				       v->up ? "up" : "DOWN", lat,
+				       (unsigned long long)v->st.capacity,
+				       (unsigned long long)v->st.used,
+				       (unsigned long long)v->st.fragments);
+			}
+		}
 	}
+	free(cv.nodes);
 	return 0;
 }
 
