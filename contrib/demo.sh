@@ -6,7 +6,7 @@
 #
 # Knobs (environment):
 #   BLOCKFS_DEMO_DIR    where the cluster lives (default /var/tmp/blockfs-demo)
-#   BLOCKFS_DEMO_NODES  nodes in the cluster (default 1: peers come later)
+#   BLOCKFS_DEMO_NODES  nodes in the cluster (default 4, replicas:3)
 #
 # Running it again reuses the cluster and, if it is mounted, the mount.
 set -euo pipefail
@@ -14,7 +14,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 mnt=${1:-/mnt/blockfs}
 demo=${BLOCKFS_DEMO_DIR:-/var/tmp/blockfs-demo}
-nodes=${BLOCKFS_DEMO_NODES:-1}
+nodes=${BLOCKFS_DEMO_NODES:-4}
 
 die() {
   echo "demo: $*" >&2
@@ -59,22 +59,26 @@ fi
 
 cat <<EOF
 
-blockfs is mounted at $mnt (node $node).
+blockfs is mounted at $mnt (node $node of a $nodes-node cluster on
+127.0.0.1; nodes 2..$nodes run 'blockfs serve'). Every block written is
+stored on its placement (see 'redundancy' in $demo/cluster.conf); fsync
+returns once it is there.
 
 Use it like any directory:
   cp -a /usr/include $mnt/
   ls -l $mnt; df -h $mnt
-  blockfs status $node          # blocks, stored vs logical bytes, dedup ratio
+  blockfs status $node          # blocks, dedup ratio, uploads, every node
   blockfs status $node --json
 
 Daemon log: $node/blockfs.log
 
-Stop it:
+Stop it (the mount uploads what is left first):
   umount $mnt
+  for p in $demo/node*/blockfs.pid; do kill \$(cat \$p); done
 Mount it again (the data is kept):
   mount -t blockfs $node $mnt
 Or from /etc/fstab:
   $node  $mnt  blockfs  defaults,_netdev,nofail  0  0
-Remove everything:
-  umount $mnt; rm -rf $demo
+Remove everything: stop it as above, then
+  rm -rf $demo
 EOF
