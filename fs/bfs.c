@@ -178,7 +178,7 @@ static int txn_commit(struct blk_txn *t, bool sync)
 
 /* A block that is not in the local store any more (evicted once peers held
  * it, or lost with a disk) comes from the cluster; it is put back in the
- * store as a cache entry. */
+ * store as a cache entry while the cache has room. */
 static int fetch_block(struct bfs *fs, const struct blk_cid *cid,
 		       void **data, size_t *len)
 {
@@ -189,7 +189,11 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid,
 	ret = fs->remote.fetch(fs->remote.arg, cid, data, len);
 	if (ret)
 		return ret;
-	if (!fs->cfg.read_only) {
+	struct blk_store_stats st;
+	bool room = !fs->cfg.local_max ||
+		    (blk_store_stats(fs->db, &st) == 0 &&
+		     st.bytes - st.remote_bytes + *len <= fs->cfg.local_max);
+	if (!fs->cfg.read_only && room) {
 		int r = blk_store_fill(fs->db, cid, *data, *len);
 		if (r && r != -ENOENT)
 			bfs_log_warn("cannot keep a fetched block: %s",
@@ -1457,6 +1461,52 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 	return ret;
 }
 
+#define PREFETCH_BYTES (16u << 20)
+
+/* A sequential reader of blocks that are not local: ask the cluster for
+ * the blocks of the next PREFETCH_BYTES, once each. Called with ext_lock
+ * held shared. */
+static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
+		     size_t len)
+{
+	struct bfs_inode *ip = f->ip;
+	uint64_t from, to;
+
+	pthread_mutex_lock(&f->lock);
+	bool seq = off == f->next_off;
+	f->next_off = off + len;
+	from = f->ahead > off + len ? f->ahead : off + len;
+	to = off + len + PREFETCH_BYTES;
+	/* ask in steps of a quarter of the window, not at every read */
+	bool go = seq && to >= from + PREFETCH_BYTES / 4;
+	if (go)
+		f->ahead = to;
+	pthread_mutex_unlock(&f->lock);
+	if (!go)
+		return;
+
+	struct bfs_extent_list exts = {0};
+	struct blk_cid cids[64];
+	size_t n = 0;
+	if (bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, from, to,
+			   fs->max_extent, &exts))
+		return;
+	for (size_t k = 0; k < exts.n && n < 64; k++) {
+		uint64_t refs;
+		uint32_t blen;
+		bool local = true;
+		if (exts.v[k].off < from)
+			continue; /* asked already, or being read */
+		if (blk_store_info(fs->db, &exts.v[k].cid, &refs, &blen,
+				   &local) == 0 &&
+		    !local)
+			cids[n++] = exts.v[k].cid;
+	}
+	bfs_extent_list_free(&exts);
+	if (n)
+		fs->remote.prefetch(fs->remote.arg, cids, n);
+}
+
 int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 		 size_t len)
 {
@@ -1475,6 +1525,8 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 	if (len > size - off)
 		len = size - off;
 
+	if (fs->remote.prefetch)
+		prefetch(fs, f, off, len);
 	ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, off, off + len,
 			     fs->max_extent, &exts);
 	uint64_t pos = off;

@@ -61,6 +61,7 @@ struct bfs_remote {
 	int (*barrier)(void *arg);
 	void (*throttle)(void *arg);
 	uint64_t (*backlog)(void *arg);
+	void (*prefetch)(void *arg, const struct blk_cid *cids, size_t n);
 	void *arg;
 };
 
@@ -98,6 +99,8 @@ struct bfs_file {
 	void *data;
 	size_t len;
 	bool cached;
+	uint64_t next_off; /* lock: where a sequential read goes on */
+	uint64_t ahead;    /* lock: prefetch asked up to here */
 };
 
 struct bfs_dirent {

@@ -576,6 +576,11 @@ static uint64_t remote_backlog(void *arg)
 	return bfs_peers_backlog(arg);
 }
 
+static void remote_prefetch(void *arg, const struct blk_cid *cids, size_t n)
+{
+	bfs_peers_prefetch(arg, cids, n);
+}
+
 /* The node's CURVE key pair from NODE_DIR/curve.{pub,key}. */
 static int node_keys(const char *node_dir, char *pub, char *sec, char *err,
 		     size_t errlen)
@@ -815,6 +820,7 @@ static int cmd_mount(int argc, char **argv)
 			    .barrier = mc.fs.read_only ? NULL : remote_barrier,
 			    .throttle = remote_throttle,
 			    .backlog = remote_backlog,
+			    .prefetch = remote_prefetch,
 			    .arg = peers,
 			};
 			bfs_set_remote(fs, &r);

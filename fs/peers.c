@@ -65,8 +65,23 @@ struct completion {
 	struct net_op *op;
 };
 
+/* A block asked for ahead of its read (sequential reads). */
+struct pf_ent {
+	struct pf_ent *next;
+	struct blk_cid cid;
+	struct bfs_peers *p;
+	void *data; /* malloc'd, checked against cid, once ready */
+	size_t len;
+	int state; /* PF_* */
+};
+enum { PF_INFLIGHT, PF_READY, PF_FAILED };
+#define PF_MAX 48 /* blocks held ahead: 12 MiB at 256 KiB */
+
 struct bfs_peers {
 	struct bfs_peers_config cfg;
+	struct pf_ent *pf; /* lock */
+	unsigned npf;
+	pthread_cond_t pf_cond;
 	struct pl_map *pl;
 	unsigned n;
 	int self;
@@ -638,6 +653,9 @@ static int check_frag(const struct bfs_peers *p, const struct blk_cid *cid,
 
 /* Ask the next candidate that can still help for its fragment. Called
  * with f->lock held (dropped around the submission). */
+static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
+		     void **data, size_t *len);
+
 static bool send_get(struct bfs_peers *p, const struct blk_cid *cid,
 		     const struct candidate *cand, unsigned nc, unsigned *next,
 		     uint8_t *const frags[], struct fetch *f)
@@ -666,8 +684,161 @@ static bool send_get(struct bfs_peers *p, const struct blk_cid *cid,
 	return false;
 }
 
+/* ---- prefetch ----------------------------------------------------------- */
+
+static void pf_done(struct net_op *op, void *arg)
+{
+	struct pf_ent *e = arg;
+	struct bfs_peers *p = e->p;
+	const struct net_op_result *r = net_op_result(op);
+	void *data = NULL;
+
+	/* Checked here, off the reader's path: the CID is the proof. */
+	if (r && check_frag(p, &e->cid, r) == 0 && r->frag.k == 1 &&
+	    (data = malloc(r->len)) != NULL) {
+		memcpy(data, r->data, r->len);
+		if (!blk_cid_verify(&e->cid, data, r->len)) {
+			free(data);
+			data = NULL;
+		}
+	}
+	pthread_mutex_lock(&p->lock);
+	if (data) {
+		e->data = data;
+		e->len = r->len;
+		e->state = PF_READY;
+	} else {
+		e->state = PF_FAILED;
+	}
+	pthread_cond_broadcast(&p->pf_cond);
+	pthread_mutex_unlock(&p->lock);
+	net_op_free(op);
+}
+
+static struct pf_ent *pf_find(struct bfs_peers *p, const struct blk_cid *cid,
+			      struct pf_ent ***link)
+{
+	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
+		if (blk_cid_equal(&(*l)->cid, cid)) {
+			if (link)
+				*link = l;
+			return *l;
+		}
+	}
+	return NULL;
+}
+
+/* Drop the oldest finished entry to make room; false if all are in
+ * flight. Lock held. */
+static bool pf_make_room(struct bfs_peers *p)
+{
+	struct pf_ent **victim = NULL;
+
+	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next)
+		if ((*l)->state != PF_INFLIGHT)
+			victim = l; /* the list is newest first */
+	if (!victim)
+		return false;
+	struct pf_ent *e = *victim;
+	*victim = e->next;
+	free(e->data);
+	free(e);
+	p->npf--;
+	return true;
+}
+
+void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
+			size_t n)
+{
+	if (p->cfg.k != 1)
+		return; /* erasure-coded blocks: fetched on demand */
+	for (size_t i = 0; i < n; i++) {
+		unsigned rank[BFS_MAX_NODES];
+		int nr = pl_rank(p->pl, &cids[i], rank, BFS_MAX_NODES);
+		int best = -1;
+		uint64_t best_lat = UINT64_MAX;
+
+		for (int r = 0; r < nr && r < (int)(p->cfg.k + p->cfg.m); r++) {
+			bool up = false;
+			uint64_t lat = 0;
+			net_client_peer_state(p->cl, rank[r], &up, &lat);
+			if (up && lat < best_lat) {
+				best = r;
+				best_lat = lat;
+			}
+		}
+		if (best < 0)
+			continue;
+		pthread_mutex_lock(&p->lock);
+		if (pf_find(p, &cids[i], NULL) ||
+		    (p->npf >= PF_MAX && !pf_make_room(p))) {
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+		struct pf_ent *e = calloc(1, sizeof(*e));
+		struct net_fref ref = {.cid = cids[i], .index = (uint8_t)best};
+		struct net_op *op = e ? net_op_new_get(&ref) : NULL;
+		if (!op) {
+			free(e);
+			pthread_mutex_unlock(&p->lock);
+			return;
+		}
+		e->cid = cids[i];
+		e->p = p;
+		e->state = PF_INFLIGHT;
+		e->next = p->pf;
+		p->pf = e;
+		p->npf++;
+		pthread_mutex_unlock(&p->lock);
+		if (net_client_submit(p->cl, rank[best], op, pf_done, e) < 0) {
+			net_op_free(op);
+			pthread_mutex_lock(&p->lock);
+			e->state = PF_FAILED;
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
+}
+
+/* Take a prefetched block: 0 with the data, or -ENOENT (not prefetched,
+ * or the prefetch failed: fetch it the normal way). Waits for one in
+ * flight. */
+static int pf_take(struct bfs_peers *p, const struct blk_cid *cid,
+		   void **data, size_t *len)
+{
+	struct pf_ent **link, *e;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&p->lock);
+	while ((e = pf_find(p, cid, &link)) && e->state == PF_INFLIGHT)
+		pthread_cond_wait(&p->pf_cond, &p->lock);
+	if (e) {
+		*link = e->next;
+		p->npf--;
+		if (e->state == PF_READY) {
+			*data = e->data;
+			*len = e->len;
+			ret = 0;
+			p->fetch_blocks++;
+			p->fetch_bytes += e->len;
+		} else {
+			free(e->data);
+		}
+		free(e);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
 int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
 		    void **data, size_t *len)
+{
+	if (pf_take(p, cid, data, len) == 0)
+		return 0;
+	return fetch_now(p, cid, data, len);
+}
+
+static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
+		     void **data, size_t *len)
 {
 	const unsigned k = p->cfg.k, want = p->cfg.k + p->cfg.m;
 	unsigned rank[BFS_MAX_NODES], nrank, nc = 0, next = 0;
@@ -848,6 +1019,7 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	pthread_cond_init(&p->done, NULL);
+	pthread_cond_init(&p->pf_cond, NULL);
 	for (unsigned i = 0; i < cl->nnodes; i++) {
 		nodes[i] = (struct pl_node){cl->nodes[i].name,
 					    cl->nodes[i].zone,
@@ -1007,12 +1179,19 @@ int bfs_peers_close(struct bfs_peers *p)
 	 * before it goes; only then can the jobs go. */
 	net_client_free(p->cl);
 	drop_jobs(p);
+	while (p->pf) {
+		struct pf_ent *e = p->pf;
+		p->pf = e->next;
+		free(e->data);
+		free(e);
+	}
 	net_server_free(p->srv);
 	ec_codec_free(p->codec);
 	pl_map_free(p->pl);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->wake);
 	pthread_cond_destroy(&p->done);
+	pthread_cond_destroy(&p->pf_cond);
 	free(p);
 	return ret;
 }

@@ -75,6 +75,11 @@ void bfs_peers_throttle(struct bfs_peers *p);
 int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
 		    void **data, size_t *len);
 
+/* Ask for blocks ahead of their reads (sequential readers): they are held
+ * in memory, checked, for the bfs_peers_fetch that will want them. */
+void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
+			size_t n);
+
 /* Blocks queued for upload (the backlog) and the watermark's lag. */
 uint64_t bfs_peers_backlog(struct bfs_peers *p);
 
