@@ -719,10 +719,12 @@ static int cmd_mount(int argc, char **argv)
 			"%s: node %s is in use by blockfs process %d; unmount "
 			"it first\n",
 			prog, node_dir, (int)other);
+		free(cl);
 		return 1;
 	}
 	if (check_mountpoint(mnt, mc.nonempty, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", prog, err);
+		free(cl);
 		return 1;
 	}
 
@@ -742,16 +744,20 @@ static int cmd_mount(int argc, char **argv)
 		int pfd[2];
 		if (pipe2(pfd, O_CLOEXEC)) {
 			perror("blockfs: pipe");
+			free(cl);
 			return 1;
 		}
 		pid_t pid = fork();
 		if (pid < 0) {
 			perror("blockfs: fork");
+			free(cl);
 			return 1;
 		}
 		if (pid > 0) {
 			/* Wait for the daemon: one byte means mounted,
-			 * anything else is its error message. */
+			 * anything else is its error message. The
+			 * cluster is the daemon's business. */
+			free(cl);
 			char msg[1100];
 			ssize_t n, got = 0;
 			close(pfd[1]);
