@@ -202,6 +202,13 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 		}
 		return;
 	}
+	/* No node left for this round. In the next one (RETRY_MS on) every
+	 * node that does not hold a fragment of this block may be tried
+	 * again: nodes that failed may be back. */
+	memset(j->placed, 0, sizeof(j->placed));
+	for (unsigned x = 0; x < j->want; x++)
+		if (j->holder[x] >= 0)
+			j->placed[j->holder[x]] = true;
 	j->stalled = true;
 	ms_from_now(&j->retry_at, RETRY_MS);
 }
@@ -267,7 +274,7 @@ static int job_prepare(struct bfs_peers *p, struct job *j)
 static void job_start(struct bfs_peers *p, struct job *j)
 {
 	j->stalled = false;
-	for (unsigned i = 0; i < j->want; i++)
+	for (unsigned i = 0; i < j->want && !j->stalled; i++)
 		if (j->holder[i] < 0)
 			place_fragment(p, j, i);
 }
