@@ -9,6 +9,8 @@ Knobs (environment):
                               the file copied ten times for dedup (default 1024)
   BLOCKFS_TEST_TREE_FILES     minimum files in the `cp -a` tree (default 5000)
   BLOCKFS_TEST_SRC_DIR        where source data is made (default /dev/shm)
+  BLOCKFS_TEST_SERVE_TIMEOUT  seconds a `blockfs serve` node may take to
+                              listen (default 60)
   BLOCKFS_TEST_REQUIRE_HELPER fail, not skip, when mount.blockfs is not
                               installed in /sbin (set by contrib/run-tests.sh)
 """
