@@ -16,7 +16,7 @@ build_pkgs=(
   libxxhash-dev libcbor-dev libinih-dev
 )
 test_pkgs=(
-  python3 python3-pytest python3-pytest-timeout
+  python3 python3-pytest python3-pytest-timeout python3-zmq
   rsync sqlite3 attr git tar coreutils psmisc util-linux mount procps
 )
 

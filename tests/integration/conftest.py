@@ -9,6 +9,8 @@ Knobs (environment):
                               the file copied ten times for dedup (default 1024)
   BLOCKFS_TEST_TREE_FILES     minimum files in the `cp -a` tree (default 5000)
   BLOCKFS_TEST_SRC_DIR        where source data is made (default /dev/shm)
+  BLOCKFS_TEST_SERVE_TIMEOUT  seconds a `blockfs serve` node may take to
+                              listen (default 60)
   BLOCKFS_TEST_REQUIRE_HELPER fail, not skip, when mount.blockfs is not
                               installed in /sbin (set by contrib/run-tests.sh)
 """
@@ -339,3 +341,51 @@ def pytest_report_header(config):
     return [f'blockfs binary: {util.blockfs_bin()}',
             f'BLOCKFS_TEST_BIG_MB={util.env_int("BLOCKFS_TEST_BIG_MB", 1024)}']
 
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Factory: cluster(nodes=4, redundancy='replicas:3', opts='...',
+    env={2: {'VAR': '1'}}, mount=True) creates a cluster on free loopback
+    ports in tmp_path/clusterK, starts `blockfs serve` for nodes 2..N (logs
+    in tmp_path/logsK/serve-nodeI.log), waits until each listens, and mounts
+    node1 at tmp_path/mntK with OPTS (log tmp_path/logsK/mount-node1.log),
+    K counting the clusters made by the test from 0. Returns a
+    util.Cluster. At teardown, whatever happened: nodes the test killed are
+    restarted, node1 is unmounted (exit status 0 and a clean log required),
+    then every server gets SIGTERM (exit 0 within a minute, else SIGKILL)
+    and its log must hold no sanitizer report."""
+    made = []
+
+    def factory(nodes=4, redundancy='replicas:3', opts=None, env=None,
+                mount=True):
+        for attempt in range(3):
+            n = len(made)
+            logdir = tmp_path / f'logs{n}'
+            logdir.mkdir()
+            c = util.Cluster(tmp_path / f'cluster{n}', tmp_path / f'mnt{n}',
+                             logdir, nodes, redundancy)
+            made.append(c)
+            c.create()
+            try:
+                c.start_servers(env)
+            except util.PortTaken as exc:
+                # Another process took a port between the probe and the
+                # bind: start over on other ports.
+                print(f'cluster: {exc}; retrying on other ports',
+                      file=sys.stderr)
+                errors = c.teardown()
+                if errors:
+                    pytest.fail('teardown: ' + '\n'.join(errors))
+                continue
+            if mount:
+                c.start_mount(opts)
+            return c
+        pytest.fail('could not start a cluster: ports kept being taken')
+
+    yield factory
+    errors = []
+    for c in reversed(made):
+        errors += c.teardown()
+    if errors:
+        pytest.fail('teardown: ' + '\n'.join(errors))

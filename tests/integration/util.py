@@ -213,6 +213,8 @@ class Mount:
         self.log = str(log)
         self.opts = opts
         self.proc = None
+        # Exit statuses stop() accepts after a clean unmount.
+        self.ok_exit = (0,)
 
     def __repr__(self):
         return f'Mount({self.node_dir} on {self.mnt})'
@@ -278,7 +280,7 @@ class Mount:
                 self._reap(proc)
                 pytest.fail(f'blockfs did not exit within {UNMOUNT_TIMEOUT}s '
                             f'of unmount; log:\n{log_tail(self.log)}')
-            if rc != 0:
+            if rc not in self.ok_exit:
                 pytest.fail(f'blockfs exited {rc} after a clean unmount; '
                             f'log:\n{log_tail(self.log)}')
             assert not is_mounted(self.mnt), 'still mounted after unmount'
@@ -447,3 +449,276 @@ def drop_caches(path=None):
 
 def syncfs(path):
     run(['sync', '-f', str(path)], timeout=600)
+
+
+# ---- clusters of several nodes ---------------------------------------------
+
+SERVE_TIMEOUT = float(os.environ.get('BLOCKFS_TEST_SERVE_TIMEOUT', '60'))
+STOP_TIMEOUT = 60
+
+# Ports handed out in this session; never handed out twice, so that a test
+# does not meet the TIME_WAIT sockets or a straggler of an earlier one.
+_CLAIMED_PORTS = set()
+PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
+
+
+def port_free(port):
+    """True if PORT can be bound on 127.0.0.1 now."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(('127.0.0.1', port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_base_port(count, tries=200):
+    """A base port P such that P..P+COUNT-1 are all free now and were not
+    handed out before in this session; claims them."""
+    import random
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(tries):
+        base = rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
+        ports = range(base, base + count)
+        if any(p in _CLAIMED_PORTS for p in ports):
+            continue
+        if all(port_free(p) for p in ports):
+            _CLAIMED_PORTS.update(ports)
+            return base
+    pytest.fail(f'found no {count} free consecutive ports in {PORT_RANGE}')
+
+
+def tcp_accepts(port, timeout=0.5):
+    import socket
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class PortTaken(Exception):
+    """A node could not bind its address (another process has it)."""
+
+
+class Server:
+    """One `blockfs serve NODE_DIR` (a storage node) run by the test in the
+    foreground, its stderr appended to LOG."""
+
+    def __init__(self, node_dir, port, log, env=None):
+        self.node_dir = str(node_dir)
+        self.name = os.path.basename(self.node_dir)
+        self.port = port
+        self.log = str(log)
+        self.env = dict(env or {})
+        self.proc = None
+        self.killed = False  # stopped by kill(), not (yet) restarted
+
+    def __repr__(self):
+        return f'Server({self.name} on 127.0.0.1:{self.port})'
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        args = [blockfs_bin(), 'serve', self.node_dir]
+        env = daemon_env()
+        env.update(self.env)
+        with open(self.log, 'ab') as logf:
+            logf.write(f'=== {" ".join(args)} '
+                       f'{" ".join(f"{k}={v}" for k, v in self.env.items())}'
+                       f'\n'.encode())
+            logf.flush()
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf, env=env)
+        LIVE_DAEMONS.add((self.proc.pid, self.node_dir))
+        self.killed = False
+        self.wait_listening()
+        return self
+
+    def wait_listening(self, timeout=SERVE_TIMEOUT):
+        """Until the pidfile names this process and the port accepts TCP
+        connections; fails (or raises PortTaken) if the process exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self._forget()
+                tail = log_tail(self.log, 20)
+                if 'in use' in tail.lower():
+                    raise PortTaken(f'{self}: {tail}')
+                pytest.fail(f'{self} exited {rc} while starting; log:\n'
+                            f'{tail}')
+            if read_pidfile(self.node_dir) == self.proc.pid and \
+                    tcp_accepts(self.port):
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f'{self} not listening within {timeout}s; '
+                            f'log:\n{log_tail(self.log)}')
+            time.sleep(0.05)
+
+    def kill(self, sig=signal.SIGKILL):
+        """kill -9 (or SIG) and reap it."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        self.killed = True
+        self._forget()
+
+    def stop(self):
+        """SIGTERM; it must exit 0 within STOP_TIMEOUT, else it is killed
+        and the test fails. A clean log is checked by the caller."""
+        if self.proc is None:
+            return
+        proc = self.proc
+        try:
+            if proc.poll() is not None:
+                pytest.fail(f'{self} had exited ({proc.returncode}) before '
+                            f'it was stopped; log:\n{log_tail(self.log)}')
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT)
+                pytest.fail(f'{self} did not exit within {STOP_TIMEOUT}s of '
+                            f'SIGTERM; log:\n{log_tail(self.log)}')
+            if rc != 0:
+                pytest.fail(f'{self} exited {rc} on SIGTERM; log:\n'
+                            f'{log_tail(self.log)}')
+        finally:
+            self._forget(proc)
+
+    def _forget(self, proc=None):
+        proc = proc or self.proc
+        if proc is not None:
+            LIVE_DAEMONS.discard((proc.pid, self.node_dir))
+        self.proc = None
+
+
+class Cluster:
+    """A cluster of N nodes made by `blockfs cluster create` in BASE: node1
+    mounted at MNT (unless mount=False), nodes 2..N run as `blockfs serve`.
+    Nodes are numbered from 1 as in the cluster file."""
+
+    def __init__(self, base, mnt, logdir, nodes, redundancy=None):
+        self.base = str(base)
+        self.mnt = str(mnt)
+        self.logdir = str(logdir)
+        self.n = nodes
+        self.redundancy = redundancy
+        self.base_port = None
+        self.servers = {}
+        self.mount = None
+
+    def __repr__(self):
+        return f'Cluster({self.n} nodes in {self.base}, ports ' \
+               f'{self.base_port}..{self.base_port + self.n - 1})'
+
+    def node_dir(self, i):
+        return os.path.join(self.base, f'node{i}')
+
+    def port(self, i):
+        return self.base_port + i - 1
+
+    def create(self):
+        self.base_port = free_base_port(self.n)
+        extra = ['--base-port', str(self.base_port)]
+        if self.redundancy:
+            extra += ['--redundancy', self.redundancy]
+        create_cluster(self.base, self.n, extra)
+
+    def start_servers(self, env=None):
+        """Starts nodes 2..N; ENV maps a node number to extra environment."""
+        env = env or {}
+        for i in range(2, self.n + 1):
+            s = Server(self.node_dir(i), self.port(i),
+                       os.path.join(self.logdir, f'serve-node{i}.log'),
+                       env=env.get(i))
+            self.servers[i] = s
+            s.start()
+
+    def start_mount(self, opts=None):
+        self.mount = Mount(self.node_dir(1), self.mnt,
+                           os.path.join(self.logdir, 'mount-node1.log'),
+                           opts=opts)
+        return self.mount.start()
+
+    def kill(self, *nodes):
+        """kill -9 of serve nodes."""
+        for i in nodes:
+            self.servers[i].kill()
+
+    def restart(self, *nodes):
+        """Starts killed serve nodes again (same node dir, same port)."""
+        for i in nodes:
+            self.servers[i].start()
+
+    def status(self, node=1):
+        return status(self.node_dir(node))
+
+    def wait_status(self, pred, timeout, what, node=1, interval=0.5):
+        """Polls `blockfs status` until PRED(status) is true; fails after
+        TIMEOUT seconds, showing the last status. Returns that status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status(node)
+            if pred(st):
+                return st
+            if time.monotonic() > deadline:
+                pytest.fail(f'timed out after {timeout}s waiting for {what};'
+                            f' last status: {json.dumps(st)}')
+            time.sleep(interval)
+
+    def teardown(self):
+        """Unmounts node1, then stops every server; returns the errors.
+        Nodes a test killed are started again first, so that the unmount
+        can drain its uploads instead of waiting for the dead."""
+        errors = []
+        for i, s in self.servers.items():
+            if s.killed:
+                try:
+                    s.start()
+                except BaseException as exc:
+                    errors.append(f'restarting {s} for teardown: {exc}')
+        if self.mount is not None:
+            try:
+                self.mount.stop()
+            except BaseException as exc:
+                errors.append(f'{self.mount}: {exc}')
+                self.mount.cleanup()
+            try:
+                check_log(self.mount.log)
+            except BaseException as exc:
+                errors.append(str(exc))
+        for s in self.servers.values():
+            try:
+                s.stop()
+            except BaseException as exc:
+                errors.append(str(exc))
+                if s.proc is not None:
+                    s.kill()
+            try:
+                check_log(s.log)
+            except BaseException as exc:
+                errors.append(str(exc))
+        return errors
+
+
+def node_states(st):
+    """{node name: up} from a status."""
+    return {n['name']: n['up'] for n in st.get('nodes', [])}
