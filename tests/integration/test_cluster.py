@@ -337,11 +337,6 @@ def test_fsync_fails_when_placement_impossible(cluster):
     assert res[0]['errno'] == 0, res
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'product bug: a block whose upload to a node failed never goes to that '
-    'node again in the same mount (peers.c keeps j->placed[node] set across '
-    'retries), so with nodes back up the blocks stay pending and fsync '
-    'keeps failing with EIO until a remount'))
 def test_uploads_resume_when_nodes_return(cluster):
     """replicas:3 on 4 nodes: blocks written while nodes 2 and 3 are down
     cannot be placed (fsync EIO); once the nodes are back the same mount
