@@ -64,6 +64,8 @@
 
 #include "blocks/store.h"
 
+#include "blocks/bytes.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -187,51 +189,6 @@ struct blk_iter {
 	/* lower bound (the prefix) then upper bound; must outlive @it. */
 	char bounds[];
 };
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -451,11 +408,11 @@ static int load_stats(struct blk_db *db)
 		return (int)n;
 	if (n != STATS_VALUE_LEN && n != STATS_VALUE_OLD)
 		return -EUCLEAN;
-	db->stats.blocks = get_u64(v);
-	db->stats.bytes = get_u64(v + 8);
-	db->stats.ref_bytes = get_u64(v + 16);
+	db->stats.blocks = blk_get_le64(v);
+	db->stats.bytes = blk_get_le64(v + 8);
+	db->stats.ref_bytes = blk_get_le64(v + 16);
 	if (n == STATS_VALUE_LEN)
-		db->stats.remote_bytes = get_u64(v + 24);
+		db->stats.remote_bytes = blk_get_le64(v + 24);
 	return 0;
 }
 
@@ -464,10 +421,10 @@ static void put_stats(struct blk_db *db, rocksdb_writebatch_t *wb,
 {
 	uint8_t v[STATS_VALUE_LEN];
 
-	put_u64(v, st->blocks);
-	put_u64(v + 8, st->bytes);
-	put_u64(v + 16, st->ref_bytes);
-	put_u64(v + 24, st->remote_bytes);
+	blk_put_le64(v, st->blocks);
+	blk_put_le64(v + 8, st->bytes);
+	blk_put_le64(v + 16, st->ref_bytes);
+	blk_put_le64(v + 24, st->remote_bytes);
 	rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_REFS], STATS_KEY,
 				  sizeof(STATS_KEY), (const char *)v,
 				  sizeof(v));
@@ -478,8 +435,8 @@ static int parse_refs(const uint8_t *v, size_t n, uint64_t *refs,
 {
 	if (n != REFS_VALUE_LEN && n != REFS_VALUE_MAX)
 		return -EUCLEAN;
-	*refs = get_u64(v);
-	*len = get_u32(v + 8);
+	*refs = blk_get_le64(v);
+	*len = blk_get_le32(v + 8);
 	*flags = n == REFS_VALUE_MAX ? v[12] : 0;
 	if (*flags & ~REFS_FLAGS_KNOWN)
 		return -EUCLEAN;
@@ -489,8 +446,8 @@ static int parse_refs(const uint8_t *v, size_t n, uint64_t *refs,
 static size_t encode_refs(uint8_t *v, uint64_t refs, uint32_t len,
 			  uint8_t flags)
 {
-	put_u64(v, refs);
-	put_u32(v + 8, len);
+	blk_put_le64(v, refs);
+	blk_put_le32(v + 8, len);
 	if (!flags)
 		return REFS_VALUE_LEN;
 	v[12] = flags;
@@ -746,8 +703,8 @@ static int journal_relog(struct blk_db *db, uint64_t first, uint64_t upto)
 	char *rerr = NULL;
 	int rc = 0;
 
-	put_be64(lo, first);
-	put_be64(hi, upto);
+	blk_put_be64(lo, first);
+	blk_put_be64(hi, upto);
 	it = blk_iter_new(db, BLK_CF_JOURNAL, NULL, 0, lo, sizeof(lo));
 	if (!it) {
 		rocksdb_writebatch_destroy(wb);
@@ -808,8 +765,8 @@ static int journal_flush(struct blk_db *db, uint64_t first, uint64_t upto)
 		rocksdb_free(rerr);
 		return -EIO;
 	}
-	put_be64(lo, first);
-	put_be64(hi, upto);
+	blk_put_be64(lo, first);
+	blk_put_be64(hi, upto);
 	wb = rocksdb_writebatch_create();
 	rocksdb_writebatch_delete_range_cf(wb, db->cf[BLK_CF_JOURNAL],
 					   (const char *)lo, sizeof(lo),
@@ -915,7 +872,7 @@ static int newlog_load(struct blk_db *db, struct newlog_ent **out, size_t *n)
 		memcpy(v[*n].cid, cid, clen);
 		memcpy(v[*n].seq, key, 8);
 		(*n)++;
-		db->newlog_seq = get_be64(key) + 1;
+		db->newlog_seq = blk_get_be64(key) + 1;
 	}
 	if (rc == 0)
 		rc = blk_iter_status(it);
@@ -968,7 +925,7 @@ static int journal_recover(struct blk_db *db)
 		struct blk_cid c;
 
 		if (klen == 8)
-			last = get_be64(key) + 1;
+			last = blk_get_be64(key) + 1;
 		rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_JOURNAL], key,
 					     klen);
 		if (blk_cid_from_bytes(&c, cid, clen) < 0)
@@ -1769,7 +1726,7 @@ static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
 
 		rocksdb_writebatch_put_cf(t->bb, db->cf[BLK_CF_BLOCKS], key,
 					  klen, data, len);
-		put_be64(seq, (*jseq)++);
+		blk_put_be64(seq, (*jseq)++);
 		rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_JOURNAL],
 					  (const char *)seq, sizeof(seq), key,
 					  klen);
@@ -1829,7 +1786,7 @@ static int apply_refs(struct blk_txn *t, size_t n,
 			if (db->cf[BLK_CF_NEWLOG]) {
 				uint8_t seq[8];
 
-				put_be64(seq, (*nseq)++);
+				blk_put_be64(seq, (*nseq)++);
 				rocksdb_writebatch_put_cf(
 				    t->wb, db->cf[BLK_CF_NEWLOG],
 				    (const char *)seq, sizeof(seq), keys[i],

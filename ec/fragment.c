@@ -1,32 +1,11 @@
 /* Fragment framing; see fragment.h for the layout. */
 #include "ec/fragment.h"
 
+#include "blocks/bytes.h"
+
 #include <errno.h>
 #include <string.h>
 #include <xxhash.h>
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static void encode_fields(const struct ec_frag_hdr *h, uint8_t *out)
 {
@@ -35,10 +14,10 @@ static void encode_fields(const struct ec_frag_hdr *h, uint8_t *out)
 	out[5] = h->k;
 	out[6] = h->m;
 	out[7] = h->index;
-	put32(out + 8, h->block_len);
-	put32(out + 12, h->frag_len);
-	put32(out + 16, (uint32_t)h->cid.codec);
-	put32(out + 20, 0);
+	blk_put_le32(out + 8, h->block_len);
+	blk_put_le32(out + 12, h->frag_len);
+	blk_put_le32(out + 16, (uint32_t)h->cid.codec);
+	blk_put_le32(out + 20, 0);
 	memcpy(out + 24, h->cid.digest, BLK_DIGEST_LEN);
 }
 
@@ -52,7 +31,7 @@ void ec_frag_hdr_seal(struct ec_frag_hdr *h, const void *data,
 {
 	encode_fields(h, out);
 	h->checksum = checksum(out, data, h->frag_len);
-	put64(out + 56, h->checksum);
+	blk_put_le64(out + 56, h->checksum);
 }
 
 int ec_frag_hdr_parse(const uint8_t *buf, size_t len, struct ec_frag_hdr *h)
@@ -64,12 +43,12 @@ int ec_frag_hdr_parse(const uint8_t *buf, size_t len, struct ec_frag_hdr *h)
 	h->k = buf[5];
 	h->m = buf[6];
 	h->index = buf[7];
-	h->block_len = get32(buf + 8);
-	h->frag_len = get32(buf + 12);
-	h->cid.codec = get32(buf + 16);
+	h->block_len = blk_get_le32(buf + 8);
+	h->frag_len = blk_get_le32(buf + 12);
+	h->cid.codec = blk_get_le32(buf + 16);
 	memcpy(h->cid.digest, buf + 24, BLK_DIGEST_LEN);
-	h->checksum = get64(buf + 56);
-	if (get32(buf + 20) != 0)
+	h->checksum = blk_get_le64(buf + 56);
+	if (blk_get_le32(buf + 20) != 0)
 		return -EPROTO;
 	if (h->k < 1 || h->k > EC_MAX_K || h->m > EC_MAX_M ||
 	    h->index >= h->k + h->m)

@@ -1581,7 +1581,7 @@ static int alloc_ino(struct bfs *fs, uint64_t *ino)
 {
 	if (fs->next_ino >= fs->ino_reserved) {
 		uint8_t v[8];
-		bfs_put_le64(v, fs->ino_reserved + INO_RESERVE);
+		blk_put_le64(v, fs->ino_reserved + INO_RESERVE);
 		/* Reserve durably on its own so a crash never reuses numbers. */
 		int ret = blk_db_put(fs->db, BFS_CF_META, "next_ino", 8, v, 8);
 		if (ret)
@@ -2140,7 +2140,7 @@ static int drop_lost_extents(struct bfs *fs)
 				blk_iter_next(it);
 				continue;
 			}
-			ino = bfs_get_be64(k);
+			ino = blk_get_be64(k);
 		}
 		if (last_bytes && (!more || ino != last_ino)) {
 			uint8_t ikey[8], *val = NULL;
@@ -2431,9 +2431,9 @@ static int mkfs(struct bfs *fs)
 		return -ENOMEM;
 	}
 	txn_put_inode(t, root);
-	bfs_put_le64(v, BFS_ROOT_INO + 1);
+	blk_put_le64(v, BFS_ROOT_INO + 1);
 	blk_txn_put(t, BFS_CF_META, "next_ino", 8, v, 8);
-	bfs_put_le64(v, BFS_FORMAT_VERSION);
+	blk_put_le64(v, BFS_FORMAT_VERSION);
 	blk_txn_put(t, BFS_CF_META, "format", 6, v, 8);
 	inode_free(root);
 	return txn_commit(t, true);
@@ -2448,7 +2448,7 @@ static int load_meta_u64(struct bfs *fs, const char *key, uint64_t *v)
 		return (int)r;
 	if (r != 8)
 		return -EUCLEAN;
-	*v = bfs_get_le64(buf);
+	*v = blk_get_le64(buf);
 	return 0;
 }
 
@@ -2627,7 +2627,7 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	fs->max_extent = max_extent > mine ? max_extent : mine;
 	if (!cfg->read_only && fs->max_extent != max_extent) {
 		uint8_t v[8];
-		bfs_put_le64(v, fs->max_extent);
+		blk_put_le64(v, fs->max_extent);
 		ret = blk_db_put(fs->db, BFS_CF_META, "max_extent", 10, v, 8);
 		if (ret)
 			goto fail;

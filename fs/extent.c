@@ -51,7 +51,7 @@ int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino,
 			ret = -EUCLEAN;
 			break;
 		}
-		e.off = bfs_get_be64(k + 8);
+		e.off = blk_get_be64(k + 8);
 		if (e.off >= end)
 			break;
 		if (bfs_extent_decode(v, vlen, &e.len, &e.forced, &e.cid)) {

@@ -12,14 +12,14 @@ const char *const bfs_cf_names[] = {"inodes", "dirents", "extents",
 
 static void put_ts(uint8_t *p, const struct timespec *ts)
 {
-	bfs_put_le64(p, (uint64_t)ts->tv_sec);
-	bfs_put_le32(p + 8, (uint32_t)ts->tv_nsec);
+	blk_put_le64(p, (uint64_t)ts->tv_sec);
+	blk_put_le32(p + 8, (uint32_t)ts->tv_nsec);
 }
 
 static void get_ts(const uint8_t *p, struct timespec *ts)
 {
-	ts->tv_sec = (time_t)bfs_get_le64(p);
-	ts->tv_nsec = bfs_get_le32(p + 8);
+	ts->tv_sec = (time_t)blk_get_le64(p);
+	ts->tv_nsec = blk_get_le32(p + 8);
 	if (ts->tv_nsec >= 1000000000L)
 		ts->tv_nsec = 999999999L;
 }
@@ -31,13 +31,13 @@ size_t bfs_inode_encode(const struct bfs_inode_rec *r, const char *target,
 {
 	memset(buf, 0, BFS_INODE_REC_LEN);
 	buf[0] = INODE_REC_VERSION;
-	bfs_put_le32(buf + 4, r->mode);
-	bfs_put_le32(buf + 8, r->uid);
-	bfs_put_le32(buf + 12, r->gid);
-	bfs_put_le32(buf + 16, r->nlink);
-	bfs_put_le64(buf + 20, r->size);
-	bfs_put_le64(buf + 28, r->rdev);
-	bfs_put_le64(buf + 36, r->stored);
+	blk_put_le32(buf + 4, r->mode);
+	blk_put_le32(buf + 8, r->uid);
+	blk_put_le32(buf + 12, r->gid);
+	blk_put_le32(buf + 16, r->nlink);
+	blk_put_le64(buf + 20, r->size);
+	blk_put_le64(buf + 28, r->rdev);
+	blk_put_le64(buf + 36, r->stored);
 	put_ts(buf + 44, &r->atime);
 	put_ts(buf + 56, &r->mtime);
 	put_ts(buf + 68, &r->ctime);
@@ -52,13 +52,13 @@ int bfs_inode_decode(const uint8_t *buf, size_t len, struct bfs_inode_rec *r,
 {
 	if (len < BFS_INODE_REC_LEN || buf[0] != INODE_REC_VERSION)
 		return -EUCLEAN;
-	r->mode = bfs_get_le32(buf + 4);
-	r->uid = bfs_get_le32(buf + 8);
-	r->gid = bfs_get_le32(buf + 12);
-	r->nlink = bfs_get_le32(buf + 16);
-	r->size = bfs_get_le64(buf + 20);
-	r->rdev = bfs_get_le64(buf + 28);
-	r->stored = bfs_get_le64(buf + 36);
+	r->mode = blk_get_le32(buf + 4);
+	r->uid = blk_get_le32(buf + 8);
+	r->gid = blk_get_le32(buf + 12);
+	r->nlink = blk_get_le32(buf + 16);
+	r->size = blk_get_le64(buf + 20);
+	r->rdev = blk_get_le64(buf + 28);
+	r->stored = blk_get_le64(buf + 36);
 	get_ts(buf + 44, &r->atime);
 	get_ts(buf + 56, &r->mtime);
 	get_ts(buf + 68, &r->ctime);
@@ -74,36 +74,36 @@ int bfs_inode_decode(const uint8_t *buf, size_t len, struct bfs_inode_rec *r,
 
 size_t bfs_ino_key(uint8_t *key, uint64_t ino)
 {
-	bfs_put_be64(key, ino);
+	blk_put_be64(key, ino);
 	return 8;
 }
 
 size_t bfs_dirent_key(uint8_t *key, uint64_t parent, const char *name,
 		      size_t nlen)
 {
-	bfs_put_be64(key, parent);
+	blk_put_be64(key, parent);
 	memcpy(key + 8, name, nlen);
 	return 8 + nlen;
 }
 
 size_t bfs_extent_key(uint8_t *key, uint64_t ino, uint64_t off)
 {
-	bfs_put_be64(key, ino);
-	bfs_put_be64(key + 8, off);
+	blk_put_be64(key, ino);
+	blk_put_be64(key + 8, off);
 	return 16;
 }
 
 size_t bfs_xattr_key(uint8_t *key, uint64_t ino, const char *name,
 		     size_t nlen)
 {
-	bfs_put_be64(key, ino);
+	blk_put_be64(key, ino);
 	memcpy(key + 8, name, nlen);
 	return 8 + nlen;
 }
 
 void bfs_dirent_encode(uint8_t *val, uint64_t ino, uint8_t dtype)
 {
-	bfs_put_le64(val, ino);
+	blk_put_le64(val, ino);
 	val[8] = dtype;
 }
 
@@ -112,7 +112,7 @@ int bfs_dirent_decode(const uint8_t *val, size_t len, uint64_t *ino,
 {
 	if (len != BFS_DIRENT_VAL_LEN)
 		return -EUCLEAN;
-	*ino = bfs_get_le64(val);
+	*ino = blk_get_le64(val);
 	*dtype = val[8];
 	return *ino ? 0 : -EUCLEAN;
 }
@@ -120,7 +120,7 @@ int bfs_dirent_decode(const uint8_t *val, size_t len, uint64_t *ino,
 size_t bfs_extent_encode(uint8_t *val, uint32_t len, bool forced,
 			 const struct blk_cid *cid)
 {
-	bfs_put_le32(val, len | (forced ? BFS_EXTENT_FORCED : 0));
+	blk_put_le32(val, len | (forced ? BFS_EXTENT_FORCED : 0));
 	return 4 + blk_cid_to_bytes(cid, val + 4);
 }
 
@@ -129,9 +129,9 @@ int bfs_extent_decode(const uint8_t *val, size_t vlen, uint32_t *len,
 {
 	if (vlen < 5)
 		return -EUCLEAN;
-	*len = bfs_get_le32(val) & ~BFS_EXTENT_FORCED;
+	*len = blk_get_le32(val) & ~BFS_EXTENT_FORCED;
 	if (forced)
-		*forced = bfs_get_le32(val) & BFS_EXTENT_FORCED;
+		*forced = blk_get_le32(val) & BFS_EXTENT_FORCED;
 	if (*len == 0)
 		return -EUCLEAN;
 	return blk_cid_from_bytes(cid, val + 4, vlen - 4) ? -EUCLEAN : 0;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "blocks/bytes.h"
 #include "blocks/cid.h"
 #include "blocks/store.h"
 
@@ -50,46 +51,6 @@ struct bfs_inode_rec {
 
 #define BFS_INODE_REC_LEN 96 /* encoded fixed part */
 #define BFS_EXTENT_VAL_MAX (4 + BLK_CID_MAX_BYTES)
-
-static inline void bfs_put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static inline uint64_t bfs_get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline void bfs_put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static inline uint64_t bfs_get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline void bfs_put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static inline uint32_t bfs_get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 /* Inode record: fixed part, then the symlink target (no NUL) for links.
  * bfs_inode_encode writes into @buf (BFS_INODE_REC_LEN + tlen bytes) and

@@ -296,7 +296,7 @@ static void read_log(struct bfs_peers *p)
 
 	if (p->njobs >= window || p->read_seq >= head)
 		return;
-	bfs_put_be64(start, p->read_seq);
+	blk_put_be64(start, p->read_seq);
 	pthread_mutex_unlock(&p->lock);
 	struct blk_iter *it =
 	    blk_iter_new(p->cfg.db, BLK_CF_NEWLOG, NULL, 0, start, 8);
@@ -314,7 +314,7 @@ static void read_log(struct bfs_peers *p)
 
 		if (klen != 8)
 			continue;
-		seq = bfs_get_be64(key);
+		seq = blk_get_be64(key);
 		if (seq >= head)
 			break;
 		if (p->njobs + got >= window) {
@@ -435,7 +435,7 @@ static void retire(struct bfs_peers *p)
 	for (struct job *j = first; t && j; j = j->next) {
 		uint8_t key[8];
 
-		bfs_put_be64(key, j->seq);
+		blk_put_be64(key, j->seq);
 		blk_txn_delete(t, BLK_CF_NEWLOG, key, 8);
 		if (j->misplaced && j->cklen)
 			blk_txn_put(t, p->cfg.repair_cf, j->ckey, j->cklen,
@@ -1090,7 +1090,7 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 			size_t klen;
 			const uint8_t *key = blk_iter_key(it, &klen);
 			if (klen == 8)
-				p->read_seq = bfs_get_be64(key);
+				p->read_seq = blk_get_be64(key);
 		}
 		blk_iter_free(it);
 		p->watermark = p->read_seq;

@@ -1,44 +1,12 @@
 /* The wire protocol's encoders and decoders; see proto.h for the format. */
 #include "net/proto.h"
 
+#include "blocks/bytes.h"
+
 #include <errno.h>
 #include <string.h>
 
 static const uint8_t MAGIC[4] = {'B', 'F', 'N', 'P'};
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 const char *net_op_name(unsigned op)
 {
@@ -60,11 +28,11 @@ void net_hdr_encode(const struct net_hdr *h, uint8_t out[NET_HDR_LEN])
 	memcpy(out, MAGIC, 4);
 	out[4] = NET_PROTO_VERSION;
 	out[5] = h->op;
-	put16(out + 6, h->flags);
-	put64(out + 8, h->id);
-	put32(out + 16, (uint32_t)h->status);
-	put32(out + 20, h->count);
-	put64(out + 24, h->arg);
+	blk_put_le16(out + 6, h->flags);
+	blk_put_le64(out + 8, h->id);
+	blk_put_le32(out + 16, (uint32_t)h->status);
+	blk_put_le32(out + 20, h->count);
+	blk_put_le64(out + 24, h->arg);
 }
 
 int net_hdr_decode(const void *buf, size_t len, struct net_hdr *h)
@@ -76,11 +44,11 @@ int net_hdr_decode(const void *buf, size_t len, struct net_hdr *h)
 	    p[4] != NET_PROTO_VERSION)
 		return -EPROTO;
 	h->op = p[5];
-	h->flags = get16(p + 6);
-	h->id = get64(p + 8);
-	h->status = (int32_t)get32(p + 16);
-	h->count = get32(p + 20);
-	h->arg = get64(p + 24);
+	h->flags = blk_get_le16(p + 6);
+	h->id = blk_get_le64(p + 8);
+	h->status = (int32_t)blk_get_le32(p + 16);
+	h->count = blk_get_le32(p + 20);
+	h->arg = blk_get_le64(p + 24);
 	if (h->flags & ~NET_F_ALL)
 		return -EPROTO;
 	return 0;
@@ -88,14 +56,14 @@ int net_hdr_decode(const void *buf, size_t len, struct net_hdr *h)
 
 void net_fref_encode(const struct net_fref *r, uint8_t out[NET_FREF_LEN])
 {
-	put32(out, (uint32_t)r->cid.codec);
+	blk_put_le32(out, (uint32_t)r->cid.codec);
 	memcpy(out + 4, r->cid.digest, BLK_DIGEST_LEN);
 	out[36] = r->index;
 }
 
 int net_fref_decode(const uint8_t *buf, struct net_fref *r)
 {
-	r->cid.codec = get32(buf);
+	r->cid.codec = blk_get_le32(buf);
 	memcpy(r->cid.digest, buf + 4, BLK_DIGEST_LEN);
 	r->index = buf[36];
 	return r->index < EC_MAX_FRAGS ? 0 : -EINVAL;
@@ -105,28 +73,28 @@ void net_list_item_encode(const struct net_list_item *it,
 			  uint8_t out[NET_LIST_ITEM_LEN])
 {
 	net_fref_encode(&it->ref, out);
-	put32(out + NET_FREF_LEN, it->frag_len);
+	blk_put_le32(out + NET_FREF_LEN, it->frag_len);
 }
 
 int net_list_item_decode(const uint8_t *buf, struct net_list_item *it)
 {
-	it->frag_len = get32(buf + NET_FREF_LEN);
+	it->frag_len = blk_get_le32(buf + NET_FREF_LEN);
 	return net_fref_decode(buf, &it->ref);
 }
 
 void net_status_encode(const struct net_status *st, uint8_t out[NET_STATUS_LEN])
 {
-	put64(out, st->capacity);
-	put64(out + 8, st->used);
-	put64(out + 16, st->fragments);
-	put64(out + 24, 0);
+	blk_put_le64(out, st->capacity);
+	blk_put_le64(out + 8, st->used);
+	blk_put_le64(out + 16, st->fragments);
+	blk_put_le64(out + 24, 0);
 }
 
 void net_status_decode(const uint8_t *buf, struct net_status *st)
 {
-	st->capacity = get64(buf);
-	st->used = get64(buf + 8);
-	st->fragments = get64(buf + 16);
+	st->capacity = blk_get_le64(buf);
+	st->used = blk_get_le64(buf + 8);
+	st->fragments = blk_get_le64(buf + 16);
 }
 
 /* The fragment header and bytes of a PUT request or a GET reply. */

@@ -25,6 +25,8 @@
  */
 #include "net/server.h"
 
+#include "blocks/bytes.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -68,29 +70,6 @@ struct net_server {
 	uint64_t used, frags;
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 void net_server_frag_key(const struct net_fref *ref,
 			 uint8_t out[NET_SERVER_KEY_LEN])
 {
@@ -122,8 +101,8 @@ void net_server_status(struct net_server *s, struct net_status *st)
 
 static void stats_encode(const struct net_server *s, uint8_t out[STATS_LEN])
 {
-	put64(out, s->used);
-	put64(out + 8, s->frags);
+	blk_put_le64(out, s->used);
+	blk_put_le64(out + 8, s->frags);
 }
 
 /* Load the 'S' record, or recount the index entries when there is none
@@ -139,8 +118,8 @@ static int load_usage(struct net_server *s)
 	n = blk_db_get_into(s->db, s->cf, STATS_KEY, sizeof(STATS_KEY), v,
 			    sizeof(v));
 	if (n == STATS_LEN) {
-		s->used = get64(v);
-		s->frags = get64(v + 8);
+		s->used = blk_get_le64(v);
+		s->frags = blk_get_le64(v + 8);
 		return 0;
 	}
 	if (n >= 0)
@@ -157,7 +136,7 @@ static int load_usage(struct net_server *s)
 
 		if (vlen != 4)
 			continue;
-		s->used += EC_FRAG_HDR_LEN + (uint64_t)get32(val);
+		s->used += EC_FRAG_HDR_LEN + (uint64_t)blk_get_le32(val);
 		s->frags++;
 	}
 	rc = blk_iter_status(it);
@@ -189,7 +168,7 @@ static int do_put(struct net_server *s, const struct net_req *q)
 	net_fref_encode(&ref, fref);
 	net_server_frag_key(&ref, fkey);
 	index_key(fref, ikey);
-	put32(ival, (uint32_t)q->len);
+	blk_put_le32(ival, (uint32_t)q->len);
 
 	val = malloc(vlen);
 	if (!val)
@@ -208,7 +187,7 @@ static int do_put(struct net_server *s, const struct net_req *q)
 
 		n = blk_db_get_into(s->db, s->cf, ikey, sizeof(ikey), old, 4);
 		if (n == 4) {
-			oldlen = EC_FRAG_HDR_LEN + (uint64_t)get32(old);
+			oldlen = EC_FRAG_HDR_LEN + (uint64_t)blk_get_le32(old);
 		} else if (n != -ENOENT) {
 			rc = n < 0 ? (int)n : -EIO;
 			goto out;
@@ -360,7 +339,7 @@ static int do_delete(struct net_server *s, const struct net_req *q,
 		blk_txn_delete(t, s->cf, key, sizeof(key));
 		key[0] = TAG_FRAG;
 		blk_txn_delete(t, s->cf, key, sizeof(key));
-		tmp.used -= EC_FRAG_HDR_LEN + (uint64_t)get32(v);
+		tmp.used -= EC_FRAG_HDR_LEN + (uint64_t)blk_get_le32(v);
 		tmp.frags--;
 		prev_found = true;
 		net_bitmap_set(map, order[i]);

@@ -289,7 +289,7 @@ static void test_records(void)
 	CHECK(len == 4096 && forced);
 	CHECK(bfs_extent_decode(v, vl - 1, &len, NULL, &cid2) == -EUCLEAN);
 	CHECK(bfs_extent_decode(v, 3, &len, NULL, &cid2) == -EUCLEAN);
-	bfs_put_le32(v, 0);
+	blk_put_le32(v, 0);
 	CHECK(bfs_extent_decode(v, vl, &len, NULL, &cid2) == -EUCLEAN);
 
 	uint8_t k1[16], k2[16];
