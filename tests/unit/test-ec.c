@@ -25,40 +25,6 @@
 #define KiB (1024u)
 #define MiB (1024u * 1024)
 
-/* Deterministic test data: xorshift64 (Marsaglia 2003, 13/7/17). */
-static uint64_t xorshift64(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static void fill_random(uint8_t *p, size_t n, uint64_t seed)
-{
-	uint64_t s = seed ? seed : 1;
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8) {
-		uint64_t x = xorshift64(&s);
-
-		memcpy(p + i, &x, 8);
-	}
-	for (; i < n; i++)
-		p[i] = (uint8_t)xorshift64(&s);
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(99);
-	}
-	return p;
-}
-
 static struct ec_codec *codec(unsigned k, unsigned m)
 {
 	struct ec_codec *c = NULL;

@@ -23,15 +23,6 @@
 #include "net/keys.h"
 #include "tests/unit/check.h"
 
-#define REQUIRE(cond)                                                          \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s: requirement failed: %s\n", \
-				__FILE__, __LINE__, __func__, #cond);          \
-			abort();                                               \
-		}                                                              \
-	} while (0)
-
 #define KiB 1024
 #define MiB (1024 * 1024)
 

@@ -35,17 +35,6 @@ static void random_cid(struct blk_cid *cid, uint64_t *s)
 	}
 }
 
-static void *xmalloc(size_t n)
-{
-	void *p = calloc(1, n ? n : 1);
-
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(99);
-	}
-	return p;
-}
-
 /* A cluster of test nodes, names "node<i>" kept in one buffer. */
 struct cluster {
 	struct pl_node *nodes;

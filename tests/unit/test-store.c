@@ -17,16 +17,6 @@
 
 #include "tests/unit/check.h"
 
-/* Fatal: a test cannot go on (its database did not open, ...). */
-#define REQUIRE(cond)                                                          \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s: requirement failed: %s\n", \
-				__FILE__, __LINE__, __func__, #cond);          \
-			abort();                                               \
-		}                                                              \
-	} while (0)
-
 #define KiB 1024
 #define MiB (1024 * 1024)
 
