@@ -2569,10 +2569,9 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	pthread_cond_init(&fs->hp_done, NULL);
 
 	snprintf(path, sizeof(path), "%s/db", cfg->node_dir);
-	static const char *const large_cfs[] = {"frags", NULL};
 	struct blk_db_options o = {
 		.extra_cfs = bfs_cf_names,
-		.large_cfs = large_cfs,
+		.large_cfs = bfs_large_cf_names,
 		.newlog = cfg->newlog,
 		.cache_bytes = cfg->cache_bytes,
 		.verify_on_read = cfg->verify_reads,

@@ -550,6 +550,25 @@ static void on_ready(void *arg)
 	}
 }
 
+/* NODE_DIR/cluster.conf, malloc'd (free it); NULL with a message in @err. */
+static struct bfs_cluster *node_cluster(const char *node_dir, char *err,
+					size_t errlen)
+{
+	struct bfs_cluster *cl = malloc(sizeof(*cl));
+	char cpath[PATH_MAX + 16];
+
+	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
+	if (!cl) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (bfs_cluster_load(cpath, cl, err, errlen)) {
+		free(cl);
+		return NULL;
+	}
+	return cl;
+}
+
 static int remote_fetch(void *arg, const struct blk_cid *cid, void **data,
 			size_t *len)
 {
@@ -681,10 +700,8 @@ static int cmd_mount(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
 	}
-	struct bfs_cluster *cl = malloc(sizeof(*cl));
-	char cpath[PATH_MAX + 16];
-	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
-	if (!cl || bfs_cluster_load(cpath, cl, err, sizeof(err))) {
+	struct bfs_cluster *cl = node_cluster(node_dir, err, sizeof(err));
+	if (!cl) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
 	}
@@ -939,12 +956,9 @@ static int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
 	}
-	struct bfs_cluster *cl = malloc(sizeof(*cl));
-	char cpath[PATH_MAX + 16];
-	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
-	if (!cl || bfs_cluster_load(cpath, cl, err, sizeof(err))) {
+	struct bfs_cluster *cl = node_cluster(node_dir, err, sizeof(err));
+	if (!cl) {
 		fprintf(stderr, "%s: %s\n", prog, err);
-		free(cl);
 		return 1;
 	}
 	const char *keys[BFS_MAX_NODES];
@@ -955,8 +969,8 @@ static int cmd_serve(int argc, char **argv)
 			self = (int)i;
 	}
 	if (self < 0) {
-		fprintf(stderr, "%s: node %s is not in the cluster file %s\n",
-			prog, name, cpath);
+		fprintf(stderr, "%s: node %s is not in %s/cluster.conf\n",
+			prog, name, node_dir);
 		free(cl);
 		return 1;
 	}
@@ -972,9 +986,8 @@ static int cmd_serve(int argc, char **argv)
 
 	/* The same database layout as a mount of this node, so a node can
 	 * be served and mounted in turn. */
-	static const char *const large[] = {"frags", NULL};
 	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
-				   .large_cfs = large,
+				   .large_cfs = bfs_large_cf_names,
 				   .create = true};
 	struct blk_db *db = NULL;
 	char path[PATH_MAX + 16];
@@ -1069,43 +1082,22 @@ static uint64_t count_records(struct blk_db *db, unsigned cf)
 	return n;
 }
 
-/* The cluster as this node sees it: its queues (read-only open of its
- * database) and every node's state (PING + STATUS, 2 s at most). 0, or
- * -ENOENT for a one-node cluster, or another -errno. */
-static int cluster_view(const char *node_dir, struct cluster_view *cv)
+/* Every node's state as this node sees it: PING + STATUS to each, 2.5 s
+ * at most. 0 or -errno. */
+static int cluster_view(const char *node_dir, const struct bfs_cluster *cl,
+			struct cluster_view *cv)
 {
-	char cpath[PATH_MAX + 16], err[512], pub[64], sec[64];
-	struct bfs_cluster *cl = malloc(sizeof(*cl));
+	char err[512], pub[64], sec[64];
+	struct net_peer_config peers[BFS_MAX_NODES];
+	struct net_client *c = NULL;
 	int ret;
 
-	snprintf(cpath, sizeof(cpath), "%s/cluster.conf", node_dir);
-	if (!cl || bfs_cluster_load(cpath, cl, err, sizeof(err))) {
-		free(cl);
-		return -ENOENT;
-	}
-	if (cl->nnodes < 2) {
-		free(cl);
-		return -ENOENT;
-	}
 	snprintf(cv->redundancy, sizeof(cv->redundancy), "%s",
 		 cl->redundancy);
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/db", node_dir);
-	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
-				   .read_only = true};
-	struct blk_db *db = NULL;
-	if (blk_db_open(path, &o, &db, err, sizeof(err)) == 0) {
-		cv->pending = count_records(db, BLK_CF_NEWLOG);
-		cv->repair = count_records(db, BFS_CF_REPAIR);
-		blk_db_close(db);
-	}
 	cv->nodes = calloc(cl->nnodes, sizeof(*cv->nodes));
-	if (!cv->nodes) {
-		free(cl);
+	if (!cv->nodes)
 		return -ENOMEM;
-	}
 	cv->n = cl->nnodes;
-	struct net_peer_config peers[BFS_MAX_NODES];
 	for (unsigned i = 0; i < cl->nnodes; i++) {
 		struct node_view *v = &cv->nodes[i];
 		snprintf(v->name, sizeof(v->name), "%s", cl->nodes[i].name);
@@ -1116,7 +1108,6 @@ static int cluster_view(const char *node_dir, struct cluster_view *cv)
 						    cl->nodes[i].public_key};
 	}
 	ret = node_keys(node_dir, pub, sec, err, sizeof(err));
-	struct net_client *c = NULL;
 	if (!ret) {
 		struct net_client_config cc = {
 		    .public_key = pub,
@@ -1128,30 +1119,29 @@ static int cluster_view(const char *node_dir, struct cluster_view *cv)
 		};
 		ret = net_client_new(&cc, &c);
 	}
-	if (!ret) {
-		struct net_batch *b = net_batch_new(c);
-		for (unsigned i = 0; b && i < cl->nnodes; i++) {
-			net_batch_submit(b, i, net_op_new_ping());
-			net_batch_submit(b, i, net_op_new_status());
-		}
-		if (b)
-			net_batch_wait(b, 2500);
-		for (size_t i = 0; b && i < net_batch_count(b); i++) {
-			const struct net_op_result *r =
-			    net_op_result(net_batch_op(b, i));
-			if (!r || r->status < 0)
-				continue;
-			struct node_view *v = &cv->nodes[r->peer];
-			v->up = true;
-			if (r->op == NET_OP_PING)
-				v->latency_us = r->rtt_us;
-			else if (r->op == NET_OP_STATUS)
-				v->st = r->st;
-		}
-		net_batch_free(b);
-		net_client_free(c);
+	if (ret)
+		return ret;
+	struct net_batch *b = net_batch_new(c);
+	for (unsigned i = 0; b && i < cl->nnodes; i++) {
+		net_batch_submit(b, i, net_op_new_ping());
+		net_batch_submit(b, i, net_op_new_status());
 	}
-	free(cl);
+	if (b)
+		net_batch_wait(b, 2500);
+	for (size_t i = 0; b && i < net_batch_count(b); i++) {
+		const struct net_op_result *r =
+		    net_op_result(net_batch_op(b, i));
+		if (!r || r->status < 0)
+			continue;
+		struct node_view *v = &cv->nodes[r->peer];
+		v->up = true;
+		if (r->op == NET_OP_PING)
+			v->latency_us = r->rtt_us;
+		else if (r->op == NET_OP_STATUS)
+			v->st = r->st;
+	}
+	net_batch_free(b);
+	net_client_free(c);
 	return 0;
 }
 
@@ -1206,6 +1196,7 @@ static int cmd_status(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/db", node_dir);
 
 	struct blk_store_stats st = {0};
+	struct cluster_view cv = {0};
 	uint64_t disk = 0;
 	struct blk_db *db = NULL;
 	struct stat sb;
@@ -1227,6 +1218,8 @@ static int cmd_status(int argc, char **argv)
 		ret = blk_store_stats(db, &st);
 		if (!ret)
 			ret = blk_db_disk_usage(db, &disk);
+		cv.pending = count_records(db, BLK_CF_NEWLOG);
+		cv.repair = count_records(db, BFS_CF_REPAIR);
 		blk_db_close(db);
 		if (ret) {
 			fprintf(stderr, "%s: cannot read the node's statistics: "
@@ -1236,8 +1229,11 @@ static int cmd_status(int argc, char **argv)
 		}
 	}
 	double ratio = st.bytes ? (double)st.ref_bytes / (double)st.bytes : 1.0;
-	struct cluster_view cv = {0};
-	int cret = cluster_view(node_dir, &cv);
+	/* In a cluster of several nodes: every node's state too. */
+	struct bfs_cluster *cl = node_cluster(node_dir, err, sizeof(err));
+	int cret = cl && cl->nnodes > 1 ? cluster_view(node_dir, cl, &cv)
+					 : -ENOENT;
+	free(cl);
 	if (json) {
 		printf("{\"node\": \"%s\", \"mounted\": %s, \"pid\": %d, "
 		       "\"blocks\": %llu, \"stored_bytes\": %llu, "

@@ -7,6 +7,8 @@
 const char *const bfs_cf_names[] = {"inodes", "dirents", "extents",
 				    "xattrs", "meta",	 "frags",
 				    "repair", NULL};
+/* Those holding large values: fragments (blob files, as "blocks"). */
+const char *const bfs_large_cf_names[] = {"frags", NULL};
 
 #define INODE_REC_VERSION 1
 

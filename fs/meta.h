@@ -32,6 +32,7 @@ enum {
 };
 
 extern const char *const bfs_cf_names[]; /* NULL-terminated, in that order */
+extern const char *const bfs_large_cf_names[]; /* of those, the large-value ones */
 
 #define BFS_FORMAT_VERSION 1
 #define BFS_ROOT_INO 1
