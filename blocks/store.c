@@ -43,8 +43,9 @@
  *
  *  6. Block bytes skip the WAL. Writing every byte twice (WAL, then the
  *     blob file at memtable flush), each time with a software CRC32C
- *     (Debian's librocksdb is built without SSE4.2), cost a fifth of the
- *     write path; without the WAL copy, 1 GiB copies in 18% faster. A new
+ *     (Debian's librocksdb is built without SSE4.2), held the write path
+ *     back: without the WAL copy, `contrib/bench` wrote 1 GiB at 310
+ *     instead of 255 MB/s (one run each, same session). A new
  *     block of at least NOWAL_MIN bytes is therefore written in a second
  *     batch with disableWAL, just before the main batch, and the main
  *     (WAL'd) batch carries a journal record for it: "journal" maps a u64
@@ -357,9 +358,12 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 }
 
 static int journal_recover(struct blk_db *db);
+static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
+		      size_t klen, rocksdb_pinnableslice_t **ps);
 static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
 		      const void *data, size_t len, uint64_t *jseq,
 		      uint64_t *jbytes);
+static int write_batches(struct blk_txn *t, bool sync);
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen);
 static int read_refs(struct blk_db *db, const struct blk_cid *cid,
 		     uint64_t *refs, uint32_t *len);
@@ -721,15 +725,13 @@ static int journal_relog(struct blk_db *db, uint64_t first, uint64_t upto)
 			break;
 		rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_JOURNAL], key,
 					     klen);
-		ps = rocksdb_get_pinned_cf(db->rdb, db->ropts,
-					   db->cf[BLK_CF_BLOCKS], cid, clen,
-					   &rerr);
-		if (rerr) {
-			rc = -EIO;
-			break;
-		}
-		if (!ps)
+		rc = get_pinned(db, BLK_CF_BLOCKS, cid, clen, &ps);
+		if (rc == -ENOENT) {
+			rc = 0;
 			continue; /* deleted since: nothing to keep */
+		}
+		if (rc < 0)
+			break;
 		v = rocksdb_pinnableslice_value(ps, &vlen);
 		rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_BLOCKS], cid, clen,
 					  v, vlen);
@@ -914,7 +916,7 @@ static int journal_recover(struct blk_db *db)
 	}
 	wb = rocksdb_writebatch_create();
 	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, clen, vlen;
+		size_t klen, clen;
 		const void *key = blk_iter_key(it, &klen);
 		const void *cid = blk_iter_value(it, &clen);
 		rocksdb_pinnableslice_t *ps;
@@ -930,18 +932,13 @@ static int journal_recover(struct blk_db *db)
 					     klen);
 		if (blk_cid_from_bytes(&c, cid, clen) < 0)
 			continue;
-		ps = rocksdb_get_pinned_cf(db->rdb, db->ropts,
-					   db->cf[BLK_CF_BLOCKS], cid, clen,
-					   &rerr);
-		if (rerr) {
-			rc = -EIO;
-			break;
-		}
-		if (ps) {
-			rocksdb_pinnableslice_value(ps, &vlen);
+		rc = get_pinned(db, BLK_CF_BLOCKS, cid, clen, &ps);
+		if (rc == 0) {
 			rocksdb_pinnableslice_destroy(ps);
-			continue;
+			continue; /* the bytes survived */
 		}
+		if (rc != -ENOENT)
+			break;
 		rc = read_refs_flags(db, &c, &refs, &len, &flags);
 		if (rc < 0)
 			break;
@@ -1402,7 +1399,6 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 	struct blk_store_stats st;
 	uint64_t refs, jseq, jbytes = 0;
 	uint32_t blen;
-	char *rerr = NULL;
 	int rc;
 
 	if (db->read_only)
@@ -1428,18 +1424,11 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 				  encode_refs(v, refs, blen,
 					      flags & ~REFS_EVICTED));
 	put_stats(db, t->wb, &st);
-	if (rocksdb_writebatch_count(t->bb) > 0)
-		rocksdb_write(db->rdb, db->wopts_nowal, t->bb, &rerr);
-	if (!rerr)
-		rocksdb_write(db->rdb, db->wopts, t->wb, &rerr);
-	if (rerr) {
-		rocksdb_free(rerr);
-		rc = -EIO;
-	} else {
+	rc = write_batches(t, false);
+	if (rc == 0) {
 		db->stats = st;
 		db->journal_seq = jseq;
 		db->journal_bytes += jbytes;
-		rc = 0;
 	}
 	pthread_mutex_unlock(&db->ref_lock);
 	blk_txn_free(t);
@@ -1737,6 +1726,27 @@ static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
 	}
 }
 
+/* Write a transaction's batches: the block bytes that skip the WAL first,
+ * so that no reference record is ever visible before its block (note 6),
+ * then the rest. Should the second write fail, the first leaves bytes
+ * without a reference: space, not a wrong answer. 0 or -EIO. */
+static int write_batches(struct blk_txn *t, bool sync)
+{
+	struct blk_db *db = t->db;
+	char *rerr = NULL;
+
+	if (rocksdb_writebatch_count(t->bb) > 0)
+		rocksdb_write(db->rdb, db->wopts_nowal, t->bb, &rerr);
+	if (!rerr)
+		rocksdb_write(db->rdb, sync ? db->wopts_sync : db->wopts,
+			      t->wb, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int apply_refs(struct blk_txn *t, size_t n,
 		      const rocksdb_column_family_handle_t **cfs,
 		      const char **keys, size_t *klens, char **vals,
@@ -1847,7 +1857,6 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 	const char **keys = NULL;
 	size_t *klens = NULL, *vlens = NULL, n;
 	char **vals = NULL, **errs = NULL;
-	char *rerr = NULL;
 	uint64_t jseq = 0, jbytes = 0, nseq = 0;
 	int rc = 0;
 
@@ -1882,30 +1891,13 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 		rc = apply_refs(t, n, cfs, keys, klens, vals, vlens, errs, &st,
 				&jseq, &jbytes, &nseq);
 	}
-	/* Block bytes first, so that no reference record is ever visible
-	 * before its block (note 6). Should the second write fail, the
-	 * first leaves bytes without a reference: space, not a wrong
-	 * answer. */
-	if (rc == 0 && rocksdb_writebatch_count(t->bb) > 0) {
-		rocksdb_write(db->rdb, db->wopts_nowal, t->bb, &rerr);
-		if (rerr) {
-			rocksdb_free(rerr);
-			rerr = NULL;
-			rc = -EIO;
-		}
-	}
-	if (rc == 0) {
-		rocksdb_write(db->rdb, sync ? db->wopts_sync : db->wopts, t->wb,
-			      &rerr);
-		if (rerr) {
-			rocksdb_free(rerr);
-			rc = -EIO;
-		} else if (n > 0) {
-			db->stats = st;
-			db->journal_seq = jseq;
-			db->journal_bytes += jbytes;
-			db->newlog_seq = nseq;
-		}
+	if (rc == 0)
+		rc = write_batches(t, sync);
+	if (rc == 0 && n > 0) {
+		db->stats = st;
+		db->journal_seq = jseq;
+		db->journal_bytes += jbytes;
+		db->newlog_seq = nseq;
 	}
 	if (n > 0)
 		pthread_mutex_unlock(&db->ref_lock);
