@@ -59,6 +59,7 @@ struct job {
 
 struct completion {
 	struct completion *next;
+	struct bfs_peers *p;
 	struct job *job;
 	unsigned index;
 	unsigned node;
@@ -150,7 +151,7 @@ static void payload_release(void *arg)
 static void put_done(struct net_op *op, void *arg)
 {
 	struct completion *c = arg;
-	struct bfs_peers *p = (struct bfs_peers *)c->next;
+	struct bfs_peers *p = c->p;
 
 	/* I/O thread: hand over and return at once. */
 	c->op = op;
@@ -186,7 +187,7 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 		c->job = j;
 		c->index = i;
 		c->node = node;
-		c->next = (struct completion *)p; /* read back in put_done */
+		c->p = p;
 		j->placed[node] = true;
 		j->holder[i] = (int)node;
 		j->inflight++;
