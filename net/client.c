@@ -435,6 +435,8 @@ static int send_op(struct net_client *c, struct peer *p, struct net_op *op)
 	return 0;
 }
 
+#define DOWN_PING_MS 200 /* ping interval for a peer that is down */
+
 static void send_ping(struct net_client *c, struct peer *p, uint64_t now)
 {
 	uint8_t h[NET_HDR_LEN];
@@ -608,11 +610,20 @@ static uint64_t service_peer(struct net_client *c, struct peer *p,
 		fail_list(c, &p->retry, -EHOSTDOWN);
 		fail_list(c, &p->inflight, -EHOSTDOWN);
 	}
-	if (p->ping_id && now - p->ping_sent_us > c->down_after_ms * 1000ull)
+	/* A peer that is down is pinged more often, and a ping to it is
+	 * given up sooner: when it comes back, the first reply marks it up,
+	 * and reads should not have to wait a whole heartbeat for that. */
+	uint64_t ivl_ms = p->up ? c->heartbeat_ms
+				: (c->heartbeat_ms < DOWN_PING_MS ? c->heartbeat_ms
+								  : DOWN_PING_MS);
+	uint64_t lost_ms = p->up ? c->down_after_ms : ivl_ms;
+	if (p->ping_id && now - p->ping_sent_us > lost_ms * 1000ull)
 		p->ping_id = 0; /* lost; allow another */
+	if (!p->up && p->next_ping_us > now + ivl_ms * 1000ull)
+		p->next_ping_us = now + ivl_ms * 1000ull;
 	if (now >= p->next_ping_us && !p->ping_id) {
 		send_ping(c, p, now);
-		p->next_ping_us = now + c->heartbeat_ms * 1000ull;
+		p->next_ping_us = now + ivl_ms * 1000ull;
 	}
 	if (p->next_ping_us < next)
 		next = p->next_ping_us;
