@@ -140,6 +140,7 @@ struct blk_db {
 
 	rocksdb_cache_t *cache;
 	rocksdb_readoptions_t *ropts;
+	rocksdb_readoptions_t *ropts_nocrc; /* BLK_GET_NO_CRC */
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_writeoptions_t *wopts_nowal;
@@ -613,6 +614,8 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 			db->cf[slot[i]] = db->all[i];
 
 	db->ropts = rocksdb_readoptions_create();
+	db->ropts_nocrc = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_verify_checksums(db->ropts_nocrc, 0);
 	db->wopts = rocksdb_writeoptions_create();
 	db->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(db->wopts_sync, 1);
@@ -678,6 +681,8 @@ void blk_db_close(struct blk_db *db)
 		rocksdb_close(db->rdb);
 	if (db->ropts)
 		rocksdb_readoptions_destroy(db->ropts);
+	if (db->ropts_nocrc)
+		rocksdb_readoptions_destroy(db->ropts_nocrc);
 	if (db->wopts)
 		rocksdb_writeoptions_destroy(db->wopts);
 	if (db->wopts_sync)
@@ -1123,8 +1128,9 @@ static rocksdb_column_family_handle_t *cf_handle(struct blk_db *db, unsigned cf)
 /* Look @key up in @cf. Returns 0 with *@ps set (destroy it), -ENOENT
  * (also for a column family a read-only open found missing), -EINVAL for a
  * column family index that was never opened, or -EIO. */
-static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
-		      size_t klen, rocksdb_pinnableslice_t **ps)
+static int get_pinned_opts(struct blk_db *db, unsigned cf, const void *key,
+			   size_t klen, const rocksdb_readoptions_t *ro,
+			   rocksdb_pinnableslice_t **ps)
 {
 	rocksdb_column_family_handle_t *h;
 	char *rerr = NULL;
@@ -1134,12 +1140,47 @@ static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
 	h = db->cf[cf];
 	if (!h)
 		return -ENOENT;
-	*ps = rocksdb_get_pinned_cf(db->rdb, db->ropts, h, key, klen, &rerr);
+	*ps = rocksdb_get_pinned_cf(db->rdb, ro, h, key, klen, &rerr);
 	if (rerr) {
 		rocksdb_free(rerr);
 		return -EIO;
 	}
 	return *ps ? 0 : -ENOENT;
+}
+
+static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
+		      size_t klen, rocksdb_pinnableslice_t **ps)
+{
+	return get_pinned_opts(db, cf, key, klen, db->ropts, ps);
+}
+
+/* See store.h. The handle is the pinnable slice itself. */
+int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key,
+		   size_t klen, unsigned flags, struct blk_val **out)
+{
+	rocksdb_pinnableslice_t *ps;
+	int rc;
+
+	rc = get_pinned_opts(db, cf, key, klen,
+			     (flags & BLK_GET_NO_CRC) ? db->ropts_nocrc
+						      : db->ropts,
+			     &ps);
+	if (rc < 0)
+		return rc;
+	*out = (struct blk_val *)ps;
+	return 0;
+}
+
+const void *blk_val_data(const struct blk_val *v, size_t *len)
+{
+	return rocksdb_pinnableslice_value((const rocksdb_pinnableslice_t *)v,
+					   len);
+}
+
+void blk_val_free(struct blk_val *v)
+{
+	if (v)
+		rocksdb_pinnableslice_destroy((rocksdb_pinnableslice_t *)v);
 }
 
 /* See store.h; also -EINVAL for a bad @cf and -ENOMEM. */
@@ -1609,6 +1650,23 @@ void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		return;
 	}
 	rocksdb_writebatch_put_cf(t->wb, h, key, klen, val, vlen);
+}
+
+/* As blk_txn_put; the value is the concatenation of @v0 and @v1. */
+void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key,
+		  size_t klen, const void *v0, size_t l0, const void *v1,
+		  size_t l1)
+{
+	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+	const char *kl[1] = {key}, *vl[2] = {v0, v1};
+	size_t ks[1] = {klen}, vs[2] = {l0, l1};
+
+	if (!h) {
+		if (!t->err)
+			t->err = -EINVAL;
+		return;
+	}
+	rocksdb_writebatch_putv_cf(t->wb, h, 1, kl, ks, 2, vl, vs);
 }
 
 /* As blk_txn_put. */

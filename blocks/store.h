@@ -108,6 +108,19 @@ int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
 int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 	       const void *val, size_t vlen);
 
+/* A value read without copying it out of RocksDB: blk_val_data is valid
+ * until blk_val_free, from any thread, and must not be written to.
+ * BLK_GET_NO_CRC skips RocksDB's own (software CRC32C) checksum of the
+ * blocks and blob records read: only for callers that check the bytes end
+ * to end themselves, as the storage node does with every fragment's XXH3
+ * checksum. 0, -ENOENT, -EINVAL (bad @cf) or -EIO. */
+struct blk_val;
+#define BLK_GET_NO_CRC 1u
+int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key,
+		   size_t klen, unsigned flags, struct blk_val **out);
+const void *blk_val_data(const struct blk_val *v, size_t *len);
+void blk_val_free(struct blk_val *v);
+
 /* Iterate over the keys of @cf that start with @prefix (plen may be 0),
  * in byte order, from @start (NULL: from the prefix). The iterator sees a
  * consistent snapshot. Returns NULL on ENOMEM. */
@@ -176,6 +189,11 @@ struct blk_txn *blk_txn_new(struct blk_db *db); /* NULL on ENOMEM */
 void blk_txn_free(struct blk_txn *t);           /* NULL is fine */
 void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		 const void *val, size_t vlen);
+/* As blk_txn_put, the value given in two parts (header and payload)
+ * that RocksDB joins as it copies them into the batch. */
+void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key,
+		  size_t klen, const void *v0, size_t l0, const void *v1,
+		  size_t l1);
 void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
 		    size_t klen);
 /* Add one reference to a block. @data/@len are its bytes, used if the block

@@ -1082,6 +1082,19 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 			 strerror(-ret));
 		goto fail;
 	}
+	/* Our own node's fragments: a function call, not a round trip
+	 * through CURVE to ourselves. */
+	if (p->srv) {
+		ret = net_client_set_local(p->cl, (unsigned)p->self,
+					   net_server_exec, net_server_release,
+					   p->srv);
+		if (ret < 0) {
+			snprintf(err, errlen,
+				 "cannot start the local fragment threads: %s",
+				 strerror(-ret));
+			goto fail;
+		}
+	}
 	/* Records below the first one left in the log are done. */
 	{
 		struct blk_iter *it =

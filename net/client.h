@@ -82,6 +82,20 @@ void net_client_free(struct net_client *c);
 
 unsigned net_client_npeers(const struct net_client *c);
 
+/* A local peer: the storage node in this process. Its ops run as a call
+ * of @exec(@arg, request, reply, &hold) on a thread of the client instead
+ * of crossing ZeroMQ (the socket to it stays open for liveness). @exec
+ * fills the reply as the node would send it and returns its status; the
+ * reply's pointers stay valid until @release(hold) (NULL: nothing to
+ * release), which runs when the op is freed. Call once per peer, before
+ * submitting anything to it. 0, -EINVAL or -EAGAIN (no thread). */
+typedef int (*net_local_fn)(void *arg, const struct net_req *q,
+			    struct net_rep *rep, void **hold);
+typedef void (*net_local_release_fn)(void *hold);
+int net_client_set_local(struct net_client *c, unsigned peer,
+			 net_local_fn exec, net_local_release_fn release,
+			 void *arg);
+
 /* Liveness of peer @i as the I/O thread last saw it; @latency_us is the
  * smoothed PING round trip (0 before the first reply). Either pointer may be
  * NULL. 0 or -EINVAL. */

@@ -85,6 +85,15 @@ const char *net_server_endpoint(const struct net_server *s);
 /* Current usage, as STATUS reports it. */
 void net_server_status(struct net_server *s, struct net_status *st);
 
+/* Execute one request in the calling thread, exactly as a worker would
+ * for the same request from the network, for a client in this process
+ * (net_client_set_local: @arg is the server). *@rep is the reply; its
+ * pointers stay valid until net_server_release(*@hold). Returns the
+ * reply's status. */
+int net_server_exec(void *arg, const struct net_req *q, struct net_rep *rep,
+		    void **hold);
+void net_server_release(void *hold);
+
 /* Key of a fragment's 'F' record (for tools and tests that inspect or
  * damage the store); @out receives NET_SERVER_KEY_LEN bytes. */
 void net_server_frag_key(const struct net_fref *ref,

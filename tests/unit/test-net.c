@@ -98,6 +98,12 @@ static int server_start(struct env *e, const char *endpoint,
 	return rc;
 }
 
+/* Set: clients made by client_new reach this server as their local peer
+ * (net_client_set_local), by function call instead of over ZeroMQ. */
+static struct net_server *local_srv;
+
+static bool local_mode;
+
 static void env_up(struct env *e, uint64_t capacity, bool fault)
 {
 	memset(e, 0, sizeof(*e));
@@ -105,6 +111,7 @@ static void env_up(struct env *e, uint64_t capacity, bool fault)
 	REQUIRE(mkdtemp(e->dir));
 	db_open(e);
 	REQUIRE(server_start(e, "tcp://127.0.0.1:*", capacity, fault) == 0);
+	local_srv = local_mode ? e->srv : NULL;
 }
 
 static void env_down(struct env *e)
@@ -143,6 +150,10 @@ static struct net_client *client_new(const char *endpoint,
 	    .no_verify = o->no_verify,
 	};
 	REQUIRE(net_client_new(&cfg, &c) == 0);
+	if (local_srv)
+		REQUIRE(net_client_set_local(c, 0, net_server_exec,
+					     net_server_release,
+					     local_srv) == 0);
 	return c;
 }
 
@@ -887,6 +898,14 @@ int main(void)
 		test_concurrent();
 		test_down_up();
 		test_fault_switch();
+		/* The same operations through the local-peer path. */
+		local_mode = true;
+		test_ops();
+		test_checksums();
+		test_capacity();
+		test_concurrent();
+		test_fault_switch();
+		local_mode = false;
 	}
 	if (getenv("NET_BENCH"))
 		bench_put();
