@@ -1,6 +1,7 @@
 /* Unit tests for blocks/cdc: known-answer boundaries, agreement with a plain
- * reference FastCDC, split invariance, size bounds, shift resistance, the
- * fixed chunker and parameter validation; CDC_BENCH=1 adds a throughput run. */
+ * reference FastCDC (over many stream lengths and hand-set masks), split
+ * invariance, size bounds, shift resistance, the fixed chunker and parameter
+ * validation; CDC_BENCH=1 adds a throughput run. */
 
 #include "blocks/cdc.h"
 
@@ -105,9 +106,11 @@ static void cuts_free(struct cuts *c)
 	*c = (struct cuts){0};
 }
 
+/* Empty lists have no array: memcmp() must not see their NULL. */
 static int cuts_equal(const struct cuts *a, const struct cuts *b)
 {
-	return a->n == b->n && !memcmp(a->end, b->end, a->n * sizeof(*a->end));
+	return a->n == b->n &&
+	       (!a->n || !memcmp(a->end, b->end, a->n * sizeof(*a->end)));
 }
 
 static struct cuts ref_chunk(const struct ref *r, const uint8_t *p, size_t n)
@@ -328,6 +331,181 @@ static void test_reference(void)
 			cuts_free(&b);
 		}
 	}
+	free(p);
+}
+
+/* Compare the chunker with the reference on p[0..n): in one piece and in
+ * random pieces. Returns 1 when both agree with it. */
+static int agrees(const struct cdc_chunker *c, const struct ref *r,
+		  const uint8_t *p, size_t n, uint64_t split)
+{
+	struct cuts a = ref_chunk(r, p, n);
+	struct cuts b = stream_chunk(c, p, n, 0);
+	struct cuts s = stream_chunk(c, p, n, split);
+	int ok = cuts_equal(&a, &b) && cuts_equal(&a, &s);
+
+	if (!ok)
+		fprintf(stderr,
+			"reference mismatch: %zu bytes, params %zu/%zu/%zu, "
+			"masks %016llx/%016llx (%zu vs %zu/%zu chunks)\n",
+			n, r->min, r->avg, r->max,
+			(unsigned long long)r->mask_s,
+			(unsigned long long)r->mask_l, a.n, b.n, s.n);
+	cuts_free(&a);
+	cuts_free(&b);
+	cuts_free(&s);
+	return ok;
+}
+
+/*
+ * Stream lengths around each parameter (below min, at min, around avg and
+ * max, past max) and around gear_find()'s 12-byte passes, for several seeds,
+ * against the reference; then 64 MiB.
+ */
+static void test_lengths(void)
+{
+	static const uint64_t SEEDS[] = {1, 0x5eedu, 0xdeadbeefcafeull,
+					 0x9e3779b97f4a7c15ull};
+	size_t big = 64 * MiB, pi, si, li;
+	uint8_t *p = xmalloc(big);
+	int ok = 1;
+
+	for (si = 0; si < sizeof(SEEDS) / sizeof(SEEDS[0]); si++) {
+		fill_random(p, big, SEEDS[si]);
+		for (pi = 0; pi < NPARAMS; pi++) {
+			size_t min = PARAMS[pi][0], avg = PARAMS[pi][1];
+			size_t max = PARAMS[pi][2];
+			size_t len[] = {
+			    0,
+			    1,
+			    63,
+			    min - 1,
+			    min,
+			    min + 1,
+			    min + 2,
+			    min + 3,
+			    min + 11,
+			    min + 12,
+			    min + 13,
+			    min + 25,
+			    avg - 1,
+			    avg,
+			    avg + 1,
+			    avg + 12,
+			    max - 1,
+			    max,
+			    max + 1,
+			    max + min,
+			    max + min + 1,
+			    2 * max + 5,
+			    3 * max + 777,
+			};
+			struct cdc_chunker c =
+			    make(CDC_FASTCDC, PARAMS[pi][0], PARAMS[pi][1],
+				 PARAMS[pi][2]);
+			struct ref r;
+
+			ref_init(&r, min, avg, max);
+			for (li = 0; li < sizeof(len) / sizeof(len[0]); li++)
+				ok &=
+				    agrees(&c, &r, p, len[li], SEEDS[si] + li);
+		}
+	}
+	CHECK(ok);
+
+	/* 64 MiB with the defaults, and with 64/32 MiB/64 MiB, whose masks
+	 * (27 and 23 bits) are the largest that are both used. */
+	{
+		struct cdc_chunker c = make(CDC_FASTCDC, CDC_DEFAULT_MIN,
+					    CDC_DEFAULT_AVG, CDC_DEFAULT_MAX);
+		struct ref r;
+
+		ref_init(&r, CDC_DEFAULT_MIN, CDC_DEFAULT_AVG, CDC_DEFAULT_MAX);
+		CHECK(agrees(&c, &r, p, big, 64));
+		c = make(CDC_FASTCDC, 64, 32 * MiB, 64 * MiB);
+		ref_init(&r, 64, 32 * MiB, 64 * MiB);
+		CHECK(agrees(&c, &r, p, big, 65));
+	}
+	free(p);
+}
+
+/*
+ * Masks set by hand (white box: both structs are plain), so that cuts come
+ * at every density: none but max, at every byte past min, at most bytes,
+ * and the extremes init can make. Then check that the sweep does reach
+ * the edges it is meant to: chunks of min + 1 (a cut at the first hashed
+ * byte), avg (the last byte under mask_s), avg + 1 (the first under
+ * mask_l) and max, and cuts at every position of a 12-byte pass.
+ */
+static void test_masks(void)
+{
+	static const uint64_t MASKS[][2] = {
+	    {0, 0},
+	    {~0ull, ~0ull},
+	    {0, ~0ull},
+	    {~0ull, 0},
+	    {1, 1},
+	    {1ull << 15, 1ull << 15},
+	    {1ull << 62, 1ull << 63},
+	    {0x8000000000000001ull, 0x0000000000018000ull},
+	    {0x7fffffffffff8000ull, 0x4000000000008000ull},
+	};
+	static const uint32_t P[][3] = {
+	    {64, 64, 64},     {64, 64, 4096},	    {64, 128, 256},
+	    {100, 256, 1000}, {4096, 16384, 65536},
+	};
+	size_t n = 2 * MiB + 17, mi, pi, i, prev;
+	uint8_t *p = xmalloc(n);
+	int ok = 1, seen_min1 = 0, seen_avg = 0, seen_avg1 = 0, seen_max = 0;
+	unsigned int pos = 0;
+
+	fill_random(p, n, 0x3a5c);
+	for (pi = 0; pi < sizeof(P) / sizeof(P[0]); pi++) {
+		struct cdc_chunker c =
+		    make(CDC_FASTCDC, P[pi][0], P[pi][1], P[pi][2]);
+		struct ref r;
+
+		ref_init(&r, P[pi][0], P[pi][1], P[pi][2]);
+		/* The masks init makes, then the hand-made ones. */
+		ok &= agrees(&c, &r, p, n, 100 + pi);
+		for (mi = 0; mi < sizeof(MASKS) / sizeof(MASKS[0]); mi++) {
+			c.mask_s = r.mask_s = MASKS[mi][0];
+			c.mask_l = r.mask_l = MASKS[mi][1];
+			ok &= agrees(&c, &r, p, n, 200 + mi);
+		}
+	}
+	CHECK(ok);
+
+	/*
+	 * The edges are reached with 64/128/256: its own masks (9 and 5 bits)
+	 * give every length but min + 1, which needs a GEAR entry with no bit
+	 * of mask_s set (there is none for 9 bits); one bit gives that.
+	 */
+	for (mi = 0; mi < 2; mi++) {
+		struct cdc_chunker c = make(CDC_FASTCDC, 64, 128, 256);
+		struct cuts cs;
+
+		if (mi == 1)
+			c.mask_s = c.mask_l = 1ull << 15;
+		cs = stream_chunk(&c, p, n, 0);
+		for (i = 0, prev = 0; i + 1 < cs.n; i++) {
+			size_t len = cs.end[i] - prev;
+
+			seen_min1 |= len == 65;
+			seen_avg |= len == 128;
+			seen_avg1 |= len == 129;
+			seen_max |= len == 256;
+			/* gear_find() starts at byte min, or avg. */
+			if (len <= 128)
+				pos |= 1u << ((len - 65) % 12);
+			else if (len < 256)
+				pos |= 1u << ((len - 129) % 12);
+			prev = cs.end[i];
+		}
+		cuts_free(&cs);
+	}
+	CHECK(seen_min1 && seen_avg && seen_avg1 && seen_max);
+	CHECK(pos == 0xfff);
 	free(p);
 }
 
@@ -649,6 +827,8 @@ int main(void)
 	test_invalid();
 	test_known_answers();
 	test_reference();
+	test_lengths();
+	test_masks();
 	test_streaming();
 	test_fixed();
 	test_bounds(p, n);
