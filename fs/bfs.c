@@ -1462,6 +1462,7 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 }
 
 #define PREFETCH_BYTES (16u << 20)
+#define SEQ_SLACK (2u << 20)
 
 /* A sequential reader of blocks that are not local: ask the cluster for
  * the blocks of the next PREFETCH_BYTES, once each. Called with ext_lock
@@ -1473,8 +1474,12 @@ static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
 	uint64_t from, to;
 
 	pthread_mutex_lock(&f->lock);
-	bool seq = off == f->next_off;
-	f->next_off = off + len;
+	/* Sequential give or take the kernel's readahead, whose requests
+	 * reach our worker threads slightly out of order. */
+	bool seq = off <= f->next_off + SEQ_SLACK &&
+		   off + len + SEQ_SLACK >= f->next_off;
+	if (!seq || off + len > f->next_off)
+		f->next_off = off + len;
 	from = f->ahead > off + len ? f->ahead : off + len;
 	to = off + len + PREFETCH_BYTES;
 	/* ask in steps of a quarter of the window, not at every read */

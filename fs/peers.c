@@ -74,9 +74,16 @@ struct pf_ent {
 	void *data; /* malloc'd, checked against cid, once ready */
 	size_t len;
 	int state; /* PF_* */
+	struct timespec ready_at;
 };
 enum { PF_INFLIGHT, PF_READY, PF_FAILED };
-#define PF_MAX 48 /* blocks held ahead: 12 MiB at 256 KiB */
+/* Blocks held ahead: 32 MiB at 256 KiB, room for two readers' 16 MiB
+ * windows (bfs.c PREFETCH_BYTES). A finished block nobody took is
+ * dropped for a new one only after PF_STALE_MS: dropping the blocks a
+ * reader is about to take, to fetch further ahead, would make it fetch
+ * them again, one at a time. */
+#define PF_MAX 128
+#define PF_STALE_MS 3000
 
 struct bfs_peers {
 	struct bfs_peers_config cfg;
@@ -711,6 +718,7 @@ static void pf_done(struct net_op *op, void *arg)
 		}
 	}
 	pthread_mutex_lock(&p->lock);
+	clock_gettime(CLOCK_MONOTONIC, &e->ready_at);
 	if (data) {
 		e->data = data;
 		e->len = r->len;
@@ -736,15 +744,22 @@ static struct pf_ent *pf_find(struct bfs_peers *p, const struct blk_cid *cid,
 	return NULL;
 }
 
-/* Drop the oldest finished entry to make room; false if all are in
- * flight. Lock held. */
+/* Drop the oldest finished entry nobody took for PF_STALE_MS to make
+ * room; false if there is none. Lock held. */
 static bool pf_make_room(struct bfs_peers *p)
 {
 	struct pf_ent **victim = NULL;
+	struct timespec now;
 
-	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next)
-		if ((*l)->state != PF_INFLIGHT)
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
+		const struct pf_ent *e = *l;
+		int64_t age_ms = (now.tv_sec - e->ready_at.tv_sec) * 1000 +
+				 (now.tv_nsec - e->ready_at.tv_nsec) / 1000000;
+
+		if (e->state != PF_INFLIGHT && age_ms >= PF_STALE_MS)
 			victim = l; /* the list is newest first */
+	}
 	if (!victim)
 		return false;
 	struct pf_ent *e = *victim;
@@ -802,6 +817,7 @@ void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
 			net_op_free(op);
 			pthread_mutex_lock(&p->lock);
 			e->state = PF_FAILED;
+			pthread_cond_broadcast(&p->pf_cond);
 			pthread_mutex_unlock(&p->lock);
 		}
 	}
