@@ -218,7 +218,7 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
  * deleted before its turn came (nothing to upload), or another -errno. */
 static int job_prepare(struct bfs_peers *p, struct job *j)
 {
-	const unsigned k = p->cfg.k, want = p->cfg.k + p->cfg.m;
+	unsigned k, m, want;
 	void *data = NULL;
 	size_t len;
 	int ret;
@@ -226,6 +226,9 @@ static int job_prepare(struct bfs_peers *p, struct job *j)
 	ret = blk_store_get(p->cfg.db, &j->cid, &data, &len);
 	if (ret < 0)
 		return ret;
+	/* Short blocks: M+1 replicas on the first M+1 nodes of the order. */
+	bfs_block_coding(p->cfg.k, p->cfg.m, p->cfg.ec_min, len, &k, &m);
+	want = k + m;
 	j->len = len;
 	j->want = want;
 	j->pl = calloc(1, sizeof(*j->pl));

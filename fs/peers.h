@@ -6,7 +6,8 @@
  * commit that stores a block not stored before adds a record in the same
  * atomic batch, so nothing committed is ever forgotten, across crashes
  * too. One uploader thread reads the log in order, encodes each block into
- * K+M fragments (for replicas:N, N full copies, K = 1), and sends fragment
+ * K+M fragments (for replicas:N, N full copies, K = 1; under ec:K+M a block
+ * shorter than ec_min goes as M+1 copies, K = 1), and sends fragment
  * i to the i-th node of the block's placement (weighted rendezvous, distinct
  * zones first). A node that is down or refuses is replaced by the next one
  * in rendezvous order, and the block is recorded as needing repair. A block
@@ -42,6 +43,7 @@ struct bfs_peers_config {
 	unsigned frags_cf; /* where this node's server keeps fragments */
 	unsigned repair_cf; /* binary CID -> reason: blocks to repair */
 	unsigned k, m;      /* redundancy: K data + M parity fragments */
+	uint32_t ec_min;    /* K > 1: shorter blocks go as M+1 replicas */
 	uint64_t capacity;  /* this node's server: bytes it accepts */
 	unsigned window;    /* blocks being uploaded at once (0: 32) */
 	uint64_t backlog_max; /* blocks queued before writers wait (0: 1024) */
