@@ -20,9 +20,18 @@
  * node, as NFS COMMIT). Fails with -EIO after the configured time.
  *
  * Fetch. A block missing from the local store comes from its placement:
- * the live nodes first, fastest first, with a second request sent when the
- * first is slow; every answer is checked against the CID (a wrong or
- * hostile peer cannot make a read return wrong bytes). */
+ * K fragments asked at once from the live nodes (for K = 1 the fastest
+ * copy; for K > 1 the data fragments first), one more asked whenever they
+ * are slow or one fails. How a block is coded is guessed from its length
+ * (the local store remembers it) and the policy, and learnt from the
+ * first fragment that arrives: fragment headers carry K, M and the block
+ * length, so blocks written as replicas, as K+M, or under another policy
+ * all read back. Every answer is checked against the CID (a wrong or
+ * hostile peer cannot make a read return wrong bytes).
+ *
+ * Prefetch. Blocks a sequential reader will want are fetched ahead by a
+ * few worker threads, the same way; they and the blocks fetched lately
+ * are held in memory (a few dozen) for the reads that want them. */
 #pragma once
 
 #include <stdbool.h>
