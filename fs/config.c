@@ -50,6 +50,25 @@ int bfs_parse_redundancy(const char *s, unsigned *k, unsigned *m)
 	return -EINVAL;
 }
 
+int bfs_parse_ec_min(const char *s, uint32_t *out)
+{
+	uint64_t v;
+
+	if (bfs_parse_size(s, &v) || v > BFS_EC_MIN_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+void bfs_block_coding(unsigned k, unsigned m, uint32_t ec_min, uint64_t len,
+		      unsigned *bk, unsigned *bm)
+{
+	*bk = k;
+	*bm = m;
+	if (k > 1 && len < ec_min)
+		*bk = 1;
+}
+
 struct parse_ctx {
 	struct bfs_cluster *c;
 	struct bfs_node_info *node;
@@ -85,6 +104,8 @@ static int on_kv(void *user, const char *section, const char *name,
 				 value);
 			return 1;
 		}
+		if (!strcmp(name, "ec_min"))
+			return bfs_parse_ec_min(value, &c->ec_min) == 0;
 		if (!strcmp(name, "chunker")) {
 			if (!strcmp(value, "fastcdc"))
 				c->chunker = CDC_FASTCDC;
@@ -139,6 +160,7 @@ int bfs_cluster_load(const char *path, struct bfs_cluster *c, char *err,
 
 	memset(c, 0, sizeof(*c));
 	snprintf(c->redundancy, sizeof(c->redundancy), "replicas:1");
+	c->ec_min = BFS_EC_MIN_DEFAULT;
 	c->chunker = CDC_FASTCDC;
 	c->chunk_min = CDC_DEFAULT_MIN;
 	c->chunk_avg = CDC_DEFAULT_AVG;

@@ -9,6 +9,16 @@
 
 #define BFS_MAX_NODES 256
 
+/* Blocks shorter than this are stored as M+1 whole replicas under ec:K+M
+ * (the same fault tolerance, no tiny fragments; DESIGN.md §8). 64 KiB is
+ * FastCDC's default minimum chunk: every chunk cut inside a file's data is
+ * erasure coded (at 4+2 its fragments are 16 KiB or more), and what falls
+ * below is what should not be -- small files, file tails, DAG nodes. A
+ * block of 64 KiB coded 4+2 would cost 4+2 fragment records and, to read,
+ * 4 requests where a replica costs 1; replicating it costs 3x instead of
+ * 1.5x of bytes that are few. */
+#define BFS_EC_MIN_DEFAULT (64u << 10)
+
 struct bfs_node_info {
 	char name[64];
 	char address[128];
@@ -20,6 +30,7 @@ struct bfs_node_info {
 struct bfs_cluster {
 	char id[64];
 	char redundancy[32];
+	uint32_t ec_min; /* "ec_min = SIZE": see BFS_EC_MIN_DEFAULT */
 	enum cdc_kind chunker;
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	unsigned nnodes;
@@ -45,3 +56,16 @@ int bfs_parse_size(const char *s, uint64_t *out);
 
 /* Parse a redundancy policy "replicas:N" or "ec:K+M"; 0 or -EINVAL. */
 int bfs_parse_redundancy(const char *s, unsigned *k, unsigned *m);
+
+/* Parse an ec_min size ("64K", "0": code every block); at most
+ * BFS_EC_MIN_MAX. 0 or -EINVAL. */
+#define BFS_EC_MIN_MAX (64u << 20)
+int bfs_parse_ec_min(const char *s, uint32_t *out);
+
+/* How a block of @len bytes is stored under the policy K+M (@k, @m) with
+ * threshold @ec_min: as *@bk data and *@bm parity fragments. K+M itself,
+ * except that with K > 1 a block shorter than @ec_min becomes M+1 whole
+ * replicas (K = 1): every block survives the loss of any M nodes either
+ * way. Replication (K = 1) is never changed. */
+void bfs_block_coding(unsigned k, unsigned m, uint32_t ec_min, uint64_t len,
+		      unsigned *bk, unsigned *bm);

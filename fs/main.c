@@ -309,6 +309,9 @@ static const char mount_usage[] =
 	"  db_cache=SIZE         RocksDB block cache (default 64M)\n"
 	"  redundancy=POLICY     replicas:N or ec:K+M for new blocks (default:\n"
 	"                        the cluster file's)\n"
+	"  ec_min=SIZE           under ec:K+M, blocks shorter than this are\n"
+	"                        stored as M+1 replicas (default: the cluster\n"
+	"                        file's ec_min, else 64K; 0: code them all)\n"
 	"  sync_timeout=SECONDS  how long fsync waits for the placement before\n"
 	"                        it fails with EIO (default 60)\n"
 	"  dirty_max=SIZE        unchunked write data held in memory (default 256M)\n"
@@ -329,6 +332,8 @@ static const char mount_usage[] =
 struct mount_cfg {
 	struct bfs_config fs;
 	unsigned k, m;		  /* redundancy; k == 0: the cluster's */
+	uint32_t ec_min;	  /* with ec_min_set; else the cluster's */
+	bool ec_min_set;
 	unsigned sync_timeout_ms; /* 0: default */
 	bool local_set;
 	struct bfs_mount_opts mo;
@@ -407,6 +412,10 @@ static int parse_mount_opts(char *s, struct mount_cfg *mc)
 		} else if (!strcmp(tok, "redundancy") && val) {
 			if (bfs_parse_redundancy(val, &mc->k, &mc->m))
 				return -EINVAL;
+		} else if (!strcmp(tok, "ec_min") && val) {
+			if (bfs_parse_ec_min(val, &mc->ec_min))
+				return -EINVAL;
+			mc->ec_min_set = true;
 		} else if (!strcmp(tok, "sync_timeout") && val) {
 			char *end;
 			long t = strtol(val, &end, 10);
@@ -810,6 +819,8 @@ static int cmd_mount(int argc, char **argv)
 		mc.k = 1;
 		mc.m = 0;
 	}
+	if (!mc.ec_min_set)
+		mc.ec_min = cl->ec_min;
 	mc.fs.newlog = clustered && !mc.fs.read_only;
 	if (!clustered)
 		mc.fs.local_max = 0;
@@ -830,6 +841,7 @@ static int cmd_mount(int argc, char **argv)
 		    .repair_cf = BFS_CF_REPAIR,
 		    .k = mc.k,
 		    .m = mc.m,
+		    .ec_min = mc.ec_min,
 		    .capacity = node_capacity(node_dir),
 		    .sync_timeout_ms = mc.sync_timeout_ms,
 		    .serve = true,

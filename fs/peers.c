@@ -66,30 +66,35 @@ struct completion {
 	struct net_op *op;
 };
 
-/* A block asked for ahead of its read (sequential reads). */
+/* A block fetched ahead of its read (sequential reads), or one fetched
+ * lately: kept, since the kernel reads a block in several pieces (128 KiB
+ * each, and a block straddles two reads), and without a local copy every
+ * piece would fetch the whole block again. */
 struct pf_ent {
 	struct pf_ent *next;
 	struct blk_cid cid;
-	struct bfs_peers *p;
 	void *data; /* malloc'd, checked against cid, once ready */
 	size_t len;
-	int state; /* PF_* */
-	struct timespec ready_at;
+	int state;  /* PF_* */
+	bool taken; /* read once: the first to go when room is needed */
+	struct timespec done_at; /* READY or FAILED since */
 };
-enum { PF_INFLIGHT, PF_READY, PF_FAILED };
-/* Blocks held ahead: 32 MiB at 256 KiB, room for two readers' 16 MiB
- * windows (bfs.c PREFETCH_BYTES). A finished block nobody took is
- * dropped for a new one only after PF_STALE_MS: dropping the blocks a
- * reader is about to take, to fetch further ahead, would make it fetch
- * them again, one at a time. */
+enum { PF_QUEUED, PF_INFLIGHT, PF_READY, PF_FAILED };
+/* Blocks held: 32 MiB at 256 KiB, twice bfs.c's 16 MiB read-ahead window,
+ * so blocks fetched ahead are not dropped before the reader takes them. */
 #define PF_MAX 128
-#define PF_STALE_MS 3000
+#define PF_WORKERS 8 /* blocks fetched ahead at once */
+#define PF_STALE_MS 10000 /* a block fetched ahead and not read by then */
 
 struct bfs_peers {
 	struct bfs_peers_config cfg;
 	struct pf_ent *pf; /* lock */
 	unsigned npf;
-	pthread_cond_t pf_cond;
+	pthread_cond_t pf_cond; /* an entry is done */
+	pthread_cond_t pf_work; /* an entry is queued */
+	bool pf_stop;		/* lock */
+	pthread_t pf_thread[PF_WORKERS];
+	unsigned npf_threads;
 	struct pl_map *pl;
 	unsigned n;
 	int self;
@@ -225,7 +230,7 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
  * deleted before its turn came (nothing to upload), or another -errno. */
 static int job_prepare(struct bfs_peers *p, struct job *j)
 {
-	const unsigned k = p->cfg.k, want = p->cfg.k + p->cfg.m;
+	unsigned k, m, want;
 	void *data = NULL;
 	size_t len;
 	int ret;
@@ -233,6 +238,9 @@ static int job_prepare(struct bfs_peers *p, struct job *j)
 	ret = blk_store_get(p->cfg.db, &j->cid, &data, &len);
 	if (ret < 0)
 		return ret;
+	/* Short blocks: M+1 replicas on the first M+1 nodes of the order. */
+	bfs_block_coding(p->cfg.k, p->cfg.m, p->cfg.ec_min, len, &k, &m);
+	want = k + m;
 	j->len = len;
 	j->want = want;
 	j->pl = calloc(1, sizeof(*j->pl));
@@ -615,25 +623,6 @@ int bfs_peers_barrier(struct bfs_peers *p)
 
 /* ---- fetch -------------------------------------------------------------- */
 
-struct fetch {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned outstanding;
-	struct net_op *done[BFS_MAX_NODES];
-	unsigned ndone;
-};
-
-static void get_done(struct net_op *op, void *arg)
-{
-	struct fetch *f = arg;
-
-	pthread_mutex_lock(&f->lock);
-	f->done[f->ndone++] = op;
-	f->outstanding--;
-	pthread_cond_signal(&f->cond);
-	pthread_mutex_unlock(&f->lock);
-}
-
 struct candidate {
 	unsigned node;
 	unsigned index;
@@ -652,39 +641,99 @@ static int cand_cmp(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Check a fragment reply for block @cid: 0 if it is fragment it claims
- * and belongs to this block. */
-static int check_frag(const struct bfs_peers *p, const struct blk_cid *cid,
-		      const struct net_op_result *r)
+/* The order in which a fetch asks for the fragments of a block coded
+ * @k + @m: first the homes (fragment i on the i-th node of @rank). With
+ * K = 1 any copy will do: fastest first. With K > 1 the data fragments
+ * first (no decoding), then parity, live nodes before the others. Then
+ * every other node of the order, for every index: fragments written while
+ * their home was down went further down the order. Returns the number of
+ * candidates written to @cand (at most BFS_MAX_NODES). */
+static unsigned plan_fetch(struct bfs_peers *p, const unsigned *rank,
+			   unsigned nrank, unsigned k, unsigned m,
+			   struct candidate *cand)
 {
-	if (r->status < 0)
-		return r->status;
-	if (!blk_cid_equal(&r->frag.cid, cid) || r->frag.k != p->cfg.k ||
-	    r->frag.k + r->frag.m != p->cfg.k + p->cfg.m ||
-	    r->len != r->frag.frag_len)
-		return -EBADMSG;
-	return 0;
+	const unsigned want = k + m;
+	unsigned nc = 0;
+
+	for (unsigned i = 0; i < nrank && i < want; i++) {
+		uint64_t lat = 0;
+		bool up = false;
+
+		net_client_peer_state(p->cl, rank[i], &up, &lat);
+		cand[nc++] = (struct candidate){rank[i], i, up, lat};
+	}
+	if (k == 1) {
+		qsort(cand, nc, sizeof(*cand), cand_cmp);
+	} else {
+		struct candidate tmp[EC_MAX_FRAGS];
+		unsigned n = 0;
+
+		for (int pass = 0; pass < 2; pass++)
+			for (unsigned i = 0; i < nc; i++)
+				if ((pass == 0) == cand[i].up)
+					tmp[n++] = cand[i];
+		memcpy(cand, tmp, nc * sizeof(*cand));
+	}
+	for (unsigned i = want; i < nrank && nc + want <= BFS_MAX_NODES; i++)
+		for (unsigned x = 0; x < want; x++)
+			cand[nc++] = (struct candidate){rank[i], x, true, 0};
+	return nc;
 }
 
-/* Ask the next candidate that can still help for its fragment. Called
- * with f->lock held (dropped around the submission). */
-static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
-		     void **data, size_t *len);
+/* What one fetch has asked and received. Only its thread touches it,
+ * except @lock's fields, which the I/O thread's completions fill. */
+struct fetch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned outstanding;	      /* lock */
+	struct net_op *done[BFS_MAX_NODES]; /* lock: replies to look at */
+	unsigned ndone;		      /* lock */
 
-static bool send_get(struct bfs_peers *p, const struct blk_cid *cid,
-		     const struct candidate *cand, unsigned nc, unsigned *next,
-		     uint8_t *const frags[], struct fetch *f)
+	const struct blk_cid *cid;
+	/* The block's coding: guessed from its length when the local store
+	 * remembers it, else the policy's; then, from the first fragment
+	 * that arrives (fragment headers are self-describing), known. */
+	unsigned k, m;
+	bool known;
+	uint32_t block_len; /* once known */
+	size_t frag_len;    /* once known */
+	struct ec_codec *codec; /* K > 1 and known: p->codec or own_codec */
+	struct ec_codec *own_codec;
+	struct candidate cand[BFS_MAX_NODES];
+	unsigned nc, next;
+	uint64_t asked[BFS_MAX_NODES]; /* bit x of [node]: index x asked */
+	uint8_t *frags[EC_MAX_FRAGS];
+	struct net_op *keep[EC_MAX_FRAGS]; /* owners of frags[] */
+	unsigned have;
+};
+
+static void get_done(struct net_op *op, void *arg)
 {
-	while (*next < nc) {
-		const struct candidate *c = &cand[(*next)++];
-		struct net_fref ref = {.cid = *cid, .index = (uint8_t)c->index};
+	struct fetch *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	f->done[f->ndone++] = op;
+	f->outstanding--;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Ask the next candidate that can still help. Called with f->lock held
+ * (dropped around the submission). false when none is left. */
+static bool send_get(struct bfs_peers *p, struct fetch *f)
+{
+	while (f->next < f->nc) {
+		const struct candidate *c = &f->cand[f->next++];
+		struct net_fref ref = {.cid = *f->cid, .index = (uint8_t)c->index};
 		struct net_op *op;
 
-		if (frags[c->index] || !peer_up(p, c->node))
+		if (f->frags[c->index] ||
+		    (f->asked[c->node] >> c->index & 1) || !peer_up(p, c->node))
 			continue;
 		op = net_op_new_get(&ref);
 		if (!op)
 			return false;
+		f->asked[c->node] |= 1ull << c->index;
 		f->outstanding++;
 		pthread_mutex_unlock(&f->lock);
 		int r = net_client_submit(p->cl, c->node, op, get_done, f);
@@ -699,180 +748,65 @@ static bool send_get(struct bfs_peers *p, const struct blk_cid *cid,
 	return false;
 }
 
-/* ---- prefetch ----------------------------------------------------------- */
-
-static void pf_done(struct net_op *op, void *arg)
+/* Learn the block's coding from its first good fragment @h: re-plan the
+ * requests if the guess was wrong, and find the codec. 0 or -ENOMEM (or
+ * what ec_codec_new returns). */
+static int fetch_learn(struct bfs_peers *p, struct fetch *f,
+		       const unsigned *rank, unsigned nrank,
+		       const struct ec_frag_hdr *h)
 {
-	struct pf_ent *e = arg;
-	struct bfs_peers *p = e->p;
-	const struct net_op_result *r = net_op_result(op);
-	void *data = NULL;
-
-	/* Checked here, off the reader's path: the CID is the proof. */
-	if (r && check_frag(p, &e->cid, r) == 0 && r->frag.k == 1 &&
-	    (data = malloc(r->len)) != NULL) {
-		memcpy(data, r->data, r->len);
-		if (!blk_cid_verify(&e->cid, data, r->len)) {
-			free(data);
-			data = NULL;
-		}
+	f->known = true;
+	f->block_len = h->block_len;
+	f->frag_len = h->frag_len;
+	if (h->k != f->k || h->m != f->m) {
+		f->k = h->k;
+		f->m = h->m;
+		f->nc = plan_fetch(p, rank, nrank, f->k, f->m, f->cand);
+		f->next = 0;
 	}
-	pthread_mutex_lock(&p->lock);
-	clock_gettime(CLOCK_MONOTONIC, &e->ready_at);
-	if (data) {
-		e->data = data;
-		e->len = r->len;
-		e->state = PF_READY;
-	} else {
-		e->state = PF_FAILED;
-	}
-	pthread_cond_broadcast(&p->pf_cond);
-	pthread_mutex_unlock(&p->lock);
-	net_op_free(op);
-}
-
-static struct pf_ent *pf_find(struct bfs_peers *p, const struct blk_cid *cid,
-			      struct pf_ent ***link)
-{
-	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
-		if (blk_cid_equal(&(*l)->cid, cid)) {
-			if (link)
-				*link = l;
-			return *l;
-		}
-	}
-	return NULL;
-}
-
-/* Drop the oldest finished entry nobody took for PF_STALE_MS to make
- * room; false if there is none. Lock held. */
-static bool pf_make_room(struct bfs_peers *p)
-{
-	struct pf_ent **victim = NULL;
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
-		const struct pf_ent *e = *l;
-		int64_t age_ms = (now.tv_sec - e->ready_at.tv_sec) * 1000 +
-				 (now.tv_nsec - e->ready_at.tv_nsec) / 1000000;
-
-		if (e->state != PF_INFLIGHT && age_ms >= PF_STALE_MS)
-			victim = l; /* the list is newest first */
-	}
-	if (!victim)
-		return false;
-	struct pf_ent *e = *victim;
-	*victim = e->next;
-	free(e->data);
-	free(e);
-	p->npf--;
-	return true;
-}
-
-void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
-			size_t n)
-{
-	if (p->cfg.k != 1)
-		return; /* erasure-coded blocks: fetched on demand */
-	for (size_t i = 0; i < n; i++) {
-		unsigned rank[BFS_MAX_NODES];
-		int nr = pl_rank(p->pl, &cids[i], rank, BFS_MAX_NODES);
-		int best = -1;
-		uint64_t best_lat = UINT64_MAX;
-
-		for (int r = 0; r < nr && r < (int)(p->cfg.k + p->cfg.m); r++) {
-			bool up = false;
-			uint64_t lat = 0;
-			net_client_peer_state(p->cl, rank[r], &up, &lat);
-			if (up && lat < best_lat) {
-				best = r;
-				best_lat = lat;
-			}
-		}
-		if (best < 0)
-			continue;
-		pthread_mutex_lock(&p->lock);
-		if (pf_find(p, &cids[i], NULL) ||
-		    (p->npf >= PF_MAX && !pf_make_room(p))) {
-			pthread_mutex_unlock(&p->lock);
-			continue;
-		}
-		struct pf_ent *e = calloc(1, sizeof(*e));
-		struct net_fref ref = {.cid = cids[i], .index = (uint8_t)best};
-		struct net_op *op = e ? net_op_new_get(&ref) : NULL;
-		if (!op) {
-			free(e);
-			pthread_mutex_unlock(&p->lock);
-			return;
-		}
-		e->cid = cids[i];
-		e->p = p;
-		e->state = PF_INFLIGHT;
-		e->next = p->pf;
-		p->pf = e;
-		p->npf++;
-		pthread_mutex_unlock(&p->lock);
-		if (net_client_submit(p->cl, rank[best], op, pf_done, e) < 0) {
-			net_op_free(op);
-			pthread_mutex_lock(&p->lock);
-			e->state = PF_FAILED;
-			pthread_cond_broadcast(&p->pf_cond);
-			pthread_mutex_unlock(&p->lock);
-		}
-	}
-}
-
-/* Take a prefetched block: 0 with the data, or -ENOENT (not prefetched,
- * or the prefetch failed: fetch it the normal way). Waits for one in
- * flight. */
-static int pf_take(struct bfs_peers *p, const struct blk_cid *cid,
-		   void **data, size_t *len)
-{
-	struct pf_ent **link, *e;
-	int ret = -ENOENT;
-
-	pthread_mutex_lock(&p->lock);
-	while ((e = pf_find(p, cid, &link)) && e->state == PF_INFLIGHT)
-		pthread_cond_wait(&p->pf_cond, &p->lock);
-	if (e) {
-		*link = e->next;
-		p->npf--;
-		if (e->state == PF_READY) {
-			*data = e->data;
-			*len = e->len;
-			ret = 0;
-			p->fetch_blocks++;
-			p->fetch_bytes += e->len;
-		} else {
-			free(e->data);
-		}
-		free(e);
-	}
-	pthread_mutex_unlock(&p->lock);
-	return ret;
-}
-
-int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
-		    void **data, size_t *len)
-{
-	if (pf_take(p, cid, data, len) == 0)
+	if (f->k == 1)
 		return 0;
-	return fetch_now(p, cid, data, len);
+	if (p->codec && ec_codec_k(p->codec) == f->k &&
+	    ec_codec_m(p->codec) == f->m) {
+		f->codec = p->codec;
+	} else {
+		/* written under another policy: a codec for this fetch */
+		int ret = ec_codec_new(f->k, f->m, &f->own_codec);
+		if (ret < 0)
+			return ret;
+		f->codec = f->own_codec;
+	}
+	return 0;
 }
 
+/* Check a fragment reply for the block of fetch @f: 0 if it is a fragment
+ * of this block of the coding and length known so far (anything, before
+ * the first), -ENOENT (the node has no such fragment), another negative
+ * status, or -EBADMSG. Fragment checksums were checked by the client. */
+static int check_frag(const struct fetch *f, const struct net_op_result *r)
+{
+	if (r->status < 0)
+		return r->status;
+	if (!blk_cid_equal(&r->frag.cid, f->cid) ||
+	    r->len != r->frag.frag_len)
+		return -EBADMSG;
+	if (f->known &&
+	    (r->frag.k != f->k || r->frag.m != f->m ||
+	     r->frag.block_len != f->block_len || r->len != f->frag_len))
+		return -EBADMSG;
+	return 0;
+}
+
+/* Fetch @cid from the placement: see peers.h. */
 static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 		     void **data, size_t *len)
 {
-	const unsigned k = p->cfg.k, want = p->cfg.k + p->cfg.m;
-	unsigned rank[BFS_MAX_NODES], nrank, nc = 0, next = 0;
-	struct candidate cand[BFS_MAX_NODES];
-	struct fetch f = {.outstanding = 0};
-	uint8_t *frags[EC_MAX_FRAGS] = {0};
-	struct net_op *keep[EC_MAX_FRAGS] = {0};
-	unsigned have = 0;
+	unsigned rank[BFS_MAX_NODES], nrank;
+	struct fetch *f;
 	struct timespec deadline;
-	uint32_t block_len = 0;
+	uint64_t refs;
+	uint32_t blen;
+	bool local;
 	int ret = -EIO, r;
 	char name[BLK_CID_STR_MAX];
 
@@ -880,67 +814,63 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 	if (r < 0)
 		return r;
 	nrank = (unsigned)r;
-	/* Fragment i's home is the i-th node; nodes further down the order
-	 * may hold fragments written while a home was down (any index). */
-	for (unsigned i = 0; i < nrank && i < want; i++) {
-		uint64_t lat = 0;
-		bool up = false;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->cid = cid;
+	f->k = p->cfg.k;
+	f->m = p->cfg.m;
+	if (blk_store_info(p->cfg.db, cid, &refs, &blen, &local) == 0)
+		bfs_block_coding(p->cfg.k, p->cfg.m, p->cfg.ec_min, blen, &f->k,
+				 &f->m);
+	f->nc = plan_fetch(p, rank, nrank, f->k, f->m, f->cand);
 
-		net_client_peer_state(p->cl, rank[i], &up, &lat);
-		cand[nc++] = (struct candidate){rank[i], i, up, lat};
-	}
-	/* With K = 1 any copy will do: fastest first. With K > 1 the data
-	 * fragments first (no decoding), then parity. */
-	if (k == 1)
-		qsort(cand, nc, sizeof(*cand), cand_cmp);
-	else {
-		struct candidate tmp[BFS_MAX_NODES];
-		unsigned m = 0;
-		for (int pass = 0; pass < 2; pass++)
-			for (unsigned i = 0; i < nc; i++)
-				if ((pass == 0) == cand[i].up)
-					tmp[m++] = cand[i];
-		memcpy(cand, tmp, nc * sizeof(*cand));
-	}
-	/* After the homes: every other node, for every index. */
-	for (unsigned i = want; i < nrank && nc + want <= BFS_MAX_NODES; i++)
-		for (unsigned x = 0; x < want && nc < BFS_MAX_NODES; x++)
-			cand[nc++] = (struct candidate){rank[i], x, true, 0};
-
-	pthread_mutex_init(&f.lock, NULL);
-	pthread_cond_init(&f.cond, NULL);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
 	ms_from_now(&deadline, FETCH_DEADLINE_MS);
-	pthread_mutex_lock(&f.lock);
+	pthread_mutex_lock(&f->lock);
 	for (;;) {
 		/* As many requests as fragments still missing... */
-		while (have + f.outstanding < k &&
-		       send_get(p, cid, cand, nc, &next, frags, &f))
+		while (f->have + f->outstanding < f->k && send_get(p, f))
 			;
-		if (have >= k || (f.outstanding == 0 && f.ndone == 0))
+		if (f->have >= f->k || (f->outstanding == 0 && f->ndone == 0))
 			break;
-		if (f.ndone == 0) {
+		if (f->ndone == 0) {
 			struct timespec hedge;
 
 			if (ts_passed(&deadline))
 				break;
 			ms_from_now(&hedge, HEDGE_MS);
 			/* ...and one more each time they are slow. */
-			if (pthread_cond_timedwait(&f.cond, &f.lock, &hedge) ==
+			if (pthread_cond_timedwait(&f->cond, &f->lock, &hedge) ==
 				ETIMEDOUT &&
-			    f.ndone == 0)
-				send_get(p, cid, cand, nc, &next, frags, &f);
+			    f->ndone == 0)
+				send_get(p, f);
 			continue;
 		}
-		while (f.ndone) {
-			struct net_op *op = f.done[--f.ndone];
+		while (f->ndone && f->have < f->k) {
+			struct net_op *op = f->done[--f->ndone];
 			const struct net_op_result *res = net_op_result(op);
-			int c = res ? check_frag(p, cid, res) : -EIO;
+			int c = res ? check_frag(f, res) : -EIO;
 
-			if (c == 0 && !frags[res->frag.index]) {
-				frags[res->frag.index] = (uint8_t *)res->data;
-				keep[res->frag.index] = op;
-				block_len = res->frag.block_len;
-				have++;
+			if (c == 0 && !f->known) {
+				c = fetch_learn(p, f, rank, nrank, &res->frag);
+				if (c < 0) {
+					ret = c;
+					net_op_free(op);
+					goto out;
+				}
+			}
+			if (c == 0 && f->k == 1 &&
+			    !blk_cid_verify(cid, res->data, res->len)) {
+				/* A copy with a right checksum and wrong
+				 * bytes: a node lies. Ask another. */
+				c = -EBADMSG;
+			}
+			if (c == 0 && !f->frags[res->frag.index]) {
+				f->frags[res->frag.index] = (uint8_t *)res->data;
+				f->keep[res->frag.index] = op;
+				f->have++;
 				continue;
 			}
 			if (c < 0 && c != -ENOENT) {
@@ -956,47 +886,53 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 			net_op_free(op);
 		}
 	}
+out:
 	/* Requests still out complete into @f: wait for them, bounded by
 	 * the client's own timeouts. */
-	while (f.outstanding)
-		pthread_cond_wait(&f.cond, &f.lock);
-	while (f.ndone)
-		net_op_free(f.done[--f.ndone]);
-	pthread_mutex_unlock(&f.lock);
+	while (f->outstanding)
+		pthread_cond_wait(&f->cond, &f->lock);
+	while (f->ndone)
+		net_op_free(f->done[--f->ndone]);
+	pthread_mutex_unlock(&f->lock);
 
-	if (have >= k && block_len > 0) {
-		uint8_t *block = malloc(block_len);
+	if (f->known && f->have >= f->k) {
+		uint8_t *block = malloc(f->block_len);
 
 		ret = -ENOMEM;
 		if (block) {
-			if (k == 1) {
-				for (unsigned i = 0; i < want; i++)
-					if (frags[i]) {
-						memcpy(block, frags[i],
-						       block_len);
+			if (f->k == 1) {
+				/* checked against the CID already */
+				for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
+					if (f->frags[i]) {
+						memcpy(block, f->frags[i],
+						       f->block_len);
 						break;
 					}
 				ret = 0;
 			} else {
-				ret = ec_decode(p->codec, frags, block_len,
-						block);
-			}
-			if (ret == 0 && !blk_cid_verify(cid, block, block_len)) {
-				p->fetch_rejects++;
-				ret = -EIO;
+				ret = ec_decode(f->codec, f->frags,
+						f->block_len, block);
+				if (ret == 0 &&
+				    !blk_cid_verify(cid, block, f->block_len)) {
+					p->fetch_rejects++;
+					ret = -EIO;
+				}
 			}
 			if (ret == 0) {
 				*data = block;
-				*len = block_len;
+				*len = f->block_len;
 			} else {
 				free(block);
 			}
 		}
 	}
+	unsigned have = f->have, k = f->k;
 	for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
-		net_op_free(keep[i]);
-	pthread_mutex_destroy(&f.lock);
-	pthread_cond_destroy(&f.cond);
+		net_op_free(f->keep[i]);
+	ec_codec_free(f->own_codec);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->cond);
+	free(f);
 	pthread_mutex_lock(&p->lock);
 	if (ret == 0) {
 		p->fetch_blocks++;
@@ -1011,6 +947,196 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 			    have, k, strerror(-ret));
 		ret = -EIO;
 	}
+	return ret;
+}
+
+/* ---- prefetch ----------------------------------------------------------- */
+
+/* Prefetch workers: each takes the oldest queued entry and fetches it
+ * exactly as a read would (fetch_now: any coding, hedging, checks), so
+ * that PF_WORKERS blocks of a sequential reader are on their way at
+ * once. An entry in flight stays in the list until its worker is done
+ * with it (pf_make_room and pf_take leave it alone). */
+static void *pf_main(void *arg)
+{
+	struct bfs_peers *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->pf_stop) {
+		struct pf_ent *e = NULL;
+		struct blk_cid cid;
+		void *data = NULL;
+		size_t len = 0;
+
+		for (struct pf_ent *x = p->pf; x; x = x->next)
+			if (x->state == PF_QUEUED)
+				e = x; /* the list is newest first */
+		if (!e) {
+			pthread_cond_wait(&p->pf_work, &p->lock);
+			continue;
+		}
+		e->state = PF_INFLIGHT;
+		cid = e->cid;
+		pthread_mutex_unlock(&p->lock);
+		int r = fetch_now(p, &cid, &data, &len);
+		pthread_mutex_lock(&p->lock);
+		e->data = r == 0 ? data : NULL;
+		e->len = len;
+		e->state = r == 0 ? PF_READY : PF_FAILED;
+		clock_gettime(CLOCK_REALTIME, &e->done_at);
+		pthread_cond_broadcast(&p->pf_cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static struct pf_ent *pf_find(struct bfs_peers *p, const struct blk_cid *cid,
+			      struct pf_ent ***link)
+{
+	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
+		if (blk_cid_equal(&(*l)->cid, cid)) {
+			if (link)
+				*link = l;
+			return *l;
+		}
+	}
+	return NULL;
+}
+
+/* Drop an entry to make room: the least recently read, else the oldest
+ * failure, else the oldest block fetched ahead that nobody read for
+ * PF_STALE_MS (the reader went elsewhere). False if none may go: blocks
+ * fetched ahead wait for their reader. Lock held. */
+static bool pf_make_room(struct bfs_peers *p)
+{
+	struct pf_ent **taken = NULL, **failed = NULL, **stale = NULL, **victim;
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	/* the list is most recent first */
+	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
+		struct pf_ent *e = *l;
+
+		if (e->state == PF_READY && e->taken)
+			taken = l;
+		else if (e->state == PF_FAILED)
+			failed = l;
+		else if (e->state == PF_READY &&
+			 (now.tv_sec - e->done_at.tv_sec) * 1000 +
+				 (now.tv_nsec - e->done_at.tv_nsec) / 1000000 >
+			     PF_STALE_MS)
+			stale = l;
+	}
+	victim = taken ? taken : failed ? failed : stale;
+	if (!victim)
+		return false;
+	struct pf_ent *e = *victim;
+	*victim = e->next;
+	free(e->data);
+	free(e);
+	p->npf--;
+	return true;
+}
+
+void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
+			size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < n && !p->pf_stop; i++) {
+		struct pf_ent *e;
+
+		if (pf_find(p, &cids[i], NULL) ||
+		    (p->npf >= PF_MAX && !pf_make_room(p)))
+			continue;
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			break;
+		e->cid = cids[i];
+		e->state = PF_QUEUED;
+		e->next = p->pf;
+		p->pf = e;
+		p->npf++;
+		pthread_cond_signal(&p->pf_work);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Copy block @cid out of the entries: 0 with a malloc'd copy, or -ENOENT
+ * (not there, not started yet, or the prefetch failed: fetch it the normal
+ * way), -ENOMEM. Waits for one in flight. A block read moves to the front
+ * of the list. */
+static int pf_take(struct bfs_peers *p, const struct blk_cid *cid,
+		   void **data, size_t *len)
+{
+	struct pf_ent **link, *e;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&p->lock);
+	while ((e = pf_find(p, cid, &link)) && e->state == PF_INFLIGHT)
+		pthread_cond_wait(&p->pf_cond, &p->lock);
+	if (e) {
+		*link = e->next;
+		if (e->state == PF_READY) {
+			e->next = p->pf;
+			p->pf = e;
+			e->taken = true;
+			*data = malloc(e->len);
+			ret = *data ? 0 : -ENOMEM;
+			if (*data) {
+				memcpy(*data, e->data, e->len);
+				*len = e->len;
+			}
+		} else {
+			p->npf--;
+			free(e->data);
+			free(e);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+/* Keep a copy of a block just fetched for the next read of it. */
+static void pf_keep(struct bfs_peers *p, const struct blk_cid *cid,
+		    const void *data, size_t len)
+{
+	struct pf_ent *e = calloc(1, sizeof(*e));
+	void *copy = e ? malloc(len) : NULL;
+
+	if (!copy) {
+		free(e);
+		return;
+	}
+	memcpy(copy, data, len);
+	e->cid = *cid;
+	e->data = copy;
+	e->len = len;
+	e->state = PF_READY;
+	e->taken = true;
+	clock_gettime(CLOCK_REALTIME, &e->done_at);
+	pthread_mutex_lock(&p->lock);
+	if (pf_find(p, cid, NULL) || (p->npf >= PF_MAX && !pf_make_room(p))) {
+		pthread_mutex_unlock(&p->lock);
+		free(copy);
+		free(e);
+		return;
+	}
+	e->next = p->pf;
+	p->pf = e;
+	p->npf++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
+		    void **data, size_t *len)
+{
+	int ret = pf_take(p, cid, data, len);
+
+	if (ret != -ENOENT)
+		return ret;
+	ret = fetch_now(p, cid, data, len);
+	if (ret == 0)
+		pf_keep(p, cid, *data, *len);
 	return ret;
 }
 
@@ -1044,6 +1170,7 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 	pthread_cond_init(&p->wake, NULL);
 	pthread_cond_init(&p->done, NULL);
 	pthread_cond_init(&p->pf_cond, NULL);
+	pthread_cond_init(&p->pf_work, NULL);
 	for (unsigned i = 0; i < cl->nnodes; i++) {
 		nodes[i] = (struct pl_node){cl->nodes[i].name,
 					    cl->nodes[i].zone,
@@ -1124,6 +1251,11 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 		}
 		blk_iter_free(it);
 		p->watermark = p->read_seq;
+	}
+	for (unsigned i = 0; i < PF_WORKERS; i++) {
+		if (pthread_create(&p->pf_thread[i], NULL, pf_main, p))
+			break; /* fewer prefetch workers will do */
+		p->npf_threads++;
 	}
 	ret = -pthread_create(&p->thread, NULL, uploader_main, p);
 	if (ret < 0) {
@@ -1211,6 +1343,13 @@ int bfs_peers_close(struct bfs_peers *p)
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->thread, NULL);
 	}
+	/* Prefetches in flight end within the fetch deadline. */
+	pthread_mutex_lock(&p->lock);
+	p->pf_stop = true;
+	pthread_cond_broadcast(&p->pf_work);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->npf_threads; i++)
+		pthread_join(p->pf_thread[i], NULL);
 	bfs_peers_log_counters(p);
 	/* The client completes whatever is in flight (callbacks included)
 	 * before it goes; only then can the jobs go. */
@@ -1229,6 +1368,7 @@ int bfs_peers_close(struct bfs_peers *p)
 	pthread_cond_destroy(&p->wake);
 	pthread_cond_destroy(&p->done);
 	pthread_cond_destroy(&p->pf_cond);
+	pthread_cond_destroy(&p->pf_work);
 	free(p);
 	return ret;
 }

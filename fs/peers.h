@@ -6,7 +6,8 @@
  * commit that stores a block not stored before adds a record in the same
  * atomic batch, so nothing committed is ever forgotten, across crashes
  * too. One uploader thread reads the log in order, encodes each block into
- * K+M fragments (for replicas:N, N full copies, K = 1), and sends fragment
+ * K+M fragments (for replicas:N, N full copies, K = 1; under ec:K+M a block
+ * shorter than ec_min goes as M+1 copies, K = 1), and sends fragment
  * i to the i-th node of the block's placement (weighted rendezvous, distinct
  * zones first). A node that is down or refuses is replaced by the next one
  * in rendezvous order, and the block is recorded as needing repair. A block
@@ -19,9 +20,18 @@
  * node, as NFS COMMIT). Fails with -EIO after the configured time.
  *
  * Fetch. A block missing from the local store comes from its placement:
- * the live nodes first, fastest first, with a second request sent when the
- * first is slow; every answer is checked against the CID (a wrong or
- * hostile peer cannot make a read return wrong bytes). */
+ * K fragments asked at once from the live nodes (for K = 1 the fastest
+ * copy; for K > 1 the data fragments first), one more asked whenever they
+ * are slow or one fails. How a block is coded is guessed from its length
+ * (the local store remembers it) and the policy, and learnt from the
+ * first fragment that arrives: fragment headers carry K, M and the block
+ * length, so blocks written as replicas, as K+M, or under another policy
+ * all read back. Every answer is checked against the CID (a wrong or
+ * hostile peer cannot make a read return wrong bytes).
+ *
+ * Prefetch. Blocks a sequential reader will want are fetched ahead by a
+ * few worker threads, the same way; they and the blocks fetched lately
+ * are held in memory (a few dozen) for the reads that want them. */
 #pragma once
 
 #include <stdbool.h>
@@ -42,6 +52,7 @@ struct bfs_peers_config {
 	unsigned frags_cf; /* where this node's server keeps fragments */
 	unsigned repair_cf; /* binary CID -> reason: blocks to repair */
 	unsigned k, m;      /* redundancy: K data + M parity fragments */
+	uint32_t ec_min;    /* K > 1: shorter blocks go as M+1 replicas */
 	uint64_t capacity;  /* this node's server: bytes it accepts */
 	unsigned window;    /* blocks being uploaded at once (0: 32) */
 	uint64_t backlog_max; /* blocks queued before writers wait (0: 1024) */
