@@ -748,14 +748,42 @@ static bool send_get(struct bfs_peers *p, struct fetch *f)
 	return false;
 }
 
-/* Learn the block's coding from its first good fragment @h: re-plan the
- * requests if the guess was wrong, and find the codec. 0 or -ENOMEM (or
- * what ec_codec_new returns). */
+/* Learn the block's coding from its first good fragment @h: find the
+ * codec, check that the fragment is as long as that coding makes it
+ * (ec_decode reads that many bytes of every fragment), and re-plan the
+ * requests if the guess was wrong. 0; -EBADMSG when the lengths do not fit
+ * the coding (a broken or hostile node: nothing is learnt); -ENOMEM. */
 static int fetch_learn(struct bfs_peers *p, struct fetch *f,
 		       const unsigned *rank, unsigned nrank,
 		       const struct ec_frag_hdr *h)
 {
+	struct ec_codec *codec = NULL;
+
+	if (h->k > 1) {
+		if (p->codec && ec_codec_k(p->codec) == h->k &&
+		    ec_codec_m(p->codec) == h->m) {
+			codec = p->codec;
+		} else {
+			/* written under another policy: a codec for this
+			 * fetch */
+			if (f->own_codec && (ec_codec_k(f->own_codec) != h->k ||
+					     ec_codec_m(f->own_codec) != h->m)) {
+				ec_codec_free(f->own_codec);
+				f->own_codec = NULL;
+			}
+			if (!f->own_codec) {
+				int ret = ec_codec_new(h->k, h->m,
+						       &f->own_codec);
+				if (ret < 0)
+					return ret == -EINVAL ? -EBADMSG : ret;
+			}
+			codec = f->own_codec;
+		}
+		if (h->frag_len != ec_frag_size(codec, h->block_len))
+			return -EBADMSG;
+	}
 	f->known = true;
+	f->codec = codec;
 	f->block_len = h->block_len;
 	f->frag_len = h->frag_len;
 	if (h->k != f->k || h->m != f->m) {
@@ -763,18 +791,6 @@ static int fetch_learn(struct bfs_peers *p, struct fetch *f,
 		f->m = h->m;
 		f->nc = plan_fetch(p, rank, nrank, f->k, f->m, f->cand);
 		f->next = 0;
-	}
-	if (f->k == 1)
-		return 0;
-	if (p->codec && ec_codec_k(p->codec) == f->k &&
-	    ec_codec_m(p->codec) == f->m) {
-		f->codec = p->codec;
-	} else {
-		/* written under another policy: a codec for this fetch */
-		int ret = ec_codec_new(f->k, f->m, &f->own_codec);
-		if (ret < 0)
-			return ret;
-		f->codec = f->own_codec;
 	}
 	return 0;
 }
@@ -855,7 +871,7 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 
 			if (c == 0 && !f->known) {
 				c = fetch_learn(p, f, rank, nrank, &res->frag);
-				if (c < 0) {
+				if (c < 0 && c != -EBADMSG) {
 					ret = c;
 					net_op_free(op);
 					goto out;

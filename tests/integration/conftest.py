@@ -349,7 +349,8 @@ def cluster(tmp_path):
     env={2: {'VAR': '1'}}, mount=True) creates a cluster on free loopback
     ports in tmp_path/clusterK, starts `blockfs serve` for nodes 2..N (logs
     in tmp_path/logsK/serve-nodeI.log), waits until each listens, and mounts
-    node1 at tmp_path/mntK with OPTS (log tmp_path/logsK/mount-node1.log),
+    node1 (with client=True: of weight 0, holding no fragments)
+    at tmp_path/mntK with OPTS (log tmp_path/logsK/mount-node1.log),
     K counting the clusters made by the test from 0. Returns a
     util.Cluster. At teardown, whatever happened: nodes the test killed are
     restarted, node1 is unmounted (exit status 0 and a clean log required),
@@ -358,13 +359,13 @@ def cluster(tmp_path):
     made = []
 
     def factory(nodes=4, redundancy='replicas:3', opts=None, env=None,
-                mount=True):
+                mount=True, client=False):
         for attempt in range(3):
             n = len(made)
             logdir = tmp_path / f'logs{n}'
             logdir.mkdir()
             c = util.Cluster(tmp_path / f'cluster{n}', tmp_path / f'mnt{n}',
-                             logdir, nodes, redundancy)
+                             logdir, nodes, redundancy, client=client)
             made.append(c)
             c.create()
             try:

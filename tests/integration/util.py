@@ -524,7 +524,9 @@ class Server:
     def pid(self):
         return self.proc.pid if self.proc else None
 
-    def start(self):
+    def start(self, wait=True):
+        """Starts the node; with WAIT, returns once it listens (else call
+        wait_listening)."""
         assert self.proc is None or self.proc.poll() is not None
         args = [blockfs_bin(), 'serve', self.node_dir]
         env = daemon_env()
@@ -538,7 +540,8 @@ class Server:
                                          stdout=logf, stderr=logf, env=env)
         LIVE_DAEMONS.add((self.proc.pid, self.node_dir))
         self.killed = False
-        self.wait_listening()
+        if wait:
+            self.wait_listening()
         return self
 
     def wait_listening(self, timeout=SERVE_TIMEOUT):
@@ -615,12 +618,16 @@ class Cluster:
     mounted at MNT (unless mount=False), nodes 2..N run as `blockfs serve`.
     Nodes are numbered from 1 as in the cluster file."""
 
-    def __init__(self, base, mnt, logdir, nodes, redundancy=None):
+    def __init__(self, base, mnt, logdir, nodes, redundancy=None,
+                 client=False):
         self.base = str(base)
         self.mnt = str(mnt)
         self.logdir = str(logdir)
         self.n = nodes
         self.redundancy = redundancy
+        # node1 of weight 0: a pure client that holds no fragments, so
+        # every storage node can be killed while the mount stays up.
+        self.client = client
         self.base_port = None
         self.servers = {}
         self.mount = None
@@ -641,6 +648,27 @@ class Cluster:
         if self.redundancy:
             extra += ['--redundancy', self.redundancy]
         create_cluster(self.base, self.n, extra)
+        if self.client:
+            self.set_weight(1, 0)
+
+    def set_weight(self, node, weight):
+        """Sets NODE's weight in every copy of the cluster file (before
+        the nodes start)."""
+        paths = [os.path.join(self.base, 'cluster.conf')] + \
+            [os.path.join(self.node_dir(i), 'cluster.conf')
+             for i in range(1, self.n + 1)]
+        for path in paths:
+            with open(path) as f:
+                lines = f.read().split('\n')
+            section = None
+            for k, line in enumerate(lines):
+                if line.startswith('['):
+                    section = line.strip()
+                elif section == f'[node node{node}]' and \
+                        line.startswith('weight'):
+                    lines[k] = f'weight = {weight}'
+            with open(path, 'w') as f:
+                f.write('\n'.join(lines))
 
     def start_servers(self, env=None):
         """Starts nodes 2..N; ENV maps a node number to extra environment."""
@@ -664,9 +692,12 @@ class Cluster:
             self.servers[i].kill()
 
     def restart(self, *nodes):
-        """Starts killed serve nodes again (same node dir, same port)."""
+        """Starts killed serve nodes again (same node dir, same port), all
+        at once, and waits until each listens."""
         for i in nodes:
-            self.servers[i].start()
+            self.servers[i].start(wait=False)
+        for i in nodes:
+            self.servers[i].wait_listening()
 
     def status(self, node=1):
         return status(self.node_dir(node))
