@@ -25,6 +25,7 @@
 #define HEDGE_MS 300	  /* a fetch asks the next node after this long */
 #define FETCH_DEADLINE_MS 20000
 #define THROTTLE_MAX_MS 1000
+#define SYNC_RETRY_MS 200 /* a node that did not answer SYNC is asked again */
 
 /* One fragment's payload, shared by the PUTs that send it: freed when the
  * last one releases it. For replicas every fragment is the block itself. */
@@ -583,38 +584,75 @@ int bfs_peers_barrier(struct bfs_peers *p)
 	memset(p->dirty, 0, sizeof(p->dirty));
 	pthread_mutex_unlock(&p->lock);
 
-	b = net_batch_new(p->cl);
-	if (!b)
-		return -ENOMEM;
-	for (unsigned i = 0; i < p->n; i++) {
-		struct net_op *op;
+	/* SYNC every node that took fragments. A node that is down or does
+	 * not answer (it may be restarting: its WAL holds what it acked) is
+	 * asked again every SYNC_RETRY_MS until the deadline. */
+	bool pending[BFS_MAX_NODES];
+	int last_err[BFS_MAX_NODES] = {0};
+	unsigned left;
 
-		if (!nodes[i])
-			continue;
-		op = net_op_new_sync();
-		if (!op || net_batch_submit(b, i, op) < 0)
+	memcpy(pending, nodes, sizeof(pending));
+	for (;;) {
+		struct timespec now;
+		long ms;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		ms = (deadline.tv_sec - now.tv_sec) * 1000L +
+		     (deadline.tv_nsec - now.tv_nsec) / 1000000L;
+		b = net_batch_new(p->cl);
+		if (!b) {
 			ret = -ENOMEM;
-	}
-	if (net_batch_wait(b, (int)tmo) < 0)
-		ret = -EIO;
-	for (size_t i = 0; i < net_batch_count(b); i++) {
-		const struct net_op_result *r =
-		    net_op_result(net_batch_op(b, i));
-
-		if (!r || r->status < 0) {
-			bfs_log_err("sync: node %s: %s",
-				    r ? p->cfg.cluster->nodes[r->peer].name
-				      : "?",
-				    strerror(r ? -r->status : ETIMEDOUT));
-			ret = -EIO;
+			break;
 		}
+		for (unsigned i = 0; i < p->n; i++) {
+			struct net_op *op;
+
+			if (!pending[i])
+				continue;
+			op = net_op_new_sync();
+			if (!op || net_batch_submit(b, i, op) < 0)
+				ret = -ENOMEM;
+		}
+		net_batch_wait(b, ms > 0 ? (int)ms : 0);
+		for (size_t i = 0; i < net_batch_count(b); i++) {
+			const struct net_op_result *r =
+			    net_op_result(net_batch_op(b, i));
+
+			if (r && r->status == 0)
+				pending[r->peer] = false;
+			else if (r)
+				last_err[r->peer] = r->status;
+		}
+		net_batch_free(b);
+		left = 0;
+		for (unsigned i = 0; i < p->n; i++)
+			left += pending[i];
+		if (!left || ret < 0 || ts_passed(&deadline))
+			break;
+		struct timespec pause;
+		ms_from_now(&pause, SYNC_RETRY_MS);
+		pthread_mutex_lock(&p->lock);
+		while (!p->stop &&
+		       pthread_cond_timedwait(&p->done, &p->lock, &pause) == 0)
+			;
+		bool stop = p->stop;
+		pthread_mutex_unlock(&p->lock);
+		if (stop)
+			break;
 	}
-	net_batch_free(b);
-	if (ret < 0) {
+	left = 0;
+	for (unsigned i = 0; i < p->n; i++) {
+		if (!pending[i])
+			continue;
+		left++;
+		bfs_log_err("sync: node %s: %s", p->cfg.cluster->nodes[i].name,
+			    strerror(last_err[i] ? -last_err[i] : ETIMEDOUT));
+	}
+	if (left || ret < 0) {
 		/* sync them again next time */
 		pthread_mutex_lock(&p->lock);
 		for (unsigned i = 0; i < p->n; i++)
-			p->dirty[i] |= nodes[i];
+			p->dirty[i] |= pending[i];
 		pthread_mutex_unlock(&p->lock);
 		return -EIO;
 	}
