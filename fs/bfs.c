@@ -1401,6 +1401,15 @@ int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
 	return 0;
 }
 
+void bfs_read_done(struct bfs *fs, struct bfs_file *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool reader = f->next_off != 0;
+	pthread_mutex_unlock(&f->lock);
+	if (reader && fs->remote.read_done)
+		fs->remote.read_done(fs->remote.arg);
+}
+
 int bfs_release_file(struct bfs *fs, struct bfs_file *f)
 {
 	struct bfs_inode *ip = f->ip;

@@ -62,6 +62,8 @@ struct bfs_remote {
 	void (*throttle)(void *arg);
 	uint64_t (*backlog)(void *arg);
 	void (*prefetch)(void *arg, const struct blk_cid *cids, size_t n);
+	/* a reader closed its file: blocks kept for its next piece can go */
+	void (*read_done)(void *arg);
 	void *arg;
 };
 
@@ -180,6 +182,8 @@ int bfs_open_file(struct bfs *fs, struct bfs_inode *ip,
 /* Release a handle: starts the file's final flush in the background and
  * returns its sticky error (so close(2) can report it). */
 int bfs_release_file(struct bfs *fs, struct bfs_file *f);
+/* close(2) of @f (FUSE flush): a reader is done with its blocks. */
+void bfs_read_done(struct bfs *fs, struct bfs_file *f);
 /* Read up to @len bytes at @off; returns the bytes read (0 at EOF) or a
  * negative errno. */
 int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,

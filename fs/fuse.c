@@ -348,6 +348,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * accounted and any error reaches close(). This is local work
 	 * bounded by the write buffer; it never waits for the network and
 	 * does not sync the disk (fsync does). */
+	bfs_read_done(FS(req), FH(fi));
 	fuse_reply_err(req, -bfs_fsync(FS(req), FH(fi)->ip, false));
 }
 

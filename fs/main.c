@@ -609,6 +609,11 @@ static void remote_prefetch(void *arg, const struct blk_cid *cids, size_t n)
 	bfs_peers_prefetch(arg, cids, n);
 }
 
+static void remote_read_done(void *arg)
+{
+	bfs_peers_drop_taken(arg);
+}
+
 /* The node's CURVE key pair from NODE_DIR/curve.{pub,key}. */
 static int node_keys(const char *node_dir, char *pub, char *sec, char *err,
 		     size_t errlen)
@@ -856,6 +861,7 @@ static int cmd_mount(int argc, char **argv)
 			    .throttle = remote_throttle,
 			    .backlog = remote_backlog,
 			    .prefetch = remote_prefetch,
+			    .read_done = remote_read_done,
 			    .arg = peers,
 			};
 			bfs_set_remote(fs, &r);

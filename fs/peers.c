@@ -1150,6 +1150,24 @@ static int pf_take(struct bfs_peers *p, const struct blk_cid *cid,
 	return ret;
 }
 
+void bfs_peers_drop_taken(struct bfs_peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (struct pf_ent **l = &p->pf; *l;) {
+		struct pf_ent *e = *l;
+
+		if (e->state == PF_READY && e->taken) {
+			*l = e->next;
+			free(e->data);
+			free(e);
+			p->npf--;
+		} else {
+			l = &e->next;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Keep a copy of a block just fetched for the next read of it. */
 static void pf_keep(struct bfs_peers *p, const struct blk_cid *cid,
 		    const void *data, size_t len)

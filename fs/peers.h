@@ -91,6 +91,12 @@ int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
 void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
 			size_t n);
 
+/* Drop the blocks kept in memory because they were read lately (a block
+ * is read in several pieces); blocks fetched ahead and not read yet stay.
+ * Called when a reader closes its file, so that what was read is fetched
+ * again next time, as the kernel's dropped caches would suggest. */
+void bfs_peers_drop_taken(struct bfs_peers *p);
+
 /* Blocks queued for upload (the backlog) and the watermark's lag. */
 uint64_t bfs_peers_backlog(struct bfs_peers *p);
 
