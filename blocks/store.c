@@ -1638,17 +1638,25 @@ void blk_txn_free(struct blk_txn *t)
 	free(t);
 }
 
+/* @cf's handle for a transaction; a bad @cf is remembered and makes the
+ * commit fail with -EINVAL. */
+static rocksdb_column_family_handle_t *txn_cf(struct blk_txn *t, unsigned cf)
+{
+	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+
+	if (!h && !t->err)
+		t->err = -EINVAL;
+	return h;
+}
+
 /* A bad @cf is remembered and makes the commit fail with -EINVAL. */
 void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		 const void *val, size_t vlen)
 {
-	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
 
-	if (!h) {
-		if (!t->err)
-			t->err = -EINVAL;
+	if (!h)
 		return;
-	}
 	rocksdb_writebatch_put_cf(t->wb, h, key, klen, val, vlen);
 }
 
@@ -1657,15 +1665,12 @@ void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key,
 		  size_t klen, const void *v0, size_t l0, const void *v1,
 		  size_t l1)
 {
-	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
 	const char *kl[1] = {key}, *vl[2] = {v0, v1};
 	size_t ks[1] = {klen}, vs[2] = {l0, l1};
 
-	if (!h) {
-		if (!t->err)
-			t->err = -EINVAL;
+	if (!h)
 		return;
-	}
 	rocksdb_writebatch_putv_cf(t->wb, h, 1, kl, ks, 2, vl, vs);
 }
 
@@ -1673,13 +1678,10 @@ void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key,
 void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
 		    size_t klen)
 {
-	rocksdb_column_family_handle_t *h = cf_handle(t->db, cf);
+	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
 
-	if (!h) {
-		if (!t->err)
-			t->err = -EINVAL;
+	if (!h)
 		return;
-	}
 	rocksdb_writebatch_delete_cf(t->wb, h, key, klen);
 }
 

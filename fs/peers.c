@@ -1057,6 +1057,17 @@ static struct pf_ent *pf_find(struct bfs_peers *p, const struct blk_cid *cid,
 	return NULL;
 }
 
+/* Take the entry at @link off the list and free it. Lock held. */
+static void pf_unlink(struct bfs_peers *p, struct pf_ent **link)
+{
+	struct pf_ent *e = *link;
+
+	*link = e->next;
+	free(e->data);
+	free(e);
+	p->npf--;
+}
+
 /* Drop an entry to make room: the least recently read, else the oldest
  * failure, else the oldest block fetched ahead that nobody read for
  * PF_STALE_MS (the reader went elsewhere). False if none may go: blocks
@@ -1084,11 +1095,7 @@ static bool pf_make_room(struct bfs_peers *p)
 	victim = taken ? taken : failed ? failed : stale;
 	if (!victim)
 		return false;
-	struct pf_ent *e = *victim;
-	*victim = e->next;
-	free(e->data);
-	free(e);
-	p->npf--;
+	pf_unlink(p, victim);
 	return true;
 }
 
@@ -1156,14 +1163,10 @@ void bfs_peers_drop_taken(struct bfs_peers *p)
 	for (struct pf_ent **l = &p->pf; *l;) {
 		struct pf_ent *e = *l;
 
-		if (e->state == PF_READY && e->taken) {
-			*l = e->next;
-			free(e->data);
-			free(e);
-			p->npf--;
-		} else {
+		if (e->state == PF_READY && e->taken)
+			pf_unlink(p, l);
+		else
 			l = &e->next;
-		}
 	}
 	pthread_mutex_unlock(&p->lock);
 }

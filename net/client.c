@@ -944,13 +944,8 @@ int net_client_new(const struct net_client_config *cfg,
 
 	c->ctx = cfg->zmq_ctx;
 	if (!c->ctx) {
-		c->ctx = zmq_ctx_new();
+		c->ctx = net_ctx_new();
 		c->own_ctx = true;
-		/* CURVE encrypts and decrypts in the I/O threads: one is
-		 * a single core's worth of XSalsa20-Poly1305 for every
-		 * peer's bytes. Connections are spread over two. */
-		if (c->ctx)
-			zmq_ctx_set(c->ctx, ZMQ_IO_THREADS, NET_IO_THREADS);
 		if (!c->ctx) {
 			rc = -ENOMEM;
 			goto fail;

@@ -6,6 +6,15 @@
 #include <stdint.h>
 #include <zmq.h>
 
+void *net_ctx_new(void)
+{
+	void *ctx = zmq_ctx_new();
+
+	if (ctx)
+		zmq_ctx_set(ctx, ZMQ_IO_THREADS, NET_IO_THREADS);
+	return ctx;
+}
+
 int net_keypair_generate(char *pub, char *sec)
 {
 	if (!zmq_has("curve"))

@@ -71,8 +71,6 @@
 #define NET_MAX_REFS 65536 /* frefs in one HAVE or DELETE */
 #define NET_MAX_LIST 8192  /* items in one LIST page */
 #define NET_MAX_FRAMES 4   /* header included, in any valid message */
-/* ZeroMQ I/O threads of a context the client or server creates itself. */
-#define NET_IO_THREADS 2
 
 enum net_op_code {
 	NET_OP_PING = 1,

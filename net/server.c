@@ -731,13 +731,8 @@ int net_server_new(const struct net_server_config *cfg,
 
 	s->ctx = cfg->zmq_ctx;
 	if (!s->ctx) {
-		s->ctx = zmq_ctx_new();
+		s->ctx = net_ctx_new();
 		s->own_ctx = true;
-		/* CURVE encrypts and decrypts in the I/O threads: one is
-		 * a single core's worth of XSalsa20-Poly1305 for every
-		 * peer's bytes. Connections are spread over two. */
-		if (s->ctx)
-			zmq_ctx_set(s->ctx, ZMQ_IO_THREADS, NET_IO_THREADS);
 		if (!s->ctx) {
 			rc = zerr();
 			goto fail;
