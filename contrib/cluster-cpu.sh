@@ -17,17 +17,20 @@ usage() {
 	cat <<EOF
 usage: contrib/cluster-cpu.sh [--bin BLOCKFS] [--nodes N] [--redundancy POLICY]
                               [--size-mb M] [--dir DIR] [--base-port PORT]
+                              [--detail]
   --bin         blockfs binary (default ./build/fs/blockfs)
   --nodes       nodes in the cluster (default 4)
   --redundancy  replicas:N or ec:K+M (default replicas:3)
   --size-mb     size of the random file (default 1024)
   --dir         scratch directory on a disk (default /var/tmp)
   --base-port   first TCP port on 127.0.0.1 (default 17400)
+  --detail      also print each process's CPU seconds per phase
 exit status: 0 measured, 1 a step failed, 2 usage.
 EOF
 }
 
 BIN=./build/fs/blockfs NODES=4 RED=replicas:3 SIZE_MB=1024 DIR=/var/tmp PORT=17400
+DETAIL=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--bin) BIN=$2; shift 2 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--size-mb) SIZE_MB=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
 	--base-port) PORT=$2; shift 2 ;;
+	--detail) DETAIL=1; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -68,6 +72,21 @@ cpu_ticks() { # summed utime+stime of the mount and the servers, in ticks
 	echo $t
 }
 
+proc_ticks() { # each process's utime+stime in ticks, one per line
+	local p f
+	for p in "$MOUNT_PID" "${SERVERS[@]}"; do
+		read -ra f <"/proc/$p/stat" || { echo 0; continue; }
+		echo $((f[13] + f[14]))
+	done
+}
+
+detail() { # ticks-before ticks-after (newline-separated lists)
+	[ "$DETAIL" = 1 ] || return 0
+	paste <(echo "$1") <(echo "$2") | awk -v hz="$(getconf CLK_TCK)" '
+		{ printf "      %-7s %6.2f CPU-s\n", NR == 1 ? "mount" : "node" NR,
+			 ($2 - $1) / hz }'
+}
+
 report() { # phase t0 t1 ticks0 ticks1
 	awk -v what="$1" -v mb="$SIZE_MB" -v a="$2" -v b="$3" -v c="$4" -v d="$5" \
 	    -v hz="$(getconf CLK_TCK)" 'BEGIN {
@@ -90,11 +109,12 @@ done
 "$BIN" mount "$W/c/node1" "$MNT" -o cache_size=1
 MOUNT_PID=$(awk '{print $1}' "$W/c/node1/blockfs.pid")
 
-c0=$(cpu_ticks); t0=$(date +%s.%N)
+p0=$(proc_ticks); c0=$(cpu_ticks); t0=$(date +%s.%N)
 cp "$SRC" "$MNT/f"
 sync "$MNT/f"
-t1=$(date +%s.%N); c1=$(cpu_ticks)
+t1=$(date +%s.%N); c1=$(cpu_ticks); p1=$(proc_ticks)
 report write "$t0" "$t1" "$c0" "$c1"
+detail "$p0" "$p1"
 
 # Every block uploaded and evicted: reads come from the nodes.
 for _ in $(seq 120); do
@@ -108,8 +128,9 @@ sys.exit(0 if s["pending_uploads"] == 0 and s["local_bytes"] < 4 << 20 else 1)' 
 done
 sync
 echo 3 >/proc/sys/vm/drop_caches
-c0=$(cpu_ticks); t0=$(date +%s.%N)
+p0=$(proc_ticks); c0=$(cpu_ticks); t0=$(date +%s.%N)
 dd if="$MNT/f" of=/dev/null bs=1M status=none
-t1=$(date +%s.%N); c1=$(cpu_ticks)
+t1=$(date +%s.%N); c1=$(cpu_ticks); p1=$(proc_ticks)
 report read "$t0" "$t1" "$c0" "$c1"
+detail "$p0" "$p1"
 cmp -s "$SRC" "$MNT/f" || { echo "cluster-cpu: the file reads back wrong" >&2; exit 1; }
