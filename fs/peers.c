@@ -119,6 +119,8 @@ struct bfs_peers {
 	/* counters (lock) */
 	uint64_t up_blocks, up_bytes, up_misplaced, up_failures;
 	uint64_t fetch_blocks, fetch_bytes, fetch_failures, fetch_rejects;
+	atomic_uint_fast64_t gets_sent[BFS_MAX_NODES]; /* fragment GETs */
+	atomic_uint_fast64_t hedges; /* GETs sent because others were slow */
 };
 
 static void ms_from_now(struct timespec *ts, unsigned ms)
@@ -773,6 +775,8 @@ static bool send_get(struct bfs_peers *p, struct fetch *f)
 			return false;
 		f->asked[c->node] |= 1ull << c->index;
 		f->outstanding++;
+		atomic_fetch_add_explicit(&p->gets_sent[c->node], 1,
+					  memory_order_relaxed);
 		pthread_mutex_unlock(&f->lock);
 		int r = net_client_submit(p->cl, c->node, op, get_done, f);
 		pthread_mutex_lock(&f->lock);
@@ -884,8 +888,10 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 	ms_from_now(&deadline, FETCH_DEADLINE_MS);
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
-		/* As many requests as fragments still missing... */
-		while (f->have + f->outstanding < f->k && send_get(p, f))
+		/* As many requests as fragments still missing (replies not
+		 * looked at yet count as on their way)... */
+		while (f->have + f->outstanding + f->ndone < f->k &&
+		       send_get(p, f))
 			;
 		if (f->have >= f->k || (f->outstanding == 0 && f->ndone == 0))
 			break;
@@ -898,8 +904,9 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 			/* ...and one more each time they are slow. */
 			if (pthread_cond_timedwait(&f->cond, &f->lock, &hedge) ==
 				ETIMEDOUT &&
-			    f->ndone == 0)
-				send_get(p, f);
+			    f->ndone == 0 && send_get(p, f))
+				atomic_fetch_add_explicit(&p->hedges, 1,
+							  memory_order_relaxed);
 			continue;
 		}
 		while (f->ndone && f->have < f->k) {
@@ -1464,4 +1471,17 @@ void bfs_peers_log_counters(struct bfs_peers *p)
 		     (unsigned long long)p->fetch_failures,
 		     (unsigned long long)p->fetch_rejects);
 	pthread_mutex_unlock(&p->lock);
+	{
+		char buf[1024];
+		size_t off = 0;
+
+		for (unsigned i = 0; i < p->n && off < sizeof(buf) - 64; i++)
+			off += (size_t)snprintf(
+			    buf + off, sizeof(buf) - off, " %s:%llu",
+			    p->cfg.cluster->nodes[i].name,
+			    (unsigned long long)atomic_load(&p->gets_sent[i]));
+		bfs_log_info("peers: fragment requests sent per node:%s; %llu "
+			     "of them because others were slow",
+			     buf, (unsigned long long)atomic_load(&p->hedges));
+	}
 }

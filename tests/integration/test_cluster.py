@@ -270,6 +270,48 @@ def test_corrupt_node_never_returns_wrong_bytes(cluster):
     assert blamed == {'node2'}, f'nodes blamed for bad answers: {blamed}'
 
 
+def fetch_counters(log):
+    """From the mount's unmount log: blocks fetched, fragment requests
+    sent per node, and how many of those were hedges."""
+    with open(log, errors='replace') as f:
+        text = f.read()
+    fetched = re.findall(r'fetched (\d+) blocks', text)
+    per_node = re.findall(r'fragment requests sent per node:([^;]*); '
+                          r'(\d+) of them because others were slow', text)
+    assert fetched and per_node, 'no fetch counters in the mount log:\n' + \
+        util.log_tail(log, 20)
+    nodes = dict((n, int(v)) for n, v in
+                 (x.split(':') for x in per_node[-1][0].split()))
+    return int(fetched[-1]), nodes, int(per_node[-1][1])
+
+
+def test_cold_read_asks_one_copy_per_block(cluster):
+    """A cold read with every node up asks one node for each block (the
+    nearest copy: the mount's own node when it holds one), plus only the
+    hedges that slow answers caused: a reader must not pull every block
+    over the network twice."""
+    c = cluster(nodes=4, redundancy='replicas:3', opts='cache_size=1')
+    files = {os.path.join(c.mnt, f'r{i}'): (12 * MiB + i, 500 + i)
+             for i in range(4)}
+    res = write_fsync([(p, n, s) for p, (n, s) in files.items()], 300)
+    assert all(r['errno'] == 0 for r in res), res
+    wait_uploaded_and_evicted(c)
+    util.drop_caches(c.mnt)
+    for p, (n, s) in files.items():
+        assert read(p) == seeded(n, s), f'{p} reads wrong bytes'
+    c.mount.stop()
+    fetched, nodes, hedges = fetch_counters(c.mount.log)
+    asked = sum(nodes.values())
+    print(f'fetched {fetched} blocks; requests {nodes}, {hedges} hedges',
+          file=sys.stderr)
+    # 48 MiB in chunks of 64 KiB - 1 MiB
+    assert fetched >= 48, (fetched, nodes)
+    assert asked <= fetched + hedges, \
+        f'{asked} requests for {fetched} blocks ({hedges} hedges): {nodes}'
+    # node1 holds a copy of 3/4 of the blocks and answers first
+    assert nodes['node1'] >= 0.6 * fetched, (fetched, nodes)
+
+
 def test_write_while_node_down(cluster):
     """replicas:3 on 4 nodes with node4 killed: writes and fsync complete
     in bounded time on the 3 nodes left, the data reads back from them,
