@@ -745,6 +745,12 @@ struct fetch {
 	uint8_t *frags[EC_MAX_FRAGS];
 	struct net_op *keep[EC_MAX_FRAGS]; /* owners of frags[] */
 	unsigned have;
+	/* Hostile nodes (design note in fetch_now): who taught the coding,
+	 * how many fragments disagreed with it, and nodes not to ask. */
+	int teacher;
+	unsigned disagreed;
+	bool disagreeing[BFS_MAX_NODES]; /* sent one that disagreed */
+	bool banned[BFS_MAX_NODES];
 };
 
 static void get_done(struct net_op *op, void *arg)
@@ -767,7 +773,7 @@ static bool send_get(struct bfs_peers *p, struct fetch *f)
 		struct net_fref ref = {.cid = *f->cid, .index = (uint8_t)c->index};
 		struct net_op *op;
 
-		if (f->frags[c->index] ||
+		if (f->frags[c->index] || f->banned[c->node] ||
 		    (f->asked[c->node] >> c->index & 1) || !peer_up(p, c->node))
 			continue;
 		op = net_op_new_get(&ref);
@@ -840,7 +846,8 @@ static int fetch_learn(struct bfs_peers *p, struct fetch *f,
 /* Check a fragment reply for the block of fetch @f: 0 if it is a fragment
  * of this block of the coding and length known so far (anything, before
  * the first), -ENOENT (the node has no such fragment), another negative
- * status, or -EBADMSG. Fragment checksums were checked by the client. */
+ * status, -EBADMSG, or -EXDEV: a fragment of this block that disagrees
+ * with the coding learnt. Fragment checksums were checked by the client. */
 static int check_frag(const struct fetch *f, const struct net_op_result *r)
 {
 	if (r->status < 0)
@@ -851,55 +858,82 @@ static int check_frag(const struct fetch *f, const struct net_op_result *r)
 	if (f->known &&
 	    (r->frag.k != f->k || r->frag.m != f->m ||
 	     r->frag.block_len != f->block_len || r->len != f->frag_len))
-		return -EBADMSG;
+		return -EXDEV;
 	return 0;
 }
 
-/* Fetch @cid from the placement: see peers.h. */
-static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
-		     void **data, size_t *len)
+/* A wrong answer seen (counted for the unmount log). */
+static void count_reject(struct bfs_peers *p)
 {
-	unsigned rank[BFS_MAX_NODES], nrank;
-	struct fetch *f;
-	struct timespec deadline;
-	uint64_t refs;
-	uint32_t blen;
-	bool local;
-	int ret = -EIO, r;
+	__atomic_fetch_add(&p->fetch_rejects, 1, __ATOMIC_RELAXED);
+}
+
+/* Look at one reply (f->lock held): keep its fragment, or drop it.
+ * 0, or a negative errno when the fetch cannot go on (-ENOMEM). */
+static int take_reply(struct bfs_peers *p, struct fetch *f,
+		      const unsigned *rank, unsigned nrank, struct net_op *op)
+{
+	const struct net_op_result *res = net_op_result(op);
+	int c = res ? check_frag(f, res) : -EIO;
 	char name[BLK_CID_STR_MAX];
 
-	r = pl_rank(p->pl, cid, rank, BFS_MAX_NODES);
-	if (r < 0)
-		return r;
-	nrank = (unsigned)r;
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	f->cid = cid;
-	f->k = p->cfg.k;
-	f->m = p->cfg.m;
-	if (blk_store_info(p->cfg.db, cid, &refs, &blen, &local) == 0)
-		bfs_block_coding(p->cfg.k, p->cfg.m, p->cfg.ec_min, blen, &f->k,
-				 &f->m);
-	f->nc = plan_fetch(p, rank, nrank, f->k, f->m, f->cand);
+	if (c == 0 && !f->known) {
+		c = fetch_learn(p, f, rank, nrank, &res->frag);
+		if (c < 0 && c != -EBADMSG) {
+			net_op_free(op);
+			return c;
+		}
+		if (c == 0)
+			f->teacher = (int)res->peer;
+	}
+	if (c == 0 && f->k == 1 && !blk_cid_verify(f->cid, res->data, res->len)) {
+		/* A copy with a right checksum and wrong bytes: a node
+		 * lies. Ask another. */
+		c = -EBADMSG;
+	}
+	if (c == 0 && !f->frags[res->frag.index]) {
+		f->frags[res->frag.index] = (uint8_t *)res->data;
+		f->keep[res->frag.index] = op;
+		f->have++;
+		return 0;
+	}
+	if (c == -EXDEV) {
+		/* the liar is the teacher or this node: told at the end */
+		f->disagreed++;
+		f->disagreeing[res->peer] = true;
+	} else if (c < 0 && c != -ENOENT) {
+		if (c == -EBADMSG)
+			count_reject(p);
+		blk_cid_to_string(f->cid, name);
+		bfs_log_warn("fetch %s: node %s: %s", name,
+			     res ? p->cfg.cluster->nodes[res->peer].name : "?",
+			     strerror(-c));
+	}
+	net_op_free(op);
+	return 0;
+}
 
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	ms_from_now(&deadline, FETCH_DEADLINE_MS);
-	pthread_mutex_lock(&f->lock);
+/* Ask and wait (f->lock held) until K fragments are in (with @all, K + M:
+ * every fragment of the block; K and M as learnt on the way), no node is
+ * left to ask, or @deadline passes. 0 or a negative errno (-ENOMEM). */
+static int collect(struct bfs_peers *p, struct fetch *f, const unsigned *rank,
+		   unsigned nrank, bool all, const struct timespec *deadline)
+{
 	for (;;) {
+		unsigned target = all ? f->k + f->m : f->k;
+
 		/* As many requests as fragments still missing (replies not
 		 * looked at yet count as on their way)... */
-		while (f->have + f->outstanding + f->ndone < f->k &&
+		while (f->have + f->outstanding + f->ndone < target &&
 		       send_get(p, f))
 			;
-		if (f->have >= f->k || (f->outstanding == 0 && f->ndone == 0))
-			break;
+		if (f->have >= target || (f->outstanding == 0 && f->ndone == 0))
+			return 0;
 		if (f->ndone == 0) {
 			struct timespec hedge;
 
-			if (ts_passed(&deadline))
-				break;
+			if (ts_passed(deadline))
+				return 0;
 			ms_from_now(&hedge, HEDGE_MS);
 			/* ...and one more each time they are slow. */
 			if (pthread_cond_timedwait(&f->cond, &f->lock, &hedge) ==
@@ -909,58 +943,140 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 							  memory_order_relaxed);
 			continue;
 		}
-		while (f->ndone && f->have < f->k) {
-			struct net_op *op = f->done[--f->ndone];
-			const struct net_op_result *res = net_op_result(op);
-			int c = res ? check_frag(f, res) : -EIO;
-
-			if (c == 0 && !f->known) {
-				c = fetch_learn(p, f, rank, nrank, &res->frag);
-				if (c < 0 && c != -EBADMSG) {
-					ret = c;
-					net_op_free(op);
-					goto out;
-				}
-			}
-			if (c == 0 && f->k == 1 &&
-			    !blk_cid_verify(cid, res->data, res->len)) {
-				/* A copy with a right checksum and wrong
-				 * bytes: a node lies. Ask another. */
-				c = -EBADMSG;
-			}
-			if (c == 0 && !f->frags[res->frag.index]) {
-				f->frags[res->frag.index] = (uint8_t *)res->data;
-				f->keep[res->frag.index] = op;
-				f->have++;
-				continue;
-			}
-			if (c < 0 && c != -ENOENT) {
-				p->fetch_rejects += c == -EBADMSG;
-				blk_cid_to_string(cid, name);
-				bfs_log_warn("fetch %s: node %s: %s", name,
-					     res ? p->cfg.cluster
-						       ->nodes[res->peer]
-						       .name
-						 : "?",
-					     strerror(-c));
-			}
-			net_op_free(op);
+		while (f->ndone && f->have < (all ? f->k + f->m : f->k)) {
+			int r = take_reply(p, f, rank, nrank,
+					   f->done[--f->ndone]);
+			if (r < 0)
+				return r;
 		}
 	}
-out:
-	/* Requests still out complete into @f: wait for them, bounded by
-	 * the client's own timeouts. */
+}
+
+/* Wait for the requests still out (bounded by the client's timeouts) and
+ * drop every reply and fragment: the fetch starts afresh. f->lock held. */
+static void fetch_reset(struct fetch *f)
+{
 	while (f->outstanding)
 		pthread_cond_wait(&f->cond, &f->lock);
 	while (f->ndone)
 		net_op_free(f->done[--f->ndone]);
-	pthread_mutex_unlock(&f->lock);
+	for (unsigned i = 0; i < EC_MAX_FRAGS; i++) {
+		net_op_free(f->keep[i]);
+		f->keep[i] = NULL;
+		f->frags[i] = NULL;
+	}
+	f->have = 0;
+}
 
-	if (f->known && f->have >= f->k) {
-		uint8_t *block = malloc(f->block_len);
+/* Decode from @k of the fragments at hand, trying every choice of k until
+ * one gives the block named by the CID: fragments with right checksums
+ * and wrong bytes (a hostile node that reseals its lies) are left out that
+ * way. At most SUBSET_TRIES choices (C(14, 10) = 1001 for 10+4). 0 with
+ * the block in @block, or -EIO. */
+#define SUBSET_TRIES 1024
+static int decode_subsets(struct fetch *f, void *block, unsigned *tries)
+{
+	unsigned idx[EC_MAX_FRAGS], n = 0, pick[EC_MAX_FRAGS], k = f->k;
 
-		ret = -ENOMEM;
-		if (block) {
+	*tries = 0;
+	for (unsigned i = 0; i < f->k + f->m && i < EC_MAX_FRAGS; i++)
+		if (f->frags[i])
+			idx[n++] = i;
+	if (n < k)
+		return -EIO;
+	for (unsigned i = 0; i < k; i++)
+		pick[i] = i;
+	for (;;) {
+		uint8_t *sub[EC_MAX_FRAGS] = {0};
+
+		for (unsigned i = 0; i < k; i++)
+			sub[idx[pick[i]]] = f->frags[idx[pick[i]]];
+		(*tries)++;
+		if (ec_decode(f->codec, sub, f->block_len, block) == 0 &&
+		    blk_cid_verify(f->cid, block, f->block_len))
+			return 0;
+		if (*tries >= SUBSET_TRIES)
+			return -EIO;
+		/* next combination of k out of n */
+		int i = (int)k - 1;
+		while (i >= 0 && pick[i] == n - k + (unsigned)i)
+			i--;
+		if (i < 0)
+			return -EIO;
+		pick[i]++;
+		for (unsigned j = (unsigned)i + 1; j < k; j++)
+			pick[j] = pick[j - 1] + 1;
+	}
+}
+
+/* Fetch @cid from the placement: see peers.h.
+ *
+ * Design note: any node may lie (DESIGN.md §5), and the reader's only
+ * proof is the CID. Lies come in three kinds. A fragment whose checksum
+ * does not match is dropped by the client, and the next node asked. A
+ * copy (K = 1) that checks but hashes wrong is dropped here, and the next
+ * node asked. Under K > 1 a wrong fragment with a resealed checksum only
+ * shows when the decoded block hashes wrong: then every fragment the
+ * placement has is asked for and every choice of K decoded until one
+ * hashes right (decode_subsets), so up to M liars are outvoted. Last, a
+ * node may lie about the coding itself (K, M, length): the first
+ * fragment in teaches the coding, and honest fragments then disagree with
+ * it. When the fetch fails that way, the teacher is banned for this block
+ * and the fetch starts again without it, up to MAX_BANS times. */
+#define MAX_BANS 3
+static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
+		     void **data, size_t *len)
+{
+	unsigned rank[BFS_MAX_NODES], nrank, bans = 0, k0, m0;
+	struct fetch *f;
+	struct timespec deadline;
+	uint64_t refs;
+	uint32_t blen;
+	bool local;
+	int ret = -EIO, r;
+	char name[BLK_CID_STR_MAX];
+	uint8_t *block = NULL;
+
+	r = pl_rank(p->pl, cid, rank, BFS_MAX_NODES);
+	if (r < 0)
+		return r;
+	nrank = (unsigned)r;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->cid = cid;
+	k0 = p->cfg.k;
+	m0 = p->cfg.m;
+	if (blk_store_info(p->cfg.db, cid, &refs, &blen, &local) == 0)
+		bfs_block_coding(p->cfg.k, p->cfg.m, p->cfg.ec_min, blen, &k0,
+				 &m0);
+
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	ms_from_now(&deadline, FETCH_DEADLINE_MS);
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		f->k = k0;
+		f->m = m0;
+		f->known = false;
+		f->codec = NULL;
+		f->teacher = -1;
+		f->disagreed = 0;
+		memset(f->disagreeing, 0, sizeof(f->disagreeing));
+		memset(f->asked, 0, sizeof(f->asked));
+		f->nc = plan_fetch(p, rank, nrank, f->k, f->m, f->cand);
+		f->next = 0;
+		ret = collect(p, f, rank, nrank, false, &deadline);
+		if (ret < 0)
+			break;
+		ret = -EIO;
+		if (f->known && f->have >= f->k) {
+			free(block);
+			block = malloc(f->block_len);
+			if (!block) {
+				ret = -ENOMEM;
+				break;
+			}
 			if (f->k == 1) {
 				/* checked against the CID already */
 				for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
@@ -970,26 +1086,71 @@ out:
 						break;
 					}
 				ret = 0;
+			} else if (ec_decode(f->codec, f->frags, f->block_len,
+					     block) == 0 &&
+				   blk_cid_verify(cid, block, f->block_len)) {
+				ret = 0;
 			} else {
-				ret = ec_decode(f->codec, f->frags,
-						f->block_len, block);
-				if (ret == 0 &&
-				    !blk_cid_verify(cid, block, f->block_len)) {
-					p->fetch_rejects++;
-					ret = -EIO;
-				}
-			}
-			if (ret == 0) {
-				*data = block;
-				*len = f->block_len;
-			} else {
-				free(block);
+				unsigned tries;
+
+				/* A fragment lies: ask for all of them and
+				 * outvote it. */
+				count_reject(p);
+				ret = collect(p, f, rank, nrank, true,
+					      &deadline);
+				if (ret < 0)
+					break;
+				ret = decode_subsets(f, block, &tries);
+				blk_cid_to_string(cid, name);
+				bfs_log_warn("fetch %s: fragments with right "
+					     "checksums decode to wrong bytes; "
+					     "%s after %u tries of %u of %u "
+					     "fragments",
+					     name,
+					     ret == 0 ? "right" : "still wrong",
+					     tries, f->k, f->have);
 			}
 		}
+		if (ret == 0 || !f->disagreed || f->teacher < 0 ||
+		    bans >= MAX_BANS || ts_passed(&deadline))
+			break;
+		/* The coding was taught by a liar (design note above). */
+		blk_cid_to_string(cid, name);
+		bfs_log_warn("fetch %s: %u fragments disagree with the coding "
+			     "node %s gave; asking again without it",
+			     name, f->disagreed,
+			     p->cfg.cluster->nodes[f->teacher].name);
+		count_reject(p);
+		f->banned[f->teacher] = true;
+		bans++;
+		fetch_reset(f);
+		if (f->own_codec) {
+			ec_codec_free(f->own_codec);
+			f->own_codec = NULL;
+		}
+	}
+	if (ret == 0 && f->disagreed) {
+		/* The coding that decoded the block right is the truth: who
+		 * disagreed with it lied. */
+		blk_cid_to_string(cid, name);
+		for (unsigned i = 0; i < BFS_MAX_NODES; i++)
+			if (f->disagreeing[i]) {
+				count_reject(p);
+				bfs_log_warn("fetch %s: node %s: fragment of "
+					     "another coding",
+					     name, p->cfg.cluster->nodes[i].name);
+			}
 	}
 	unsigned have = f->have, k = f->k;
-	for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
-		net_op_free(f->keep[i]);
+	fetch_reset(f);
+	pthread_mutex_unlock(&f->lock);
+
+	if (ret == 0) {
+		*data = block;
+		*len = f->block_len;
+	} else {
+		free(block);
+	}
 	ec_codec_free(f->own_codec);
 	pthread_mutex_destroy(&f->lock);
 	pthread_cond_destroy(&f->cond);

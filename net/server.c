@@ -66,7 +66,7 @@ struct net_server {
 	struct blk_db *db;
 	unsigned cf;
 	uint64_t capacity;
-	bool fault_corrupt_get;
+	unsigned fault_corrupt_get; /* enum net_fault */
 
 	pthread_mutex_t mu; /* protects used, frags and their record */
 	uint64_t used, frags;
@@ -253,7 +253,13 @@ static int do_get(struct net_server *s, const struct net_req *q,
 		}
 		memcpy(b, val, vlen);
 		blk_val_free(v);
-		b[EC_FRAG_HDR_LEN + (vlen - EC_FRAG_HDR_LEN) / 2] ^= 0x40;
+		if (s->fault_corrupt_get != NET_FAULT_LIE)
+			b[EC_FRAG_HDR_LEN + (vlen - EC_FRAG_HDR_LEN) / 2] ^=
+			    0x40;
+		if (s->fault_corrupt_get == NET_FAULT_LIE && h.block_len > 1)
+			h.block_len--;
+		if (s->fault_corrupt_get != NET_FAULT_FLIP)
+			ec_frag_hdr_seal(&h, b + EC_FRAG_HDR_LEN, b);
 		r->own = b;
 		val = b;
 	} else {
@@ -712,8 +718,13 @@ int net_server_new(const struct net_server_config *cfg,
 	s->db = cfg->db;
 	s->cf = cfg->cf;
 	s->capacity = cfg->capacity;
-	s->fault_corrupt_get =
-	    cfg->fault_corrupt_get || (env && !strcmp(env, "1"));
+	s->fault_corrupt_get = cfg->fault_corrupt_get;
+	if (env && (!strcmp(env, "1") || !strcmp(env, "flip")))
+		s->fault_corrupt_get = NET_FAULT_FLIP;
+	else if (env && !strcmp(env, "forge"))
+		s->fault_corrupt_get = NET_FAULT_FORGE;
+	else if (env && !strcmp(env, "lie"))
+		s->fault_corrupt_get = NET_FAULT_LIE;
 	s->nworkers = cfg->workers ? cfg->workers : NET_SERVER_DEFAULT_WORKERS;
 	s->nallowed = cfg->nallowed;
 	s->allowed = calloc(cfg->nallowed ? cfg->nallowed : 1, 32);

@@ -60,11 +60,24 @@ struct net_server_config {
 	unsigned cf;
 	uint64_t capacity; /* bytes; PUTs beyond it fail with -ENOSPC */
 	unsigned workers;  /* 0: NET_SERVER_DEFAULT_WORKERS */
-	/* Test only: GET replies carry one flipped byte, changed after the
-	 * stored fragment was verified (a hostile or broken peer). Also
-	 * switched on by BLOCKFS_FAULT_CORRUPT_GET=1 in the environment when
-	 * the server is created. */
-	bool fault_corrupt_get;
+	/* Test only: GET replies lie (a hostile or broken peer), in the way
+	 * of enum net_fault. Also set by BLOCKFS_FAULT_CORRUPT_GET in the
+	 * environment when the server is created: "1" (or "flip"), "forge",
+	 * "lie". */
+	unsigned fault_corrupt_get;
+};
+
+enum net_fault {
+	NET_FAULT_NONE,
+	/* one byte flipped after the stored fragment was verified: the
+	 * reader's fragment checksum catches it */
+	NET_FAULT_FLIP,
+	/* one byte flipped and the header's checksum sealed again: only the
+	 * CID of the decoded block shows it */
+	NET_FAULT_FORGE,
+	/* right bytes, a header (checksum sealed again) that claims a block
+	 * one byte shorter: a lie about the coding */
+	NET_FAULT_LIE,
 };
 
 /* Create the server and start serving. Returns 0, or:

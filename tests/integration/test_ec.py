@@ -259,6 +259,41 @@ def test_ec_corrupt_fragments(cluster):
     assert blamed == {'node2', 'node3'}, f'nodes blamed: {blamed}'
 
 
+def test_ec_hostile_nodes(cluster):
+    """ec:4+2 with two hostile storage nodes whose lies pass every
+    checksum: node2 flips a byte of each fragment and seals its header
+    again ("forge": only the CID of the decoded block shows it), node3
+    sends right bytes under a header that claims a block one byte shorter
+    ("lie": a false coding, which a fetch learns when node3 answers
+    first). With M = 2 the four honest nodes outvote them: every file
+    reads bit-identical, and the mount's log says how (fragments decoded
+    again without the forger, the liar banned or its fragment refused)."""
+    c = ec_cluster(cluster, env={2: {'BLOCKFS_FAULT_CORRUPT_GET': 'forge'},
+                                 3: {'BLOCKFS_FAULT_CORRUPT_GET': 'lie'}})
+    files = small_and_large(c.mnt, 'h')
+    write_files(files)
+    util.syncfs(c.mnt)
+    wait_uploaded_and_evicted(c)
+    util.drop_caches(c.mnt)
+    check_files(files, 'from the peers, nodes 2 and 3 lying')
+
+    c.mount.stop()
+    log = util.log_tail(c.mount.log, 10**6)
+    outvoted = re.findall(r'decode to wrong bytes; (right|still wrong)', log)
+    refused = set(re.findall(r'fetch \S+: node (\S+): fragment of another '
+                             r'coding', log))
+    banned = set(re.findall(r'disagree with the coding node (\S+) gave',
+                            log))
+    print(f'outvoted forgeries: {len(outvoted)}; coding refused from '
+          f'{sorted(refused)}, liars banned: {sorted(banned)}',
+          file=sys.stderr)
+    assert outvoted and set(outvoted) == {'right'}, \
+        'no block was decoded again without the forged fragment'
+    assert refused | banned, 'node3\'s false coding was never noticed'
+    assert banned <= {'node3'}, f'honest nodes banned: {banned}'
+    assert refused <= {'node3'}, f'honest nodes blamed: {refused}'
+
+
 def test_ec_read_under_another_policy(cluster):
     """Fragment headers say how each block is coded: a mount whose policy
     is replicas:3 reads back what an ec:4+2 mount wrote (coded and
