@@ -14,6 +14,7 @@
 #include "ec/fragment.h"
 #include "fs/log.h"
 #include "fs/meta.h"
+#include "fs/plan.h"
 #include "net/client.h"
 #include "net/placement.h"
 #include "net/server.h"
@@ -663,61 +664,20 @@ int bfs_peers_barrier(struct bfs_peers *p)
 
 /* ---- fetch -------------------------------------------------------------- */
 
-struct candidate {
-	unsigned node;
-	unsigned index;
-	bool up;
-	uint64_t latency;
-};
-
-static int cand_cmp(const void *a, const void *b)
-{
-	const struct candidate *x = a, *y = b;
-
-	if (x->up != y->up)
-		return x->up ? -1 : 1;
-	if (x->latency != y->latency)
-		return x->latency < y->latency ? -1 : 1;
-	return x->index < y->index ? -1 : x->index > y->index;
-}
-
-/* The order in which a fetch asks for the fragments of a block coded
- * @k + @m: first the homes (fragment i on the i-th node of @rank). With
- * K = 1 any copy will do: fastest first. With K > 1 the data fragments
- * first (no decoding), then parity, live nodes before the others. Then
- * every other node of the order, for every index: fragments written while
- * their home was down went further down the order. Returns the number of
- * candidates written to @cand (at most BFS_MAX_NODES). */
+/* The fetch order for a block coded @k + @m (fs/plan.h), from what the
+ * client knows of the nodes now. */
 static unsigned plan_fetch(struct bfs_peers *p, const unsigned *rank,
 			   unsigned nrank, unsigned k, unsigned m,
-			   struct candidate *cand)
+			   struct bfs_cand *cand)
 {
-	const unsigned want = k + m;
-	unsigned nc = 0;
+	bool up[BFS_MAX_NODES] = {0};
+	uint64_t lat[BFS_MAX_NODES] = {0};
 
-	for (unsigned i = 0; i < nrank && i < want; i++) {
-		uint64_t lat = 0;
-		bool up = false;
-
-		net_client_peer_state(p->cl, rank[i], &up, &lat);
-		cand[nc++] = (struct candidate){rank[i], i, up, lat};
-	}
-	if (k == 1) {
-		qsort(cand, nc, sizeof(*cand), cand_cmp);
-	} else {
-		struct candidate tmp[EC_MAX_FRAGS];
-		unsigned n = 0;
-
-		for (int pass = 0; pass < 2; pass++)
-			for (unsigned i = 0; i < nc; i++)
-				if ((pass == 0) == cand[i].up)
-					tmp[n++] = cand[i];
-		memcpy(cand, tmp, nc * sizeof(*cand));
-	}
-	for (unsigned i = want; i < nrank && nc + want <= BFS_MAX_NODES; i++)
-		for (unsigned x = 0; x < want; x++)
-			cand[nc++] = (struct candidate){rank[i], x, true, 0};
-	return nc;
+	for (unsigned i = 0; i < nrank; i++)
+		net_client_peer_state(p->cl, rank[i], &up[rank[i]],
+				      &lat[rank[i]]);
+	return bfs_plan_fetch(rank, nrank, k, m, up, lat, cand,
+			      BFS_MAX_NODES);
 }
 
 /* What one fetch has asked and received. Only its thread touches it,
@@ -739,7 +699,7 @@ struct fetch {
 	size_t frag_len;    /* once known */
 	struct ec_codec *codec; /* K > 1 and known: p->codec or own_codec */
 	struct ec_codec *own_codec;
-	struct candidate cand[BFS_MAX_NODES];
+	struct bfs_cand cand[BFS_MAX_NODES];
 	unsigned nc, next;
 	uint64_t asked[BFS_MAX_NODES]; /* bit x of [node]: index x asked */
 	uint8_t *frags[EC_MAX_FRAGS];
@@ -769,7 +729,7 @@ static void get_done(struct net_op *op, void *arg)
 static bool send_get(struct bfs_peers *p, struct fetch *f)
 {
 	while (f->next < f->nc) {
-		const struct candidate *c = &f->cand[f->next++];
+		const struct bfs_cand *c = &f->cand[f->next++];
 		struct net_fref ref = {.cid = *f->cid, .index = (uint8_t)c->index};
 		struct net_op *op;
 
@@ -984,9 +944,8 @@ static int decode_subsets(struct fetch *f, void *block, unsigned *tries)
 			idx[n++] = i;
 	if (n < k)
 		return -EIO;
-	for (unsigned i = 0; i < k; i++)
-		pick[i] = i;
-	for (;;) {
+	bfs_first_choice(pick, k);
+	do {
 		uint8_t *sub[EC_MAX_FRAGS] = {0};
 
 		for (unsigned i = 0; i < k; i++)
@@ -995,18 +954,8 @@ static int decode_subsets(struct fetch *f, void *block, unsigned *tries)
 		if (ec_decode(f->codec, sub, f->block_len, block) == 0 &&
 		    blk_cid_verify(f->cid, block, f->block_len))
 			return 0;
-		if (*tries >= SUBSET_TRIES)
-			return -EIO;
-		/* next combination of k out of n */
-		int i = (int)k - 1;
-		while (i >= 0 && pick[i] == n - k + (unsigned)i)
-			i--;
-		if (i < 0)
-			return -EIO;
-		pick[i]++;
-		for (unsigned j = (unsigned)i + 1; j < k; j++)
-			pick[j] = pick[j - 1] + 1;
-	}
+	} while (*tries < SUBSET_TRIES && bfs_next_choice(pick, k, n));
+	return -EIO;
 }
 
 /* Fetch @cid from the placement: see peers.h.

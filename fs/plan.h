@@ -1,0 +1,31 @@
+/* Which node a fetch asks for which fragment, in what order, and which
+ * choices of K fragments a decode tries: pure functions, unit-tested. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bfs_cand {
+	unsigned node;	  /* index in the cluster file */
+	unsigned index;	  /* fragment index asked of it */
+	bool up;
+	uint64_t latency; /* microseconds; 1 for the mount's own node */
+};
+
+/* The order in which a fetch asks for the fragments of a block coded
+ * @k + @m whose placement is @rank[0..@nrank) (rendezvous order; fragment
+ * i's home is rank[i]); @up and @latency are indexed by node. First the
+ * homes: with K = 1 any copy will do, so live before down, then nearest
+ * first; with K > 1 the data fragments first (no decoding), then parity,
+ * live before down, index order otherwise. Then every further node of the
+ * order for every index (fragments written while their home was down went
+ * there). Writes at most @max candidates; returns how many. */
+unsigned bfs_plan_fetch(const unsigned *rank, unsigned nrank, unsigned k,
+			unsigned m, const bool *up, const uint64_t *latency,
+			struct bfs_cand *cand, unsigned max);
+
+/* Choices of @k out of @n in lexicographic order: start with
+ * pick = {0, 1, ..., k-1}; bfs_next_choice moves to the next one and
+ * returns false after the last. */
+void bfs_first_choice(unsigned *pick, unsigned k);
+bool bfs_next_choice(unsigned *pick, unsigned k, unsigned n);
