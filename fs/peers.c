@@ -873,6 +873,12 @@ static int take_reply(struct bfs_peers *p, struct fetch *f,
 	return 0;
 }
 
+/* Fragments a collect() waits for: K, or with @all every one (K + M). */
+static unsigned fetch_target(const struct fetch *f, bool all)
+{
+	return all ? f->k + f->m : f->k;
+}
+
 /* Ask and wait (f->lock held) until K fragments are in (with @all, K + M:
  * every fragment of the block; K and M as learnt on the way), no node is
  * left to ask, or @deadline passes. 0 or a negative errno (-ENOMEM). */
@@ -880,7 +886,7 @@ static int collect(struct bfs_peers *p, struct fetch *f, const unsigned *rank,
 		   unsigned nrank, bool all, const struct timespec *deadline)
 {
 	for (;;) {
-		unsigned target = all ? f->k + f->m : f->k;
+		unsigned target = fetch_target(f, all);
 
 		/* As many requests as fragments still missing (replies not
 		 * looked at yet count as on their way)... */
@@ -903,7 +909,7 @@ static int collect(struct bfs_peers *p, struct fetch *f, const unsigned *rank,
 							  memory_order_relaxed);
 			continue;
 		}
-		while (f->ndone && f->have < (all ? f->k + f->m : f->k)) {
+		while (f->ndone && f->have < fetch_target(f, all)) {
 			int r = take_reply(p, f, rank, nrank,
 					   f->done[--f->ndone]);
 			if (r < 0)
@@ -956,6 +962,49 @@ static int decode_subsets(struct fetch *f, void *block, unsigned *tries)
 			return 0;
 	} while (*tries < SUBSET_TRIES && bfs_next_choice(pick, k, n));
 	return -EIO;
+}
+
+/* The block from the fragments collected (f->lock held), into a new
+ * *@block: copied (K = 1, checked already), decoded, or, when the decoded
+ * bytes hash wrong, decoded again from every fragment the placement has,
+ * each choice of K in turn (decode_subsets). 0, -EIO or -ENOMEM. */
+static int fetch_assemble(struct bfs_peers *p, struct fetch *f,
+			  const unsigned *rank, unsigned nrank,
+			  const struct timespec *deadline, uint8_t **block)
+{
+	char name[BLK_CID_STR_MAX];
+	unsigned tries;
+	int ret;
+
+	if (!f->known || f->have < f->k)
+		return -EIO;
+	free(*block);
+	*block = malloc(f->block_len);
+	if (!*block)
+		return -ENOMEM;
+	if (f->k == 1) {
+		for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
+			if (f->frags[i]) {
+				memcpy(*block, f->frags[i], f->block_len);
+				return 0;
+			}
+		return -EIO;
+	}
+	if (ec_decode(f->codec, f->frags, f->block_len, *block) == 0 &&
+	    blk_cid_verify(f->cid, *block, f->block_len))
+		return 0;
+	/* A fragment lies: ask for all of them and outvote it. */
+	count_reject(p);
+	ret = collect(p, f, rank, nrank, true, deadline);
+	if (ret < 0)
+		return ret;
+	ret = decode_subsets(f, *block, &tries);
+	blk_cid_to_string(f->cid, name);
+	bfs_log_warn("fetch %s: fragments with right checksums decode to "
+		     "wrong bytes; %s after %u tries of %u of %u fragments",
+		     name, ret == 0 ? "right" : "still wrong", tries, f->k,
+		     f->have);
+	return ret;
 }
 
 /* Fetch @cid from the placement: see peers.h.
@@ -1018,48 +1067,9 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 		ret = collect(p, f, rank, nrank, false, &deadline);
 		if (ret < 0)
 			break;
-		ret = -EIO;
-		if (f->known && f->have >= f->k) {
-			free(block);
-			block = malloc(f->block_len);
-			if (!block) {
-				ret = -ENOMEM;
-				break;
-			}
-			if (f->k == 1) {
-				/* checked against the CID already */
-				for (unsigned i = 0; i < EC_MAX_FRAGS; i++)
-					if (f->frags[i]) {
-						memcpy(block, f->frags[i],
-						       f->block_len);
-						break;
-					}
-				ret = 0;
-			} else if (ec_decode(f->codec, f->frags, f->block_len,
-					     block) == 0 &&
-				   blk_cid_verify(cid, block, f->block_len)) {
-				ret = 0;
-			} else {
-				unsigned tries;
-
-				/* A fragment lies: ask for all of them and
-				 * outvote it. */
-				count_reject(p);
-				ret = collect(p, f, rank, nrank, true,
-					      &deadline);
-				if (ret < 0)
-					break;
-				ret = decode_subsets(f, block, &tries);
-				blk_cid_to_string(cid, name);
-				bfs_log_warn("fetch %s: fragments with right "
-					     "checksums decode to wrong bytes; "
-					     "%s after %u tries of %u of %u "
-					     "fragments",
-					     name,
-					     ret == 0 ? "right" : "still wrong",
-					     tries, f->k, f->have);
-			}
-		}
+		ret = fetch_assemble(p, f, rank, nrank, &deadline, &block);
+		if (ret == -ENOMEM)
+			break;
 		if (ret == 0 || !f->disagreed || f->teacher < 0 ||
 		    bans >= MAX_BANS || ts_passed(&deadline))
 			break;
@@ -1073,10 +1083,6 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 		f->banned[f->teacher] = true;
 		bans++;
 		fetch_reset(f);
-		if (f->own_codec) {
-			ec_codec_free(f->own_codec);
-			f->own_codec = NULL;
-		}
 	}
 	if (ret == 0 && f->disagreed) {
 		/* The coding that decoded the block right is the truth: who

@@ -205,6 +205,18 @@ def rejected_count(log):
     return int(found[-1]) if found else None
 
 
+def wait_readable(files, what):
+    """Every file of FILES ({path: (size, seed)}) reads, within
+    NODE_STATE_TIMEOUT each (EIO until the mount sees the nodes it needs),
+    and reads right."""
+    for p, (n, s) in files.items():
+        got = []
+        util.wait_until(lambda: got.append(read_or_none(p)) or
+                        got[-1] is not None, NODE_STATE_TIMEOUT,
+                        f'{p} readable {what}', interval=0.2)
+        assert got[-1] == seeded(n, s), f'{p} reads wrong bytes {what}'
+
+
 def test_corrupt_node_never_returns_wrong_bytes(cluster):
     """node2 flips a byte of every fragment it returns. With the local
     store emptied, every file still reads bit-identical (from the other
@@ -250,12 +262,7 @@ def test_corrupt_node_never_returns_wrong_bytes(cluster):
     # client marks them up at its next ping that gets through (ZeroMQ
     # redials after up to 1 s). Until then, blocks that only nodes 3 and 4
     # hold correctly read as EIO: wait for that, bounded.
-    for p, (n, s) in files.items():
-        got = []
-        util.wait_until(lambda: got.append(read_or_none(p)) or
-                        got[-1] is not None, NODE_STATE_TIMEOUT,
-                        f'{p} readable with every node up', interval=0.2)
-        assert got[-1] == seeded(n, s), f'{p} reads wrong bytes at the end'
+    wait_readable(files, 'with every node up')
 
     c.mount.stop()
     log = util.log_tail(c.mount.log, 10**6)

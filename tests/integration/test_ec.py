@@ -24,7 +24,8 @@ import util
 from util import MiB
 from test_cluster import (NODE_STATE_TIMEOUT, all_up, read,
                           read_or_none, rejected_count, seeded,
-                          wait_uploaded_and_evicted, write_fsync)
+                          wait_readable, wait_uploaded_and_evicted,
+                          write_fsync)
 
 BIG_MB = util.env_int('BLOCKFS_TEST_BIG_MB', 1024)
 NODES = 7
@@ -169,18 +170,26 @@ def check_files(files, what):
         assert read(p) == seeded(n, s), f'{p} reads wrong bytes {what}'
 
 
+def write_to_peers(c, prefix, what):
+    """Writes small_and_large files named PREFIX.., syncs, waits until the
+    local store is empty and reads them all back from the peers. Returns
+    the files."""
+    files = small_and_large(c.mnt, prefix)
+    write_files(files)
+    util.syncfs(c.mnt)
+    wait_uploaded_and_evicted(c)
+    util.drop_caches(c.mnt)
+    check_files(files, what)
+    return files
+
+
 def test_ec_three_nodes_down(cluster):
     """ec:4+2 with three storage nodes killed: reads of coded blocks fail
     with EIO in bounded time (also before the mount has noticed the nodes
     are gone), the mount stays responsive (ls, stat), and once one node is
     back the same reads succeed."""
     c = ec_cluster(cluster)
-    files = small_and_large(c.mnt, 'f')
-    write_files(files)
-    util.syncfs(c.mnt)
-    wait_uploaded_and_evicted(c)
-    util.drop_caches(c.mnt)
-    check_files(files, 'with every node up')
+    files = write_to_peers(c, 'f', 'with every node up')
 
     util.drop_caches(c.mnt)
     c.kill(2, 3, 4)
@@ -216,12 +225,7 @@ def test_ec_three_nodes_down(cluster):
     c.wait_status(lambda s: util.node_states(s).get('node2') is True,
                   NODE_STATE_TIMEOUT, 'node2 up again')
     util.drop_caches(c.mnt)
-    for p, (n, s) in files.items():
-        got = []
-        util.wait_until(lambda: got.append(read_or_none(p)) or
-                        got[-1] is not None, NODE_STATE_TIMEOUT,
-                        f'{p} readable with node2 back', interval=0.2)
-        assert got[-1] == seeded(n, s), f'{p} reads wrong bytes'
+    wait_readable(files, 'with node2 back')
 
 
 def test_ec_corrupt_fragments(cluster):
@@ -232,12 +236,7 @@ def test_ec_corrupt_fragments(cluster):
     every file still reads bit-identical from the other fragments; the
     mount blames exactly nodes 2 and 3."""
     c = ec_cluster(cluster, env={2: {'BLOCKFS_FAULT_CORRUPT_GET': '1'}})
-    files = small_and_large(c.mnt, 'c')
-    write_files(files)
-    util.syncfs(c.mnt)
-    wait_uploaded_and_evicted(c)
-    util.drop_caches(c.mnt)
-    check_files(files, 'from the peers, node2 corrupting')
+    files = write_to_peers(c, 'c', 'from the peers, node2 corrupting')
 
     c.servers[3].stop()
     res = util.run([damage_tool(), c.node_dir(3)])
@@ -270,12 +269,7 @@ def test_ec_hostile_nodes(cluster):
     again without the forger, the liar banned or its fragment refused)."""
     c = ec_cluster(cluster, env={2: {'BLOCKFS_FAULT_CORRUPT_GET': 'forge'},
                                  3: {'BLOCKFS_FAULT_CORRUPT_GET': 'lie'}})
-    files = small_and_large(c.mnt, 'h')
-    write_files(files)
-    util.syncfs(c.mnt)
-    wait_uploaded_and_evicted(c)
-    util.drop_caches(c.mnt)
-    check_files(files, 'from the peers, nodes 2 and 3 lying')
+    files = write_to_peers(c, 'h', 'from the peers, nodes 2 and 3 lying')
 
     c.mount.stop()
     log = util.log_tail(c.mount.log, 10**6)
