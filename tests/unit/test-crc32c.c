@@ -51,8 +51,9 @@ static void test_vectors(void)
 }
 
 /* Ours against RocksDB's own implementation, the one the interposition
- * replaces: every length up to 300 at every alignment, then random ones,
- * each also split in two chained calls. */
+ * replaces: every length up to 300 at every alignment, lengths around the
+ * points where ours starts running three chains, then random ones, each
+ * also split in two chained calls. */
 static void test_against_rocksdb(void)
 {
 	extend_fn theirs = lookup(RTLD_NEXT);
@@ -72,6 +73,22 @@ static void test_against_rocksdb(void)
 			    theirs(seed, p, len))
 				mismatches++;
 			n++;
+		}
+	}
+	/* Around the three-stretch thresholds (3 x 256 and 3 x 8192 bytes)
+	 * and their multiples, at every alignment. */
+	static const size_t edges[] = {768, 1536, 24576, 49152, 24576 + 768};
+	for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++) {
+		for (size_t len = edges[e] - 9; len <= edges[e] + 9; len++) {
+			for (size_t off = 0; off < 8; off++) {
+				uint32_t seed = (uint32_t)xorshift64(&s);
+				const char *p = (const char *)buf + off;
+
+				if (blk_crc32c_extend(seed, p, len) !=
+				    theirs(seed, p, len))
+					mismatches++;
+				n++;
+			}
 		}
 	}
 	for (int i = 0; i < 400; i++) {
