@@ -1,20 +1,71 @@
 /* Fetch plans and decode choices; see plan.h. */
 #include "fs/plan.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ec/fragment.h"
 
-static int cand_cmp(const void *a, const void *b)
-{
-	const struct bfs_cand *x = a, *y = b;
+/* K = 1: which copy to ask first. The mount's own node (latency 1: a
+ * function call) first; then the live copies that are about as near as the
+ * nearest remote one, in placement order; then live ones further away,
+ * nearest first; then the ones that are down. Placement order among the
+ * near ones spreads the reads: each copy's node is first for its share of
+ * the blocks, where sorting by latency alone sent every remote read of a
+ * mount to whichever node answered its heartbeats a few microseconds
+ * faster (node4 served 909 of 910 remote fetches in a 1 GiB replicas:3
+ * read). "About as near": within twice the nearest latency or NEAR_SLACK_US
+ * of it, whichever is more, so loopback and LAN jitter do not count while
+ * a node across a WAN link, or one whose heartbeats are slow because it is
+ * busy, does. */
+#define NEAR_SLACK_US 1000
+#define LOCAL_LATENCY 1
 
-	if (x->up != y->up)
-		return x->up ? -1 : 1;
-	if (x->latency != y->latency)
-		return x->latency < y->latency ? -1 : 1;
-	return x->index < y->index ? -1 : x->index > y->index;
+enum tier { TIER_LOCAL, TIER_NEAR, TIER_FAR, TIER_DOWN };
+
+struct ranked {
+	struct bfs_cand c;
+	enum tier tier;
+};
+
+static int ranked_cmp(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+
+	if (x->tier != y->tier)
+		return x->tier < y->tier ? -1 : 1;
+	if (x->tier != TIER_NEAR && x->c.latency != y->c.latency)
+		return x->c.latency < y->c.latency ? -1 : 1;
+	return x->c.index < y->c.index ? -1 : x->c.index > y->c.index;
+}
+
+static void order_copies(struct bfs_cand *cand, unsigned nc)
+{
+	struct ranked r[EC_MAX_FRAGS];
+	uint64_t best = UINT64_MAX, near;
+
+	for (unsigned i = 0; i < nc; i++)
+		if (cand[i].up && cand[i].latency > LOCAL_LATENCY &&
+		    cand[i].latency < best)
+			best = cand[i].latency;
+	near = best == UINT64_MAX ? 0
+	       : best > NEAR_SLACK_US ? 2 * best
+				       : best + NEAR_SLACK_US;
+	for (unsigned i = 0; i < nc; i++) {
+		r[i].c = cand[i];
+		if (!cand[i].up)
+			r[i].tier = TIER_DOWN;
+		else if (cand[i].latency == LOCAL_LATENCY)
+			r[i].tier = TIER_LOCAL;
+		else if (cand[i].latency <= near)
+			r[i].tier = TIER_NEAR;
+		else
+			r[i].tier = TIER_FAR;
+	}
+	qsort(r, nc, sizeof(r[0]), ranked_cmp);
+	for (unsigned i = 0; i < nc; i++)
+		cand[i] = r[i].c;
 }
 
 unsigned bfs_plan_fetch(const unsigned *rank, unsigned nrank, unsigned k,
@@ -30,7 +81,7 @@ unsigned bfs_plan_fetch(const unsigned *rank, unsigned nrank, unsigned k,
 		cand[nc++] = (struct bfs_cand){rank[i], i, up[rank[i]],
 					       latency[rank[i]]};
 	if (k == 1) {
-		qsort(cand, nc, sizeof(*cand), cand_cmp);
+		order_copies(cand, nc);
 	} else {
 		struct bfs_cand tmp[EC_MAX_FRAGS];
 		unsigned n = 0;

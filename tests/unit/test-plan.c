@@ -22,9 +22,10 @@ static void all_up(void)
 	}
 }
 
-/* K = 1: the copies' homes, live before down, nearest first (the mount's
- * own node answers in a function call: latency 1); then every further
- * node of the order for each index. */
+/* K = 1: the copies' homes: the mount's own node (it answers in a
+ * function call: latency 1), live copies about as near as the nearest in
+ * placement order, further live ones nearest first, then down ones; then
+ * every further node of the order for each index. */
 static void test_replicas(void)
 {
 	const unsigned rank[] = {7, 2, 9, 4, 0, 11};
@@ -49,11 +50,67 @@ static void test_replicas(void)
 	/* no further node: just the homes */
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 3);
-	/* the latency order decides among live homes */
+	/* live homes about as near as the nearest (500..610 us here) keep
+	 * the placement order, whatever their latencies within that band */
 	all_up();
-	lat[2] = 5;
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 && c[0].node == 2 && c[1].node == 7 && c[2].node == 9);
+	CHECK(n == 3 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
+	lat[7] = 1400; /* still within 500 + 1000 us */
+	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	CHECK(n == 3 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
+	/* a far one goes after the near ones, the further the later */
+	lat[7] = 9000;
+	lat[2] = 4000;
+	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	CHECK(n == 3 && c[0].node == 9 && c[1].node == 2 && c[2].node == 7);
+	/* beyond a millisecond the band is twice the nearest */
+	lat[9] = 3000;
+	lat[2] = 5900;
+	lat[7] = 6100;
+	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	CHECK(n == 3 && c[0].node == 2 && c[1].node == 9 && c[2].node == 7);
+	/* the mount's own copy first, then the near ones in placement order */
+	all_up();
+	lat[9] = 1;
+	lat[2] = 480;
+	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	CHECK(n == 3 && c[0].node == 9 && c[1].node == 7 && c[2].node == 2);
+}
+
+/* Over many blocks, placement order within the near band spreads the
+ * first choice of a mount with no copy of its own over the nodes, while
+ * strictly nearest-first would send it all to one node. */
+static void test_replicas_spread(void)
+{
+	unsigned first[NODES] = {0};
+	uint64_t s = 88172645463325252ull;
+	const unsigned blocks = 12000;
+
+	all_up();
+	for (unsigned b = 0; b < blocks; b++) {
+		unsigned rank[3], n = 0;
+		struct bfs_cand c[MAXC];
+
+		/* three distinct pseudo-random homes, as rendezvous gives */
+		while (n < 3) {
+			unsigned x;
+			bool dup = false;
+
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			x = (unsigned)(s % NODES);
+			for (unsigned i = 0; i < n; i++)
+				dup |= rank[i] == x;
+			if (!dup)
+				rank[n++] = x;
+		}
+		CHECK(bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC) == 3);
+		first[c[0].node]++;
+	}
+	for (unsigned i = 0; i < NODES; i++)
+		CHECK(first[i] > blocks / NODES * 8 / 10 &&
+		      first[i] < blocks / NODES * 12 / 10);
 }
 
 /* K > 1: data fragments first in index order (no decode), then parity;
@@ -150,6 +207,7 @@ static void test_choices(void)
 int main(void)
 {
 	test_replicas();
+	test_replicas_spread();
 	test_coded();
 	test_bounds();
 	test_choices();
