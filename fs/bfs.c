@@ -2292,6 +2292,11 @@ static bool is_acl(const char *name)
 	return !strncmp(name, "system.posix_acl_", 17);
 }
 
+static bool is_virtual(const char *name)
+{
+	return !strncmp(name, BFS_XATTR_PREFIX, strlen(BFS_XATTR_PREFIX));
+}
+
 int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		 const void *value, size_t size, int flags)
 {
@@ -2300,6 +2305,8 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 
 	if (is_acl(name))
 		return -EOPNOTSUPP;
+	if (is_virtual(name))
+		return -EPERM;
 	if (fs->cfg.read_only)
 		return -EROFS;
 	if (nlen == 0 || nlen > 255)
@@ -2329,6 +2336,28 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	return ret;
 }
 
+/* The virtual attributes (BFS_XATTR_*); -ENODATA for any other name. */
+static int64_t virtual_xattr(struct bfs *fs, struct bfs_inode *ip,
+			     const char *name, void *value, size_t size)
+{
+	char buf[4096];
+	int64_t n;
+
+	if (ip->ino != BFS_ROOT_INO || strcmp(name, BFS_XATTR_NODES) ||
+	    !fs->remote.describe)
+		return -ENODATA;
+	n = fs->remote.describe(fs->remote.arg, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	if ((size_t)n >= sizeof(buf))
+		return -E2BIG;
+	if (size && (size_t)n > size)
+		return -ERANGE;
+	if (size)
+		memcpy(value, buf, (size_t)n);
+	return n;
+}
+
 int64_t bfs_getxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		     void *value, size_t size)
 {
@@ -2337,6 +2366,8 @@ int64_t bfs_getxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 
 	if (is_acl(name))
 		return -EOPNOTSUPP;
+	if (is_virtual(name))
+		return virtual_xattr(fs, ip, name, value, size);
 	if (nlen == 0 || nlen > 255)
 		return -ENODATA;
 	int64_t r = blk_db_get_into(fs->db, BFS_CF_XATTRS, key,
@@ -2386,6 +2417,8 @@ int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name)
 
 	if (is_acl(name))
 		return -EOPNOTSUPP;
+	if (is_virtual(name))
+		return -EPERM;
 	if (fs->cfg.read_only)
 		return -EROFS;
 	if (nlen == 0 || nlen > 255)

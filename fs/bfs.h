@@ -54,6 +54,14 @@ struct bfs_config {
  * that new blocks were committed, wait until everything committed is on its
  * placement (fsync), hold writers back while uploads lag, and say how many
  * blocks still wait for upload (eviction waits for none). */
+/* Read-only attribute of the root directory: the mount's own view of the
+ * cluster's nodes, one line per node, "NAME up|down LATENCY_US\n" (latency
+ * of the last heartbeats, 1 for the mount's own node, 0 before any). Not
+ * listed by listxattr (so cp -a and rsync -X do not copy it); setting or
+ * removing any "blockfs." attribute fails with EPERM. */
+#define BFS_XATTR_NODES "blockfs.nodes"
+#define BFS_XATTR_PREFIX "blockfs."
+
 struct bfs_remote {
 	int (*fetch)(void *arg, const struct blk_cid *cid, void **data,
 		     size_t *len);
@@ -64,6 +72,9 @@ struct bfs_remote {
 	void (*prefetch)(void *arg, const struct blk_cid *cids, size_t n);
 	/* a reader closed its file: blocks kept for its next piece can go */
 	void (*read_done)(void *arg);
+	/* the mount's view of the nodes, as text (BFS_XATTR_NODES); the
+	 * length it needs, or -errno */
+	int64_t (*describe)(void *arg, char *buf, size_t size);
 	void *arg;
 };
 

@@ -614,6 +614,11 @@ static void remote_read_done(void *arg)
 	bfs_peers_drop_taken(arg);
 }
 
+static int64_t remote_describe(void *arg, char *buf, size_t size)
+{
+	return bfs_peers_describe(arg, buf, size);
+}
+
 /* The node's CURVE key pair from NODE_DIR/curve.{pub,key}. */
 static int node_keys(const char *node_dir, char *pub, char *sec, char *err,
 		     size_t errlen)
@@ -862,6 +867,7 @@ static int cmd_mount(int argc, char **argv)
 			    .backlog = remote_backlog,
 			    .prefetch = remote_prefetch,
 			    .read_done = remote_read_done,
+			    .describe = remote_describe,
 			    .arg = peers,
 			};
 			bfs_set_remote(fs, &r);

@@ -1571,6 +1571,29 @@ int bfs_peers_close(struct bfs_peers *p)
 	return ret;
 }
 
+int64_t bfs_peers_describe(struct bfs_peers *p, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	for (unsigned i = 0; i < p->n; i++) {
+		bool up = false;
+		uint64_t lat = 0;
+		int n;
+
+		net_client_peer_state(p->cl, i, &up, &lat);
+		n = snprintf(len < size ? buf + len : NULL,
+			     len < size ? size - len : 0, "%s %s %llu\n",
+			     p->cfg.cluster->nodes[i].name, up ? "up" : "down",
+			     (unsigned long long)lat);
+		if (n < 0)
+			return -EIO;
+		len += (size_t)n;
+	}
+	if (size && len < size)
+		buf[len] = 0;
+	return (int64_t)len;
+}
+
 void bfs_peers_log_counters(struct bfs_peers *p)
 {
 	pthread_mutex_lock(&p->lock);

@@ -102,3 +102,9 @@ uint64_t bfs_peers_backlog(struct bfs_peers *p);
 
 /* Log counters (uploads, fetches, failures). */
 void bfs_peers_log_counters(struct bfs_peers *p);
+
+/* The client's view of every node, one line each: "NAME up|down
+ * LATENCY_US\n" (fs/bfs.h, BFS_XATTR_NODES). Writes at most @size bytes
+ * (NUL-terminated when they fit) and returns the length of the whole text,
+ * as snprintf does. */
+int64_t bfs_peers_describe(struct bfs_peers *p, char *buf, size_t size);

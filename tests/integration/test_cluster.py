@@ -322,8 +322,21 @@ def test_cold_read_asks_one_copy_per_block(cluster):
 def test_write_while_node_down(cluster):
     """replicas:3 on 4 nodes with node4 killed: writes and fsync complete
     in bounded time on the 3 nodes left, the data reads back from them,
-    status counts blocks below their redundancy, node4 comes back up."""
+    status counts blocks below their redundancy, node4 comes back up. The
+    mount's own view of the nodes (the root's blockfs.nodes attribute)
+    follows node4 down and up."""
     c = cluster(nodes=4, redundancy='replicas:3', opts='cache_size=1')
+    view = c.mount_view()
+    assert sorted(view) == ['node1', 'node2', 'node3', 'node4'], view
+    assert view['node1'] == (True, 1), view
+    assert 'blockfs.nodes' not in os.listxattr(c.mnt), os.listxattr(c.mnt)
+    for op in (lambda: os.setxattr(c.mnt, 'blockfs.nodes', b'x'),
+               lambda: os.removexattr(c.mnt, 'blockfs.nodes')):
+        with pytest.raises(PermissionError):
+            op()
+    with pytest.raises(OSError) as e:
+        os.getxattr(os.path.join(c.mnt, '.'), 'blockfs.other')
+    assert e.value.errno == errno.ENODATA, e.value
     c.kill(4)
     files = [(os.path.join(c.mnt, f'w{i}'), [5 * MiB, 300_000, 1][i % 3] + i,
               2000 + i) for i in range(12)]
@@ -333,6 +346,8 @@ def test_write_while_node_down(cluster):
     bad = [r for r in res if r['errno'] != 0 or r['fsync_s'] > 30]
     assert not bad, f'fsync with one node down: {bad}'
     assert took < 60, f'writing and fsyncing {len(files)} files took {took}s'
+    c.wait_mount_sees(lambda v: v['node4'][0] is False, NODE_STATE_TIMEOUT,
+                      'node4 down')
     st = util.status(c.node_dir(1))
     assert util.node_states(st).get('node4') is False, st
     assert st['pending_uploads'] == 0, st
@@ -345,6 +360,8 @@ def test_write_while_node_down(cluster):
         assert read(p) == seeded(n, s), f'{p} differs'
     c.restart(4)
     st = c.wait_status(all_up, NODE_STATE_TIMEOUT, 'node4 up again')
+    c.wait_mount_sees(lambda v: all(up for up, _ in v.values()),
+                      NODE_STATE_TIMEOUT, 'node4 up again')
     util.drop_caches(c.mnt)
     for p, n, s in files:
         assert read(p) == seeded(n, s), f'{p} differs after node4 is back'

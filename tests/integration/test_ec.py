@@ -30,10 +30,6 @@ from test_cluster import (NODE_STATE_TIMEOUT, all_up, read,
 BIG_MB = util.env_int('BLOCKFS_TEST_BIG_MB', 1024)
 NODES = 7
 STORAGE = range(2, NODES + 1)
-# After `blockfs status` (a client of its own) sees a restarted node, the
-# mount's client may need a reconnection (ZeroMQ redials within 1 s) and a
-# ping (every 200 ms to a node it thinks down) to see it too.
-MOUNT_SEES_UP_S = 2
 
 
 def ec_cluster(cluster, env=None, opts='cache_size=1'):
@@ -50,8 +46,13 @@ def used(st):
 
 
 def wait_up(c):
+    """Every node up, in `blockfs status` (a client of its own) and in the
+    mount's own view, which may need a reconnection (ZeroMQ redials within
+    1 s) and a ping (every 200 ms to a node it thinks down) to follow."""
     st = c.wait_status(all_up, NODE_STATE_TIMEOUT, 'every node up')
-    time.sleep(MOUNT_SEES_UP_S)
+    c.wait_mount_sees(lambda v: len(v) == NODES and
+                      all(up for up, _ in v.values()),
+                      NODE_STATE_TIMEOUT, 'every node up')
     return st
 
 

@@ -613,6 +613,18 @@ class Server:
         self.proc = None
 
 
+def mount_view(mnt):
+    """Parses the root's blockfs.nodes attribute ("NAME up|down LATENCY_US"
+    lines): {name: (up, latency_us)}."""
+    text = os.getxattr(mnt, 'blockfs.nodes').decode()
+    view = {}
+    for line in text.splitlines():
+        name, state, lat = line.split()
+        assert state in ('up', 'down'), line
+        view[name] = (state == 'up', int(lat))
+    return view
+
+
 class Cluster:
     """A cluster of N nodes made by `blockfs cluster create` in BASE: node1
     mounted at MNT (unless mount=False), nodes 2..N run as `blockfs serve`.
@@ -701,6 +713,24 @@ class Cluster:
 
     def status(self, node=1):
         return status(self.node_dir(node))
+
+    def mount_view(self):
+        """The mount's own view of the nodes (the root's blockfs.nodes
+        attribute): {name: (up, latency_us)}."""
+        return mount_view(self.mnt)
+
+    def wait_mount_sees(self, pred, timeout, what, interval=0.1):
+        """Polls the mount's view until PRED(view) is true; fails after
+        TIMEOUT seconds, showing the last view. Returns that view."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.mount_view()
+            if pred(view):
+                return view
+            if time.monotonic() > deadline:
+                pytest.fail(f'timed out after {timeout}s waiting for the '
+                            f'mount to see {what}; it sees {view}')
+            time.sleep(interval)
 
     def wait_status(self, pred, timeout, what, node=1, interval=0.5):
         """Polls `blockfs status` until PRED(status) is true; fails after
