@@ -25,36 +25,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "blocks/bench.h"
 #include "blocks/cid.h"
 #include "blocks/store.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
-#define GiB (1024ull * MiB)
 #define FRAG_HDR 64
-
-struct clock_pair {
-	double wall;
-	double cpu;
-};
-
-static struct clock_pair clocks(void)
-{
-	struct timespec t;
-	struct rusage ru;
-	struct clock_pair c;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	getrusage(RUSAGE_SELF, &ru);
-	c.wall = (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-	c.cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-		(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-	return c;
-}
 
 static uint64_t xorshift64(uint64_t *s)
 {
@@ -81,9 +61,10 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 	size_t len = value_kib * KiB, n = size_mb * MiB / len;
 	uint8_t *buf = malloc(len + FRAG_HDR);
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
-	char path[4096], err[256], cmd[4200];
+	char path[4096], err[256];
 	struct blk_db *db = NULL;
-	struct clock_pair a, b;
+	struct bench_clock a, b;
+	double mbps, cpu;
 	int rc = 1;
 
 	snprintf(path, sizeof(path), "%s/store-bench.%ld.%s", dir,
@@ -94,7 +75,7 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 		fprintf(stderr, "store-bench: %s: %s\n", path, err);
 		goto out;
 	}
-	a = clocks();
+	a = bench_clock_now();
 	for (size_t i = 0; i < n; i++) {
 		struct blk_txn *t = blk_txn_new(db);
 		struct blk_cid cid = {.codec = 0x55};
@@ -131,19 +112,17 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 	}
 	blk_db_close(db); /* waits for the flush into blob files */
 	db = NULL;
-	b = clocks();
+	b = bench_clock_now();
+	bench_rates(n * len, a, b, &mbps, &cpu);
 	printf("%-10s %8.1f MB/s %7.2f CPU-s/GiB  (%zu x %zu KiB)\n",
-	       frags ? "fragments" : "blocks",
-	       (double)(n * len) / 1e6 / (b.wall - a.wall),
-	       (b.cpu - a.cpu) / ((double)(n * len) / (double)GiB), n,
-	       value_kib);
+	       frags ? "fragments" : "blocks", mbps, cpu, n, value_kib);
 	rc = 0;
 out:
 	if (db)
 		blk_db_close(db);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	if (strchr(path, '\'') == NULL && system(cmd) != 0)
-		fprintf(stderr, "store-bench: could not remove %s\n", path);
+	if (bench_rm_tree(path) != 0 && errno != ENOENT)
+		fprintf(stderr, "store-bench: could not remove %s: %s\n", path,
+			strerror(errno));
 	free(buf);
 	return rc;
 }
@@ -167,7 +146,6 @@ int main(int argc, char **argv)
 	int rc = 0;
 
 	for (int i = 1; i < argc; i++) {
-		char *end;
 		unsigned long v;
 
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -182,9 +160,7 @@ int main(int argc, char **argv)
 			dir = argv[++i];
 			continue;
 		}
-		errno = 0;
-		v = strtoul(argv[i + 1], &end, 10);
-		if (errno || *end || v == 0 || v > 1000000) {
+		if (!bench_parse_count(argv[i + 1], 1000000, &v)) {
 			usage(stderr);
 			return 2;
 		}

@@ -6,21 +6,21 @@
 #include <string.h>
 
 #include "ec/fragment.h"
+#include "net/client.h"
 
-/* K = 1: which copy to ask first. The mount's own node (latency 1: a
- * function call) first; then the live copies that are about as near as the
- * nearest remote one, in placement order; then live ones further away,
- * nearest first; then the ones that are down. Placement order among the
- * near ones spreads the reads: each copy's node is first for its share of
- * the blocks, where sorting by latency alone sent every remote read of a
- * mount to whichever node answered its heartbeats a few microseconds
- * faster (node4 served 909 of 910 remote fetches in a 1 GiB replicas:3
- * read). "About as near": within twice the nearest latency or NEAR_SLACK_US
- * of it, whichever is more, so loopback and LAN jitter do not count while
- * a node across a WAN link, or one whose heartbeats are slow because it is
- * busy, does. */
+/* K = 1: which copy to ask first. The mount's own node (latency
+ * NET_LOCAL_LATENCY_US: a function call) first; then the live copies that
+ * are about as near as the nearest remote one, in placement order; then
+ * live ones further away, nearest first; then the ones that are down.
+ * Placement order among the near ones spreads the reads: each copy's node
+ * is first for its share of the blocks, where sorting by latency alone sent
+ * every remote read of a mount to whichever node answered its heartbeats a
+ * few microseconds faster (node4 served 909 of 910 remote fetches in a 1
+ * GiB replicas:3 read). "About as near": within twice the nearest latency
+ * or NEAR_SLACK_US of it, whichever is more, so loopback and LAN jitter do
+ * not count while a node across a WAN link, or one whose heartbeats are
+ * slow because it is busy, does. */
 #define NEAR_SLACK_US 1000
-#define LOCAL_LATENCY 1
 
 enum tier { TIER_LOCAL, TIER_NEAR, TIER_FAR, TIER_DOWN };
 
@@ -46,7 +46,7 @@ static void order_copies(struct bfs_cand *cand, unsigned nc)
 	uint64_t best = UINT64_MAX, near;
 
 	for (unsigned i = 0; i < nc; i++)
-		if (cand[i].up && cand[i].latency > LOCAL_LATENCY &&
+		if (cand[i].up && cand[i].latency > NET_LOCAL_LATENCY_US &&
 		    cand[i].latency < best)
 			best = cand[i].latency;
 	near = best == UINT64_MAX ? 0
@@ -56,7 +56,7 @@ static void order_copies(struct bfs_cand *cand, unsigned nc)
 		r[i].c = cand[i];
 		if (!cand[i].up)
 			r[i].tier = TIER_DOWN;
-		else if (cand[i].latency == LOCAL_LATENCY)
+		else if (cand[i].latency == NET_LOCAL_LATENCY_US)
 			r[i].tier = TIER_LOCAL;
 		else if (cand[i].latency <= near)
 			r[i].tier = TIER_NEAR;

@@ -12,17 +12,17 @@ struct bfs_cand {
 	uint64_t latency; /* microseconds; 1 for the mount's own node */
 };
 
-/* The order in which a fetch asks for the fragments of a block coded
- * @k + @m whose placement is @rank[0..@nrank) (rendezvous order; fragment
- * i's home is rank[i]); @up and @latency are indexed by node. First the
- * homes: with K = 1 any copy will do, so the mount's own node (latency 1),
- * then the live copies about as near as the nearest remote one in
- * placement order (that spreads the reads), then the further live ones
- * nearest first, then the ones that are down (plan.c says what "about as
- * near" is); with K > 1 the data fragments first (no decoding), then parity,
- * live before down, index order otherwise. Then every further node of the
- * order for every index (fragments written while their home was down went
- * there). Writes at most @max candidates; returns how many. */
+/* The order in which a fetch asks for the fragments of a block coded @k +
+ * @m whose placement is @rank[0..@nrank) (rendezvous order; fragment i's
+ * home is rank[i]); @up and @latency are indexed by node. First the homes:
+ * with K = 1 any copy will do, so the mount's own node (latency
+ * NET_LOCAL_LATENCY_US), then the live copies about as near as the nearest
+ * remote one in placement order (that spreads the reads), then the further
+ * live ones nearest first, then the ones that are down (plan.c says what
+ * "about as near" is); with K > 1 the data fragments first (no decoding),
+ * then parity, live before down, index order otherwise. Then every further
+ * node of the order for every index (fragments written while their home was
+ * down went there). Writes at most @max candidates; returns how many. */
 unsigned bfs_plan_fetch(const unsigned *rank, unsigned nrank, unsigned k,
 			unsigned m, const bool *up, const uint64_t *latency,
 			struct bfs_cand *cand, unsigned max);

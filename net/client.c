@@ -864,10 +864,9 @@ int net_client_peer_state(struct net_client *c, unsigned i, bool *up,
 		return -EINVAL;
 	if (up)
 		*up = atomic_load(&c->peers[i].pub_up);
-	/* A local peer answers in a function call: nearest of all. */
 	if (latency_us)
 		*latency_us = c->peers[i].local_exec
-				  ? 1
+				  ? NET_LOCAL_LATENCY_US
 				  : atomic_load(&c->peers[i].pub_latency_us);
 	return 0;
 }

@@ -96,9 +96,13 @@ int net_client_set_local(struct net_client *c, unsigned peer,
 			 net_local_fn exec, net_local_release_fn release,
 			 void *arg);
 
+/* The latency reported for the local peer: it answers in a function call,
+ * nearest of all. */
+#define NET_LOCAL_LATENCY_US 1
+
 /* Liveness of peer @i as the I/O thread last saw it; @latency_us is the
- * smoothed PING round trip (0 before the first reply). Either pointer may be
- * NULL. 0 or -EINVAL. */
+ * smoothed PING round trip (0 before the first reply; NET_LOCAL_LATENCY_US
+ * for the local peer). Either pointer may be NULL. 0 or -EINVAL. */
 int net_client_peer_state(struct net_client *c, unsigned i, bool *up,
 			  uint64_t *latency_us);
 

@@ -23,44 +23,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <zmq.h>
 
+#include "blocks/bench.h"
+
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
-#define GiB (1024ull * MiB)
 
 static size_t size_mb = 1024;
 static size_t msg_kib = 256;
 static unsigned window = 32;
 
-struct clock_pair {
-	double wall;
-	double cpu;
-};
-
-static struct clock_pair clocks(void)
+static void report(const char *what, size_t bytes, struct bench_clock a,
+		   struct bench_clock b)
 {
-	struct timespec t;
-	struct rusage ru;
-	struct clock_pair c;
+	double mbps, cpu;
 
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	getrusage(RUSAGE_SELF, &ru);
-	c.wall = (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-	c.cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-		(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-	return c;
-}
-
-static void report(const char *what, size_t bytes, struct clock_pair a,
-		   struct clock_pair b)
-{
-	double gib = (double)bytes / (double)GiB;
-
-	printf("%-28s %8.1f MB/s %7.2f CPU-s/GiB\n", what,
-	       (double)bytes / 1e6 / (b.wall - a.wall), (b.cpu - a.cpu) / gib);
+	bench_rates(bytes, a, b, &mbps, &cpu);
+	printf("%-28s %8.1f MB/s %7.2f CPU-s/GiB\n", what, mbps, cpu);
 }
 
 struct server_arg {
@@ -129,7 +110,7 @@ static int transfer(bool curve, const uint8_t *buf)
 	size_t len = msg_kib * KiB, nmsg = size_mb * MiB / len, sent = 0,
 	       acked = 0;
 	struct server_arg sa;
-	struct clock_pair a, b;
+	struct bench_clock a, b;
 	pthread_t th;
 	int one = 1, rc = 1;
 	size_t eplen = sizeof(ep);
@@ -159,7 +140,7 @@ static int transfer(bool curve, const uint8_t *buf)
 	sa.nmsg = nmsg;
 	if (pthread_create(&th, NULL, server_main, &sa))
 		goto out;
-	a = clocks();
+	a = bench_clock_now();
 	while (acked < nmsg) {
 		char ack[8];
 
@@ -178,7 +159,7 @@ static int transfer(bool curve, const uint8_t *buf)
 			break;
 		acked++;
 	}
-	b = clocks();
+	b = bench_clock_now();
 	pthread_join(th, NULL);
 	if (acked < nmsg || sa.rc) {
 		fprintf(stderr, "net-bench: transfer stopped after %zu of %zu: %s\n",
@@ -207,29 +188,29 @@ static void primitives(uint8_t *buf, uint8_t *out)
 	size_t len = msg_kib * KiB, n = size_mb * MiB / len, i;
 	uint8_t key[crypto_box_BEFORENMBYTES], nonce[crypto_box_NONCEBYTES];
 	uint8_t h[32];
-	struct clock_pair a, b;
+	struct bench_clock a, b;
 
 	randombytes_buf(key, sizeof(key));
 	randombytes_buf(nonce, sizeof(nonce));
 	/* crypto_box_afternm wants ZEROBYTES of zeros in front, as libzmq's
 	 * CURVE lays out every message. */
 	memset(buf, 0, crypto_box_ZEROBYTES);
-	a = clocks();
+	a = bench_clock_now();
 	for (i = 0; i < n; i++)
 		crypto_box_afternm(out, buf, len, nonce, key);
-	b = clocks();
+	b = bench_clock_now();
 	report("crypto_box_afternm", n * len, a, b);
-	a = clocks();
+	a = bench_clock_now();
 	for (i = 0; i < n; i++)
 		crypto_generichash(h, sizeof(h), buf, len, NULL, 0);
-	b = clocks();
+	b = bench_clock_now();
 	report("BLAKE2b-256", n * len, a, b);
-	a = clocks();
+	a = bench_clock_now();
 	for (i = 0; i < n; i++) {
 		memcpy(out, buf, len);
 		__asm__ volatile("" : : "r"(out) : "memory");
 	}
-	b = clocks();
+	b = bench_clock_now();
 	report("memcpy", n * len, a, b);
 }
 
@@ -252,20 +233,13 @@ int main(int argc, char **argv)
 	int i, rc = 0;
 
 	for (i = 1; i < argc; i++) {
-		char *end;
 		unsigned long v;
 
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return 0;
 		}
-		if (i + 1 >= argc) {
-			usage(stderr);
-			return 2;
-		}
-		errno = 0;
-		v = strtoul(argv[i + 1], &end, 10);
-		if (errno || *end || v == 0 || v > 1000000) {
+		if (i + 1 >= argc || !bench_parse_count(argv[i + 1], 1000000, &v)) {
 			usage(stderr);
 			return 2;
 		}

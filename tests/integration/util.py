@@ -129,15 +129,24 @@ def lazy_unmount(mnt):
                        stderr=subprocess.DEVNULL, timeout=30)
 
 
-def wait_until(pred, timeout, what, interval=0.05):
-    """Polls PRED until it is true; fails the test after TIMEOUT seconds."""
+def poll(get, pred, timeout, failure, interval):
+    """Calls GET every INTERVAL seconds until PRED(value) is true and
+    returns that value; after TIMEOUT seconds fails the test with the
+    message FAILURE(last value)."""
     deadline = time.monotonic() + timeout
     while True:
-        if pred():
-            return
+        value = get()
+        if pred(value):
+            return value
         if time.monotonic() > deadline:
-            pytest.fail(f'timed out after {timeout}s waiting for {what}')
+            pytest.fail(failure(value))
         time.sleep(interval)
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    """Polls PRED until it is true; fails the test after TIMEOUT seconds."""
+    poll(lambda: None, lambda _: pred(), timeout,
+         lambda _: f'timed out after {timeout}s waiting for {what}', interval)
 
 
 def check_log(path):
@@ -722,28 +731,16 @@ class Cluster:
     def wait_mount_sees(self, pred, timeout, what, interval=0.1):
         """Polls the mount's view until PRED(view) is true; fails after
         TIMEOUT seconds, showing the last view. Returns that view."""
-        deadline = time.monotonic() + timeout
-        while True:
-            view = self.mount_view()
-            if pred(view):
-                return view
-            if time.monotonic() > deadline:
-                pytest.fail(f'timed out after {timeout}s waiting for the '
-                            f'mount to see {what}; it sees {view}')
-            time.sleep(interval)
+        return poll(self.mount_view, pred, timeout,
+                    lambda view: f'timed out after {timeout}s waiting for '
+                    f'the mount to see {what}; it sees {view}', interval)
 
     def wait_status(self, pred, timeout, what, node=1, interval=0.5):
         """Polls `blockfs status` until PRED(status) is true; fails after
         TIMEOUT seconds, showing the last status. Returns that status."""
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status(node)
-            if pred(st):
-                return st
-            if time.monotonic() > deadline:
-                pytest.fail(f'timed out after {timeout}s waiting for {what};'
-                            f' last status: {json.dumps(st)}')
-            time.sleep(interval)
+        return poll(lambda: self.status(node), pred, timeout,
+                    lambda st: f'timed out after {timeout}s waiting for '
+                    f'{what}; last status: {json.dumps(st)}', interval)
 
     def teardown(self):
         """Unmounts node1, then stops every server; returns the errors.

@@ -50,6 +50,29 @@ static void test_vectors(void)
 	      0xe3069283u);
 }
 
+struct tally {
+	unsigned mismatches, n;
+};
+
+/* Ours against theirs for every length in [@from, @to] at each of the
+ * first @aligns alignments of @buf, each from a random seed. */
+static void compare_range(extend_fn theirs, const uint8_t *buf, size_t from,
+			  size_t to, size_t aligns, uint64_t *s,
+			  struct tally *t)
+{
+	for (size_t len = from; len <= to; len++) {
+		for (size_t off = 0; off < aligns; off++) {
+			uint32_t seed = (uint32_t)xorshift64(s);
+			const char *p = (const char *)buf + off;
+
+			if (blk_crc32c_extend(seed, p, len) !=
+			    theirs(seed, p, len))
+				t->mismatches++;
+			t->n++;
+		}
+	}
+}
+
 /* Ours against RocksDB's own implementation, the one the interposition
  * replaces: every length up to 300 at every alignment, lengths around the
  * points where ours starts running three chains, then random ones, each
@@ -59,38 +82,18 @@ static void test_against_rocksdb(void)
 	extend_fn theirs = lookup(RTLD_NEXT);
 	size_t max = 1 << 20;
 	uint8_t *buf = xmalloc(max + 64);
-	unsigned mismatches = 0, n = 0;
+	struct tally t = {0, 0};
 	uint64_t s = 42;
+	/* the three-stretch thresholds (3 x 256 and 3 x 8192 bytes) and
+	 * multiples of them */
+	static const size_t edges[] = {768, 1536, 24576, 49152, 24576 + 768};
 
 	REQUIRE(theirs != NULL);
 	fill_random(buf, max + 64, 7);
-	for (size_t len = 0; len <= 300; len++) {
-		for (size_t off = 0; off < 16; off++) {
-			uint32_t seed = (uint32_t)xorshift64(&s);
-			const char *p = (const char *)buf + off;
-
-			if (blk_crc32c_extend(seed, p, len) !=
-			    theirs(seed, p, len))
-				mismatches++;
-			n++;
-		}
-	}
-	/* Around the three-stretch thresholds (3 x 256 and 3 x 8192 bytes)
-	 * and their multiples, at every alignment. */
-	static const size_t edges[] = {768, 1536, 24576, 49152, 24576 + 768};
-	for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++) {
-		for (size_t len = edges[e] - 9; len <= edges[e] + 9; len++) {
-			for (size_t off = 0; off < 8; off++) {
-				uint32_t seed = (uint32_t)xorshift64(&s);
-				const char *p = (const char *)buf + off;
-
-				if (blk_crc32c_extend(seed, p, len) !=
-				    theirs(seed, p, len))
-					mismatches++;
-				n++;
-			}
-		}
-	}
+	compare_range(theirs, buf, 0, 300, 16, &s, &t);
+	for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++)
+		compare_range(theirs, buf, edges[e] - 9, edges[e] + 9, 8, &s,
+			      &t);
 	for (int i = 0; i < 400; i++) {
 		size_t len = xorshift64(&s) % max, off = xorshift64(&s) % 64;
 		size_t cut = len ? xorshift64(&s) % len : 0;
@@ -98,16 +101,16 @@ static void test_against_rocksdb(void)
 		uint32_t whole = theirs(0, p, len);
 
 		if (blk_crc32c_extend(0, p, len) != whole)
-			mismatches++;
+			t.mismatches++;
 		if (blk_crc32c_extend(blk_crc32c_extend(0, p, cut), p + cut,
 				      len - cut) != whole)
-			mismatches++;
-		n += 2;
+			t.mismatches++;
+		t.n += 2;
 	}
-	CHECK(mismatches == 0);
+	CHECK(t.mismatches == 0);
 	printf("against RocksDB's crc32c::Extend: %u comparisons, %u "
 	       "mismatches (hardware: %s)\n",
-	       n, mismatches, blk_crc32c_hw() ? "yes" : "no");
+	       t.n, t.mismatches, blk_crc32c_hw() ? "yes" : "no");
 	free(buf);
 }
 
