@@ -61,6 +61,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 64u << 20;
 	if (!bf->read_only && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	/* open(O_TRUNC) arrives as one request (op_open truncates) rather
+	 * than a setattr before the open. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -262,8 +266,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	if (ctx(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY)
+	if (ctx(req)->read_only &&
+	    ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
 		ret = -EROFS;
+	/* The kernel hands O_TRUNC to open (FUSE_CAP_ATOMIC_O_TRUNC) instead
+	 * of a setattr before it: the truncation is ours to do. */
+	if (!ret && (fi->flags & O_TRUNC) && S_ISREG(ip->rec.mode)) {
+		struct stat st = {.st_size = 0};
+		ret = bfs_setattr(FS(req), ip, &st, BFS_SET_SIZE);
+	}
 	if (!ret)
 		ret = bfs_open_file(FS(req), ip, &f);
 	bfs_iput(FS(req), ip);
