@@ -61,6 +61,17 @@
  *     Only bytes never covered by blk_db_sync can be lost that way, and only
  *     when the process dies, which is the contract of an unsynced write.
  *     Small blocks go through the WAL as before.
+ *
+ *  7. What note 6 may lose is only what was never durable: a commit that
+ *     drops a reference (an overwrite, a re-chunked file tail, a truncate
+ *     that keeps the head of a block) moves a range of some file from a
+ *     block that may be durable to one that is not, and if the new bytes
+ *     were lost in a crash that range would be lost with them, though an
+ *     fsync had covered it. Such a commit therefore writes the bytes of
+ *     every block it stores, and of every stored large block it adds a
+ *     reference to, through the WAL, in the same batch as the references:
+ *     a crash keeps all of it or none of it. Appends and new files, which
+ *     drop nothing, keep the WAL-less path.
  */
 
 #include "blocks/store.h"
@@ -362,7 +373,7 @@ static int journal_recover(struct blk_db *db);
 static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
 		      size_t klen, rocksdb_pinnableslice_t **ps);
 static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
-		      const void *data, size_t len, uint64_t *jseq,
+		      const void *data, size_t len, bool wal, uint64_t *jseq,
 		      uint64_t *jbytes);
 static int write_batches(struct blk_txn *t, bool sync);
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen);
@@ -1459,7 +1470,8 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 	st = db->stats;
 	st.remote_bytes -= len;
 	jseq = db->journal_seq;
-	put_bytes(t, (const char *)key, klen, data, len, &jseq, &jbytes);
+	put_bytes(t, (const char *)key, klen, data, len, false, &jseq,
+		  &jbytes);
 	rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS],
 				  (const char *)key, klen, (const char *)v,
 				  encode_refs(v, refs, blen,
@@ -1765,12 +1777,12 @@ static size_t aggregate_refs(struct txn_ref *r, size_t n)
 /* The bytes of a block, through the WAL or, when large, without it and
  * journaled (note 6). */
 static void put_bytes(struct blk_txn *t, const char *key, size_t klen,
-		      const void *data, size_t len, uint64_t *jseq,
+		      const void *data, size_t len, bool wal, uint64_t *jseq,
 		      uint64_t *jbytes)
 {
 	struct blk_db *db = t->db;
 
-	if (len >= NOWAL_MIN) {
+	if (!wal && len >= NOWAL_MIN) {
 		uint8_t seq[8];
 
 		rocksdb_writebatch_put_cf(t->bb, db->cf[BLK_CF_BLOCKS], key,
@@ -1824,6 +1836,12 @@ static int apply_refs(struct blk_txn *t, size_t n,
 	rocksdb_multi_get_cf(db->rdb, db->ropts, cfs, n, keys, klens, vals,
 			     vlens, errs);
 
+	/* Note 7: a commit that drops a reference keeps every byte it
+	 * stores in the WAL. */
+	bool wal = false;
+	for (size_t i = 0; i < n; i++)
+		wal |= t->refs[i].delta < 0;
+
 	*st = db->stats;
 	for (size_t i = 0; i < n; i++) {
 		const struct txn_ref *r = &t->refs[i];
@@ -1851,8 +1869,8 @@ static int apply_refs(struct blk_txn *t, size_t n,
 				break;
 			}
 			len = (uint32_t)r->len;
-			put_bytes(t, keys[i], klens[i], r->data, r->len, jseq,
-				  jbytes);
+			put_bytes(t, keys[i], klens[i], r->data, r->len, wal,
+				  jseq, jbytes);
 			if (db->cf[BLK_CF_NEWLOG]) {
 				uint8_t seq[8];
 
@@ -1879,10 +1897,17 @@ static int apply_refs(struct blk_txn *t, size_t n,
 		} else if ((flags & REFS_EVICTED) && r->data && r->len == len) {
 			/* Written again while only peers hold it: keep the
 			 * bytes at hand. */
-			put_bytes(t, keys[i], klens[i], r->data, r->len, jseq,
-				  jbytes);
+			put_bytes(t, keys[i], klens[i], r->data, r->len, wal,
+				  jseq, jbytes);
 			flags &= (uint8_t)~REFS_EVICTED;
 			st->remote_bytes -= len;
+		} else if (wal && r->delta > 0 && r->data && r->len == len &&
+			   len >= NOWAL_MIN) {
+			/* Stored already, but perhaps only in a memtable
+			 * (journaled, not synced): the new reference must not
+			 * rest on bytes a crash can take (note 7). */
+			put_bytes(t, keys[i], klens[i], r->data, r->len, true,
+				  jseq, jbytes);
 		}
 		/* unsigned wrap-around adds a negative delta correctly */
 		rocksdb_writebatch_put_cf(

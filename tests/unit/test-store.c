@@ -140,6 +140,21 @@ static int commit_unref(struct blk_db *db, const struct block *b)
 	return rc;
 }
 
+/* One commit that drops a reference to @old and adds one to @new. */
+static int commit_replace(struct blk_db *db, const struct block *old,
+			  const struct block *new)
+{
+	struct blk_txn *t = blk_txn_new(db);
+	int rc;
+
+	REQUIRE(t);
+	REQUIRE(blk_txn_unref(t, &old->cid) == 0);
+	REQUIRE(blk_txn_ref(t, &new->cid, new->data, new->len) == 0);
+	rc = blk_txn_commit(t, false);
+	blk_txn_free(t);
+	return rc;
+}
+
 static uint64_t refs_of(struct blk_db *db, const struct block *b)
 {
 	uint64_t refs = 0;
@@ -544,6 +559,33 @@ static int child_main(const char *mode, const char *path)
 		fflush(NULL);
 		_exit(rc ? 1 : 0);
 	}
+	if (!strcmp(mode, "crash-replace")) {
+		/* Seed 20 synced, then replaced by 21 (new) in one commit;
+		 * 22 committed unsynced, then 21 replaced by 22 (stored, not
+		 * durable); 23 committed unsynced alone. */
+		struct block a, b, c, d;
+
+		o.create = true;
+		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		if (rc < 0)
+			return 1;
+		block_make(&a, 256 * KiB, 20);
+		block_make(&b, 256 * KiB, 21);
+		block_make(&c, 256 * KiB, 22);
+		block_make(&d, 256 * KiB, 23);
+		rc |= commit_ref(db, &a);
+		rc |= blk_db_sync(db);
+		rc |= commit_replace(db, &a, &b);
+		rc |= commit_ref(db, &c);
+		rc |= commit_replace(db, &b, &c);
+		rc |= commit_ref(db, &d);
+		block_free(&a);
+		block_free(&b);
+		block_free(&c);
+		block_free(&d);
+		fflush(NULL);
+		_exit(rc ? 1 : 0);
+	}
 	if (!strcmp(mode, "crash-small") || !strcmp(mode, "crash-big")) {
 		/* Commit, sync part of it, then die without closing: what a
 		 * kill -9 of the daemon leaves (the page cache keeps the WAL,
@@ -665,6 +707,38 @@ static void test_crash(void)
 		block_free(&b4);
 		tmp_remove(&tmp);
 	}
+}
+
+/* Note 7 of store.c: a commit that drops a reference keeps the bytes it
+ * rests on in the WAL, so a crash cannot take a range that was durable
+ * before it: after a kill, the replacing blocks are there (the one stored
+ * before the replace too), and only the block committed alone is lost. */
+static void test_crash_replace(void)
+{
+	struct tmp tmp;
+	struct blk_db *db;
+	struct block a, b, c, d;
+	const struct blk_cid *lost;
+	size_t n;
+
+	tmp_make(&tmp);
+	CHECK(run_child("crash-replace", tmp.db) == 0);
+	db = open_db(tmp.db, false, false, true);
+	block_make(&a, 256 * KiB, 20);
+	block_make(&b, 256 * KiB, 21);
+	block_make(&c, 256 * KiB, 22);
+	block_make(&d, 256 * KiB, 23);
+	CHECK(refs_of(db, &a) == 0 && refs_of(db, &b) == 0);
+	CHECK(block_cmp_stored(db, &c) == 0 && refs_of(db, &c) == 2);
+	n = blk_db_lost_blocks(db, &lost);
+	CHECK(n == 1 && blk_cid_equal(&lost[0], &d.cid));
+	blk_db_forget_lost(db);
+	blk_db_close(db);
+	block_free(&a);
+	block_free(&b);
+	block_free(&c);
+	block_free(&d);
+	tmp_remove(&tmp);
 }
 
 /* Eviction keeps references without bytes; the new-block log records only
@@ -1278,6 +1352,7 @@ int main(int argc, char **argv)
 	test_reopen();
 	test_locking();
 	test_crash();
+	test_crash_replace();
 	test_evict();
 	test_verify();
 	test_read_ranges();
