@@ -88,6 +88,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #define KiB (1024ull)
 #define MiB (1024ull * KiB)
@@ -202,6 +203,16 @@ struct blk_iter {
 	/* lower bound (the prefix) then upper bound; must outlive @it. */
 	char bounds[];
 };
+
+/* The errno of a RocksDB error message, which it frees: -ENOSPC when the
+ * file system is full (RocksDB's IOError NoSpace), else -EIO. */
+static int rdb_errno(char *rerr)
+{
+	int rc = strstr(rerr, "No space left on device") ? -ENOSPC : -EIO;
+
+	rocksdb_free(rerr);
+	return rc;
+}
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -758,11 +769,11 @@ static int journal_relog(struct blk_db *db, uint64_t first, uint64_t upto)
 	blk_iter_free(it);
 	if (rc == 0) {
 		rocksdb_write(db->rdb, db->wopts, wb, &rerr);
-		if (rerr)
-			rc = -EIO;
+		if (rerr) {
+			rc = rdb_errno(rerr);
+			rerr = NULL;
+		}
 	}
-	if (rerr)
-		rocksdb_free(rerr);
 	rocksdb_writebatch_destroy(wb);
 	return rc;
 }
@@ -779,10 +790,8 @@ static int journal_flush(struct blk_db *db, uint64_t first, uint64_t upto)
 	rocksdb_flushoptions_set_wait(fo, 1);
 	rocksdb_flush_cf(db->rdb, fo, db->cf[BLK_CF_BLOCKS], &rerr);
 	rocksdb_flushoptions_destroy(fo);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	blk_put_be64(lo, first);
 	blk_put_be64(hi, upto);
 	wb = rocksdb_writebatch_create();
@@ -791,10 +800,8 @@ static int journal_flush(struct blk_db *db, uint64_t first, uint64_t upto)
 					   (const char *)hi, sizeof(hi));
 	rocksdb_write(db->rdb, db->wopts, wb, &rerr);
 	rocksdb_writebatch_destroy(wb);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	return 0;
 }
 
@@ -833,10 +840,8 @@ int blk_db_sync(struct blk_db *db)
 	}
 	if (rc == 0) {
 		rocksdb_flush_wal(db->rdb, 1, &rerr);
-		if (rerr) {
-			rocksdb_free(rerr);
-			rc = -EIO;
-		}
+		if (rerr)
+			rc = rdb_errno(rerr);
 	}
 	pthread_mutex_unlock(&db->sync_lock);
 	return rc;
@@ -1103,6 +1108,26 @@ out:
  * files (MANIFEST, OPTIONS, LOG). Files deleted during the walk are skipped.
  * Returns 0, or a negative errno from opendir/fstatat.
  */
+int blk_db_space(struct blk_db *db, struct blk_db_space *sp)
+{
+	struct statvfs vfs;
+
+	if (statvfs(db->path, &vfs))
+		return -errno;
+	sp->total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	sp->avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	sp->pending = 0;
+	for (size_t i = 0; i < db->nall; i++) {
+		uint64_t v = 0;
+
+		if (rocksdb_property_int_cf(db->rdb, db->all[i],
+					    "rocksdb.cur-size-all-mem-tables",
+					    &v) == 0)
+			sp->pending += v;
+	}
+	return 0;
+}
+
 int blk_db_disk_usage(struct blk_db *db, uint64_t *bytes)
 {
 	struct dirent *de;
@@ -1152,10 +1177,8 @@ static int get_pinned_opts(struct blk_db *db, unsigned cf, const void *key,
 	if (!h)
 		return -ENOENT;
 	*ps = rocksdb_get_pinned_cf(db->rdb, ro, h, key, klen, &rerr);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	return *ps ? 0 : -ENOENT;
 }
 
@@ -1251,10 +1274,8 @@ int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 	if (!h)
 		return -EINVAL;
 	rocksdb_put_cf(db->rdb, db->wopts, h, key, klen, val, vlen, &rerr);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	return 0;
 }
 
@@ -1351,10 +1372,8 @@ int blk_iter_status(struct blk_iter *it)
 	if (!it->it)
 		return 0;
 	rocksdb_iter_get_error(it->it, &rerr);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	return 0;
 }
 
@@ -1432,8 +1451,7 @@ int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
 	rocksdb_write(db->rdb, db->wopts, wb, &rerr);
 	rocksdb_writebatch_destroy(wb);
 	if (rerr) {
-		rocksdb_free(rerr);
-		rc = -EIO;
+		rc = rdb_errno(rerr);
 	} else {
 		db->stats = st;
 		rc = (int)len;
@@ -1513,10 +1531,8 @@ int blk_db_delete(struct blk_db *db, unsigned cf, const void *key,
 	if (!h)
 		return -EINVAL;
 	rocksdb_delete_cf(db->rdb, db->wopts, h, key, klen, &rerr);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	return 0;
 }
 
@@ -1812,10 +1828,8 @@ static int write_batches(struct blk_txn *t, bool sync)
 	if (!rerr)
 		rocksdb_write(db->rdb, sync ? db->wopts_sync : db->wopts,
 			      t->wb, &rerr);
-	if (rerr) {
-		rocksdb_free(rerr);
-		return -EIO;
-	}
+	if (rerr)
+		return rdb_errno(rerr);
 	return 0;
 }
 

@@ -94,6 +94,15 @@ void blk_db_forget_lost(struct blk_db *db);
  * included) is given back to the file system. 0 or -EIO. */
 int blk_db_compact(struct blk_db *db);
 
+/* Room on the database's file system: @total and @avail bytes (statvfs,
+ * what an unprivileged writer may use), and @pending bytes held in
+ * memtables, which their next flush writes to it (WAL'd records already
+ * take room in the WAL too, until that flush). 0 or -errno. */
+struct blk_db_space {
+	uint64_t total, avail, pending;
+};
+int blk_db_space(struct blk_db *db, struct blk_db_space *sp);
+
 /* Bytes the database occupies on disk (SST + blob + WAL files). */
 int blk_db_disk_usage(struct blk_db *db, uint64_t *bytes);
 
@@ -205,7 +214,8 @@ int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid,
  * 0 or -ENOMEM. */
 int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid);
 /* Apply everything atomically; with @sync, durably (WAL fsync).
- * Returns 0, -EIO (RocksDB error, nothing applied), or -EUCLEAN when a
+ * Returns 0, -ENOSPC (the file system is full, nothing applied), -EIO
+ * (another RocksDB error, nothing applied), or -EUCLEAN when a
  * reference would drop below zero or a new block comes without its bytes
  * (nothing applied; a bug or corrupt metadata). The transaction is spent
  * either way: free it. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,13 +67,43 @@ struct bfs {
 	pthread_t hp_thread;
 	bool hp_started, hp_stop;
 
+	/* Room on the node directory's file system (space_room): the last
+	 * look at it, taken again every SPACE_LOOK_NS or on every write
+	 * once little is left. */
+	uint64_t space_avail;   /* q_lock: free bytes, less the reserve */
+	uint64_t space_pending; /* q_lock: memtable bytes not yet written */
+	uint64_t space_total;   /* q_lock */
+	uint64_t space_at;      /* q_lock: CLOCK_MONOTONIC ns of the look */
+	uint64_t space_warned;  /* q_lock: when ENOSPC was last logged */
+
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
 };
 
+/* Space. Writes are refused with ENOSPC while less than their length is
+ * left of the file system's free bytes, less what RocksDB holds in
+ * memtables (their flush writes it), less the dirty bytes (their flush
+ * stores them), less a reserve: room for metadata, deletes, flushes and
+ * the compaction that gives deleted space back, so that RocksDB itself
+ * never meets a full disk through our writes. statfs reports the same
+ * room as free. A file system with less than SPACE_OPEN_MIN free is
+ * mounted read-only: RocksDB cannot open for writing there. */
+#define SPACE_RESERVE_MIN (8ull << 20)
+#define SPACE_RESERVE_MAX (1ull << 30)
+#define SPACE_RESERVE_SHIFT 5 /* 1/32 of the file system */
+#define SPACE_OPEN_MIN (4ull << 20)
+#define SPACE_LOOK_NS (10 * 1000000ull)
+#define SPACE_NEAR (256ull << 20) /* look on every write below this */
+#define SPACE_WARN_NS (60 * 1000000000ull)
+
 #define COMPACT_AFTER (128ull << 20)
 #define MAINT_PERIOD_S 2
 #define SYNC_PERIODS 3 /* the store is synced every 6 s */
+
+bool bfs_read_only(const struct bfs *fs)
+{
+	return fs->cfg.read_only;
+}
 
 struct blk_db *bfs_db(struct bfs *fs)
 {
@@ -1088,6 +1119,67 @@ static int throttle(struct bfs *fs, struct bfs_inode *ip)
 	return ret;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t space_reserve(uint64_t total)
+{
+	uint64_t r = total >> SPACE_RESERVE_SHIFT;
+	return r < SPACE_RESERVE_MIN	 ? SPACE_RESERVE_MIN
+	       : r > SPACE_RESERVE_MAX ? SPACE_RESERVE_MAX
+				       : r;
+}
+
+/* Bytes writes may still add (see "Space" above), looking at the file
+ * system again when the last look is old or little was left. Called
+ * with q_lock held. */
+static uint64_t space_room_locked(struct bfs *fs, bool fresh)
+{
+	uint64_t t = mono_ns();
+
+	if (fresh || t - fs->space_at >= SPACE_LOOK_NS ||
+	    fs->space_avail < fs->space_pending + fs->dirty_bytes + SPACE_NEAR) {
+		struct blk_db_space sp;
+
+		if (blk_db_space(fs->db, &sp) == 0) {
+			uint64_t r = space_reserve(sp.total);
+			fs->space_total = sp.total;
+			fs->space_avail = sp.avail > r ? sp.avail - r : 0;
+			fs->space_pending = sp.pending;
+			fs->space_at = t;
+		}
+	}
+	uint64_t used = fs->space_pending + fs->dirty_bytes;
+	return fs->space_avail > used ? fs->space_avail - used : 0;
+}
+
+/* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
+static int space_admit(struct bfs *fs, uint64_t len)
+{
+	pthread_mutex_lock(&fs->q_lock);
+	uint64_t room = space_room_locked(fs, false);
+	int ret = room >= len ? 0 : -ENOSPC;
+	uint64_t t = mono_ns();
+	bool warn = ret && (!fs->space_warned ||
+			    t - fs->space_warned >= SPACE_WARN_NS);
+	if (warn)
+		fs->space_warned = t;
+	uint64_t total = fs->space_total;
+	pthread_mutex_unlock(&fs->q_lock);
+	if (warn)
+		bfs_log_err("%s is full: writes fail with ENOSPC (%llu bytes "
+			    "left, %llu of %llu kept in reserve); delete files "
+			    "to make room",
+			    fs->node_dir, (unsigned long long)room,
+			    (unsigned long long)space_reserve(total),
+			    (unsigned long long)total);
+	return ret;
+}
+
 int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		  const void *buf, size_t len)
 {
@@ -1095,6 +1187,9 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		return -EROFS;
 	if (off >= BFS_FILE_MAX || len > BFS_FILE_MAX - off)
 		return -EFBIG;
+	int err = space_admit(fs, len);
+	if (err)
+		return err;
 
 	pthread_mutex_lock(&ip->lock);
 	uint64_t before = ip->dirty.bytes;
@@ -2447,6 +2542,18 @@ int bfs_statfs(struct bfs *fs, struct statvfs *st)
 {
 	if (statvfs(fs->node_dir, st))
 		return -errno;
+	/* Free is what writes may still add: the reserve, memtables and
+	 * dirty bytes show as used. */
+	if (!fs->cfg.read_only && st->f_frsize) {
+		pthread_mutex_lock(&fs->q_lock);
+		uint64_t room = space_room_locked(fs, true);
+		pthread_mutex_unlock(&fs->q_lock);
+		fsblkcnt_t b = (fsblkcnt_t)(room / st->f_frsize);
+		if (b < st->f_bavail)
+			st->f_bavail = b;
+		if (st->f_bavail < st->f_bfree)
+			st->f_bfree = st->f_bavail;
+	}
 	st->f_namemax = BFS_NAME_MAX;
 	st->f_flag = fs->cfg.read_only ? ST_RDONLY : 0;
 	return 0;
@@ -2569,8 +2676,14 @@ static void *maint_main(void *arg)
 		if (cur < prev)
 			fs->freed += prev - cur;
 		fs->maint_prev = cur;
-		/* Compact when enough is garbage and the store is quiet. */
-		bool go = fs->freed >= COMPACT_AFTER && cur <= prev;
+		/* Compact when enough is garbage and the store is quiet; on
+		 * a small or nearly full file system, sooner. */
+		uint64_t after = COMPACT_AFTER;
+		if (fs->space_total && fs->space_total / 8 < after)
+			after = fs->space_total / 8;
+		if (fs->freed && space_room_locked(fs, false) < after)
+			after = 0;
+		bool go = fs->freed > 0 && fs->freed >= after && cur <= prev;
 		if (!go)
 			continue;
 		uint64_t freed = fs->freed;
@@ -2614,6 +2727,19 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	pthread_mutex_init(&fs->hp_lock, NULL);
 	pthread_cond_init(&fs->hp_cond, NULL);
 	pthread_cond_init(&fs->hp_done, NULL);
+
+	/* RocksDB cannot open for writing on a full file system (it writes
+	 * a manifest and a log first): mount read-only and say why. */
+	struct statvfs vfs;
+	if (!cfg->read_only && statvfs(cfg->node_dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < SPACE_OPEN_MIN) {
+		bfs_log_err("%s is full (%llu bytes free): mounting read-only; "
+			    "free space on it and mount again to write",
+			    cfg->node_dir,
+			    (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+		fs->cfg.read_only = true;
+		cfg = &fs->cfg;
+	}
 
 	snprintf(path, sizeof(path), "%s/db", cfg->node_dir);
 	struct blk_db_options o = {

@@ -132,6 +132,9 @@ struct bfs_dir {
  * use). On error a negative errno and a message in @err. */
 int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	     size_t errlen);
+/* Whether the filesystem is read-only: asked for, or forced by a full
+ * file system at open. */
+bool bfs_read_only(const struct bfs *fs);
 /* Flush every file, stop the flushers, close the database; NULL is fine.
  * Returns 0, or the first error seen while flushing. */
 int bfs_close(struct bfs *fs);

@@ -838,6 +838,8 @@ static int cmd_mount(int argc, char **argv)
 	struct bfs *fs = NULL;
 	struct bfs_peers *peers = NULL;
 	int ret = bfs_open(&mc.fs, &fs, err, sizeof(err));
+	if (!ret && bfs_read_only(fs))
+		mc.fs.read_only = mc.mo.read_only = true; /* a full disk */
 	if (!ret && clustered) {
 		char pub[64], sec[64];
 		ret = node_keys(node_dir, pub, sec, err, sizeof(err));
