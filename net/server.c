@@ -167,8 +167,13 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Count a refusal and log it if @rl allows: "refused <what> from <who>:
- * <why>". Called with log_mu held. */
+static void refusal_logv(struct net_server *s, struct ratelog *rl,
+			 enum net_refusal kind, const char *who,
+			 const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
+
+/* Log a refusal if @rl allows: "refused <what> from <who>: <why>".
+ * Called with log_mu held. */
 static void refusal_logv(struct net_server *s, struct ratelog *rl,
 			 enum net_refusal kind, const char *who,
 			 const char *fmt, va_list ap)
