@@ -987,10 +987,11 @@ static int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
 	}
-	const char *keys[BFS_MAX_NODES];
+	const char *keys[BFS_MAX_NODES], *names[BFS_MAX_NODES];
 	int self = -1;
 	for (unsigned i = 0; i < cl->nnodes; i++) {
 		keys[i] = cl->nodes[i].public_key;
+		names[i] = cl->nodes[i].name;
 		if (!strcmp(cl->nodes[i].name, name))
 			self = (int)i;
 	}
@@ -1037,9 +1038,11 @@ static int cmd_serve(int argc, char **argv)
 	    .public_key = pub,
 	    .secret_key = sec,
 	    .allowed_keys = keys,
+	    .allowed_names = names,
 	    .nallowed = cl->nnodes,
 	    .db = db,
 	    .cf = BFS_CF_FRAGS,
+	    .data_dir = path,
 	    .capacity = capacity ? capacity : node_capacity(node_dir),
 	    .workers = (unsigned)workers,
 	};

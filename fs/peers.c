@@ -27,6 +27,7 @@
 #define FETCH_DEADLINE_MS 20000
 #define THROTTLE_MAX_MS 1000
 #define SYNC_RETRY_MS 200 /* a node that did not answer SYNC is asked again */
+#define FULL_MS 10000	  /* a node that said it is full is skipped so long */
 
 /* One fragment's payload, shared by the PUTs that send it: freed when the
  * last one releases it. For replicas every fragment is the block itself. */
@@ -116,6 +117,7 @@ struct bfs_peers {
 	uint64_t read_seq;   /* next log record to read */
 	uint64_t watermark;  /* every record below it is done */
 	bool dirty[BFS_MAX_NODES]; /* took fragments since the last barrier */
+	struct timespec full_until[BFS_MAX_NODES]; /* answered -ENOSPC */
 
 	/* counters (lock) */
 	uint64_t up_blocks, up_bytes, up_misplaced, up_failures;
@@ -187,7 +189,8 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 		struct completion *c;
 		struct net_op *op;
 
-		if (j->placed[node] || !peer_up(p, node))
+		if (j->placed[node] || !peer_up(p, node) ||
+		    !ts_passed(&p->full_until[node]))
 			continue;
 		c = calloc(1, sizeof(*c));
 		if (!c)
@@ -410,6 +413,16 @@ static void handle_completion(struct bfs_peers *p, struct completion *c)
 		char name[BLK_CID_STR_MAX];
 
 		p->up_failures++;
+		if (status == -ENOSPC) {
+			/* Full: the next nodes in rendezvous order take its
+			 * fragments for a while (repair moves them later). */
+			if (ts_passed(&p->full_until[c->node]))
+				bfs_log_warn("node %s is full; its fragments go "
+					     "to the next nodes for %u s",
+					     p->cfg.cluster->nodes[c->node].name,
+					     FULL_MS / 1000);
+			ms_from_now(&p->full_until[c->node], FULL_MS);
+		}
 		if (p->up_failures <= 20 || p->up_failures % 1000 == 0) {
 			blk_cid_to_string(&j->cid, name);
 			bfs_log_warn("upload of %s fragment %u to %s failed: "

@@ -55,6 +55,7 @@
 
 #define MAX_POLL_MS 100
 #define LOCAL_THREADS 2
+#define BUSY_BACKOFF_MAX_MS 1000
 
 struct payload {
 	atomic_int refs;
@@ -76,6 +77,7 @@ struct net_op {
 	unsigned peer;
 	bool submitted;
 	unsigned attempts;
+	unsigned busy; /* attempts answered -EBUSY */
 	uint64_t sent_us, deadline_us, retry_at_us;
 	struct net_op *next, *prev; /* on one peer list, or the submit queue */
 
@@ -586,6 +588,21 @@ static void recv_replies(struct net_client *c, struct peer *p, uint64_t now)
 			rc = -EPROTO;
 		else
 			rc = accept_reply(c, op, &r);
+		if (rc == -EBUSY && op->busy < NET_CLIENT_BUSY_RETRIES) {
+			/* The node has too much of ours in flight: send it
+			 * again after a backoff; it does not count as lost. */
+			unsigned sh = op->busy < 5 ? op->busy : 5;
+			uint64_t wait = (uint64_t)c->backoff_ms << sh;
+
+			if (wait > BUSY_BACKOFF_MAX_MS)
+				wait = BUSY_BACKOFF_MAX_MS;
+			op->busy++;
+			op->retry_at_us = now + wait * 1000u;
+			list_push(&p->retry, op);
+			for (size_t i = 0; i < n; i++)
+				zmq_msg_close(&m[i]);
+			continue;
+		}
 		/* Keep the frames: the result points into them. */
 		op_drop_reply(op);
 		for (size_t i = 0; i < n; i++)
@@ -665,12 +682,12 @@ static uint64_t service_peer(struct net_client *c, struct peer *p,
 			continue;
 		}
 		list_del(&p->inflight, op);
-		if (op->attempts >= c->max_attempts) {
+		if (op->attempts - op->busy >= c->max_attempts) {
 			complete(c, op, -ETIMEDOUT);
 		} else {
+			unsigned lost = op->attempts - op->busy;
 			uint64_t wait = (uint64_t)c->backoff_ms * 1000u
-					<< (op->attempts - 1 < 10 ? op->attempts - 1
-								  : 10);
+					<< (lost - 1 < 10 ? lost - 1 : 10);
 
 			op->retry_at_us = now + wait;
 			list_push(&p->retry, op);

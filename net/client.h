@@ -21,8 +21,13 @@
  *
  * Every op here is idempotent, so an attempt with no reply within
  * timeout_ms is sent again after a backoff (backoff_ms, doubling), up to
- * max_attempts; then the op fails with -ETIMEDOUT. Server errors (-ENOENT,
- * -ENOSPC, -EBADMSG, ...) are final. A GET reply is checked before it is
+ * max_attempts; then the op fails with -ETIMEDOUT. A node that answers
+ * -EBUSY (too much of this client's in flight there) gets the op again
+ * after a backoff (backoff_ms, doubling, at most 1 s), up to
+ * NET_CLIENT_BUSY_RETRIES times, without counting against max_attempts;
+ * then the op fails with -EBUSY. Other server errors (-ENOENT, -ENOSPC:
+ * put it on another node, -EEXIST: other bytes are stored under that
+ * fragment, -EPERM, -EBADMSG, ...) are final. A GET reply is checked before it is
  * accepted: a fragment header, bytes matching its checksum, and the CID and
  * index asked for; otherwise -EBADMSG (a broken or hostile peer). A reply
  * that does not decode fails the op with -EPROTO. */
@@ -44,6 +49,7 @@ struct net_batch;
 #define NET_CLIENT_DEFAULT_BACKOFF_MS 50
 #define NET_CLIENT_DEFAULT_HEARTBEAT_MS 1000
 #define NET_CLIENT_DEFAULT_DOWN_AFTER_MS 3000
+#define NET_CLIENT_BUSY_RETRIES 16
 
 struct net_peer_config {
 	const char *endpoint;   /* "tcp://host:port" */

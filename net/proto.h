@@ -53,6 +53,14 @@
  *   -EINVAL      wrong number of frames, a field out of range (fragment
  *                header, fref index, non-zero reserved field)
  *   -EMSGSIZE    a payload frame of the wrong length, counts over the limits
+ *                (the node also answers it to a message of more than
+ *                NET_MAX_FRAMES frames or NET_MAX_MSG_BYTES bytes)
+ *
+ * Statuses a node answers besides those (net/server.h): -EBADMSG (bytes
+ * that fail their checksum or CID), -EEXIST (other bytes are stored under
+ * that fragment reference), -EPERM (DELETE from a peer), -ENOSPC (no room:
+ * put it elsewhere), -EBUSY (too much in flight from this peer: send it
+ * again later), -ENOENT (GET of a fragment not held).
  */
 #pragma once
 
@@ -71,6 +79,11 @@
 #define NET_MAX_REFS 65536 /* frefs in one HAVE or DELETE */
 #define NET_MAX_LIST 8192  /* items in one LIST page */
 #define NET_MAX_FRAMES 4   /* header included, in any valid message */
+/* Bytes of the largest valid message, all frames together: a PUT or GET of
+ * a fragment of EC_MAX_BLOCK bytes. */
+#define NET_MAX_MSG_BYTES ((uint64_t)NET_HDR_LEN + EC_FRAG_HDR_LEN + EC_MAX_BLOCK)
+/* Bytes of the largest valid frame: fragment bytes. */
+#define NET_MAX_FRAME_BYTES ((int64_t)EC_MAX_BLOCK)
 
 enum net_op_code {
 	NET_OP_PING = 1,

@@ -6,11 +6,12 @@
  *
  *  1. Sockets and threads. The ROUTER (frontend) and the inproc DEALER
  *     (backend) are created by net_server_new, then used only by the proxy
- *     thread (zmq_proxy_steerable) until it returns on TERMINATE; only then
- *     does net_server_free close them. Each worker owns one DEALER connected
- *     to the backend and receives [routing id][header][payload...]; it
- *     answers [routing id][reply frames], which the proxy routes back. The
- *     ZAP thread owns its REP socket. Workers and the ZAP thread poll with a
+ *     thread (proxy_main) until it reads TERMINATE on the control socket;
+ *     only then does net_server_free close them. Each worker owns one
+ *     DEALER connected to the backend and receives [routing id][ticket]
+ *     [header][payload...]; it answers [routing id][ticket][reply frames],
+ *     and the proxy, dropping the ticket, routes the rest back. The ZAP
+ *     thread owns its REP socket. Workers and the ZAP thread poll with a
  *     short timeout and leave when s->stop is set.
  *
  *  2. Usage (s->used, s->frags) mirrors the 'S' record and is changed only
@@ -24,25 +25,83 @@
  *     released by it once sent. GET skips RocksDB's checksum: the
  *     fragment's own XXH3 checksum is verified instead. PUT hands RocksDB
  *     the header and the received bytes as two slices (no copy of ours).
+ *
+ *  4. Admission (proxy thread only). The ZAP handler gives each connection
+ *     the user id of its key's slot in s->peers, so every frame names its
+ *     peer. The proxy takes a message off the ROUTER frame by frame,
+ *     keeping at most NET_MAX_FRAMES of them and NET_MAX_MSG_BYTES bytes
+ *     (past that, each frame is closed as soon as it is read). A message
+ *     that fits and is within its peer's and the node's bounds goes to the
+ *     workers with a ticket (peer slot, bytes); the peer's and the node's
+ *     counts go up then and down when the worker's reply for that ticket
+ *     comes back. Everything else is answered by the proxy itself. So what
+ *     the node holds for requests is at most max_bytes plus one message
+ *     per peer, whatever the peers send.
+ *
+ *  5. Immutability. do_put checks what is stored under the (CID, index)
+ *     and writes in one critical section of s->mu, so two PUTs of one
+ *     fragment cannot both find it absent and the second overwrite the
+ *     first with other bytes.
+ *
+ *  6. Refusal logs: s->log_mu protects every peer's rate-limit state (and
+ *     the table of unknown keys); the message is formatted and emitted
+ *     under it, so the log callback never runs twice at once.
  */
 #include "net/server.h"
 
 #include "blocks/bytes.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "net/keys.h"
 
 #define POLL_MS 100
-#define MAX_IN_FRAMES 8 /* routing id + NET_MAX_FRAMES, with room to spare */
-#define MAX_MSG_BYTES ((int64_t)EC_MAX_BLOCK + 65536)
+/* routing id, ticket, then at most NET_MAX_FRAMES (the proxy saw to it) */
+#define MAX_IN_FRAMES (2 + NET_MAX_FRAMES)
 #define STATS_LEN 16
+#define TICKET_LEN 12 /* u32 peer slot, u64 bytes admitted */
+#define PROXY_BATCH 64 /* messages taken from one side before the other */
+#define UNKNOWN_KEYS 16 /* unknown keys whose refusals are rate-limited */
+
+static const char *const REFUSAL_NAMES[NET_REFUSED_KINDS] = {
+    [NET_REFUSED_KEY] = "connection",
+    [NET_REFUSED_MALFORMED] = "malformed request",
+    [NET_REFUSED_TOO_BIG] = "oversized message",
+    [NET_REFUSED_BUSY] = "request",
+    [NET_REFUSED_PUT] = "put",
+    [NET_REFUSED_OVERWRITE] = "put",
+    [NET_REFUSED_DELETE] = "delete",
+    [NET_REFUSED_FULL] = "put",
+};
+
+struct ratelog {
+	uint64_t last_ms; /* 0: never logged */
+	uint64_t suppressed;
+};
+
+/* One client key's state; slots nallowed and nallowed + 1 are a peer
+ * without a user id (none should exist) and the local peer. */
+struct peer {
+	char name[64];
+	uint32_t reqs;	/* proxy thread: requests with the workers */
+	uint64_t bytes; /* proxy thread: their bytes */
+	struct ratelog log[NET_REFUSED_KINDS]; /* log_mu */
+};
+
+struct unknown_key {
+	uint8_t key[32];
+	struct ratelog log;
+};
 
 static const uint8_t STATS_KEY[1] = {'S'};
 enum { TAG_FRAG = 'F', TAG_INDEX = 'I' };
@@ -62,15 +121,167 @@ struct net_server {
 
 	uint8_t (*allowed)[32];
 	size_t nallowed;
+	struct peer *peers; /* nallowed + 2 (struct peer) */
+	unsigned peer_max_reqs;
+	uint64_t peer_max_bytes, max_bytes;
+	uint64_t held; /* proxy thread: bytes with the workers */
 
 	struct blk_db *db;
 	unsigned cf;
 	uint64_t capacity;
+	char *data_dir;
+	uint64_t disk_reserve;
 	unsigned fault_corrupt_get; /* enum net_fault */
 
 	pthread_mutex_t mu; /* protects used, frags and their record */
 	uint64_t used, frags;
+
+	pthread_mutex_t log_mu; /* note 6 */
+	void (*log)(void *arg, const char *msg);
+	void *log_arg;
+	uint64_t log_interval_ms;
+	struct unknown_key unknown[UNKNOWN_KEYS];
+	unsigned nunknown;
+
+	atomic_uint_fast64_t refused[NET_REFUSED_KINDS];
+	atomic_uint_fast64_t repaired, held_pub, held_peak;
 };
+
+static unsigned slot_unknown(const struct net_server *s)
+{
+	return (unsigned)s->nallowed;
+}
+
+static unsigned slot_local(const struct net_server *s)
+{
+	return (unsigned)s->nallowed + 1;
+}
+
+/* ---- refusals ---- */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void refusal_logv(struct net_server *s, struct ratelog *rl,
+			 enum net_refusal kind, const char *who,
+			 const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
+
+/* Log a refusal if @rl allows: "refused <what> from <who>: <why>".
+ * Called with log_mu held. */
+static void refusal_logv(struct net_server *s, struct ratelog *rl,
+			 enum net_refusal kind, const char *who,
+			 const char *fmt, va_list ap)
+{
+	uint64_t now = mono_ms();
+	char why[256], msg[512];
+
+	if (rl->last_ms && now - rl->last_ms < s->log_interval_ms) {
+		rl->suppressed++;
+		return;
+	}
+	vsnprintf(why, sizeof(why), fmt, ap);
+	if (rl->suppressed)
+		snprintf(msg, sizeof(msg),
+			 "node: refused %s from %s: %s (and %" PRIu64
+			 " more refusals of this kind from it since the last "
+			 "report)",
+			 REFUSAL_NAMES[kind], who, why, rl->suppressed);
+	else
+		snprintf(msg, sizeof(msg), "node: refused %s from %s: %s",
+			 REFUSAL_NAMES[kind], who, why);
+	rl->last_ms = now ? now : 1;
+	rl->suppressed = 0;
+	if (s->log)
+		s->log(s->log_arg, msg);
+	else
+		fprintf(stderr, "blockfs: warning: %s\n", msg);
+}
+
+static void refuse(struct net_server *s, unsigned slot, enum net_refusal kind,
+		   const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* A refusal of a request from the peer in @slot. */
+static void refuse(struct net_server *s, unsigned slot, enum net_refusal kind,
+		   const char *fmt, ...)
+{
+	struct peer *p = &s->peers[slot];
+	va_list ap;
+
+	atomic_fetch_add(&s->refused[kind], 1);
+	pthread_mutex_lock(&s->log_mu);
+	va_start(ap, fmt);
+	refusal_logv(s, &p->log[kind], kind, p->name, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&s->log_mu);
+}
+
+static void log_key(struct net_server *s, const uint8_t key[32],
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A connection refused to an unknown @key (NULL: no CURVE key at all). */
+static void log_key(struct net_server *s, const uint8_t key[32],
+		    const char *fmt, ...)
+{
+	static const uint8_t none[32];
+	struct unknown_key *u = NULL;
+	char z85[NET_KEY_Z85_LEN + 1], who[96];
+	va_list ap;
+
+	if (!key)
+		key = none;
+	atomic_fetch_add(&s->refused[NET_REFUSED_KEY], 1);
+	pthread_mutex_lock(&s->log_mu);
+	for (unsigned i = 0; i < s->nunknown; i++)
+		if (!memcmp(s->unknown[i].key, key, 32))
+			u = &s->unknown[i];
+	if (!u) {
+		unsigned i = s->nunknown < UNKNOWN_KEYS ? s->nunknown++ : 0;
+
+		/* Full: the least recently logged key makes room. */
+		for (unsigned j = 0; s->nunknown == UNKNOWN_KEYS && j < UNKNOWN_KEYS;
+		     j++)
+			if (s->unknown[j].log.last_ms < s->unknown[i].log.last_ms)
+				i = j;
+		u = &s->unknown[i];
+		memcpy(u->key, key, 32);
+		u->log = (struct ratelog){0};
+	}
+	if (key == none)
+		snprintf(who, sizeof(who), "a peer without a CURVE key");
+	else if (zmq_z85_encode(z85, key, 32))
+		snprintf(who, sizeof(who), "key %s", z85);
+	else
+		snprintf(who, sizeof(who), "an unreadable key");
+	va_start(ap, fmt);
+	refusal_logv(s, &u->log, NET_REFUSED_KEY, who, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&s->log_mu);
+}
+
+void net_server_counters(struct net_server *s, struct net_server_counters *c)
+{
+	for (unsigned i = 0; i < NET_REFUSED_KINDS; i++)
+		c->refused[i] = atomic_load(&s->refused[i]);
+	c->repaired = atomic_load(&s->repaired);
+	c->held_bytes = atomic_load(&s->held_pub);
+	c->held_bytes_peak = atomic_load(&s->held_peak);
+}
+
+static const char *frag_name(const struct blk_cid *cid, unsigned index,
+			     char buf[BLK_CID_STR_MAX + 16])
+{
+	size_t n = blk_cid_to_string(cid, buf);
+
+	snprintf(buf + n, 16, "/%u", index);
+	return buf;
+}
 
 void net_server_frag_key(const struct net_fref *ref,
 			 uint8_t out[NET_SERVER_KEY_LEN])
@@ -154,18 +365,78 @@ struct reply {
 	struct blk_val *zc_val; /* GET: value whose bytes go zero-copy */
 };
 
-static int do_put(struct net_server *s, const struct net_req *q)
+/* Whether the file system under data_dir has less than @need bytes free
+ * beyond the reserve. */
+static bool disk_short(const struct net_server *s, uint64_t need)
+{
+	struct statvfs v;
+
+	if (!s->data_dir || statvfs(s->data_dir, &v) < 0)
+		return false;
+	return (uint64_t)v.f_bavail * v.f_frsize < need + s->disk_reserve;
+}
+
+/* What is stored under @fkey, against the PUT @q: 1 the same bytes, 0 no
+ * good fragment there (missing, or failing its own checks: replace it),
+ * -EEXIST another good fragment, or -errno of the read. */
+static int compare_stored(struct net_server *s, const uint8_t *fkey,
+			  const struct net_req *q)
+{
+	struct ec_frag_hdr h;
+	struct blk_val *v;
+	const uint8_t *val;
+	size_t vlen;
+	int rc;
+
+	rc = blk_db_get_val(s->db, s->cf, fkey, NET_SERVER_KEY_LEN,
+			    BLK_GET_NO_CRC, &v);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	val = blk_val_data(v, &vlen);
+	if (vlen <= EC_FRAG_HDR_LEN ||
+	    ec_frag_hdr_parse(val, EC_FRAG_HDR_LEN, &h) < 0 ||
+	    !blk_cid_equal(&h.cid, &q->frag.cid) || h.index != q->frag.index ||
+	    ec_frag_verify(&h, val + EC_FRAG_HDR_LEN, vlen - EC_FRAG_HDR_LEN) <
+		0)
+		rc = 0;
+	else if (vlen - EC_FRAG_HDR_LEN == q->len &&
+		 !memcmp(val + EC_FRAG_HDR_LEN, q->data, q->len))
+		rc = 1;
+	else
+		rc = -EEXIST;
+	blk_val_free(v);
+	return rc;
+}
+
+static int do_put(struct net_server *s, const struct net_req *q,
+		  unsigned slot)
 {
 	uint8_t fref[NET_FREF_LEN], fkey[NET_SERVER_KEY_LEN],
 	    ikey[NET_SERVER_KEY_LEN], ival[4], stats[STATS_LEN];
 	struct net_fref ref = {.cid = q->frag.cid, .index = q->frag.index};
 	uint64_t vlen = EC_FRAG_HDR_LEN + (uint64_t)q->len, oldlen = 0;
+	char name[BLK_CID_STR_MAX + 16];
+	uint64_t used_now = 0;
+	bool repair = false;
 	struct blk_txn *t;
 	int64_t n;
 	int rc;
 
-	if (ec_frag_verify(&q->frag, q->data, q->len) < 0)
+	if (ec_frag_verify(&q->frag, q->data, q->len) < 0) {
+		refuse(s, slot, NET_REFUSED_PUT,
+		       "%s: the bytes do not match their checksum",
+		       frag_name(&q->frag.cid, q->frag.index, name));
 		return -EBADMSG;
+	}
+	/* A whole copy is the block: it must be the block its CID names. */
+	if (q->frag.k == 1 && !blk_cid_verify(&q->frag.cid, q->data, q->len)) {
+		refuse(s, slot, NET_REFUSED_PUT,
+		       "%s: a whole copy whose bytes are not its CID's",
+		       frag_name(&q->frag.cid, q->frag.index, name));
+		return -EBADMSG;
+	}
 	net_fref_encode(&ref, fref);
 	net_server_frag_key(&ref, fkey);
 	index_key(fref, ikey);
@@ -175,7 +446,7 @@ static int do_put(struct net_server *s, const struct net_req *q)
 	if (!t)
 		return -ENOMEM;
 	/* The bytes are copied into the batch outside the lock; only the
-	 * usage record depends on the state it guards. */
+	 * usage record and the check of what is stored need it (note 5). */
 	blk_txn_put2(t, s->cf, fkey, sizeof(fkey), q->frag_raw,
 		     EC_FRAG_HDR_LEN, q->data, q->len);
 	blk_txn_put(t, s->cf, ikey, sizeof(ikey), ival, sizeof(ival));
@@ -192,7 +463,18 @@ static int do_put(struct net_server *s, const struct net_req *q)
 			goto out;
 		}
 	}
+	if (oldlen) {
+		rc = compare_stored(s, fkey, q);
+		if (rc != 0)
+			goto out; /* 1: a retry, acknowledged; or refused */
+		repair = true;
+	}
+	used_now = s->used;
 	if (vlen > oldlen && s->used - oldlen + vlen > s->capacity) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	if (vlen > oldlen && disk_short(s, vlen - oldlen)) {
 		rc = -ENOSPC;
 		goto out;
 	}
@@ -208,11 +490,29 @@ static int do_put(struct net_server *s, const struct net_req *q)
 		if (rc == 0) {
 			s->used = used;
 			s->frags = frags;
+		} else if (rc == -EIO && disk_short(s, vlen)) {
+			rc = -ENOSPC; /* the write failed for want of room */
 		}
 	}
 out:
 	pthread_mutex_unlock(&s->mu);
 	blk_txn_free(t);
+	if (rc == 1)
+		return 0;
+	frag_name(&q->frag.cid, q->frag.index, name);
+	if (rc == -EEXIST)
+		refuse(s, slot, NET_REFUSED_OVERWRITE,
+		       "%s: another fragment is stored under that name, "
+		       "and stored fragments are immutable",
+		       name);
+	else if (rc == -ENOSPC)
+		refuse(s, slot, NET_REFUSED_FULL,
+		       "%s: the node is full (%" PRIu64 " of %" PRIu64
+		       " bytes used%s)",
+		       name, used_now, s->capacity,
+		       disk_short(s, vlen) ? ", its disk short of room" : "");
+	else if (rc == 0 && repair)
+		atomic_fetch_add(&s->repaired, 1);
 	return rc;
 }
 
@@ -307,13 +607,11 @@ static int fref_cmp(const void *a, const void *b, void *base)
 		      NET_FREF_LEN);
 }
 
-/* Delete the fragments named; bit i of the reply says fref i was there
- * (and is now gone). */
-static int do_delete(struct net_server *s, const struct net_req *q,
-		     struct reply *r)
+/* Delete the @n fragments named by the packed frefs @refs; bit i of @map
+ * (zeroed) says fref i was there and is now gone. */
+static int delete_refs(struct net_server *s, const uint8_t *refs, uint32_t n,
+		       uint8_t *map)
 {
-	uint32_t n = q->hdr.count;
-	uint8_t *map = calloc(1, net_bitmap_len(n));
 	uint32_t *order = malloc(n * sizeof(*order));
 	uint8_t key[NET_SERVER_KEY_LEN], stats[STATS_LEN];
 	struct net_server tmp;
@@ -321,8 +619,7 @@ static int do_delete(struct net_server *s, const struct net_req *q,
 	bool prev_found = false;
 	int rc = 0;
 
-	if (!map || !order || !t) {
-		free(map);
+	if (!order || !t) {
 		free(order);
 		blk_txn_free(t);
 		return -ENOMEM;
@@ -330,7 +627,7 @@ static int do_delete(struct net_server *s, const struct net_req *q,
 	/* Sorted, so a fref named twice is counted once. */
 	for (uint32_t i = 0; i < n; i++)
 		order[i] = i;
-	qsort_r(order, n, sizeof(*order), fref_cmp, (void *)q->refs);
+	qsort_r(order, n, sizeof(*order), fref_cmp, (void *)refs);
 
 	pthread_mutex_lock(&s->mu);
 	tmp.used = s->used;
@@ -339,14 +636,13 @@ static int do_delete(struct net_server *s, const struct net_req *q,
 		uint8_t v[4];
 		int64_t got;
 
-		if (i > 0 &&
-		    fref_cmp(&order[i], &order[i - 1], (void *)q->refs) == 0) {
+		if (i > 0 && fref_cmp(&order[i], &order[i - 1], (void *)refs) == 0) {
 			if (prev_found)
 				net_bitmap_set(map, order[i]);
 			continue;
 		}
 		prev_found = false;
-		index_key(q->refs + (size_t)order[i] * NET_FREF_LEN, key);
+		index_key(refs + (size_t)order[i] * NET_FREF_LEN, key);
 		got = blk_db_get_into(s->db, s->cf, key, sizeof(key), v, 4);
 		if (got == -ENOENT)
 			continue;
@@ -375,14 +671,29 @@ static int do_delete(struct net_server *s, const struct net_req *q,
 	pthread_mutex_unlock(&s->mu);
 	blk_txn_free(t);
 	free(order);
-	if (rc < 0) {
-		free(map);
-		return rc;
-	}
-	r->own = map;
-	r->rep.bitmap = map;
-	r->rep.hdr.count = n;
-	return 0;
+	return rc;
+}
+
+int net_server_delete(struct net_server *s, const struct net_fref *refs,
+		      uint32_t n, uint8_t *bitmap)
+{
+	uint8_t *packed;
+	int rc;
+
+	if (!s || !refs || !bitmap || n < 1 || n > NET_MAX_REFS)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (refs[i].index >= EC_MAX_FRAGS)
+			return -EINVAL;
+	packed = malloc((size_t)n * NET_FREF_LEN);
+	if (!packed)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		net_fref_encode(&refs[i], packed + (size_t)i * NET_FREF_LEN);
+	memset(bitmap, 0, net_bitmap_len(n));
+	rc = delete_refs(s, packed, n, bitmap);
+	free(packed);
+	return rc;
 }
 
 static int do_list(struct net_server *s, const struct net_req *q,
@@ -442,20 +753,25 @@ static int do_list(struct net_server *s, const struct net_req *q,
 }
 
 static int handle(struct net_server *s, const struct net_req *q,
-		  struct reply *r)
+		  struct reply *r, unsigned slot)
 {
 	switch (q->hdr.op) {
 	case NET_OP_PING:
 		r->rep.hdr.arg = q->hdr.arg;
 		return 0;
 	case NET_OP_PUT:
-		return do_put(s, q);
+		return do_put(s, q, slot);
 	case NET_OP_GET:
 		return do_get(s, q, r);
 	case NET_OP_HAVE:
 		return do_have(s, q, r);
 	case NET_OP_DELETE:
-		return do_delete(s, q, r);
+		/* Until GC knows what no retained head reaches, no peer may
+		 * delete: one key would do to destroy every node's copies. */
+		refuse(s, slot, NET_REFUSED_DELETE,
+		       "%u fragments: deleting is the node's own maintenance",
+		       q->hdr.count);
+		return -EPERM;
 	case NET_OP_LIST:
 		return do_list(s, q, r);
 	case NET_OP_STATUS:
@@ -481,7 +797,7 @@ int net_server_exec(void *arg, const struct net_req *q, struct net_rep *rep,
 		return -ENOMEM;
 	r->rep.hdr.op = q->hdr.op;
 	r->rep.hdr.id = q->hdr.id;
-	rc = handle(s, q, r);
+	rc = handle(s, q, r, slot_local(s));
 	r->rep.hdr.status = rc;
 	*rep = r->rep;
 	*hold = r;
@@ -506,8 +822,10 @@ static void free_value(void *data, void *hint)
 	blk_val_free(hint);
 }
 
-/* Send @rid then the reply's frames; the GET bytes go zero-copy. */
-static void send_reply(void *sock, zmq_msg_t *rid, struct reply *r)
+/* Send @rid and @ticket, then the reply's frames; the GET bytes go
+ * zero-copy. */
+static void send_reply(void *sock, zmq_msg_t *rid, zmq_msg_t *ticket,
+		       struct reply *r)
 {
 	uint8_t scratch[NET_ENC_SCRATCH];
 	struct net_frame f[NET_MAX_FRAMES];
@@ -517,7 +835,8 @@ static void send_reply(void *sock, zmq_msg_t *rid, struct reply *r)
 		r->rep.hdr.status = -EIO;
 		n = net_rep_encode(&r->rep, scratch, f);
 	}
-	if (zmq_msg_send(rid, sock, ZMQ_SNDMORE) < 0)
+	if (zmq_msg_send(rid, sock, ZMQ_SNDMORE) < 0 ||
+	    zmq_msg_send(ticket, sock, ZMQ_SNDMORE) < 0)
 		return;
 	for (int i = 0; i < n; i++) {
 		int more = i + 1 < n ? ZMQ_SNDMORE : 0;
@@ -557,13 +876,14 @@ static void *worker_main(void *arg)
 		struct net_req q;
 		struct reply r;
 		size_t n = 0;
+		unsigned slot;
 		bool too_many = false;
 		int more = 1, rc;
 
 		if (zmq_poll(&pi, 1, POLL_MS) <= 0 ||
 		    !(pi.revents & ZMQ_POLLIN))
 			continue;
-		/* The whole message: routing id, then ours. */
+		/* The whole message: routing id, ticket, then ours. */
 		while (more) {
 			zmq_msg_t extra, *dst = n < MAX_IN_FRAMES ? &m[n] : &extra;
 
@@ -580,26 +900,37 @@ static void *worker_main(void *arg)
 				n++;
 			}
 		}
-		if (n < 1)
+		if (n < 2 || zmq_msg_size(&m[1]) != TICKET_LEN) {
+			/* not from our proxy: cannot happen */
+			for (size_t i = 0; i < n; i++)
+				zmq_msg_close(&m[i]);
 			continue;
-		for (size_t i = 1; i < n; i++)
-			f[i - 1] = (struct net_frame){zmq_msg_data(&m[i]),
+		}
+		slot = blk_get_le32(zmq_msg_data(&m[1]));
+		if (slot > slot_local(s))
+			slot = slot_unknown(s);
+		for (size_t i = 2; i < n; i++)
+			f[i - 2] = (struct net_frame){zmq_msg_data(&m[i]),
 						      zmq_msg_size(&m[i])};
 
 		memset(&r, 0, sizeof(r));
-		rc = net_req_decode(f, n - 1, &q);
+		rc = net_req_decode(f, n - 2, &q);
 		if (rc == 0 && too_many)
-			rc = -EINVAL;
+			rc = -EMSGSIZE;
+		if (rc < 0)
+			refuse(s, slot, NET_REFUSED_MALFORMED,
+			       "%s (op %u, %zu frames)", strerror(-rc),
+			       q.hdr.op, n - 2);
 		r.rep.hdr.op = q.hdr.op;
 		r.rep.hdr.id = q.hdr.id;
 		if (rc == 0)
-			rc = handle(s, &q, &r);
+			rc = handle(s, &q, &r, slot);
 		r.rep.hdr.status = rc;
 		if (rc < 0) {
 			blk_val_free(r.zc_val);
 			r.zc_val = NULL;
 		}
-		send_reply(sock, &m[0], &r);
+		send_reply(sock, &m[0], &m[1], &r);
 		blk_val_free(r.zc_val);
 		free(r.own);
 		for (size_t i = 0; i < n; i++)
@@ -611,12 +942,13 @@ static void *worker_main(void *arg)
 
 /* ---- ZAP (RFC 27) ---- */
 
-static bool key_allowed(const struct net_server *s, const void *key)
+/* The slot of @key among the allowed keys, or -1. */
+static int key_slot(const struct net_server *s, const void *key)
 {
 	for (size_t i = 0; i < s->nallowed; i++)
 		if (!memcmp(s->allowed[i], key, 32))
-			return true;
-	return false;
+			return (int)i;
+	return -1;
 }
 
 static void *zap_main(void *arg)
@@ -627,9 +959,9 @@ static void *zap_main(void *arg)
 		zmq_pollitem_t pi = {.socket = s->zap, .events = ZMQ_POLLIN};
 		zmq_msg_t m[8];
 		size_t n = 0;
-		int more = 1;
-		bool ok;
-		const char *code;
+		int more = 1, slot = -1;
+		bool curve;
+		char uid[16] = "";
 
 		if (zmq_poll(&pi, 1, POLL_MS) <= 0 ||
 		    !(pi.revents & ZMQ_POLLIN))
@@ -650,37 +982,249 @@ static void *zap_main(void *arg)
 		}
 		/* version, request id, domain, address, identity, mechanism,
 		 * credentials (CURVE: the client's 32-byte public key) */
-		ok = n == 7 && zmq_msg_size(&m[0]) == 3 &&
-		     !memcmp(zmq_msg_data(&m[0]), "1.0", 3) &&
-		     zmq_msg_size(&m[5]) == 5 &&
-		     !memcmp(zmq_msg_data(&m[5]), "CURVE", 5) &&
-		     zmq_msg_size(&m[6]) == 32 &&
-		     key_allowed(s, zmq_msg_data(&m[6]));
-		code = ok ? "200" : "400";
+		curve = n == 7 && zmq_msg_size(&m[0]) == 3 &&
+			!memcmp(zmq_msg_data(&m[0]), "1.0", 3) &&
+			zmq_msg_size(&m[5]) == 5 &&
+			!memcmp(zmq_msg_data(&m[5]), "CURVE", 5) &&
+			zmq_msg_size(&m[6]) == 32;
+		if (curve)
+			slot = key_slot(s, zmq_msg_data(&m[6]));
+		if (slot >= 0) {
+			/* Every frame from the connection names its peer
+			 * (note 4). */
+			snprintf(uid, sizeof(uid), "%d", slot);
+		} else {
+			char addr[64] = "?";
+			size_t al = n >= 4 ? zmq_msg_size(&m[3]) : 0;
+
+			if (al > 0 && al < sizeof(addr)) {
+				memcpy(addr, zmq_msg_data(&m[3]), al);
+				addr[al] = 0;
+			}
+			log_key(s, curve ? zmq_msg_data(&m[6]) : NULL,
+				"the key is not in the cluster (from %s)",
+				addr);
+		}
 		zmq_send(s->zap, "1.0", 3, ZMQ_SNDMORE);
 		if (n >= 2)
 			zmq_send(s->zap, zmq_msg_data(&m[1]),
 				 zmq_msg_size(&m[1]), ZMQ_SNDMORE);
 		else
 			zmq_send(s->zap, "", 0, ZMQ_SNDMORE);
-		zmq_send(s->zap, code, 3, ZMQ_SNDMORE);
-		zmq_send(s->zap, ok ? "OK" : "key not in the cluster",
-			 ok ? 2 : 22, ZMQ_SNDMORE);
-		zmq_send(s->zap, "", 0, ZMQ_SNDMORE); /* user id */
-		zmq_send(s->zap, "", 0, 0);	       /* metadata */
+		zmq_send(s->zap, slot >= 0 ? "200" : "400", 3, ZMQ_SNDMORE);
+		zmq_send(s->zap, slot >= 0 ? "OK" : "key not in the cluster",
+			 slot >= 0 ? 2 : 22, ZMQ_SNDMORE);
+		zmq_send(s->zap, uid, strlen(uid), ZMQ_SNDMORE); /* user id */
+		zmq_send(s->zap, "", 0, 0);			  /* metadata */
 		for (size_t i = 0; i < n; i++)
 			zmq_msg_close(&m[i]);
 	}
 	return NULL;
 }
 
-/* ---- proxy ---- */
+/* ---- proxy (note 4) ---- */
+
+/* The peer slot a frame from the ROUTER comes from. */
+static unsigned frame_slot(const struct net_server *s, zmq_msg_t *m)
+{
+	const char *uid = zmq_msg_gets(m, "User-Id");
+	char *end;
+	unsigned long v;
+
+	if (!uid || !*uid)
+		return slot_unknown(s);
+	v = strtoul(uid, &end, 10);
+	return *end || v >= s->nallowed ? slot_unknown(s) : (unsigned)v;
+}
+
+/* Answer the request whose header frame is @hdr (NULL: none readable)
+ * with @status alone. */
+static void proxy_answer(struct net_server *s, zmq_msg_t *rid, zmq_msg_t *hdr,
+			 int status)
+{
+	struct net_hdr h = {0};
+	uint8_t out[NET_HDR_LEN];
+
+	if (hdr)
+		net_hdr_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h);
+	h = (struct net_hdr){.op = h.op, .id = h.id, .status = status,
+			     .flags = NET_F_REPLY};
+	net_hdr_encode(&h, out);
+	/* ROUTER drops what it cannot route or queue: never blocks. */
+	if (zmq_msg_send(rid, s->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+		return;
+	zmq_send(s->router, out, sizeof(out), ZMQ_DONTWAIT);
+}
+
+static void set_held(struct net_server *s, uint64_t held)
+{
+	s->held = held;
+	atomic_store(&s->held_pub, held);
+	if (held > atomic_load(&s->held_peak))
+		atomic_store(&s->held_peak, held);
+}
+
+/* Take one request off the ROUTER and admit, refuse or answer it. false
+ * when there was none. */
+static bool proxy_request(struct net_server *s)
+{
+	zmq_msg_t rid, f[NET_MAX_FRAMES];
+	size_t n = 0, frames = 0;
+	uint64_t bytes = 0;
+	unsigned slot = slot_unknown(s);
+	bool too_big = false, busy;
+	struct peer *p;
+	uint8_t ticket[TICKET_LEN];
+	int more;
+
+	zmq_msg_init(&rid);
+	if (zmq_msg_recv(&rid, s->router, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&rid);
+		return false;
+	}
+	more = zmq_msg_more(&rid);
+	while (more) {
+		zmq_msg_t m;
+
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, s->router, 0) < 0) {
+			zmq_msg_close(&m);
+			break;
+		}
+		more = zmq_msg_more(&m);
+		if (frames == 0)
+			slot = frame_slot(s, &m);
+		frames++;
+		bytes += zmq_msg_size(&m);
+		if (!too_big &&
+		    (frames > NET_MAX_FRAMES || bytes > NET_MAX_MSG_BYTES)) {
+			/* Keep the header frame, for the reply's id. */
+			too_big = true;
+			for (size_t i = 1; i < n; i++)
+				zmq_msg_close(&f[i]);
+			n = n ? 1 : 0;
+		}
+		if (!too_big || (frames == 1 && zmq_msg_size(&m) == NET_HDR_LEN))
+			f[n++] = m;
+		else
+			zmq_msg_close(&m);
+	}
+	p = &s->peers[slot];
+	if (frames == 0) {
+		zmq_msg_close(&rid);
+		return true;
+	}
+	if (too_big) {
+		refuse(s, slot, NET_REFUSED_TOO_BIG,
+		       "%zu frames, %" PRIu64 " bytes (the most is %d frames, "
+		       "%" PRIu64 " bytes)",
+		       frames, bytes, NET_MAX_FRAMES, NET_MAX_MSG_BYTES);
+		proxy_answer(s, &rid, n ? &f[0] : NULL, -EMSGSIZE);
+		goto drop;
+	}
+	busy = p->reqs >= s->peer_max_reqs ||
+	       (p->reqs && p->bytes + bytes > s->peer_max_bytes) ||
+	       (s->held && s->held + bytes > s->max_bytes);
+	if (busy) {
+		refuse(s, slot, NET_REFUSED_BUSY,
+		       "busy: %u requests, %" PRIu64 " bytes in flight from "
+		       "it, %" PRIu64 " from all",
+		       p->reqs, p->bytes, s->held);
+		proxy_answer(s, &rid, &f[0], -EBUSY);
+		goto drop;
+	}
+	blk_put_le32(ticket, slot);
+	blk_put_le64(ticket + 4, bytes);
+	/* The backend has no high-water mark: what it holds is bounded by
+	 * the admission above, and the proxy must not block on it. */
+	if (zmq_msg_send(&rid, s->backend, ZMQ_SNDMORE) < 0 ||
+	    zmq_send(s->backend, ticket, sizeof(ticket), ZMQ_SNDMORE) < 0)
+		goto drop; /* only when the context is going away */
+	for (size_t i = 0; i < n; i++)
+		if (zmq_msg_send(&f[i], s->backend,
+				 i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+			zmq_msg_close(&f[i]);
+	zmq_msg_close(&rid);
+	p->reqs++;
+	p->bytes += bytes;
+	set_held(s, s->held + bytes);
+	return true;
+
+drop:
+	for (size_t i = 0; i < n; i++)
+		zmq_msg_close(&f[i]);
+	zmq_msg_close(&rid);
+	return true;
+}
+
+/* Pass one worker reply on to the ROUTER, settling its ticket. false when
+ * there was none. */
+static bool proxy_reply(struct net_server *s)
+{
+	zmq_msg_t m;
+	int more, i = 0;
+
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, s->backend, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&m);
+		return false;
+	}
+	for (;;) {
+		more = zmq_msg_more(&m);
+		if (i == 1) {
+			if (zmq_msg_size(&m) == TICKET_LEN) {
+				const uint8_t *t = zmq_msg_data(&m);
+				uint32_t slot = blk_get_le32(t);
+				uint64_t bytes = blk_get_le64(t + 4);
+
+				if (slot < s->nallowed + 1) {
+					s->peers[slot].reqs--;
+					s->peers[slot].bytes -= bytes;
+					set_held(s, s->held - bytes);
+				}
+			}
+			zmq_msg_close(&m);
+		} else if (zmq_msg_send(&m, s->router,
+					(more ? ZMQ_SNDMORE : 0) |
+					    ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+		}
+		if (!more)
+			break;
+		i++;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, s->backend, 0) < 0) {
+			zmq_msg_close(&m);
+			break;
+		}
+	}
+	return true;
+}
 
 static void *proxy_main(void *arg)
 {
 	struct net_server *s = arg;
 
-	zmq_proxy_steerable(s->router, s->backend, NULL, s->ctl_in);
+	for (;;) {
+		zmq_pollitem_t pi[3] = {
+		    {.socket = s->ctl_in, .events = ZMQ_POLLIN},
+		    {.socket = s->backend, .events = ZMQ_POLLIN},
+		    {.socket = s->router, .events = ZMQ_POLLIN},
+		};
+
+		if (zmq_poll(pi, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break; /* context terminated */
+		}
+		if (pi[0].revents & ZMQ_POLLIN)
+			break; /* TERMINATE */
+		/* Replies first: they free room for requests. */
+		for (int i = 0; i < PROXY_BATCH && proxy_reply(s); i++)
+			;
+		for (int i = 0; i < PROXY_BATCH && proxy_request(s); i++)
+			;
+	}
 	return NULL;
 }
 
@@ -697,7 +1241,7 @@ int net_server_new(const struct net_server_config *cfg,
 	struct net_server *s;
 	const char *env = getenv("BLOCKFS_FAULT_CORRUPT_GET");
 	int zero = 0, one = 1, hwm = 10000, rc;
-	int64_t maxmsg = MAX_MSG_BYTES;
+	int64_t maxmsg = NET_MAX_FRAME_BYTES;
 	size_t len;
 
 	*out = NULL;
@@ -714,10 +1258,30 @@ int net_server_new(const struct net_server_config *cfg,
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->log_mu, NULL);
 	atomic_init(&s->stop, false);
+	for (unsigned i = 0; i < NET_REFUSED_KINDS; i++)
+		atomic_init(&s->refused[i], 0);
+	atomic_init(&s->repaired, 0);
+	atomic_init(&s->held_pub, 0);
+	atomic_init(&s->held_peak, 0);
 	s->db = cfg->db;
 	s->cf = cfg->cf;
 	s->capacity = cfg->capacity;
+	s->disk_reserve = cfg->disk_reserve ? cfg->disk_reserve
+					    : NET_SERVER_DEFAULT_DISK_RESERVE;
+	s->peer_max_reqs = cfg->peer_max_requests
+			       ? cfg->peer_max_requests
+			       : NET_SERVER_DEFAULT_PEER_REQUESTS;
+	s->peer_max_bytes = cfg->peer_max_bytes ? cfg->peer_max_bytes
+						: NET_SERVER_DEFAULT_PEER_BYTES;
+	s->max_bytes = cfg->max_bytes ? cfg->max_bytes
+				      : NET_SERVER_DEFAULT_MAX_BYTES;
+	s->log = cfg->log;
+	s->log_arg = cfg->log_arg;
+	s->log_interval_ms = cfg->log_interval_ms
+				 ? cfg->log_interval_ms
+				 : NET_SERVER_DEFAULT_LOG_INTERVAL_MS;
 	s->fault_corrupt_get = cfg->fault_corrupt_get;
 	if (env && (!strcmp(env, "1") || !strcmp(env, "flip")))
 		s->fault_corrupt_get = NET_FAULT_FLIP;
@@ -729,12 +1293,29 @@ int net_server_new(const struct net_server_config *cfg,
 	s->nallowed = cfg->nallowed;
 	s->allowed = calloc(cfg->nallowed ? cfg->nallowed : 1, 32);
 	s->workers = calloc(s->nworkers, sizeof(*s->workers));
-	if (!s->allowed || !s->workers) {
+	s->peers = calloc(cfg->nallowed + 2, sizeof(*s->peers));
+	s->data_dir = cfg->data_dir ? strdup(cfg->data_dir) : NULL;
+	if (!s->allowed || !s->workers || !s->peers ||
+	    (cfg->data_dir && !s->data_dir)) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	for (size_t i = 0; i < cfg->nallowed; i++)
+	for (size_t i = 0; i < cfg->nallowed; i++) {
+		const char *name =
+		    cfg->allowed_names ? cfg->allowed_names[i] : NULL;
+
 		zmq_z85_decode(s->allowed[i], cfg->allowed_keys[i]);
+		if (name)
+			snprintf(s->peers[i].name, sizeof(s->peers[i].name),
+				 "node %s", name);
+		else
+			snprintf(s->peers[i].name, sizeof(s->peers[i].name),
+				 "key %.40s", cfg->allowed_keys[i]);
+	}
+	snprintf(s->peers[slot_unknown(s)].name, sizeof(s->peers[0].name),
+		 "a peer without a user id");
+	snprintf(s->peers[slot_local(s)].name, sizeof(s->peers[0].name),
+		 "the local client");
 
 	rc = load_usage(s);
 	if (rc < 0)
@@ -777,6 +1358,9 @@ int net_server_new(const struct net_server_config *cfg,
 		goto fail;
 	}
 	zmq_setsockopt(s->backend, ZMQ_LINGER, &zero, sizeof(zero));
+	/* Unbounded here: the proxy's admission bounds it (note 4). */
+	zmq_setsockopt(s->backend, ZMQ_SNDHWM, &zero, sizeof(zero));
+	zmq_setsockopt(s->backend, ZMQ_RCVHWM, &zero, sizeof(zero));
 	if (zmq_bind(s->backend, s->backend_ep) < 0) {
 		rc = zerr();
 		goto fail;
@@ -862,6 +1446,9 @@ void net_server_free(struct net_server *s)
 	if (s->own_ctx && s->ctx)
 		zmq_ctx_term(s->ctx);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->log_mu);
+	free(s->peers);
+	free(s->data_dir);
 	free(s->allowed);
 	free(s->workers);
 	free(s);
