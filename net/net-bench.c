@@ -232,7 +232,7 @@ int main(int argc, char **argv)
 	uint8_t *buf, *out;
 	int i, rc = 0;
 
-	for (i = 1; i < argc; i++) {
+	for (i = 1; i < argc; i += 2) {
 		unsigned long v;
 
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -253,7 +253,6 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		i++;
 	}
 	if (msg_kib > size_mb * 1024) {
 		fprintf(stderr, "net-bench: --msg-kib is larger than --size-mb\n");
