@@ -81,6 +81,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdarg.h>
@@ -355,7 +356,7 @@ static void set_cf_options(rocksdb_options_t *o, enum cf_kind kind,
 
 /* Database-wide options (also those of the "default" column family). */
 static rocksdb_options_t *db_options(const struct blk_db_options *o,
-				     rocksdb_cache_t *cache)
+				     rocksdb_cache_t *cache, const char *path)
 {
 	rocksdb_options_t *dbo = rocksdb_options_create();
 
@@ -373,7 +374,26 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 	 * families that rarely fill a memtable would otherwise pin old WAL
 	 * files forever. Past the limit RocksDB flushes them. */
 	rocksdb_options_set_db_write_buffer_size(dbo, DB_WRITE_BUFFER);
-	rocksdb_options_set_max_total_wal_size(dbo, MAX_TOTAL_WAL);
+	/* RocksDB preallocates each WAL file (fallocate) at up to this
+	 * size: on a small file system, keep it to 1/16 of it. */
+	uint64_t wal_max = MAX_TOTAL_WAL;
+	struct statvfs vfs;
+	char parent[PATH_MAX];
+	int vrc = statvfs(path, &vfs);
+	if (vrc && snprintf(parent, sizeof(parent), "%s", path) <
+		       (int)sizeof(parent)) {
+		char *slash = strrchr(parent, '/'); /* not created yet */
+		if (slash && slash != parent) {
+			*slash = 0;
+			vrc = statvfs(parent, &vfs);
+		}
+	}
+	if (vrc == 0 &&
+	    (uint64_t)vfs.f_blocks * vfs.f_frsize / 16 < wal_max)
+		wal_max = (uint64_t)vfs.f_blocks * vfs.f_frsize / 16;
+	if (wal_max < 4 * MiB)
+		wal_max = 4 * MiB;
+	rocksdb_options_set_max_total_wal_size(dbo, wal_max);
 	/* The info LOG: enough history to debug, bounded. */
 	rocksdb_options_set_max_log_file_size(dbo, 16 * MiB);
 	rocksdb_options_set_keep_log_file_num(dbo, 4);
@@ -543,7 +563,7 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 
 	db->cache = rocksdb_cache_create_lru(
 	    o->cache_bytes ? o->cache_bytes : DEFAULT_CACHE_BYTES);
-	dbo = db_options(o, db->cache);
+	dbo = db_options(o, db->cache, path);
 	for (int k = 0; k < 3; k++) {
 		kind_opts[k] = rocksdb_options_create();
 		set_cf_options(kind_opts[k], (enum cf_kind)k, db->cache);

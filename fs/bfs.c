@@ -58,6 +58,8 @@ struct bfs {
 	pthread_cond_t maint_cond; /* q_lock */
 	uint64_t freed;            /* q_lock: bytes freed since compaction */
 	uint64_t maint_prev;       /* q_lock: stored bytes at the last look */
+	uint64_t overhead;         /* q_lock: disk bytes past stored bytes
+				    * that the last compaction left */
 
 	/* A helper thread that hashes chunks beside the flusher: BLAKE2b is
 	 * the largest cost of a flush (~800 MB/s per core). */
@@ -95,6 +97,7 @@ struct bfs {
 #define SPACE_LOOK_NS (10 * 1000000ull)
 #define SPACE_NEAR (256ull << 20) /* look on every write below this */
 #define SPACE_WARN_NS (60 * 1000000000ull)
+#define SPACE_GARBAGE (4ull << 20) /* worth a compaction when room is short */
 
 #define COMPACT_AFTER (128ull << 20)
 #define MAINT_PERIOD_S 2
@@ -2681,9 +2684,21 @@ static void *maint_main(void *arg)
 		uint64_t after = COMPACT_AFTER;
 		if (fs->space_total && fs->space_total / 8 < after)
 			after = fs->space_total / 8;
-		if (fs->freed && space_room_locked(fs, false) < after)
+		bool short_room = space_room_locked(fs, false) < after;
+		if (fs->freed && short_room)
 			after = 0;
 		bool go = fs->freed > 0 && fs->freed >= after && cur <= prev;
+		/* Room is short and the disk holds garbage the sampling of
+		 * stored bytes missed (blocks stored and deleted between two
+		 * looks): compact too, once more garbage than the overhead
+		 * the last compaction left has piled up. */
+		uint64_t disk = 0;
+		if (!go && short_room) {
+			pthread_mutex_unlock(&fs->q_lock);
+			int dr = blk_db_disk_usage(fs->db, &disk);
+			pthread_mutex_lock(&fs->q_lock);
+			go = dr == 0 && disk > cur + fs->overhead + SPACE_GARBAGE;
+		}
 		if (!go)
 			continue;
 		uint64_t freed = fs->freed;
@@ -2695,7 +2710,13 @@ static void *maint_main(void *arg)
 		else
 			bfs_log_info("compacted after %llu MiB were freed",
 				     (unsigned long long)(freed >> 20));
+		uint64_t overhead = 0;
+		if (blk_db_disk_usage(fs->db, &disk) == 0 &&
+		    blk_store_stats(fs->db, &st) == 0 && disk > st.bytes)
+			overhead = disk - st.bytes;
 		pthread_mutex_lock(&fs->q_lock);
+		fs->overhead = overhead;
+		fs->space_at = 0; /* look at the room again */
 	}
 	pthread_mutex_unlock(&fs->q_lock);
 	return NULL;
