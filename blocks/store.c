@@ -97,11 +97,11 @@
 #define DEFAULT_CACHE_BYTES (64 * MiB)
 
 /* Options, chosen for this workload; see db_options() and cf_options(). */
-#define BLOCKS_WRITE_BUFFER (128 * MiB)
-#define BLOCKS_MAX_WRITE_BUFFERS 3
+#define BLOCKS_WRITE_BUFFER (32 * MiB)
+#define BLOCKS_MAX_WRITE_BUFFERS 2
 #define SMALL_WRITE_BUFFER (32 * MiB)
 #define SMALL_MAX_WRITE_BUFFERS 3
-#define DB_WRITE_BUFFER (512 * MiB)
+#define DB_WRITE_BUFFER (64 * MiB)
 #define MAX_TOTAL_WAL (512 * MiB)
 #define MIN_BLOB_SIZE (4 * KiB)
 #define BLOB_FILE_SIZE (256 * MiB)
@@ -318,8 +318,10 @@ static void set_cf_options(rocksdb_options_t *o, enum cf_kind kind,
 		 * back through blk_db_compact, which the filesystem runs after
 		 * large deletions, with GC on and a full age cutoff.
 		 *
-		 * Large memtables (128 MiB, at most 3: one filling, two
-		 * flushing) turn ingest into few large sequential blob writes.
+		 * Memtables of 32 MiB, at most 2 (one filling, one flushing),
+		 * and 64 MiB for all column families together: ingest still
+		 * becomes large sequential blob writes, and the daemon's
+		 * memory stays bounded (what memtables hold is resident).
 		 */
 		rocksdb_options_set_enable_blob_files(o, 1);
 		rocksdb_options_set_min_blob_size(o, MIN_BLOB_SIZE);

@@ -78,6 +78,8 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
   export BLOCKFS_BIN="$top/$build_dir/fs/blockfs"
   [ -x "$BLOCKFS_BIN" ] || die "$BLOCKFS_BIN was not built"
   export BLOCKFS_TEST_REQUIRE_HELPER=1
+  # test_memory measures the daemon's RSS: without sanitizers.
+  export BLOCKFS_RSS_BIN="$top/build/fs/blockfs"
   step "integration tests (pytest, $BLOCKFS_BIN)"
   rc=0
   # shellcheck disable=SC2086

@@ -314,7 +314,7 @@ static const char mount_usage[] =
 	"                        file's ec_min, else 64K; 0: code them all)\n"
 	"  sync_timeout=SECONDS  how long fsync waits for the placement before\n"
 	"                        it fails with EIO (default 60)\n"
-	"  dirty_max=SIZE        unchunked write data held in memory (default 256M)\n"
+	"  dirty_max=SIZE        unchunked write data held in memory (default 32M)\n"
 	"  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
 	"                        needs root)\n"
 	"  verify                re-hash every block read against its CID\n"
@@ -730,7 +730,7 @@ static int cmd_mount(int argc, char **argv)
 		.chunk_min = cl->chunk_min,
 		.chunk_avg = cl->chunk_avg,
 		.chunk_max = cl->chunk_max,
-		.dirty_max = 256u << 20,
+		.dirty_max = 32u << 20,
 		.flush_at = 8u << 20,
 		.flushers = 2,
 		.local_max = 4ull << 30,
@@ -769,7 +769,7 @@ static int cmd_mount(int argc, char **argv)
 	 * (a sixth of the daemon's cycles in a 1 GiB copy). Keep them in the
 	 * heap: memory stays bounded by dirty_max and the memtable limits. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	/* Per-thread arenas unmap whole heaps as soon as they empty, so the
 	 * same megabytes get faulted in again and again (measured: a third
 	 * fewer page faults and 10% less CPU for a 1 GiB copy with one). */
