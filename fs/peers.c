@@ -632,8 +632,8 @@ static int drain(struct bfs_peers *p, uint64_t target)
 
 		nodes_down(p, down, sizeof(down));
 		bfs_log_err("unmount: %llu blocks not uploaded: none went out "
-			    "for %u s (sync_timeout)%s%s; they stay queued in "
-			    "the node and go out at its next mount",
+			    "for %u s (sync_timeout)%s%s; they stay queued for "
+			    "the next mount",
 			    (unsigned long long)bfs_peers_backlog(p),
 			    sync_timeout(p) / 1000,
 			    down[0] ? "; nodes down:" : "", down);
