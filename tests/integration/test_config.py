@@ -5,7 +5,6 @@ users, stale pid files, `status`, files past 1 PiB, the unmount drain with
 every peer down, and `blockfs sync`."""
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -285,6 +284,21 @@ def test_unmount_with_every_peer_down_waits_one_sync_timeout(cluster):
     proc = m.proc
     start = time.monotonic()
     util.run(['fusermount3', '-u', c.mnt])
+    # Meanwhile the node is held, and a mount is told why.
+    other = os.path.join(c.base, 'mnt-other')
+    os.mkdir(other)
+    try:
+        util.poll(lambda: blockfs('mount', c.node_dir(1), other,
+                                  check=False),
+                  lambda res: 'still uploading' in res.stderr, tmo,
+                  lambda res: f'a mount during the drain was told: '
+                  f'{res.stderr}', 0.1)
+    finally:
+        if util.is_mounted(other):
+            pid = util.read_pidfile(c.node_dir(1))
+            util.lazy_unmount(other)
+            if pid and util.is_blockfs_pid(pid, c.node_dir(1)):
+                os.kill(pid, signal.SIGKILL)
     rc = m.wait_exit(timeout=120)
     took = time.monotonic() - start
     # One sync_timeout, and some seconds to close; three would be 12+ s.
