@@ -18,7 +18,12 @@
 
 #define ITAB_BUCKETS (1u << 14)
 #define INO_RESERVE 4096
-#define BFS_FILE_MAX ((uint64_t)1 << 50)
+/* The largest file size: the kernel's for a FUSE mount (MAX_LFS_FILESIZE,
+ * the largest off_t), so that a write the kernel accepted and buffered is
+ * never refused at writeback, where its error could only reach close().
+ * Offsets are 64-bit all the way down (extent keys, the write buffer), and
+ * an offset plus an extent length stays far below 2^64. */
+#define BFS_FILE_MAX ((uint64_t)INT64_MAX)
 #define XATTR_VALUE_MAX 65536
 
 struct bfs {
@@ -1292,7 +1297,7 @@ static int do_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 	int64_t stored_delta = 0;
 	int ret = 0;
 
-	if (size >= BFS_FILE_MAX)
+	if (size > BFS_FILE_MAX)
 		return -EFBIG;
 	if (size < ip->rec.size) {
 		ret = truncate_extents(fs, ip, size, t, &stored_delta, keep);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,20 +70,206 @@ void bfs_block_coding(unsigned k, unsigned m, uint32_t ec_min, uint64_t len,
 		*bk = 1;
 }
 
+/* What the parser has seen. Every setting may appear once per section
+ * (a duplicated or concatenated file repeats them), and the first problem
+ * found is the one reported, with its line. */
 struct parse_ctx {
 	struct bfs_cluster *c;
 	struct bfs_node_info *node;
-	char *err;
-	size_t errlen;
-	int line_err;
+	FILE *f;
+	int line;      /* of the text the handler is given */
+	int next_line; /* of the text the reader reads next */
+	int section_line; /* of the last "[section]" read */
+	int err_line;  /* 0 until a problem is found */
+	char msg[200];
+	unsigned nodes_decl; /* "[cluster] nodes = N", 0 if absent */
+	/* the line each setting was first seen on, 0 if not yet */
+	int cluster_seen[9];
+	int node_seen[BFS_MAX_NODES][5];
+	int node_line[BFS_MAX_NODES]; /* where the node's section starts */
 };
 
-static int set_u32(const char *v, uint32_t *out)
+static const char *const cluster_keys[] = {
+	"id", "redundancy", "ec_min", "chunker", "chunk_min", "chunk_avg",
+	"chunk_max", "nodes", NULL};
+static const char *const node_keys[] = {"address", "public_key", "zone",
+					"weight", NULL};
+
+/* An ini_reader that counts lines (a line longer than the reader's
+ * buffer comes in pieces that share its number). */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse_ctx *p = stream;
+	char *s = fgets(str, num, p->f);
+
+	p->line = p->next_line;
+	if (s && s[strspn(s, " \t")] == '[')
+		p->section_line = p->line;
+	if (s && strchr(s, '\n'))
+		p->next_line++;
+	return s;
+}
+
+__attribute__((format(printf, 2, 3))) static int bad(struct parse_ctx *p,
+						      const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->err_line)
+		return 0;
+	p->err_line = p->line;
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+static int key_index(const char *const *keys, const char *name)
+{
+	for (int i = 0; keys[i]; i++)
+		if (!strcmp(keys[i], name))
+			return i;
+	return -1;
+}
+
+static int set_u32(struct parse_ctx *p, const char *name, const char *v,
+		   uint32_t *out)
 {
 	uint64_t x;
 	if (bfs_parse_size(v, &x) || x > UINT32_MAX)
-		return 0;
+		return bad(p, "invalid %s '%s' (a size such as 64K)", name, v);
 	*out = (uint32_t)x;
+	return 1;
+}
+
+static int on_cluster_kv(struct parse_ctx *p, const char *name,
+			 const char *value)
+{
+	struct bfs_cluster *c = p->c;
+	int k = key_index(cluster_keys, name);
+
+	if (k < 0)
+		return bad(p, "unknown setting '%s' in [cluster] (known: id, "
+			      "redundancy, ec_min, chunker, chunk_min, "
+			      "chunk_avg, chunk_max, nodes)",
+			   name);
+	if (p->cluster_seen[k])
+		return bad(p, "'%s' of [cluster] set again (first on line %d): "
+			      "is the file duplicated?",
+			   name, p->cluster_seen[k]);
+	p->cluster_seen[k] = p->line;
+	if (!strcmp(name, "id")) {
+		if (!*value || snprintf(c->id, sizeof(c->id), "%s", value) >=
+				   (int)sizeof(c->id))
+			return bad(p, "invalid id '%s'", value);
+		return 1;
+	}
+	if (!strcmp(name, "redundancy")) {
+		unsigned kk, m;
+		if (bfs_parse_redundancy(value, &kk, &m))
+			return bad(p, "invalid redundancy '%s' (replicas:N or "
+				      "ec:K+M)",
+				   value);
+		snprintf(c->redundancy, sizeof(c->redundancy), "%s", value);
+		return 1;
+	}
+	if (!strcmp(name, "ec_min")) {
+		if (bfs_parse_ec_min(value, &c->ec_min))
+			return bad(p, "invalid ec_min '%s' (a size, at most "
+				      "64M)",
+				   value);
+		return 1;
+	}
+	if (!strcmp(name, "chunker")) {
+		if (!strcmp(value, "fastcdc"))
+			c->chunker = CDC_FASTCDC;
+		else if (!strcmp(value, "fixed"))
+			c->chunker = CDC_FIXED;
+		else
+			return bad(p, "invalid chunker '%s' (fastcdc or fixed)",
+				   value);
+		return 1;
+	}
+	if (!strcmp(name, "nodes")) {
+		char *end;
+		long n = strtol(value, &end, 10);
+		if (*end || end == value || n < 1 || n > BFS_MAX_NODES)
+			return bad(p, "invalid node count '%s' (1-%d)", value,
+				   BFS_MAX_NODES);
+		p->nodes_decl = (unsigned)n;
+		return 1;
+	}
+	if (!strcmp(name, "chunk_min"))
+		return set_u32(p, name, value, &c->chunk_min);
+	if (!strcmp(name, "chunk_avg"))
+		return set_u32(p, name, value, &c->chunk_avg);
+	return set_u32(p, name, value, &c->chunk_max);
+}
+
+static int on_node_section_kv(struct parse_ctx *p, const char *node,
+			      const char *name, const char *value)
+{
+	struct bfs_cluster *c = p->c;
+
+	/* inih gives no event for a section header: a section is new when
+	 * its name differs from the one before. */
+	if (!p->node || strcmp(p->node->name, node)) {
+		if (!*node || strlen(node) >= sizeof(p->node->name))
+			return bad(p, "invalid node name '%s'", node);
+		for (unsigned i = 0; i < c->nnodes; i++) {
+			if (strcmp(c->nodes[i].name, node))
+				continue;
+			p->line = p->section_line;
+			return bad(p, "node '%s' is listed twice (first on "
+				      "line %d): is the file duplicated?",
+				   node, p->node_line[i]);
+		}
+		if (c->nnodes == BFS_MAX_NODES)
+			return bad(p, "more than %d nodes", BFS_MAX_NODES);
+		p->node_line[c->nnodes] = p->section_line;
+		p->node = &c->nodes[c->nnodes++];
+		memset(p->node, 0, sizeof(*p->node));
+		p->node->weight = 1.0;
+		snprintf(p->node->name, sizeof(p->node->name), "%s", node);
+	}
+	struct bfs_node_info *n = p->node;
+	unsigned idx = (unsigned)(n - c->nodes);
+	int k = key_index(node_keys, name);
+	if (k < 0)
+		return bad(p, "unknown setting '%s' in [node %s] (known: "
+			      "address, public_key, zone, weight)",
+			   name, node);
+	if (p->node_seen[idx][k])
+		return bad(p, "'%s' of [node %s] set again (first on line %d)",
+			   name, node, p->node_seen[idx][k]);
+	p->node_seen[idx][k] = p->line;
+	if (!strcmp(name, "address")) {
+		if (strncmp(value, "tcp://", 6) ||
+		    snprintf(n->address, sizeof(n->address), "%s", value) >=
+			(int)sizeof(n->address))
+			return bad(p, "invalid address '%s' (tcp://HOST:PORT)",
+				   value);
+		return 1;
+	}
+	if (!strcmp(name, "public_key")) {
+		if (snprintf(n->public_key, sizeof(n->public_key), "%s",
+			     value) != 40)
+			return bad(p, "invalid public_key '%s' (40 characters "
+				      "of Z85, as in the node's curve.pub)",
+				   value);
+		return 1;
+	}
+	if (!strcmp(name, "zone")) {
+		if (snprintf(n->zone, sizeof(n->zone), "%s", value) >=
+		    (int)sizeof(n->zone))
+			return bad(p, "zone name too long: '%s'", value);
+		return 1;
+	}
+	char *end;
+	n->weight = strtod(value, &end);
+	if (*end || end == value || !(n->weight >= 0))
+		return bad(p, "invalid weight '%s' (a number, 0 or more)",
+			   value);
 	return 1;
 }
 
@@ -90,65 +277,67 @@ static int on_kv(void *user, const char *section, const char *name,
 		 const char *value)
 {
 	struct parse_ctx *p = user;
-	struct bfs_cluster *c = p->c;
 
-	if (!strcmp(section, "cluster")) {
-		if (!strcmp(name, "id"))
-			return snprintf(c->id, sizeof(c->id), "%s", value) <
-			       (int)sizeof(c->id);
-		if (!strcmp(name, "redundancy")) {
-			unsigned k, m;
-			if (bfs_parse_redundancy(value, &k, &m))
-				return 0;
-			snprintf(c->redundancy, sizeof(c->redundancy), "%s",
-				 value);
-			return 1;
-		}
-		if (!strcmp(name, "ec_min"))
-			return bfs_parse_ec_min(value, &c->ec_min) == 0;
-		if (!strcmp(name, "chunker")) {
-			if (!strcmp(value, "fastcdc"))
-				c->chunker = CDC_FASTCDC;
-			else if (!strcmp(value, "fixed"))
-				c->chunker = CDC_FIXED;
-			else
-				return 0;
-			return 1;
-		}
-		if (!strcmp(name, "chunk_min"))
-			return set_u32(value, &c->chunk_min);
-		if (!strcmp(name, "chunk_avg"))
-			return set_u32(value, &c->chunk_avg);
-		if (!strcmp(name, "chunk_max"))
-			return set_u32(value, &c->chunk_max);
-		return 0;
+	if (!strcmp(section, "cluster"))
+		return on_cluster_kv(p, name, value);
+	if (!strncmp(section, "node ", 5))
+		return on_node_section_kv(p, section + 5, name, value);
+	if (!*section)
+		return bad(p, "setting '%s' outside a section ([cluster] or "
+			      "[node NAME])",
+			   name);
+	return bad(p, "unknown section [%s] ([cluster] or [node NAME])",
+		   section);
+}
+
+/* What every cluster file must hold: the [cluster] id, at least one node,
+ * and for each node its address and key; as many nodes as the file says
+ * it has. 0, or -EINVAL with the problem in p->msg. */
+static int check_complete(struct parse_ctx *p)
+{
+	const struct bfs_cluster *c = p->c;
+
+	if (!p->cluster_seen[0]) {
+		snprintf(p->msg, sizeof(p->msg),
+			 "no [cluster] id: the file is empty, truncated or not "
+			 "a cluster file");
+		return -EINVAL;
 	}
-	if (!strncmp(section, "node ", 5)) {
-		if (!p->node || strcmp(p->node->name, section + 5)) {
-			if (c->nnodes == BFS_MAX_NODES)
-				return 0;
-			p->node = &c->nodes[c->nnodes++];
-			memset(p->node, 0, sizeof(*p->node));
-			p->node->weight = 1.0;
-			snprintf(p->node->name, sizeof(p->node->name), "%s",
-				 section + 5);
+	if (!c->nnodes) {
+		snprintf(p->msg, sizeof(p->msg),
+			 "no [node NAME] section: the file is truncated");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < c->nnodes; i++) {
+		const char *missing = !p->node_seen[i][0]   ? "address"
+				      : !p->node_seen[i][1] ? "public_key"
+							    : NULL;
+		if (missing) {
+			p->err_line = p->node_line[i];
+			snprintf(p->msg, sizeof(p->msg),
+				 "[node %s] has no %s: the file is truncated?",
+				 c->nodes[i].name, missing);
+			return -EINVAL;
 		}
-		struct bfs_node_info *n = p->node;
-		if (!strcmp(name, "address"))
-			return snprintf(n->address, sizeof(n->address), "%s",
-					value) < (int)sizeof(n->address);
-		if (!strcmp(name, "public_key"))
-			return snprintf(n->public_key, sizeof(n->public_key),
-					"%s", value) == 40;
-		if (!strcmp(name, "zone"))
-			return snprintf(n->zone, sizeof(n->zone), "%s",
-					value) < (int)sizeof(n->zone);
-		if (!strcmp(name, "weight")) {
-			char *end;
-			n->weight = strtod(value, &end);
-			return *end == 0 && n->weight >= 0;
+		for (unsigned j = 0; j < i; j++) {
+			if (!strcmp(c->nodes[i].public_key,
+				    c->nodes[j].public_key)) {
+				p->err_line = p->node_line[i];
+				snprintf(p->msg, sizeof(p->msg),
+					 "[node %s] has the public_key of "
+					 "[node %s]; every node needs its own",
+					 c->nodes[i].name, c->nodes[j].name);
+				return -EINVAL;
+			}
 		}
-		return 0;
+	}
+	if (p->nodes_decl && p->nodes_decl != c->nnodes) {
+		p->err_line = p->cluster_seen[7];
+		snprintf(p->msg, sizeof(p->msg),
+			 "nodes = %u, but the file lists %u: it is truncated "
+			 "or was edited by hand",
+			 p->nodes_decl, c->nnodes);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -156,8 +345,15 @@ static int on_kv(void *user, const char *section, const char *name,
 int bfs_cluster_load(const char *path, struct bfs_cluster *c, char *err,
 		     size_t errlen)
 {
-	struct parse_ctx p = {.c = c, .err = err, .errlen = errlen};
+	struct parse_ctx *p = calloc(1, sizeof(*p));
+	int ret = 0;
 
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	p->c = c;
+	p->next_line = 1;
 	memset(c, 0, sizeof(*c));
 	snprintf(c->redundancy, sizeof(c->redundancy), "replicas:1");
 	c->ec_min = BFS_EC_MIN_DEFAULT;
@@ -165,29 +361,47 @@ int bfs_cluster_load(const char *path, struct bfs_cluster *c, char *err,
 	c->chunk_min = CDC_DEFAULT_MIN;
 	c->chunk_avg = CDC_DEFAULT_AVG;
 	c->chunk_max = CDC_DEFAULT_MAX;
-	int r = ini_parse(path, on_kv, &p);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot read cluster file %s: %s", path,
-			 strerror(errno ? errno : ENOENT));
-		return -ENOENT;
+	p->f = fopen(path, "r");
+	if (!p->f) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot read the cluster file %s: %s%s",
+			 path, strerror(-ret),
+			 ret == -EACCES ? " (run as the node's owner, or root)"
+					: "");
+		goto out;
 	}
-	if (r > 0) {
+	int r = ini_parse_stream(read_line, p, on_kv, p);
+	if (r > 0 && (!p->err_line || r < p->err_line)) {
+		/* inih's own complaint: not "name = value", "[section]" or a
+		 * comment */
+		p->err_line = r;
+		snprintf(p->msg, sizeof(p->msg),
+			 "not 'name = value', '[section]' or a comment");
+	}
+	if (!p->err_line && check_complete(p) == 0) {
+		struct cdc_chunker probe;
+		if (cdc_chunker_init(&probe, c->chunker, c->chunk_min,
+				     c->chunk_avg, c->chunk_max))
+			snprintf(p->msg, sizeof(p->msg),
+				 "invalid chunk sizes (need 64 <= chunk_min <= "
+				 "chunk_avg <= chunk_max <= 64M, chunk_avg a "
+				 "power of two)");
+	}
+	if (p->msg[0]) {
+		char where[32] = "";
+		if (p->err_line)
+			snprintf(where, sizeof(where), ":%d", p->err_line);
 		snprintf(err, errlen,
-			 "%s:%d: unknown or invalid setting (see "
-			 "contrib/cluster.conf.example)",
-			 path, r);
-		return -EINVAL;
+			 "cluster file %s%s: %s; fix it, or copy the cluster's "
+			 "cluster.conf from another node",
+			 path, where, p->msg);
+		ret = -EINVAL;
 	}
-	struct cdc_chunker probe;
-	if (cdc_chunker_init(&probe, c->chunker, c->chunk_min, c->chunk_avg,
-			     c->chunk_max)) {
-		snprintf(err, errlen,
-			 "%s: invalid chunk sizes (need 64 <= min <= avg <= "
-			 "max <= 64M, avg a power of two)",
-			 path);
-		return -EINVAL;
-	}
-	return 0;
+out:
+	if (p->f)
+		fclose(p->f);
+	free(p);
+	return ret;
 }
 
 struct node_ctx {
@@ -221,16 +435,36 @@ int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
 
 	name[0] = 0;
 	snprintf(path, sizeof(path), "%s/node.conf", node_dir);
-	int r = ini_parse(path, on_node_kv, &n);
-	if (r < 0) {
+	FILE *f = fopen(path, "r");
+	if (!f && errno == ENOENT) {
 		snprintf(err, errlen,
 			 "%s is not a blockfs node directory (no node.conf); "
 			 "create one with 'blockfs cluster create'",
 			 node_dir);
 		return -ENOENT;
 	}
-	if (r > 0 || !name[0]) {
-		snprintf(err, errlen, "%s: malformed (line %d)", path, r);
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "cannot read %s: %s%s", path, strerror(e),
+			 e == EACCES ? " (the node directory belongs to "
+				       "another user: run as its owner, or "
+				       "root)"
+				     : "");
+		return -e;
+	}
+	int r = ini_parse_file(f, on_node_kv, &n);
+	fclose(f);
+	if (r > 0) {
+		snprintf(err, errlen,
+			 "%s:%d: not 'name = value', '[section]' or a comment",
+			 path, r);
+		return -EINVAL;
+	}
+	if (!name[0]) {
+		snprintf(err, errlen,
+			 "%s: no 'name = NODE' in [node] (the node's name in "
+			 "the cluster file)",
+			 path);
 		return -EINVAL;
 	}
 	return 0;

@@ -69,18 +69,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	/* BFS_IOC_SYNC on the root directory */
+	if (conn->capable & FUSE_CAP_IOCTL_DIR)
+		conn->want |= FUSE_CAP_IOCTL_DIR;
 	/* POSIX and flock locks are kept by the kernel: every opener of
 	 * this filesystem goes through this one mount. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	conn->time_gran = 1;
-}
-
-static void op_destroy(void *userdata)
-{
-	struct bfs_fuse *bf = userdata;
-	int ret = bfs_sync_all(bf->fs);
-	if (ret)
-		bfs_log_err("flushing at unmount failed: %s", strerror(-ret));
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -591,6 +586,30 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 					   (uint64_t)length));
 }
 
+/* BFS_IOC_SYNC (fs/fuse.h): what syncfs(2) would do if this libfuse
+ * passed it on. Any other command is not ours. */
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
+		     void *arg, struct fuse_file_info *fi, unsigned flags,
+		     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	(void)ino;
+	(void)arg;
+	(void)fi;
+	(void)in_buf;
+	(void)in_bufsz;
+	(void)out_bufsz;
+	if (cmd != BFS_IOC_SYNC || (flags & FUSE_IOCTL_UNRESTRICTED)) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	/* Read-only: nothing was written that could wait. */
+	int ret = ctx(req)->read_only ? 0 : bfs_sync_all(FS(req));
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_ioctl(req, 0, NULL, 0);
+}
+
 /* The kernel offers FUSE mounts its default read-ahead (128 KiB) and a
  * daemon may only lower it; sequential reads want ~1 MiB. Set the mount's
  * bdi read_ahead_kb (root only). The device number comes from mountinfo:
@@ -629,7 +648,6 @@ static void set_read_ahead(const char *mnt, unsigned kb)
 
 static const struct fuse_lowlevel_ops bfs_ops = {
 	.init = op_init,
-	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
@@ -661,6 +679,7 @@ static const struct fuse_lowlevel_ops bfs_ops = {
 	.listxattr = op_listxattr,
 	.removexattr = op_removexattr,
 	.fallocate = op_fallocate,
+	.ioctl = op_ioctl,
 };
 
 int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
@@ -683,6 +702,8 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	char *argv[] = {"blockfs", "-o", o, opts->debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
 
+	/* No destroy callback: the caller flushes and syncs once the
+	 * session is over (bfs_sync_all, bfs_close), within its own bound. */
 	struct fuse_session *se = fuse_session_new(&args, &bfs_ops,
 						   sizeof(bfs_ops), &bf);
 	if (!se) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/ioctl.h>
 
 #include "fs/bfs.h"
 
@@ -15,6 +16,14 @@ struct bfs_mount_opts {
 	double timeout;    /* attribute and entry cache seconds */
 	unsigned read_ahead_kb; /* kernel read-ahead for the mount, 0: leave */
 };
+
+/* ioctl(2) on any file or directory of a mount (`blockfs sync`): flush
+ * every file's buffered writes into blocks, sync the node's store and, in a
+ * cluster, wait until everything is on its placement (the fsync barrier,
+ * fs/peers.h). Fails with EIO after sync_timeout. syncfs(2) cannot do this:
+ * libfuse 3.14 has no syncfs operation, so the kernel writes its cached
+ * pages back and returns 0 without asking the daemon. */
+#define BFS_IOC_SYNC _IO(0xbf, 1)
 
 /* Called once the mount is live (e.g. to tell a waiting parent). */
 typedef void (*bfs_ready_fn)(void *arg);

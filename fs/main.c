@@ -11,12 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <unistd.h>
+
+#include <fuse_opt.h>
+#include <jansson.h>
+#include <stddef.h>
 
 #include "fs/bfs.h"
 #include "fs/config.h"
@@ -189,6 +194,22 @@ static int cmd_cluster(int argc, char **argv)
 			prog, path);
 		return 1;
 	}
+	/* A node directory holds a node's keys and data: never replace one,
+	 * whether or not the cluster file beside it survived. */
+	for (long i = 1; i <= nodes; i++) {
+		char ndir[PATH_MAX];
+		struct stat st;
+		snprintf(ndir, sizeof(ndir), "%s/node%ld", dir, i);
+		if (lstat(ndir, &st) == 0) {
+			fprintf(stderr,
+				"%s: %s already exists (a node of another "
+				"cluster?); refusing to replace its keys "
+				"(remove it, or create the cluster in another "
+				"directory)\n",
+				prog, ndir);
+			return 1;
+		}
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "%s: libsodium failed to initialise\n", prog);
 		return 1;
@@ -208,12 +229,13 @@ static int cmd_cluster(int argc, char **argv)
 				"reads the same one.\n"
 				"[cluster]\n"
 				"id = %s\n"
+				"nodes = %ld\n"
 				"redundancy = %s\n"
 				"chunker = %s\n"
 				"chunk_min = %llu\n"
 				"chunk_avg = %llu\n"
 				"chunk_max = %llu\n",
-				id, redundancy, chunker,
+				id, nodes, redundancy, chunker,
 				(unsigned long long)(cmin < 64 ? 64 : cmin),
 				(unsigned long long)avg,
 				(unsigned long long)cmax);
@@ -227,7 +249,7 @@ static int cmd_cluster(int argc, char **argv)
 			return 1;
 		}
 		snprintf(ndir, sizeof(ndir), "%s/node%ld", dir, i);
-		if (mkdir(ndir, 0700) && errno != EEXIST) {
+		if (mkdir(ndir, 0700)) {
 			fprintf(stderr, "%s: cannot create %s: %s\n", prog,
 				ndir, strerror(errno));
 			return 1;
@@ -301,7 +323,10 @@ static const char mount_usage[] =
 	"\n"
 	"Mount options:\n"
 	"  ro, rw                read-only or read-write (default rw)\n"
-	"  allow_other           let other users access the mount\n"
+	"  allow_other, noallow_other\n"
+	"                        let other users use the mount, the kernel\n"
+	"                        checking file modes (default: allow_other\n"
+	"                        when root mounts, else noallow_other)\n"
 	"  chunker=fastcdc|fixed chunking for new data (default: cluster file)\n"
 	"  chunk_size=SIZE       average chunk size, a power of two\n"
 	"  cache_size=SIZE       blocks kept in the local store once their\n"
@@ -321,10 +346,17 @@ static const char mount_usage[] =
 	"                        (RocksDB checksums catch bit rot either way)\n"
 	"  fsname=NAME           name shown in /proc/mounts\n"
 	"  nonempty              allow mounting over a non-empty directory\n"
-	"  nosuid, nodev, noexec, suid, dev, exec, noatime, relatime\n"
+	"  sync, async, dirsync  sync: every write(2) returns once durable,\n"
+	"                        as after fsync (slow); passed to the kernel\n"
+	"  nosuid, nodev, noexec, suid, dev, exec, noatime, atime, relatime,\n"
+	"  nodiratime, strictatime\n"
 	"                        passed to the kernel\n"
-	"  defaults, _netdev, nofail, noauto, auto, user, users, nouser, x-*\n"
+	"  defaults, _netdev, nofail, noauto, auto, user, users, nouser,\n"
+	"  owner, group, comment=..., x-*\n"
 	"                        fstab options, ignored\n"
+	"\n"
+	"A flag takes no value (ro=0 is an error: leave ro out). 'blockfs sync\n"
+	"MOUNTPOINT' waits for the cluster, as fsync does for one file.\n"
 	"\n"
 	"Exit status: 0 mounted (or, with -f, cleanly unmounted), 1 failed,\n"
 	"2 usage error.\n";
@@ -334,112 +366,227 @@ struct mount_cfg {
 	unsigned k, m;		  /* redundancy; k == 0: the cluster's */
 	uint32_t ec_min;	  /* with ec_min_set; else the cluster's */
 	bool ec_min_set;
+	bool redundancy_set;	  /* by the option, not the cluster file */
+	char redundancy[32];	  /* the option's value */
 	unsigned sync_timeout_ms; /* 0: default */
 	bool local_set;
 	struct bfs_mount_opts mo;
-	bool nonempty;
+	/* flags, set through the option table: -1 while not given */
+	int ro, allow_other, verify, nonempty, debug;
 	char extra[1024];
 	char fsname[PATH_MAX + 16];
+	char opt_err[PATH_MAX + 128]; /* why an option was refused */
 };
 
-static int parse_mount_opts(char *s, struct mount_cfg *mc)
+enum {
+	KEY_KERNEL,  /* a flag for the kernel's mount */
+	KEY_VALUED,  /* name=value, parsed by mount_opt_value */
+	KEY_IGNORED, /* fstab-only */
+};
+
+#define MOPT(t, field, v) {t, offsetof(struct mount_cfg, field), v}
+/* The mount options; 'blockfs mount --help', README.md and
+ * mount-helper/mount.blockfs list the same ones. A flag matches only
+ * without a value ("ro=0" is refused, not taken for "ro"). */
+static const struct fuse_opt mount_opt_table[] = {
+	MOPT("ro", ro, 1),
+	MOPT("rw", ro, 0),
+	MOPT("allow_other", allow_other, 1),
+	MOPT("noallow_other", allow_other, 0),
+	MOPT("verify", verify, 1),
+	MOPT("nonempty", nonempty, 1),
+	MOPT("debug", debug, 1),
+	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("chunker=", KEY_VALUED),
+	FUSE_OPT_KEY("chunk_size=", KEY_VALUED),
+	FUSE_OPT_KEY("cache_size=", KEY_VALUED),
+	FUSE_OPT_KEY("db_cache=", KEY_VALUED),
+	FUSE_OPT_KEY("redundancy=", KEY_VALUED),
+	FUSE_OPT_KEY("ec_min=", KEY_VALUED),
+	FUSE_OPT_KEY("sync_timeout=", KEY_VALUED),
+	FUSE_OPT_KEY("dirty_max=", KEY_VALUED),
+	FUSE_OPT_KEY("read_ahead=", KEY_VALUED),
+	FUSE_OPT_KEY("fsname=", KEY_VALUED),
+	FUSE_OPT_KEY("nosuid", KEY_KERNEL),
+	FUSE_OPT_KEY("suid", KEY_KERNEL),
+	FUSE_OPT_KEY("nodev", KEY_KERNEL),
+	FUSE_OPT_KEY("dev", KEY_KERNEL),
+	FUSE_OPT_KEY("noexec", KEY_KERNEL),
+	FUSE_OPT_KEY("exec", KEY_KERNEL),
+	FUSE_OPT_KEY("noatime", KEY_KERNEL),
+	FUSE_OPT_KEY("atime", KEY_KERNEL),
+	FUSE_OPT_KEY("relatime", KEY_KERNEL),
+	FUSE_OPT_KEY("nodiratime", KEY_KERNEL),
+	FUSE_OPT_KEY("strictatime", KEY_KERNEL),
+	/* synchronous writes: the kernel fsyncs after every write(2) */
+	FUSE_OPT_KEY("sync", KEY_KERNEL),
+	FUSE_OPT_KEY("async", KEY_KERNEL),
+	FUSE_OPT_KEY("dirsync", KEY_KERNEL),
+	FUSE_OPT_KEY("defaults", KEY_IGNORED),
+	FUSE_OPT_KEY("_netdev", KEY_IGNORED),
+	FUSE_OPT_KEY("nofail", KEY_IGNORED),
+	FUSE_OPT_KEY("noauto", KEY_IGNORED),
+	FUSE_OPT_KEY("auto", KEY_IGNORED),
+	FUSE_OPT_KEY("user", KEY_IGNORED),
+	FUSE_OPT_KEY("users", KEY_IGNORED),
+	FUSE_OPT_KEY("nouser", KEY_IGNORED),
+	FUSE_OPT_KEY("owner", KEY_IGNORED),
+	FUSE_OPT_KEY("group", KEY_IGNORED),
+	FUSE_OPT_KEY("comment=", KEY_IGNORED),
+	FUSE_OPT_END};
+
+/* The option names that take a value, and what the value must be. */
+static const char *const valued_opts[][2] = {
+	{"chunker", "fastcdc or fixed"},
+	{"chunk_size", "a power of two, 256 to 16M"},
+	{"cache_size", "a size such as 4G; 0: keep every block"},
+	{"db_cache", "a size such as 64M"},
+	{"redundancy", "replicas:N or ec:K+M"},
+	{"ec_min", "a size, at most 64M"},
+	{"sync_timeout", "whole seconds, 1 to 86400"},
+	{"dirty_max", "a size, at least 1M"},
+	{"read_ahead", "a size, 4K to 64M"},
+	{"fsname", "a name without ','"},
+	{NULL, NULL},
+};
+
+/* Parse @val for option @name into @mc; false if it is not valid. */
+static bool mount_opt_value(struct mount_cfg *mc, const char *name,
+			    const char *val)
 {
-	static const char *const ignored[] = {
-		"defaults", "_netdev", "nofail", "noauto", "auto", "user",
-		"users", "nouser", "owner", "nouser", "async", "sync", NULL};
-	static const char *const kernel[] = {"nosuid", "nodev", "noexec",
-					     "suid", "dev", "exec", "noatime",
-					     "relatime", "atime", "nodiratime",
-					     "strictatime", NULL};
-	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
-		char *val = strchr(tok, '=');
-		uint64_t v;
-		bool known = false;
-		if (val)
-			*val++ = 0;
-		for (int i = 0; ignored[i]; i++)
-			known |= !strcmp(tok, ignored[i]);
-		if (known || !strncmp(tok, "x-", 2) ||
-		    !strcmp(tok, "comment"))
-			continue;
-		for (int i = 0; kernel[i]; i++) {
-			if (!strcmp(tok, kernel[i])) {
-				size_t l = strlen(mc->extra);
-				snprintf(mc->extra + l, sizeof(mc->extra) - l,
-					 "%s%s", l ? "," : "", tok);
-				known = true;
-			}
-		}
-		if (known)
-			continue;
-		if (!strcmp(tok, "ro")) {
-			mc->fs.read_only = mc->mo.read_only = true;
-		} else if (!strcmp(tok, "rw")) {
-			mc->fs.read_only = mc->mo.read_only = false;
-		} else if (!strcmp(tok, "allow_other")) {
-			mc->mo.allow_other = true;
-		} else if (!strcmp(tok, "default_permissions")) {
-			/* always on */
-		} else if (!strcmp(tok, "verify")) {
-			mc->fs.verify_reads = true;
-		} else if (!strcmp(tok, "nonempty")) {
-			mc->nonempty = true;
-		} else if (!strcmp(tok, "debug")) {
-			mc->mo.debug = true;
-		} else if (!strcmp(tok, "chunker") && val) {
-			if (!strcmp(val, "fastcdc"))
-				mc->fs.chunker = CDC_FASTCDC;
-			else if (!strcmp(val, "fixed"))
-				mc->fs.chunker = CDC_FIXED;
-			else
-				return -EINVAL;
-		} else if (!strcmp(tok, "chunk_size") && val) {
-			if (bfs_parse_size(val, &v) || v < 256 ||
-			    v > (16u << 20) || (v & (v - 1)))
-				return -EINVAL;
-			mc->fs.chunk_avg = (uint32_t)v;
-			mc->fs.chunk_min = (uint32_t)(v / 4 < 64 ? 64 : v / 4);
-			mc->fs.chunk_max = (uint32_t)(v * 4);
-		} else if (!strcmp(tok, "cache_size") && val) {
-			if (bfs_parse_size(val, &v))
-				return -EINVAL;
-			mc->fs.local_max = v;
-			mc->local_set = true;
-		} else if (!strcmp(tok, "db_cache") && val) {
-			if (bfs_parse_size(val, &v))
-				return -EINVAL;
-			mc->fs.cache_bytes = v;
-		} else if (!strcmp(tok, "redundancy") && val) {
-			if (bfs_parse_redundancy(val, &mc->k, &mc->m))
-				return -EINVAL;
-		} else if (!strcmp(tok, "ec_min") && val) {
-			if (bfs_parse_ec_min(val, &mc->ec_min))
-				return -EINVAL;
-			mc->ec_min_set = true;
-		} else if (!strcmp(tok, "sync_timeout") && val) {
-			char *end;
-			long t = strtol(val, &end, 10);
-			if (*end || t < 1 || t > 86400)
-				return -EINVAL;
-			mc->sync_timeout_ms = (unsigned)t * 1000;
-		} else if (!strcmp(tok, "dirty_max") && val) {
-			if (bfs_parse_size(val, &v) || v < (1u << 20))
-				return -EINVAL;
-			mc->fs.dirty_max = v;
-		} else if (!strcmp(tok, "read_ahead") && val) {
-			if (bfs_parse_size(val, &v) || v < 4096 ||
-			    v > (64u << 20))
-				return -EINVAL;
-			mc->mo.read_ahead_kb = (unsigned)(v >> 10);
-		} else if (!strcmp(tok, "fsname") && val) {
-			snprintf(mc->fsname, sizeof(mc->fsname), "%s", val);
-		} else {
-			fprintf(stderr, "%s: unknown mount option '%s%s%s'\n",
-				prog, tok, val ? "=" : "", val ? val : "");
-			return -EINVAL;
+	uint64_t v;
+
+	if (!strcmp(name, "chunker")) {
+		if (!strcmp(val, "fastcdc"))
+			mc->fs.chunker = CDC_FASTCDC;
+		else if (!strcmp(val, "fixed"))
+			mc->fs.chunker = CDC_FIXED;
+		else
+			return false;
+	} else if (!strcmp(name, "chunk_size")) {
+		if (bfs_parse_size(val, &v) || v < 256 || v > (16u << 20) ||
+		    (v & (v - 1)))
+			return false;
+		mc->fs.chunk_avg = (uint32_t)v;
+		mc->fs.chunk_min = (uint32_t)(v / 4 < 64 ? 64 : v / 4);
+		mc->fs.chunk_max = (uint32_t)(v * 4);
+	} else if (!strcmp(name, "cache_size")) {
+		if (bfs_parse_size(val, &v))
+			return false;
+		mc->fs.local_max = v;
+		mc->local_set = true;
+	} else if (!strcmp(name, "db_cache")) {
+		if (bfs_parse_size(val, &v))
+			return false;
+		mc->fs.cache_bytes = v;
+	} else if (!strcmp(name, "redundancy")) {
+		if (bfs_parse_redundancy(val, &mc->k, &mc->m))
+			return false;
+		snprintf(mc->redundancy, sizeof(mc->redundancy), "%s", val);
+		mc->redundancy_set = true;
+	} else if (!strcmp(name, "ec_min")) {
+		if (bfs_parse_ec_min(val, &mc->ec_min))
+			return false;
+		mc->ec_min_set = true;
+	} else if (!strcmp(name, "sync_timeout")) {
+		char *end;
+		long t = strtol(val, &end, 10);
+		if (*end || end == val || t < 1 || t > 86400)
+			return false;
+		mc->sync_timeout_ms = (unsigned)t * 1000;
+	} else if (!strcmp(name, "dirty_max")) {
+		if (bfs_parse_size(val, &v) || v < (1u << 20))
+			return false;
+		mc->fs.dirty_max = v;
+	} else if (!strcmp(name, "read_ahead")) {
+		if (bfs_parse_size(val, &v) || v < 4096 || v > (64u << 20))
+			return false;
+		mc->mo.read_ahead_kb = (unsigned)(v >> 10);
+	} else {
+		if (!*val || strchr(val, ','))
+			return false;
+		snprintf(mc->fsname, sizeof(mc->fsname), "%s", val);
+	}
+	return true;
+}
+
+static int mount_opt_proc(void *data, const char *arg, int key,
+			  struct fuse_args *outargs)
+{
+	struct mount_cfg *mc = data;
+	const char *eq = strchr(arg, '=');
+	size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+
+	(void)outargs;
+	if (key == KEY_IGNORED)
+		return 0;
+	if (key == KEY_KERNEL) {
+		size_t l = strlen(mc->extra);
+		snprintf(mc->extra + l, sizeof(mc->extra) - l, "%s%s",
+			 l ? "," : "", arg);
+		return 0;
+	}
+	if (key == KEY_VALUED) {
+		for (int i = 0; valued_opts[i][0]; i++) {
+			if (strlen(valued_opts[i][0]) != nlen ||
+			    strncmp(arg, valued_opts[i][0], nlen))
+				continue;
+			if (mount_opt_value(mc, valued_opts[i][0], eq + 1))
+				return 0;
+			snprintf(mc->opt_err, sizeof(mc->opt_err),
+				 "invalid mount option '%s': %s must be %s",
+				 arg, valued_opts[i][0], valued_opts[i][1]);
+			return -1;
 		}
 	}
-	return 0;
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		snprintf(mc->opt_err, sizeof(mc->opt_err),
+			 "unexpected argument '%s' in the mount options", arg);
+		return -1;
+	}
+	if (!strncmp(arg, "x-", 2))
+		return 0; /* fstab options for other programs */
+	/* What the table did not match: a flag given a value, a valued
+	 * option without one, or an unknown name. */
+	for (int i = 0; mount_opt_table[i].templ; i++) {
+		const char *t = mount_opt_table[i].templ;
+		size_t tlen = strcspn(t, "=");
+		if (tlen != nlen || strncmp(t, arg, nlen))
+			continue;
+		if (eq && !t[tlen])
+			snprintf(mc->opt_err, sizeof(mc->opt_err),
+				 "invalid mount option '%s': %.*s is a flag "
+				 "and takes no value (leave it out to turn it "
+				 "off)",
+				 arg, (int)nlen, arg);
+		else
+			snprintf(mc->opt_err, sizeof(mc->opt_err),
+				 "invalid mount option '%s': it needs a value "
+				 "(%s=VALUE)",
+				 arg, arg);
+		return -1;
+	}
+	snprintf(mc->opt_err, sizeof(mc->opt_err),
+		 "unknown mount option '%s'", arg);
+	return -1;
+}
+
+/* Parse one -o string into @mc. 0, or -EINVAL with the reason in
+ * mc->opt_err. */
+static int parse_mount_opts(const char *s, struct mount_cfg *mc)
+{
+	char *argv[] = {(char *)prog, "-o", (char *)s, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	int ret = 0;
+
+	if (fuse_opt_parse(&args, mc, mount_opt_table, mount_opt_proc)) {
+		if (!mc->opt_err[0])
+			snprintf(mc->opt_err, sizeof(mc->opt_err),
+				 "invalid mount options '%s'", s);
+		ret = -EINVAL;
+	}
+	fuse_opt_free_args(&args);
+	return ret;
 }
 
 static int check_mountpoint(const char *mnt, bool nonempty, char *err,
@@ -498,45 +645,144 @@ static int check_mountpoint(const char *mnt, bool nonempty, char *err,
 	return 0;
 }
 
-static pid_t read_pid(const char *node_dir)
+/* The node's lock. NODE_DIR/blockfs.pid is write-locked (fcntl) by the
+ * process that runs the node, for as long as it lives (the kernel drops
+ * the lock when it exits, however it exits), and holds "PID ROLE
+ * [MOUNTPOINT]\n": ROLE is "mount", "unmounting" (unmounted, uploading
+ * what is queued) or "serve". A pid file nobody has locked is stale. */
+struct node_holder {
+	pid_t pid; /* 0: nobody holds the node */
+	char role[16];
+	char mnt[PATH_MAX];
+};
+
+/* Who holds the node now; 0 (and h->pid 0) when nobody does. */
+static pid_t read_pid(const char *node_dir, struct node_holder *h)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 16], text[PATH_MAX + 64];
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	struct node_holder none;
+	ssize_t n;
+
+	if (!h)
+		h = &none;
+	memset(h, 0, sizeof(*h));
 	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
-	FILE *f = fopen(path, "r");
-	long pid = 0;
-	if (!f)
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return 0;
-	if (fscanf(f, "%ld", &pid) != 1)
-		pid = 0;
-	fclose(f);
-	if (pid <= 0 || kill((pid_t)pid, 0))
+	if (fcntl(fd, F_GETLK, &fl) || fl.l_type == F_UNLCK) {
+		close(fd);
 		return 0;
-	/* A killed daemon not yet reaped is a zombie: not in use. */
-	char stat_path[64], state = 0;
-	snprintf(stat_path, sizeof(stat_path), "/proc/%ld/stat", pid);
-	f = fopen(stat_path, "r");
-	if (f) {
-		if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
-			state = 0;
-		fclose(f);
 	}
-	return state == 'Z' || state == 'X' ? 0 : (pid_t)pid;
+	h->pid = fl.l_pid;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	text[n > 0 ? n : 0] = 0;
+	text[strcspn(text, "\n")] = 0;
+	char *p = strchr(text, ' ');
+	if (p) {
+		p++;
+		size_t rl = strcspn(p, " ");
+		snprintf(h->role, sizeof(h->role), "%.*s", (int)rl, p);
+		if (p[rl] == ' ')
+			snprintf(h->mnt, sizeof(h->mnt), "%s", p + rl + 1);
+	}
+	return h->pid;
+}
+
+/* Why the node cannot be taken now, for @what ("mount" or "serve"). */
+static void print_in_use(const char *what, const char *node_dir,
+			 const struct node_holder *h)
+{
+	if (!strcmp(h->role, "mount"))
+		fprintf(stderr,
+			"%s: node %s is mounted on %s by blockfs process %d; "
+			"unmount it first\n",
+			prog, node_dir, h->mnt[0] ? h->mnt : "?", (int)h->pid);
+	else if (!strcmp(h->role, "unmounting"))
+		fprintf(stderr,
+			"%s: node %s was unmounted, and blockfs process %d is "
+			"still uploading what is queued (it gives up after "
+			"sync_timeout); %s again once it has exited\n",
+			prog, node_dir, (int)h->pid, what);
+	else if (!strcmp(h->role, "serve"))
+		fprintf(stderr,
+			"%s: node %s is served by 'blockfs serve' (process "
+			"%d); stop it first%s\n",
+			prog, node_dir, (int)h->pid,
+			strcmp(what, "mount") ? ""
+					      : " (a mount serves its node "
+						"itself)");
+	else
+		fprintf(stderr, "%s: node %s is in use by process %d\n", prog,
+			node_dir, (int)h->pid);
+}
+
+/* Take the node's lock for this process: the locked fd (keep it open for
+ * as long as the node is held), -EBUSY if another process holds it, or
+ * -errno. */
+static int node_lock(const char *node_dir)
+{
+	char path[PATH_MAX + 16];
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (fcntl(fd, F_SETLK, &fl)) {
+		int e = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* Say what the node's holder (this process, holding @fd) does now. */
+static int node_label(int fd, const char *role, const char *mnt)
+{
+	char text[PATH_MAX + 64];
+	int len = snprintf(text, sizeof(text), "%d %s%s%s\n", (int)getpid(),
+			   role, mnt ? " " : "", mnt ? mnt : "");
+
+	if (ftruncate(fd, 0) || pwrite(fd, text, (size_t)len, 0) != len)
+		return -errno;
+	return 0;
+}
+
+/* Let go of the node: the pid file goes, then the lock with its fd. */
+static void node_unlock(const char *node_dir, int fd)
+{
+	char path[PATH_MAX + 16];
+
+	if (fd < 0)
+		return;
+	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
+	unlink(path);
+	close(fd);
 }
 
 struct ready_ctx {
 	int pipe_fd; /* -1 in the foreground */
 	const char *node_dir;
+	const char *mnt;
+	int lock_fd; /* the node's lock once mounted, else -1 */
 };
 
 static void on_ready(void *arg)
 {
 	struct ready_ctx *r = arg;
-	char path[PATH_MAX], pid[32];
+	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/blockfs.pid", r->node_dir);
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (write_file(path, pid, 0644))
-		fprintf(stderr, "%s: warning: cannot write %s\n", prog, path);
+	/* The mount took the node's database, which RocksDB locks too: the
+	 * node's lock cannot be held by another process now. */
+	r->lock_fd = node_lock(r->node_dir);
+	if (r->lock_fd < 0 ||
+	    node_label(r->lock_fd, "mount", r->mnt))
+		fprintf(stderr, "%s: warning: cannot write %s/blockfs.pid: %s\n",
+			prog, r->node_dir,
+			strerror(r->lock_fd < 0 ? -r->lock_fd : errno));
 	if (r->pipe_fd >= 0) {
 		snprintf(path, sizeof(path), "%s/blockfs.log", r->node_dir);
 		int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
@@ -644,7 +890,45 @@ static int node_keys(const char *node_dir, char *pub, char *sec, char *err,
 			return -EINVAL;
 		}
 	}
+	char derived[NET_KEY_Z85_LEN + 1];
+	if (net_key_public(sec, derived) || strcmp(derived, pub)) {
+		snprintf(err, errlen,
+			 "%s/curve.key does not match %s/curve.pub: the node "
+			 "could not talk to the cluster (restore the pair "
+			 "from a backup)",
+			 node_dir, node_dir);
+		return -EINVAL;
+	}
 	return 0;
+}
+
+/* This node in the cluster file: its index, once its name (node.conf) is
+ * listed there with the key of NODE_DIR/curve.pub. -1 with a message in
+ * @err otherwise. */
+static int node_self(const char *node_dir, const struct bfs_cluster *cl,
+		     const char *name, const char *pub, char *err,
+		     size_t errlen)
+{
+	for (unsigned i = 0; i < cl->nnodes; i++) {
+		if (strcmp(cl->nodes[i].name, name))
+			continue;
+		if (strcmp(cl->nodes[i].public_key, pub)) {
+			snprintf(err, errlen,
+				 "%s/curve.pub is not the public_key of [node "
+				 "%s] in %s/cluster.conf: the other nodes would "
+				 "refuse this node (copy the cluster's "
+				 "cluster.conf, or this node's keys, back)",
+				 node_dir, name, node_dir);
+			return -1;
+		}
+		return (int)i;
+	}
+	snprintf(err, errlen,
+		 "node %s (%s/node.conf) is not in %s/cluster.conf: the "
+		 "cluster file is not this node's (copy the cluster's "
+		 "cluster.conf into the node directory)",
+		 name, node_dir, node_dir);
+	return -1;
 }
 
 /* What a node offers: NODE_DIR/node.conf "capacity", else 95% of the file
@@ -736,10 +1020,22 @@ static int cmd_mount(int argc, char **argv)
 		.local_max = 4ull << 30,
 	};
 	snprintf(mc.fsname, sizeof(mc.fsname), "blockfs:%s", node_dir);
+	mc.ro = mc.allow_other = mc.verify = mc.nonempty = -1;
+	mc.debug = mc.mo.debug ? 1 : -1;
 	for (int i = 0; i < nopt; i++) {
-		if (parse_mount_opts(optstr[i], &mc))
-			die_usage("mount ", "invalid mount options%s", "");
+		if (parse_mount_opts(optstr[i], &mc)) {
+			free(cl);
+			die_usage("mount ", "%s", mc.opt_err);
+		}
 	}
+	mc.fs.read_only = mc.mo.read_only = mc.ro == 1;
+	mc.fs.verify_reads = mc.verify == 1;
+	mc.mo.debug = mc.debug == 1;
+	/* Root mounts for every user of the machine, as ceph-fuse and
+	 * JuiceFS do; the kernel checks modes (default_permissions). Others
+	 * need user_allow_other in /etc/fuse.conf, so ask for it. */
+	mc.mo.allow_other = mc.allow_other == 1 ||
+			    (mc.allow_other == -1 && geteuid() == 0);
 	mc.mo.mountpoint = mnt;
 	mc.mo.fsname = mc.fsname;
 	mc.mo.extra = mc.extra;
@@ -749,16 +1045,53 @@ static int cmd_mount(int argc, char **argv)
 	if (mc.mo.debug)
 		fg = true;
 
-	pid_t other = read_pid(node_dir);
-	if (other) {
-		fprintf(stderr,
-			"%s: node %s is in use by blockfs process %d; unmount "
-			"it first\n",
-			prog, node_dir, (int)other);
+	char pub[64], sec[64];
+	if (node_keys(node_dir, pub, sec, err, sizeof(err)) ||
+	    node_self(node_dir, cl, name, pub, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
 		free(cl);
 		return 1;
 	}
-	if (check_mountpoint(mnt, mc.nonempty, err, sizeof(err))) {
+	/* The policy must be one the cluster can meet: K+M nodes that take
+	 * fragments (weight above 0). */
+	unsigned rk = mc.k, rm = mc.m, storing = 0;
+	if (!mc.redundancy_set &&
+	    bfs_parse_redundancy(cl->redundancy, &rk, &rm)) {
+		rk = 1;
+		rm = 0;
+	}
+	for (unsigned i = 0; i < cl->nnodes; i++)
+		storing += cl->nodes[i].weight > 0;
+	if (cl->nnodes == 1)
+		storing = 1; /* a single node stores its own blocks */
+	if (rk + rm > storing) {
+		if (mc.redundancy_set)
+			fprintf(stderr,
+				"%s: invalid mount option 'redundancy=%s': it "
+				"needs %u nodes that store blocks, and "
+				"%s/cluster.conf has %u (use a policy that "
+				"needs at most %u, or add nodes)\n",
+				prog, mc.redundancy, rk + rm, node_dir, storing,
+				storing);
+		else
+			fprintf(stderr,
+				"%s: %s/cluster.conf asks for redundancy %s, "
+				"which needs %u nodes that store blocks; it has "
+				"%u (fix the cluster file, or mount with "
+				"-o redundancy=POLICY)\n",
+				prog, node_dir, cl->redundancy, rk + rm,
+				storing);
+		free(cl);
+		return 1;
+	}
+
+	struct node_holder holder;
+	if (read_pid(node_dir, &holder)) {
+		print_in_use("mount", node_dir, &holder);
+		free(cl);
+		return 1;
+	}
+	if (check_mountpoint(mnt, mc.nonempty == 1, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		free(cl);
 		return 1;
@@ -775,7 +1108,10 @@ static int cmd_mount(int argc, char **argv)
 	 * fewer page faults and 10% less CPU for a 1 GiB copy with one). */
 	mallopt(M_ARENA_MAX, 1);
 
-	struct ready_ctx rc = {.pipe_fd = -1, .node_dir = node_dir};
+	struct ready_ctx rc = {.pipe_fd = -1,
+			       .node_dir = node_dir,
+			       .mnt = mnt,
+			       .lock_fd = -1};
 	if (!fg) {
 		int pfd[2];
 		if (pipe2(pfd, O_CLOEXEC)) {
@@ -841,8 +1177,6 @@ static int cmd_mount(int argc, char **argv)
 	if (!ret && bfs_read_only(fs))
 		mc.fs.read_only = mc.mo.read_only = true; /* a full disk */
 	if (!ret && clustered) {
-		char pub[64], sec[64];
-		ret = node_keys(node_dir, pub, sec, err, sizeof(err));
 		struct bfs_peers_config pc = {
 		    .cluster = cl,
 		    .self = name,
@@ -858,8 +1192,7 @@ static int cmd_mount(int argc, char **argv)
 		    .sync_timeout_ms = mc.sync_timeout_ms,
 		    .serve = true,
 		};
-		if (!ret)
-			ret = bfs_peers_open(&pc, &peers, err, sizeof(err));
+		ret = bfs_peers_open(&pc, &peers, err, sizeof(err));
 		if (!ret) {
 			struct bfs_remote r = {
 			    .fetch = remote_fetch,
@@ -878,12 +1211,17 @@ static int cmd_mount(int argc, char **argv)
 	if (!ret)
 		ret = bfs_fuse_run(fs, &mc.mo, on_ready, &rc, err,
 				   sizeof(err));
+	if (rc.lock_fd >= 0)
+		node_label(rc.lock_fd, "unmounting", NULL);
 	if (peers) {
 		/* Everything written goes to its placement before the
-		 * database closes. */
+		 * database closes, within one sync_timeout once nothing
+		 * moves; what cannot go stays queued for the next mount. */
+		bfs_peers_closing(peers);
 		if (!mc.fs.read_only) {
 			int r = bfs_sync_all(fs);
-			if (r)
+			/* -EIO: the drain below says what is left */
+			if (r && r != -EIO)
 				fprintf(stderr, "%s: flushing at unmount: %s\n",
 					prog, strerror(-r));
 		}
@@ -908,10 +1246,7 @@ static int cmd_mount(int argc, char **argv)
 				prog, strerror(-r));
 		ret = ret ? ret : r;
 	}
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
-	if (read_pid(node_dir) == getpid())
-		unlink(path);
+	node_unlock(node_dir, rc.lock_fd);
 	return ret ? 1 : 0;
 }
 
@@ -988,25 +1323,19 @@ static int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	const char *keys[BFS_MAX_NODES], *names[BFS_MAX_NODES];
-	int self = -1;
 	for (unsigned i = 0; i < cl->nnodes; i++) {
 		keys[i] = cl->nodes[i].public_key;
 		names[i] = cl->nodes[i].name;
-		if (!strcmp(cl->nodes[i].name, name))
-			self = (int)i;
 	}
+	int self = node_self(node_dir, cl, name, pub, err, sizeof(err));
 	if (self < 0) {
-		fprintf(stderr, "%s: node %s is not in %s/cluster.conf\n",
-			prog, name, node_dir);
+		fprintf(stderr, "%s: %s\n", prog, err);
 		free(cl);
 		return 1;
 	}
-	pid_t other = read_pid(node_dir);
-	if (other) {
-		fprintf(stderr,
-			"%s: node %s is in use by blockfs process %d (a mount "
-			"serves its node itself)\n",
-			prog, node_dir, (int)other);
+	struct node_holder holder;
+	if (read_pid(node_dir, &holder)) {
+		print_in_use("serve", node_dir, &holder);
 		free(cl);
 		return 1;
 	}
@@ -1058,11 +1387,12 @@ static int cmd_serve(int argc, char **argv)
 		free(cl);
 		return 1;
 	}
-	snprintf(path, sizeof(path), "%s/blockfs.pid", node_dir);
-	char pid[32];
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (write_file(path, pid, 0644))
-		fprintf(stderr, "%s: warning: cannot write %s\n", prog, path);
+	/* The database is ours (RocksDB locks it): so is the node's lock. */
+	int lock_fd = node_lock(node_dir);
+	if (lock_fd < 0 || node_label(lock_fd, "serve", NULL))
+		fprintf(stderr, "%s: warning: cannot write %s/blockfs.pid: %s\n",
+			prog, node_dir,
+			strerror(lock_fd < 0 ? -lock_fd : errno));
 	struct net_status st;
 	net_server_status(srv, &st);
 	fprintf(stderr,
@@ -1077,8 +1407,7 @@ static int cmd_serve(int argc, char **argv)
 	net_server_free(srv);
 	ret = blk_db_sync(db);
 	blk_db_close(db);
-	if (read_pid(node_dir) == getpid())
-		unlink(path);
+	node_unlock(node_dir, lock_fd);
 	free(cl);
 	return ret ? 1 : 0;
 }
@@ -1174,6 +1503,59 @@ static int cluster_view(const char *node_dir, const struct bfs_cluster *cl,
 	return 0;
 }
 
+/* `status --json`: one object, built with jansson so that names and
+ * paths are escaped whatever they hold. 0 or -ENOMEM. */
+static int print_status_json(const char *name, const char *state,
+			     const struct node_holder *h,
+			     const struct blk_store_stats *st, double ratio,
+			     uint64_t disk, const struct cluster_view *cv)
+{
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:b, s:b, s:i, s:s?, s:I, s:I, s:I, s:I, s:f, s:I}",
+	    "node", name, "state", state, "mounted",
+	    h->pid && !strcmp(h->role, "mount"), "served",
+	    h->pid && !strcmp(h->role, "serve"), "pid", (int)h->pid,
+	    "mountpoint", h->pid && h->mnt[0] ? h->mnt : NULL, "blocks",
+	    (json_int_t)st->blocks, "stored_bytes", (json_int_t)st->bytes,
+	    "local_bytes", (json_int_t)(st->bytes - st->remote_bytes),
+	    "logical_bytes", (json_int_t)st->ref_bytes, "dedup_ratio", ratio,
+	    "disk_bytes", (json_int_t)disk);
+	int ret = o ? 0 : -ENOMEM;
+
+	if (o && cv) {
+		json_t *nodes = json_array();
+		ret = json_object_set_new(o, "redundancy",
+					  json_string(cv->redundancy)) ||
+		      json_object_set_new(o, "pending_uploads",
+					  json_integer((json_int_t)cv->pending)) ||
+		      json_object_set_new(o, "below_redundancy",
+					  json_integer((json_int_t)cv->repair)) ||
+		      json_object_set_new(o, "nodes", nodes)
+			  ? -ENOMEM
+			  : 0;
+		for (unsigned i = 0; !ret && i < cv->n; i++) {
+			const struct node_view *v = &cv->nodes[i];
+			json_t *n = json_pack(
+			    "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "name",
+			    v->name, "address", v->address, "zone", v->zone,
+			    "up", v->up, "latency_us", (json_int_t)v->latency_us,
+			    "capacity", (json_int_t)v->st.capacity, "used",
+			    (json_int_t)v->st.used, "fragments",
+			    (json_int_t)v->st.fragments);
+			if (!n || json_array_append_new(nodes, n))
+				ret = -ENOMEM;
+		}
+	}
+	if (!ret && (json_dumpf(o, stdout, JSON_REAL_PRECISION(6)) ||
+		     putchar('\n') == EOF))
+		ret = -EIO;
+	json_decref(o);
+	if (ret)
+		fprintf(stderr, "%s: cannot print the status as JSON: %s\n",
+			prog, strerror(-ret));
+	return ret;
+}
+
 static const char status_usage[] =
 	"Usage: blockfs status NODE_DIR [--json]\n"
 	"\n"
@@ -1221,7 +1603,15 @@ static int cmd_status(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
 	}
-	pid_t pid = read_pid(node_dir);
+	struct node_holder holder;
+	pid_t pid = read_pid(node_dir, &holder);
+	bool mounted = pid && !strcmp(holder.role, "mount");
+	bool served = pid && !strcmp(holder.role, "serve");
+	const char *state = !pid	      ? "stopped"
+			    : mounted	      ? "mounted"
+			    : served	      ? "served"
+			    : holder.role[0] ? holder.role
+					      : "in use";
 	snprintf(path, sizeof(path), "%s/db", node_dir);
 
 	struct blk_store_stats st = {0};
@@ -1264,45 +1654,22 @@ static int cmd_status(int argc, char **argv)
 					 : -ENOENT;
 	free(cl);
 	if (json) {
-		printf("{\"node\": \"%s\", \"mounted\": %s, \"pid\": %d, "
-		       "\"blocks\": %llu, \"stored_bytes\": %llu, "
-		       "\"local_bytes\": %llu, "
-		       "\"logical_bytes\": %llu, \"dedup_ratio\": %.4f, "
-		       "\"disk_bytes\": %llu",
-		       name, pid ? "true" : "false", (int)pid,
-		       (unsigned long long)st.blocks,
-		       (unsigned long long)st.bytes,
-		       (unsigned long long)(st.bytes - st.remote_bytes),
-		       (unsigned long long)st.ref_bytes, ratio,
-		       (unsigned long long)disk);
-		if (cret == 0) {
-			printf(", \"redundancy\": \"%s\", "
-			       "\"pending_uploads\": %llu, "
-			       "\"below_redundancy\": %llu, \"nodes\": [",
-			       cv.redundancy,
-			       (unsigned long long)cv.pending,
-			       (unsigned long long)cv.repair);
-			for (unsigned i = 0; i < cv.n; i++) {
-				const struct node_view *v = &cv.nodes[i];
-				printf("%s{\"name\": \"%s\", \"address\": "
-				       "\"%s\", \"zone\": \"%s\", \"up\": %s, "
-				       "\"latency_us\": %llu, \"capacity\": "
-				       "%llu, \"used\": %llu, \"fragments\": "
-				       "%llu}",
-				       i ? ", " : "", v->name, v->address,
-				       v->zone, v->up ? "true" : "false",
-				       (unsigned long long)v->latency_us,
-				       (unsigned long long)v->st.capacity,
-				       (unsigned long long)v->st.used,
-				       (unsigned long long)v->st.fragments);
-			}
-			printf("]");
-		}
-		printf("}\n");
+		ret = print_status_json(name, state, &holder, &st, ratio, disk,
+					cret == 0 ? &cv : NULL);
+		free(cv.nodes);
+		return ret ? 1 : 0;
 	} else {
 		printf("node:          %s (%s)\n", name, node_dir);
-		if (pid)
-			printf("mounted:       yes (pid %d)\n", (int)pid);
+		if (mounted)
+			printf("mounted:       yes, on %s (pid %d)\n",
+			       holder.mnt, (int)pid);
+		else if (served)
+			printf("mounted:       no; served by 'blockfs serve' "
+			       "(pid %d)\n",
+			       (int)pid);
+		else if (pid)
+			printf("mounted:       no; %s (pid %d)\n", state,
+			       (int)pid);
 		else
 			printf("mounted:       no\n");
 		printf("blocks:        %llu\n", (unsigned long long)st.blocks);
@@ -1342,6 +1709,83 @@ static int cmd_status(int argc, char **argv)
 	return 0;
 }
 
+/* ---- sync -------------------------------------------------------------- */
+
+static const char sync_usage[] =
+	"Usage: blockfs sync MOUNTPOINT\n"
+	"\n"
+	"Wait until everything written to the mount before the call is\n"
+	"durable: every file's data chunked into blocks and committed, the\n"
+	"node's store synced and, in a cluster, every block on all of its\n"
+	"placement's nodes (what fsync promises for one file, for the whole\n"
+	"mount). Use it where 'sync -f' would do on another filesystem:\n"
+	"syncfs(2) on a blockfs mount only writes the kernel's cached pages\n"
+	"back to the daemon and does not wait for the cluster.\n"
+	"\n"
+	"Options:\n"
+	"  -h, --help   show this help\n"
+	"\n"
+	"Exit status: 0 durable, 1 failed (e.g. fewer nodes up than the\n"
+	"redundancy needs for sync_timeout: the data stays queued), 2 usage\n"
+	"error.\n";
+
+static int cmd_sync(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(sync_usage, stdout);
+			return 0;
+		default:
+			die_usage("sync ", "%s", "invalid option");
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("sync ", "%s", "sync needs MOUNTPOINT");
+	const char *mnt = argv[optind];
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, mnt, strerror(errno));
+		return 1;
+	}
+	/* The kernel's cached pages first (the daemon sees them only at
+	 * writeback), then the daemon's barrier. */
+	if (syncfs(fd)) {
+		fprintf(stderr, "%s: syncfs %s: %s\n", prog, mnt,
+			strerror(errno));
+		close(fd);
+		return 1;
+	}
+	int ret = ioctl(fd, BFS_IOC_SYNC) ? errno : 0;
+	close(fd);
+	if (ret == ENOTTY || ret == EINVAL || ret == ENOSYS) {
+		fprintf(stderr, "%s: %s is not a blockfs mount\n", prog, mnt);
+		return 1;
+	}
+	if (ret == EIO) {
+		fprintf(stderr,
+			"%s: %s: not everything reached its nodes within "
+			"sync_timeout (too few nodes up?); it stays queued and "
+			"goes out when they return (the mount's log says "
+			"more; 'blockfs status NODE_DIR' shows the nodes)\n",
+			prog, mnt);
+		return 1;
+	}
+	if (ret) {
+		fprintf(stderr, "%s: sync %s: %s\n", prog, mnt,
+			strerror(ret));
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static const char main_usage[] =
@@ -1354,6 +1798,8 @@ static const char main_usage[] =
 	"  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
 	"  serve NODE_DIR                 run a storage node\n"
 	"  status NODE_DIR                show what the node stores\n"
+	"  sync MOUNTPOINT                wait until what was written is on\n"
+	"                                 the cluster\n"
 	"\n"
 	"'blockfs COMMAND --help' describes each command.\n"
 	"Exit status: 0 success, 1 failure, 2 usage error.\n";
@@ -1382,6 +1828,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "serve"))
 		return cmd_serve(argc - 1, argv + 1);
+	if (!strcmp(cmd, "sync"))
+		return cmd_sync(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
 	fputs(main_usage, stderr);
 	return EXIT_USAGE;

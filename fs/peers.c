@@ -118,6 +118,12 @@ struct bfs_peers {
 	uint64_t watermark;  /* every record below it is done */
 	bool dirty[BFS_MAX_NODES]; /* took fragments since the last barrier */
 	struct timespec full_until[BFS_MAX_NODES]; /* answered -ENOSPC */
+	/* Unmount (bfs_peers_closing): the one deadline every barrier and
+	 * the drain share, pushed back whenever blocks go out. Only the
+	 * unmounting thread touches them. */
+	bool closing;
+	struct timespec close_deadline;
+	bool close_reported; /* what is left was said once */
 
 	/* counters (lock) */
 	uint64_t up_blocks, up_bytes, up_misplaced, up_failures;
@@ -576,24 +582,112 @@ static int wait_uploaded(struct bfs_peers *p, uint64_t target,
 	return ret;
 }
 
+static unsigned sync_timeout(const struct bfs_peers *p)
+{
+	return p->cfg.sync_timeout_ms ? p->cfg.sync_timeout_ms
+				      : DEFAULT_SYNC_TIMEOUT_MS;
+}
+
+/* The nodes down now, as " node2 node3" (empty when none). */
+static void nodes_down(struct bfs_peers *p, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (unsigned i = 0; i < p->n && len + 1 < size; i++) {
+		if (peer_up(p, i))
+			continue;
+		int n = snprintf(buf + len, size - len, " %s",
+				 p->cfg.cluster->nodes[i].name);
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+}
+
+/* Unmount: upload everything committed before @target, showing progress
+ * on stderr (a terminal) or in the log, until the close deadline, which
+ * moves one sync timeout past every moment blocks go out. 0 once the
+ * queue is empty; -EIO (said once, with what is left and which nodes are
+ * down) when the deadline passes. */
+static int drain(struct bfs_peers *p, uint64_t target)
+{
+	bool tty = isatty(STDERR_FILENO), shown = false;
+	int ret = 0;
+
+	for (;;) {
+		uint64_t before = bfs_peers_backlog(p);
+		struct timespec step;
+
+		if (before == 0)
+			break;
+		if (ts_passed(&p->close_deadline)) {
+			ret = -EIO;
+			break;
+		}
+		if (tty)
+			fprintf(stderr,
+				"\rblockfs: uploading: %llu blocks left   ",
+				(unsigned long long)before);
+		else
+			bfs_log_info("unmount: %llu blocks left to upload",
+				     (unsigned long long)before);
+		shown = true;
+		ms_from_now(&step, 1000);
+		wait_uploaded(p, target, &step);
+		if (bfs_peers_backlog(p) < before)
+			ms_from_now(&p->close_deadline, sync_timeout(p));
+	}
+	if (tty && shown)
+		fprintf(stderr, "\n");
+	if (ret && !p->close_reported) {
+		char down[1024];
+
+		nodes_down(p, down, sizeof(down));
+		bfs_log_err("unmount: %llu blocks not uploaded: none went out "
+			    "for %u s (sync_timeout)%s%s; they stay queued for "
+			    "the next mount",
+			    (unsigned long long)bfs_peers_backlog(p),
+			    sync_timeout(p) / 1000,
+			    down[0] ? "; nodes down:" : "", down);
+		p->close_reported = true;
+	}
+	return ret;
+}
+
+void bfs_peers_closing(struct bfs_peers *p)
+{
+	if (!p || p->closing)
+		return;
+	p->closing = true;
+	ms_from_now(&p->close_deadline, sync_timeout(p));
+}
+
 int bfs_peers_barrier(struct bfs_peers *p)
 {
-	unsigned tmo = p->cfg.sync_timeout_ms ? p->cfg.sync_timeout_ms
-					      : DEFAULT_SYNC_TIMEOUT_MS;
+	unsigned tmo = sync_timeout(p);
 	uint64_t target = blk_db_newlog_head(p->cfg.db);
 	bool nodes[BFS_MAX_NODES];
 	struct timespec deadline;
 	struct net_batch *b;
-	int ret;
+	int ret = 0;
 
-	ms_from_now(&deadline, tmo);
-	ret = wait_uploaded(p, target, &deadline);
-	if (ret < 0) {
-		bfs_log_err("sync: %llu blocks not on their %u nodes after "
-			    "%u s",
-			    (unsigned long long)bfs_peers_backlog(p),
-			    p->cfg.k + p->cfg.m, tmo / 1000);
-		return -EIO;
+	if (p->closing) {
+		/* Unmounting: the drain waits (and reports), and the
+		 * SYNCs share its deadline. */
+		if (drain(p, target) < 0)
+			return -EIO;
+		deadline = p->close_deadline;
+	} else {
+		ms_from_now(&deadline, tmo);
+		ret = wait_uploaded(p, target, &deadline);
+		if (ret < 0) {
+			bfs_log_err("sync: %llu blocks not on their %u nodes "
+				    "after %u s",
+				    (unsigned long long)bfs_peers_backlog(p),
+				    p->cfg.k + p->cfg.m, tmo / 1000);
+			return -EIO;
+		}
 	}
 	pthread_mutex_lock(&p->lock);
 	memcpy(nodes, p->dirty, sizeof(nodes));
@@ -1505,48 +1599,10 @@ int bfs_peers_close(struct bfs_peers *p)
 	if (!p)
 		return 0;
 	if (p->started) {
-		unsigned tmo = p->cfg.sync_timeout_ms
-				   ? p->cfg.sync_timeout_ms
-				   : DEFAULT_SYNC_TIMEOUT_MS;
-		uint64_t target = blk_db_newlog_head(p->cfg.db);
-		bool tty = isatty(STDERR_FILENO);
-		struct timespec deadline;
-
-		/* Drain, with progress; the deadline restarts while blocks
-		 * keep going out. */
-		ms_from_now(&deadline, tmo);
-		for (;;) {
-			uint64_t before = bfs_peers_backlog(p);
-			struct timespec step;
-
-			if (before == 0)
-				break;
-			if (tty)
-				fprintf(stderr,
-					"\rblockfs: uploading: %llu blocks "
-					"left   ",
-					(unsigned long long)before);
-			else
-				bfs_log_info("unmount: %llu blocks left to "
-					     "upload",
-					     (unsigned long long)before);
-			ms_from_now(&step, 1000);
-			wait_uploaded(p, target, &step);
-			if (bfs_peers_backlog(p) < before)
-				ms_from_now(&deadline, tmo);
-			else if (ts_passed(&deadline))
-				break;
-		}
-		if (tty)
-			fprintf(stderr, "\n");
-		if (bfs_peers_backlog(p)) {
-			bfs_log_err("unmount: %llu blocks not uploaded; they "
-				    "stay queued for the next mount",
-				    (unsigned long long)bfs_peers_backlog(p));
+		/* A barrier while closing is the drain, then the SYNCs. */
+		bfs_peers_closing(p);
+		if (bfs_peers_barrier(p) < 0)
 			ret = -EIO;
-		} else if (bfs_peers_barrier(p) < 0) {
-			ret = -EIO;
-		}
 		pthread_mutex_lock(&p->lock);
 		p->stop = true;
 		pthread_cond_broadcast(&p->wake);

@@ -65,10 +65,17 @@ struct bfs_peers_config {
 int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 		   char *err, size_t errlen);
 
-/* Upload what is queued (showing progress on stderr when it is a
- * terminal, logging it otherwise; gives up after the sync timeout once no
- * node is reachable), then stop everything. NULL is fine. Returns 0, or
- * -EIO if blocks were left queued (they go at the next mount). */
+/* Unmount begins (no more writes come). From now on a barrier waits for
+ * the whole upload queue, showing progress on stderr when it is a
+ * terminal and logging it otherwise, and every barrier and the drain of
+ * bfs_peers_close share one deadline: the sync timeout, restarted
+ * whenever blocks go out. So with every node down the whole unmount waits
+ * one sync timeout. NULL is fine. */
+void bfs_peers_closing(struct bfs_peers *p);
+
+/* Upload what is queued (as bfs_peers_closing says), then stop
+ * everything. NULL is fine. Returns 0, or -EIO if blocks were left queued
+ * (they stay in the new-block log and go at the next mount). */
 int bfs_peers_close(struct bfs_peers *p);
 
 /* New blocks were committed: wake the uploader. */

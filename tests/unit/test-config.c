@@ -58,35 +58,94 @@ static void test_block_coding(void)
 			}
 }
 
+#define NODE1 "[node n1]\naddress = tcp://127.0.0.1:7401\n" \
+	      "public_key = 0123456789012345678901234567890123456789\n"
+#define NODE2 "[node n2]\naddress = tcp://127.0.0.1:7402\n" \
+	      "public_key = abcdefghijabcdefghijabcdefghijabcdefghij\n"
+
+/* Load @body as a cluster file: the result, the message in @err. */
+static int load(const char *body, struct bfs_cluster *c, char *err,
+		size_t errlen)
+{
+	char path[] = "/tmp/test-config-XXXXXX";
+	int fd = mkstemp(path);
+
+	REQUIRE(fd >= 0);
+	REQUIRE(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
+	close(fd);
+	int ret = bfs_cluster_load(path, c, err, errlen);
+	unlink(path);
+	return ret;
+}
+
 /* A cluster file: ec_min defaults to BFS_EC_MIN_DEFAULT, is read when
  * given, and a bad one is refused naming the line. */
 static void test_cluster_file(void)
 {
-	static const char *const bodies[] = {
-		"[cluster]\nredundancy = ec:4+2\n",
-		"[cluster]\nredundancy = ec:4+2\nec_min = 16K\n",
-		"[cluster]\nredundancy = ec:4+2\nec_min = lots\n",
+	struct bfs_cluster *c = xmalloc(sizeof(*c));
+	char err[512];
+
+	CHECK(load("[cluster]\nid = x\nredundancy = ec:4+2\n" NODE1, c, err,
+		   sizeof(err)) == 0 &&
+	      c->ec_min == BFS_EC_MIN_DEFAULT &&
+	      !strcmp(c->redundancy, "ec:4+2") && c->nnodes == 1);
+	CHECK(load("[cluster]\nid = x\nredundancy = ec:4+2\nec_min = 16K\n"
+		   NODE1 NODE2,
+		   c, err, sizeof(err)) == 0 &&
+	      c->ec_min == 16384 && c->nnodes == 2);
+	CHECK(load("[cluster]\nid = x\nredundancy = ec:4+2\nec_min = lots\n"
+		   NODE1,
+		   c, err, sizeof(err)) == -EINVAL &&
+	      strstr(err, ":4: invalid ec_min 'lots'"));
+	free(c);
+}
+
+/* A file that is empty, truncated, duplicated or malformed is refused,
+ * naming the line and what is wrong; none is taken as a smaller cluster. */
+static void test_cluster_file_refused(void)
+{
+	static const struct {
+		const char *body, *want;
+	} cases[] = {
+		{"", "no [cluster] id"},
+		{"# nothing\n\n", "no [cluster] id"},
+		{"[cluster]\nid = x\n", "no [node NAME] section"},
+		{"[cluster]\nid = x\n[node n1]\naddress = tcp://h:1\n",
+		 ":3: [node n1] has no public_key"},
+		{"[cluster]\nid = x\nnodes = 2\n" NODE1, "nodes = 2, but"},
+		{"[cluster]\nid = x\n" NODE1 "[cluster]\nid = x\n" NODE1,
+		 ":7: 'id' of [cluster] set again (first on line 2)"},
+		{"[cluster]\nid = x\n" NODE1 NODE2 "[node n1]\n"
+		 "address = tcp://h:1\n",
+		 ":9: node 'n1' is listed twice (first on line 3)"},
+		{"[cluster]\nid = x\nredundancy = replicas:x\n" NODE1,
+		 ":3: invalid redundancy 'replicas:x'"},
+		{"[cluster]\nid = x\nfoo = 1\n" NODE1,
+		 ":3: unknown setting 'foo' in [cluster]"},
+		{"[clutser]\nid = x\n" NODE1, ":2: unknown section [clutser]"},
+		{"[cluster]\nid = x\njunk\n" NODE1,
+		 ":3: not 'name = value'"},
+		{"[cluster]\nid = x\n" NODE1 "weight = -1\n",
+		 ":6: invalid weight '-1'"},
+		{"[cluster]\nid = x\n" NODE1
+		 "[node n2]\naddress = tcp://h:2\n"
+		 "public_key = 0123456789012345678901234567890123456789\n",
+		 "has the public_key of [node n1]"},
 	};
 	struct bfs_cluster *c = xmalloc(sizeof(*c));
-	char path[] = "/tmp/test-config-XXXXXX", err[256];
+	char err[512];
 
-	for (int i = 0; i < 3; i++) {
-		int fd = mkstemp(path);
-		REQUIRE(fd >= 0);
-		REQUIRE(write(fd, bodies[i], strlen(bodies[i])) ==
-			(ssize_t)strlen(bodies[i]));
-		close(fd);
-		int ret = bfs_cluster_load(path, c, err, sizeof(err));
-		unlink(path);
-		strcpy(path, "/tmp/test-config-XXXXXX");
-		if (i == 0)
-			CHECK(ret == 0 && c->ec_min == BFS_EC_MIN_DEFAULT &&
-			      !strcmp(c->redundancy, "ec:4+2"));
-		else if (i == 1)
-			CHECK(ret == 0 && c->ec_min == 16384);
-		else
-			CHECK(ret == -EINVAL && strstr(err, ":3:"));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = 0;
+		int ret = load(cases[i].body, c, err, sizeof(err));
+		CHECK(ret == -EINVAL);
+		CHECK(strstr(err, cases[i].want) != NULL);
+		if (!strstr(err, cases[i].want))
+			fprintf(stderr, "case %zu: %s\n", i, err);
 	}
+	CHECK(bfs_cluster_load("/nonexistent/cluster.conf", c, err,
+			       sizeof(err)) == -ENOENT &&
+	      strstr(err, "/nonexistent/cluster.conf"));
 	free(c);
 }
 
@@ -96,6 +155,7 @@ int main(void)
 	test_ec_min();
 	test_block_coding();
 	test_cluster_file();
+	test_cluster_file_refused();
 	printf("test-config: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
