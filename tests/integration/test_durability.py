@@ -18,12 +18,16 @@ def read(path):
         return f.read()
 
 
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
     fd = os.open(path, flags, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -124,11 +128,9 @@ def test_fsynced_tail_survives_append_and_kill9(make_mount, node_dir, mnt,
     path = os.path.join(mnt, 'f')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        os.write(fd, head)
+        write_all(fd, head)
         os.fsync(fd)
-        view = memoryview(more)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, more)
     finally:
         # close: the final flush chunks the appended bytes, re-chunking
         # the fsync'd tail, into the local store (no sync)
@@ -157,7 +159,7 @@ def test_fsynced_overwrite_survives_kill9(make_mount, node_dir, mnt):
     path = os.path.join(mnt, 'f')
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        os.write(fd, base)
+        write_all(fd, base)
         os.fsync(fd)
         newer = bytearray(base)
         for _ in range(40):
