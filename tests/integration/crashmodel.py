@@ -82,7 +82,7 @@ MiB = 1 << 20
 MAX_FILES = 20
 MAX_DIRS = 6
 MAX_DEPTH = 2
-MAX_TOTAL = 32 * MiB     # bytes in all current files
+MAX_TOTAL = 24 * MiB     # bytes in all current files
 MAX_FILE = 24 * MiB
 
 
@@ -612,7 +612,18 @@ class Generator:
         full = total > MAX_TOTAL
         if full and kind in ('create', 'write', 'append', 'big',
                              'fsync_append', 'link'):
-            kind = rng.choice(['truncate', 'unlink', 'otrunc'])
+            # Make room: cut or remove one of the largest files.
+            big = sorted(files, key=lambda q: (-len(m.inodes[m.paths[q]].cur),
+                                               q))[:3]
+            p = rng.choice(big)
+            r = rng.random()
+            if r < 0.4:
+                return Op('unlink', p)
+            if r < 0.7:
+                return Op('truncate', p, size=rng.randint(
+                    0, len(m.inodes[m.paths[p]].cur) // 4))
+            return Op('otrunc', p, data=self.data(self.length()),
+                      sync=self.sync_kind())
         if kind == 'create' or (not files and kind not in
                                 ('mkdir', 'fsyncdir')):
             if len(files) >= MAX_FILES:
@@ -672,13 +683,14 @@ class Generator:
                 return Op('write', p, off=off, data=rng.randbytes(n),
                           sync=self.sync_kind(0.7))
             # fsync_append: a new file of several MiB, fsync'd, then an
-            # unsynced append larger than a flush pass (8 MiB).
-            if len(files) >= MAX_FILES or total + 21 * MiB > MAX_TOTAL:
+            # unsynced append larger than a flush pass (8 MiB): what lost
+            # the fsync'd tail chunk of defect 2.
+            n = rng.randint(2 * MiB, 6 * MiB) + rng.randint(0, 4095)
+            more = rng.randint(8 * MiB + MiB // 2, 10 * MiB)
+            if len(files) >= MAX_FILES or total + n + more > MAX_TOTAL:
                 return None
             p = self.new_path('big')
-            n = rng.randint(3 * MiB, 9 * MiB) + rng.randint(0, 4095)
-            self.queue.append(Op('append', p, data=rng.randbytes(
-                rng.randint(9 * MiB, 12 * MiB))))
+            self.queue.append(Op('append', p, data=rng.randbytes(more)))
             return Op('create', p, data=rng.randbytes(n), sync='fsync')
         if kind == 'rename':
             if rng.random() < 0.25 and len(dirs) > 1:
