@@ -186,15 +186,34 @@ static void put_done(struct net_op *op, void *arg)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Send fragment @i of @j to the next node in rendezvous order that is up
- * and holds nothing of this block yet. Called with p->lock held. */
+/* The @n-th node fragment @i of @j may go to: its home rank[i] first, then
+ * the spares rank[want], rank[want + 1], ... (the nodes of the order past
+ * the homes). Never the home of another fragment: a fetch asks a home for
+ * its own index and the spares for every index (fs/plan.h), so a fragment
+ * on another's home would not be found. -1 past the last. */
+static int place_candidate(const struct job *j, unsigned i, unsigned n)
+{
+	if (n == 0)
+		return i < j->nrank ? (int)i : -1;
+	n += j->want - 1;
+	return n < j->nrank ? (int)n : -1;
+}
+
+/* Send fragment @i of @j to the first of its candidate nodes
+ * (place_candidate) that is up, not full, and holds nothing of this block
+ * yet; with none, the job stalls until RETRY_MS on. Called with p->lock
+ * held. */
 static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 {
-	for (unsigned r = 0; r < j->nrank; r++) {
-		unsigned node = j->rank[r];
+	for (unsigned n = 0;; n++) {
+		int r = place_candidate(j, i, n);
+		unsigned node;
 		struct completion *c;
 		struct net_op *op;
 
+		if (r < 0)
+			break;
+		node = j->rank[r];
 		if (j->placed[node] || !peer_up(p, node) ||
 		    !ts_passed(&p->full_until[node]))
 			continue;
@@ -216,7 +235,7 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 		j->placed[node] = true;
 		j->holder[i] = (int)node;
 		j->inflight++;
-		if (r != i)
+		if ((unsigned)r != i)
 			j->misplaced = true;
 		if (net_client_submit(p->cl, node, op, put_done, c) < 0) {
 			/* still ours: undo and try the next node */
@@ -303,7 +322,9 @@ static int job_prepare(struct bfs_peers *p, struct job *j)
 static void job_start(struct bfs_peers *p, struct job *j)
 {
 	j->stalled = false;
-	for (unsigned i = 0; i < j->want && !j->stalled; i++)
+	/* Every fragment, also past one that stalls: another fragment's
+	 * home may well be up. */
+	for (unsigned i = 0; i < j->want; i++)
 		if (j->holder[i] < 0)
 			place_fragment(p, j, i);
 }

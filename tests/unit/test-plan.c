@@ -36,7 +36,7 @@ static void test_replicas(void)
 	lat[9] = 1;   /* the mount's own node */
 	up[7] = false; /* first home down */
 	n = bfs_plan_fetch(rank, 6, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 + 3 * 3);
+	CHECK(n == 3 + 3 * 3 + 3 * 2);
 	CHECK(c[0].node == 9 && c[0].index == 2);
 	CHECK(c[1].node == 2 && c[1].index == 1);
 	CHECK(c[2].node == 7 && c[2].index == 0 && !c[2].up);
@@ -49,32 +49,32 @@ static void test_replicas(void)
 		}
 	/* no further node: just the homes */
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3);
+	CHECK(n == 9);
 	/* live homes about as near as the nearest (500..610 us here) keep
 	 * the placement order, whatever their latencies within that band */
 	all_up();
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
+	CHECK(n == 9 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
 	lat[7] = 1400; /* still within 500 + 1000 us */
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
+	CHECK(n == 9 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
 	/* a far one goes after the near ones, the further the later */
 	lat[7] = 9000;
 	lat[2] = 4000;
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 && c[0].node == 9 && c[1].node == 2 && c[2].node == 7);
+	CHECK(n == 9 && c[0].node == 9 && c[1].node == 2 && c[2].node == 7);
 	/* beyond a millisecond the band is twice the nearest */
 	lat[9] = 3000;
 	lat[2] = 5900;
 	lat[7] = 6100;
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 && c[0].node == 2 && c[1].node == 9 && c[2].node == 7);
+	CHECK(n == 9 && c[0].node == 2 && c[1].node == 9 && c[2].node == 7);
 	/* the mount's own copy first, then the near ones in placement order */
 	all_up();
 	lat[9] = 1;
 	lat[2] = 480;
 	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
-	CHECK(n == 3 && c[0].node == 9 && c[1].node == 7 && c[2].node == 2);
+	CHECK(n == 9 && c[0].node == 9 && c[1].node == 7 && c[2].node == 2);
 }
 
 /* Over many blocks, placement order within the near band spreads the
@@ -105,7 +105,7 @@ static void test_replicas_spread(void)
 			if (!dup)
 				rank[n++] = x;
 		}
-		CHECK(bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC) == 3);
+		CHECK(bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC) == 9);
 		first[c[0].node]++;
 	}
 	for (unsigned i = 0; i < NODES; i++)
@@ -125,20 +125,31 @@ static void test_coded(void)
 	lat[3] = 1;
 	lat[6] = 1;
 	n = bfs_plan_fetch(rank, 8, 4, 2, up, lat, c, MAXC);
-	CHECK(n == 6 + 2 * 6);
+	CHECK(n == 6 + 2 * 6 + 6 * 5);
 	for (unsigned i = 0; i < 6; i++)
 		CHECK(c[i].node == rank[i] && c[i].index == i);
 	for (unsigned i = 0; i < 2; i++)
 		for (unsigned x = 0; x < 6; x++)
 			CHECK(c[6 + 6 * i + x].node == rank[6 + i] &&
 			      c[6 + 6 * i + x].index == x);
+	/* last, each home for every other index, once each */
+	for (unsigned i = 0; i < 6; i++) {
+		unsigned seen = 0;
+
+		for (unsigned x = 18; x < n; x++)
+			if (c[x].node == rank[i]) {
+				CHECK(c[x].index != i);
+				seen |= 1u << c[x].index;
+			}
+		CHECK(seen == (0x3fu & ~(1u << i)));
+	}
 
 	/* two data homes down: the live data homes, then parity, then the
 	 * dead ones */
 	up[8] = false;
 	up[10] = false;
 	n = bfs_plan_fetch(rank, 6, 4, 2, up, lat, c, MAXC);
-	CHECK(n == 6);
+	CHECK(n == 6 + 6 * 5);
 	const unsigned want_node[] = {3, 1, 5, 6, 8, 10};
 	const unsigned want_index[] = {0, 2, 4, 5, 1, 3};
 	for (unsigned i = 0; i < 6; i++)
