@@ -447,6 +447,16 @@ def write_all(fd, data, off=None):
         done += n
 
 
+def sync_fd(res, sync, fd):
+    """SYNC(fd), noted in RES: synced, or sync_err and the OSError."""
+    try:
+        sync(fd)
+        res.synced = True
+    except OSError as exc:
+        res.sync_err = exc.errno
+        raise
+
+
 def execute(op, root):
     """Runs OP on the tree at ROOT; never raises OSError (see Result)."""
     res = Result()
@@ -473,12 +483,8 @@ def execute(op, root):
                 write_all(fd, op.data, op.off if k == 'write' else None)
             if op.sync:
                 step = op.sync
-                try:
-                    (os.fsync if op.sync == 'fsync' else os.fdatasync)(fd)
-                    res.synced = True
-                except OSError as exc:
-                    res.sync_err = exc.errno
-                    raise
+                sync_fd(res, os.fsync if op.sync == 'fsync' else
+                        os.fdatasync, fd)
             step = 'close'
             f, fd = fd, None
             os.close(f)
@@ -498,12 +504,7 @@ def execute(op, root):
             step = 'open'
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             step = 'fsyncdir'
-            try:
-                os.fsync(fd)
-                res.synced = True
-            except OSError as exc:
-                res.sync_err = exc.errno
-                raise
+            sync_fd(res, os.fsync, fd)
             step = 'close'
             f, fd = fd, None
             os.close(f)

@@ -204,6 +204,17 @@ class Run:
                 isinstance(exc, cm.HarnessBug):
             pytest.fail(msg, pytrace=False)
 
+    def timed_check(self, check):
+        """CHECK(model, mount), its time counted: None or the Failure."""
+        t = time.monotonic()
+        try:
+            check(self.model, self.env.mnt)
+            err = None
+        except cm.Failure as exc:
+            err = exc
+        self.spent['checks'] += time.monotonic() - t
+        return err
+
     def check_exact(self, what):
         """The mount (and the reference) equal the model exactly."""
         self.checks += 1
@@ -213,14 +224,8 @@ class Run:
             except cm.Failure as exc:
                 raise cm.HarnessBug(f'the model disagrees with the '
                                     f'reference directory: {exc}')
-        t = time.monotonic()
         util.drop_caches(self.env.mnt)
-        try:
-            cm.check_exact(self.model, self.env.mnt)
-            err = None
-        except cm.Failure as exc:
-            err = exc
-        self.spent['checks'] += time.monotonic() - t
+        err = self.timed_check(cm.check_exact)
         if err is not None:
             self.fail(err, what)
             self.rebase(sync=True)
@@ -229,13 +234,7 @@ class Run:
         """After a crash: what the model allows; then what is there
         becomes the model's durable state."""
         self.checks += 1
-        t = time.monotonic()
-        try:
-            cm.check_crash(self.model, self.env.mnt)
-            err = None
-        except cm.Failure as exc:
-            err = exc
-        self.spent['checks'] += time.monotonic() - t
+        err = self.timed_check(cm.check_crash)
         if err is not None:
             self.fail(err, what)
         t = time.monotonic()
