@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every blockfs test on this machine (as root, Debian 12):
 #   1. installs the dependencies (contrib/install-deps.sh);
-#   2. builds build/ (debugoptimized) and build-asan/ (ASan + UBSan);
+#   2. builds build/ (debugoptimized) and build-asan/ (ASan + UBSan), and
+#      compiles build-release/ (release) and build-clang/ (clang), all with
+#      -Werror;
 #   3. runs the C unit tests (meson test) in both;
 #   4. installs blockfs and mount.blockfs (meson install -C build), so that
 #      `mount -t blockfs` and fstab lines work;
@@ -16,6 +18,7 @@
 #   PYTEST_ARGS          extra pytest arguments, e.g. "-k rsync -x"
 #   SKIP_UNIT=1          skip the meson unit tests
 #   SKIP_INTEGRATION=1   skip the pytest integration tests
+#   SKIP_EXTRA_BUILDS=1  skip the compile-only release and clang builds
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,13 +51,26 @@ setup() {
   rm -f "$dir.setup.log"
 }
 
+# Warnings are errors here (meson's werror option, off by default so that
+# a packager's compiler never breaks the build).
 step "build: build/ (debugoptimized)"
-setup build
+setup build -Dwerror=true
 ninja -C build
 
 step "build: build-asan/ (address,undefined sanitizers)"
-setup build-asan -Db_sanitize=address,undefined
+setup build-asan -Dwerror=true -Db_sanitize=address,undefined
 ninja -C build-asan
+
+if [ "${SKIP_EXTRA_BUILDS:-0}" != 1 ]; then
+  # Compiled once each, not tested: -O3's flow analysis and clang's
+  # warnings find what debugoptimized gcc does not.
+  step "build: build-release/ (release, -Werror)"
+  setup build-release -Dwerror=true --buildtype=release
+  ninja -C build-release
+  step "build: build-clang/ (clang, -Werror)"
+  CC=clang setup build-clang -Dwerror=true
+  ninja -C build-clang
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -2732,7 +2732,7 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 {
 	struct bfs *fs = calloc(1, sizeof(*fs));
 	char path[PATH_MAX];
-	uint64_t format;
+	uint64_t format = 0;
 	int ret;
 
 	if (!fs)
