@@ -1818,6 +1818,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "--version")) {
 		puts("blockfs 0.1.0");
+#ifdef BFS_FAULT_INJECTION
+		puts("fault injection: compiled in (a test build: never for "
+		     "a node in use)");
+#endif
 		return 0;
 	}
 	if (!strcmp(cmd, "cluster"))

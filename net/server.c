@@ -543,6 +543,7 @@ static int do_get(struct net_server *s, const struct net_req *q,
 		blk_val_free(v);
 		return -EBADMSG;
 	}
+#ifdef BFS_FAULT_INJECTION
 	if (s->fault_corrupt_get) {
 		/* the pinned value may be shared: damage a copy */
 		uint8_t *b = malloc(vlen);
@@ -565,6 +566,9 @@ static int do_get(struct net_server *s, const struct net_req *q,
 	} else {
 		r->zc_val = v;
 	}
+#else
+	r->zc_val = v;
+#endif
 	r->rep.frag_raw = val;
 	r->rep.frag = h;
 	r->rep.data = val + EC_FRAG_HDR_LEN;
@@ -1239,7 +1243,6 @@ int net_server_new(const struct net_server_config *cfg,
 		   struct net_server **out)
 {
 	struct net_server *s;
-	const char *env = getenv("BLOCKFS_FAULT_CORRUPT_GET");
 	int zero = 0, one = 1, hwm = 10000, rc;
 	int64_t maxmsg = NET_MAX_FRAME_BYTES;
 	size_t len;
@@ -1250,6 +1253,10 @@ int net_server_new(const struct net_server_config *cfg,
 	    (cfg->nallowed && !cfg->allowed_keys) ||
 	    cfg->workers > NET_SERVER_MAX_WORKERS)
 		return -EINVAL;
+#ifndef BFS_FAULT_INJECTION
+	if (cfg->fault_corrupt_get)
+		return -EOPNOTSUPP; /* not compiled in */
+#endif
 	for (size_t i = 0; i < cfg->nallowed; i++)
 		if (!net_key_valid(cfg->allowed_keys[i]))
 			return -EINVAL;
@@ -1282,13 +1289,16 @@ int net_server_new(const struct net_server_config *cfg,
 	s->log_interval_ms = cfg->log_interval_ms
 				 ? cfg->log_interval_ms
 				 : NET_SERVER_DEFAULT_LOG_INTERVAL_MS;
+#ifdef BFS_FAULT_INJECTION
 	s->fault_corrupt_get = cfg->fault_corrupt_get;
+	const char *env = getenv("BLOCKFS_FAULT_CORRUPT_GET");
 	if (env && (!strcmp(env, "1") || !strcmp(env, "flip")))
 		s->fault_corrupt_get = NET_FAULT_FLIP;
 	else if (env && !strcmp(env, "forge"))
 		s->fault_corrupt_get = NET_FAULT_FORGE;
 	else if (env && !strcmp(env, "lie"))
 		s->fault_corrupt_get = NET_FAULT_LIE;
+#endif
 	s->nworkers = cfg->workers ? cfg->workers : NET_SERVER_DEFAULT_WORKERS;
 	s->nallowed = cfg->nallowed;
 	s->allowed = calloc(cfg->nallowed ? cfg->nallowed : 1, 32);

@@ -132,10 +132,11 @@ struct net_server_config {
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
 	unsigned log_interval_ms;
-	/* Test only: GET replies lie (a hostile or broken peer), in the way
-	 * of enum net_fault. Also set by BLOCKFS_FAULT_CORRUPT_GET in the
-	 * environment when the server is created: "1" (or "flip"), "forge",
-	 * "lie". */
+	/* Test only, in a build with -Dfault_injection=true (else non-zero
+	 * is -EOPNOTSUPP and the environment is not read): GET replies lie
+	 * (a hostile or broken peer), in the way of enum net_fault. Also set
+	 * by BLOCKFS_FAULT_CORRUPT_GET in the environment when the server is
+	 * created: "1" (or "flip"), "forge", "lie". */
 	unsigned fault_corrupt_get;
 };
 

@@ -13,6 +13,9 @@ Knobs (environment):
                               listen (default 60)
   BLOCKFS_TEST_REQUIRE_HELPER fail, not skip, when mount.blockfs is not
                               installed in /sbin (set by contrib/run-tests.sh)
+  BLOCKFS_TEST_REQUIRE_FAULT  fail, not skip, when BLOCKFS_BIN was built
+                              without -Dfault_injection=true (set by
+                              contrib/run-tests.sh)
 """
 
 import os
@@ -300,6 +303,20 @@ def helper_installed():
         msg = ('/sbin/mount.blockfs is not installed '
                '(contrib/run-tests.sh installs it)')
         if os.environ.get('BLOCKFS_TEST_REQUIRE_HELPER'):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture
+def fault_injection():
+    """Skips (or fails, in CI) when the binary under test was built without
+    -Dfault_injection=true: its servers ignore BLOCKFS_FAULT_CORRUPT_GET."""
+    out = subprocess.run([util.blockfs_bin(), '--version'],
+                         capture_output=True, text=True, timeout=30).stdout
+    if 'fault injection: compiled in' not in out:
+        msg = (f'{util.blockfs_bin()} has no fault injection (build it '
+               f'with meson setup -Dfault_injection=true)')
+        if os.environ.get('BLOCKFS_TEST_REQUIRE_FAULT'):
             pytest.fail(msg)
         pytest.skip(msg)
 

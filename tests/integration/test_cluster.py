@@ -217,7 +217,7 @@ def wait_readable(files, what):
         assert got[-1] == seeded(n, s), f'{p} reads wrong bytes {what}'
 
 
-def test_corrupt_node_never_returns_wrong_bytes(cluster):
+def test_corrupt_node_never_returns_wrong_bytes(cluster, fault_injection):
     """node2 flips a byte of every fragment it returns. With the local
     store emptied, every file still reads bit-identical (from the other
     copies); with nodes 3 and 4 also down, a block left only on node2 reads

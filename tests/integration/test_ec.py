@@ -230,7 +230,7 @@ def test_ec_three_nodes_down(cluster):
     wait_readable(files, 'with node2 back')
 
 
-def test_ec_corrupt_fragments(cluster):
+def test_ec_corrupt_fragments(cluster, fault_injection):
     """ec:4+2: node2 flips a byte of every fragment it sends
     (BLOCKFS_FAULT_CORRUPT_GET) and every fragment node3 keeps is altered
     on its disk while it is stopped. Both are detected (node2's by the
@@ -260,7 +260,7 @@ def test_ec_corrupt_fragments(cluster):
     assert blamed == {'node2', 'node3'}, f'nodes blamed: {blamed}'
 
 
-def test_ec_hostile_nodes(cluster):
+def test_ec_hostile_nodes(cluster, fault_injection):
     """ec:4+2 with two hostile storage nodes whose lies pass every
     checksum: node2 flips a byte of each fragment and seals its header
     again ("forge": only the CID of the decoded block shows it), node3

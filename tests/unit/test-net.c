@@ -1276,6 +1276,7 @@ static void test_down_up(void)
 	env_down(&e);
 }
 
+#ifdef BFS_FAULT_INJECTION
 static void test_fault_switch(void)
 {
 	struct net_client *c, *raw;
@@ -1317,6 +1318,38 @@ static void test_fault_switch(void)
 	env_down(&e);
 	frag_free(&f);
 }
+
+#else
+/* Without -Dfault_injection=true the switch is not there: the
+ * environment is not read, and the config field is refused. */
+static void test_fault_switch(void)
+{
+	struct net_client *c;
+	struct env e;
+	struct frag f;
+	uint8_t *d = NULL;
+	size_t len = 0;
+
+	setenv("BLOCKFS_FAULT_CORRUPT_GET", "1", 1);
+	env_up(&e, 1ull << 30, false);
+	unsetenv("BLOCKFS_FAULT_CORRUPT_GET");
+	c = client_new(e.endpoint, NULL);
+	frag_make(&f, 10000, 0);
+	CHECK(put_sync(c, &f) == 0);
+	CHECK(get_sync(c, &f.ref, &d, &len) == 0);
+	CHECK(d && len == f.len && !memcmp(d, f.data, len));
+	free(d);
+	{
+		struct env e2 = e;
+
+		CHECK(server_start(&e2, "tcp://127.0.0.1:*", 1ull << 30,
+				   true) == -EOPNOTSUPP);
+	}
+	net_client_free(c);
+	env_down(&e);
+	frag_free(&f);
+}
+#endif
 
 /* PUT throughput: N MiB in 1 MiB fragments, window 64, then a SYNC. */
 static void bench_put(void)
