@@ -59,14 +59,25 @@ def test_cluster_create_redundancy_and_ports(tmp_path):
     assert os.path.isdir(node)
 
 
-def test_status_unmounted(node_dir):
+def test_status_unmounted(make_mount, node_dir, mnt):
+    """status of a node that is not mounted: empty when new; what was
+    written once it has been mounted and unmounted."""
     st = util.status(node_dir)
     for key in ('node', 'mounted', 'blocks', 'stored_bytes', 'logical_bytes',
                 'dedup_ratio', 'disk_bytes'):
         assert key in st, f'status --json lacks {key}: {st}'
     assert st['mounted'] is False
-    assert st['blocks'] >= 0 and st['stored_bytes'] >= 0
+    assert st['blocks'] == 0 and st['stored_bytes'] == 0, st
     assert isinstance(st['dedup_ratio'], (int, float))
+    m = make_mount(node_dir, mnt)
+    with open(os.path.join(mnt, 'f'), 'wb') as f:
+        f.write(os.urandom(3 * util.MiB))
+    m.stop()
+    st = util.status(node_dir)
+    assert st['mounted'] is False
+    assert st['blocks'] >= 1, st
+    assert 3 * util.MiB <= st['stored_bytes'] < 4 * util.MiB, st
+    assert 3 * util.MiB <= st['logical_bytes'] < 4 * util.MiB, st
     # The human form works too.
     assert blockfs('status', node_dir).stdout.strip()
 
