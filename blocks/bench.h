@@ -26,7 +26,8 @@ static inline struct bench_clock bench_clock_now(void)
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	getrusage(RUSAGE_SELF, &ru);
 	c.wall = (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-	c.cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+	c.cpu = (double)ru.ru_utime.tv_sec +
+		(double)ru.ru_utime.tv_usec * 1e-6 +
 		(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 	return c;
 }
@@ -38,7 +39,8 @@ static inline void bench_rates(size_t bytes, struct bench_clock a,
 			       double *cpu_per_gib)
 {
 	*mb_per_s = (double)bytes / 1e6 / (b.wall - a.wall);
-	*cpu_per_gib = (b.cpu - a.cpu) / ((double)bytes / (1024.0 * 1024 * 1024));
+	*cpu_per_gib =
+	    (b.cpu - a.cpu) / ((double)bytes / (1024.0 * 1024 * 1024));
 }
 
 /* A whole decimal number in 1..@max; false for anything else. */

@@ -23,8 +23,8 @@ struct cdc_chunker {
 	enum cdc_kind kind;
 	uint32_t min, avg, max;
 	uint64_t mask_s, mask_l; /* FastCDC normalized masks (level 2) */
-	uint64_t hash;           /* rolling gear hash */
-	size_t pos;              /* bytes since the last cut */
+	uint64_t hash;		 /* rolling gear hash */
+	size_t pos;		 /* bytes since the last cut */
 };
 
 /* Set up a chunker. For CDC_FIXED, @avg is the chunk size and @min/@max are

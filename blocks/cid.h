@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 /* Multicodecs used by blockfs (https://github.com/multiformats/multicodec). */
-#define BLK_CODEC_RAW 0x55     /* leaves: raw file data */
-#define BLK_CODEC_DAG_PB 0x70  /* UnixFS file nodes */
+#define BLK_CODEC_RAW 0x55	/* leaves: raw file data */
+#define BLK_CODEC_DAG_PB 0x70	/* UnixFS file nodes */
 #define BLK_CODEC_DAG_CBOR 0x71 /* directories and heads */
 
 #define BLK_MH_BLAKE2B_256 0xb220

@@ -229,8 +229,9 @@ bool blk_crc32c_hw(void)
 }
 
 /* rocksdb::crc32c::Extend, interposed (see the top of this file). */
-uint32_t blk_crc32c_rocksdb_extend(uint32_t crc, const char *data, size_t len)
-    __asm__(ROCKSDB_EXTEND) __attribute__((visibility("default"), used));
+uint32_t blk_crc32c_rocksdb_extend(uint32_t crc, const char *data,
+				   size_t len) __asm__(ROCKSDB_EXTEND)
+    __attribute__((visibility("default"), used));
 
 uint32_t blk_crc32c_rocksdb_extend(uint32_t crc, const char *data, size_t len)
 {

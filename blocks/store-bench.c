@@ -129,14 +129,15 @@ out:
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: store-bench [--size-mb N] [--value-kib N] [--dir DIR]\n"
-		"  --size-mb    bytes stored per test, MiB (default 1024)\n"
-		"  --value-kib  value size, KiB (default 256, the average chunk)\n"
-		"  --dir        where the scratch databases go (default /var/tmp)\n"
-		"Prints MB/s and CPU seconds per GiB of storing random values as\n"
-		"a mount stores blocks and as a node stores fragments.\n"
-		"exit status: 0 measured, 1 a step failed, 2 usage.\n");
+	fprintf(
+	    f,
+	    "usage: store-bench [--size-mb N] [--value-kib N] [--dir DIR]\n"
+	    "  --size-mb    bytes stored per test, MiB (default 1024)\n"
+	    "  --value-kib  value size, KiB (default 256, the average chunk)\n"
+	    "  --dir        where the scratch databases go (default /var/tmp)\n"
+	    "Prints MB/s and CPU seconds per GiB of storing random values as\n"
+	    "a mount stores blocks and as a node stores fragments.\n"
+	    "exit status: 0 measured, 1 a step failed, 2 usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -175,7 +176,8 @@ int main(int argc, char **argv)
 		i++;
 	}
 	if (value_kib > size_mb * 1024) {
-		fprintf(stderr, "store-bench: --value-kib is larger than --size-mb\n");
+		fprintf(stderr,
+			"store-bench: --value-kib is larger than --size-mb\n");
 		return 2;
 	}
 	rc |= run(dir, false, size_mb, value_kib);

@@ -390,8 +390,7 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 			vrc = statvfs(parent, &vfs);
 		}
 	}
-	if (vrc == 0 &&
-	    (uint64_t)vfs.f_blocks * vfs.f_frsize / 16 < wal_max)
+	if (vrc == 0 && (uint64_t)vfs.f_blocks * vfs.f_frsize / 16 < wal_max)
 		wal_max = (uint64_t)vfs.f_blocks * vfs.f_frsize / 16;
 	if (wal_max < 4 * MiB)
 		wal_max = 4 * MiB;
@@ -479,8 +478,8 @@ static void put_stats(struct blk_db *db, rocksdb_writebatch_t *wb,
 				  sizeof(v));
 }
 
-static int parse_refs(const uint8_t *v, size_t n, uint64_t *refs,
-		      uint32_t *len, uint8_t *flags)
+static int parse_refs(const uint8_t *v, size_t n, uint64_t *refs, uint32_t *len,
+		      uint8_t *flags)
 {
 	if (n != REFS_VALUE_LEN && n != REFS_VALUE_MAX)
 		return -EUCLEAN;
@@ -604,14 +603,16 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 		const char *name = i == BLK_CF_BLOCKS	 ? "blocks"
 				   : i == BLK_CF_REFS	 ? "refs"
 				   : i == BLK_CF_JOURNAL ? "journal"
-				   : i == BLK_CF_NEWLOG	 ? "newlog"
+				   : i == BLK_CF_NEWLOG
+				       ? "newlog"
 				       : o->extra_cfs[i - BLK_CF_USER];
-		enum cf_kind kind = i == BLK_CF_BLOCKS ? CF_KIND_BLOCKS
-				    : i == BLK_CF_REFS ? CF_KIND_REFS
-				    : i >= BLK_CF_USER &&
-					    is_large(o, o->extra_cfs[i - BLK_CF_USER])
-					? CF_KIND_BLOCKS
-					: CF_KIND_SMALL;
+		enum cf_kind kind =
+		    i == BLK_CF_BLOCKS ? CF_KIND_BLOCKS
+		    : i == BLK_CF_REFS ? CF_KIND_REFS
+		    : i >= BLK_CF_USER &&
+			    is_large(o, o->extra_cfs[i - BLK_CF_USER])
+			? CF_KIND_BLOCKS
+			: CF_KIND_SMALL;
 
 		if (i == BLK_CF_NEWLOG && !o->newlog &&
 		    !name_in(name, existing, nexisting))
@@ -1017,14 +1018,14 @@ static int journal_recover(struct blk_db *db)
 					     clen);
 		/* its upload record: neighbours in the sorted array may
 		 * hold the same CID (stored, deleted, stored again) */
-		for (struct newlog_ent *q = e; q && q >= nl &&
-		     !memcmp(q->cid, ck, sizeof(ck)); q--)
-			rocksdb_writebatch_delete_cf(
-			    wb, db->cf[BLK_CF_NEWLOG], (const char *)q->seq, 8);
+		for (struct newlog_ent *q = e;
+		     q && q >= nl && !memcmp(q->cid, ck, sizeof(ck)); q--)
+			rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_NEWLOG],
+						     (const char *)q->seq, 8);
 		for (struct newlog_ent *q = e ? e + 1 : NULL;
 		     q && q < nl + nnl && !memcmp(q->cid, ck, sizeof(ck)); q++)
-			rocksdb_writebatch_delete_cf(
-			    wb, db->cf[BLK_CF_NEWLOG], (const char *)q->seq, 8);
+			rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_NEWLOG],
+						     (const char *)q->seq, 8);
 		st.blocks--;
 		st.bytes -= len;
 		st.ref_bytes -= refs * len;
@@ -1211,16 +1212,15 @@ static int get_pinned(struct blk_db *db, unsigned cf, const void *key,
 }
 
 /* See store.h. The handle is the pinnable slice itself. */
-int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key,
-		   size_t klen, unsigned flags, struct blk_val **out)
+int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+		   unsigned flags, struct blk_val **out)
 {
 	rocksdb_pinnableslice_t *ps;
 	int rc;
 
-	rc = get_pinned_opts(db, cf, key, klen,
-			     (flags & BLK_GET_NO_CRC) ? db->ropts_nocrc
-						      : db->ropts,
-			     &ps);
+	rc = get_pinned_opts(
+	    db, cf, key, klen,
+	    (flags & BLK_GET_NO_CRC) ? db->ropts_nocrc : db->ropts, &ps);
 	if (rc < 0)
 		return rc;
 	*out = (struct blk_val *)ps;
@@ -1465,10 +1465,9 @@ int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
 	wb = rocksdb_writebatch_create();
 	rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_BLOCKS],
 				     (const char *)key, klen);
-	rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_REFS], (const char *)key,
-				  klen, (const char *)v,
-				  encode_refs(v, refs, len,
-					      flags | REFS_EVICTED));
+	rocksdb_writebatch_put_cf(
+	    wb, db->cf[BLK_CF_REFS], (const char *)key, klen, (const char *)v,
+	    encode_refs(v, refs, len, flags | REFS_EVICTED));
 	put_stats(db, wb, &st);
 	rocksdb_write(db->rdb, db->wopts, wb, &rerr);
 	rocksdb_writebatch_destroy(wb);
@@ -1510,12 +1509,10 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 	st = db->stats;
 	st.remote_bytes -= len;
 	jseq = db->journal_seq;
-	put_bytes(t, (const char *)key, klen, data, len, false, &jseq,
-		  &jbytes);
-	rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_REFS],
-				  (const char *)key, klen, (const char *)v,
-				  encode_refs(v, refs, blen,
-					      flags & ~REFS_EVICTED));
+	put_bytes(t, (const char *)key, klen, data, len, false, &jseq, &jbytes);
+	rocksdb_writebatch_put_cf(
+	    t->wb, db->cf[BLK_CF_REFS], (const char *)key, klen,
+	    (const char *)v, encode_refs(v, refs, blen, flags & ~REFS_EVICTED));
 	put_stats(db, t->wb, &st);
 	rc = write_batches(t, false);
 	if (rc == 0) {
@@ -1528,8 +1525,8 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 	return rc;
 }
 
-int blk_store_info(struct blk_db *db, const struct blk_cid *cid,
-		   uint64_t *refs, uint32_t *len, bool *local)
+int blk_store_info(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
+		   uint32_t *len, bool *local)
 {
 	uint8_t flags = 0;
 	int rc = read_refs_flags(db, cid, refs, len, &flags);
@@ -1542,8 +1539,7 @@ int blk_store_info(struct blk_db *db, const struct blk_cid *cid,
 	return 0;
 }
 
-int blk_db_delete(struct blk_db *db, unsigned cf, const void *key,
-		  size_t klen)
+int blk_db_delete(struct blk_db *db, unsigned cf, const void *key, size_t klen)
 {
 	rocksdb_column_family_handle_t *h = cf_handle(db, cf);
 	char *rerr = NULL;
@@ -1711,9 +1707,8 @@ void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 }
 
 /* As blk_txn_put; the value is the concatenation of @v0 and @v1. */
-void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key,
-		  size_t klen, const void *v0, size_t l0, const void *v1,
-		  size_t l1)
+void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
+		  const void *v0, size_t l0, const void *v1, size_t l1)
 {
 	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
 	const char *kl[1] = {key}, *vl[2] = {v0, v1};
@@ -1848,8 +1843,8 @@ static int write_batches(struct blk_txn *t, bool sync)
 	if (rocksdb_writebatch_count(t->bb) > 0)
 		rocksdb_write(db->rdb, db->wopts_nowal, t->bb, &rerr);
 	if (!rerr)
-		rocksdb_write(db->rdb, sync ? db->wopts_sync : db->wopts,
-			      t->wb, &rerr);
+		rocksdb_write(db->rdb, sync ? db->wopts_sync : db->wopts, t->wb,
+			      &rerr);
 	if (rerr)
 		return rdb_errno(rerr);
 	return 0;

@@ -33,9 +33,11 @@ struct blk_iter;
 /* Column families the store owns; callers' own ones follow from
  * BLK_CF_USER in the order given in blk_db_options.extra_cfs. */
 enum {
-	BLK_CF_BLOCKS = 0, /* binary CID -> block bytes (large values in blob files) */
-	BLK_CF_REFS = 1,   /* binary CID -> refcount (u64 LE) + length (u32 LE) */
-	BLK_CF_JOURNAL = 2, /* u64 BE seq -> binary CID: block bytes not yet durable */
+	BLK_CF_BLOCKS =
+	    0, /* binary CID -> block bytes (large values in blob files) */
+	BLK_CF_REFS = 1, /* binary CID -> refcount (u64 LE) + length (u32 LE) */
+	BLK_CF_JOURNAL =
+	    2, /* u64 BE seq -> binary CID: block bytes not yet durable */
 	BLK_CF_NEWLOG = 3, /* u64 BE seq -> binary CID: new blocks (opt-in) */
 	BLK_CF_USER = 4,
 };
@@ -48,12 +50,12 @@ struct blk_db_options {
 	 * get the options of "blocks" (blob files, no compression, large
 	 * memtables). NULL-terminated, or NULL. */
 	const char *const *large_cfs;
-	size_t cache_bytes;           /* shared block cache; 0: default 64 MiB */
-	bool create;                  /* create the database if missing */
-	bool read_only;               /* open without taking the write lock;
-				       * sees the writer's records, and its
-				       * block bytes up to its last sync */
-	bool verify_on_read;          /* re-hash every block read against its CID */
+	size_t cache_bytes;  /* shared block cache; 0: default 64 MiB */
+	bool create;	     /* create the database if missing */
+	bool read_only;	     /* open without taking the write lock;
+			      * sees the writer's records, and its
+			      * block bytes up to its last sync */
+	bool verify_on_read; /* re-hash every block read against its CID */
 	/* Keep the new-block log: every commit that stores a block not
 	 * stored before also adds "newlog" record (next sequence number ->
 	 * binary CID) in the same batch, for a consumer that hands new
@@ -125,8 +127,8 @@ int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
  * checksum. 0, -ENOENT, -EINVAL (bad @cf) or -EIO. */
 struct blk_val;
 #define BLK_GET_NO_CRC 1u
-int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key,
-		   size_t klen, unsigned flags, struct blk_val **out);
+int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+		   unsigned flags, struct blk_val **out);
 const void *blk_val_data(const struct blk_val *v, size_t *len);
 void blk_val_free(struct blk_val *v);
 
@@ -146,9 +148,10 @@ void blk_iter_free(struct blk_iter *it);
 
 /* Blocks. */
 struct blk_store_stats {
-	uint64_t blocks;    /* distinct blocks stored */
-	uint64_t bytes;     /* their total length */
-	uint64_t ref_bytes; /* sum of length x refcount: logical bytes referenced */
+	uint64_t blocks; /* distinct blocks stored */
+	uint64_t bytes;	 /* their total length */
+	uint64_t
+	    ref_bytes; /* sum of length x refcount: logical bytes referenced */
 	uint64_t remote_bytes; /* of bytes, those evicted (not held here) */
 };
 
@@ -164,8 +167,8 @@ int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
 int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
 		       uint64_t off, void *dst, size_t len);
 /* Reference count and length of a stored block: 0 or -ENOENT/-EIO. */
-int blk_store_refs(struct blk_db *db, const struct blk_cid *cid,
-		   uint64_t *refs, uint32_t *len);
+int blk_store_refs(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
+		   uint32_t *len);
 int blk_store_stats(struct blk_db *db, struct blk_store_stats *st);
 
 /* Eviction: drop a block's bytes but keep its references, for a block
@@ -180,36 +183,34 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 		   const void *data, size_t len);
 /* References, length, and whether the bytes are here: 0, -ENOENT, -EIO,
  * -EUCLEAN. */
-int blk_store_info(struct blk_db *db, const struct blk_cid *cid,
-		   uint64_t *refs, uint32_t *len, bool *local);
+int blk_store_info(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
+		   uint32_t *len, bool *local);
 
 /* The next sequence number of the new-block log: every record below it
  * was committed. */
 uint64_t blk_db_newlog_head(struct blk_db *db);
 
 /* Delete one record: 0, -EIO, -EROFS, -EINVAL. */
-int blk_db_delete(struct blk_db *db, unsigned cf, const void *key,
-		  size_t klen);
+int blk_db_delete(struct blk_db *db, unsigned cf, const void *key, size_t klen);
 
 /* Transactions: collect record changes and block reference changes, then
  * commit them atomically. Not thread-safe per transaction; any number of
  * transactions may be built in parallel. */
 struct blk_txn *blk_txn_new(struct blk_db *db); /* NULL on ENOMEM */
-void blk_txn_free(struct blk_txn *t);           /* NULL is fine */
+void blk_txn_free(struct blk_txn *t);		/* NULL is fine */
 void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		 const void *val, size_t vlen);
 /* As blk_txn_put, the value given in two parts (header and payload)
  * that RocksDB joins as it copies them into the batch. */
-void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key,
-		  size_t klen, const void *v0, size_t l0, const void *v1,
-		  size_t l1);
+void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
+		  const void *v0, size_t l0, const void *v1, size_t l1);
 void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
 		    size_t klen);
 /* Add one reference to a block. @data/@len are its bytes, used if the block
  * is not stored yet at commit; they must stay valid until commit returns.
  * 0 or -ENOMEM. */
-int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid,
-		const void *data, size_t len);
+int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid, const void *data,
+		size_t len);
 /* Drop one reference; the block is deleted when its count reaches 0.
  * 0 or -ENOMEM. */
 int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid);

@@ -61,9 +61,9 @@ struct bfs {
 	pthread_t maint;
 	bool maint_started;
 	pthread_cond_t maint_cond; /* q_lock */
-	uint64_t freed;            /* q_lock: bytes freed since compaction */
-	uint64_t maint_prev;       /* q_lock: stored bytes at the last look */
-	uint64_t overhead;         /* q_lock: disk bytes past stored bytes
+	uint64_t freed;		   /* q_lock: bytes freed since compaction */
+	uint64_t maint_prev;	   /* q_lock: stored bytes at the last look */
+	uint64_t overhead;	   /* q_lock: disk bytes past stored bytes
 				    * that the last compaction left */
 
 	/* A helper thread that hashes chunks beside the flusher: BLAKE2b is
@@ -77,11 +77,11 @@ struct bfs {
 	/* Room on the node directory's file system (space_room): the last
 	 * look at it, taken again every SPACE_LOOK_NS or on every write
 	 * once little is left. */
-	uint64_t space_avail;   /* q_lock: free bytes, less the reserve */
+	uint64_t space_avail;	/* q_lock: free bytes, less the reserve */
 	uint64_t space_pending; /* q_lock: memtable bytes not yet written */
-	uint64_t space_total;   /* q_lock */
-	uint64_t space_at;      /* q_lock: CLOCK_MONOTONIC ns of the look */
-	uint64_t space_warned;  /* q_lock: when ENOSPC was last logged */
+	uint64_t space_total;	/* q_lock */
+	uint64_t space_at;	/* q_lock: CLOCK_MONOTONIC ns of the look */
+	uint64_t space_warned;	/* q_lock: when ENOSPC was last logged */
 
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
@@ -184,8 +184,8 @@ static int dir_lookup(struct bfs *fs, uint64_t parent, const char *name,
 	return bfs_dirent_decode(val, (size_t)r, ino, dtype);
 }
 
-static void txn_put_dirent(struct blk_txn *t, uint64_t parent,
-			   const char *name, struct bfs_inode *ip)
+static void txn_put_dirent(struct blk_txn *t, uint64_t parent, const char *name,
+			   struct bfs_inode *ip)
 {
 	uint8_t key[8 + BFS_NAME_MAX], val[BFS_DIRENT_VAL_LEN];
 
@@ -195,8 +195,7 @@ static void txn_put_dirent(struct blk_txn *t, uint64_t parent,
 		    sizeof(val));
 }
 
-static void txn_del_dirent(struct blk_txn *t, uint64_t parent,
-			   const char *name)
+static void txn_del_dirent(struct blk_txn *t, uint64_t parent, const char *name)
 {
 	uint8_t key[8 + BFS_NAME_MAX];
 
@@ -218,8 +217,8 @@ static int txn_commit(struct blk_txn *t, bool sync)
 /* A block that is not in the local store any more (evicted once peers held
  * it, or lost with a disk) comes from the cluster; it is put back in the
  * store as a cache entry while the cache has room. */
-static int fetch_block(struct bfs *fs, const struct blk_cid *cid,
-		       void **data, size_t *len)
+static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
+		       size_t *len)
 {
 	int ret;
 
@@ -552,10 +551,10 @@ static void *flusher_main(void *arg)
 				    (unsigned long long)ip->ino,
 				    strerror(-ret));
 		pthread_mutex_lock(&ip->lock);
-		bool again = !ret && !ip->queued &&
-			     (ip->dirty.bytes >=
-				      ip->flush_floor + fs->cfg.flush_at ||
-			      (ip->nopen == 0 && ip->dirty.n));
+		bool again =
+		    !ret && !ip->queued &&
+		    (ip->dirty.bytes >= ip->flush_floor + fs->cfg.flush_at ||
+		     (ip->nopen == 0 && ip->dirty.n));
 		if (again)
 			ip->queued = true;
 		pthread_mutex_unlock(&ip->lock);
@@ -575,16 +574,16 @@ struct chunk {
 };
 
 struct run {
-	uint64_t ea, eb;     /* file range re-chunked */
-	size_t ext0, next;   /* its old extents in the extent list */
-	uint8_t *buf;        /* new content of [ea, eb) */
-	bool borrowed;       /* buf is a flushing segment's, not ours */
+	uint64_t ea, eb;   /* file range re-chunked */
+	size_t ext0, next; /* its old extents in the extent list */
+	uint8_t *buf;	   /* new content of [ea, eb) */
+	bool borrowed;	   /* buf is a flushing segment's, not ours */
 	/* Boundaries: the run starts where an old block started (or at 0),
 	 * and ends where an old block ends or the next one begins. Only
 	 * then are its first and last cuts where one-shot chunking of the
 	 * whole file would put them. */
 	bool start_anchored, end_anchored;
-	uint64_t keep;       /* [keep, eb) goes back to the buffer */
+	uint64_t keep; /* [keep, eb) goes back to the buffer */
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -646,8 +645,8 @@ static int plan_runs(struct bfs *fs, struct bfs_inode *ip,
 		if (tmp.n) {
 			if (tmp.v[0].off < ea)
 				ea = tmp.v[0].off;
-			uint64_t end = tmp.v[tmp.n - 1].off +
-				       tmp.v[tmp.n - 1].len;
+			uint64_t end =
+			    tmp.v[tmp.n - 1].off + tmp.v[tmp.n - 1].len;
 			if (end > eb)
 				eb = end;
 		}
@@ -666,11 +665,10 @@ static int plan_runs(struct bfs *fs, struct bfs_inode *ip,
 			r->next = 0;
 			r->end_anchored = end_anchored;
 			r->start_anchored =
-				prev_at_a || (tmp.n && tmp.v[0].off == ea);
+			    prev_at_a || (tmp.n && tmp.v[0].off == ea);
 		}
 		for (size_t k = 0; k < tmp.n; k++) {
-			if (r->next && tmp.v[k].off <=
-					       exts->v[exts->n - 1].off)
+			if (r->next && tmp.v[k].off <= exts->v[exts->n - 1].off)
 				continue;
 			ret = bfs_extent_list_push(exts, &tmp.v[k]);
 			if (ret)
@@ -717,7 +715,7 @@ static int fill_run(struct bfs *fs, struct bfs_inode *ip, struct run *r,
 	for (size_t k = r->ext0; k < r->ext0 + r->next; k++) {
 		const struct bfs_extent *e = &exts->v[k];
 		int64_t got = block_read(fs, &e->cid, 0,
-					     r->buf + (e->off - r->ea), e->len);
+					 r->buf + (e->off - r->ea), e->len);
 		if (got < 0) {
 			bfs_log_err("inode %llu: cannot read block at offset "
 				    "%llu: %s",
@@ -742,7 +740,7 @@ struct hash_job {
 	size_t n;
 	struct blk_cid *cids;
 	bool *zero;
-	size_t next;  /* atomic: next item to claim */
+	size_t next;	/* atomic: next item to claim */
 	unsigned users; /* hp_lock: helpers inside */
 };
 
@@ -769,7 +767,7 @@ static void *hash_helper_main(void *arg)
 		while (!fs->hp_stop &&
 		       (!fs->hp_job ||
 			__atomic_load_n(&fs->hp_job->next, __ATOMIC_RELAXED) >=
-				fs->hp_job->n))
+			    fs->hp_job->n))
 			pthread_cond_wait(&fs->hp_cond, &fs->hp_lock);
 		if (fs->hp_stop)
 			break;
@@ -898,9 +896,9 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 		}
 		for (size_t k = r->ext0; k < r->ext0 + r->next; k++) {
 			uint8_t key[16];
-			blk_txn_delete(t, BFS_CF_EXTENTS, key,
-				       bfs_extent_key(key, ip->ino,
-						      exts->v[k].off));
+			blk_txn_delete(
+			    t, BFS_CF_EXTENTS, key,
+			    bfs_extent_key(key, ip->ino, exts->v[k].off));
 			ret = blk_txn_unref(t, &exts->v[k].cid);
 			if (ret) {
 				free(ch);
@@ -920,8 +918,12 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 			return -ENOMEM;
 		}
 		struct hash_job job = {
-			.base = r->buf, .base_off = r->ea, .ch = ch,
-			.n = ncommit, .cids = cids, .zero = zero,
+		    .base = r->buf,
+		    .base_off = r->ea,
+		    .ch = ch,
+		    .n = ncommit,
+		    .cids = cids,
+		    .zero = zero,
 		};
 		hash_chunks(fs, &job);
 		for (size_t k = 0; !ret && k < ncommit; k++) {
@@ -932,10 +934,11 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 				continue; /* stays a hole */
 			__atomic_fetch_add(&fs->n_hashed, ch[k].len,
 					   __ATOMIC_RELAXED);
-			blk_txn_put(t, BFS_CF_EXTENTS, key,
-				    bfs_extent_key(key, ip->ino, ch[k].off), val,
-				    bfs_extent_encode(val, ch[k].len,
-						      !ch[k].natural, &cids[k]));
+			blk_txn_put(
+			    t, BFS_CF_EXTENTS, key,
+			    bfs_extent_key(key, ip->ino, ch[k].off), val,
+			    bfs_extent_encode(val, ch[k].len, !ch[k].natural,
+					      &cids[k]));
 			ret = blk_txn_ref(t, &cids[k], p, ch[k].len);
 			*stored_delta += ch[k].len;
 		}
@@ -1008,8 +1011,8 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 	pthread_mutex_lock(&ip->lock);
 	uint64_t before = ip->dirty.bytes + ip->flushing.bytes;
 	if (!ret) {
-		ip->rec.stored = (uint64_t)((int64_t)ip->rec.stored +
-					    stored_delta);
+		ip->rec.stored =
+		    (uint64_t)((int64_t)ip->rec.stored + stored_delta);
 		txn_put_inode(t, ip);
 		ret = blk_txn_commit(t, false);
 		if (!ret && fs->remote.committed)
@@ -1108,8 +1111,8 @@ static int throttle(struct bfs *fs, struct bfs_inode *ip)
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&fs->q_lock);
-	for (int waited = 0; fs->dirty_bytes > fs->cfg.dirty_max &&
-			     waited < THROTTLE_WAIT_MS;
+	for (int waited = 0;
+	     fs->dirty_bytes > fs->cfg.dirty_max && waited < THROTTLE_WAIT_MS;
 	     waited += 100) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -1137,7 +1140,7 @@ static uint64_t mono_ns(void)
 static uint64_t space_reserve(uint64_t total)
 {
 	uint64_t r = total >> SPACE_RESERVE_SHIFT;
-	return r < SPACE_RESERVE_MIN	 ? SPACE_RESERVE_MIN
+	return r < SPACE_RESERVE_MIN   ? SPACE_RESERVE_MIN
 	       : r > SPACE_RESERVE_MAX ? SPACE_RESERVE_MAX
 				       : r;
 }
@@ -1150,7 +1153,8 @@ static uint64_t space_room_locked(struct bfs *fs, bool fresh)
 	uint64_t t = mono_ns();
 
 	if (fresh || t - fs->space_at >= SPACE_LOOK_NS ||
-	    fs->space_avail < fs->space_pending + fs->dirty_bytes + SPACE_NEAR) {
+	    fs->space_avail <
+		fs->space_pending + fs->dirty_bytes + SPACE_NEAR) {
 		struct blk_db_space sp;
 
 		if (blk_db_space(fs->db, &sp) == 0) {
@@ -1172,8 +1176,8 @@ static int space_admit(struct bfs *fs, uint64_t len)
 	uint64_t room = space_room_locked(fs, false);
 	int ret = room >= len ? 0 : -ENOSPC;
 	uint64_t t = mono_ns();
-	bool warn = ret && (!fs->space_warned ||
-			    t - fs->space_warned >= SPACE_WARN_NS);
+	bool warn =
+	    ret && (!fs->space_warned || t - fs->space_warned >= SPACE_WARN_NS);
 	if (warn)
 		fs->space_warned = t;
 	uint64_t total = fs->space_total;
@@ -1246,9 +1250,9 @@ int bfs_fsync_meta(struct bfs *fs)
 }
 
 /* Cut the file's extent map at @size (the caller owns ip->editing). */
-static int truncate_extents(struct bfs *fs, struct bfs_inode *ip,
-			    uint64_t size, struct blk_txn *t,
-			    int64_t *stored_delta, void **keep)
+static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
+			    struct blk_txn *t, int64_t *stored_delta,
+			    void **keep)
 {
 	struct bfs_extent_list exts = {0};
 	int ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, size,
@@ -1461,8 +1465,8 @@ out:
 	return ret;
 }
 
-int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode,
-		  uint64_t off, uint64_t len)
+int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,
+		  uint64_t len)
 {
 	if (fs->cfg.read_only)
 		return -EROFS;
@@ -1650,18 +1654,17 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 	for (size_t k = 0; !ret && k < exts.n; k++) {
 		const struct bfs_extent *e = &exts.v[k];
 		uint64_t a = e->off > off ? e->off : off;
-		uint64_t b = e->off + e->len < off + len ? e->off + e->len
-							 : off + len;
+		uint64_t b =
+		    e->off + e->len < off + len ? e->off + e->len : off + len;
 		if (a > pos)
 			memset((uint8_t *)buf + (pos - off), 0, a - pos);
-		ret = read_extent(fs, f, e, a, (uint8_t *)buf + (a - off),
-				  b - a);
+		ret =
+		    read_extent(fs, f, e, a, (uint8_t *)buf + (a - off), b - a);
 		if (ret)
 			bfs_log_err("inode %llu: read of block at offset %llu "
 				    "failed: %s",
 				    (unsigned long long)ip->ino,
-				    (unsigned long long)e->off,
-				    strerror(-ret));
+				    (unsigned long long)e->off, strerror(-ret));
 		pos = b;
 	}
 	if (!ret && pos < off + len)
@@ -1676,8 +1679,8 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 	bfs_extent_list_free(&exts);
 	if (ret)
 		return ret == -ENOENT || ret == -EBADMSG || ret == -EUCLEAN
-			       ? -EIO
-			       : ret;
+			   ? -EIO
+			   : ret;
 	return (int64_t)len;
 }
 
@@ -1699,7 +1702,8 @@ static int alloc_ino(struct bfs *fs, uint64_t *ino)
 	if (fs->next_ino >= fs->ino_reserved) {
 		uint8_t v[8];
 		blk_put_le64(v, fs->ino_reserved + INO_RESERVE);
-		/* Reserve durably on its own so a crash never reuses numbers. */
+		/* Reserve durably on its own so a crash never reuses numbers.
+		 */
 		int ret = blk_db_put(fs->db, BFS_CF_META, "next_ino", 8, v, 8);
 		if (ret)
 			return ret;
@@ -1782,15 +1786,15 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 			mode |= S_ISGID;
 	}
 	ip->rec = (struct bfs_inode_rec){
-		.mode = mode,
-		.uid = uid,
-		.gid = gid,
-		.nlink = S_ISDIR(mode) ? 2 : 1,
-		.rdev = rdev,
-		.atime = ts,
-		.mtime = ts,
-		.ctime = ts,
-		.btime = ts,
+	    .mode = mode,
+	    .uid = uid,
+	    .gid = gid,
+	    .nlink = S_ISDIR(mode) ? 2 : 1,
+	    .rdev = rdev,
+	    .atime = ts,
+	    .mtime = ts,
+	    .ctime = ts,
+	    .btime = ts,
 	};
 	if (target) {
 		ip->target = strdup(target);
@@ -1891,8 +1895,8 @@ static int dir_is_empty(struct bfs *fs, uint64_t ino)
 	uint8_t prefix[8];
 
 	bfs_ino_key(prefix, ino);
-	struct blk_iter *it = blk_iter_new(fs->db, BFS_CF_DIRENTS, prefix, 8,
-					   NULL, 0);
+	struct blk_iter *it =
+	    blk_iter_new(fs->db, BFS_CF_DIRENTS, prefix, 8, NULL, 0);
 	if (!it)
 		return -ENOMEM;
 	int ret = blk_iter_valid(it) ? -ENOTEMPTY : blk_iter_status(it);
@@ -2127,8 +2131,8 @@ static int purge_inode(struct bfs *fs, struct bfs_inode *ip)
 		return -ENOMEM;
 	bfs_ino_key(prefix, ip->ino);
 	for (unsigned cf = BFS_CF_EXTENTS; !ret && cf <= BFS_CF_XATTRS; cf++) {
-		struct blk_iter *it = blk_iter_new(fs->db, cf, prefix, 8,
-						   NULL, 0);
+		struct blk_iter *it =
+		    blk_iter_new(fs->db, cf, prefix, 8, NULL, 0);
 		if (!it) {
 			ret = -ENOMEM;
 			break;
@@ -2165,8 +2169,8 @@ static int purge_inode(struct bfs *fs, struct bfs_inode *ip)
 /* Free inodes that were unlinked while open when the daemon last stopped. */
 static int purge_orphans(struct bfs *fs)
 {
-	struct blk_iter *it = blk_iter_new(fs->db, BFS_CF_META, "orphan:", 7,
-					   NULL, 0);
+	struct blk_iter *it =
+	    blk_iter_new(fs->db, BFS_CF_META, "orphan:", 7, NULL, 0);
 	uint64_t n = 0;
 	int ret = 0;
 
@@ -2271,7 +2275,8 @@ static int drop_lost_extents(struct bfs *fs)
 					 (void **)&val, &ivlen);
 			if (ret == 0 && bfs_inode_decode(val, ivlen, &r, &tgt,
 							 &tlen) == 0) {
-				uint8_t enc[BFS_INODE_REC_LEN + BFS_SYMLINK_MAX];
+				uint8_t
+				    enc[BFS_INODE_REC_LEN + BFS_SYMLINK_MAX];
 
 				r.stored = r.stored > last_bytes
 					       ? r.stored - last_bytes
@@ -2285,11 +2290,12 @@ static int drop_lost_extents(struct bfs *fs)
 				ret = 0;
 			if (ret)
 				break;
-			bfs_log_warn("inode %llu: %llu bytes written before the "
-				    "crash were never synced and read as "
-				    "zeros",
-				    (unsigned long long)last_ino,
-				    (unsigned long long)last_bytes);
+			bfs_log_warn(
+			    "inode %llu: %llu bytes written before the "
+			    "crash were never synced and read as "
+			    "zeros",
+			    (unsigned long long)last_ino,
+			    (unsigned long long)last_bytes);
 			last_bytes = 0;
 		}
 		if (!more)
@@ -2318,8 +2324,8 @@ static int drop_lost_extents(struct bfs *fs)
 	free(keys);
 	if (!ret) {
 		bfs_log_warn("%zu blocks written before a crash were lost; "
-			    "dropped %llu extents pointing at them",
-			    nlost, (unsigned long long)dropped);
+			     "dropped %llu extents pointing at them",
+			     nlost, (unsigned long long)dropped);
 		blk_db_forget_lost(fs->db);
 		ret = blk_db_sync(fs->db);
 	}
@@ -2346,8 +2352,8 @@ int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d)
 
 	bfs_dir_free(d);
 	bfs_ino_key(prefix, dp->ino);
-	struct blk_iter *it = blk_iter_new(fs->db, BFS_CF_DIRENTS, prefix, 8,
-					   NULL, 0);
+	struct blk_iter *it =
+	    blk_iter_new(fs->db, BFS_CF_DIRENTS, prefix, 8, NULL, 0);
 	if (!it)
 		return -ENOMEM;
 	for (; blk_iter_valid(it); blk_iter_next(it)) {
@@ -2365,8 +2371,8 @@ int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d)
 		}
 		if (d->n == cap) {
 			cap = cap ? cap * 2 : 32;
-			struct bfs_dirent *ne = realloc(d->ents,
-							cap * sizeof(*ne));
+			struct bfs_dirent *ne =
+			    realloc(d->ents, cap * sizeof(*ne));
 			if (!ne) {
 				free(e.name);
 				ret = -ENOMEM;
@@ -2422,7 +2428,8 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
 	uint8_t probe;
-	int64_t r = blk_db_get_into(fs->db, BFS_CF_XATTRS, key, klen, &probe, 0);
+	int64_t r =
+	    blk_db_get_into(fs->db, BFS_CF_XATTRS, key, klen, &probe, 0);
 	int ret = r < 0 && r != -ENOENT ? (int)r : 0;
 	if (!ret && (flags & XATTR_CREATE) && r >= 0)
 		ret = -EEXIST;
@@ -2490,8 +2497,8 @@ int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
 	size_t total = 0;
 
 	bfs_ino_key(prefix, ip->ino);
-	struct blk_iter *it = blk_iter_new(fs->db, BFS_CF_XATTRS, prefix, 8,
-					   NULL, 0);
+	struct blk_iter *it =
+	    blk_iter_new(fs->db, BFS_CF_XATTRS, prefix, 8, NULL, 0);
 	if (!it)
 		return -ENOMEM;
 	for (; blk_iter_valid(it); blk_iter_next(it)) {
@@ -2531,7 +2538,8 @@ int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name)
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
-	int64_t r = blk_db_get_into(fs->db, BFS_CF_XATTRS, key, klen, &probe, 0);
+	int64_t r =
+	    blk_db_get_into(fs->db, BFS_CF_XATTRS, key, klen, &probe, 0);
 	int ret = r == -ENOENT ? -ENODATA : r < 0 ? (int)r : 0;
 	if (!ret) {
 		blk_txn_delete(t, BFS_CF_XATTRS, key, klen);
@@ -2578,14 +2586,14 @@ static int mkfs(struct bfs *fs)
 		return -ENOMEM;
 	now(&ts);
 	root->rec = (struct bfs_inode_rec){
-		.mode = S_IFDIR | 0755,
-		.uid = getuid(),
-		.gid = getgid(),
-		.nlink = 2,
-		.atime = ts,
-		.mtime = ts,
-		.ctime = ts,
-		.btime = ts,
+	    .mode = S_IFDIR | 0755,
+	    .uid = getuid(),
+	    .gid = getgid(),
+	    .nlink = 2,
+	    .atime = ts,
+	    .mtime = ts,
+	    .ctime = ts,
+	    .btime = ts,
 	};
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t) {
@@ -2702,7 +2710,8 @@ static void *maint_main(void *arg)
 			pthread_mutex_unlock(&fs->q_lock);
 			int dr = blk_db_disk_usage(fs->db, &disk);
 			pthread_mutex_lock(&fs->q_lock);
-			go = dr == 0 && disk > cur + fs->overhead + SPACE_GARBAGE;
+			go = dr == 0 &&
+			     disk > cur + fs->overhead + SPACE_GARBAGE;
 		}
 		if (!go)
 			continue;
@@ -2769,13 +2778,13 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 
 	snprintf(path, sizeof(path), "%s/db", cfg->node_dir);
 	struct blk_db_options o = {
-		.extra_cfs = bfs_cf_names,
-		.large_cfs = bfs_large_cf_names,
-		.newlog = cfg->newlog,
-		.cache_bytes = cfg->cache_bytes,
-		.verify_on_read = cfg->verify_reads,
-		.create = !cfg->read_only,
-		.read_only = cfg->read_only,
+	    .extra_cfs = bfs_cf_names,
+	    .large_cfs = bfs_large_cf_names,
+	    .newlog = cfg->newlog,
+	    .cache_bytes = cfg->cache_bytes,
+	    .verify_on_read = cfg->verify_reads,
+	    .create = !cfg->read_only,
+	    .read_only = cfg->read_only,
 	};
 	ret = blk_db_open(path, &o, &fs->db, err, errlen);
 	if (ret == -ENOENT && cfg->read_only) {
@@ -2800,12 +2809,13 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 		format = BFS_FORMAT_VERSION;
 	}
 	if (ret || format != BFS_FORMAT_VERSION) {
-		snprintf(err, errlen,
-			 ret ? "cannot read the filesystem in %s: %s"
-			     : "%s holds filesystem format %s, not ours",
-			 path,
-			 ret ? strerror(-ret)
-			     : (format > BFS_FORMAT_VERSION ? "newer" : "older"));
+		snprintf(
+		    err, errlen,
+		    ret ? "cannot read the filesystem in %s: %s"
+			: "%s holds filesystem format %s, not ours",
+		    path,
+		    ret ? strerror(-ret)
+			: (format > BFS_FORMAT_VERSION ? "newer" : "older"));
 		ret = ret ? ret : -EPROTO;
 		goto fail;
 	}
@@ -2820,8 +2830,8 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	/* Extents written with a larger chunk maximum stay readable. */
 	uint64_t max_extent = 0;
 	load_meta_u64(fs, "max_extent", &max_extent);
-	uint64_t mine = cfg->chunker == CDC_FIXED ? cfg->chunk_avg
-						  : cfg->chunk_max;
+	uint64_t mine =
+	    cfg->chunker == CDC_FIXED ? cfg->chunk_avg : cfg->chunk_max;
 	fs->max_extent = max_extent > mine ? max_extent : mine;
 	if (!cfg->read_only && fs->max_extent != max_extent) {
 		uint8_t v[8];

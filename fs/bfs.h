@@ -40,13 +40,13 @@ struct bfs_config {
 	enum cdc_kind chunker;
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	bool read_only;
-	size_t cache_bytes;  /* RocksDB block cache */
-	bool verify_reads;   /* re-hash every block read against its CID */
-	uint64_t dirty_max;  /* all files' unflushed bytes before writers wait */
-	uint64_t flush_at;   /* a file's dirty bytes that start a flush */
-	unsigned flushers;   /* background flush threads */
-	bool newlog;         /* keep the store's new-block log (peers.h) */
-	uint64_t local_max;  /* local block bytes kept once on peers (0: all) */
+	size_t cache_bytes; /* RocksDB block cache */
+	bool verify_reads;  /* re-hash every block read against its CID */
+	uint64_t dirty_max; /* all files' unflushed bytes before writers wait */
+	uint64_t flush_at;  /* a file's dirty bytes that start a flush */
+	unsigned flushers;  /* background flush threads */
+	bool newlog;	    /* keep the store's new-block log (peers.h) */
+	uint64_t local_max; /* local block bytes kept once on peers (0: all) */
 };
 
 /* What the cluster layer (fs/peers.c) does for the filesystem, so that this
@@ -80,26 +80,26 @@ struct bfs_remote {
 
 struct bfs_inode {
 	uint64_t ino;
-	struct bfs_inode *hnext;  /* itab bucket chain */
-	uint64_t nlookup;         /* kernel references (itab_lock) */
-	uint32_t refs;            /* our references (itab_lock) */
+	struct bfs_inode *hnext; /* itab bucket chain */
+	uint64_t nlookup;	 /* kernel references (itab_lock) */
+	uint32_t refs;		 /* our references (itab_lock) */
 
 	pthread_rwlock_t ext_lock;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* editing finished */
+	pthread_cond_t cond;	  /* editing finished */
 	struct bfs_inode_rec rec; /* lock */
-	char *target;             /* symlink target, NUL-terminated (lock) */
-	struct wbuf dirty;        /* lock */
-	struct wbuf flushing;     /* lock + ext_lock */
-	bool editing;             /* lock: a flush or truncate owns the extents */
-	bool queued;              /* lock: on the flush queue */
-	int flush_err;            /* lock: sticky background flush error */
-	uint64_t flush_floor;     /* lock: dirty bytes a flush left behind */
-	bool attr_dirty;          /* lock: record changed, not yet written */
-	bool attr_listed;         /* itab_lock: on fs->attr_dirty */
+	char *target;		  /* symlink target, NUL-terminated (lock) */
+	struct wbuf dirty;	  /* lock */
+	struct wbuf flushing;	  /* lock + ext_lock */
+	bool editing;	      /* lock: a flush or truncate owns the extents */
+	bool queued;	      /* lock: on the flush queue */
+	int flush_err;	      /* lock: sticky background flush error */
+	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
+	bool attr_dirty;      /* lock: record changed, not yet written */
+	bool attr_listed;     /* itab_lock: on fs->attr_dirty */
 	struct bfs_inode *anext, *aprev; /* itab_lock */
-	uint32_t nopen;           /* lock: open file handles */
-	struct bfs_inode *qnext;  /* q_lock */
+	uint32_t nopen;			 /* lock: open file handles */
+	struct bfs_inode *qnext;	 /* q_lock */
 };
 
 /* An open file: the last block read, so sequential reads of a block
@@ -113,7 +113,7 @@ struct bfs_file {
 	size_t len;
 	bool cached;
 	uint64_t next_off; /* lock: where a sequential read goes on */
-	uint64_t ahead;    /* lock: prefetch asked up to here */
+	uint64_t ahead;	   /* lock: prefetch asked up to here */
 };
 
 struct bfs_dirent {
@@ -168,8 +168,7 @@ int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir);
 int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 	       uint64_t newparent, const char *newname, unsigned flags);
-int bfs_readlink(struct bfs *fs, struct bfs_inode *ip, char *buf,
-		 size_t size);
+int bfs_readlink(struct bfs *fs, struct bfs_inode *ip, char *buf, size_t size);
 
 /* Attributes: @valid is a mask of BFS_SET_*. */
 enum {
@@ -191,8 +190,7 @@ int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d);
 void bfs_dir_free(struct bfs_dir *d);
 
 /* Files. */
-int bfs_open_file(struct bfs *fs, struct bfs_inode *ip,
-		  struct bfs_file **out);
+int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out);
 /* Release a handle: starts the file's final flush in the background and
  * returns its sticky error (so close(2) can report it). */
 int bfs_release_file(struct bfs *fs, struct bfs_file *f);
@@ -210,8 +208,8 @@ int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable);
 int bfs_fsync_meta(struct bfs *fs);
 /* Start a background flush of a file (close(2) does not wait). */
 void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
-int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode,
-		  uint64_t off, uint64_t len);
+int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,
+		  uint64_t len);
 
 /* Extended attributes. @flags: XATTR_CREATE / XATTR_REPLACE. getxattr and
  * listxattr return the value's size (copying it when @size allows) or

@@ -17,10 +17,26 @@ int bfs_parse_size(const char *s, uint64_t *out)
 		return -EINVAL;
 	unsigned shift = 0;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	}
 	if (*end == 'i' && shift)
 		end++;
@@ -42,8 +58,8 @@ int bfs_parse_redundancy(const char *s, unsigned *k, unsigned *m)
 		*m = a - 1;
 		return 0;
 	}
-	if (sscanf(s, "ec:%u+%u%c", &a, &b, &tail) == 2 && a >= 1 &&
-	    a <= 32 && b <= 16) {
+	if (sscanf(s, "ec:%u+%u%c", &a, &b, &tail) == 2 && a >= 1 && a <= 32 &&
+	    b <= 16) {
 		*k = a;
 		*m = b;
 		return 0;
@@ -77,10 +93,10 @@ struct parse_ctx {
 	struct bfs_cluster *c;
 	struct bfs_node_info *node;
 	FILE *f;
-	int line;      /* of the text the handler is given */
-	int next_line; /* of the text the reader reads next */
+	int line;	  /* of the text the handler is given */
+	int next_line;	  /* of the text the reader reads next */
 	int section_line; /* of the last "[section]" read */
-	int err_line;  /* 0 until a problem is found */
+	int err_line;	  /* 0 until a problem is found */
 	char msg[200];
 	unsigned nodes_decl; /* "[cluster] nodes = N", 0 if absent */
 	/* the line each setting was first seen on, 0 if not yet */
@@ -90,8 +106,8 @@ struct parse_ctx {
 };
 
 static const char *const cluster_keys[] = {
-	"id", "redundancy", "ec_min", "chunker", "chunk_min", "chunk_avg",
-	"chunk_max", "nodes", NULL};
+    "id",	 "redundancy", "ec_min", "chunker", "chunk_min",
+    "chunk_avg", "chunk_max",  "nodes",	 NULL};
 static const char *const node_keys[] = {"address", "public_key", "zone",
 					"weight", NULL};
 
@@ -111,7 +127,7 @@ static char *read_line(char *str, int num, void *stream)
 }
 
 __attribute__((format(printf, 2, 3))) static int bad(struct parse_ctx *p,
-						      const char *fmt, ...)
+						     const char *fmt, ...)
 {
 	va_list ap;
 
@@ -149,13 +165,15 @@ static int on_cluster_kv(struct parse_ctx *p, const char *name,
 	int k = key_index(cluster_keys, name);
 
 	if (k < 0)
-		return bad(p, "unknown setting '%s' in [cluster] (known: id, "
-			      "redundancy, ec_min, chunker, chunk_min, "
-			      "chunk_avg, chunk_max, nodes)",
+		return bad(p,
+			   "unknown setting '%s' in [cluster] (known: id, "
+			   "redundancy, ec_min, chunker, chunk_min, "
+			   "chunk_avg, chunk_max, nodes)",
 			   name);
 	if (p->cluster_seen[k])
-		return bad(p, "'%s' of [cluster] set again (first on line %d): "
-			      "is the file duplicated?",
+		return bad(p,
+			   "'%s' of [cluster] set again (first on line %d): "
+			   "is the file duplicated?",
 			   name, p->cluster_seen[k]);
 	p->cluster_seen[k] = p->line;
 	if (!strcmp(name, "id")) {
@@ -167,16 +185,18 @@ static int on_cluster_kv(struct parse_ctx *p, const char *name,
 	if (!strcmp(name, "redundancy")) {
 		unsigned kk, m;
 		if (bfs_parse_redundancy(value, &kk, &m))
-			return bad(p, "invalid redundancy '%s' (replicas:N or "
-				      "ec:K+M)",
+			return bad(p,
+				   "invalid redundancy '%s' (replicas:N or "
+				   "ec:K+M)",
 				   value);
 		snprintf(c->redundancy, sizeof(c->redundancy), "%s", value);
 		return 1;
 	}
 	if (!strcmp(name, "ec_min")) {
 		if (bfs_parse_ec_min(value, &c->ec_min))
-			return bad(p, "invalid ec_min '%s' (a size, at most "
-				      "64M)",
+			return bad(p,
+				   "invalid ec_min '%s' (a size, at most "
+				   "64M)",
 				   value);
 		return 1;
 	}
@@ -220,8 +240,9 @@ static int on_node_section_kv(struct parse_ctx *p, const char *node,
 			if (strcmp(c->nodes[i].name, node))
 				continue;
 			p->line = p->section_line;
-			return bad(p, "node '%s' is listed twice (first on "
-				      "line %d): is the file duplicated?",
+			return bad(p,
+				   "node '%s' is listed twice (first on "
+				   "line %d): is the file duplicated?",
 				   node, p->node_line[i]);
 		}
 		if (c->nnodes == BFS_MAX_NODES)
@@ -236,8 +257,9 @@ static int on_node_section_kv(struct parse_ctx *p, const char *node,
 	unsigned idx = (unsigned)(n - c->nodes);
 	int k = key_index(node_keys, name);
 	if (k < 0)
-		return bad(p, "unknown setting '%s' in [node %s] (known: "
-			      "address, public_key, zone, weight)",
+		return bad(p,
+			   "unknown setting '%s' in [node %s] (known: "
+			   "address, public_key, zone, weight)",
 			   name, node);
 	if (p->node_seen[idx][k])
 		return bad(p, "'%s' of [node %s] set again (first on line %d)",
@@ -254,8 +276,9 @@ static int on_node_section_kv(struct parse_ctx *p, const char *node,
 	if (!strcmp(name, "public_key")) {
 		if (snprintf(n->public_key, sizeof(n->public_key), "%s",
 			     value) != 40)
-			return bad(p, "invalid public_key '%s' (40 characters "
-				      "of Z85, as in the node's curve.pub)",
+			return bad(p,
+				   "invalid public_key '%s' (40 characters "
+				   "of Z85, as in the node's curve.pub)",
 				   value);
 		return 1;
 	}
@@ -283,8 +306,9 @@ static int on_kv(void *user, const char *section, const char *name,
 	if (!strncmp(section, "node ", 5))
 		return on_node_section_kv(p, section + 5, name, value);
 	if (!*section)
-		return bad(p, "setting '%s' outside a section ([cluster] or "
-			      "[node NAME])",
+		return bad(p,
+			   "setting '%s' outside a section ([cluster] or "
+			   "[node NAME])",
 			   name);
 	return bad(p, "unknown section [%s] ([cluster] or [node NAME])",
 		   section);

@@ -27,9 +27,8 @@ int bfs_extent_list_push(struct bfs_extent_list *l, const struct bfs_extent *e)
 	return 0;
 }
 
-int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino,
-		   uint64_t start, uint64_t end, uint64_t lookback,
-		   struct bfs_extent_list *out)
+int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino, uint64_t start,
+		   uint64_t end, uint64_t lookback, struct bfs_extent_list *out)
 {
 	uint8_t prefix[8], from[16];
 	int ret = 0;

@@ -29,10 +29,9 @@ struct bfs_extent_list {
  * order. @lookback bounds how far before @start an overlapping extent may
  * begin (the longest extent the file can hold). 0, -ENOMEM, -EIO or
  * -EUCLEAN (undecodable record). */
-int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino,
-		   uint64_t start, uint64_t end, uint64_t lookback,
+int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino, uint64_t start,
+		   uint64_t end, uint64_t lookback,
 		   struct bfs_extent_list *out);
 
 void bfs_extent_list_free(struct bfs_extent_list *l);
-int bfs_extent_list_push(struct bfs_extent_list *l,
-			 const struct bfs_extent *e);
+int bfs_extent_list_push(struct bfs_extent_list *l, const struct bfs_extent *e);

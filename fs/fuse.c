@@ -84,7 +84,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int ret = bfs_lookup(FS(req), parent, name, &ip);
 
 	if (ret == -ENOENT) {
-		struct fuse_entry_param e = {.entry_timeout = ctx(req)->timeout};
+		struct fuse_entry_param e = {.entry_timeout =
+						 ctx(req)->timeout};
 		fuse_reply_entry(req, &e); /* cached negative entry */
 		return;
 	}
@@ -133,15 +134,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		int fuse;
 		unsigned ours;
 	} map[] = {
-		{FUSE_SET_ATTR_MODE, BFS_SET_MODE},
-		{FUSE_SET_ATTR_UID, BFS_SET_UID},
-		{FUSE_SET_ATTR_GID, BFS_SET_GID},
-		{FUSE_SET_ATTR_SIZE, BFS_SET_SIZE},
-		{FUSE_SET_ATTR_ATIME, BFS_SET_ATIME},
-		{FUSE_SET_ATTR_MTIME, BFS_SET_MTIME},
-		{FUSE_SET_ATTR_ATIME_NOW, BFS_SET_ATIME_NOW},
-		{FUSE_SET_ATTR_MTIME_NOW, BFS_SET_MTIME_NOW},
-		{FUSE_SET_ATTR_CTIME, BFS_SET_CTIME},
+	    {FUSE_SET_ATTR_MODE, BFS_SET_MODE},
+	    {FUSE_SET_ATTR_UID, BFS_SET_UID},
+	    {FUSE_SET_ATTR_GID, BFS_SET_GID},
+	    {FUSE_SET_ATTR_SIZE, BFS_SET_SIZE},
+	    {FUSE_SET_ATTR_ATIME, BFS_SET_ATIME},
+	    {FUSE_SET_ATTR_MTIME, BFS_SET_MTIME},
+	    {FUSE_SET_ATTR_ATIME_NOW, BFS_SET_ATIME_NOW},
+	    {FUSE_SET_ATTR_MTIME_NOW, BFS_SET_MTIME_NOW},
+	    {FUSE_SET_ATTR_CTIME, BFS_SET_CTIME},
 	};
 	struct bfs_inode *ip;
 	unsigned valid = 0;
@@ -228,8 +229,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
 {
-	fuse_reply_err(req, -bfs_rename(FS(req), parent, name, newparent,
-					newname, flags));
+	fuse_reply_err(
+	    req, -bfs_rename(FS(req), parent, name, newparent, newname, flags));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -577,13 +578,12 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, -ret);
 }
 
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t offset, off_t length, struct fuse_file_info *fi)
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			 off_t length, struct fuse_file_info *fi)
 {
 	(void)ino;
 	fuse_reply_err(req, -bfs_fallocate(FS(req), FH(fi)->ip, mode,
-					   (uint64_t)offset,
-					   (uint64_t)length));
+					   (uint64_t)offset, (uint64_t)length));
 }
 
 /* BFS_IOC_SYNC (fs/fuse.h): what syncfs(2) would do if this libfuse
@@ -647,48 +647,48 @@ static void set_read_ahead(const char *mnt, unsigned kb)
 }
 
 static const struct fuse_lowlevel_ops bfs_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.symlink = op_symlink,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.rename = op_rename,
-	.link = op_link,
-	.open = op_open,
-	.create = op_create,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.release = op_release,
-	.fsync = op_fsync,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.fsyncdir = op_fsyncdir,
-	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
-	.fallocate = op_fallocate,
-	.ioctl = op_ioctl,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .symlink = op_symlink,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .create = op_create,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .fallocate = op_fallocate,
+    .ioctl = op_ioctl,
 };
 
 int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 		 bfs_ready_fn ready, void *arg, char *err, size_t errlen)
 {
 	struct bfs_fuse bf = {
-		.fs = fs,
-		.timeout = opts->timeout > 0 ? opts->timeout : 1.0,
-		.read_only = opts->read_only,
+	    .fs = fs,
+	    .timeout = opts->timeout > 0 ? opts->timeout : 1.0,
+	    .read_only = opts->read_only,
 	};
 	char o[4096];
 	int ret = -EIO;
@@ -704,11 +704,12 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 
 	/* No destroy callback: the caller flushes and syncs once the
 	 * session is over (bfs_sync_all, bfs_close), within its own bound. */
-	struct fuse_session *se = fuse_session_new(&args, &bfs_ops,
-						   sizeof(bfs_ops), &bf);
+	struct fuse_session *se =
+	    fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &bf);
 	if (!se) {
-		snprintf(err, errlen, "cannot set up the FUSE session "
-				      "(bad mount options?)");
+		snprintf(err, errlen,
+			 "cannot set up the FUSE session "
+			 "(bad mount options?)");
 		return -EINVAL;
 	}
 	if (fuse_set_signal_handlers(se)) {

@@ -13,7 +13,7 @@ struct bfs_mount_opts {
 	bool allow_other;
 	bool debug;
 	const char *extra; /* comma-separated options for the kernel mount */
-	double timeout;    /* attribute and entry cache seconds */
+	double timeout;	   /* attribute and entry cache seconds */
 	unsigned read_ahead_kb; /* kernel read-ahead for the mount, 0: leave */
 };
 

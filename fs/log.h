@@ -3,6 +3,9 @@
 
 #include <stdio.h>
 
-#define bfs_log_err(fmt, ...) fprintf(stderr, "blockfs: error: " fmt "\n", ##__VA_ARGS__)
-#define bfs_log_warn(fmt, ...) fprintf(stderr, "blockfs: warning: " fmt "\n", ##__VA_ARGS__)
-#define bfs_log_info(fmt, ...) fprintf(stderr, "blockfs: " fmt "\n", ##__VA_ARGS__)
+#define bfs_log_err(fmt, ...)                                                  \
+	fprintf(stderr, "blockfs: error: " fmt "\n", ##__VA_ARGS__)
+#define bfs_log_warn(fmt, ...)                                                 \
+	fprintf(stderr, "blockfs: warning: " fmt "\n", ##__VA_ARGS__)
+#define bfs_log_info(fmt, ...)                                                 \
+	fprintf(stderr, "blockfs: " fmt "\n", ##__VA_ARGS__)

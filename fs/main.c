@@ -1,4 +1,5 @@
 /* The blockfs command: cluster creation, mounting, status. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -6,8 +7,8 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <fuse_opt.h>
@@ -52,21 +52,22 @@ die_usage(const char *cmd, const char *fmt, ...)
 /* ---- cluster create ---------------------------------------------------- */
 
 static const char cluster_usage[] =
-	"Usage: blockfs cluster create DIR --nodes N [OPTIONS]\n"
-	"\n"
-	"Create a local cluster: DIR/cluster.conf and one node directory per\n"
-	"node (DIR/node1 ... DIR/nodeN), each with its own CURVE key pair.\n"
-	"Nodes listen on 127.0.0.1, one port each from the base port.\n"
-	"\n"
-	"Options:\n"
-	"  -n, --nodes N            number of nodes (1-256)\n"
-	"  -r, --redundancy POLICY  replicas:N or ec:K+M (default replicas:min(3,N))\n"
-	"  -p, --base-port PORT     first node's port (default 7401)\n"
-	"      --chunker KIND       fastcdc (default) or fixed\n"
-	"      --chunk-size SIZE    average chunk size (default 256K)\n"
-	"  -h, --help               show this help\n"
-	"\n"
-	"Exit status: 0 created, 1 failed, 2 usage error.\n";
+    "Usage: blockfs cluster create DIR --nodes N [OPTIONS]\n"
+    "\n"
+    "Create a local cluster: DIR/cluster.conf and one node directory per\n"
+    "node (DIR/node1 ... DIR/nodeN), each with its own CURVE key pair.\n"
+    "Nodes listen on 127.0.0.1, one port each from the base port.\n"
+    "\n"
+    "Options:\n"
+    "  -n, --nodes N            number of nodes (1-256)\n"
+    "  -r, --redundancy POLICY  replicas:N or ec:K+M (default "
+    "replicas:min(3,N))\n"
+    "  -p, --base-port PORT     first node's port (default 7401)\n"
+    "      --chunker KIND       fastcdc (default) or fixed\n"
+    "      --chunk-size SIZE    average chunk size (default 256K)\n"
+    "  -h, --help               show this help\n"
+    "\n"
+    "Exit status: 0 created, 1 failed, 2 usage error.\n";
 
 /* Write @data to @path atomically (temporary name, fsync, rename). */
 static int write_file(const char *path, const char *data, mode_t mode)
@@ -103,20 +104,21 @@ static int write_file(const char *path, const char *data, mode_t mode)
 static int cmd_cluster(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"nodes", required_argument, NULL, 'n'},
-		{"redundancy", required_argument, NULL, 'r'},
-		{"base-port", required_argument, NULL, 'p'},
-		{"chunker", required_argument, NULL, 'c'},
-		{"chunk-size", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"nodes", required_argument, NULL, 'n'},
+	    {"redundancy", required_argument, NULL, 'r'},
+	    {"base-port", required_argument, NULL, 'p'},
+	    {"chunker", required_argument, NULL, 'c'},
+	    {"chunk-size", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	long nodes = 0, port = 7401;
 	const char *redundancy = NULL, *chunker = "fastcdc";
 	uint64_t avg = CDC_DEFAULT_AVG;
 	int c;
 
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		fputs(cluster_usage, stdout);
 		return 0;
 	}
@@ -131,7 +133,8 @@ static int cmd_cluster(int argc, char **argv)
 		case 'n':
 			nodes = strtol(optarg, &end, 10);
 			if (*end || nodes < 1 || nodes > BFS_MAX_NODES)
-				die_usage("cluster create ", "invalid node count '%s'", optarg);
+				die_usage("cluster create ",
+					  "invalid node count '%s'", optarg);
 			break;
 		case 'r':
 			redundancy = optarg;
@@ -139,18 +142,23 @@ static int cmd_cluster(int argc, char **argv)
 		case 'p':
 			port = strtol(optarg, &end, 10);
 			if (*end || port < 1 || port > 65000)
-				die_usage("cluster create ", "invalid port '%s'", optarg);
+				die_usage("cluster create ",
+					  "invalid port '%s'", optarg);
 			break;
 		case 'c':
-			if (strcmp(optarg, "fastcdc") && strcmp(optarg, "fixed"))
-				die_usage("cluster create ", "unknown chunker '%s'", optarg);
+			if (strcmp(optarg, "fastcdc") &&
+			    strcmp(optarg, "fixed"))
+				die_usage("cluster create ",
+					  "unknown chunker '%s'", optarg);
 			chunker = optarg;
 			break;
 		case 's':
 			if (bfs_parse_size(optarg, &avg) || avg < 256 ||
 			    avg > (16u << 20) || (avg & (avg - 1)))
-				die_usage("cluster create ", "invalid chunk size '%s' (a power of "
-					  "two, 256 to 16M)", optarg);
+				die_usage("cluster create ",
+					  "invalid chunk size '%s' (a power of "
+					  "two, 256 to 16M)",
+					  optarg);
 			break;
 		case 'h':
 			fputs(cluster_usage, stdout);
@@ -160,7 +168,8 @@ static int cmd_cluster(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1)
-		die_usage("cluster create ", "%s", "cluster create needs exactly one DIR");
+		die_usage("cluster create ", "%s",
+			  "cluster create needs exactly one DIR");
 	if (!nodes)
 		die_usage("cluster create ", "%s", "--nodes is required");
 	const char *dir = argv[optind];
@@ -172,11 +181,12 @@ static int cmd_cluster(int argc, char **argv)
 	}
 	unsigned k, m;
 	if (bfs_parse_redundancy(redundancy, &k, &m))
-		die_usage("cluster create ", "invalid redundancy '%s' (replicas:N or ec:K+M)", redundancy);
+		die_usage("cluster create ",
+			  "invalid redundancy '%s' (replicas:N or ec:K+M)",
+			  redundancy);
 	if (k + m > nodes) {
-		fprintf(stderr,
-			"%s: %s needs %u nodes, the cluster has %ld\n", prog,
-			redundancy, k + m, nodes);
+		fprintf(stderr, "%s: %s needs %u nodes, the cluster has %ld\n",
+			prog, redundancy, k + m, nodes);
 		return EXIT_USAGE;
 	}
 
@@ -224,21 +234,21 @@ static int cmd_cluster(int argc, char **argv)
 	if (!conf)
 		return 1;
 	uint64_t cmin = avg / 4, cmax = avg * 4;
-	len += (size_t)snprintf(conf + len, cap - len,
-				"# blockfs cluster file: every node and client "
-				"reads the same one.\n"
-				"[cluster]\n"
-				"id = %s\n"
-				"nodes = %ld\n"
-				"redundancy = %s\n"
-				"chunker = %s\n"
-				"chunk_min = %llu\n"
-				"chunk_avg = %llu\n"
-				"chunk_max = %llu\n",
-				id, nodes, redundancy, chunker,
-				(unsigned long long)(cmin < 64 ? 64 : cmin),
-				(unsigned long long)avg,
-				(unsigned long long)cmax);
+	len +=
+	    (size_t)snprintf(conf + len, cap - len,
+			     "# blockfs cluster file: every node and client "
+			     "reads the same one.\n"
+			     "[cluster]\n"
+			     "id = %s\n"
+			     "nodes = %ld\n"
+			     "redundancy = %s\n"
+			     "chunker = %s\n"
+			     "chunk_min = %llu\n"
+			     "chunk_avg = %llu\n"
+			     "chunk_max = %llu\n",
+			     id, nodes, redundancy, chunker,
+			     (unsigned long long)(cmin < 64 ? 64 : cmin),
+			     (unsigned long long)avg, (unsigned long long)cmax);
 	for (long i = 1; i <= nodes; i++) {
 		char pub[NET_KEY_Z85_LEN + 1], sec[NET_KEY_Z85_LEN + 1];
 		char ndir[PATH_MAX], file[PATH_MAX + 32], text[512];
@@ -309,62 +319,63 @@ static int cmd_cluster(int argc, char **argv)
 /* ---- mount ------------------------------------------------------------- */
 
 static const char mount_usage[] =
-	"Usage: blockfs mount NODE_DIR MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
-	"\n"
-	"Mount the filesystem kept by the node in NODE_DIR. Without -f the\n"
-	"daemon detaches once the mount is live and logs to NODE_DIR/blockfs.log;\n"
-	"unmount with 'fusermount3 -u MOUNTPOINT' or 'umount MOUNTPOINT'.\n"
-	"\n"
-	"Options:\n"
-	"  -o OPTIONS      comma-separated mount options (below)\n"
-	"  -f, --foreground  stay in the foreground, log to stderr\n"
-	"  -d, --debug     foreground with FUSE request tracing\n"
-	"  -h, --help      show this help\n"
-	"\n"
-	"Mount options:\n"
-	"  ro, rw                read-only or read-write (default rw)\n"
-	"  allow_other, noallow_other\n"
-	"                        let other users use the mount, the kernel\n"
-	"                        checking file modes (default: allow_other\n"
-	"                        when root mounts, else noallow_other)\n"
-	"  chunker=fastcdc|fixed chunking for new data (default: cluster file)\n"
-	"  chunk_size=SIZE       average chunk size, a power of two\n"
-	"  cache_size=SIZE       blocks kept in the local store once their\n"
-	"                        placement holds them (default 4G; 0: all)\n"
-	"  db_cache=SIZE         RocksDB block cache (default 64M)\n"
-	"  redundancy=POLICY     replicas:N or ec:K+M for new blocks (default:\n"
-	"                        the cluster file's)\n"
-	"  ec_min=SIZE           under ec:K+M, blocks shorter than this are\n"
-	"                        stored as M+1 replicas (default: the cluster\n"
-	"                        file's ec_min, else 64K; 0: code them all)\n"
-	"  sync_timeout=SECONDS  how long fsync waits for the placement before\n"
-	"                        it fails with EIO (default 60)\n"
-	"  dirty_max=SIZE        unchunked write data held in memory (default 32M)\n"
-	"  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
-	"                        needs root)\n"
-	"  verify                re-hash every block read against its CID\n"
-	"                        (RocksDB checksums catch bit rot either way)\n"
-	"  fsname=NAME           name shown in /proc/mounts\n"
-	"  nonempty              allow mounting over a non-empty directory\n"
-	"  sync, async, dirsync  sync: every write(2) returns once durable,\n"
-	"                        as after fsync (slow); passed to the kernel\n"
-	"  nosuid, nodev, noexec, suid, dev, exec, noatime, atime, relatime,\n"
-	"  nodiratime, strictatime\n"
-	"                        passed to the kernel\n"
-	"  defaults, _netdev, nofail, noauto, auto, user, users, nouser,\n"
-	"  owner, group, comment=..., x-*\n"
-	"                        fstab options, ignored\n"
-	"\n"
-	"A flag takes no value (ro=0 is an error: leave ro out). 'blockfs sync\n"
-	"MOUNTPOINT' waits for the cluster, as fsync does for one file.\n"
-	"\n"
-	"Exit status: 0 mounted (or, with -f, cleanly unmounted), 1 failed,\n"
-	"2 usage error.\n";
+    "Usage: blockfs mount NODE_DIR MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
+    "\n"
+    "Mount the filesystem kept by the node in NODE_DIR. Without -f the\n"
+    "daemon detaches once the mount is live and logs to NODE_DIR/blockfs.log;\n"
+    "unmount with 'fusermount3 -u MOUNTPOINT' or 'umount MOUNTPOINT'.\n"
+    "\n"
+    "Options:\n"
+    "  -o OPTIONS      comma-separated mount options (below)\n"
+    "  -f, --foreground  stay in the foreground, log to stderr\n"
+    "  -d, --debug     foreground with FUSE request tracing\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "Mount options:\n"
+    "  ro, rw                read-only or read-write (default rw)\n"
+    "  allow_other, noallow_other\n"
+    "                        let other users use the mount, the kernel\n"
+    "                        checking file modes (default: allow_other\n"
+    "                        when root mounts, else noallow_other)\n"
+    "  chunker=fastcdc|fixed chunking for new data (default: cluster file)\n"
+    "  chunk_size=SIZE       average chunk size, a power of two\n"
+    "  cache_size=SIZE       blocks kept in the local store once their\n"
+    "                        placement holds them (default 4G; 0: all)\n"
+    "  db_cache=SIZE         RocksDB block cache (default 64M)\n"
+    "  redundancy=POLICY     replicas:N or ec:K+M for new blocks (default:\n"
+    "                        the cluster file's)\n"
+    "  ec_min=SIZE           under ec:K+M, blocks shorter than this are\n"
+    "                        stored as M+1 replicas (default: the cluster\n"
+    "                        file's ec_min, else 64K; 0: code them all)\n"
+    "  sync_timeout=SECONDS  how long fsync waits for the placement before\n"
+    "                        it fails with EIO (default 60)\n"
+    "  dirty_max=SIZE        unchunked write data held in memory (default "
+    "32M)\n"
+    "  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
+    "                        needs root)\n"
+    "  verify                re-hash every block read against its CID\n"
+    "                        (RocksDB checksums catch bit rot either way)\n"
+    "  fsname=NAME           name shown in /proc/mounts\n"
+    "  nonempty              allow mounting over a non-empty directory\n"
+    "  sync, async, dirsync  sync: every write(2) returns once durable,\n"
+    "                        as after fsync (slow); passed to the kernel\n"
+    "  nosuid, nodev, noexec, suid, dev, exec, noatime, atime, relatime,\n"
+    "  nodiratime, strictatime\n"
+    "                        passed to the kernel\n"
+    "  defaults, _netdev, nofail, noauto, auto, user, users, nouser,\n"
+    "  owner, group, comment=..., x-*\n"
+    "                        fstab options, ignored\n"
+    "\n"
+    "A flag takes no value (ro=0 is an error: leave ro out). 'blockfs sync\n"
+    "MOUNTPOINT' waits for the cluster, as fsync does for one file.\n"
+    "\n"
+    "Exit status: 0 mounted (or, with -f, cleanly unmounted), 1 failed,\n"
+    "2 usage error.\n";
 
 struct mount_cfg {
 	struct bfs_config fs;
-	unsigned k, m;		  /* redundancy; k == 0: the cluster's */
-	uint32_t ec_min;	  /* with ec_min_set; else the cluster's */
+	unsigned k, m;	 /* redundancy; k == 0: the cluster's */
+	uint32_t ec_min; /* with ec_min_set; else the cluster's */
 	bool ec_min_set;
 	bool redundancy_set;	  /* by the option, not the cluster file */
 	char redundancy[32];	  /* the option's value */
@@ -384,70 +395,57 @@ enum {
 	KEY_IGNORED, /* fstab-only */
 };
 
-#define MOPT(t, field, v) {t, offsetof(struct mount_cfg, field), v}
+#define MOPT(t, field, v)                                                      \
+	{                                                                      \
+		t, offsetof(struct mount_cfg, field), v                        \
+	}
 /* The mount options; 'blockfs mount --help', README.md and
  * mount-helper/mount.blockfs list the same ones. A flag matches only
  * without a value ("ro=0" is refused, not taken for "ro"). */
 static const struct fuse_opt mount_opt_table[] = {
-	MOPT("ro", ro, 1),
-	MOPT("rw", ro, 0),
-	MOPT("allow_other", allow_other, 1),
-	MOPT("noallow_other", allow_other, 0),
-	MOPT("verify", verify, 1),
-	MOPT("nonempty", nonempty, 1),
-	MOPT("debug", debug, 1),
-	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("chunker=", KEY_VALUED),
-	FUSE_OPT_KEY("chunk_size=", KEY_VALUED),
-	FUSE_OPT_KEY("cache_size=", KEY_VALUED),
-	FUSE_OPT_KEY("db_cache=", KEY_VALUED),
-	FUSE_OPT_KEY("redundancy=", KEY_VALUED),
-	FUSE_OPT_KEY("ec_min=", KEY_VALUED),
-	FUSE_OPT_KEY("sync_timeout=", KEY_VALUED),
-	FUSE_OPT_KEY("dirty_max=", KEY_VALUED),
-	FUSE_OPT_KEY("read_ahead=", KEY_VALUED),
-	FUSE_OPT_KEY("fsname=", KEY_VALUED),
-	FUSE_OPT_KEY("nosuid", KEY_KERNEL),
-	FUSE_OPT_KEY("suid", KEY_KERNEL),
-	FUSE_OPT_KEY("nodev", KEY_KERNEL),
-	FUSE_OPT_KEY("dev", KEY_KERNEL),
-	FUSE_OPT_KEY("noexec", KEY_KERNEL),
-	FUSE_OPT_KEY("exec", KEY_KERNEL),
-	FUSE_OPT_KEY("noatime", KEY_KERNEL),
-	FUSE_OPT_KEY("atime", KEY_KERNEL),
-	FUSE_OPT_KEY("relatime", KEY_KERNEL),
-	FUSE_OPT_KEY("nodiratime", KEY_KERNEL),
-	FUSE_OPT_KEY("strictatime", KEY_KERNEL),
-	/* synchronous writes: the kernel fsyncs after every write(2) */
-	FUSE_OPT_KEY("sync", KEY_KERNEL),
-	FUSE_OPT_KEY("async", KEY_KERNEL),
-	FUSE_OPT_KEY("dirsync", KEY_KERNEL),
-	FUSE_OPT_KEY("defaults", KEY_IGNORED),
-	FUSE_OPT_KEY("_netdev", KEY_IGNORED),
-	FUSE_OPT_KEY("nofail", KEY_IGNORED),
-	FUSE_OPT_KEY("noauto", KEY_IGNORED),
-	FUSE_OPT_KEY("auto", KEY_IGNORED),
-	FUSE_OPT_KEY("user", KEY_IGNORED),
-	FUSE_OPT_KEY("users", KEY_IGNORED),
-	FUSE_OPT_KEY("nouser", KEY_IGNORED),
-	FUSE_OPT_KEY("owner", KEY_IGNORED),
-	FUSE_OPT_KEY("group", KEY_IGNORED),
-	FUSE_OPT_KEY("comment=", KEY_IGNORED),
-	FUSE_OPT_END};
+    MOPT("ro", ro, 1), MOPT("rw", ro, 0), MOPT("allow_other", allow_other, 1),
+    MOPT("noallow_other", allow_other, 0), MOPT("verify", verify, 1),
+    MOPT("nonempty", nonempty, 1), MOPT("debug", debug, 1),
+    FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("chunker=", KEY_VALUED),
+    FUSE_OPT_KEY("chunk_size=", KEY_VALUED),
+    FUSE_OPT_KEY("cache_size=", KEY_VALUED),
+    FUSE_OPT_KEY("db_cache=", KEY_VALUED),
+    FUSE_OPT_KEY("redundancy=", KEY_VALUED),
+    FUSE_OPT_KEY("ec_min=", KEY_VALUED),
+    FUSE_OPT_KEY("sync_timeout=", KEY_VALUED),
+    FUSE_OPT_KEY("dirty_max=", KEY_VALUED),
+    FUSE_OPT_KEY("read_ahead=", KEY_VALUED),
+    FUSE_OPT_KEY("fsname=", KEY_VALUED), FUSE_OPT_KEY("nosuid", KEY_KERNEL),
+    FUSE_OPT_KEY("suid", KEY_KERNEL), FUSE_OPT_KEY("nodev", KEY_KERNEL),
+    FUSE_OPT_KEY("dev", KEY_KERNEL), FUSE_OPT_KEY("noexec", KEY_KERNEL),
+    FUSE_OPT_KEY("exec", KEY_KERNEL), FUSE_OPT_KEY("noatime", KEY_KERNEL),
+    FUSE_OPT_KEY("atime", KEY_KERNEL), FUSE_OPT_KEY("relatime", KEY_KERNEL),
+    FUSE_OPT_KEY("nodiratime", KEY_KERNEL),
+    FUSE_OPT_KEY("strictatime", KEY_KERNEL),
+    /* synchronous writes: the kernel fsyncs after every write(2) */
+    FUSE_OPT_KEY("sync", KEY_KERNEL), FUSE_OPT_KEY("async", KEY_KERNEL),
+    FUSE_OPT_KEY("dirsync", KEY_KERNEL), FUSE_OPT_KEY("defaults", KEY_IGNORED),
+    FUSE_OPT_KEY("_netdev", KEY_IGNORED), FUSE_OPT_KEY("nofail", KEY_IGNORED),
+    FUSE_OPT_KEY("noauto", KEY_IGNORED), FUSE_OPT_KEY("auto", KEY_IGNORED),
+    FUSE_OPT_KEY("user", KEY_IGNORED), FUSE_OPT_KEY("users", KEY_IGNORED),
+    FUSE_OPT_KEY("nouser", KEY_IGNORED), FUSE_OPT_KEY("owner", KEY_IGNORED),
+    FUSE_OPT_KEY("group", KEY_IGNORED), FUSE_OPT_KEY("comment=", KEY_IGNORED),
+    FUSE_OPT_END};
 
 /* The option names that take a value, and what the value must be. */
 static const char *const valued_opts[][2] = {
-	{"chunker", "fastcdc or fixed"},
-	{"chunk_size", "a power of two, 256 to 16M"},
-	{"cache_size", "a size such as 4G; 0: keep every block"},
-	{"db_cache", "a size such as 64M"},
-	{"redundancy", "replicas:N or ec:K+M"},
-	{"ec_min", "a size, at most 64M"},
-	{"sync_timeout", "whole seconds, 1 to 86400"},
-	{"dirty_max", "a size, at least 1M"},
-	{"read_ahead", "a size, 4K to 64M"},
-	{"fsname", "a name without ','"},
-	{NULL, NULL},
+    {"chunker", "fastcdc or fixed"},
+    {"chunk_size", "a power of two, 256 to 16M"},
+    {"cache_size", "a size such as 4G; 0: keep every block"},
+    {"db_cache", "a size such as 64M"},
+    {"redundancy", "replicas:N or ec:K+M"},
+    {"ec_min", "a size, at most 64M"},
+    {"sync_timeout", "whole seconds, 1 to 86400"},
+    {"dirty_max", "a size, at least 1M"},
+    {"read_ahead", "a size, 4K to 64M"},
+    {"fsname", "a name without ','"},
+    {NULL, NULL},
 };
 
 /* Parse @val for option @name into @mc; false if it is not valid. */
@@ -566,8 +564,8 @@ static int mount_opt_proc(void *data, const char *arg, int key,
 				 arg, arg);
 		return -1;
 	}
-	snprintf(mc->opt_err, sizeof(mc->opt_err),
-		 "unknown mount option '%s'", arg);
+	snprintf(mc->opt_err, sizeof(mc->opt_err), "unknown mount option '%s'",
+		 arg);
 	return -1;
 }
 
@@ -597,10 +595,9 @@ static int check_mountpoint(const char *mnt, bool nonempty, char *err,
 
 	if (stat(mnt, &st)) {
 		snprintf(err, errlen, "mountpoint %s: %s", mnt,
-			 errno == ENOTCONN
-				 ? "a dead FUSE mount is there (run "
-				   "'fusermount3 -u' on it)"
-				 : strerror(errno));
+			 errno == ENOTCONN ? "a dead FUSE mount is there (run "
+					     "'fusermount3 -u' on it)"
+					   : strerror(errno));
 		return -errno;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -628,7 +625,8 @@ static int check_mountpoint(const char *mnt, bool nonempty, char *err,
 			return -errno;
 		}
 		while ((de = readdir(d))) {
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			if (strcmp(de->d_name, ".") &&
+			    strcmp(de->d_name, "..")) {
 				empty = false;
 				break;
 			}
@@ -778,15 +776,15 @@ static void on_ready(void *arg)
 	/* The mount took the node's database, which RocksDB locks too: the
 	 * node's lock cannot be held by another process now. */
 	r->lock_fd = node_lock(r->node_dir);
-	if (r->lock_fd < 0 ||
-	    node_label(r->lock_fd, "mount", r->mnt))
-		fprintf(stderr, "%s: warning: cannot write %s/blockfs.pid: %s\n",
-			prog, r->node_dir,
+	if (r->lock_fd < 0 || node_label(r->lock_fd, "mount", r->mnt))
+		fprintf(stderr,
+			"%s: warning: cannot write %s/blockfs.pid: %s\n", prog,
+			r->node_dir,
 			strerror(r->lock_fd < 0 ? -r->lock_fd : errno));
 	if (r->pipe_fd >= 0) {
 		snprintf(path, sizeof(path), "%s/blockfs.log", r->node_dir);
-		int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-			       0644);
+		int log =
+		    open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, 0);
@@ -913,12 +911,13 @@ static int node_self(const char *node_dir, const struct bfs_cluster *cl,
 		if (strcmp(cl->nodes[i].name, name))
 			continue;
 		if (strcmp(cl->nodes[i].public_key, pub)) {
-			snprintf(err, errlen,
-				 "%s/curve.pub is not the public_key of [node "
-				 "%s] in %s/cluster.conf: the other nodes would "
-				 "refuse this node (copy the cluster's "
-				 "cluster.conf, or this node's keys, back)",
-				 node_dir, name, node_dir);
+			snprintf(
+			    err, errlen,
+			    "%s/curve.pub is not the public_key of [node "
+			    "%s] in %s/cluster.conf: the other nodes would "
+			    "refuse this node (copy the cluster's "
+			    "cluster.conf, or this node's keys, back)",
+			    node_dir, name, node_dir);
 			return -1;
 		}
 		return (int)i;
@@ -948,11 +947,11 @@ static uint64_t node_capacity(const char *node_dir)
 static int cmd_mount(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"foreground", no_argument, NULL, 'f'},
-		{"debug", no_argument, NULL, 'd'},
-		{"options", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"options", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct mount_cfg mc = {0};
 	bool fg = false;
@@ -983,7 +982,8 @@ static int cmd_mount(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 2)
-		die_usage("mount ", "%s", "mount needs NODE_DIR and MOUNTPOINT");
+		die_usage("mount ", "%s",
+			  "mount needs NODE_DIR and MOUNTPOINT");
 
 	char node_dir[PATH_MAX], mnt[PATH_MAX], err[1024] = "", name[64];
 	if (!realpath(argv[optind], node_dir)) {
@@ -1009,15 +1009,15 @@ static int cmd_mount(int argc, char **argv)
 		return 1;
 	}
 	mc.fs = (struct bfs_config){
-		.node_dir = node_dir,
-		.chunker = cl->chunker,
-		.chunk_min = cl->chunk_min,
-		.chunk_avg = cl->chunk_avg,
-		.chunk_max = cl->chunk_max,
-		.dirty_max = 32u << 20,
-		.flush_at = 8u << 20,
-		.flushers = 2,
-		.local_max = 4ull << 30,
+	    .node_dir = node_dir,
+	    .chunker = cl->chunker,
+	    .chunk_min = cl->chunk_min,
+	    .chunk_avg = cl->chunk_avg,
+	    .chunk_max = cl->chunk_max,
+	    .dirty_max = 32u << 20,
+	    .flush_at = 8u << 20,
+	    .flushers = 2,
+	    .local_max = 4ull << 30,
 	};
 	snprintf(mc.fsname, sizeof(mc.fsname), "blockfs:%s", node_dir);
 	mc.ro = mc.allow_other = mc.verify = mc.nonempty = -1;
@@ -1034,8 +1034,8 @@ static int cmd_mount(int argc, char **argv)
 	/* Root mounts for every user of the machine, as ceph-fuse and
 	 * JuiceFS do; the kernel checks modes (default_permissions). Others
 	 * need user_allow_other in /etc/fuse.conf, so ask for it. */
-	mc.mo.allow_other = mc.allow_other == 1 ||
-			    (mc.allow_other == -1 && geteuid() == 0);
+	mc.mo.allow_other =
+	    mc.allow_other == 1 || (mc.allow_other == -1 && geteuid() == 0);
 	mc.mo.mountpoint = mnt;
 	mc.mo.fsname = mc.fsname;
 	mc.mo.extra = mc.extra;
@@ -1074,13 +1074,13 @@ static int cmd_mount(int argc, char **argv)
 				prog, mc.redundancy, rk + rm, node_dir, storing,
 				storing);
 		else
-			fprintf(stderr,
-				"%s: %s/cluster.conf asks for redundancy %s, "
-				"which needs %u nodes that store blocks; it has "
-				"%u (fix the cluster file, or mount with "
-				"-o redundancy=POLICY)\n",
-				prog, node_dir, cl->redundancy, rk + rm,
-				storing);
+			fprintf(
+			    stderr,
+			    "%s: %s/cluster.conf asks for redundancy %s, "
+			    "which needs %u nodes that store blocks; it has "
+			    "%u (fix the cluster file, or mount with "
+			    "-o redundancy=POLICY)\n",
+			    prog, node_dir, cl->redundancy, rk + rm, storing);
 		free(cl);
 		return 1;
 	}
@@ -1108,10 +1108,8 @@ static int cmd_mount(int argc, char **argv)
 	 * fewer page faults and 10% less CPU for a 1 GiB copy with one). */
 	mallopt(M_ARENA_MAX, 1);
 
-	struct ready_ctx rc = {.pipe_fd = -1,
-			       .node_dir = node_dir,
-			       .mnt = mnt,
-			       .lock_fd = -1};
+	struct ready_ctx rc = {
+	    .pipe_fd = -1, .node_dir = node_dir, .mnt = mnt, .lock_fd = -1};
 	if (!fg) {
 		int pfd[2];
 		if (pipe2(pfd, O_CLOEXEC)) {
@@ -1209,8 +1207,7 @@ static int cmd_mount(int argc, char **argv)
 		}
 	}
 	if (!ret)
-		ret = bfs_fuse_run(fs, &mc.mo, on_ready, &rc, err,
-				   sizeof(err));
+		ret = bfs_fuse_run(fs, &mc.mo, on_ready, &rc, err, sizeof(err));
 	if (rc.lock_fd >= 0)
 		node_label(rc.lock_fd, "unmounting", NULL);
 	if (peers) {
@@ -1253,29 +1250,29 @@ static int cmd_mount(int argc, char **argv)
 /* ---- serve ------------------------------------------------------------- */
 
 static const char serve_usage[] =
-	"Usage: blockfs serve NODE_DIR [OPTIONS]\n"
-	"\n"
-	"Run the storage node in NODE_DIR: listen on its address from the\n"
-	"cluster file (CURVE: only the cluster's keys get in) and keep the\n"
-	"fragments other nodes send it. Runs in the foreground, logs to stderr,\n"
-	"stops cleanly on SIGTERM or SIGINT. A mounted node serves from its\n"
-	"mount; this is for nodes that only store.\n"
-	"\n"
-	"Options:\n"
-	"  -c, --capacity SIZE  bytes this node accepts (default: node.conf's\n"
-	"                       capacity, else 95% of its file system)\n"
-	"  -w, --workers N      request threads (default 4)\n"
-	"  -h, --help           show this help\n"
-	"\n"
-	"Exit status: 0 stopped cleanly, 1 failed, 2 usage error.\n";
+    "Usage: blockfs serve NODE_DIR [OPTIONS]\n"
+    "\n"
+    "Run the storage node in NODE_DIR: listen on its address from the\n"
+    "cluster file (CURVE: only the cluster's keys get in) and keep the\n"
+    "fragments other nodes send it. Runs in the foreground, logs to stderr,\n"
+    "stops cleanly on SIGTERM or SIGINT. A mounted node serves from its\n"
+    "mount; this is for nodes that only store.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --capacity SIZE  bytes this node accepts (default: node.conf's\n"
+    "                       capacity, else 95% of its file system)\n"
+    "  -w, --workers N      request threads (default 4)\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "Exit status: 0 stopped cleanly, 1 failed, 2 usage error.\n";
 
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"capacity", required_argument, NULL, 'c'},
-		{"workers", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"capacity", required_argument, NULL, 'c'},
+	    {"workers", required_argument, NULL, 'w'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	uint64_t capacity = 0;
 	long workers = 0;
@@ -1293,7 +1290,8 @@ static int cmd_serve(int argc, char **argv)
 		case 'w':
 			workers = strtol(optarg, &end, 10);
 			if (*end || workers < 1 || workers > 64)
-				die_usage("serve ", "invalid workers '%s' (1-64)",
+				die_usage("serve ",
+					  "invalid workers '%s' (1-64)",
 					  optarg);
 			break;
 		case 'h':
@@ -1390,9 +1388,9 @@ static int cmd_serve(int argc, char **argv)
 	/* The database is ours (RocksDB locks it): so is the node's lock. */
 	int lock_fd = node_lock(node_dir);
 	if (lock_fd < 0 || node_label(lock_fd, "serve", NULL))
-		fprintf(stderr, "%s: warning: cannot write %s/blockfs.pid: %s\n",
-			prog, node_dir,
-			strerror(lock_fd < 0 ? -lock_fd : errno));
+		fprintf(stderr,
+			"%s: warning: cannot write %s/blockfs.pid: %s\n", prog,
+			node_dir, strerror(lock_fd < 0 ? -lock_fd : errno));
 	struct net_status st;
 	net_server_status(srv, &st);
 	fprintf(stderr,
@@ -1450,8 +1448,7 @@ static int cluster_view(const char *node_dir, const struct bfs_cluster *cl,
 	struct net_client *c = NULL;
 	int ret;
 
-	snprintf(cv->redundancy, sizeof(cv->redundancy), "%s",
-		 cl->redundancy);
+	snprintf(cv->redundancy, sizeof(cv->redundancy), "%s", cl->redundancy);
 	cv->nodes = calloc(cl->nnodes, sizeof(*cv->nodes));
 	if (!cv->nodes)
 		return -ENOMEM;
@@ -1526,11 +1523,13 @@ static int print_status_json(const char *name, const char *state,
 		json_t *nodes = json_array();
 		ret = json_object_set_new(o, "redundancy",
 					  json_string(cv->redundancy)) ||
-		      json_object_set_new(o, "pending_uploads",
-					  json_integer((json_int_t)cv->pending)) ||
-		      json_object_set_new(o, "below_redundancy",
-					  json_integer((json_int_t)cv->repair)) ||
-		      json_object_set_new(o, "nodes", nodes)
+			      json_object_set_new(
+				  o, "pending_uploads",
+				  json_integer((json_int_t)cv->pending)) ||
+			      json_object_set_new(
+				  o, "below_redundancy",
+				  json_integer((json_int_t)cv->repair)) ||
+			      json_object_set_new(o, "nodes", nodes)
 			  ? -ENOMEM
 			  : 0;
 		for (unsigned i = 0; !ret && i < cv->n; i++) {
@@ -1538,8 +1537,9 @@ static int print_status_json(const char *name, const char *state,
 			json_t *n = json_pack(
 			    "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "name",
 			    v->name, "address", v->address, "zone", v->zone,
-			    "up", v->up, "latency_us", (json_int_t)v->latency_us,
-			    "capacity", (json_int_t)v->st.capacity, "used",
+			    "up", v->up, "latency_us",
+			    (json_int_t)v->latency_us, "capacity",
+			    (json_int_t)v->st.capacity, "used",
 			    (json_int_t)v->st.used, "fragments",
 			    (json_int_t)v->st.fragments);
 			if (!n || json_array_append_new(nodes, n))
@@ -1557,27 +1557,27 @@ static int print_status_json(const char *name, const char *state,
 }
 
 static const char status_usage[] =
-	"Usage: blockfs status NODE_DIR [--json]\n"
-	"\n"
-	"Show what the node stores: blocks, unique bytes, logical bytes\n"
-	"referenced by files, the deduplication ratio and the space the node\n"
-	"database takes on disk. Works while the node is mounted. In a cluster\n"
-	"of several nodes, also the blocks waiting for upload, the blocks below\n"
-	"their redundancy, and every node: up or down, latency, capacity,\n"
-	"bytes and fragments stored.\n"
-	"\n"
-	"Options:\n"
-	"  -j, --json   machine-readable output\n"
-	"  -h, --help   show this help\n"
-	"\n"
-	"Exit status: 0 ok, 1 failed, 2 usage error.\n";
+    "Usage: blockfs status NODE_DIR [--json]\n"
+    "\n"
+    "Show what the node stores: blocks, unique bytes, logical bytes\n"
+    "referenced by files, the deduplication ratio and the space the node\n"
+    "database takes on disk. Works while the node is mounted. In a cluster\n"
+    "of several nodes, also the blocks waiting for upload, the blocks below\n"
+    "their redundancy, and every node: up or down, latency, capacity,\n"
+    "bytes and fragments stored.\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json   machine-readable output\n"
+    "  -h, --help   show this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 failed, 2 usage error.\n";
 
 static int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	bool json = false;
 	int c;
@@ -1607,11 +1607,11 @@ static int cmd_status(int argc, char **argv)
 	pid_t pid = read_pid(node_dir, &holder);
 	bool mounted = pid && !strcmp(holder.role, "mount");
 	bool served = pid && !strcmp(holder.role, "serve");
-	const char *state = !pid	      ? "stopped"
-			    : mounted	      ? "mounted"
-			    : served	      ? "served"
+	const char *state = !pid	     ? "stopped"
+			    : mounted	     ? "mounted"
+			    : served	     ? "served"
 			    : holder.role[0] ? holder.role
-					      : "in use";
+					     : "in use";
 	snprintf(path, sizeof(path), "%s/db", node_dir);
 
 	struct blk_store_stats st = {0};
@@ -1641,8 +1641,9 @@ static int cmd_status(int argc, char **argv)
 		cv.repair = count_records(db, BFS_CF_REPAIR);
 		blk_db_close(db);
 		if (ret) {
-			fprintf(stderr, "%s: cannot read the node's statistics: "
-					"%s\n",
+			fprintf(stderr,
+				"%s: cannot read the node's statistics: "
+				"%s\n",
 				prog, strerror(-ret));
 			return 1;
 		}
@@ -1650,8 +1651,8 @@ static int cmd_status(int argc, char **argv)
 	double ratio = st.bytes ? (double)st.ref_bytes / (double)st.bytes : 1.0;
 	/* In a cluster of several nodes: every node's state too. */
 	struct bfs_cluster *cl = node_cluster(node_dir, err, sizeof(err));
-	int cret = cl && cl->nnodes > 1 ? cluster_view(node_dir, cl, &cv)
-					 : -ENOENT;
+	int cret =
+	    cl && cl->nnodes > 1 ? cluster_view(node_dir, cl, &cv) : -ENOENT;
 	free(cl);
 	if (json) {
 		ret = print_status_json(name, state, &holder, &st, ratio, disk,
@@ -1695,13 +1696,14 @@ static int cmd_status(int argc, char **argv)
 				if (v->up)
 					snprintf(lat, sizeof(lat), "%.1f ms",
 						 (double)v->latency_us / 1000);
-				printf("%-12s %-24s %-8s %-5s %10s %14llu %14llu "
-				       "%10llu\n",
-				       v->name, v->address, v->zone,
-				       v->up ? "up" : "DOWN", lat,
-				       (unsigned long long)v->st.capacity,
-				       (unsigned long long)v->st.used,
-				       (unsigned long long)v->st.fragments);
+				printf(
+				    "%-12s %-24s %-8s %-5s %10s %14llu %14llu "
+				    "%10llu\n",
+				    v->name, v->address, v->zone,
+				    v->up ? "up" : "DOWN", lat,
+				    (unsigned long long)v->st.capacity,
+				    (unsigned long long)v->st.used,
+				    (unsigned long long)v->st.fragments);
 			}
 		}
 	}
@@ -1712,28 +1714,28 @@ static int cmd_status(int argc, char **argv)
 /* ---- sync -------------------------------------------------------------- */
 
 static const char sync_usage[] =
-	"Usage: blockfs sync MOUNTPOINT\n"
-	"\n"
-	"Wait until everything written to the mount before the call is\n"
-	"durable: every file's data chunked into blocks and committed, the\n"
-	"node's store synced and, in a cluster, every block on all of its\n"
-	"placement's nodes (what fsync promises for one file, for the whole\n"
-	"mount). Use it where 'sync -f' would do on another filesystem:\n"
-	"syncfs(2) on a blockfs mount only writes the kernel's cached pages\n"
-	"back to the daemon and does not wait for the cluster.\n"
-	"\n"
-	"Options:\n"
-	"  -h, --help   show this help\n"
-	"\n"
-	"Exit status: 0 durable, 1 failed (e.g. fewer nodes up than the\n"
-	"redundancy needs for sync_timeout: the data stays queued), 2 usage\n"
-	"error.\n";
+    "Usage: blockfs sync MOUNTPOINT\n"
+    "\n"
+    "Wait until everything written to the mount before the call is\n"
+    "durable: every file's data chunked into blocks and committed, the\n"
+    "node's store synced and, in a cluster, every block on all of its\n"
+    "placement's nodes (what fsync promises for one file, for the whole\n"
+    "mount). Use it where 'sync -f' would do on another filesystem:\n"
+    "syncfs(2) on a blockfs mount only writes the kernel's cached pages\n"
+    "back to the daemon and does not wait for the cluster.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help   show this help\n"
+    "\n"
+    "Exit status: 0 durable, 1 failed (e.g. fewer nodes up than the\n"
+    "redundancy needs for sync_timeout: the data stays queued), 2 usage\n"
+    "error.\n";
 
 static int cmd_sync(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int c;
 
@@ -1779,8 +1781,7 @@ static int cmd_sync(int argc, char **argv)
 		return 1;
 	}
 	if (ret) {
-		fprintf(stderr, "%s: sync %s: %s\n", prog, mnt,
-			strerror(ret));
+		fprintf(stderr, "%s: sync %s: %s\n", prog, mnt, strerror(ret));
 		return 1;
 	}
 	return 0;
@@ -1789,20 +1790,20 @@ static int cmd_sync(int argc, char **argv)
 /* ---- main -------------------------------------------------------------- */
 
 static const char main_usage[] =
-	"Usage: blockfs COMMAND [ARGS]\n"
-	"\n"
-	"A FUSE filesystem over a content-addressed, replicated block store.\n"
-	"\n"
-	"Commands:\n"
-	"  cluster create DIR --nodes N   create a local cluster\n"
-	"  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
-	"  serve NODE_DIR                 run a storage node\n"
-	"  status NODE_DIR                show what the node stores\n"
-	"  sync MOUNTPOINT                wait until what was written is on\n"
-	"                                 the cluster\n"
-	"\n"
-	"'blockfs COMMAND --help' describes each command.\n"
-	"Exit status: 0 success, 1 failure, 2 usage error.\n";
+    "Usage: blockfs COMMAND [ARGS]\n"
+    "\n"
+    "A FUSE filesystem over a content-addressed, replicated block store.\n"
+    "\n"
+    "Commands:\n"
+    "  cluster create DIR --nodes N   create a local cluster\n"
+    "  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
+    "  serve NODE_DIR                 run a storage node\n"
+    "  status NODE_DIR                show what the node stores\n"
+    "  sync MOUNTPOINT                wait until what was written is on\n"
+    "                                 the cluster\n"
+    "\n"
+    "'blockfs COMMAND --help' describes each command.\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 int main(int argc, char **argv)
 {

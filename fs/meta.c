@@ -4,9 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
-const char *const bfs_cf_names[] = {"inodes", "dirents", "extents",
-				    "xattrs", "meta",	 "frags",
-				    "repair", NULL};
+const char *const bfs_cf_names[] = {"inodes", "dirents", "extents", "xattrs",
+				    "meta",   "frags",	 "repair",  NULL};
 /* Those holding large values: fragments (blob files, as "blocks"). */
 const char *const bfs_large_cf_names[] = {"frags", NULL};
 
@@ -95,8 +94,7 @@ size_t bfs_extent_key(uint8_t *key, uint64_t ino, uint64_t off)
 	return 16;
 }
 
-size_t bfs_xattr_key(uint8_t *key, uint64_t ino, const char *name,
-		     size_t nlen)
+size_t bfs_xattr_key(uint8_t *key, uint64_t ino, const char *name, size_t nlen)
 {
 	blk_put_be64(key, ino);
 	memcpy(key + 8, name, nlen);

@@ -2,14 +2,14 @@
  * extent maps and xattrs, their keys and their versioned binary encodings.
  *
  * Column families (after the store's own "blocks" and "refs"):
- *   inodes   ino(be64)                 -> struct bfs_inode_rec (+ symlink target)
- *   dirents  parent(be64) name         -> ino(le64) type(u8)
- *   extents  ino(be64) offset(be64)    -> len(le32) cid(binary)
- *   xattrs   ino(be64) name            -> value
- *   meta     ascii key                 -> value (format, next inode, orphans)
- * Big-endian numbers in keys keep RocksDB's byte order equal to numeric
- * order, so a prefix scan lists a directory or walks a file's extents in
- * offset order. Every extent covers one whole block: [offset, offset+len). */
+ *   inodes   ino(be64)                 -> struct bfs_inode_rec (+ symlink
+ * target) dirents  parent(be64) name         -> ino(le64) type(u8) extents
+ * ino(be64) offset(be64)    -> len(le32) cid(binary) xattrs   ino(be64) name ->
+ * value meta     ascii key                 -> value (format, next inode,
+ * orphans) Big-endian numbers in keys keep RocksDB's byte order equal to
+ * numeric order, so a prefix scan lists a directory or walks a file's extents
+ * in offset order. Every extent covers one whole block: [offset, offset+len).
+ */
 #pragma once
 
 #include <stdbool.h>
@@ -32,7 +32,8 @@ enum {
 };
 
 extern const char *const bfs_cf_names[]; /* NULL-terminated, in that order */
-extern const char *const bfs_large_cf_names[]; /* of those, the large-value ones */
+extern const char
+    *const bfs_large_cf_names[]; /* of those, the large-value ones */
 
 #define BFS_FORMAT_VERSION 1
 #define BFS_ROOT_INO 1
@@ -46,7 +47,7 @@ struct bfs_inode_rec {
 	uint32_t nlink;
 	uint64_t size;
 	uint64_t rdev;
-	uint64_t stored;  /* bytes held in extents (for st_blocks) */
+	uint64_t stored; /* bytes held in extents (for st_blocks) */
 	struct timespec atime, mtime, ctime, btime;
 };
 

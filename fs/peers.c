@@ -22,8 +22,8 @@
 #define DEFAULT_WINDOW 32
 #define DEFAULT_BACKLOG 1024
 #define DEFAULT_SYNC_TIMEOUT_MS 60000
-#define RETRY_MS 1000	  /* a block no node would take is tried again */
-#define HEDGE_MS 300	  /* a fetch asks the next node after this long */
+#define RETRY_MS 1000 /* a block no node would take is tried again */
+#define HEDGE_MS 300  /* a fetch asks the next node after this long */
 #define FETCH_DEADLINE_MS 20000
 #define THROTTLE_MAX_MS 1000
 #define SYNC_RETRY_MS 200 /* a node that did not answer SYNC is asked again */
@@ -42,20 +42,20 @@ struct job {
 	struct blk_cid cid;
 	uint8_t ckey[BLK_CID_MAX_BYTES];
 	size_t cklen;
-	size_t len;	   /* block length */
+	size_t len; /* block length */
 	size_t frag_len;
 	struct payload *pl; /* all fragments' bytes (one block for K = 1) */
 	uint8_t *frag[EC_MAX_FRAGS];
 	uint8_t hdr[EC_MAX_FRAGS][EC_FRAG_HDR_LEN];
-	unsigned want;	    /* K + M */
-	unsigned ok;	    /* fragments acknowledged */
-	unsigned inflight;  /* PUTs outstanding */
-	int holder[EC_MAX_FRAGS]; /* node holding fragment i, -1 none */
+	unsigned want;		    /* K + M */
+	unsigned ok;		    /* fragments acknowledged */
+	unsigned inflight;	    /* PUTs outstanding */
+	int holder[EC_MAX_FRAGS];   /* node holding fragment i, -1 none */
 	bool placed[BFS_MAX_NODES]; /* nodes used by this job */
 	unsigned rank[BFS_MAX_NODES];
 	unsigned nrank;
-	bool misplaced;	 /* some fragment is not on its ideal node */
-	bool stalled;	 /* some fragment found no node; retry later */
+	bool misplaced; /* some fragment is not on its ideal node */
+	bool stalled;	/* some fragment found no node; retry later */
 	struct timespec retry_at;
 	bool done;
 };
@@ -86,7 +86,7 @@ enum { PF_QUEUED, PF_INFLIGHT, PF_READY, PF_FAILED };
 /* Blocks held: 32 MiB at 256 KiB, twice bfs.c's 16 MiB read-ahead window,
  * so blocks fetched ahead are not dropped before the reader takes them. */
 #define PF_MAX 128
-#define PF_WORKERS 8 /* blocks fetched ahead at once */
+#define PF_WORKERS 8	  /* blocks fetched ahead at once */
 #define PF_STALE_MS 10000 /* a block fetched ahead and not read by then */
 
 struct bfs_peers {
@@ -108,14 +108,14 @@ struct bfs_peers {
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;   /* the uploader has something to do */
-	pthread_cond_t done;   /* the watermark moved */
+	pthread_cond_t wake; /* the uploader has something to do */
+	pthread_cond_t done; /* the watermark moved */
 	bool stop;
 	struct job *head, *tail; /* in sequence order */
 	unsigned njobs;
 	struct completion *comps;
-	uint64_t read_seq;   /* next log record to read */
-	uint64_t watermark;  /* every record below it is done */
+	uint64_t read_seq;	   /* next log record to read */
+	uint64_t watermark;	   /* every record below it is done */
 	bool dirty[BFS_MAX_NODES]; /* took fragments since the last barrier */
 	struct timespec full_until[BFS_MAX_NODES]; /* answered -ENOSPC */
 	/* Unmount (bfs_peers_closing): the one deadline every barrier and
@@ -285,10 +285,12 @@ static int job_prepare(struct bfs_peers *p, struct job *j)
 		j->pl->buf = data;
 		j->frag_len = len;
 		for (unsigned i = 0; i < want; i++) {
-			struct ec_frag_hdr h = {
-			    .k = 1, .m = (uint8_t)(want - 1), .index = (uint8_t)i,
-			    .block_len = (uint32_t)len, .frag_len = (uint32_t)len,
-			    .cid = j->cid};
+			struct ec_frag_hdr h = {.k = 1,
+						.m = (uint8_t)(want - 1),
+						.index = (uint8_t)i,
+						.block_len = (uint32_t)len,
+						.frag_len = (uint32_t)len,
+						.cid = j->cid};
 			j->frag[i] = data;
 			ec_frag_hdr_seal(&h, data, j->hdr[i]);
 		}
@@ -444,10 +446,11 @@ static void handle_completion(struct bfs_peers *p, struct completion *c)
 			/* Full: the next nodes in rendezvous order take its
 			 * fragments for a while (repair moves them later). */
 			if (ts_passed(&p->full_until[c->node]))
-				bfs_log_warn("node %s is full; its fragments go "
-					     "to the next nodes for %u s",
-					     p->cfg.cluster->nodes[c->node].name,
-					     FULL_MS / 1000);
+				bfs_log_warn(
+				    "node %s is full; its fragments go "
+				    "to the next nodes for %u s",
+				    p->cfg.cluster->nodes[c->node].name,
+				    FULL_MS / 1000);
 			ms_from_now(&p->full_until[c->node], FULL_MS);
 		}
 		if (p->up_failures <= 20 || p->up_failures % 1000 == 0) {
@@ -566,8 +569,8 @@ uint64_t bfs_peers_backlog(struct bfs_peers *p)
 
 void bfs_peers_throttle(struct bfs_peers *p)
 {
-	uint64_t max = p->cfg.backlog_max ? p->cfg.backlog_max
-					  : DEFAULT_BACKLOG;
+	uint64_t max =
+	    p->cfg.backlog_max ? p->cfg.backlog_max : DEFAULT_BACKLOG;
 	struct timespec ts;
 
 	if (bfs_peers_backlog(p) <= max)
@@ -575,8 +578,7 @@ void bfs_peers_throttle(struct bfs_peers *p)
 	ms_from_now(&ts, THROTTLE_MAX_MS);
 	pthread_mutex_lock(&p->lock);
 	pthread_cond_signal(&p->wake);
-	while (!p->stop &&
-	       blk_db_newlog_head(p->cfg.db) - p->watermark > max &&
+	while (!p->stop && blk_db_newlog_head(p->cfg.db) - p->watermark > max &&
 	       pthread_cond_timedwait(&p->done, &p->lock, &ts) == 0)
 		;
 	pthread_mutex_unlock(&p->lock);
@@ -804,8 +806,7 @@ static unsigned plan_fetch(struct bfs_peers *p, const unsigned *rank,
 	for (unsigned i = 0; i < nrank; i++)
 		net_client_peer_state(p->cl, rank[i], &up[rank[i]],
 				      &lat[rank[i]]);
-	return bfs_plan_fetch(rank, nrank, k, m, up, lat, cand,
-			      BFS_MAX_NODES);
+	return bfs_plan_fetch(rank, nrank, k, m, up, lat, cand, BFS_MAX_NODES);
 }
 
 /* What one fetch has asked and received. Only its thread touches it,
@@ -813,9 +814,9 @@ static unsigned plan_fetch(struct bfs_peers *p, const unsigned *rank,
 struct fetch {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	unsigned outstanding;	      /* lock */
+	unsigned outstanding;		    /* lock */
 	struct net_op *done[BFS_MAX_NODES]; /* lock: replies to look at */
-	unsigned ndone;		      /* lock */
+	unsigned ndone;			    /* lock */
 
 	const struct blk_cid *cid;
 	/* The block's coding: guessed from its length when the local store
@@ -823,8 +824,8 @@ struct fetch {
 	 * that arrives (fragment headers are self-describing), known. */
 	unsigned k, m;
 	bool known;
-	uint32_t block_len; /* once known */
-	size_t frag_len;    /* once known */
+	uint32_t block_len;	/* once known */
+	size_t frag_len;	/* once known */
 	struct ec_codec *codec; /* K > 1 and known: p->codec or own_codec */
 	struct ec_codec *own_codec;
 	struct bfs_cand cand[BFS_MAX_NODES];
@@ -858,7 +859,8 @@ static bool send_get(struct bfs_peers *p, struct fetch *f)
 {
 	while (f->next < f->nc) {
 		const struct bfs_cand *c = &f->cand[f->next++];
-		struct net_fref ref = {.cid = *f->cid, .index = (uint8_t)c->index};
+		struct net_fref ref = {.cid = *f->cid,
+				       .index = (uint8_t)c->index};
 		struct net_op *op;
 
 		if (f->frags[c->index] || f->banned[c->node] ||
@@ -902,14 +904,15 @@ static int fetch_learn(struct bfs_peers *p, struct fetch *f,
 		} else {
 			/* written under another policy: a codec for this
 			 * fetch */
-			if (f->own_codec && (ec_codec_k(f->own_codec) != h->k ||
-					     ec_codec_m(f->own_codec) != h->m)) {
+			if (f->own_codec &&
+			    (ec_codec_k(f->own_codec) != h->k ||
+			     ec_codec_m(f->own_codec) != h->m)) {
 				ec_codec_free(f->own_codec);
 				f->own_codec = NULL;
 			}
 			if (!f->own_codec) {
-				int ret = ec_codec_new(h->k, h->m,
-						       &f->own_codec);
+				int ret =
+				    ec_codec_new(h->k, h->m, &f->own_codec);
 				if (ret < 0)
 					return ret == -EINVAL ? -EBADMSG : ret;
 			}
@@ -940,8 +943,7 @@ static int check_frag(const struct fetch *f, const struct net_op_result *r)
 {
 	if (r->status < 0)
 		return r->status;
-	if (!blk_cid_equal(&r->frag.cid, f->cid) ||
-	    r->len != r->frag.frag_len)
+	if (!blk_cid_equal(&r->frag.cid, f->cid) || r->len != r->frag.frag_len)
 		return -EBADMSG;
 	if (f->known &&
 	    (r->frag.k != f->k || r->frag.m != f->m ||
@@ -974,7 +976,8 @@ static int take_reply(struct bfs_peers *p, struct fetch *f,
 		if (c == 0)
 			f->teacher = (int)res->peer;
 	}
-	if (c == 0 && f->k == 1 && !blk_cid_verify(f->cid, res->data, res->len)) {
+	if (c == 0 && f->k == 1 &&
+	    !blk_cid_verify(f->cid, res->data, res->len)) {
 		/* A copy with a right checksum and wrong bytes: a node
 		 * lies. Ask another. */
 		c = -EBADMSG;
@@ -1030,16 +1033,16 @@ static int collect(struct bfs_peers *p, struct fetch *f, const unsigned *rank,
 				return 0;
 			ms_from_now(&hedge, HEDGE_MS);
 			/* ...and one more each time they are slow. */
-			if (pthread_cond_timedwait(&f->cond, &f->lock, &hedge) ==
-				ETIMEDOUT &&
+			if (pthread_cond_timedwait(&f->cond, &f->lock,
+						   &hedge) == ETIMEDOUT &&
 			    f->ndone == 0 && send_get(p, f))
 				atomic_fetch_add_explicit(&p->hedges, 1,
 							  memory_order_relaxed);
 			continue;
 		}
 		while (f->ndone && f->have < fetch_target(f, all)) {
-			int r = take_reply(p, f, rank, nrank,
-					   f->done[--f->ndone]);
+			int r =
+			    take_reply(p, f, rank, nrank, f->done[--f->ndone]);
 			if (r < 0)
 				return r;
 		}
@@ -1221,7 +1224,8 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 				count_reject(p);
 				bfs_log_warn("fetch %s: node %s: fragment of "
 					     "another coding",
-					     name, p->cfg.cluster->nodes[i].name);
+					     name,
+					     p->cfg.cluster->nodes[i].name);
 			}
 	}
 	unsigned have = f->have, k = f->k;
@@ -1377,8 +1381,8 @@ void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
  * (not there, not started yet, or the prefetch failed: fetch it the normal
  * way), -ENOMEM. Waits for one in flight. A block read moves to the front
  * of the list. */
-static int pf_take(struct bfs_peers *p, const struct blk_cid *cid,
-		   void **data, size_t *len)
+static int pf_take(struct bfs_peers *p, const struct blk_cid *cid, void **data,
+		   size_t *len)
 {
 	struct pf_ent **link, *e;
 	int ret = -ENOENT;
@@ -1453,8 +1457,8 @@ static void pf_keep(struct bfs_peers *p, const struct blk_cid *cid,
 	pthread_mutex_unlock(&p->lock);
 }
 
-int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
-		    void **data, size_t *len)
+int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid, void **data,
+		    size_t *len)
 {
 	int ret = pf_take(p, cid, data, len);
 
@@ -1498,9 +1502,8 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 	pthread_cond_init(&p->pf_cond, NULL);
 	pthread_cond_init(&p->pf_work, NULL);
 	for (unsigned i = 0; i < cl->nnodes; i++) {
-		nodes[i] = (struct pl_node){cl->nodes[i].name,
-					    cl->nodes[i].zone,
-					    cl->nodes[i].weight};
+		nodes[i] = (struct pl_node){
+		    cl->nodes[i].name, cl->nodes[i].zone, cl->nodes[i].weight};
 		peers[i] = (struct net_peer_config){cl->nodes[i].address,
 						    cl->nodes[i].public_key};
 		keys[i] = cl->nodes[i].public_key;
@@ -1516,8 +1519,9 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 	if (cfg->k > 1) {
 		ret = ec_codec_new(cfg->k, cfg->m, &p->codec);
 		if (ret < 0) {
-			snprintf(err, errlen, "cannot build the %u+%u codec: %s",
-				 cfg->k, cfg->m, strerror(-ret));
+			snprintf(err, errlen,
+				 "cannot build the %u+%u codec: %s", cfg->k,
+				 cfg->m, strerror(-ret));
 			goto fail;
 		}
 	}

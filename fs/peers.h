@@ -45,19 +45,19 @@ struct bfs_peers;
 
 struct bfs_peers_config {
 	const struct bfs_cluster *cluster;
-	const char *self;       /* this node's name in the cluster file */
+	const char *self;	/* this node's name in the cluster file */
 	const char *public_key; /* its CURVE key pair, Z85 */
 	const char *secret_key;
-	struct blk_db *db; /* opened with newlog = true */
-	unsigned frags_cf; /* where this node's server keeps fragments */
-	unsigned repair_cf; /* binary CID -> reason: blocks to repair */
-	unsigned k, m;      /* redundancy: K data + M parity fragments */
-	uint32_t ec_min;    /* K > 1: shorter blocks go as M+1 replicas */
-	uint64_t capacity;  /* this node's server: bytes it accepts */
-	unsigned window;    /* blocks being uploaded at once (0: 32) */
+	struct blk_db *db;    /* opened with newlog = true */
+	unsigned frags_cf;    /* where this node's server keeps fragments */
+	unsigned repair_cf;   /* binary CID -> reason: blocks to repair */
+	unsigned k, m;	      /* redundancy: K data + M parity fragments */
+	uint32_t ec_min;      /* K > 1: shorter blocks go as M+1 replicas */
+	uint64_t capacity;    /* this node's server: bytes it accepts */
+	unsigned window;      /* blocks being uploaded at once (0: 32) */
 	uint64_t backlog_max; /* blocks queued before writers wait (0: 1024) */
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
-	bool serve; /* run this node's server in this process */
+	bool serve;		  /* run this node's server in this process */
 };
 
 /* Start the server (if asked), the client and the uploader. 0 or -errno
@@ -90,8 +90,8 @@ void bfs_peers_throttle(struct bfs_peers *p);
 
 /* Fetch block @cid from the cluster into a malloc'd buffer: 0, -EIO (no
  * node could give the right bytes in time), -ENOMEM. */
-int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid,
-		    void **data, size_t *len);
+int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid, void **data,
+		    size_t *len);
 
 /* Ask for blocks ahead of their reads (sequential readers): they are held
  * in memory, checked, for the bfs_peers_fetch that will want them. */

@@ -49,9 +49,9 @@ static void order_copies(struct bfs_cand *cand, unsigned nc)
 		if (cand[i].up && cand[i].latency > NET_LOCAL_LATENCY_US &&
 		    cand[i].latency < best)
 			best = cand[i].latency;
-	near = best == UINT64_MAX ? 0
+	near = best == UINT64_MAX     ? 0
 	       : best > NEAR_SLACK_US ? 2 * best
-				       : best + NEAR_SLACK_US;
+				      : best + NEAR_SLACK_US;
 	for (unsigned i = 0; i < nc; i++) {
 		r[i].c = cand[i];
 		if (!cand[i].up)

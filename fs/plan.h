@@ -6,8 +6,8 @@
 #include <stdint.h>
 
 struct bfs_cand {
-	unsigned node;	  /* index in the cluster file */
-	unsigned index;	  /* fragment index asked of it */
+	unsigned node;	/* index in the cluster file */
+	unsigned index; /* fragment index asked of it */
 	bool up;
 	uint64_t latency; /* microseconds; 1 for the mount's own node */
 };

@@ -97,7 +97,8 @@ static int insert_seg(struct wbuf *w, size_t i, uint64_t off,
 {
 	bool stream = off >= wbuf_end(w) && len >= 64 * 1024;
 	size_t head = stream ? WBUF_HEADROOM : 0;
-	size_t cap = stream && len < WBUF_SEG_MAX ? WBUF_SEG_MAX : grow_cap(len);
+	size_t cap =
+	    stream && len < WBUF_SEG_MAX ? WBUF_SEG_MAX : grow_cap(len);
 
 	if (reserve_segs(w, w->n + 1))
 		return -ENOMEM;
@@ -215,14 +216,12 @@ int wbuf_write(struct wbuf *w, uint64_t off, const void *data, size_t len)
 	return write_common(w, off, data, len, true);
 }
 
-int wbuf_write_under(struct wbuf *w, uint64_t off, const void *data,
-		     size_t len)
+int wbuf_write_under(struct wbuf *w, uint64_t off, const void *data, size_t len)
 {
 	return write_common(w, off, data, len, false);
 }
 
-uint64_t wbuf_overlay(const struct wbuf *w, uint64_t off, void *buf,
-		      size_t len)
+uint64_t wbuf_overlay(const struct wbuf *w, uint64_t off, void *buf, size_t len)
 {
 	uint64_t copied = 0, end = off + len;
 

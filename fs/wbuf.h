@@ -30,7 +30,10 @@ struct wbuf {
 	uint64_t bytes; /* sum of segment lengths */
 };
 
-#define WBUF_INIT {NULL, 0, 0, 0}
+#define WBUF_INIT                                                              \
+	{                                                                      \
+		NULL, 0, 0, 0                                                  \
+	}
 
 /* Free every segment; the buffer is empty afterwards. */
 void wbuf_clear(struct wbuf *w);

@@ -535,10 +535,12 @@ static void recv_replies(struct net_client *c, struct peer *p, uint64_t now)
 		int more = 1, rc;
 
 		while (more) {
-			zmq_msg_t extra, *dst = n < NET_MAX_FRAMES ? &m[n] : &extra;
+			zmq_msg_t extra,
+			    *dst = n < NET_MAX_FRAMES ? &m[n] : &extra;
 
 			zmq_msg_init(dst);
-			if (zmq_msg_recv(dst, p->sock, n ? 0 : ZMQ_DONTWAIT) < 0) {
+			if (zmq_msg_recv(dst, p->sock, n ? 0 : ZMQ_DONTWAIT) <
+			    0) {
 				zmq_msg_close(dst);
 				break;
 			}
@@ -566,9 +568,8 @@ static void recv_replies(struct net_client *c, struct peer *p, uint64_t now)
 		if (rc == 0 && h.id != 0 && h.id == p->ping_id) {
 			uint64_t rtt = now - p->ping_sent_us;
 
-			p->latency_us = p->latency_us
-					    ? (7 * p->latency_us + rtt) / 8
-					    : rtt;
+			p->latency_us =
+			    p->latency_us ? (7 * p->latency_us + rtt) / 8 : rtt;
 			atomic_store(&p->pub_latency_us, p->latency_us);
 			p->ping_id = 0;
 		} else if (rc == 0) {
@@ -640,8 +641,8 @@ static bool take_submitted(struct net_client *c)
 }
 
 /* Everything time-driven for @p; returns the next time it needs a look. */
-static uint64_t service_peer(struct net_client *c, struct peer *p,
-			     uint64_t now, bool *want_out)
+static uint64_t service_peer(struct net_client *c, struct peer *p, uint64_t now,
+			     bool *want_out)
 {
 	uint64_t next = now + MAX_POLL_MS * 1000u;
 	struct net_op *op, *nx;
@@ -656,9 +657,10 @@ static uint64_t service_peer(struct net_client *c, struct peer *p,
 	/* A peer that is down is pinged more often, and a ping to it is
 	 * given up sooner: when it comes back, the first reply marks it up,
 	 * and reads should not have to wait a whole heartbeat for that. */
-	uint64_t ivl_ms = p->up ? c->heartbeat_ms
-				: (c->heartbeat_ms < DOWN_PING_MS ? c->heartbeat_ms
-								  : DOWN_PING_MS);
+	uint64_t ivl_ms =
+	    p->up ? c->heartbeat_ms
+		  : (c->heartbeat_ms < DOWN_PING_MS ? c->heartbeat_ms
+						    : DOWN_PING_MS);
 	uint64_t lost_ms = p->up ? c->down_after_ms : ivl_ms;
 	if (p->ping_id && now - p->ping_sent_us > lost_ms * 1000ull)
 		p->ping_id = 0; /* lost; allow another */
@@ -748,8 +750,8 @@ static void *io_main(void *arg)
 			break;
 		for (unsigned i = 0; i < c->npeers; i++) {
 			bool want_out;
-			uint64_t t = service_peer(c, &c->peers[i], now,
-						  &want_out);
+			uint64_t t =
+			    service_peer(c, &c->peers[i], now, &want_out);
 
 			if (t < next)
 				next = t;
@@ -758,8 +760,8 @@ static void *io_main(void *arg)
 			    .events = (short)(ZMQ_POLLIN |
 					      (want_out ? ZMQ_POLLOUT : 0))};
 		}
-		pi[c->npeers] = (zmq_pollitem_t){.fd = c->efd,
-						 .events = ZMQ_POLLIN};
+		pi[c->npeers] =
+		    (zmq_pollitem_t){.fd = c->efd, .events = ZMQ_POLLIN};
 		now = now_us();
 		timeout = next > now ? (long)((next - now + 999) / 1000) : 0;
 		if (zmq_poll(pi, (int)c->npeers + 1, timeout) < 0 &&
@@ -847,9 +849,8 @@ static void *local_main(void *arg)
 	return NULL;
 }
 
-int net_client_set_local(struct net_client *c, unsigned peer,
-			 net_local_fn exec, net_local_release_fn release,
-			 void *arg)
+int net_client_set_local(struct net_client *c, unsigned peer, net_local_fn exec,
+			 net_local_release_fn release, void *arg)
 {
 	if (peer >= c->npeers || !exec || c->peers[peer].local_exec)
 		return -EINVAL;
@@ -922,8 +923,7 @@ static int open_peer(struct net_client *c, struct peer *p,
 	return 0;
 }
 
-int net_client_new(const struct net_client_config *cfg,
-		   struct net_client **out)
+int net_client_new(const struct net_client_config *cfg, struct net_client **out)
 {
 	struct net_client *c;
 	int rc;
@@ -947,8 +947,8 @@ int net_client_new(const struct net_client_config *cfg,
 	c->window = cfg->window ? cfg->window : NET_CLIENT_DEFAULT_WINDOW;
 	c->timeout_ms =
 	    cfg->timeout_ms ? cfg->timeout_ms : NET_CLIENT_DEFAULT_TIMEOUT_MS;
-	c->max_attempts = cfg->max_attempts ? cfg->max_attempts
-					    : NET_CLIENT_DEFAULT_ATTEMPTS;
+	c->max_attempts =
+	    cfg->max_attempts ? cfg->max_attempts : NET_CLIENT_DEFAULT_ATTEMPTS;
 	c->backoff_ms =
 	    cfg->backoff_ms ? cfg->backoff_ms : NET_CLIENT_DEFAULT_BACKOFF_MS;
 	c->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms
@@ -1322,9 +1322,9 @@ int net_client_list(struct net_client *c, unsigned peer,
 	rc = call_new(c, peer, net_op_new_list(cursor, limit), &op);
 	if (rc == 0) {
 		for (uint32_t i = 0; i < op->res.count; i++) {
-			if (net_list_item_decode(op->res.items +
-						     (size_t)i * NET_LIST_ITEM_LEN,
-						 &items[i]) < 0) {
+			if (net_list_item_decode(
+				op->res.items + (size_t)i * NET_LIST_ITEM_LEN,
+				&items[i]) < 0) {
 				rc = -EPROTO;
 				break;
 			}

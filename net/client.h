@@ -27,8 +27,8 @@
  * NET_CLIENT_BUSY_RETRIES times, without counting against max_attempts;
  * then the op fails with -EBUSY. Other server errors (-ENOENT, -ENOSPC:
  * put it on another node, -EEXIST: other bytes are stored under that
- * fragment, -EPERM, -EBADMSG, ...) are final. A GET reply is checked before it is
- * accepted: a fragment header, bytes matching its checksum, and the CID and
+ * fragment, -EPERM, -EBADMSG, ...) are final. A GET reply is checked before it
+ * is accepted: a fragment header, bytes matching its checksum, and the CID and
  * index asked for; otherwise -EBADMSG (a broken or hostile peer). A reply
  * that does not decode fails the op with -EPROTO. */
 #pragma once
@@ -52,7 +52,7 @@ struct net_batch;
 #define NET_CLIENT_BUSY_RETRIES 16
 
 struct net_peer_config {
-	const char *endpoint;   /* "tcp://host:port" */
+	const char *endpoint;	/* "tcp://host:port" */
 	const char *server_key; /* the node's CURVE public key, Z85 */
 };
 
@@ -65,11 +65,11 @@ struct net_client_config {
 	const struct net_peer_config *peers; /* peer i is peers[i] */
 	unsigned npeers;
 	/* 0 selects the NET_CLIENT_DEFAULT_* value. */
-	unsigned window;        /* requests in flight per peer */
-	unsigned timeout_ms;    /* per attempt */
-	unsigned max_attempts;  /* 1 = no retries */
-	unsigned backoff_ms;    /* before the first retry; doubles */
-	unsigned heartbeat_ms;  /* PING interval per peer */
+	unsigned window;	/* requests in flight per peer */
+	unsigned timeout_ms;	/* per attempt */
+	unsigned max_attempts;	/* 1 = no retries */
+	unsigned backoff_ms;	/* before the first retry; doubles */
+	unsigned heartbeat_ms;	/* PING interval per peer */
 	unsigned down_after_ms; /* silence after which a peer is DOWN */
 	/* Test only: hand GET replies over without checking them. */
 	bool no_verify;
@@ -98,9 +98,8 @@ unsigned net_client_npeers(const struct net_client *c);
 typedef int (*net_local_fn)(void *arg, const struct net_req *q,
 			    struct net_rep *rep, void **hold);
 typedef void (*net_local_release_fn)(void *hold);
-int net_client_set_local(struct net_client *c, unsigned peer,
-			 net_local_fn exec, net_local_release_fn release,
-			 void *arg);
+int net_client_set_local(struct net_client *c, unsigned peer, net_local_fn exec,
+			 net_local_release_fn release, void *arg);
 
 /* The latency reported for the local peer: it answers in a function call,
  * nearest of all. */
@@ -117,9 +116,9 @@ int net_client_peer_state(struct net_client *c, unsigned i, bool *up,
 /* Results; read them only once the op is done (see net_op_result). The
  * pointers stay valid until net_op_free. */
 struct net_op_result {
-	int status;	   /* 0, the server's -errno, or -ETIMEDOUT,
-			      -EHOSTDOWN, -EBADMSG, -EPROTO, -ECANCELED */
-	uint8_t op;	   /* NET_OP_* */
+	int status; /* 0, the server's -errno, or -ETIMEDOUT,
+		       -EHOSTDOWN, -EBADMSG, -EPROTO, -ECANCELED */
+	uint8_t op; /* NET_OP_* */
 	unsigned peer;
 	unsigned attempts; /* sends it took */
 	uint64_t rtt_us;   /* of the attempt answered */

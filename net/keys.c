@@ -2,8 +2,8 @@
 #include "net/keys.h"
 
 #include <errno.h>
-#include <string.h>
 #include <stdint.h>
+#include <string.h>
 #include <zmq.h>
 
 void *net_ctx_new(void)
@@ -35,8 +35,9 @@ int net_key_public(const char *sec, char *pub)
 
 int net_key_valid(const char *s)
 {
-	static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz"
-				       "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+	static const char alphabet[] =
+	    "0123456789abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 	uint8_t raw[32];
 
 	if (!s || strlen(s) != NET_KEY_Z85_LEN)

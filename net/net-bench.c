@@ -122,9 +122,11 @@ static int transfer(bool curve, const uint8_t *buf)
 	if (!router || !dealer || set_timeouts(router) || set_timeouts(dealer))
 		goto out;
 	if (curve) {
-		if (zmq_curve_keypair(spub, ssec) || zmq_curve_keypair(cpub, csec))
+		if (zmq_curve_keypair(spub, ssec) ||
+		    zmq_curve_keypair(cpub, csec))
 			goto out;
-		if (zmq_setsockopt(router, ZMQ_CURVE_SERVER, &one, sizeof(one)) ||
+		if (zmq_setsockopt(router, ZMQ_CURVE_SERVER, &one,
+				   sizeof(one)) ||
 		    zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, ssec, 40) ||
 		    zmq_setsockopt(dealer, ZMQ_CURVE_SERVERKEY, spub, 40) ||
 		    zmq_setsockopt(dealer, ZMQ_CURVE_PUBLICKEY, cpub, 40) ||
@@ -162,12 +164,13 @@ static int transfer(bool curve, const uint8_t *buf)
 	b = bench_clock_now();
 	pthread_join(th, NULL);
 	if (acked < nmsg || sa.rc) {
-		fprintf(stderr, "net-bench: transfer stopped after %zu of %zu: %s\n",
+		fprintf(stderr,
+			"net-bench: transfer stopped after %zu of %zu: %s\n",
 			acked, nmsg, zmq_strerror(errno));
 		goto out;
 	}
-	report(curve ? "zmq transfer, CURVE" : "zmq transfer, plain", nmsg * len,
-	       a, b);
+	report(curve ? "zmq transfer, CURVE" : "zmq transfer, plain",
+	       nmsg * len, a, b);
 	rc = 0;
 out:
 	if (dealer)
@@ -216,15 +219,17 @@ static void primitives(uint8_t *buf, uint8_t *out)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: net-bench [--size-mb N] [--msg-kib N] [--window N]\n"
-		"  --size-mb   bytes moved per test, MiB (default 1024)\n"
-		"  --msg-kib   message size, KiB (default 256, the average chunk)\n"
-		"  --window    messages in flight (default 32)\n"
-		"Prints MB/s and CPU seconds per GiB of: a DEALER->ROUTER transfer\n"
-		"on 127.0.0.1 with CURVE and without (both ends in this process),\n"
-		"crypto_box_afternm, BLAKE2b-256 and memcpy.\n"
-		"exit status: 0 measured, 1 a step failed, 2 usage.\n");
+	fprintf(
+	    f,
+	    "usage: net-bench [--size-mb N] [--msg-kib N] [--window N]\n"
+	    "  --size-mb   bytes moved per test, MiB (default 1024)\n"
+	    "  --msg-kib   message size, KiB (default 256, the average chunk)\n"
+	    "  --window    messages in flight (default 32)\n"
+	    "Prints MB/s and CPU seconds per GiB of: a DEALER->ROUTER "
+	    "transfer\n"
+	    "on 127.0.0.1 with CURVE and without (both ends in this process),\n"
+	    "crypto_box_afternm, BLAKE2b-256 and memcpy.\n"
+	    "exit status: 0 measured, 1 a step failed, 2 usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -239,7 +244,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
-		if (i + 1 >= argc || !bench_parse_count(argv[i + 1], 1000000, &v)) {
+		if (i + 1 >= argc ||
+		    !bench_parse_count(argv[i + 1], 1000000, &v)) {
 			usage(stderr);
 			return 2;
 		}
@@ -255,7 +261,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (msg_kib > size_mb * 1024) {
-		fprintf(stderr, "net-bench: --msg-kib is larger than --size-mb\n");
+		fprintf(stderr,
+			"net-bench: --msg-kib is larger than --size-mb\n");
 		return 2;
 	}
 	if (sodium_init() < 0) {

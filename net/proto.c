@@ -11,10 +11,10 @@ static const uint8_t MAGIC[4] = {'B', 'F', 'N', 'P'};
 const char *net_op_name(unsigned op)
 {
 	static const char *const names[] = {
-	    [NET_OP_PING] = "ping",	[NET_OP_PUT] = "put",
-	    [NET_OP_GET] = "get",	[NET_OP_HAVE] = "have",
-	    [NET_OP_DELETE] = "delete", [NET_OP_LIST] = "list",
-	    [NET_OP_STATUS] = "status", [NET_OP_SYNC] = "sync",
+	    [NET_OP_PING] = "ping",	    [NET_OP_PUT] = "put",
+	    [NET_OP_GET] = "get",	    [NET_OP_HAVE] = "have",
+	    [NET_OP_DELETE] = "delete",	    [NET_OP_LIST] = "list",
+	    [NET_OP_STATUS] = "status",	    [NET_OP_SYNC] = "sync",
 	    [NET_OP_HEAD_GET] = "head-get", [NET_OP_HEAD_CAS] = "head-cas",
 	};
 
@@ -285,9 +285,9 @@ int net_rep_decode(const struct net_frame *f, size_t n, struct net_rep *r)
 		for (uint32_t i = 0; i < h->count; i++) {
 			struct net_list_item it;
 
-			if (net_list_item_decode(r->items +
-						     (size_t)i * NET_LIST_ITEM_LEN,
-						 &it) < 0)
+			if (net_list_item_decode(
+				r->items + (size_t)i * NET_LIST_ITEM_LEN, &it) <
+			    0)
 				return -EINVAL;
 		}
 		return 0;
@@ -327,16 +327,16 @@ int net_req_encode(const struct net_req *r, uint8_t *scratch,
 	case NET_OP_DELETE:
 		if (h.count < 1 || h.count > NET_MAX_REFS)
 			return -EINVAL;
-		out[n++] = (struct net_frame){
-		    r->refs, (size_t)h.count * NET_FREF_LEN};
+		out[n++] =
+		    (struct net_frame){r->refs, (size_t)h.count * NET_FREF_LEN};
 		break;
 	case NET_OP_LIST:
 		if (h.count < 1 || h.count > NET_MAX_LIST)
 			return -EINVAL;
 		if (r->has_cursor)
 			net_fref_encode(&r->ref, small);
-		out[n++] = (struct net_frame){
-		    small, r->has_cursor ? NET_FREF_LEN : 0};
+		out[n++] =
+		    (struct net_frame){small, r->has_cursor ? NET_FREF_LEN : 0};
 		break;
 	default:
 		return -EINVAL;
@@ -388,14 +388,14 @@ int net_rep_encode(const struct net_rep *r, uint8_t *scratch,
 	case NET_OP_DELETE:
 		if (h.count < 1 || h.count > NET_MAX_REFS)
 			return -EINVAL;
-		out[n++] = (struct net_frame){r->bitmap,
-					      net_bitmap_len(h.count)};
+		out[n++] =
+		    (struct net_frame){r->bitmap, net_bitmap_len(h.count)};
 		break;
 	case NET_OP_LIST:
 		if (h.count > NET_MAX_LIST)
 			return -EINVAL;
-		out[n++] = (struct net_frame){
-		    r->items, (size_t)h.count * NET_LIST_ITEM_LEN};
+		out[n++] = (struct net_frame){r->items, (size_t)h.count *
+							    NET_LIST_ITEM_LEN};
 		break;
 	default:
 		return -EINVAL;

@@ -81,7 +81,8 @@
 #define NET_MAX_FRAMES 4   /* header included, in any valid message */
 /* Bytes of the largest valid message, all frames together: a PUT or GET of
  * a fragment of EC_MAX_BLOCK bytes. */
-#define NET_MAX_MSG_BYTES ((uint64_t)NET_HDR_LEN + EC_FRAG_HDR_LEN + EC_MAX_BLOCK)
+#define NET_MAX_MSG_BYTES                                                      \
+	((uint64_t)NET_HDR_LEN + EC_FRAG_HDR_LEN + EC_MAX_BLOCK)
 /* Bytes of the largest valid frame: fragment bytes. */
 #define NET_MAX_FRAME_BYTES ((int64_t)EC_MAX_BLOCK)
 
@@ -127,7 +128,7 @@ struct net_list_item {
 
 struct net_status {
 	uint64_t capacity;  /* bytes the node accepts */
-	uint64_t used;      /* bytes stored (fragment headers included) */
+	uint64_t used;	    /* bytes stored (fragment headers included) */
 	uint64_t fragments; /* fragments stored */
 };
 
@@ -140,26 +141,26 @@ struct net_frame {
 /* A request, as decoded or to be encoded. Pointers borrow the frames (or,
  * for encoding, the caller's buffers). */
 struct net_req {
-	struct net_hdr hdr;          /* hdr.count: HAVE/DELETE frefs, LIST limit */
-	const uint8_t *frag_raw;     /* PUT: the 64 header bytes */
-	struct ec_frag_hdr frag;     /* PUT: decoded from frag_raw */
-	const void *data;            /* PUT: fragment bytes */
+	struct net_hdr hdr;	 /* hdr.count: HAVE/DELETE frefs, LIST limit */
+	const uint8_t *frag_raw; /* PUT: the 64 header bytes */
+	struct ec_frag_hdr frag; /* PUT: decoded from frag_raw */
+	const void *data;	 /* PUT: fragment bytes */
 	size_t len;
-	struct net_fref ref;         /* GET; LIST: the cursor if has_cursor */
-	bool has_cursor;             /* LIST */
-	const uint8_t *refs;         /* HAVE/DELETE: hdr.count packed frefs */
+	struct net_fref ref; /* GET; LIST: the cursor if has_cursor */
+	bool has_cursor;     /* LIST */
+	const uint8_t *refs; /* HAVE/DELETE: hdr.count packed frefs */
 };
 
 /* A reply, likewise. */
 struct net_rep {
-	struct net_hdr hdr;          /* hdr.count: HAVE/DELETE bits, LIST items */
-	const uint8_t *frag_raw;     /* GET */
-	struct ec_frag_hdr frag;     /* GET: decoded from frag_raw */
-	const void *data;            /* GET */
+	struct net_hdr hdr;	 /* hdr.count: HAVE/DELETE bits, LIST items */
+	const uint8_t *frag_raw; /* GET */
+	struct ec_frag_hdr frag; /* GET: decoded from frag_raw */
+	const void *data;	 /* GET */
 	size_t len;
-	const uint8_t *bitmap;       /* HAVE/DELETE */
-	const uint8_t *items;        /* LIST: hdr.count packed items */
-	struct net_status st;        /* STATUS */
+	const uint8_t *bitmap; /* HAVE/DELETE */
+	const uint8_t *items;  /* LIST: hdr.count packed items */
+	struct net_status st;  /* STATUS */
 };
 
 /* Bytes of scratch space net_req_encode/net_rep_encode need. */
@@ -177,7 +178,8 @@ int net_fref_decode(const uint8_t *buf, struct net_fref *r);
 void net_list_item_encode(const struct net_list_item *it,
 			  uint8_t out[NET_LIST_ITEM_LEN]);
 int net_list_item_decode(const uint8_t *buf, struct net_list_item *it);
-void net_status_encode(const struct net_status *st, uint8_t out[NET_STATUS_LEN]);
+void net_status_encode(const struct net_status *st,
+		       uint8_t out[NET_STATUS_LEN]);
 void net_status_decode(const uint8_t *buf, struct net_status *st);
 
 /* Bitmaps of HAVE and DELETE replies. */

@@ -69,8 +69,8 @@
 /* routing id, ticket, then at most NET_MAX_FRAMES (the proxy saw to it) */
 #define MAX_IN_FRAMES (2 + NET_MAX_FRAMES)
 #define STATS_LEN 16
-#define TICKET_LEN 12 /* u32 peer slot, u64 bytes admitted */
-#define PROXY_BATCH 64 /* messages taken from one side before the other */
+#define TICKET_LEN 12	/* u32 peer slot, u64 bytes admitted */
+#define PROXY_BATCH 64	/* messages taken from one side before the other */
 #define UNKNOWN_KEYS 16 /* unknown keys whose refusals are rate-limited */
 
 static const char *const REFUSAL_NAMES[NET_REFUSED_KINDS] = {
@@ -170,7 +170,7 @@ static uint64_t mono_ms(void)
 static void refusal_logv(struct net_server *s, struct ratelog *rl,
 			 enum net_refusal kind, const char *who,
 			 const char *fmt, va_list ap)
-	__attribute__((format(printf, 5, 0)));
+    __attribute__((format(printf, 5, 0)));
 
 /* Log a refusal if @rl allows: "refused <what> from <who>: <why>".
  * Called with log_mu held. */
@@ -204,8 +204,7 @@ static void refusal_logv(struct net_server *s, struct ratelog *rl,
 }
 
 static void refuse(struct net_server *s, unsigned slot, enum net_refusal kind,
-		   const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* A refusal of a request from the peer in @slot. */
 static void refuse(struct net_server *s, unsigned slot, enum net_refusal kind,
@@ -245,9 +244,10 @@ static void log_key(struct net_server *s, const uint8_t key[32],
 		unsigned i = s->nunknown < UNKNOWN_KEYS ? s->nunknown++ : 0;
 
 		/* Full: the least recently logged key makes room. */
-		for (unsigned j = 0; s->nunknown == UNKNOWN_KEYS && j < UNKNOWN_KEYS;
-		     j++)
-			if (s->unknown[j].log.last_ms < s->unknown[i].log.last_ms)
+		for (unsigned j = 0;
+		     s->nunknown == UNKNOWN_KEYS && j < UNKNOWN_KEYS; j++)
+			if (s->unknown[j].log.last_ms <
+			    s->unknown[i].log.last_ms)
 				i = j;
 		u = &s->unknown[i];
 		memcpy(u->key, key, 32);
@@ -361,7 +361,7 @@ static int load_usage(struct net_server *s)
 
 struct reply {
 	struct net_rep rep;
-	void *own;	      /* freed after sending */
+	void *own;		/* freed after sending */
 	struct blk_val *zc_val; /* GET: value whose bytes go zero-copy */
 };
 
@@ -410,8 +410,7 @@ static int compare_stored(struct net_server *s, const uint8_t *fkey,
 	return rc;
 }
 
-static int do_put(struct net_server *s, const struct net_req *q,
-		  unsigned slot)
+static int do_put(struct net_server *s, const struct net_req *q, unsigned slot)
 {
 	uint8_t fref[NET_FREF_LEN], fkey[NET_SERVER_KEY_LEN],
 	    ikey[NET_SERVER_KEY_LEN], ival[4], stats[STATS_LEN];
@@ -447,8 +446,8 @@ static int do_put(struct net_server *s, const struct net_req *q,
 		return -ENOMEM;
 	/* The bytes are copied into the batch outside the lock; only the
 	 * usage record and the check of what is stored need it (note 5). */
-	blk_txn_put2(t, s->cf, fkey, sizeof(fkey), q->frag_raw,
-		     EC_FRAG_HDR_LEN, q->data, q->len);
+	blk_txn_put2(t, s->cf, fkey, sizeof(fkey), q->frag_raw, EC_FRAG_HDR_LEN,
+		     q->data, q->len);
 	blk_txn_put(t, s->cf, ikey, sizeof(ikey), ival, sizeof(ival));
 
 	pthread_mutex_lock(&s->mu);
@@ -530,8 +529,7 @@ static int do_get(struct net_server *s, const struct net_req *q,
 	 * checked below, covers the same bytes end to end and costs a tenth
 	 * of a software CRC32C. */
 	net_server_frag_key(&q->ref, key);
-	rc = blk_db_get_val(s->db, s->cf, key, sizeof(key), BLK_GET_NO_CRC,
-			    &v);
+	rc = blk_db_get_val(s->db, s->cf, key, sizeof(key), BLK_GET_NO_CRC, &v);
 	if (rc < 0)
 		return rc;
 	val = blk_val_data(v, &vlen);
@@ -606,8 +604,8 @@ static int fref_cmp(const void *a, const void *b, void *base)
 {
 	const uint8_t *refs = base;
 
-	return memcmp(refs + (size_t)*(const uint32_t *)a * NET_FREF_LEN,
-		      refs + (size_t)*(const uint32_t *)b * NET_FREF_LEN,
+	return memcmp(refs + (size_t) * (const uint32_t *)a * NET_FREF_LEN,
+		      refs + (size_t) * (const uint32_t *)b * NET_FREF_LEN,
 		      NET_FREF_LEN);
 }
 
@@ -640,7 +638,8 @@ static int delete_refs(struct net_server *s, const uint8_t *refs, uint32_t n,
 		uint8_t v[4];
 		int64_t got;
 
-		if (i > 0 && fref_cmp(&order[i], &order[i - 1], (void *)refs) == 0) {
+		if (i > 0 &&
+		    fref_cmp(&order[i], &order[i - 1], (void *)refs) == 0) {
 			if (prev_found)
 				net_bitmap_set(map, order[i]);
 			continue;
@@ -889,7 +888,8 @@ static void *worker_main(void *arg)
 			continue;
 		/* The whole message: routing id, ticket, then ours. */
 		while (more) {
-			zmq_msg_t extra, *dst = n < MAX_IN_FRAMES ? &m[n] : &extra;
+			zmq_msg_t extra,
+			    *dst = n < MAX_IN_FRAMES ? &m[n] : &extra;
 
 			zmq_msg_init(dst);
 			if (zmq_msg_recv(dst, sock, 0) < 0) {
@@ -1019,7 +1019,7 @@ static void *zap_main(void *arg)
 		zmq_send(s->zap, slot >= 0 ? "OK" : "key not in the cluster",
 			 slot >= 0 ? 2 : 22, ZMQ_SNDMORE);
 		zmq_send(s->zap, uid, strlen(uid), ZMQ_SNDMORE); /* user id */
-		zmq_send(s->zap, "", 0, 0);			  /* metadata */
+		zmq_send(s->zap, "", 0, 0);			 /* metadata */
 		for (size_t i = 0; i < n; i++)
 			zmq_msg_close(&m[i]);
 	}
@@ -1051,8 +1051,8 @@ static void proxy_answer(struct net_server *s, zmq_msg_t *rid, zmq_msg_t *hdr,
 
 	if (hdr)
 		net_hdr_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h);
-	h = (struct net_hdr){.op = h.op, .id = h.id, .status = status,
-			     .flags = NET_F_REPLY};
+	h = (struct net_hdr){
+	    .op = h.op, .id = h.id, .status = status, .flags = NET_F_REPLY};
 	net_hdr_encode(&h, out);
 	/* ROUTER drops what it cannot route or queue: never blocks. */
 	if (zmq_msg_send(rid, s->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
@@ -1108,7 +1108,8 @@ static bool proxy_request(struct net_server *s)
 				zmq_msg_close(&f[i]);
 			n = n ? 1 : 0;
 		}
-		if (!too_big || (frames == 1 && zmq_msg_size(&m) == NET_HDR_LEN))
+		if (!too_big ||
+		    (frames == 1 && zmq_msg_size(&m) == NET_HDR_LEN))
 			f[n++] = m;
 		else
 			zmq_msg_close(&m);
@@ -1239,8 +1240,7 @@ static int zerr(void)
 	return errno ? -errno : -EIO;
 }
 
-int net_server_new(const struct net_server_config *cfg,
-		   struct net_server **out)
+int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 {
 	struct net_server *s;
 	int zero = 0, one = 1, hwm = 10000, rc;
@@ -1249,7 +1249,8 @@ int net_server_new(const struct net_server_config *cfg,
 
 	*out = NULL;
 	if (!cfg || !cfg->endpoint || !cfg->db || cfg->cf < BLK_CF_USER ||
-	    !net_key_valid(cfg->public_key) || !net_key_valid(cfg->secret_key) ||
+	    !net_key_valid(cfg->public_key) ||
+	    !net_key_valid(cfg->secret_key) ||
 	    (cfg->nallowed && !cfg->allowed_keys) ||
 	    cfg->workers > NET_SERVER_MAX_WORKERS)
 		return -EINVAL;
@@ -1282,8 +1283,8 @@ int net_server_new(const struct net_server_config *cfg,
 			       : NET_SERVER_DEFAULT_PEER_REQUESTS;
 	s->peer_max_bytes = cfg->peer_max_bytes ? cfg->peer_max_bytes
 						: NET_SERVER_DEFAULT_PEER_BYTES;
-	s->max_bytes = cfg->max_bytes ? cfg->max_bytes
-				      : NET_SERVER_DEFAULT_MAX_BYTES;
+	s->max_bytes =
+	    cfg->max_bytes ? cfg->max_bytes : NET_SERVER_DEFAULT_MAX_BYTES;
 	s->log = cfg->log;
 	s->log_arg = cfg->log_arg;
 	s->log_interval_ms = cfg->log_interval_ms

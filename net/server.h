@@ -89,8 +89,8 @@ enum net_refusal {
 /* What the server refused and what it held, since it started. */
 struct net_server_counters {
 	uint64_t refused[NET_REFUSED_KINDS];
-	uint64_t repaired;	  /* corrupt fragments replaced by a PUT */
-	uint64_t held_bytes;	  /* request bytes admitted, not answered */
+	uint64_t repaired;   /* corrupt fragments replaced by a PUT */
+	uint64_t held_bytes; /* request bytes admitted, not answered */
 	uint64_t held_bytes_peak;
 };
 
@@ -120,7 +120,7 @@ struct net_server_config {
 	 * such check (capacity and failing writes only). */
 	const char *data_dir;
 	uint64_t disk_reserve; /* 0: NET_SERVER_DEFAULT_DISK_RESERVE */
-	unsigned workers;  /* 0: NET_SERVER_DEFAULT_WORKERS */
+	unsigned workers;      /* 0: NET_SERVER_DEFAULT_WORKERS */
 	/* Bounds on requests in flight (0: the NET_SERVER_DEFAULT_* value). */
 	unsigned peer_max_requests;
 	uint64_t peer_max_bytes;
@@ -184,9 +184,9 @@ int net_server_delete(struct net_server *s, const struct net_fref *refs,
 /* Execute one request in the calling thread, exactly as a worker would
  * for the same request from the network (DELETE refused included), for a
  * client in this process (net_client_set_local: @arg is the server); it
- * counts as the peer "local", with no bound on what it has in flight. *@rep is the reply; its
- * pointers stay valid until net_server_release(*@hold). Returns the
- * reply's status. */
+ * counts as the peer "local", with no bound on what it has in flight. *@rep is
+ * the reply; its pointers stay valid until net_server_release(*@hold). Returns
+ * the reply's status. */
 int net_server_exec(void *arg, const struct net_req *q, struct net_rep *rep,
 		    void **hold);
 void net_server_release(void *hold);

@@ -63,8 +63,8 @@ int main(int argc, char **argv)
 		ret = blk_db_sync(db);
 	blk_db_close(db);
 	if (ret) {
-		fprintf(stderr, "damage-fragments: failed after %lu fragments\n",
-			n);
+		fprintf(stderr,
+			"damage-fragments: failed after %lu fragments\n", n);
 		return 1;
 	}
 	printf("%lu\n", n);

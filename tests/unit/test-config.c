@@ -38,10 +38,10 @@ static void test_ec_min(void)
  * stored: short blocks as M+1 replicas, the others as K+M. */
 static void test_block_coding(void)
 {
-	static const unsigned kms[][2] = {{1, 0}, {1, 2}, {2, 1}, {4, 2},
-					  {8, 3}, {10, 4}};
-	static const uint64_t lens[] = {0, 1, 4095, 65535, 65536, 65537,
-					1u << 20};
+	static const unsigned kms[][2] = {{1, 0}, {1, 2}, {2, 1},
+					  {4, 2}, {8, 3}, {10, 4}};
+	static const uint64_t lens[] = {0,     1,     4095,    65535,
+					65536, 65537, 1u << 20};
 	static const uint32_t mins[] = {0, 1, 4096, 65536, 1u << 20};
 
 	for (size_t a = 0; a < sizeof(kms) / sizeof(kms[0]); a++)
@@ -58,10 +58,12 @@ static void test_block_coding(void)
 			}
 }
 
-#define NODE1 "[node n1]\naddress = tcp://127.0.0.1:7401\n" \
-	      "public_key = 0123456789012345678901234567890123456789\n"
-#define NODE2 "[node n2]\naddress = tcp://127.0.0.1:7402\n" \
-	      "public_key = abcdefghijabcdefghijabcdefghijabcdefghij\n"
+#define NODE1                                                                  \
+	"[node n1]\naddress = tcp://127.0.0.1:7401\n"                          \
+	"public_key = 0123456789012345678901234567890123456789\n"
+#define NODE2                                                                  \
+	"[node n2]\naddress = tcp://127.0.0.1:7402\n"                          \
+	"public_key = abcdefghijabcdefghijabcdefghijabcdefghij\n"
 
 /* Load @body as a cluster file: the result, the message in @err. */
 static int load(const char *body, struct bfs_cluster *c, char *err,
@@ -89,14 +91,16 @@ static void test_cluster_file(void)
 		   sizeof(err)) == 0 &&
 	      c->ec_min == BFS_EC_MIN_DEFAULT &&
 	      !strcmp(c->redundancy, "ec:4+2") && c->nnodes == 1);
-	CHECK(load("[cluster]\nid = x\nredundancy = ec:4+2\nec_min = 16K\n"
-		   NODE1 NODE2,
-		   c, err, sizeof(err)) == 0 &&
-	      c->ec_min == 16384 && c->nnodes == 2);
-	CHECK(load("[cluster]\nid = x\nredundancy = ec:4+2\nec_min = lots\n"
-		   NODE1,
-		   c, err, sizeof(err)) == -EINVAL &&
-	      strstr(err, ":4: invalid ec_min 'lots'"));
+	CHECK(
+	    load("[cluster]\nid = x\nredundancy = ec:4+2\nec_min = 16K\n" NODE1
+		     NODE2,
+		 c, err, sizeof(err)) == 0 &&
+	    c->ec_min == 16384 && c->nnodes == 2);
+	CHECK(
+	    load(
+		"[cluster]\nid = x\nredundancy = ec:4+2\nec_min = lots\n" NODE1,
+		c, err, sizeof(err)) == -EINVAL &&
+	    strstr(err, ":4: invalid ec_min 'lots'"));
 	free(c);
 }
 
@@ -107,30 +111,28 @@ static void test_cluster_file_refused(void)
 	static const struct {
 		const char *body, *want;
 	} cases[] = {
-		{"", "no [cluster] id"},
-		{"# nothing\n\n", "no [cluster] id"},
-		{"[cluster]\nid = x\n", "no [node NAME] section"},
-		{"[cluster]\nid = x\n[node n1]\naddress = tcp://h:1\n",
-		 ":3: [node n1] has no public_key"},
-		{"[cluster]\nid = x\nnodes = 2\n" NODE1, "nodes = 2, but"},
-		{"[cluster]\nid = x\n" NODE1 "[cluster]\nid = x\n" NODE1,
-		 ":7: 'id' of [cluster] set again (first on line 2)"},
-		{"[cluster]\nid = x\n" NODE1 NODE2 "[node n1]\n"
-		 "address = tcp://h:1\n",
-		 ":9: node 'n1' is listed twice (first on line 3)"},
-		{"[cluster]\nid = x\nredundancy = replicas:x\n" NODE1,
-		 ":3: invalid redundancy 'replicas:x'"},
-		{"[cluster]\nid = x\nfoo = 1\n" NODE1,
-		 ":3: unknown setting 'foo' in [cluster]"},
-		{"[clutser]\nid = x\n" NODE1, ":2: unknown section [clutser]"},
-		{"[cluster]\nid = x\njunk\n" NODE1,
-		 ":3: not 'name = value'"},
-		{"[cluster]\nid = x\n" NODE1 "weight = -1\n",
-		 ":6: invalid weight '-1'"},
-		{"[cluster]\nid = x\n" NODE1
-		 "[node n2]\naddress = tcp://h:2\n"
-		 "public_key = 0123456789012345678901234567890123456789\n",
-		 "has the public_key of [node n1]"},
+	    {"", "no [cluster] id"},
+	    {"# nothing\n\n", "no [cluster] id"},
+	    {"[cluster]\nid = x\n", "no [node NAME] section"},
+	    {"[cluster]\nid = x\n[node n1]\naddress = tcp://h:1\n",
+	     ":3: [node n1] has no public_key"},
+	    {"[cluster]\nid = x\nnodes = 2\n" NODE1, "nodes = 2, but"},
+	    {"[cluster]\nid = x\n" NODE1 "[cluster]\nid = x\n" NODE1,
+	     ":7: 'id' of [cluster] set again (first on line 2)"},
+	    {"[cluster]\nid = x\n" NODE1 NODE2 "[node n1]\n"
+	     "address = tcp://h:1\n",
+	     ":9: node 'n1' is listed twice (first on line 3)"},
+	    {"[cluster]\nid = x\nredundancy = replicas:x\n" NODE1,
+	     ":3: invalid redundancy 'replicas:x'"},
+	    {"[cluster]\nid = x\nfoo = 1\n" NODE1,
+	     ":3: unknown setting 'foo' in [cluster]"},
+	    {"[clutser]\nid = x\n" NODE1, ":2: unknown section [clutser]"},
+	    {"[cluster]\nid = x\njunk\n" NODE1, ":3: not 'name = value'"},
+	    {"[cluster]\nid = x\n" NODE1 "weight = -1\n",
+	     ":6: invalid weight '-1'"},
+	    {"[cluster]\nid = x\n" NODE1 "[node n2]\naddress = tcp://h:2\n"
+	     "public_key = 0123456789012345678901234567890123456789\n",
+	     "has the public_key of [node n1]"},
 	};
 	struct bfs_cluster *c = xmalloc(sizeof(*c));
 	char err[512];

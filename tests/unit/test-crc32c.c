@@ -147,8 +147,10 @@ static void bench(void)
 	y = theirs(0, (const char *)buf, len);
 	clock_gettime(CLOCK_MONOTONIC, &c);
 	CHECK(x == y);
-	double t1 = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
-	double t2 = (double)(c.tv_sec - b.tv_sec) + (c.tv_nsec - b.tv_nsec) / 1e9;
+	double t1 =
+	    (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+	double t2 =
+	    (double)(c.tv_sec - b.tv_sec) + (c.tv_nsec - b.tv_nsec) / 1e9;
 	if (t1 > 0 && t2 > 0)
 		printf("64 MiB: ours %.0f MB/s, RocksDB's %.0f MB/s\n",
 		       len / t1 / 1e6, len / t2 / 1e6);

@@ -31,8 +31,8 @@ static int well_formed(const struct wbuf *w)
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->segs[i].len == 0 || w->segs[i].len > w->segs[i].cap)
 			return 0;
-		if (i && w->segs[i - 1].off + w->segs[i - 1].len >
-				 w->segs[i].off)
+		if (i &&
+		    w->segs[i - 1].off + w->segs[i - 1].len > w->segs[i].off)
 			return 0;
 		sum += w->segs[i].len;
 	}
@@ -177,9 +177,8 @@ static void put_extent(struct blk_db *db, uint64_t ino, uint64_t off,
 
 	memcpy(data, &off, sizeof(off));
 	blk_cid_compute(&cid, BLK_CODEC_RAW, data, sizeof(data));
-	CHECK(blk_db_put(db, BFS_CF_EXTENTS, key,
-			 bfs_extent_key(key, ino, off), val,
-			 bfs_extent_encode(val, len, false, &cid)) == 0);
+	CHECK(blk_db_put(db, BFS_CF_EXTENTS, key, bfs_extent_key(key, ino, off),
+			 val, bfs_extent_encode(val, len, false, &cid)) == 0);
 }
 
 static size_t query(struct blk_db *db, uint64_t ino, uint64_t a, uint64_t b,
@@ -219,13 +218,13 @@ static void test_extents(void)
 	CHECK(query(db, 7, 0, 1, &first) == 1 && first == 0);
 	CHECK(query(db, 7, 99, 101, &first) == 2 && first == 0);
 	CHECK(query(db, 7, 100, 101, &first) == 1 && first == 100);
-	CHECK(query(db, 7, 300, 500, NULL) == 0);           /* the hole */
+	CHECK(query(db, 7, 300, 500, NULL) == 0); /* the hole */
 	CHECK(query(db, 7, 299, 500, &first) == 1 && first == 100);
 	CHECK(query(db, 7, 300, 501, &first) == 1 && first == 500);
 	CHECK(query(db, 7, 999, 5000, &first) == 1 && first == 600);
-	CHECK(query(db, 7, 1000, 5000, NULL) == 0);         /* past EOF */
+	CHECK(query(db, 7, 1000, 5000, NULL) == 0); /* past EOF */
 	CHECK(query(db, 7, 0, UINT64_MAX, NULL) == 4);
-	CHECK(query(db, 7, 50, 50, NULL) == 0);             /* empty range */
+	CHECK(query(db, 7, 50, 50, NULL) == 0); /* empty range */
 	CHECK(query(db, 8, 0, 1000, NULL) == 1);
 	CHECK(query(db, 9, 0, 1000, NULL) == 0);
 	/* An extent starting before the look-back window is not found: the
@@ -233,8 +232,7 @@ static void test_extents(void)
 	struct bfs_extent_list l = {0};
 	CHECK(bfs_extents_in(db, BFS_CF_EXTENTS, 6, 4000, 4001, 100, &l) == 0);
 	CHECK(l.n == 0);
-	CHECK(bfs_extents_in(db, BFS_CF_EXTENTS, 6, 4000, 4001, 4000, &l) ==
-	      0);
+	CHECK(bfs_extents_in(db, BFS_CF_EXTENTS, 6, 4000, 4001, 4000, &l) == 0);
 	CHECK(l.n == 1);
 	bfs_extent_list_free(&l);
 
@@ -255,11 +253,18 @@ static void test_extents(void)
 /* Inode and extent records round-trip and reject garbage. */
 static void test_records(void)
 {
-	struct bfs_inode_rec r = {
-		.mode = 0100644, .uid = 1000, .gid = 100, .nlink = 3,
-		.size = 1ull << 40, .stored = 12345,
-		.mtime = {.tv_sec = -5, .tv_nsec = 999999999},
-	}, back;
+	struct bfs_inode_rec r =
+				 {
+				     .mode = 0100644,
+				     .uid = 1000,
+				     .gid = 100,
+				     .nlink = 3,
+				     .size = 1ull << 40,
+				     .stored = 12345,
+				     .mtime = {.tv_sec = -5,
+					       .tv_nsec = 999999999},
+				 },
+			     back;
 	uint8_t buf[BFS_INODE_REC_LEN + 16];
 	const char *t;
 	size_t tl;

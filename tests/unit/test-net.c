@@ -4,8 +4,8 @@
  * concurrent PUTs, a node going down and coming back, the GET fault
  * switch, and what a hostile peer with a valid key cannot do (overwrite
  * or delete stored fragments, fill the node's memory) and the refusals it
- * leaves in the log. NET_BENCH=1 adds a PUT throughput measurement (1 GiB in 1 MiB
- * fragments; NET_BENCH_MIB overrides the size; NET_BENCH=only runs it
+ * leaves in the log. NET_BENCH=1 adds a PUT throughput measurement (1 GiB in 1
+ * MiB fragments; NET_BENCH_MIB overrides the size; NET_BENCH=only runs it
  * alone) that asserts nothing. */
 
 #include "net/client.h"
@@ -132,8 +132,8 @@ static unsigned log_count(const char *a, const char *b)
 	return n;
 }
 
-static int server_start(struct env *e, const char *endpoint,
-			uint64_t capacity, bool fault)
+static int server_start(struct env *e, const char *endpoint, uint64_t capacity,
+			bool fault)
 {
 	const char *allowed[] = {client_key.pub, node_key.pub};
 	const char *names[] = {"client", NULL};
@@ -246,7 +246,9 @@ struct frag {
 /* A replica fragment (k=1, m=2) of a random block of @len bytes. */
 static void frag_make(struct frag *f, size_t len, uint8_t index)
 {
-	struct ec_frag_hdr h = {.k = 1, .m = 2, .index = index,
+	struct ec_frag_hdr h = {.k = 1,
+				.m = 2,
+				.index = index,
 				.block_len = (uint32_t)len,
 				.frag_len = (uint32_t)len};
 
@@ -278,8 +280,8 @@ static void count_release(void *arg)
 
 static int put_sync(struct net_client *c, const struct frag *f)
 {
-	struct net_op *op = net_op_new_put(f->raw, f->data, f->len,
-					   count_release, NULL);
+	struct net_op *op =
+	    net_op_new_put(f->raw, f->data, f->len, count_release, NULL);
 	int rc;
 
 	REQUIRE(op);
@@ -574,8 +576,10 @@ static void test_unknown_key(void)
 {
 	struct env e;
 	struct net_client *good, *bad;
-	struct client_opts o = {.key = &stranger_key, .timeout_ms = 300,
-				.attempts = 2, .heartbeat_ms = 200,
+	struct client_opts o = {.key = &stranger_key,
+				.timeout_ms = 300,
+				.attempts = 2,
+				.heartbeat_ms = 200,
 				.down_after_ms = 1500};
 	struct frag f, g;
 	struct net_status st;
@@ -716,14 +720,14 @@ static void test_garbage(void)
 		zmq_send(s, junk, 3, i < 10 ? ZMQ_SNDMORE : 0);
 	CHECK(raw_reply(s, &id) == -EMSGSIZE && id == 8);
 	/* HAVE claiming more frefs than it carries. */
-	net_hdr_encode(&(struct net_hdr){.op = NET_OP_HAVE, .id = 9,
-					 .count = 1000000},
-		       h);
+	net_hdr_encode(
+	    &(struct net_hdr){.op = NET_OP_HAVE, .id = 9, .count = 1000000}, h);
 	zmq_send(s, h, sizeof(h), ZMQ_SNDMORE);
 	zmq_send(s, junk, NET_FREF_LEN, 0);
 	CHECK(raw_reply(s, &id) == -EMSGSIZE && id == 9);
 	/* A reply sent as a request. */
-	net_hdr_encode(&(struct net_hdr){.op = NET_OP_PING, .id = 10,
+	net_hdr_encode(&(struct net_hdr){.op = NET_OP_PING,
+					 .id = 10,
 					 .flags = NET_F_REPLY},
 		       h);
 	zmq_send(s, h, sizeof(h), 0);
@@ -764,12 +768,15 @@ static void *raw_dealer(void *ctx, const char *endpoint)
 
 /* Fragment @index of an ec:2+1 block @cid, of @len random bytes (the node
  * cannot check an EC fragment against its CID, only its checksum). */
-static void frag_make_ec(struct frag *f, const struct blk_cid *cid,
-			 size_t len, uint8_t index)
+static void frag_make_ec(struct frag *f, const struct blk_cid *cid, size_t len,
+			 uint8_t index)
 {
-	struct ec_frag_hdr h = {.k = 2, .m = 1, .index = index,
+	struct ec_frag_hdr h = {.k = 2,
+				.m = 1,
+				.index = index,
 				.block_len = (uint32_t)(2 * len),
-				.frag_len = (uint32_t)len, .cid = *cid};
+				.frag_len = (uint32_t)len,
+				.cid = *cid};
 
 	f->data = malloc(len);
 	REQUIRE(f->data);
@@ -1054,7 +1061,9 @@ static void test_bounds(void)
 	/* A PUT of four frames, 80 MiB, each frame within ZMQ_MAXMSGSIZE:
 	 * eight of them, while the node's memory stays bounded. */
 	{
-		struct ec_frag_hdr fr = {.k = 2, .m = 1, .index = 0,
+		struct ec_frag_hdr fr = {.k = 2,
+					 .m = 1,
+					 .index = 0,
 					 .block_len = (uint32_t)(2 * big),
 					 .frag_len = (uint32_t)big};
 		struct net_frame f[4] = {
@@ -1103,10 +1112,11 @@ static void test_bounds(void)
 
 		f[1].data = refs;
 		for (int i = 0; i < 64; i++) {
-			net_hdr_encode(&(struct net_hdr){.op = NET_OP_HAVE,
-							 .id = 100 + (uint64_t)i,
-							 .count = NET_MAX_REFS},
-				       hh[i]);
+			net_hdr_encode(
+			    &(struct net_hdr){.op = NET_OP_HAVE,
+					      .id = 100 + (uint64_t)i,
+					      .count = NET_MAX_REFS},
+			    hh[i]);
 			f[0].data = hh[i];
 			raw_send(s, f, 2);
 		}
@@ -1123,7 +1133,8 @@ static void test_bounds(void)
 		net_server_counters(e.srv, &cnt);
 		CHECK(cnt.held_bytes_peak <= (8u << 20));
 		CHECK(cnt.refused[NET_REFUSED_BUSY] == busy);
-		CHECK(log_count("refused request from node client", "busy") == 1);
+		CHECK(log_count("refused request from node client", "busy") ==
+		      1);
 		free(refs);
 	}
 	zmq_close(s);
@@ -1169,13 +1180,16 @@ static void *putter_main(void *arg)
 	struct putter *p = arg;
 	struct net_batch *b = net_batch_new(p->c);
 	uint8_t *data = malloc((size_t)p->count * 4096);
-	uint8_t (*raw)[EC_FRAG_HDR_LEN] = malloc((size_t)p->count * 64);
+	uint8_t(*raw)[EC_FRAG_HDR_LEN] = malloc((size_t)p->count * 64);
 
 	REQUIRE(b && data && raw);
 	for (int i = 0; i < p->count; i++) {
 		uint8_t *d = data + (size_t)i * 4096;
-		struct ec_frag_hdr h = {.k = 1, .m = 0, .index = 0,
-					.block_len = 4096, .frag_len = 4096};
+		struct ec_frag_hdr h = {.k = 1,
+					.m = 0,
+					.index = 0,
+					.block_len = 4096,
+					.frag_len = 4096};
 
 		memset(d, 0, 4096);
 		memcpy(d, &p->nth, sizeof(p->nth));
@@ -1227,8 +1241,10 @@ static void test_down_up(void)
 {
 	struct env e;
 	struct net_client *c;
-	struct client_opts o = {.timeout_ms = 500, .attempts = 2,
-				.heartbeat_ms = 200, .down_after_ms = 1000};
+	struct client_opts o = {.timeout_ms = 500,
+				.attempts = 2,
+				.heartbeat_ms = 200,
+				.down_after_ms = 1000};
 	struct frag f;
 	uint64_t lat = 0, t0;
 	bool up = false;
@@ -1377,8 +1393,11 @@ static void bench_put(void)
 	t0 = now_ms();
 	for (int i = 0; i < mib; i++) {
 		uint8_t *d = pool + (size_t)i * MiB, raw[EC_FRAG_HDR_LEN];
-		struct ec_frag_hdr h = {.k = 1, .m = 0, .index = 0,
-					.block_len = MiB, .frag_len = MiB};
+		struct ec_frag_hdr h = {.k = 1,
+					.m = 0,
+					.index = 0,
+					.block_len = MiB,
+					.frag_len = MiB};
 
 		/* A real writer has the CID already; a cheap stand-in. */
 		memcpy(h.cid.digest, d, BLK_DIGEST_LEN);

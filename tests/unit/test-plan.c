@@ -33,7 +33,7 @@ static void test_replicas(void)
 	unsigned n;
 
 	all_up();
-	lat[9] = 1;   /* the mount's own node */
+	lat[9] = 1;    /* the mount's own node */
 	up[7] = false; /* first home down */
 	n = bfs_plan_fetch(rank, 6, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 3 + 3 * 3 + 3 * 2);

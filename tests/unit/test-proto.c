@@ -47,7 +47,9 @@ static bool ref_eq(const struct net_fref *a, const struct net_fref *b)
 /* A sealed fragment of @len random bytes in @data, header in @raw. */
 static void make_frag(uint8_t raw[EC_FRAG_HDR_LEN], uint8_t *data, size_t len)
 {
-	struct ec_frag_hdr h = {.k = 1, .m = 2, .index = 1,
+	struct ec_frag_hdr h = {.k = 1,
+				.m = 2,
+				.index = 1,
 				.block_len = (uint32_t)len,
 				.frag_len = (uint32_t)len};
 
@@ -83,9 +85,12 @@ static void msg_free(struct msg *m)
 
 static void test_header(void)
 {
-	struct net_hdr h = {.op = NET_OP_LIST, .flags = NET_F_REPLY | NET_F_MORE,
-			    .id = 0x0102030405060708ull, .status = -ENOSPC,
-			    .count = 77, .arg = 0xfffffffffull},
+	struct net_hdr h = {.op = NET_OP_LIST,
+			    .flags = NET_F_REPLY | NET_F_MORE,
+			    .id = 0x0102030405060708ull,
+			    .status = -ENOSPC,
+			    .count = 77,
+			    .arg = 0xfffffffffull},
 		       g;
 	uint8_t b[NET_HDR_LEN + 1];
 
@@ -161,7 +166,8 @@ static void test_requests(void)
 	/* PUT */
 	make_frag(raw, data, sizeof(data));
 	r = (struct net_req){.hdr = {.op = NET_OP_PUT, .id = 7},
-			     .frag_raw = raw, .data = data,
+			     .frag_raw = raw,
+			     .data = data,
 			     .len = sizeof(data)};
 	CHECK(req_roundtrip(&r, &d, &m) == 0);
 	CHECK(m.n == 3 && d.len == sizeof(data) &&
@@ -180,8 +186,10 @@ static void test_requests(void)
 
 		memcpy(bad, raw, sizeof(bad));
 		bad[0] = 'X';
-		r = (struct net_req){.hdr = {.op = NET_OP_PUT}, .frag_raw = bad,
-				     .data = data, .len = sizeof(data)};
+		r = (struct net_req){.hdr = {.op = NET_OP_PUT},
+				     .frag_raw = bad,
+				     .data = data,
+				     .len = sizeof(data)};
 		CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
 		msg_free(&m);
 	}
@@ -224,7 +232,8 @@ static void test_requests(void)
 		r.hdr.count = 0;
 		CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
 		r.hdr.count = NET_MAX_REFS + 1;
-		CHECK(req_roundtrip(&r, &d, &m) == -EINVAL); /* encoder refuses */
+		CHECK(req_roundtrip(&r, &d, &m) ==
+		      -EINVAL); /* encoder refuses */
 		/* a bad index in the middle of a batch */
 		refs[1234 * NET_FREF_LEN + 36] = 200;
 		r.hdr.count = n;
@@ -256,14 +265,17 @@ static void test_requests(void)
 static void test_replies(void)
 {
 	static uint8_t data[4096];
-	uint8_t raw[EC_FRAG_HDR_LEN], bitmap[1000], items[10 * NET_LIST_ITEM_LEN];
+	uint8_t raw[EC_FRAG_HDR_LEN], bitmap[1000],
+	    items[10 * NET_LIST_ITEM_LEN];
 	struct net_rep r, d;
 	struct msg m;
 
 	for (unsigned op = NET_OP_PING; op <= NET_OP_SYNC; op++) {
 		/* error replies are one frame for every op */
-		r = (struct net_rep){.hdr = {.op = (uint8_t)op, .id = 3,
-					     .status = -ENOSPC, .count = 9}};
+		r = (struct net_rep){.hdr = {.op = (uint8_t)op,
+					     .id = 3,
+					     .status = -ENOSPC,
+					     .count = 9}};
 		CHECK(rep_roundtrip(&r, &d, &m) == 0);
 		CHECK(m.n == 1 && d.hdr.status == -ENOSPC && d.hdr.id == 3 &&
 		      d.hdr.count == 0 && (d.hdr.flags & NET_F_REPLY));
@@ -277,17 +289,19 @@ static void test_replies(void)
 	msg_free(&m);
 
 	make_frag(raw, data, sizeof(data));
-	r = (struct net_rep){.hdr = {.op = NET_OP_GET}, .frag_raw = raw,
-			     .data = data, .len = sizeof(data)};
+	r = (struct net_rep){.hdr = {.op = NET_OP_GET},
+			     .frag_raw = raw,
+			     .data = data,
+			     .len = sizeof(data)};
 	CHECK(rep_roundtrip(&r, &d, &m) == 0);
 	CHECK(m.n == 3 && d.len == sizeof(data) &&
 	      memcmp(d.data, data, sizeof(data)) == 0 &&
 	      ec_frag_verify(&d.frag, d.data, d.len) == 0);
 	msg_free(&m);
 
-	r = (struct net_rep){.hdr = {.op = NET_OP_STATUS},
-			     .st = {.capacity = 1ull << 40, .used = 12345,
-				    .fragments = 6}};
+	r = (struct net_rep){
+	    .hdr = {.op = NET_OP_STATUS},
+	    .st = {.capacity = 1ull << 40, .used = 12345, .fragments = 6}};
 	CHECK(rep_roundtrip(&r, &d, &m) == 0);
 	CHECK(d.st.capacity == 1ull << 40 && d.st.used == 12345 &&
 	      d.st.fragments == 6);
@@ -309,9 +323,9 @@ static void test_replies(void)
 
 		net_list_item_encode(&it, items + i * NET_LIST_ITEM_LEN);
 	}
-	r = (struct net_rep){.hdr = {.op = NET_OP_LIST, .count = 10,
-				     .flags = NET_F_MORE},
-			     .items = items};
+	r = (struct net_rep){
+	    .hdr = {.op = NET_OP_LIST, .count = 10, .flags = NET_F_MORE},
+	    .items = items};
 	CHECK(rep_roundtrip(&r, &d, &m) == 0);
 	CHECK(d.hdr.count == 10 && (d.hdr.flags & NET_F_MORE));
 	{
@@ -339,8 +353,8 @@ static void test_malformed(void)
 
 	make_frag(raw, data, sizeof(data));
 
-#define HDR(...)                                                            \
-	net_hdr_encode(&(struct net_hdr){__VA_ARGS__}, h),                  \
+#define HDR(...)                                                               \
+	net_hdr_encode(&(struct net_hdr){__VA_ARGS__}, h),                     \
 	    f[0] = (struct net_frame){h, NET_HDR_LEN}
 
 	CHECK(net_req_decode(f, 0, &d) == -EPROTO);
@@ -532,20 +546,28 @@ static void test_fuzz(void)
 
 		if (!reply) {
 			struct net_req r = {
-			    .hdr = {.op = (uint8_t)op, .id = rnd(),
+			    .hdr = {.op = (uint8_t)op,
+				    .id = rnd(),
 				    .count = op == NET_OP_LIST ? 10 : 40},
-			    .frag_raw = raw, .data = data, .len = sizeof(data),
-			    .ref = some_ref(1), .has_cursor = rnd() & 1,
+			    .frag_raw = raw,
+			    .data = data,
+			    .len = sizeof(data),
+			    .ref = some_ref(1),
+			    .has_cursor = rnd() & 1,
 			    .refs = refs};
 
 			n = net_req_encode(&r, scratch, f);
 		} else {
 			struct net_rep r = {
-			    .hdr = {.op = (uint8_t)op, .id = rnd(),
+			    .hdr = {.op = (uint8_t)op,
+				    .id = rnd(),
 				    .count = op == NET_OP_LIST ? 3 : 40,
 				    .status = rnd() % 8 ? 0 : -EIO},
-			    .frag_raw = raw, .data = data, .len = sizeof(data),
-			    .bitmap = bitmap, .items = items};
+			    .frag_raw = raw,
+			    .data = data,
+			    .len = sizeof(data),
+			    .bitmap = bitmap,
+			    .items = items};
 
 			n = net_rep_encode(&r, scratch, f);
 		}
@@ -584,8 +606,8 @@ static void test_fuzz(void)
 
 				m.buf[m.n] = malloc(m.f[k].len + 1);
 				memcpy(m.buf[m.n], m.buf[k], m.f[k].len);
-				m.f[m.n] = (struct net_frame){m.buf[m.n],
-							      m.f[k].len};
+				m.f[m.n] =
+				    (struct net_frame){m.buf[m.n], m.f[k].len};
 				m.n++;
 			}
 			break;

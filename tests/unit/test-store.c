@@ -698,7 +698,8 @@ static void test_crash(void)
 		blk_db_close(db);
 		db = open_db(tmp.db, false, false, true);
 		CHECK(blk_db_lost_blocks(db, &lost) == 0);
-		CHECK(commit_ref(db, &b2) == 0 && block_cmp_stored(db, &b2) == 0);
+		CHECK(commit_ref(db, &b2) == 0 &&
+		      block_cmp_stored(db, &b2) == 0);
 		CHECK(blk_db_sync(db) == 0);
 		blk_db_close(db);
 		block_free(&b1);
@@ -746,8 +747,8 @@ static void test_crash_replace(void)
  * consumed) is kept as evicted, one not handed on is lost. */
 static void test_evict(void)
 {
-	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true,
-				   .newlog = true};
+	struct blk_db_options o = {
+	    .extra_cfs = extra_cfs, .create = true, .newlog = true};
 	struct tmp tmp;
 	struct blk_db *db = NULL;
 	struct block a, b;
