@@ -9,7 +9,7 @@
 set -euo pipefail
 
 build_pkgs=(
-  meson ninja-build pkg-config gcc clang
+  meson ninja-build pkg-config gcc clang clang-format
   libfuse3-dev fuse3
   librocksdb-dev libsodium-dev libzmq3-dev
   libjerasure-dev libgf-complete-dev

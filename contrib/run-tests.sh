@@ -51,6 +51,17 @@ setup() {
   rm -f "$dir.setup.log"
 }
 
+step "format: clang-format --dry-run --Werror (.clang-format)"
+c_sources() {
+  if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$top" ls-files '*.c' '*.h'
+  else
+    find blocks ec fs mount-helper net tests -name '*.[ch]'
+  fi
+}
+c_sources | xargs clang-format --dry-run --Werror ||
+  die "C sources are not formatted: run git ls-files '*.c' '*.h' | xargs clang-format -i"
+
 # Warnings are errors here (meson's werror option, off by default so that
 # a packager's compiler never breaks the build).
 step "build: build/ (debugoptimized)"
