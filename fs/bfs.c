@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocks/clock.h"
 #include "fs/extent.h"
 #include "fs/log.h"
 
@@ -295,7 +296,7 @@ static struct bfs_inode *inode_alloc(uint64_t ino)
 	ip->ino = ino;
 	pthread_rwlock_init(&ip->ext_lock, NULL);
 	pthread_mutex_init(&ip->lock, NULL);
-	pthread_cond_init(&ip->cond, NULL);
+	blk_cond_init(&ip->cond);
 	return ip;
 }
 
@@ -1115,12 +1116,7 @@ static int throttle(struct bfs *fs, struct bfs_inode *ip)
 	     fs->dirty_bytes > fs->cfg.dirty_max && waited < THROTTLE_WAIT_MS;
 	     waited += 100) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		blk_deadline(&ts, 100);
 		pthread_cond_timedwait(&fs->q_drain, &fs->q_lock, &ts);
 	}
 	over = fs->dirty_bytes > fs->cfg.dirty_max;
@@ -2669,8 +2665,7 @@ static void *maint_main(void *arg)
 	pthread_mutex_lock(&fs->q_lock);
 	while (!fs->q_stop) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += MAINT_PERIOD_S;
+		blk_deadline(&ts, MAINT_PERIOD_S * 1000);
 		pthread_cond_timedwait(&fs->maint_cond, &fs->q_lock, &ts);
 		if (fs->q_stop)
 			break;
@@ -2756,12 +2751,12 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	pthread_mutex_init(&fs->ns_lock, NULL);
 	pthread_mutex_init(&fs->itab_lock, NULL);
 	pthread_mutex_init(&fs->q_lock, NULL);
-	pthread_cond_init(&fs->q_cond, NULL);
-	pthread_cond_init(&fs->maint_cond, NULL);
-	pthread_cond_init(&fs->q_drain, NULL);
+	blk_cond_init(&fs->q_cond);
+	blk_cond_init(&fs->maint_cond);
+	blk_cond_init(&fs->q_drain);
 	pthread_mutex_init(&fs->hp_lock, NULL);
-	pthread_cond_init(&fs->hp_cond, NULL);
-	pthread_cond_init(&fs->hp_done, NULL);
+	blk_cond_init(&fs->hp_cond);
+	blk_cond_init(&fs->hp_done);
 
 	/* RocksDB cannot open for writing on a full file system (it writes
 	 * a manifest and a log first): mount read-only and say why. */

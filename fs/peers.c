@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocks/clock.h"
 #include "ec/codec.h"
 #include "ec/fragment.h"
 #include "fs/log.h"
@@ -132,26 +133,6 @@ struct bfs_peers {
 	atomic_uint_fast64_t hedges; /* GETs sent because others were slow */
 };
 
-static void ms_from_now(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static bool ts_passed(const struct timespec *ts)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	return now.tv_sec > ts->tv_sec ||
-	       (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
-}
-
 static bool peer_up(struct bfs_peers *p, unsigned i)
 {
 	bool up = false;
@@ -215,7 +196,7 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 			break;
 		node = j->rank[r];
 		if (j->placed[node] || !peer_up(p, node) ||
-		    !ts_passed(&p->full_until[node]))
+		    !blk_deadline_passed(&p->full_until[node]))
 			continue;
 		c = calloc(1, sizeof(*c));
 		if (!c)
@@ -255,7 +236,7 @@ static void place_fragment(struct bfs_peers *p, struct job *j, unsigned i)
 		if (j->holder[x] >= 0)
 			j->placed[j->holder[x]] = true;
 	j->stalled = true;
-	ms_from_now(&j->retry_at, RETRY_MS);
+	blk_deadline(&j->retry_at, RETRY_MS);
 }
 
 /* Read the block and make its fragments. 0, or -ENOENT when the block was
@@ -445,13 +426,13 @@ static void handle_completion(struct bfs_peers *p, struct completion *c)
 		if (status == -ENOSPC) {
 			/* Full: the next nodes in rendezvous order take its
 			 * fragments for a while (repair moves them later). */
-			if (ts_passed(&p->full_until[c->node]))
+			if (blk_deadline_passed(&p->full_until[c->node]))
 				bfs_log_warn(
 				    "node %s is full; its fragments go "
 				    "to the next nodes for %u s",
 				    p->cfg.cluster->nodes[c->node].name,
 				    FULL_MS / 1000);
-			ms_from_now(&p->full_until[c->node], FULL_MS);
+			blk_deadline(&p->full_until[c->node], FULL_MS);
 		}
 		if (p->up_failures <= 20 || p->up_failures % 1000 == 0) {
 			blk_cid_to_string(&j->cid, name);
@@ -534,7 +515,7 @@ static void *uploader_main(void *arg)
 			c = nx;
 		}
 		for (struct job *j = p->head; j; j = j->next)
-			if (j->stalled && ts_passed(&j->retry_at))
+			if (j->stalled && blk_deadline_passed(&j->retry_at))
 				job_start(p, j);
 		read_log(p);
 		retire(p);
@@ -543,7 +524,7 @@ static void *uploader_main(void *arg)
 		if (!p->head)
 			p->watermark = p->read_seq;
 		struct timespec ts;
-		ms_from_now(&ts, 200);
+		blk_deadline(&ts, 200);
 		pthread_cond_timedwait(&p->wake, &p->lock, &ts);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -575,7 +556,7 @@ void bfs_peers_throttle(struct bfs_peers *p)
 
 	if (bfs_peers_backlog(p) <= max)
 		return;
-	ms_from_now(&ts, THROTTLE_MAX_MS);
+	blk_deadline(&ts, THROTTLE_MAX_MS);
 	pthread_mutex_lock(&p->lock);
 	pthread_cond_signal(&p->wake);
 	while (!p->stop && blk_db_newlog_head(p->cfg.db) - p->watermark > max &&
@@ -644,7 +625,7 @@ static int drain(struct bfs_peers *p, uint64_t target)
 
 		if (before == 0)
 			break;
-		if (ts_passed(&p->close_deadline)) {
+		if (blk_deadline_passed(&p->close_deadline)) {
 			ret = -EIO;
 			break;
 		}
@@ -656,10 +637,10 @@ static int drain(struct bfs_peers *p, uint64_t target)
 			bfs_log_info("unmount: %llu blocks left to upload",
 				     (unsigned long long)before);
 		shown = true;
-		ms_from_now(&step, 1000);
+		blk_deadline(&step, 1000);
 		wait_uploaded(p, target, &step);
 		if (bfs_peers_backlog(p) < before)
-			ms_from_now(&p->close_deadline, sync_timeout(p));
+			blk_deadline(&p->close_deadline, sync_timeout(p));
 	}
 	if (tty && shown)
 		fprintf(stderr, "\n");
@@ -683,7 +664,7 @@ void bfs_peers_closing(struct bfs_peers *p)
 	if (!p || p->closing)
 		return;
 	p->closing = true;
-	ms_from_now(&p->close_deadline, sync_timeout(p));
+	blk_deadline(&p->close_deadline, sync_timeout(p));
 }
 
 int bfs_peers_barrier(struct bfs_peers *p)
@@ -702,7 +683,7 @@ int bfs_peers_barrier(struct bfs_peers *p)
 			return -EIO;
 		deadline = p->close_deadline;
 	} else {
-		ms_from_now(&deadline, tmo);
+		blk_deadline(&deadline, tmo);
 		ret = wait_uploaded(p, target, &deadline);
 		if (ret < 0) {
 			bfs_log_err("sync: %llu blocks not on their %u nodes "
@@ -729,7 +710,7 @@ int bfs_peers_barrier(struct bfs_peers *p)
 		struct timespec now;
 		long ms;
 
-		clock_gettime(CLOCK_REALTIME, &now);
+		clock_gettime(CLOCK_MONOTONIC, &now);
 		ms = (deadline.tv_sec - now.tv_sec) * 1000L +
 		     (deadline.tv_nsec - now.tv_nsec) / 1000000L;
 		b = net_batch_new(p->cl);
@@ -760,10 +741,10 @@ int bfs_peers_barrier(struct bfs_peers *p)
 		left = 0;
 		for (unsigned i = 0; i < p->n; i++)
 			left += pending[i];
-		if (!left || ret < 0 || ts_passed(&deadline))
+		if (!left || ret < 0 || blk_deadline_passed(&deadline))
 			break;
 		struct timespec pause;
-		ms_from_now(&pause, SYNC_RETRY_MS);
+		blk_deadline(&pause, SYNC_RETRY_MS);
 		pthread_mutex_lock(&p->lock);
 		while (!p->stop &&
 		       pthread_cond_timedwait(&p->done, &p->lock, &pause) == 0)
@@ -1029,9 +1010,9 @@ static int collect(struct bfs_peers *p, struct fetch *f, const unsigned *rank,
 		if (f->ndone == 0) {
 			struct timespec hedge;
 
-			if (ts_passed(deadline))
+			if (blk_deadline_passed(deadline))
 				return 0;
-			ms_from_now(&hedge, HEDGE_MS);
+			blk_deadline(&hedge, HEDGE_MS);
 			/* ...and one more each time they are slow. */
 			if (pthread_cond_timedwait(&f->cond, &f->lock,
 						   &hedge) == ETIMEDOUT &&
@@ -1181,8 +1162,8 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 				 &m0);
 
 	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	ms_from_now(&deadline, FETCH_DEADLINE_MS);
+	blk_cond_init(&f->cond);
+	blk_deadline(&deadline, FETCH_DEADLINE_MS);
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
 		f->k = k0;
@@ -1202,7 +1183,7 @@ static int fetch_now(struct bfs_peers *p, const struct blk_cid *cid,
 		if (ret == -ENOMEM)
 			break;
 		if (ret == 0 || !f->disagreed || f->teacher < 0 ||
-		    bans >= MAX_BANS || ts_passed(&deadline))
+		    bans >= MAX_BANS || blk_deadline_passed(&deadline))
 			break;
 		/* The coding was taught by a liar (design note above). */
 		blk_cid_to_string(cid, name);
@@ -1292,7 +1273,7 @@ static void *pf_main(void *arg)
 		e->data = r == 0 ? data : NULL;
 		e->len = len;
 		e->state = r == 0 ? PF_READY : PF_FAILED;
-		clock_gettime(CLOCK_REALTIME, &e->done_at);
+		clock_gettime(CLOCK_MONOTONIC, &e->done_at);
 		pthread_cond_broadcast(&p->pf_cond);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -1332,7 +1313,7 @@ static bool pf_make_room(struct bfs_peers *p)
 	struct pf_ent **taken = NULL, **failed = NULL, **stale = NULL, **victim;
 	struct timespec now;
 
-	clock_gettime(CLOCK_REALTIME, &now);
+	clock_gettime(CLOCK_MONOTONIC, &now);
 	/* the list is most recent first */
 	for (struct pf_ent **l = &p->pf; *l; l = &(*l)->next) {
 		struct pf_ent *e = *l;
@@ -1443,7 +1424,7 @@ static void pf_keep(struct bfs_peers *p, const struct blk_cid *cid,
 	e->len = len;
 	e->state = PF_READY;
 	e->taken = true;
-	clock_gettime(CLOCK_REALTIME, &e->done_at);
+	clock_gettime(CLOCK_MONOTONIC, &e->done_at);
 	pthread_mutex_lock(&p->lock);
 	if (pf_find(p, cid, NULL) || (p->npf >= PF_MAX && !pf_make_room(p))) {
 		pthread_mutex_unlock(&p->lock);
@@ -1497,10 +1478,10 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 	p->n = cl->nnodes;
 	p->self = -1;
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->wake, NULL);
-	pthread_cond_init(&p->done, NULL);
-	pthread_cond_init(&p->pf_cond, NULL);
-	pthread_cond_init(&p->pf_work, NULL);
+	blk_cond_init(&p->wake);
+	blk_cond_init(&p->done);
+	blk_cond_init(&p->pf_cond);
+	blk_cond_init(&p->pf_work);
 	for (unsigned i = 0; i < cl->nnodes; i++) {
 		nodes[i] = (struct pl_node){
 		    cl->nodes[i].name, cl->nodes[i].zone, cl->nodes[i].weight};

@@ -51,6 +51,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "blocks/clock.h"
 #include "net/keys.h"
 
 #define MAX_POLL_MS 100
@@ -941,7 +942,7 @@ int net_client_new(const struct net_client_config *cfg, struct net_client **out)
 	if (!c)
 		return -ENOMEM;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->local_cond, NULL);
+	blk_cond_init(&c->local_cond);
 	atomic_init(&c->next_id, 1);
 	c->efd = -1;
 	c->window = cfg->window ? cfg->window : NET_CLIENT_DEFAULT_WINDOW;
@@ -1107,7 +1108,7 @@ int net_client_call(struct net_client *c, unsigned peer, struct net_op *op)
 	int rc;
 
 	pthread_mutex_init(&w.mu, NULL);
-	pthread_cond_init(&w.cond, NULL);
+	blk_cond_init(&w.cond);
 	rc = net_client_submit(c, peer, op, wake_waiter, &w);
 	if (rc == 0) {
 		pthread_mutex_lock(&w.mu);
@@ -1126,15 +1127,14 @@ int net_client_call(struct net_client *c, unsigned peer, struct net_op *op)
 struct net_batch *net_batch_new(struct net_client *c)
 {
 	struct net_batch *b = calloc(1, sizeof(*b));
-	pthread_condattr_t ca;
 
 	if (!b)
 		return NULL;
 	b->c = c;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if (blk_cond_init(&b->cond) < 0) {
+		free(b);
+		return NULL;
+	}
 	return b;
 }
 
@@ -1177,15 +1177,8 @@ int net_batch_wait(struct net_batch *b, int timeout_ms)
 	struct timespec until;
 	int rc = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	if (timeout_ms >= 0) {
-		until.tv_sec += timeout_ms / 1000;
-		until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-	}
+	if (timeout_ms >= 0)
+		blk_deadline(&until, (uint64_t)timeout_ms);
 	pthread_mutex_lock(&c->mu);
 	while (b->ndone < b->n) {
 		if (timeout_ms < 0) {
