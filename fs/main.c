@@ -256,13 +256,13 @@ static int cmd_cluster(int argc, char **argv)
 		if (ret) {
 			fprintf(stderr, "%s: cannot generate CURVE keys: %s\n",
 				prog, strerror(-ret));
-			return 1;
+			goto fail;
 		}
 		snprintf(ndir, sizeof(ndir), "%s/node%ld", dir, i);
 		if (mkdir(ndir, 0700)) {
 			fprintf(stderr, "%s: cannot create %s: %s\n", prog,
 				ndir, strerror(errno));
-			return 1;
+			goto fail;
 		}
 		snprintf(file, sizeof(file), "%s/curve.key", ndir);
 		snprintf(text, sizeof(text), "%s\n", sec);
@@ -283,7 +283,7 @@ static int cmd_cluster(int argc, char **argv)
 		if (ret) {
 			fprintf(stderr, "%s: cannot write %s: %s\n", prog, file,
 				strerror(-ret));
-			return 1;
+			goto fail;
 		}
 		len += (size_t)snprintf(conf + len, cap - len,
 					"\n[node node%ld]\n"
@@ -300,20 +300,23 @@ static int cmd_cluster(int argc, char **argv)
 		if (ret) {
 			fprintf(stderr, "%s: cannot write %s: %s\n", prog, file,
 				strerror(-ret));
-			return 1;
+			goto fail;
 		}
 	}
 	int ret = write_file(path, conf, 0644);
-	free(conf);
 	if (ret) {
 		fprintf(stderr, "%s: cannot write %s: %s\n", prog, path,
 			strerror(-ret));
-		return 1;
+		goto fail;
 	}
+	free(conf);
 	printf("created cluster %s (%s) in %s:\n", id, redundancy, dir);
 	for (long i = 1; i <= nodes; i++)
 		printf("  %s/node%ld\n", dir, i);
 	return 0;
+fail:
+	free(conf);
+	return 1;
 }
 
 /* ---- mount ------------------------------------------------------------- */
