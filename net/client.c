@@ -53,6 +53,7 @@
 
 #include "blocks/clock.h"
 #include "net/keys.h"
+#include "net/zmsg.h"
 
 #define MAX_POLL_MS 100
 #define LOCAL_THREADS 2
@@ -531,28 +532,12 @@ static void recv_replies(struct net_client *c, struct peer *p, uint64_t now)
 		struct net_hdr h;
 		struct net_rep r;
 		struct net_op *op;
-		size_t n = 0;
-		bool too_many = false;
-		int more = 1, rc;
+		size_t n;
+		bool too_many;
+		int rc;
 
-		while (more) {
-			zmq_msg_t extra,
-			    *dst = n < NET_MAX_FRAMES ? &m[n] : &extra;
-
-			zmq_msg_init(dst);
-			if (zmq_msg_recv(dst, p->sock, n ? 0 : ZMQ_DONTWAIT) <
-			    0) {
-				zmq_msg_close(dst);
-				break;
-			}
-			more = zmq_msg_more(dst);
-			if (dst == &extra) {
-				zmq_msg_close(&extra);
-				too_many = true;
-			} else {
-				n++;
-			}
-		}
+		net_zmsg_recv(p->sock, m, NET_MAX_FRAMES, ZMQ_DONTWAIT, &n,
+			      &too_many);
 		if (n == 0)
 			return;
 		for (size_t i = 0; i < n; i++)

@@ -64,6 +64,7 @@
 #include <zmq.h>
 
 #include "net/keys.h"
+#include "net/zmsg.h"
 
 #define POLL_MS 100
 /* routing id, ticket, then at most NET_MAX_FRAMES (the proxy saw to it) */
@@ -878,36 +879,19 @@ static void *worker_main(void *arg)
 		struct net_frame f[MAX_IN_FRAMES];
 		struct net_req q;
 		struct reply r;
-		size_t n = 0;
+		size_t n;
 		unsigned slot;
-		bool too_many = false;
-		int more = 1, rc;
+		bool too_many;
+		int rc;
 
 		if (zmq_poll(&pi, 1, POLL_MS) <= 0 ||
 		    !(pi.revents & ZMQ_POLLIN))
 			continue;
 		/* The whole message: routing id, ticket, then ours. */
-		while (more) {
-			zmq_msg_t extra,
-			    *dst = n < MAX_IN_FRAMES ? &m[n] : &extra;
-
-			zmq_msg_init(dst);
-			if (zmq_msg_recv(dst, sock, 0) < 0) {
-				zmq_msg_close(dst);
-				break;
-			}
-			more = zmq_msg_more(dst);
-			if (dst == &extra) {
-				zmq_msg_close(&extra);
-				too_many = true;
-			} else {
-				n++;
-			}
-		}
+		net_zmsg_recv(sock, m, MAX_IN_FRAMES, 0, &n, &too_many);
 		if (n < 2 || zmq_msg_size(&m[1]) != TICKET_LEN) {
 			/* not from our proxy: cannot happen */
-			for (size_t i = 0; i < n; i++)
-				zmq_msg_close(&m[i]);
+			net_zmsg_close(m, n);
 			continue;
 		}
 		slot = blk_get_le32(zmq_msg_data(&m[1]));
@@ -962,28 +946,15 @@ static void *zap_main(void *arg)
 	while (!atomic_load(&s->stop)) {
 		zmq_pollitem_t pi = {.socket = s->zap, .events = ZMQ_POLLIN};
 		zmq_msg_t m[8];
-		size_t n = 0;
-		int more = 1, slot = -1;
+		size_t n;
+		int slot = -1;
 		bool curve;
 		char uid[16] = "";
 
 		if (zmq_poll(&pi, 1, POLL_MS) <= 0 ||
 		    !(pi.revents & ZMQ_POLLIN))
 			continue;
-		while (more) {
-			zmq_msg_t extra, *dst = n < 8 ? &m[n] : &extra;
-
-			zmq_msg_init(dst);
-			if (zmq_msg_recv(dst, s->zap, 0) < 0) {
-				zmq_msg_close(dst);
-				break;
-			}
-			more = zmq_msg_more(dst);
-			if (dst == &extra)
-				zmq_msg_close(&extra);
-			else
-				n++;
-		}
+		net_zmsg_recv(s->zap, m, 8, 0, &n, NULL);
 		/* version, request id, domain, address, identity, mechanism,
 		 * credentials (CURVE: the client's 32-byte public key) */
 		curve = n == 7 && zmq_msg_size(&m[0]) == 3 &&
