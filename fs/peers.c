@@ -2,6 +2,7 @@
 #include "fs/peers.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -707,12 +708,8 @@ int bfs_peers_barrier(struct bfs_peers *p)
 
 	memcpy(pending, nodes, sizeof(pending));
 	for (;;) {
-		struct timespec now;
-		long ms;
+		uint64_t ms = blk_deadline_left_ms(&deadline);
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		ms = (deadline.tv_sec - now.tv_sec) * 1000L +
-		     (deadline.tv_nsec - now.tv_nsec) / 1000000L;
 		b = net_batch_new(p->cl);
 		if (!b) {
 			ret = -ENOMEM;
@@ -727,7 +724,7 @@ int bfs_peers_barrier(struct bfs_peers *p)
 			if (!op || net_batch_submit(b, i, op) < 0)
 				ret = -ENOMEM;
 		}
-		net_batch_wait(b, ms > 0 ? (int)ms : 0);
+		net_batch_wait(b, ms < INT_MAX ? (int)ms : INT_MAX);
 		for (size_t i = 0; i < net_batch_count(b); i++) {
 			const struct net_op_result *r =
 			    net_op_result(net_batch_op(b, i));

@@ -96,9 +96,8 @@ unsigned bfs_plan_fetch(const unsigned *rank, unsigned nrank, unsigned k,
 		for (unsigned x = 0; x < want; x++)
 			cand[nc++] = (struct bfs_cand){rank[i], x, up[rank[i]],
 						       latency[rank[i]]};
-	/* Last, the homes for the other indices: where earlier versions put
-	 * a fragment whose home was down. Asked only when all the above
-	 * fall short. */
+	/* Last, the homes for the other indices (plan.h): asked only when
+	 * all the above fall short. */
 	for (unsigned i = 0; i < nrank && i < want; i++)
 		for (unsigned x = 0; x < want && nc < max; x++)
 			if (x != i)

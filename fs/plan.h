@@ -22,9 +22,10 @@ struct bfs_cand {
  * "about as near" is); with K > 1 the data fragments first (no decoding),
  * then parity, live before down, index order otherwise. Then every further
  * node of the order (a spare) for every index: fragments written while their
- * home was down went there. Last, each home for every other index: a
- * fragment that blockfs before 2026-12 placed on the next free home when
- * its own was down. Writes at most @max candidates; returns how many. */
+ * home was down went there. Last, each home for every other index: the
+ * earlier placement put a fragment whose home was down on the next free
+ * home, and stores written then still hold such fragments. Writes at most
+ * @max candidates; returns how many. */
 unsigned bfs_plan_fetch(const unsigned *rank, unsigned nrank, unsigned k,
 			unsigned m, const bool *up, const uint64_t *latency,
 			struct bfs_cand *cand, unsigned max);

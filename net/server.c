@@ -67,6 +67,14 @@
 #include "net/zmsg.h"
 
 #define POLL_MS 100
+/* The GET fault (net_server_config.fault_corrupt_get): a constant 0
+ * unless the build has -Dfault_injection=true, so that the product
+ * compiles the lie away. */
+#ifdef BFS_FAULT_INJECTION
+#define FAULT_CORRUPT_GET(s) ((s)->fault_corrupt_get)
+#else
+#define FAULT_CORRUPT_GET(s) 0u
+#endif
 /* routing id, ticket, then at most NET_MAX_FRAMES (the proxy saw to it) */
 #define MAX_IN_FRAMES (2 + NET_MAX_FRAMES)
 #define STATS_LEN 16
@@ -542,8 +550,7 @@ static int do_get(struct net_server *s, const struct net_req *q,
 		blk_val_free(v);
 		return -EBADMSG;
 	}
-#ifdef BFS_FAULT_INJECTION
-	if (s->fault_corrupt_get) {
+	if (FAULT_CORRUPT_GET(s)) {
 		/* the pinned value may be shared: damage a copy */
 		uint8_t *b = malloc(vlen);
 
@@ -565,9 +572,6 @@ static int do_get(struct net_server *s, const struct net_req *q,
 	} else {
 		r->zc_val = v;
 	}
-#else
-	r->zc_val = v;
-#endif
 	r->rep.frag_raw = val;
 	r->rep.frag = h;
 	r->rep.data = val + EC_FRAG_HDR_LEN;
