@@ -322,8 +322,8 @@ def test_ec_written_while_a_node_is_down(cluster):
     it -- no other home takes it, as a fetch asks a home only for its own
     fragment -- so once the node is back and the uploads are done, every
     file reads back from the nodes, and still with two other nodes killed.
-    On main before this test, 12 of 16 coded blocks read EIO ('1 of 4
-    fragments found'): their fragments had moved to the next home."""
+    On main before this test the reads failed with EIO ('1 of 4
+    fragments found'): the fragments had moved to the next home."""
     c = ec_cluster(cluster, opts='cache_size=1,sync_timeout=3')
     c.kill(4)
     c.wait_mount_sees(lambda v: v.get('node4', (True,))[0] is False,
