@@ -52,6 +52,43 @@ int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
 	return rc;
 }
 
+/* The walk sees the snapshot of "refs" taken when it starts; each block
+ * is evicted under ref_lock on its own, so commits go on in between. */
+int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
+			 uint64_t *count)
+{
+	static const uint8_t prefix = REFS_CID_PREFIX;
+	struct blk_iter *it;
+	int rc = 0;
+
+	*freed = *count = 0;
+	if (db->read_only)
+		return -EROFS;
+	it = blk_iter_new(db, BLK_CF_REFS, &prefix, 1, NULL, 0);
+	if (!it)
+		return -ENOMEM;
+	for (; blk_iter_valid(it) && *freed < goal; blk_iter_next(it)) {
+		size_t klen;
+		const uint8_t *k = blk_iter_key(it, &klen);
+		struct blk_cid cid;
+		int r;
+
+		if (blk_cid_from_bytes(&cid, k, klen))
+			continue;
+		r = blk_store_evict(db, &cid);
+		if (r > 0) {
+			*freed += (uint64_t)r;
+			(*count)++;
+		} else if (r < 0 && r != -ENOENT && rc == 0) {
+			rc = r;
+		}
+	}
+	if (rc == 0)
+		rc = blk_iter_status(it);
+	blk_iter_free(it);
+	return rc;
+}
+
 int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 		   const void *data, size_t len)
 {

@@ -76,6 +76,15 @@ int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid);
  * filled again. Returns the bytes freed (0 if evicted already), -ENOENT
  * (not stored), -EIO, -EUCLEAN, -EROFS. */
 int blk_store_evict(struct blk_db *db, const struct blk_cid *cid);
+/* Evict stored blocks in CID order, as blk_store_evict does, until at
+ * least @goal bytes have been freed or every block has been tried (blocks
+ * evicted already free nothing). A block that fails to evict is skipped.
+ * *@freed and *@count are set to the bytes freed and the blocks evicted,
+ * also on error. Returns 0; -EROFS (nothing tried), -ENOMEM, or the first
+ * other error met (a failed eviction, -ENOENT of a block deleted meanwhile
+ * aside, or -EIO when the walk over "refs" broke off). */
+int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
+			 uint64_t *count);
 /* Put an evicted block's bytes back (after fetching them): 0 (also when
  * the block is not evicted, or its length differs: then nothing is
  * written), -ENOENT (no longer referenced), -EBADMSG (the bytes do not

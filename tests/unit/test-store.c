@@ -837,6 +837,82 @@ static void test_evict(void)
 	tmp_remove(&tmp);
 }
 
+/* Order of two blocks' binary CIDs, the order of "refs". */
+static int cid_order(const void *a, const void *b)
+{
+	const struct block *x = a, *y = b;
+	uint8_t kx[BLK_CID_MAX_BYTES], ky[BLK_CID_MAX_BYTES];
+	size_t lx = blk_cid_to_bytes(&x->cid, kx);
+	size_t ly = blk_cid_to_bytes(&y->cid, ky);
+	int c = memcmp(kx, ky, lx < ly ? lx : ly);
+
+	return c ? c : (int)lx - (int)ly;
+}
+
+static bool is_local(struct blk_db *db, const struct block *b)
+{
+	uint64_t refs;
+	uint32_t len;
+	bool local = false;
+
+	CHECK(blk_store_info(db, &b->cid, &refs, &len, &local) == 0);
+	return local;
+}
+
+/* blk_store_evict_upto evicts in CID order until the goal is met; blocks
+ * evicted already free nothing and are not counted. */
+static void test_evict_upto(void)
+{
+	enum { N = 8 };
+	struct tmp tmp;
+	struct blk_db *db;
+	struct block b[N];
+	struct blk_store_stats st;
+	uint64_t freed, count, rest = 0;
+
+	tmp_make(&tmp);
+	db = open_db(tmp.db, true, false, false);
+	for (int i = 0; i < N; i++) {
+		block_make(&b[i], (size_t)(i + 1) * 30 * KiB, 70 + i);
+		CHECK(commit_ref(db, &b[i]) == 0);
+	}
+	qsort(b, N, sizeof(b[0]), cid_order);
+	CHECK(blk_store_evict(db, &b[1].cid) == (int)b[1].len);
+
+	CHECK(blk_store_evict_upto(db, 0, &freed, &count) == 0);
+	CHECK(freed == 0 && count == 0 && is_local(db, &b[0]));
+
+	/* b[0] does not reach the goal, b[1] is evicted already, b[2] does. */
+	CHECK(blk_store_evict_upto(db, b[0].len + 1, &freed, &count) == 0);
+	CHECK(freed == b[0].len + b[2].len && count == 2);
+	CHECK(!is_local(db, &b[0]) && !is_local(db, &b[2]));
+	for (int i = 3; i < N; i++) {
+		CHECK(is_local(db, &b[i]));
+		rest += b[i].len;
+	}
+
+	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == 0);
+	CHECK(freed == rest && count == N - 3);
+	CHECK(blk_store_stats(db, &st) == 0 && st.blocks == N &&
+	      st.remote_bytes == st.bytes);
+	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == 0);
+	CHECK(freed == 0 && count == 0);
+	/* The references stay; filling brings a block back. */
+	CHECK(refs_of(db, &b[4]) == 1);
+	CHECK(blk_store_fill(db, &b[4].cid, b[4].data, b[4].len) == 0);
+	CHECK(block_cmp_stored(db, &b[4]) == 0);
+	blk_db_close(db);
+
+	db = open_db(tmp.db, false, true, false);
+	freed = count = 1;
+	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == -EROFS);
+	CHECK(freed == 0 && count == 0);
+	blk_db_close(db);
+	for (int i = 0; i < N; i++)
+		block_free(&b[i]);
+	tmp_remove(&tmp);
+}
+
 static void test_locking(void)
 {
 	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true};
@@ -1355,6 +1431,7 @@ int main(int argc, char **argv)
 	test_crash();
 	test_crash_replace();
 	test_evict();
+	test_evict_upto();
 	test_verify();
 	test_read_ranges();
 	test_iter();
