@@ -604,18 +604,13 @@ void blk_db_close(struct blk_db *db)
 		rocksdb_column_family_handle_destroy(db->all[i]);
 	if (db->rdb)
 		rocksdb_close(db->rdb);
-	if (db->ropts)
-		rocksdb_readoptions_destroy(db->ropts);
-	if (db->ropts_nocrc)
-		rocksdb_readoptions_destroy(db->ropts_nocrc);
-	if (db->wopts)
-		rocksdb_writeoptions_destroy(db->wopts);
-	if (db->wopts_sync)
-		rocksdb_writeoptions_destroy(db->wopts_sync);
-	if (db->wopts_nowal)
-		rocksdb_writeoptions_destroy(db->wopts_nowal);
-	if (db->cache)
-		rocksdb_cache_destroy(db->cache);
+	/* db_new created these */
+	rocksdb_readoptions_destroy(db->ropts);
+	rocksdb_readoptions_destroy(db->ropts_nocrc);
+	rocksdb_writeoptions_destroy(db->wopts);
+	rocksdb_writeoptions_destroy(db->wopts_sync);
+	rocksdb_writeoptions_destroy(db->wopts_nowal);
+	rocksdb_cache_destroy(db->cache);
 	pthread_mutex_destroy(&db->ref_lock);
 	pthread_mutex_destroy(&db->compact_lock);
 	pthread_mutex_destroy(&db->sync_lock);
@@ -808,28 +803,47 @@ void blk_val_free(struct blk_val *v)
 		rocksdb_pinnableslice_destroy((rocksdb_pinnableslice_t *)v);
 }
 
+/* Copy a pinned value into a malloc'd buffer (an empty one: 1 byte) and
+ * destroy the slice: 0 or -ENOMEM (*@out NULL). */
+int blk_slice_dup(rocksdb_pinnableslice_t *ps, void **out, size_t *len)
+{
+	size_t n;
+	const char *v = rocksdb_pinnableslice_value(ps, &n);
+	void *p = malloc(n ? n : 1);
+
+	*out = p;
+	if (p) {
+		if (n)
+			memcpy(p, v, n);
+		*len = n;
+	}
+	rocksdb_pinnableslice_destroy(ps);
+	return p ? 0 : -ENOMEM;
+}
+
+/* Room for element @n of an array of @size-byte elements at @v with
+ * capacity *@cap, doubling it (from @first): the array, or NULL on ENOMEM
+ * (then @v and *@cap are unchanged). */
+void *blk_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t c = *cap ? 2 * *cap : first;
+	void *p;
+
+	if (n < *cap)
+		return v;
+	p = realloc(v, c * size);
+	if (p)
+		*cap = c;
+	return p;
+}
+
 int blk_db_get(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 	       void **val, size_t *vlen)
 {
 	rocksdb_pinnableslice_t *ps;
-	const char *v;
-	size_t n;
-	int rc;
+	int rc = blk_db_pinned(db, cf, key, klen, &ps);
 
-	rc = blk_db_pinned(db, cf, key, klen, &ps);
-	if (rc < 0)
-		return rc;
-	v = rocksdb_pinnableslice_value(ps, &n);
-	*val = malloc(n ? n : 1);
-	if (!*val) {
-		rocksdb_pinnableslice_destroy(ps);
-		return -ENOMEM;
-	}
-	if (n)
-		memcpy(*val, v, n);
-	*vlen = n;
-	rocksdb_pinnableslice_destroy(ps);
-	return 0;
+	return rc < 0 ? rc : blk_slice_dup(ps, val, vlen);
 }
 
 int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
@@ -850,8 +864,9 @@ int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
 	return (int64_t)n;
 }
 
-int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
-	       const void *val, size_t vlen)
+/* Put (or, with @del, delete) one record, not synced. */
+static int write_one(struct blk_db *db, unsigned cf, const void *key,
+		     size_t klen, const void *val, size_t vlen, bool del)
 {
 	rocksdb_column_family_handle_t *h = blk_db_cf(db, cf);
 	char *rerr = NULL;
@@ -860,25 +875,25 @@ int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 		return -EROFS;
 	if (!h)
 		return -EINVAL;
-	rocksdb_put_cf(db->rdb, db->wopts, h, key, klen, val, vlen, &rerr);
+	if (del)
+		rocksdb_delete_cf(db->rdb, db->wopts, h, key, klen, &rerr);
+	else
+		rocksdb_put_cf(db->rdb, db->wopts, h, key, klen, val, vlen,
+			       &rerr);
 	if (rerr)
 		return blk_rdb_errno(rerr);
 	return 0;
 }
 
+int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+	       const void *val, size_t vlen)
+{
+	return write_one(db, cf, key, klen, val, vlen, false);
+}
+
 int blk_db_delete(struct blk_db *db, unsigned cf, const void *key, size_t klen)
 {
-	rocksdb_column_family_handle_t *h = blk_db_cf(db, cf);
-	char *rerr = NULL;
-
-	if (db->read_only)
-		return -EROFS;
-	if (!h)
-		return -EINVAL;
-	rocksdb_delete_cf(db->rdb, db->wopts, h, key, klen, &rerr);
-	if (rerr)
-		return blk_rdb_errno(rerr);
-	return 0;
+	return write_one(db, cf, key, klen, NULL, 0, true);
 }
 
 /* Byte-wise order, a proper prefix first: RocksDB's default comparator. */

@@ -201,15 +201,12 @@ struct recovery {
 static int lost_add(struct blk_db *db, struct recovery *rv,
 		    const struct blk_cid *c)
 {
-	if (rv->nlost == rv->cap) {
-		size_t cap = rv->cap ? 2 * rv->cap : 64;
-		struct blk_cid *p = realloc(db->lost, cap * sizeof(*p));
+	struct blk_cid *p =
+	    blk_grow(db->lost, &rv->cap, rv->nlost, sizeof(*p), 64);
 
-		if (!p)
-			return -ENOMEM;
-		db->lost = p;
-		rv->cap = cap;
-	}
+	if (!p)
+		return -ENOMEM;
+	db->lost = p;
 	db->lost[rv->nlost++] = *c;
 	return 0;
 }

@@ -67,15 +67,12 @@ static int newlog_ent_cmp(const void *a, const void *b)
 static int index_add(struct newlog_index *ix, const uint8_t *key,
 		     const uint8_t *cid, size_t clen)
 {
-	if (ix->n == ix->cap) {
-		size_t cap = ix->cap ? 2 * ix->cap : 256;
-		struct newlog_ent *p = realloc(ix->v, cap * sizeof(*p));
+	struct newlog_ent *p =
+	    blk_grow(ix->v, &ix->cap, ix->n, sizeof(*p), 256);
 
-		if (!p)
-			return -ENOMEM;
-		ix->v = p;
-		ix->cap = cap;
-	}
+	if (!p)
+		return -ENOMEM;
+	ix->v = p;
 	memset(ix->v[ix->n].cid, 0, sizeof(ix->v[ix->n].cid));
 	memcpy(ix->v[ix->n].cid, cid, clen);
 	memcpy(ix->v[ix->n].seq, key, 8);

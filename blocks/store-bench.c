@@ -4,7 +4,7 @@
  *   store-bench [--size-mb N] [--value-kib N] [--dir DIR]
  *
  *   blocks     as a mount stores new blocks: blk_txn_ref per block (large
- *              blocks skip the WAL and are journaled, store.c note 6), then
+ *              blocks skip the WAL and are journaled, journal.c J1), then
  *              blk_db_sync (memtable flush into blob files);
  *   fragments  as a storage node stores puts: a 64-byte header and the
  *              bytes in a large-value column family through the WAL, then

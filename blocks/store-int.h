@@ -108,6 +108,8 @@ int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 		  rocksdb_pinnableslice_t **ps);
 rocksdb_column_family_handle_t *blk_db_cf(struct blk_db *db, unsigned cf);
 int blk_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
+int blk_slice_dup(rocksdb_pinnableslice_t *ps, void **out, size_t *len);
+void *blk_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 
 /* txn.c: write @t's batches (WAL-less block bytes first, so no reference
  * record is ever visible before its block). 0, -ENOSPC or -EIO. */

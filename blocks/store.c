@@ -7,7 +7,7 @@
  * count (u64 LE), block length (u32 LE), then optional flags (REFS_EVICTED).
  * It also holds one record that is not a CID: the 1-byte key STATS_KEY
  * (0x00) with the store's totals (blocks, bytes, ref_bytes, remote_bytes as
- * u64 LE; a 24-byte record, from before eviction, has no remote_bytes).
+ * u64 LE; the older 24-byte record has no remote_bytes: it reads as 0).
  * Whoever iterates "refs" for CIDs uses the prefix REFS_CID_PREFIX, as
  * blk_store_evict_upto does; callers outside blocks/ never do.
  *
@@ -210,21 +210,9 @@ int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
 	rocksdb_pinnableslice_t *ps;
 	const char *v;
 	size_t n;
-	int rc;
+	int rc = get_block(db, cid, &ps, &v, &n);
 
-	rc = get_block(db, cid, &ps, &v, &n);
-	if (rc < 0)
-		return rc;
-	*data = malloc(n ? n : 1);
-	if (!*data) {
-		rocksdb_pinnableslice_destroy(ps);
-		return -ENOMEM;
-	}
-	if (n)
-		memcpy(*data, v, n);
-	*len = n;
-	rocksdb_pinnableslice_destroy(ps);
-	return 0;
+	return rc < 0 ? rc : blk_slice_dup(ps, data, len);
 }
 
 /* The value is read pinned (from the block cache, the memtable or the blob
@@ -253,17 +241,12 @@ int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
 static int add_ref(struct blk_txn *t, const struct blk_cid *cid, int64_t delta,
 		   const void *data, size_t len)
 {
-	struct txn_ref *r;
+	struct txn_ref *r =
+	    blk_grow(t->refs, &t->cap, t->nrefs, sizeof(*r), 16);
 
-	if (t->nrefs == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 16;
-		struct txn_ref *n = realloc(t->refs, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		t->refs = n;
-		t->cap = cap;
-	}
+	if (!r)
+		return -ENOMEM;
+	t->refs = r;
 	r = &t->refs[t->nrefs++];
 	r->klen = (uint8_t)blk_cid_to_bytes(cid, r->key);
 	r->delta = delta;

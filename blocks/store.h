@@ -102,5 +102,6 @@ size_t blk_db_lost_blocks(struct blk_db *db, const struct blk_cid **cids);
 void blk_db_forget_lost(struct blk_db *db);
 
 /* The next sequence number of the new-block log (newlog.c): every record
- * below it was committed. 0 when the log is not kept. */
+ * below it was committed. 0 when the log is not kept, and on a read-only
+ * database (which does not load the log). */
 uint64_t blk_db_newlog_head(struct blk_db *db);

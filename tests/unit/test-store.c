@@ -1,6 +1,7 @@
-/* Tests of the RocksDB block store (blocks/store.c): transactions and
- * reference counts, persistence, locking between processes, verification,
- * ranges, iterators, concurrency and space reclamation; STORE_BENCH=1 adds
+/* Tests of the record store and the block store (blocks/db.c, store.c and
+ * the journal, new-block log and eviction): transactions and reference
+ * counts, persistence, locking between processes, verification, ranges,
+ * iterators, concurrency and space reclamation; STORE_BENCH=1 adds
  * an ingest benchmark that reports MB/s and asserts nothing about it. */
 
 #include "blocks/store.h"
@@ -646,7 +647,7 @@ static int run_child(const char *mode, const char *path)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-/* Block bytes skip the WAL (store.c note 6): after a crash, synced blocks
+/* Block bytes skip the WAL (journal.c J1): after a crash, synced blocks
  * are all there, unsynced large ones may be gone — and then so are their
  * reference records, and they are listed as lost — while records and small
  * blocks, which go through the WAL, survive. */
@@ -710,7 +711,7 @@ static void test_crash(void)
 	}
 }
 
-/* Note 7 of store.c: a commit that drops a reference keeps the bytes it
+/* journal.c J2: a commit that drops a reference keeps the bytes it
  * rests on in the WAL, so a crash cannot take a range that was durable
  * before it: after a kill, the replacing blocks are there (the one stored
  * before the replace too), and only the block committed alone is lost. */
@@ -938,7 +939,7 @@ static void test_locking(void)
 	CHECK(run_child("rw", tmp.db) == 0);
 	/* Read-only while this process holds it read-write: the child
 	 * replays the WAL, and sees block bytes once they are synced
-	 * (large ones skip the WAL; store.c note 6). */
+	 * (large ones skip the WAL; journal.c J1). */
 	CHECK(blk_db_sync(db) == 0);
 	CHECK(run_child("ro", tmp.db) == 0);
 
