@@ -566,27 +566,28 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 	if (rc < 0)
 		return rc;
 	db = db_new(path, o, ncf);
-	rc = db ? 0 : -ENOMEM;
-	if (!db)
-		goto fail;
+	if (!db) {
+		rc = -ENOMEM;
+		goto nomem;
+	}
 	rc = plan_init(&plan, o, db->cache, path, err, errlen);
 	if (rc == 0)
 		rc = plan_families(&plan, o, ncf, path, err, errlen);
 	if (rc == 0)
 		rc = open_rdb(db, &plan, path, err, errlen);
 	if (rc == -ENOMEM)
-		goto fail;
+		goto nomem;
 	if (rc == 0)
 		rc = open_store(db, path, err, errlen);
 	if (rc < 0)
-		goto out;
+		goto fail;
 	plan_free(&plan);
 	*out = db;
 	return 0;
 
-fail:
+nomem:
 	set_err(err, errlen, "out of memory opening node database %s", path);
-out:
+fail:
 	blk_db_close(db);
 	plan_free(&plan);
 	return rc;
