@@ -14,11 +14,12 @@
  *     thread owns its REP socket. Workers and the ZAP thread poll with a
  *     short timeout and leave when s->stop is set.
  *
- *  2. Usage (s->used, s->frags) mirrors the 'S' record and is changed only
- *     under s->mu, by PUT and DELETE, in the same transaction that changes
- *     the fragments; so the check against the capacity and the write are
- *     atomic with respect to each other. Readers (GET, HAVE, LIST) take no
- *     lock: RocksDB gives them a consistent view per key.
+ *  2. Fragments live in a blk_fragstore (blocks/fragstore.h), which keeps
+ *     the usage, the capacity and the immutability of what it stores under
+ *     its own lock. The server checks what comes off the wire (checksum,
+ *     CID of a whole copy) before it puts, and what it reads (header,
+ *     checksum, name) before it answers; the store's check of what a PUT
+ *     would replace is the same as GET's (frag_check).
  *
  *  3. GET replies are zero-copy: the value RocksDB read (a pinned slice,
  *     not copied out) is handed to ZeroMQ with zmq_msg_init_data and
@@ -38,18 +39,14 @@
  *     the node holds for requests is at most max_bytes plus one message
  *     per peer, whatever the peers send.
  *
- *  5. Immutability. do_put checks what is stored under the (CID, index)
- *     and writes in one critical section of s->mu, so two PUTs of one
- *     fragment cannot both find it absent and the second overwrite the
- *     first with other bytes.
- *
- *  6. Refusal logs: s->log_mu protects every peer's rate-limit state (and
+ *  5. Refusal logs: s->log_mu protects every peer's rate-limit state (and
  *     the table of unknown keys); the message is formatted and emitted
  *     under it, so the log callback never runs twice at once.
  */
 #include "net/server.h"
 
 #include "blocks/bytes.h"
+#include "blocks/fragstore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -59,7 +56,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -77,7 +73,6 @@
 #endif
 /* routing id, ticket, then at most NET_MAX_FRAMES (the proxy saw to it) */
 #define MAX_IN_FRAMES (2 + NET_MAX_FRAMES)
-#define STATS_LEN 16
 #define TICKET_LEN 12	/* u32 peer slot, u64 bytes admitted */
 #define PROXY_BATCH 64	/* messages taken from one side before the other */
 #define UNKNOWN_KEYS 16 /* unknown keys whose refusals are rate-limited */
@@ -112,9 +107,6 @@ struct unknown_key {
 	struct ratelog log;
 };
 
-static const uint8_t STATS_KEY[1] = {'S'};
-enum { TAG_FRAG = 'F', TAG_INDEX = 'I' };
-
 struct net_server {
 	void *ctx;
 	bool own_ctx;
@@ -135,17 +127,10 @@ struct net_server {
 	uint64_t peer_max_bytes, max_bytes;
 	uint64_t held; /* proxy thread: bytes with the workers */
 
-	struct blk_db *db;
-	unsigned cf;
-	uint64_t capacity;
-	char *data_dir;
-	uint64_t disk_reserve;
+	struct blk_fragstore *store;
 	unsigned fault_corrupt_get; /* enum net_fault */
 
-	pthread_mutex_t mu; /* protects used, frags and their record */
-	uint64_t used, frags;
-
-	pthread_mutex_t log_mu; /* note 6 */
+	pthread_mutex_t log_mu; /* note 5 */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
 	uint64_t log_interval_ms;
@@ -292,17 +277,17 @@ static const char *frag_name(const struct blk_cid *cid, unsigned index,
 	return buf;
 }
 
+_Static_assert(NET_SERVER_KEY_LEN == BLK_FRAGSTORE_KEY_LEN &&
+		   NET_FREF_LEN == BLK_FRAG_NAME_LEN,
+	       "a fragment's name in the store is its wire fref");
+
 void net_server_frag_key(const struct net_fref *ref,
 			 uint8_t out[NET_SERVER_KEY_LEN])
 {
-	out[0] = TAG_FRAG;
-	net_fref_encode(ref, out + 1);
-}
+	uint8_t name[NET_FREF_LEN];
 
-static void index_key(const uint8_t *fref, uint8_t out[NET_SERVER_KEY_LEN])
-{
-	out[0] = TAG_INDEX;
-	memcpy(out + 1, fref, NET_FREF_LEN);
+	net_fref_encode(ref, name);
+	blk_fragstore_frag_key(name, out);
 }
 
 const char *net_server_endpoint(const struct net_server *s)
@@ -312,58 +297,12 @@ const char *net_server_endpoint(const struct net_server *s)
 
 void net_server_status(struct net_server *s, struct net_status *st)
 {
-	pthread_mutex_lock(&s->mu);
-	st->capacity = s->capacity;
-	st->used = s->used;
-	st->fragments = s->frags;
-	pthread_mutex_unlock(&s->mu);
-}
+	struct blk_fragstore_usage u;
 
-/* ---- usage record ---- */
-
-static void stats_encode(const struct net_server *s, uint8_t out[STATS_LEN])
-{
-	blk_put_le64(out, s->used);
-	blk_put_le64(out + 8, s->frags);
-}
-
-/* Load the 'S' record, or recount the index entries when there is none
- * (a column family filled by something else, or an old one). */
-static int load_usage(struct net_server *s)
-{
-	uint8_t v[STATS_LEN];
-	int64_t n;
-	struct blk_iter *it;
-	const uint8_t tag = TAG_INDEX;
-	int rc;
-
-	n = blk_db_get_into(s->db, s->cf, STATS_KEY, sizeof(STATS_KEY), v,
-			    sizeof(v));
-	if (n == STATS_LEN) {
-		s->used = blk_get_le64(v);
-		s->frags = blk_get_le64(v + 8);
-		return 0;
-	}
-	if (n >= 0)
-		return -EIO; /* a record we did not write */
-	if (n != -ENOENT)
-		return (int)n;
-	s->used = s->frags = 0;
-	it = blk_iter_new(s->db, s->cf, &tag, 1, NULL, 0);
-	if (!it)
-		return -ENOMEM;
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t vlen;
-		const uint8_t *val = blk_iter_value(it, &vlen);
-
-		if (vlen != 4)
-			continue;
-		s->used += EC_FRAG_HDR_LEN + (uint64_t)blk_get_le32(val);
-		s->frags++;
-	}
-	rc = blk_iter_status(it);
-	blk_iter_free(it);
-	return rc;
+	blk_fragstore_usage(s->store, &u);
+	st->capacity = u.capacity;
+	st->used = u.used;
+	st->fragments = u.count;
 }
 
 /* ---- request handlers: each fills @rep (status and payload) ---- */
@@ -374,181 +313,99 @@ struct reply {
 	struct blk_val *zc_val; /* GET: value whose bytes go zero-copy */
 };
 
-/* Whether the file system under data_dir has less than @need bytes free
- * beyond the reserve. */
-static bool disk_short(const struct net_server *s, uint64_t need)
+/* 0 if @val (@vlen bytes) is a sound fragment @ref, with its header in
+ * @h: a header, bytes matching its checksum, the CID and index of @ref.
+ * Else -EBADMSG. */
+static int frag_check(const struct net_fref *ref, const uint8_t *val,
+		      size_t vlen, struct ec_frag_hdr *h)
 {
-	struct statvfs v;
-
-	if (!s->data_dir || statvfs(s->data_dir, &v) < 0)
-		return false;
-	return (uint64_t)v.f_bavail * v.f_frsize < need + s->disk_reserve;
+	if (vlen <= EC_FRAG_HDR_LEN ||
+	    ec_frag_hdr_parse(val, EC_FRAG_HDR_LEN, h) < 0 ||
+	    !blk_cid_equal(&h->cid, &ref->cid) || h->index != ref->index ||
+	    ec_frag_verify(h, val + EC_FRAG_HDR_LEN, vlen - EC_FRAG_HDR_LEN) <
+		0)
+		return -EBADMSG;
+	return 0;
 }
 
-/* What is stored under @fkey, against the PUT @q: 1 the same bytes, 0 no
- * good fragment there (missing, or failing its own checks: replace it),
- * -EEXIST another good fragment, or -errno of the read. */
-static int compare_stored(struct net_server *s, const uint8_t *fkey,
-			  const struct net_req *q)
+/* The store's check (blk_frag_check_fn) of what a PUT would replace. */
+static int stored_check(void *arg, const uint8_t name[BLK_FRAG_NAME_LEN],
+			const void *val, size_t len)
 {
+	struct net_fref ref;
 	struct ec_frag_hdr h;
-	struct blk_val *v;
-	const uint8_t *val;
-	size_t vlen;
-	int rc;
 
-	rc = blk_db_get_val(s->db, s->cf, fkey, NET_SERVER_KEY_LEN,
-			    BLK_GET_NO_CRC, &v);
-	if (rc == -ENOENT)
-		return 0;
-	if (rc < 0)
-		return rc;
-	val = blk_val_data(v, &vlen);
-	if (vlen <= EC_FRAG_HDR_LEN ||
-	    ec_frag_hdr_parse(val, EC_FRAG_HDR_LEN, &h) < 0 ||
-	    !blk_cid_equal(&h.cid, &q->frag.cid) || h.index != q->frag.index ||
-	    ec_frag_verify(&h, val + EC_FRAG_HDR_LEN, vlen - EC_FRAG_HDR_LEN) <
-		0)
-		rc = 0;
-	else if (vlen - EC_FRAG_HDR_LEN == q->len &&
-		 !memcmp(val + EC_FRAG_HDR_LEN, q->data, q->len))
-		rc = 1;
-	else
-		rc = -EEXIST;
-	blk_val_free(v);
-	return rc;
+	if (net_fref_decode(name, &ref) < 0)
+		return -EINVAL;
+	return frag_check(&ref, val, len, &h);
 }
 
 static int do_put(struct net_server *s, const struct net_req *q, unsigned slot)
 {
-	uint8_t fref[NET_FREF_LEN], fkey[NET_SERVER_KEY_LEN],
-	    ikey[NET_SERVER_KEY_LEN], ival[4], stats[STATS_LEN];
 	struct net_fref ref = {.cid = q->frag.cid, .index = q->frag.index};
-	uint64_t vlen = EC_FRAG_HDR_LEN + (uint64_t)q->len, oldlen = 0;
-	char name[BLK_CID_STR_MAX + 16];
-	uint64_t used_now = 0;
-	bool repair = false;
-	struct blk_txn *t;
-	int64_t n;
+	uint8_t name[NET_FREF_LEN];
+	char fname[BLK_CID_STR_MAX + 16];
+	struct blk_frag_put_result res;
 	int rc;
 
 	if (ec_frag_verify(&q->frag, q->data, q->len) < 0) {
 		refuse(s, slot, NET_REFUSED_PUT,
 		       "%s: the bytes do not match their checksum",
-		       frag_name(&q->frag.cid, q->frag.index, name));
+		       frag_name(&q->frag.cid, q->frag.index, fname));
 		return -EBADMSG;
 	}
 	/* A whole copy is the block: it must be the block its CID names. */
 	if (q->frag.k == 1 && !blk_cid_verify(&q->frag.cid, q->data, q->len)) {
 		refuse(s, slot, NET_REFUSED_PUT,
 		       "%s: a whole copy whose bytes are not its CID's",
-		       frag_name(&q->frag.cid, q->frag.index, name));
+		       frag_name(&q->frag.cid, q->frag.index, fname));
 		return -EBADMSG;
 	}
-	net_fref_encode(&ref, fref);
-	net_server_frag_key(&ref, fkey);
-	index_key(fref, ikey);
-	blk_put_le32(ival, (uint32_t)q->len);
-
-	t = blk_txn_new(s->db);
-	if (!t)
-		return -ENOMEM;
-	/* The bytes are copied into the batch outside the lock; only the
-	 * usage record and the check of what is stored need it (note 5). */
-	blk_txn_put2(t, s->cf, fkey, sizeof(fkey), q->frag_raw, EC_FRAG_HDR_LEN,
-		     q->data, q->len);
-	blk_txn_put(t, s->cf, ikey, sizeof(ikey), ival, sizeof(ival));
-
-	pthread_mutex_lock(&s->mu);
-	{
-		uint8_t old[4];
-
-		n = blk_db_get_into(s->db, s->cf, ikey, sizeof(ikey), old, 4);
-		if (n == 4) {
-			oldlen = EC_FRAG_HDR_LEN + (uint64_t)blk_get_le32(old);
-		} else if (n != -ENOENT) {
-			rc = n < 0 ? (int)n : -EIO;
-			goto out;
-		}
-	}
-	if (oldlen) {
-		rc = compare_stored(s, fkey, q);
-		if (rc != 0)
-			goto out; /* 1: a retry, acknowledged; or refused */
-		repair = true;
-	}
-	used_now = s->used;
-	if (vlen > oldlen && s->used - oldlen + vlen > s->capacity) {
-		rc = -ENOSPC;
-		goto out;
-	}
-	if (vlen > oldlen && disk_short(s, vlen - oldlen)) {
-		rc = -ENOSPC;
-		goto out;
-	}
-	{
-		uint64_t used = s->used - oldlen + vlen;
-		uint64_t frags = s->frags + (oldlen ? 0 : 1);
-		struct net_server tmp = {.used = used, .frags = frags};
-
-		stats_encode(&tmp, stats);
-		blk_txn_put(t, s->cf, STATS_KEY, sizeof(STATS_KEY), stats,
-			    sizeof(stats));
-		rc = blk_txn_commit(t, false);
-		if (rc == 0) {
-			s->used = used;
-			s->frags = frags;
-		} else if (rc == -EIO && disk_short(s, vlen)) {
-			rc = -ENOSPC; /* the write failed for want of room */
-		}
-	}
-out:
-	pthread_mutex_unlock(&s->mu);
-	blk_txn_free(t);
-	if (rc == 1)
-		return 0;
-	frag_name(&q->frag.cid, q->frag.index, name);
-	if (rc == -EEXIST)
+	net_fref_encode(&ref, name);
+	rc = blk_fragstore_put(s->store, name, q->frag_raw, q->data,
+			       (uint32_t)q->len, &res);
+	frag_name(&q->frag.cid, q->frag.index, fname);
+	if (rc == -EEXIST) {
 		refuse(s, slot, NET_REFUSED_OVERWRITE,
 		       "%s: another fragment is stored under that name, "
 		       "and stored fragments are immutable",
-		       name);
-	else if (rc == -ENOSPC)
+		       fname);
+	} else if (rc == -ENOSPC) {
+		struct blk_fragstore_usage u;
+
+		blk_fragstore_usage(s->store, &u);
 		refuse(s, slot, NET_REFUSED_FULL,
 		       "%s: the node is full (%" PRIu64 " of %" PRIu64
 		       " bytes used%s)",
-		       name, used_now, s->capacity,
-		       disk_short(s, vlen) ? ", its disk short of room" : "");
-	else if (rc == 0 && repair)
+		       fname, res.used, u.capacity,
+		       res.disk_short ? ", its disk short of room" : "");
+	} else if (rc == 0 && res.outcome == BLK_FRAG_REPLACED) {
 		atomic_fetch_add(&s->repaired, 1);
+	}
 	return rc;
 }
 
 static int do_get(struct net_server *s, const struct net_req *q,
 		  struct reply *r)
 {
-	uint8_t key[NET_SERVER_KEY_LEN];
+	uint8_t name[NET_FREF_LEN];
 	struct ec_frag_hdr h;
 	struct blk_val *v;
 	const uint8_t *val;
 	size_t vlen;
 	int rc;
 
-	/* RocksDB's own checksum is skipped: the fragment's XXH3 checksum,
-	 * checked below, covers the same bytes end to end and costs a tenth
-	 * of a software CRC32C. */
-	net_server_frag_key(&q->ref, key);
-	rc = blk_db_get_val(s->db, s->cf, key, sizeof(key), BLK_GET_NO_CRC, &v);
+	/* The store skips RocksDB's own checksum: the fragment's XXH3
+	 * checksum, checked here, covers the same bytes end to end. */
+	net_fref_encode(&q->ref, name);
+	rc = blk_fragstore_get(s->store, name, &v);
 	if (rc < 0)
 		return rc;
 	val = blk_val_data(v, &vlen);
-	if (vlen <= EC_FRAG_HDR_LEN ||
-	    ec_frag_hdr_parse(val, EC_FRAG_HDR_LEN, &h) < 0 ||
-	    !blk_cid_equal(&h.cid, &q->ref.cid) || h.index != q->ref.index ||
-	    ec_frag_verify(&h, val + EC_FRAG_HDR_LEN, vlen - EC_FRAG_HDR_LEN) <
-		0) {
+	rc = frag_check(&q->ref, val, vlen, &h);
+	if (rc < 0) {
 		blk_val_free(v);
-		return -EBADMSG;
+		return rc;
 	}
 	if (FAULT_CORRUPT_GET(s)) {
 		/* the pinned value may be shared: damage a copy */
@@ -583,103 +440,24 @@ static int do_have(struct net_server *s, const struct net_req *q,
 		   struct reply *r)
 {
 	uint8_t *map = calloc(1, net_bitmap_len(q->hdr.count));
-	uint8_t key[NET_SERVER_KEY_LEN];
 
 	if (!map)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < q->hdr.count; i++) {
-		int64_t n;
+		int rc = blk_fragstore_has(s->store,
+					   q->refs + (size_t)i * NET_FREF_LEN);
 
-		index_key(q->refs + (size_t)i * NET_FREF_LEN, key);
-		n = blk_db_get_into(s->db, s->cf, key, sizeof(key), NULL, 0);
-		if (n >= 0) {
+		if (rc > 0) {
 			net_bitmap_set(map, i);
-		} else if (n != -ENOENT) {
+		} else if (rc < 0) {
 			free(map);
-			return (int)n;
+			return rc;
 		}
 	}
 	r->own = map;
 	r->rep.bitmap = map;
 	r->rep.hdr.count = q->hdr.count;
 	return 0;
-}
-
-static int fref_cmp(const void *a, const void *b, void *base)
-{
-	const uint8_t *refs = base;
-
-	return memcmp(refs + (size_t) * (const uint32_t *)a * NET_FREF_LEN,
-		      refs + (size_t) * (const uint32_t *)b * NET_FREF_LEN,
-		      NET_FREF_LEN);
-}
-
-/* Delete the @n fragments named by the packed frefs @refs; bit i of @map
- * (zeroed) says fref i was there and is now gone. */
-static int delete_refs(struct net_server *s, const uint8_t *refs, uint32_t n,
-		       uint8_t *map)
-{
-	uint32_t *order = malloc(n * sizeof(*order));
-	uint8_t key[NET_SERVER_KEY_LEN], stats[STATS_LEN];
-	struct net_server tmp;
-	struct blk_txn *t = blk_txn_new(s->db);
-	bool prev_found = false;
-	int rc = 0;
-
-	if (!order || !t) {
-		free(order);
-		blk_txn_free(t);
-		return -ENOMEM;
-	}
-	/* Sorted, so a fref named twice is counted once. */
-	for (uint32_t i = 0; i < n; i++)
-		order[i] = i;
-	qsort_r(order, n, sizeof(*order), fref_cmp, (void *)refs);
-
-	pthread_mutex_lock(&s->mu);
-	tmp.used = s->used;
-	tmp.frags = s->frags;
-	for (uint32_t i = 0; i < n; i++) {
-		uint8_t v[4];
-		int64_t got;
-
-		if (i > 0 &&
-		    fref_cmp(&order[i], &order[i - 1], (void *)refs) == 0) {
-			if (prev_found)
-				net_bitmap_set(map, order[i]);
-			continue;
-		}
-		prev_found = false;
-		index_key(refs + (size_t)order[i] * NET_FREF_LEN, key);
-		got = blk_db_get_into(s->db, s->cf, key, sizeof(key), v, 4);
-		if (got == -ENOENT)
-			continue;
-		if (got != 4) {
-			rc = got < 0 ? (int)got : -EIO;
-			break;
-		}
-		blk_txn_delete(t, s->cf, key, sizeof(key));
-		key[0] = TAG_FRAG;
-		blk_txn_delete(t, s->cf, key, sizeof(key));
-		tmp.used -= EC_FRAG_HDR_LEN + (uint64_t)blk_get_le32(v);
-		tmp.frags--;
-		prev_found = true;
-		net_bitmap_set(map, order[i]);
-	}
-	if (rc == 0) {
-		stats_encode(&tmp, stats);
-		blk_txn_put(t, s->cf, STATS_KEY, sizeof(STATS_KEY), stats,
-			    sizeof(stats));
-		rc = blk_txn_commit(t, false);
-		if (rc == 0) {
-			s->used = tmp.used;
-			s->frags = tmp.frags;
-		}
-	}
-	pthread_mutex_unlock(&s->mu);
-	blk_txn_free(t);
-	free(order);
-	return rc;
 }
 
 int net_server_delete(struct net_server *s, const struct net_fref *refs,
@@ -699,64 +477,59 @@ int net_server_delete(struct net_server *s, const struct net_fref *refs,
 	for (uint32_t i = 0; i < n; i++)
 		net_fref_encode(&refs[i], packed + (size_t)i * NET_FREF_LEN);
 	memset(bitmap, 0, net_bitmap_len(n));
-	rc = delete_refs(s, packed, n, bitmap);
+	rc = blk_fragstore_delete(s->store, packed, n, bitmap);
 	free(packed);
 	return rc;
+}
+
+struct list_page {
+	uint8_t *items;
+	uint32_t n, limit;
+	bool more;
+};
+
+/* blk_frag_scan_fn: one item of a LIST page; 1 once the page is full. */
+static int list_item(void *arg, const uint8_t name[BLK_FRAG_NAME_LEN],
+		     uint32_t len)
+{
+	struct list_page *pg = arg;
+	uint8_t *out;
+
+	if (pg->n == pg->limit) {
+		pg->more = true;
+		return 1;
+	}
+	if (name[NET_FREF_LEN - 1] >= EC_MAX_FRAGS)
+		return 0; /* not ours; cannot go on the wire */
+	out = pg->items + (size_t)pg->n * NET_LIST_ITEM_LEN;
+	memcpy(out, name, NET_FREF_LEN);
+	blk_put_le32(out + NET_FREF_LEN, len);
+	pg->n++;
+	return 0;
 }
 
 static int do_list(struct net_server *s, const struct net_req *q,
 		   struct reply *r)
 {
-	const uint8_t tag = TAG_INDEX;
-	uint8_t start[NET_SERVER_KEY_LEN];
-	uint8_t *items = malloc((size_t)q->hdr.count * NET_LIST_ITEM_LEN);
-	struct blk_iter *it;
-	uint32_t n = 0;
-	bool more = false;
+	struct list_page pg = {.limit = q->hdr.count};
+	uint8_t cursor[NET_FREF_LEN];
 	int rc;
 
-	if (!items)
+	pg.items = malloc((size_t)q->hdr.count * NET_LIST_ITEM_LEN);
+	if (!pg.items)
 		return -ENOMEM;
-	start[0] = TAG_INDEX;
 	if (q->has_cursor)
-		net_fref_encode(&q->ref, start + 1);
-	it = blk_iter_new(s->db, s->cf, &tag, 1, q->has_cursor ? start : NULL,
-			  q->has_cursor ? sizeof(start) : 0);
-	if (!it) {
-		free(items);
-		return -ENOMEM;
-	}
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, vlen;
-		const uint8_t *k = blk_iter_key(it, &klen);
-		const uint8_t *v = blk_iter_value(it, &vlen);
-		uint8_t *out;
-
-		if (klen != NET_SERVER_KEY_LEN || vlen != 4)
-			continue;
-		if (q->has_cursor && memcmp(k, start, klen) == 0)
-			continue; /* the cursor itself: listed before */
-		if (n == q->hdr.count) {
-			more = true;
-			break;
-		}
-		out = items + (size_t)n * NET_LIST_ITEM_LEN;
-		memcpy(out, k + 1, NET_FREF_LEN);
-		memcpy(out + NET_FREF_LEN, v, 4);
-		if (out[NET_FREF_LEN - 1] >= EC_MAX_FRAGS)
-			continue; /* not ours; cannot go on the wire */
-		n++;
-	}
-	rc = blk_iter_status(it);
-	blk_iter_free(it);
+		net_fref_encode(&q->ref, cursor);
+	rc = blk_fragstore_scan(s->store, q->has_cursor ? cursor : NULL,
+				list_item, &pg);
 	if (rc < 0) {
-		free(items);
+		free(pg.items);
 		return rc;
 	}
-	r->own = items;
-	r->rep.items = items;
-	r->rep.hdr.count = n;
-	r->rep.hdr.flags = more ? NET_F_MORE : 0;
+	r->own = pg.items;
+	r->rep.items = pg.items;
+	r->rep.hdr.count = pg.n;
+	r->rep.hdr.flags = pg.more ? NET_F_MORE : 0;
 	return 0;
 }
 
@@ -786,7 +559,7 @@ static int handle(struct net_server *s, const struct net_req *q,
 		net_server_status(s, &r->rep.st);
 		return 0;
 	case NET_OP_SYNC:
-		return blk_db_sync(s->db);
+		return blk_fragstore_sync(s->store);
 	default:
 		return -EOPNOTSUPP;
 	}
@@ -1215,6 +988,21 @@ static int zerr(void)
 	return errno ? -errno : -EIO;
 }
 
+static int open_store(struct net_server *s, const struct net_server_config *cfg)
+{
+	struct blk_fragstore_options o = {
+	    .cf = cfg->cf,
+	    .head_len = EC_FRAG_HDR_LEN,
+	    .capacity = cfg->capacity,
+	    .data_dir = cfg->data_dir,
+	    .disk_reserve = cfg->disk_reserve ? cfg->disk_reserve
+					      : NET_SERVER_DEFAULT_DISK_RESERVE,
+	    .check = stored_check,
+	};
+
+	return blk_fragstore_open(cfg->db, &o, &s->store);
+}
+
 int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 {
 	struct net_server *s;
@@ -1240,7 +1028,6 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->log_mu, NULL);
 	atomic_init(&s->stop, false);
 	for (unsigned i = 0; i < NET_REFUSED_KINDS; i++)
@@ -1248,11 +1035,6 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 	atomic_init(&s->repaired, 0);
 	atomic_init(&s->held_pub, 0);
 	atomic_init(&s->held_peak, 0);
-	s->db = cfg->db;
-	s->cf = cfg->cf;
-	s->capacity = cfg->capacity;
-	s->disk_reserve = cfg->disk_reserve ? cfg->disk_reserve
-					    : NET_SERVER_DEFAULT_DISK_RESERVE;
 	s->peer_max_reqs = cfg->peer_max_requests
 			       ? cfg->peer_max_requests
 			       : NET_SERVER_DEFAULT_PEER_REQUESTS;
@@ -1280,9 +1062,7 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 	s->allowed = calloc(cfg->nallowed ? cfg->nallowed : 1, 32);
 	s->workers = calloc(s->nworkers, sizeof(*s->workers));
 	s->peers = calloc(cfg->nallowed + 2, sizeof(*s->peers));
-	s->data_dir = cfg->data_dir ? strdup(cfg->data_dir) : NULL;
-	if (!s->allowed || !s->workers || !s->peers ||
-	    (cfg->data_dir && !s->data_dir)) {
+	if (!s->allowed || !s->workers || !s->peers) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -1303,7 +1083,7 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 	snprintf(s->peers[slot_local(s)].name, sizeof(s->peers[0].name),
 		 "the local client");
 
-	rc = load_usage(s);
+	rc = open_store(s, cfg);
 	if (rc < 0)
 		goto fail;
 
@@ -1431,10 +1211,9 @@ void net_server_free(struct net_server *s)
 		zmq_close(s->zap);
 	if (s->own_ctx && s->ctx)
 		zmq_ctx_term(s->ctx);
-	pthread_mutex_destroy(&s->mu);
+	blk_fragstore_close(s->store);
 	pthread_mutex_destroy(&s->log_mu);
 	free(s->peers);
-	free(s->data_dir);
 	free(s->allowed);
 	free(s->workers);
 	free(s);
