@@ -7,14 +7,10 @@
  * configured client keys. Each worker decodes, executes and answers one
  * request at a time.
  *
- * Records in the fragment column family (keys are a tag byte, then the
- * 37-byte wire fragment reference "fref" of proto.h):
- *   'F' fref  -> the 64-byte fragment header, then the fragment bytes
- *   'I' fref  -> u32 LE frag_len: a small index entry, so HAVE, LIST and
- *                DELETE never read fragment bytes
- *   'S'       -> u64 LE used bytes, u64 LE fragment count
- * The three change together in one transaction. Used bytes count the value
- * of each fragment (64 + frag_len).
+ * Fragments live in a column family of the node's RocksDB, kept by a
+ * blk_fragstore (blocks/fragstore.h: its records, usage and invariants),
+ * named by their wire fragment reference ("fref" of proto.h). Used bytes
+ * count the value of each fragment (64-byte header + frag_len).
  *
  * Any peer may be broken or hostile; none can change or remove what the
  * node stores for others:

@@ -1,0 +1,301 @@
+/* Tests of the node's fragment store (blocks/fragstore.c): put and its
+ * outcomes (stored, same, replaced, refused), immutability, capacity,
+ * delete with repeated names, scan order and cursors, and the usage record
+ * across a reopen, lost or damaged. */
+
+#include "blocks/fragstore.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/unit/check.h"
+
+#define HEAD 8
+
+static const char *const extra_cfs[] = {"frags", NULL};
+enum { CF_FRAGS = BLK_CF_USER };
+
+struct env {
+	char dir[64];
+	struct blk_db *db;
+	struct blk_fragstore *fs;
+	uint64_t capacity;
+};
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+/* The test's check: a value whose header starts with 'X' is unsound. */
+static int check_head(void *arg, const uint8_t name[BLK_FRAG_NAME_LEN],
+		      const void *val, size_t len)
+{
+	unsigned *calls = arg;
+
+	(*calls)++;
+	return ((const uint8_t *)val)[0] == 'X' ? -EBADMSG : 0;
+}
+
+static unsigned check_calls;
+
+static int store_open(struct env *e)
+{
+	struct blk_fragstore_options o = {
+	    .cf = CF_FRAGS,
+	    .head_len = HEAD,
+	    .capacity = e->capacity,
+	    .check = check_head,
+	    .check_arg = &check_calls,
+	};
+
+	return blk_fragstore_open(e->db, &o, &e->fs);
+}
+
+static void env_open(struct env *e, bool fresh)
+{
+	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true};
+	char err[256] = "";
+
+	if (fresh) {
+		strcpy(e->dir, "/tmp/test-fragstore.XXXXXX");
+		REQUIRE(mkdtemp(e->dir));
+	}
+	REQUIRE(blk_db_open(e->dir, &o, &e->db, err, sizeof(err)) == 0);
+	REQUIRE(store_open(e) == 0);
+}
+
+static void env_close(struct env *e, bool remove_dir)
+{
+	blk_fragstore_close(e->fs);
+	blk_db_close(e->db);
+	e->fs = NULL;
+	e->db = NULL;
+	if (remove_dir)
+		nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void name_of(unsigned i, uint8_t name[BLK_FRAG_NAME_LEN])
+{
+	memset(name, 0, BLK_FRAG_NAME_LEN);
+	name[4] = (uint8_t)(i >> 8);
+	name[5] = (uint8_t)i;
+	name[BLK_FRAG_NAME_LEN - 1] = (uint8_t)(i % 7);
+}
+
+static int put(struct env *e, unsigned i, char head0, uint8_t fill,
+	       uint32_t len, struct blk_frag_put_result *res)
+{
+	uint8_t name[BLK_FRAG_NAME_LEN], head[HEAD], *data = xmalloc(len);
+	int rc;
+
+	name_of(i, name);
+	memset(head, head0, sizeof(head));
+	memset(data, fill, len);
+	rc = blk_fragstore_put(e->fs, name, head, data, len, res);
+	free(data);
+	return rc;
+}
+
+static void check_usage(struct env *e, uint64_t used, uint64_t count)
+{
+	struct blk_fragstore_usage u;
+
+	blk_fragstore_usage(e->fs, &u);
+	CHECK(u.used == used);
+	CHECK(u.count == count);
+	CHECK(u.capacity == e->capacity);
+}
+
+static void test_put_outcomes(void)
+{
+	struct env e = {.capacity = 1000};
+	struct blk_frag_put_result res;
+	uint8_t name[BLK_FRAG_NAME_LEN], key[BLK_FRAGSTORE_KEY_LEN];
+	struct blk_val *v;
+	const uint8_t *val;
+	size_t vlen;
+
+	env_open(&e, true);
+	check_usage(&e, 0, 0);
+	name_of(1, name);
+	CHECK(blk_fragstore_has(e.fs, name) == 0);
+	CHECK(blk_fragstore_get(e.fs, name, &v) == -ENOENT);
+
+	CHECK(put(&e, 1, 'h', 0xaa, 100, &res) == 0 &&
+	      res.outcome == BLK_FRAG_STORED);
+	check_usage(&e, HEAD + 100, 1);
+	CHECK(blk_fragstore_has(e.fs, name) == 1);
+	REQUIRE(blk_fragstore_get(e.fs, name, &v) == 0);
+	val = blk_val_data(v, &vlen);
+	CHECK(vlen == HEAD + 100 && val[0] == 'h' && val[HEAD] == 0xaa &&
+	      val[HEAD + 99] == 0xaa);
+	blk_val_free(v);
+	/* The 'F' record under the key tools use. */
+	blk_fragstore_frag_key(name, key);
+	CHECK(blk_db_get_into(e.db, CF_FRAGS, key, sizeof(key), NULL, 0) ==
+	      HEAD + 100);
+
+	/* Same bytes, another header: a retry, nothing changes. */
+	CHECK(put(&e, 1, 'g', 0xaa, 100, &res) == 0 &&
+	      res.outcome == BLK_FRAG_SAME);
+	check_usage(&e, HEAD + 100, 1);
+	/* Other bytes under a sound fragment: refused, nothing changes. */
+	CHECK(put(&e, 1, 'h', 0xbb, 100, &res) == -EEXIST);
+	CHECK(put(&e, 1, 'h', 0xaa, 50, &res) == -EEXIST);
+	REQUIRE(blk_fragstore_get(e.fs, name, &v) == 0);
+	val = blk_val_data(v, &vlen);
+	CHECK(vlen == HEAD + 100 && val[0] == 'h' && val[HEAD] == 0xaa);
+	blk_val_free(v);
+
+	/* A stored value failing the check is replaced: that is repair. */
+	CHECK(put(&e, 2, 'X', 0x11, 40, &res) == 0 &&
+	      res.outcome == BLK_FRAG_STORED);
+	check_calls = 0;
+	CHECK(put(&e, 2, 'h', 0x22, 60, &res) == 0 &&
+	      res.outcome == BLK_FRAG_REPLACED);
+	CHECK(check_calls == 1);
+	check_usage(&e, 2 * HEAD + 160, 2);
+
+	/* Capacity: 1000 bytes, 176 used. */
+	CHECK(put(&e, 3, 'h', 0x33, 1000 - 176 - HEAD + 1, &res) == -ENOSPC);
+	CHECK(res.used == 176 && !res.disk_short);
+	check_usage(&e, 176, 2);
+	CHECK(put(&e, 3, 'h', 0x33, 1000 - 176 - HEAD, &res) == 0);
+	check_usage(&e, 1000, 3);
+	/* An identical re-put of a full node is still acknowledged. */
+	CHECK(put(&e, 3, 'h', 0x33, 1000 - 176 - HEAD, &res) == 0 &&
+	      res.outcome == BLK_FRAG_SAME);
+	env_close(&e, true);
+}
+
+static void test_delete(void)
+{
+	struct env e = {.capacity = 1 << 20};
+	struct blk_frag_put_result res;
+	uint8_t names[5 * BLK_FRAG_NAME_LEN], gone[1] = {0};
+
+	env_open(&e, true);
+	for (unsigned i = 0; i < 3; i++)
+		REQUIRE(put(&e, i, 'h', (uint8_t)i, 10 + i, &res) == 0);
+	check_usage(&e, 3 * HEAD + 33, 3);
+	/* 1, 7 (absent), 1 again, 2, 7 again */
+	name_of(1, names);
+	name_of(7, names + BLK_FRAG_NAME_LEN);
+	name_of(1, names + 2 * BLK_FRAG_NAME_LEN);
+	name_of(2, names + 3 * BLK_FRAG_NAME_LEN);
+	name_of(7, names + 4 * BLK_FRAG_NAME_LEN);
+	CHECK(blk_fragstore_delete(e.fs, names, 5, gone) == 0);
+	CHECK(gone[0] == (1u << 0 | 1u << 2 | 1u << 3));
+	check_usage(&e, HEAD + 10, 1);
+	CHECK(blk_fragstore_has(e.fs, names) == 0);
+	CHECK(blk_fragstore_has(e.fs, names + 3 * BLK_FRAG_NAME_LEN) == 0);
+	gone[0] = 0;
+	CHECK(blk_fragstore_delete(e.fs, names, 1, gone) == 0 && gone[0] == 0);
+	check_usage(&e, HEAD + 10, 1);
+	env_close(&e, true);
+}
+
+struct seen {
+	uint8_t names[16][BLK_FRAG_NAME_LEN];
+	uint32_t lens[16];
+	unsigned n, stop_at;
+};
+
+static int record(void *arg, const uint8_t name[BLK_FRAG_NAME_LEN],
+		  uint32_t len)
+{
+	struct seen *s = arg;
+
+	if (s->n == s->stop_at)
+		return 7;
+	memcpy(s->names[s->n], name, BLK_FRAG_NAME_LEN);
+	s->lens[s->n++] = len;
+	return 0;
+}
+
+static void test_scan(void)
+{
+	struct env e = {.capacity = 1 << 20};
+	struct blk_frag_put_result res;
+	struct seen s = {.stop_at = 16};
+	uint8_t name[BLK_FRAG_NAME_LEN];
+	bool sorted = true;
+
+	env_open(&e, true);
+	CHECK(blk_fragstore_scan(e.fs, NULL, record, &s) == 0 && s.n == 0);
+	for (unsigned i = 5; i > 0; i--)
+		REQUIRE(put(&e, i, 'h', 1, i, &res) == 0);
+	CHECK(blk_fragstore_scan(e.fs, NULL, record, &s) == 0 && s.n == 5);
+	for (unsigned i = 0; i < s.n; i++) {
+		name_of(i + 1, name);
+		sorted = sorted && !memcmp(s.names[i], name, sizeof(name)) &&
+			 s.lens[i] == i + 1;
+	}
+	CHECK(sorted);
+	/* From after name 2 (a cursor), stopping after two. */
+	s = (struct seen){.stop_at = 2};
+	name_of(2, name);
+	CHECK(blk_fragstore_scan(e.fs, name, record, &s) == 7 && s.n == 2);
+	name_of(3, name);
+	CHECK(!memcmp(s.names[0], name, sizeof(name)));
+	/* A cursor that is not stored lists what follows it. */
+	s = (struct seen){.stop_at = 16};
+	name_of(6, name);
+	CHECK(blk_fragstore_scan(e.fs, name, record, &s) == 0 && s.n == 0);
+	env_close(&e, true);
+}
+
+static void test_usage_record(void)
+{
+	struct env e = {.capacity = 1 << 20};
+	struct blk_frag_put_result res;
+	static const uint8_t skey[1] = {'S'};
+
+	env_open(&e, true);
+	for (unsigned i = 0; i < 4; i++)
+		REQUIRE(put(&e, i, 'h', 1, 100, &res) == 0);
+	env_close(&e, false);
+	env_open(&e, false);
+	check_usage(&e, 4 * (HEAD + 100), 4);
+	/* Without the 'S' record the index entries are counted again. */
+	CHECK(blk_db_delete(e.db, CF_FRAGS, skey, 1) == 0);
+	blk_fragstore_close(e.fs);
+	REQUIRE(store_open(&e) == 0);
+	check_usage(&e, 4 * (HEAD + 100), 4);
+	/* A record the store did not write. */
+	CHECK(blk_db_put(e.db, CF_FRAGS, skey, 1, "bad", 3) == 0);
+	blk_fragstore_close(e.fs);
+	e.fs = NULL;
+	CHECK(store_open(&e) == -EIO && e.fs == NULL);
+	env_close(&e, true);
+}
+
+static void test_bad_options(void)
+{
+	struct env e = {.capacity = 1};
+	struct blk_fragstore_options o = {.cf = BLK_CF_REFS, .head_len = HEAD};
+	struct blk_fragstore *fs = (void *)&e;
+
+	env_open(&e, true);
+	CHECK(blk_fragstore_open(e.db, &o, &fs) == -EINVAL && fs == NULL);
+	o = (struct blk_fragstore_options){.cf = CF_FRAGS};
+	CHECK(blk_fragstore_open(e.db, &o, &fs) == -EINVAL && fs == NULL);
+	env_close(&e, true);
+}
+
+int main(void)
+{
+	test_put_outcomes();
+	test_delete();
+	test_scan();
+	test_usage_record();
+	test_bad_options();
+	printf("fragstore: %u passed, %u failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
