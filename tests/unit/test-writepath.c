@@ -47,7 +47,7 @@
 
 #define NFILES 3
 #define FILE_CAP (160u << 10) /* largest file the model holds */
-#define DEFAULT_STEPS 1500
+#define DEFAULT_STEPS 1200
 #define TAIL 40		    /* operations printed on a failure */
 #define PURGE_WAIT_MS 10000 /* for a background flush to drop a file */
 
@@ -645,7 +645,7 @@ static void step(void)
 		op_replace(m, slot);
 	} else if (r < 970) {
 		checkpoint();
-	} else if (r < 985) {
+	} else if (r < 975) {
 		op_reopen();
 	} else {
 		op_log("sync_all");
@@ -703,7 +703,7 @@ static void run(enum cdc_kind chunker)
 	    .chunk_avg = chunker == CDC_FIXED ? 1536 : 1024,
 	    .chunk_max = 4096,
 	    .cache_bytes = 8u << 20,
-	    .dirty_max = 48u << 10,
+	    .dirty_max = 96u << 10,
 	    .flush_at = 8u << 10,
 	    .flushers = 2,
 	};
