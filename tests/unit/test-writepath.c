@@ -423,6 +423,10 @@ static void checkpoint(void)
 		MCHECK(read_eq(m, 0, FILE_CAP));
 		check_extent_blocks(m, &live);
 	}
+	if (S.broken) {
+		cidset_free(&live);
+		return; /* the counts below would only repeat it */
+	}
 	for (size_t i = 0; i < live.cap && !S.broken; i++) {
 		const struct cident *c = &live.v[i];
 		uint64_t refs = 0;
