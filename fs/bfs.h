@@ -128,6 +128,11 @@ struct bfs_dir {
 	bool loaded;
 };
 
+/* The chunk_min and chunk_max that go with chunk size @avg (a cluster's
+ * chunk_avg, or the chunk_size mount option): avg / 4 but at least 64,
+ * and avg * 4. */
+void bfs_chunk_sizes(uint64_t avg, uint64_t *min, uint64_t *max);
+
 /* Open the node's database and the filesystem in it (created on first
  * use). On error a negative errno and a message in @err. */
 int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
