@@ -104,11 +104,55 @@ static int name_free(struct bfs *fs, uint64_t parent, const char *name)
 	return ret == -ENOENT ? 0 : ret ? ret : -EEXIST;
 }
 
+/* The prologue of a namespace operation once its checks passed (ns_lock
+ * held): a new transaction in *t and the operation's time in *ts. */
+static int ns_txn(struct bfs *fs, struct blk_txn **t, struct timespec *ts)
+{
+	*t = blk_txn_new(fs->db);
+	if (!*t)
+		return -ENOMEM;
+	bfs_now(ts);
+	return 0;
+}
+
+/* Fill the record of @ip, new in directory @dp (dp->lock held): a
+ * set-group-ID directory gives its group, and its set-group-ID bit to
+ * new directories. 0 or -ENOMEM. */
+static int init_inode(struct bfs_inode *ip, const struct bfs_inode *dp,
+		      mode_t mode, dev_t rdev, uid_t uid, gid_t gid,
+		      const char *target, const struct timespec *ts)
+{
+	if (dp->rec.mode & S_ISGID) {
+		gid = dp->rec.gid;
+		if (S_ISDIR(mode))
+			mode |= S_ISGID;
+	}
+	ip->rec = (struct bfs_inode_rec){
+	    .mode = mode,
+	    .uid = uid,
+	    .gid = gid,
+	    .nlink = S_ISDIR(mode) ? 2 : 1,
+	    .rdev = rdev,
+	    .atime = *ts,
+	    .mtime = *ts,
+	    .ctime = *ts,
+	    .btime = *ts,
+	};
+	if (target) {
+		ip->target = strdup(target);
+		ip->rec.size = strlen(target);
+		if (!ip->target)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	      dev_t rdev, uid_t uid, gid_t gid, const char *target,
 	      struct bfs_inode **out)
 {
 	struct bfs_inode *dp = NULL, *ip = NULL;
+	struct blk_txn *t = NULL;
 	struct timespec ts;
 	uint64_t ino;
 	int ret;
@@ -122,57 +166,31 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 
 	pthread_mutex_lock(&fs->ns_lock);
 	ret = get_dir(fs, parent, &dp);
+	if (!ret)
+		ret = name_free(fs, parent, name);
+	if (!ret)
+		ret = ns_txn(fs, &t, &ts);
+	if (!ret)
+		ret = alloc_ino(fs, &ino);
+	if (!ret && !(ip = bfs_inode_alloc(ino)))
+		ret = -ENOMEM;
 	if (ret)
 		goto out;
-	if ((ret = name_free(fs, parent, name)))
-		goto out;
-	struct blk_txn *t = blk_txn_new(fs->db);
-	if (!t) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = alloc_ino(fs, &ino);
-	if (ret || !(ip = bfs_inode_alloc(ino))) {
-		blk_txn_free(t);
-		ret = ret ? ret : -ENOMEM;
-		goto out;
-	}
-	bfs_now(&ts);
 	pthread_mutex_lock(&dp->lock);
-	if (dp->rec.mode & S_ISGID) {
-		gid = dp->rec.gid;
-		if (S_ISDIR(mode))
-			mode |= S_ISGID;
-	}
-	ip->rec = (struct bfs_inode_rec){
-	    .mode = mode,
-	    .uid = uid,
-	    .gid = gid,
-	    .nlink = S_ISDIR(mode) ? 2 : 1,
-	    .rdev = rdev,
-	    .atime = ts,
-	    .mtime = ts,
-	    .ctime = ts,
-	    .btime = ts,
-	};
-	if (target) {
-		ip->target = strdup(target);
-		ip->rec.size = strlen(target);
-		if (!ip->target) {
-			pthread_mutex_unlock(&dp->lock);
-			blk_txn_free(t);
-			ret = -ENOMEM;
-			goto out;
-		}
+	ret = init_inode(ip, dp, mode, rdev, uid, gid, target, &ts);
+	if (ret) {
+		pthread_mutex_unlock(&dp->lock);
+		goto out;
 	}
 	bfs_txn_put_inode(t, ip);
 	txn_put_dirent(t, parent, name, ip);
 	touch_dir(dp, &ts);
-	if (S_ISDIR(mode))
+	if (S_ISDIR(ip->rec.mode))
 		dp->rec.nlink++;
 	bfs_txn_put_inode(t, dp);
 	ret = bfs_txn_commit(t, false);
-	if (ret && S_ISDIR(mode))
+	t = NULL;
+	if (ret && S_ISDIR(ip->rec.mode))
 		dp->rec.nlink--;
 	pthread_mutex_unlock(&dp->lock);
 	if (!ret) {
@@ -181,16 +199,31 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	}
 out:
 	pthread_mutex_unlock(&fs->ns_lock);
+	blk_txn_free(t);
 	if (ip)
 		bfs_inode_free(ip);
 	bfs_iput(fs, dp);
 	return ret;
 }
 
+/* May @ip take one more name? 0, -EPERM (a directory), -ENOENT
+ * (unlinked) or -EMLINK. */
+static int can_link(const struct bfs_inode *ip)
+{
+	if (S_ISDIR(ip->rec.mode))
+		return -EPERM;
+	if (ip->rec.nlink == 0)
+		return -ENOENT;
+	if (ip->rec.nlink >= UINT32_MAX - 1)
+		return -EMLINK;
+	return 0;
+}
+
 int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 	     struct bfs_inode **out)
 {
 	struct bfs_inode *dp = NULL, *ip = NULL;
+	struct blk_txn *t;
 	struct timespec ts;
 	int ret;
 
@@ -200,31 +233,16 @@ int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&fs->ns_lock);
 	ret = get_dir(fs, parent, &dp);
+	if (!ret)
+		ret = bfs_iget(fs, ino, &ip);
+	if (!ret)
+		ret = can_link(ip);
+	if (!ret)
+		ret = name_free(fs, parent, name);
+	if (!ret)
+		ret = ns_txn(fs, &t, &ts);
 	if (ret)
 		goto out;
-	ret = bfs_iget(fs, ino, &ip);
-	if (ret)
-		goto out;
-	if (S_ISDIR(ip->rec.mode)) {
-		ret = -EPERM;
-		goto out;
-	}
-	if (ip->rec.nlink == 0) {
-		ret = -ENOENT;
-		goto out;
-	}
-	if (ip->rec.nlink >= UINT32_MAX - 1) {
-		ret = -EMLINK;
-		goto out;
-	}
-	if ((ret = name_free(fs, parent, name)))
-		goto out;
-	struct blk_txn *t = blk_txn_new(fs->db);
-	if (!t) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	bfs_now(&ts);
 	txn_put_dirent(t, parent, name, ip);
 	pthread_mutex_lock(&dp->lock);
 	touch_dir(dp, &ts);
@@ -294,6 +312,7 @@ static void txn_drop_link(struct blk_txn *t, struct bfs_inode *ip,
 int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir)
 {
 	struct bfs_inode *dp = NULL, *ip = NULL;
+	struct blk_txn *t;
 	struct timespec ts;
 	uint64_t ino;
 	uint8_t dtype;
@@ -309,14 +328,8 @@ int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir)
 		ret = bfs_iget(fs, ino, &ip);
 	if (ret)
 		goto out;
-	if ((ret = can_remove(fs, ip, dir)))
+	if ((ret = can_remove(fs, ip, dir)) || (ret = ns_txn(fs, &t, &ts)))
 		goto out;
-	struct blk_txn *t = blk_txn_new(fs->db);
-	if (!t) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	bfs_now(&ts);
 	txn_del_dirent(t, parent, name);
 	pthread_mutex_lock(&dp->lock);
 	touch_dir(dp, &ts);
@@ -341,82 +354,106 @@ out:
 	return ret;
 }
 
-int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
-	       uint64_t newparent, const char *newname, unsigned flags)
-{
-	struct bfs_inode *sdp = NULL, *ddp = NULL, *sip = NULL, *dip = NULL;
-	uint64_t sino, dino = 0;
-	uint8_t dtype;
-	struct timespec ts;
-	int ret;
+/* The inodes of a rename: source and destination directories, the source
+ * and the inode the destination name points at (NULL: none). */
+struct rename_set {
+	struct bfs_inode *sdp, *ddp, *sip, *dip;
+	struct bfs_inode *locked[4]; /* distinct ones, locked */
+	struct bfs_inode_rec saved[4];
+};
 
-	if (fs->cfg.read_only)
-		return -EROFS;
+static int rename_check(const char *newname, unsigned flags)
+{
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		return -EINVAL;
 	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
 		return -EINVAL;
 	if (strlen(newname) > BFS_NAME_MAX)
 		return -ENAMETOOLONG;
+	return 0;
+}
 
-	pthread_mutex_lock(&fs->ns_lock);
-	ret = get_dir(fs, parent, &sdp);
+/* Look up the inodes of a rename (ns_lock held) and check @flags against
+ * them. 0, 1 when both names already point at the same inode (nothing to
+ * do), or -errno. */
+static int rename_get(struct bfs *fs, struct rename_set *rs, uint64_t parent,
+		      const char *name, uint64_t newparent, const char *newname,
+		      unsigned flags)
+{
+	uint64_t sino, dino = 0;
+	uint8_t dtype;
+	int ret = get_dir(fs, parent, &rs->sdp);
+
 	if (!ret)
-		ret = get_dir(fs, newparent, &ddp);
+		ret = get_dir(fs, newparent, &rs->ddp);
 	if (!ret)
 		ret = dir_lookup(fs, parent, name, &sino, &dtype);
 	if (!ret)
-		ret = bfs_iget(fs, sino, &sip);
+		ret = bfs_iget(fs, sino, &rs->sip);
 	if (ret)
-		goto out;
+		return ret;
 	ret = dir_lookup(fs, newparent, newname, &dino, &dtype);
 	if (ret == -ENOENT) {
 		dino = 0;
 		ret = 0;
 	}
 	if (ret)
-		goto out;
-	if (dino && (flags & RENAME_NOREPLACE)) {
-		ret = -EEXIST;
-		goto out;
-	}
-	if (!dino && (flags & RENAME_EXCHANGE)) {
-		ret = -ENOENT;
-		goto out;
-	}
+		return ret;
+	if (dino && (flags & RENAME_NOREPLACE))
+		return -EEXIST;
+	if (!dino && (flags & RENAME_EXCHANGE))
+		return -ENOENT;
 	if (dino == sino)
-		goto out; /* the same file under both names: nothing to do */
-	if (dino && (ret = bfs_iget(fs, dino, &dip)))
-		goto out;
+		return 1;
+	if (dino && (ret = bfs_iget(fs, dino, &rs->dip)))
+		return ret;
+	/* Replacing a name removes what it named: same rules as unlink. */
+	if (rs->dip && !(flags & RENAME_EXCHANGE))
+		return can_remove(fs, rs->dip, S_ISDIR(rs->sip->rec.mode));
+	return 0;
+}
 
+/* Lock every inode of @rs (distinct ones once, ns_lock held) and save
+ * their records, so that the records written match memory and a failed
+ * commit can restore them. */
+static void rename_lock(struct rename_set *rs)
+{
+	struct bfs_inode *all[4] = {rs->sdp, rs->ddp, rs->sip, rs->dip};
+
+	for (int i = 0; i < 4; i++) {
+		bool dup = !all[i];
+		for (int j = 0; j < i && !dup; j++)
+			dup = all[j] == all[i];
+		rs->locked[i] = dup ? NULL : all[i];
+		if (dup)
+			continue;
+		pthread_mutex_lock(&all[i]->lock);
+		rs->saved[i] = all[i]->rec;
+	}
+}
+
+/* Unlock @rs in reverse order, restoring the records after a failure. */
+static void rename_unlock(struct rename_set *rs, int ret)
+{
+	for (int i = 3; i >= 0; i--) {
+		if (!rs->locked[i])
+			continue;
+		if (ret)
+			rs->locked[i]->rec = rs->saved[i];
+		pthread_mutex_unlock(&rs->locked[i]->lock);
+	}
+}
+
+/* The changes of a rename in @t, its inodes locked. */
+static void rename_txn(struct blk_txn *t, struct rename_set *rs,
+		       uint64_t parent, const char *name, uint64_t newparent,
+		       const char *newname, unsigned flags,
+		       const struct timespec *ts)
+{
+	struct bfs_inode *sdp = rs->sdp, *ddp = rs->ddp, *sip = rs->sip,
+			 *dip = rs->dip;
 	bool sdir = S_ISDIR(sip->rec.mode);
 	bool ddir = dip && S_ISDIR(dip->rec.mode);
-	/* Replacing a name removes what it named: same rules as unlink. */
-	if (dip && !(flags & RENAME_EXCHANGE) &&
-	    (ret = can_remove(fs, dip, sdir)))
-		goto out;
-
-	struct blk_txn *t = blk_txn_new(fs->db);
-	if (!t) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	bfs_now(&ts);
-	/* Every inode involved is locked (distinct ones once) so the records
-	 * written match memory; restore on failure. */
-	struct bfs_inode *locked[4] = {sdp, ddp, sip, dip};
-	struct bfs_inode_rec saved[4];
-	for (int i = 0; i < 4; i++) {
-		bool dup = !locked[i];
-		for (int j = 0; j < i && !dup; j++)
-			dup = locked[j] == locked[i];
-		if (dup) {
-			locked[i] = NULL;
-			continue;
-		}
-		pthread_mutex_lock(&locked[i]->lock);
-		saved[i] = locked[i]->rec;
-	}
 
 	if (flags & RENAME_EXCHANGE) {
 		txn_put_dirent(t, parent, name, dip);
@@ -427,7 +464,7 @@ int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 			from->rec.nlink--;
 			to->rec.nlink++;
 		}
-		dip->rec.ctime = ts;
+		dip->rec.ctime = *ts;
 		bfs_txn_put_inode(t, dip);
 	} else {
 		txn_del_dirent(t, parent, name);
@@ -435,35 +472,52 @@ int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 		if (dip) {
 			if (ddir)
 				ddp->rec.nlink--;
-			txn_drop_link(t, dip, &ts);
+			txn_drop_link(t, dip, ts);
 		}
 		if (sdir && sdp != ddp) {
 			sdp->rec.nlink--;
 			ddp->rec.nlink++;
 		}
 	}
-	sip->rec.ctime = ts;
+	sip->rec.ctime = *ts;
 	bfs_txn_put_inode(t, sip);
-	touch_dir(sdp, &ts);
+	touch_dir(sdp, ts);
 	bfs_txn_put_inode(t, sdp);
 	if (ddp != sdp) {
-		touch_dir(ddp, &ts);
+		touch_dir(ddp, ts);
 		bfs_txn_put_inode(t, ddp);
 	}
-	ret = bfs_txn_commit(t, false);
-	for (int i = 3; i >= 0; i--) {
-		if (!locked[i])
-			continue;
-		if (ret)
-			locked[i]->rec = saved[i];
-		pthread_mutex_unlock(&locked[i]->lock);
+}
+
+int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, unsigned flags)
+{
+	struct rename_set rs = {0};
+	struct blk_txn *t;
+	struct timespec ts;
+	int ret;
+
+	if (fs->cfg.read_only)
+		return -EROFS;
+	if ((ret = rename_check(newname, flags)))
+		return ret;
+
+	pthread_mutex_lock(&fs->ns_lock);
+	ret = rename_get(fs, &rs, parent, name, newparent, newname, flags);
+	if (ret > 0)
+		ret = 0; /* the same file under both names: nothing to do */
+	else if (!ret && !(ret = ns_txn(fs, &t, &ts))) {
+		rename_lock(&rs);
+		rename_txn(t, &rs, parent, name, newparent, newname, flags,
+			   &ts);
+		ret = bfs_txn_commit(t, false);
+		rename_unlock(&rs, ret);
 	}
-out:
 	pthread_mutex_unlock(&fs->ns_lock);
-	bfs_iput(fs, dip);
-	bfs_iput(fs, sip);
-	bfs_iput(fs, ddp);
-	bfs_iput(fs, sdp);
+	bfs_iput(fs, rs.dip);
+	bfs_iput(fs, rs.sip);
+	bfs_iput(fs, rs.ddp);
+	bfs_iput(fs, rs.sdp);
 	return ret;
 }
 

@@ -20,10 +20,13 @@ static bool is_virtual(const char *name)
 	return !strncmp(name, BFS_XATTR_PREFIX, strlen(BFS_XATTR_PREFIX));
 }
 
-int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
-		 const void *value, size_t size, int flags)
+/* Set attribute @name of @ip to @value, or with @remove delete it (it
+ * must exist), and the inode's ctime, in one transaction. @flags:
+ * XATTR_CREATE / XATTR_REPLACE. */
+static int xattr_change(struct bfs *fs, struct bfs_inode *ip, const char *name,
+			const void *value, size_t size, int flags, bool remove)
 {
-	uint8_t key[8 + 256];
+	uint8_t key[8 + 256], probe;
 	size_t nlen = strlen(name);
 
 	if (is_acl(name))
@@ -33,15 +36,16 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	if (fs->cfg.read_only)
 		return -EROFS;
 	if (nlen == 0 || nlen > 255)
-		return -ERANGE;
-	if (size > XATTR_VALUE_MAX)
+		return remove ? -ENODATA : -ERANGE;
+	if (!remove && size > XATTR_VALUE_MAX)
 		return -E2BIG;
+	if (remove)
+		flags = XATTR_REPLACE;
 	size_t klen = bfs_xattr_key(key, ip->ino, name, nlen);
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
-	uint8_t probe;
 	int64_t r =
 	    blk_db_get_into(fs->db, BFS_CF_XATTRS, key, klen, &probe, 0);
 	int ret = r < 0 && r != -ENOENT ? (int)r : 0;
@@ -50,7 +54,10 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	if (!ret && (flags & XATTR_REPLACE) && r == -ENOENT)
 		ret = -ENODATA;
 	if (!ret) {
-		blk_txn_put(t, BFS_CF_XATTRS, key, klen, value, size);
+		if (remove)
+			blk_txn_delete(t, BFS_CF_XATTRS, key, klen);
+		else
+			blk_txn_put(t, BFS_CF_XATTRS, key, klen, value, size);
 		bfs_now(&ip->rec.ctime);
 		bfs_txn_put_inode(t, ip);
 		ret = blk_txn_commit(t, false);
@@ -58,6 +65,12 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	pthread_mutex_unlock(&ip->lock);
 	blk_txn_free(t);
 	return ret;
+}
+
+int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
+		 const void *value, size_t size, int flags)
+{
+	return xattr_change(fs, ip, name, value, size, flags, false);
 }
 
 /* The virtual attributes (BFS_XATTR_*); -ENODATA for any other name. */
@@ -136,32 +149,5 @@ int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
 
 int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name)
 {
-	uint8_t key[8 + 256], probe;
-	size_t nlen = strlen(name);
-
-	if (is_acl(name))
-		return -EOPNOTSUPP;
-	if (is_virtual(name))
-		return -EPERM;
-	if (fs->cfg.read_only)
-		return -EROFS;
-	if (nlen == 0 || nlen > 255)
-		return -ENODATA;
-	size_t klen = bfs_xattr_key(key, ip->ino, name, nlen);
-	struct blk_txn *t = blk_txn_new(fs->db);
-	if (!t)
-		return -ENOMEM;
-	pthread_mutex_lock(&ip->lock);
-	int64_t r =
-	    blk_db_get_into(fs->db, BFS_CF_XATTRS, key, klen, &probe, 0);
-	int ret = r == -ENOENT ? -ENODATA : r < 0 ? (int)r : 0;
-	if (!ret) {
-		blk_txn_delete(t, BFS_CF_XATTRS, key, klen);
-		bfs_now(&ip->rec.ctime);
-		bfs_txn_put_inode(t, ip);
-		ret = blk_txn_commit(t, false);
-	}
-	pthread_mutex_unlock(&ip->lock);
-	blk_txn_free(t);
-	return ret;
+	return xattr_change(fs, ip, name, NULL, 0, 0, true);
 }
