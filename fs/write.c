@@ -35,6 +35,84 @@ bool bfs_all_zero(const uint8_t *p, size_t n)
 	return memcmp(p, zero, n) == 0;
 }
 
+/* The old extents segment [a, b) touches, in @tmp: the one it starts in
+ * or right after (only if that one's end was forced), those inside, the
+ * one it ends in. *prev_at_a: a block ends at @a (or @a is 0); *next_at_b:
+ * a block starts at @b. */
+static int seg_extents(struct bfs *fs, struct bfs_inode *ip, bool no_extents,
+		       uint64_t a, uint64_t b, struct bfs_extent_list *tmp,
+		       bool *prev_at_a, bool *next_at_b)
+{
+	int ret = 0;
+
+	tmp->n = 0;
+	if (!no_extents)
+		ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino,
+				     a ? a - 1 : 0, b + 1, fs->max_extent, tmp);
+	if (ret)
+		return ret;
+	*next_at_b = false;
+	*prev_at_a = a == 0;
+	while (tmp->n && tmp->v[tmp->n - 1].off >= b) {
+		*next_at_b |= tmp->v[tmp->n - 1].off == b;
+		tmp->n--;
+	}
+	/* A block ending right where the data starts needs re-chunking
+	 * only if its end was forced. */
+	if (tmp->n && tmp->v[0].off + tmp->v[0].len == a) {
+		*prev_at_a = true;
+		if (!tmp->v[0].forced)
+			memmove(tmp->v, tmp->v + 1,
+				--tmp->n * sizeof(tmp->v[0]));
+	}
+	return 0;
+}
+
+/* Add segment [a, b), widened to its old extents @tmp, to the runs: a new
+ * run, or merged into the last one when it overlaps or touches it. The
+ * extents not listed yet go to @exts. */
+static int add_to_runs(struct run *runs, size_t *nruns,
+		       struct bfs_extent_list *exts,
+		       const struct bfs_extent_list *tmp, uint64_t a,
+		       uint64_t b, bool prev_at_a, bool next_at_b)
+{
+	uint64_t ea = a, eb = b;
+
+	if (tmp->n) {
+		if (tmp->v[0].off < ea)
+			ea = tmp->v[0].off;
+		uint64_t end = tmp->v[tmp->n - 1].off + tmp->v[tmp->n - 1].len;
+		if (end > eb)
+			eb = end;
+	}
+	struct run *r = *nruns ? &runs[*nruns - 1] : NULL;
+	bool end_anchored = eb > b || next_at_b;
+	if (r && ea <= r->eb) {
+		if (eb >= r->eb) {
+			r->eb = eb;
+			r->end_anchored = end_anchored;
+		}
+	} else {
+		r = &runs[(*nruns)++];
+		r->ea = ea;
+		r->eb = eb;
+		r->ext0 = exts->n;
+		r->next = 0;
+		r->end_anchored = end_anchored;
+		r->start_anchored =
+		    prev_at_a || (tmp->n && tmp->v[0].off == ea);
+	}
+	for (size_t k = 0; k < tmp->n; k++) {
+		if (r->next && tmp->v[k].off <= exts->v[exts->n - 1].off)
+			continue;
+		int ret = bfs_extent_list_push(exts, &tmp->v[k]);
+		if (ret)
+			return ret;
+		r->next++;
+	}
+	return 0;
+}
+
 /* Group the flushing segments into runs: each segment widened to the old
  * extents it touches (the one it starts in or right after, the one it ends
  * in), overlapping or touching runs merged. */
@@ -55,65 +133,16 @@ static int plan_runs(struct bfs *fs, struct bfs_inode *ip,
 	pthread_mutex_lock(&ip->lock);
 	bool no_extents = ip->rec.stored == 0;
 	pthread_mutex_unlock(&ip->lock);
-	for (size_t i = 0; i < w->n; i++) {
+	for (size_t i = 0; !ret && i < w->n; i++) {
 		uint64_t a = w->segs[i].off, b = a + w->segs[i].len;
-		tmp.n = 0;
-		if (!no_extents)
-			ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino,
-					     a ? a - 1 : 0, b + 1,
-					     fs->max_extent, &tmp);
-		if (ret)
-			break;
-		bool next_at_b = false, prev_at_a = a == 0;
-		while (tmp.n && tmp.v[tmp.n - 1].off >= b) {
-			next_at_b |= tmp.v[tmp.n - 1].off == b;
-			tmp.n--;
-		}
-		/* A block ending right where the data starts needs
-		 * re-chunking only if its end was forced. */
-		if (tmp.n && tmp.v[0].off + tmp.v[0].len == a) {
-			prev_at_a = true;
-			if (!tmp.v[0].forced) {
-				memmove(tmp.v, tmp.v + 1,
-					--tmp.n * sizeof(tmp.v[0]));
-			}
-		}
-		uint64_t ea = a, eb = b;
-		if (tmp.n) {
-			if (tmp.v[0].off < ea)
-				ea = tmp.v[0].off;
-			uint64_t end =
-			    tmp.v[tmp.n - 1].off + tmp.v[tmp.n - 1].len;
-			if (end > eb)
-				eb = end;
-		}
-		struct run *r = nruns ? &runs[nruns - 1] : NULL;
-		bool end_anchored = eb > b || next_at_b;
-		if (r && ea <= r->eb) {
-			if (eb >= r->eb) {
-				r->eb = eb;
-				r->end_anchored = end_anchored;
-			}
-		} else {
-			r = &runs[nruns++];
-			r->ea = ea;
-			r->eb = eb;
-			r->ext0 = exts->n;
-			r->next = 0;
-			r->end_anchored = end_anchored;
-			r->start_anchored =
-			    prev_at_a || (tmp.n && tmp.v[0].off == ea);
-		}
-		for (size_t k = 0; k < tmp.n; k++) {
-			if (r->next && tmp.v[k].off <= exts->v[exts->n - 1].off)
-				continue;
-			ret = bfs_extent_list_push(exts, &tmp.v[k]);
-			if (ret)
-				goto out;
-			r->next++;
-		}
+		bool prev_at_a, next_at_b;
+
+		ret = seg_extents(fs, ip, no_extents, a, b, &tmp, &prev_at_a,
+				  &next_at_b);
+		if (!ret)
+			ret = add_to_runs(runs, &nruns, exts, &tmp, a, b,
+					  prev_at_a, next_at_b);
 	}
-out:
 	bfs_extent_list_free(&tmp);
 	if (ret) {
 		free(runs);
@@ -206,10 +235,132 @@ static int chunk_run(struct bfs *fs, const struct run *r, struct chunk **out,
 	return 0;
 }
 
-/* Turn the runs into new extents in @t. For the last run, when it reaches
- * EOF and this is not a final flush, stop at the last content-defined cut
- * past every old extent it replaces and hand the rest back in *tail_off:
- * more data is likely to follow. Returns the bytes committed or -errno. */
+/* For a run not followed by stable data: the end of what it commits, its
+ * last content-defined cut past every old extent it replaces (r->ea:
+ * nothing yet). The rest, [r->keep, r->eb), goes back to the buffer. */
+static uint64_t run_cut_end(struct run *r, const struct bfs_extent_list *exts,
+			    const struct chunk *ch, size_t nch)
+{
+	uint64_t old_end = r->ea, end = r->ea;
+
+	for (size_t k = r->ext0; k < r->ext0 + r->next; k++)
+		old_end = exts->v[k].off + exts->v[k].len;
+	for (size_t k = 0; k < nch; k++) {
+		uint64_t ce = ch[k].off + ch[k].len;
+		if (ch[k].natural && ce >= old_end)
+			end = ce;
+	}
+	if (end < r->eb)
+		r->keep = end;
+	return end;
+}
+
+/* Delete the old extents of @r in @t and drop their block references. */
+static int drop_old_extents(struct blk_txn *t, struct bfs_inode *ip,
+			    const struct run *r,
+			    const struct bfs_extent_list *exts,
+			    int64_t *stored_delta)
+{
+	for (size_t k = r->ext0; k < r->ext0 + r->next; k++) {
+		uint8_t key[16];
+		blk_txn_delete(t, BFS_CF_EXTENTS, key,
+			       bfs_extent_key(key, ip->ino, exts->v[k].off));
+		int ret = blk_txn_unref(t, &exts->v[k].cid);
+		if (ret)
+			return ret;
+		*stored_delta -= exts->v[k].len;
+	}
+	return 0;
+}
+
+/* Hash the first @n chunks of @r and put them in @t as extents and block
+ * references; all-zero chunks stay holes. */
+static int put_chunks(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
+		      const struct run *r, const struct chunk *ch, size_t n,
+		      int64_t *stored_delta)
+{
+	struct blk_cid *cids = malloc((n + 1) * sizeof(*cids));
+	bool *zero = malloc(n + 1);
+	int ret = 0;
+
+	if (!cids || !zero) {
+		free(cids);
+		free(zero);
+		return -ENOMEM;
+	}
+	struct hash_job job = {
+	    .base = r->buf,
+	    .base_off = r->ea,
+	    .ch = ch,
+	    .n = n,
+	    .cids = cids,
+	    .zero = zero,
+	};
+	bfs_hash_chunks(fs, &job);
+	for (size_t k = 0; !ret && k < n; k++) {
+		const uint8_t *p = r->buf + (ch[k].off - r->ea);
+		uint8_t key[16], val[BFS_EXTENT_VAL_MAX];
+
+		if (zero[k])
+			continue; /* stays a hole */
+		__atomic_fetch_add(&fs->n_hashed, ch[k].len, __ATOMIC_RELAXED);
+		blk_txn_put(t, BFS_CF_EXTENTS, key,
+			    bfs_extent_key(key, ip->ino, ch[k].off), val,
+			    bfs_extent_encode(val, ch[k].len, !ch[k].natural,
+					      &cids[k]));
+		ret = blk_txn_ref(t, &cids[k], p, ch[k].len);
+		*stored_delta += ch[k].len;
+	}
+	free(cids);
+	free(zero);
+	return ret;
+}
+
+/* Turn run @r into new extents in @t; the bytes committed or -errno. */
+static int64_t build_run(struct bfs *fs, struct bfs_inode *ip,
+			 struct blk_txn *t, struct run *r,
+			 const struct bfs_extent_list *exts, bool final,
+			 int64_t *stored_delta)
+{
+	struct chunk *ch;
+	size_t nch, ncommit = 0;
+	uint64_t end = r->eb;
+
+	r->keep = UINT64_MAX;
+	/* Data that follows a gap (writeback out of order, a hole being
+	 * filled) waits for what comes before it, unless this flush must
+	 * commit everything. */
+	if (!final && !r->start_anchored) {
+		r->keep = r->ea;
+		return 0;
+	}
+	int ret = chunk_run(fs, r, &ch, &nch);
+	if (ret)
+		return ret;
+	/* A run not followed by stable data (the end of a file being
+	 * appended to, or a gap) commits up to its last content-defined
+	 * cut; the rest waits for what follows. */
+	if (!final && !r->end_anchored) {
+		end = run_cut_end(r, exts, ch, nch);
+		if (end == r->ea) {
+			free(ch);
+			return 0; /* nothing to commit yet */
+		}
+	}
+	ret = drop_old_extents(t, ip, r, exts, stored_delta);
+	while (ncommit < nch && ch[ncommit].off < end)
+		ncommit++;
+	if (!ret)
+		ret = put_chunks(fs, ip, t, r, ch, ncommit, stored_delta);
+	free(ch);
+	return ret ? ret : (int64_t)(end - r->ea);
+}
+
+/* Turn the runs into new extents in @t. A run whose end is not followed
+ * by stable data, in a flush that is not final, stops at its last
+ * content-defined cut past every old extent it replaces and hands the
+ * rest back through r->keep: more data is likely to follow. Returns the
+ * bytes committed or -errno. */
 static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 			 struct blk_txn *t, struct run *runs, size_t nruns,
 			 const struct bfs_extent_list *exts, bool final,
@@ -219,120 +370,25 @@ static int64_t build_txn(struct bfs *fs, struct bfs_inode *ip,
 
 	*stored_delta = 0;
 	for (size_t i = 0; i < nruns; i++) {
-		struct run *r = &runs[i];
-		struct chunk *ch;
-		size_t nch;
-		uint64_t end = r->eb;
-
-		r->keep = UINT64_MAX;
-		/* Data that follows a gap (writeback out of order, a hole
-		 * being filled) waits for what comes before it, unless this
-		 * flush must commit everything. */
-		if (!final && !r->start_anchored) {
-			r->keep = r->ea;
-			continue;
-		}
-		int ret = chunk_run(fs, r, &ch, &nch);
-		if (ret)
-			return ret;
-		/* A run not followed by stable data (the end of a file being
-		 * appended to, or a gap) commits up to its last
-		 * content-defined cut; the rest waits for what follows. */
-		if (!final && !r->end_anchored) {
-			uint64_t old_end = r->ea;
-			for (size_t k = r->ext0; k < r->ext0 + r->next; k++)
-				old_end = exts->v[k].off + exts->v[k].len;
-			end = r->ea;
-			for (size_t k = 0; k < nch; k++) {
-				uint64_t ce = ch[k].off + ch[k].len;
-				if (ch[k].natural && ce >= old_end)
-					end = ce;
-			}
-			if (end < r->eb)
-				r->keep = end;
-			if (end == r->ea) {
-				free(ch);
-				continue; /* nothing to commit yet */
-			}
-		}
-		for (size_t k = r->ext0; k < r->ext0 + r->next; k++) {
-			uint8_t key[16];
-			blk_txn_delete(
-			    t, BFS_CF_EXTENTS, key,
-			    bfs_extent_key(key, ip->ino, exts->v[k].off));
-			ret = blk_txn_unref(t, &exts->v[k].cid);
-			if (ret) {
-				free(ch);
-				return ret;
-			}
-			*stored_delta -= exts->v[k].len;
-		}
-		size_t ncommit = 0;
-		while (ncommit < nch && ch[ncommit].off < end)
-			ncommit++;
-		struct blk_cid *cids = malloc((ncommit + 1) * sizeof(*cids));
-		bool *zero = malloc(ncommit + 1);
-		if (!cids || !zero) {
-			free(cids);
-			free(zero);
-			free(ch);
-			return -ENOMEM;
-		}
-		struct hash_job job = {
-		    .base = r->buf,
-		    .base_off = r->ea,
-		    .ch = ch,
-		    .n = ncommit,
-		    .cids = cids,
-		    .zero = zero,
-		};
-		bfs_hash_chunks(fs, &job);
-		for (size_t k = 0; !ret && k < ncommit; k++) {
-			const uint8_t *p = r->buf + (ch[k].off - r->ea);
-			uint8_t key[16], val[BFS_EXTENT_VAL_MAX];
-
-			if (zero[k])
-				continue; /* stays a hole */
-			__atomic_fetch_add(&fs->n_hashed, ch[k].len,
-					   __ATOMIC_RELAXED);
-			blk_txn_put(
-			    t, BFS_CF_EXTENTS, key,
-			    bfs_extent_key(key, ip->ino, ch[k].off), val,
-			    bfs_extent_encode(val, ch[k].len, !ch[k].natural,
-					      &cids[k]));
-			ret = blk_txn_ref(t, &cids[k], p, ch[k].len);
-			*stored_delta += ch[k].len;
-		}
-		free(cids);
-		free(zero);
-		if (ret) {
-			free(ch);
-			return ret;
-		}
-		committed += (int64_t)(end - r->ea);
-		free(ch);
+		int64_t n =
+		    build_run(fs, ip, t, &runs[i], exts, final, stored_delta);
+		if (n < 0)
+			return n;
+		committed += n;
 	}
 	return committed;
 }
 
-/* One flush pass: take at least @limit dirty bytes (whole segments) of
- * @ip and turn them into blocks and extents. With @final, and when nothing
- * is left behind them, everything taken is committed; otherwise ends that
- * are not followed by stable data keep their tail in the buffer.
- * *committed gets the bytes committed, *more whether dirty bytes remain.
- * Returns 0 or -errno (the data then stays buffered, flush_err set). */
-static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
-		      uint64_t limit, uint64_t *committed, bool *more)
+/* Start a flush pass (the first step of flush_pass): wait for the
+ * extents, move at least @limit dirty bytes to ip->flushing and own the
+ * extents (ip->editing). *took false: nothing to flush, and the return
+ * value is the sticky error, now cleared. */
+static int flush_take(struct bfs *fs, struct bfs_inode *ip, uint64_t limit,
+		      bool *final, bool *took)
 {
-	struct bfs_extent_list exts = {0};
-	struct run *runs = NULL;
-	size_t nruns = 0;
-	int64_t stored_delta = 0, done = 0;
-	struct blk_txn *t = NULL;
 	int ret;
 
-	*committed = 0;
-	*more = false;
+	*took = false;
 	pthread_mutex_lock(&ip->lock);
 	while (ip->editing)
 		pthread_cond_wait(&ip->cond, &ip->lock);
@@ -343,34 +399,46 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 		return ret;
 	}
 	ret = wbuf_take_prefix(&ip->dirty, limit, &ip->flushing);
-	if (ret) {
-		pthread_mutex_unlock(&ip->lock);
-		return ret;
+	if (!ret) {
+		*took = true;
+		ip->editing = true;
+		/* Data still buffered behind what was taken: not the last
+		 * word. */
+		if (ip->dirty.n)
+			*final = false;
 	}
-	ip->editing = true;
-	/* Data still buffered behind what was taken: not the last word. */
-	if (ip->dirty.n)
-		final = false;
 	pthread_mutex_unlock(&ip->lock);
+	return ret;
+}
 
-	ret = plan_runs(fs, ip, &exts, &runs, &nruns);
-	for (size_t i = 0; !ret && i < nruns; i++)
-		ret = fill_run(fs, ip, &runs[i], &exts);
-	if (!ret) {
-		t = blk_txn_new(fs->db);
-		if (!t)
-			ret = -ENOMEM;
-	}
-	if (!ret) {
-		done = build_txn(fs, ip, t, runs, nruns, &exts, final,
-				 &stored_delta);
-		if (done < 0)
-			ret = (int)done;
-	}
+/* Plan, read and chunk what flush_take took, into a new transaction in
+ * *t (no lock held: ip->editing keeps other flushes and truncates out).
+ * The bytes it commits, or -errno. */
+static int64_t flush_build(struct bfs *fs, struct bfs_inode *ip, bool final,
+			   struct bfs_extent_list *exts, struct run **runs,
+			   size_t *nruns, struct blk_txn **t,
+			   int64_t *stored_delta)
+{
+	int ret = plan_runs(fs, ip, exts, runs, nruns);
 
-	pthread_rwlock_wrlock(&ip->ext_lock);
-	pthread_mutex_lock(&ip->lock);
-	uint64_t before = ip->dirty.bytes + ip->flushing.bytes;
+	for (size_t i = 0; !ret && i < *nruns; i++)
+		ret = fill_run(fs, ip, &(*runs)[i], exts);
+	if (ret)
+		return ret;
+	*t = blk_txn_new(fs->db);
+	if (!*t)
+		return -ENOMEM;
+	return build_txn(fs, ip, *t, *runs, *nruns, exts, final, stored_delta);
+}
+
+/* Commit @t (when @ret is 0) and empty ip->flushing: what was not
+ * committed goes back under newer writes. ext_lock and ip->lock held.
+ * Returns @ret or the commit's error; on error everything taken is back
+ * in ip->dirty and ip->flush_err is set. */
+static int flush_commit(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
+			const struct run *runs, size_t nruns,
+			int64_t stored_delta, int ret)
+{
 	if (!ret) {
 		ip->rec.stored =
 		    (uint64_t)((int64_t)ip->rec.stored + stored_delta);
@@ -379,9 +447,8 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 		if (!ret && fs->remote.committed)
 			fs->remote.committed(fs->remote.arg);
 	}
-	/* What was not committed goes back under newer writes. */
 	for (size_t i = 0; !ret && i < nruns; i++) {
-		struct run *r = &runs[i];
+		const struct run *r = &runs[i];
 		if (r->keep == UINT64_MAX)
 			continue;
 		ret = wbuf_write_under(&ip->dirty, r->keep,
@@ -400,6 +467,39 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 		ip->flush_err = ret;
 	}
 	wbuf_clear(&ip->flushing);
+	return ret;
+}
+
+/* One flush pass: take at least @limit dirty bytes (whole segments) of
+ * @ip and turn them into blocks and extents. With @final, and when nothing
+ * is left behind them, everything taken is committed; otherwise ends that
+ * are not followed by stable data keep their tail in the buffer.
+ * *committed gets the bytes committed, *more whether dirty bytes remain.
+ * Returns 0 or -errno (the data then stays buffered, flush_err set). */
+static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
+		      uint64_t limit, uint64_t *committed, bool *more)
+{
+	struct bfs_extent_list exts = {0};
+	struct run *runs = NULL;
+	size_t nruns = 0;
+	int64_t stored_delta = 0, done;
+	struct blk_txn *t = NULL;
+	bool took;
+	int ret;
+
+	*committed = 0;
+	*more = false;
+	ret = flush_take(fs, ip, limit, &final, &took);
+	if (!took)
+		return ret;
+	done =
+	    flush_build(fs, ip, final, &exts, &runs, &nruns, &t, &stored_delta);
+	ret = done < 0 ? (int)done : 0;
+
+	pthread_rwlock_wrlock(&ip->ext_lock);
+	pthread_mutex_lock(&ip->lock);
+	uint64_t before = ip->dirty.bytes + ip->flushing.bytes;
+	ret = flush_commit(fs, ip, t, runs, nruns, stored_delta, ret);
 	uint64_t after = ip->dirty.bytes;
 	/* Left-over bytes wait for a flush_at more before the next try. */
 	ip->flush_floor = final || ret ? 0 : after;
