@@ -1,5 +1,70 @@
-/* The write path: a file's flushing buffer planned into runs, chunked,
- * hashed and committed as blocks and extents in one transaction. */
+/* The write path: a file's bytes from the write buffer into blocks and
+ * extents (run planning, chunking, hashing, the commit of a flush), and
+ * truncation of the extent map.
+ *
+ * States of a byte range of a file, and what moves it on:
+ *
+ *   written     in ip->dirty                     bfs_write (wbuf_write)
+ *      |  flush_take (wbuf_take_prefix): a flusher (flush.c), fsync,
+ *      v  throttle, release or eviction runs flush_pass
+ *   flushing    in ip->flushing, ip->editing set
+ *      |  flush_build: plan_runs, fill_run (old blocks read back),
+ *      v  chunk_run (FastCDC cuts), put_chunks (bfs_hash_chunks)
+ *   chunked     new extents and block references in a transaction
+ *      |  flush_commit (blk_txn_commit), under ext_lock + ip->lock; a tail
+ *      v  without a content-defined cut goes back to "written"
+ *   committed   in the extent map, in the store's WAL (unsynced)
+ *      |  blk_db_sync: bfs_fsync_meta, bfs_sync_all, the maintenance
+ *      v  thread every SYNC_PERIODS (maint.c)
+ *   durable     on the local disk
+ *
+ * States of a block (a chunk's content, by CID), and what moves it on:
+ *
+ *   stored      refs record and bytes in the store: blk_txn_commit
+ *      |        (blocks/store.c apply_refs, put_bytes; large new blocks
+ *      |        skip the WAL, journaled: store.c note 6)
+ *      |  same batch, when cfg.newlog: apply_refs adds a "newlog" record
+ *      v  (remote.committed = bfs_peers_kick wakes the uploader)
+ *   queued      a newlog record; counted by remote.backlog
+ *      |  uploader_main (fs/peers.c): read_log, job_prepare, job_start,
+ *      v  place_fragment (one PUT per fragment)
+ *   uploading   fragments in flight to their placement
+ *      |  handle_completion (all K+M acknowledged), then retire deletes
+ *      v  the newlog record and moves the watermark
+ *   uploaded    on K+M nodes, in their WALs
+ *      |  bfs_peers_barrier (remote.barrier, from bfs_fsync_meta and
+ *      v  bfs_sync_all): wait_uploaded, then SYNC to every node written
+ *   synced      durable on its placement
+ *
+ *   evicted     bytes gone from the local store, refs record kept:
+ *               evict_blocks (maint.c) -> blk_store_evict, once nothing is
+ *               queued and local bytes pass cfg.local_max; a read brings
+ *               the bytes back (bfs_block_read -> remote.fetch ->
+ *               blk_store_fill). Eviction needs "uploaded", not "synced".
+ *
+ * Invariants:
+ *  1. A byte of a file lives in exactly one of: ip->dirty (newest),
+ *     ip->flushing, the extent map (oldest), or nowhere (a hole, zeros).
+ *     Reads overlay them in that order, under ext_lock held shared.
+ *  2. Only the holder of ip->editing (one flush or truncate at a time)
+ *     changes the extent map; it commits extents, block references and the
+ *     inode record in one transaction, then empties ip->flushing, both under
+ *     ext_lock held exclusively.
+ *  3. A committed extent never points at a missing block: the store's
+ *     transactions keep references and blocks together, and after a crash
+ *     bfs_drop_lost_extents (recover.c) deletes extents whose unsynced
+ *     block bytes were lost before anything reads the map.
+ *  4. ip->rec.stored is the sum of the lengths of the file's extents.
+ *  5. A failed flush loses nothing: everything it took is back in
+ *     ip->dirty, under newer writes, and ip->flush_err is set.
+ *  6. A block stored with cfg.newlog has a newlog record from the commit
+ *     that first stored it until all its fragments are acknowledged; the
+ *     uploader's watermark is below every record not yet retired.
+ *  7. Only a block that is uploaded is evicted (remote.backlog is 0), and
+ *     an evicted block keeps its references: it can always be fetched.
+ *  8. An fsync'ed byte is committed and durable, and with a cluster its
+ *     blocks are synced on their placement.
+ */
 #include "fs/bfs-int.h"
 
 #include <errno.h>
