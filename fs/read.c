@@ -127,7 +127,9 @@ int bfs_release_file(struct bfs *fs, struct bfs_file *f)
 }
 
 /* Copy [off, off+len) of extent @e into @dst, through the handle's block
- * cache when the read wants part of the block. */
+ * cache when the read wants part of the block. Called with ext_lock held
+ * shared; a block not in the local store is fetched from the cluster with
+ * it (and, for part of a block, f->lock) still held. */
 static int read_extent(struct bfs *fs, struct bfs_file *f,
 		       const struct bfs_extent *e, uint64_t off, uint8_t *dst,
 		       size_t len)

@@ -25,7 +25,7 @@ static uint64_t space_reserve(uint64_t total)
 				       : r;
 }
 
-/* Bytes writes may still add (see "Space" above), looking at the file
+/* Bytes writes may still add (see "Space" in bfs-int.h), looking at the file
  * system again when the last look is old or little was left. Called
  * with q_lock held. */
 uint64_t bfs_space_room_locked(struct bfs *fs, bool fresh)
