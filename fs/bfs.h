@@ -2,24 +2,8 @@
  * over the node database, as operations that return 0 or a negative errno.
  * fs/fuse.c turns them into FUSE replies; nothing here knows FUSE.
  *
- * Lock order (outer first; never held across a FUSE reply):
- *   fs->ns_lock      namespace: every create, link, unlink, rename
- *   ip->ext_lock     the inode's extent map vs. its flushing buffer
- *   ip->lock         the inode's record, dirty buffer and flush state
- *   fs->itab_lock    the inode table, lookup and reference counts
- *   fs->q_lock       the flush queue and dirty-memory accounting
- *
- * Write path invariants:
- *  1. A byte of a file lives in exactly one of: ip->dirty (newest),
- *     ip->flushing, the extent map (oldest), or nowhere (a hole, zeros).
- *     Reads overlay them in that order, under ext_lock held shared.
- *  2. Only the holder of ip->editing (one flush or truncate at a time)
- *     changes the extent map; it commits extents, block references and the
- *     inode record in one transaction, then empties ip->flushing, both under
- *     ext_lock held exclusively.
- *  3. A committed extent never points at a missing block (the store's
- *     transactions keep references and blocks together).
- *  4. An fsync'ed byte is in the extent map and the WAL is synced. */
+ * The lock order is written on struct bfs (fs/bfs-int.h), the states and
+ * invariants of the write path at the top of fs/write.c. */
 #pragma once
 
 #include <pthread.h>
@@ -78,19 +62,26 @@ struct bfs_remote {
 	void *arg;
 };
 
+/* An inode in memory. Lock order: ext_lock before lock (the order of
+ * both among the filesystem's locks is on struct bfs, fs/bfs-int.h). */
 struct bfs_inode {
-	uint64_t ino;
-	struct bfs_inode *hnext; /* itab bucket chain */
-	uint64_t nlookup;	 /* kernel references (itab_lock) */
-	uint32_t refs;		 /* our references (itab_lock) */
+	uint64_t ino;		 /* constant */
+	struct bfs_inode *hnext; /* itab_lock: itab bucket chain */
+	uint64_t nlookup;	 /* itab_lock: kernel references */
+	uint32_t refs;		 /* itab_lock: our references */
 
-	pthread_rwlock_t ext_lock;
+	pthread_rwlock_t ext_lock; /* the extent map vs. ip->flushing */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	  /* editing finished */
-	struct bfs_inode_rec rec; /* lock */
-	char *target;		  /* symlink target, NUL-terminated (lock) */
-	struct wbuf dirty;	  /* lock */
-	struct wbuf flushing;	  /* lock + ext_lock */
+	pthread_cond_t cond; /* lock: editing finished */
+	/* lock; nlink and the file type also change only under ns_lock,
+	 * so namespace operations read them under ns_lock alone */
+	struct bfs_inode_rec rec;
+	char *target;	   /* symlink target, NUL-terminated: set before the
+			    * inode is in the table, constant after */
+	struct wbuf dirty; /* lock */
+	/* lock to read; the ip->editing holder fills it under lock, reads
+	 * it without, and empties it under ext_lock + lock */
+	struct wbuf flushing;
 	bool editing;	      /* lock: a flush or truncate owns the extents */
 	bool queued;	      /* lock: on the flush queue */
 	int flush_err;	      /* lock: sticky background flush error */
@@ -103,17 +94,18 @@ struct bfs_inode {
 };
 
 /* An open file: the last block read, so sequential reads of a block
- * smaller than the read size do not fetch it again. */
+ * smaller than the read size do not fetch it again. f->lock is taken
+ * under ip->ext_lock, never together with ip->lock. */
 struct bfs_file {
-	struct bfs_inode *ip;
-	struct bfs_file *prev, *next; /* fs->files (itab_lock) */
+	struct bfs_inode *ip;	      /* constant */
+	struct bfs_file *prev, *next; /* itab_lock: fs->files */
 	pthread_mutex_t lock;
-	struct blk_cid cid;
-	void *data;
-	size_t len;
-	bool cached;
-	uint64_t next_off; /* lock: where a sequential read goes on */
-	uint64_t ahead;	   /* lock: prefetch asked up to here */
+	struct blk_cid cid; /* lock */
+	void *data;	    /* lock */
+	size_t len;	    /* lock */
+	bool cached;	    /* lock: cid, data and len hold a block */
+	uint64_t next_off;  /* lock: where a sequential read goes on */
+	uint64_t ahead;	    /* lock: prefetch asked up to here */
 };
 
 struct bfs_dirent {
@@ -127,6 +119,11 @@ struct bfs_dir {
 	size_t n;
 	bool loaded;
 };
+
+/* The chunk_min and chunk_max that go with chunk size @avg (a cluster's
+ * chunk_avg, or the chunk_size mount option): avg / 4 but at least 64,
+ * and avg * 4. */
+void bfs_chunk_sizes(uint64_t avg, uint64_t *min, uint64_t *max);
 
 /* Open the node's database and the filesystem in it (created on first
  * use). On error a negative errno and a message in @err. */

@@ -1,0 +1,235 @@
+/* The filesystem core's private header: struct bfs, its lock order, and
+ * what the files of the core (bfs.c, inode.c, namespace.c, write.c,
+ * flush.c, space.c, read.c, xattr.c, maint.c, recover.c) share. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "blocks/cid.h"
+#include "blocks/store.h"
+#include "fs/bfs.h"
+
+#define ITAB_BUCKETS (1u << 14)
+#define INO_RESERVE 4096
+/* The largest file size: the kernel's for a FUSE mount (MAX_LFS_FILESIZE,
+ * the largest off_t), so that a write the kernel accepted and buffered is
+ * never refused at writeback, where its error could only reach close().
+ * Offsets are 64-bit all the way down (extent keys, the write buffer), and
+ * an offset plus an extent length stays far below 2^64. */
+#define BFS_FILE_MAX ((uint64_t)INT64_MAX)
+#define XATTR_VALUE_MAX 65536
+
+/* Space. Writes are refused with ENOSPC while less than their length is
+ * left of the file system's free bytes, less what RocksDB holds in
+ * memtables (their flush writes it), less the dirty bytes (their flush
+ * stores them), less a reserve: room for metadata, deletes, flushes and
+ * the compaction that gives deleted space back, so that RocksDB itself
+ * never meets a full disk through our writes. statfs reports the same
+ * room as free. A file system with less than SPACE_OPEN_MIN free is
+ * mounted read-only: RocksDB cannot open for writing there. */
+#define SPACE_RESERVE_MIN (8ull << 20)
+#define SPACE_RESERVE_MAX (1ull << 30)
+#define SPACE_RESERVE_SHIFT 5 /* 1/32 of the file system */
+#define SPACE_OPEN_MIN (4ull << 20)
+#define SPACE_LOOK_NS (10 * 1000000ull)
+#define SPACE_NEAR (256ull << 20) /* look on every write below this */
+#define SPACE_WARN_NS (60 * 1000000000ull)
+#define SPACE_GARBAGE (4ull << 20) /* worth a compaction when room is short */
+
+#define COMPACT_AFTER (128ull << 20)
+#define MAINT_PERIOD_S 2
+#define SYNC_PERIODS 3 /* the store is synced every SYNC_PERIODS periods */
+
+/* A chunk of a run (write.c): where content-defined chunking cut it. */
+struct chunk {
+	uint64_t off; /* file offset */
+	uint32_t len;
+	bool natural; /* a content-defined cut, not the end of the data */
+};
+
+/* One run's chunks to hash (flush.c): items are claimed with an atomic
+ * counter by the flusher and the helper thread alike. */
+struct hash_job {
+	const uint8_t *base;
+	uint64_t base_off;
+	const struct chunk *ch;
+	size_t n;
+	struct blk_cid *cids;
+	bool *zero;
+	size_t next;	/* atomic: next item to claim */
+	unsigned users; /* hp_lock: helpers inside */
+};
+
+/*
+ * The filesystem. Fields without a lock are set by bfs_open (or
+ * bfs_set_remote, before requests run) and only read afterwards.
+ *
+ * Lock order (outer first; none is held across a FUSE reply):
+ *   ns_lock          namespace: every create, link, unlink, rename, and
+ *                    bfs_write_attrs; the only holder of several inodes'
+ *                    ip->lock at once
+ *   ip->ext_lock     an inode's extent map vs. its flushing buffer
+ *   ip->lock         an inode's record, buffers and flush state
+ *     f->lock        an open file's cached block: under ext_lock, never
+ *                    together with ip->lock
+ *   itab_lock        the inode table, reference counts, attr_dirty, files
+ *   q_lock           the flush queue, dirty-memory and space accounting,
+ *                    the maintenance thread's state
+ *   hp_lock          the hash helper's job; taken with no other lock held
+ * The store's own locks (blocks/store.c) and the cluster layer's (through
+ * remote.committed, under ext_lock + ip->lock) come after all of these.
+ */
+struct bfs {
+	struct bfs_config cfg;
+	char *node_dir;
+	struct blk_db *db;
+	struct bfs_remote remote; /* fetch == NULL: a single node */
+	uint64_t max_extent; /* longest extent any mount of this fs wrote */
+
+	pthread_mutex_t ns_lock;
+	uint64_t next_ino;     /* ns_lock */
+	uint64_t ino_reserved; /* ns_lock: next_ino < ino_reserved */
+
+	pthread_mutex_t itab_lock;
+	struct bfs_inode **itab; /* itab_lock: ITAB_BUCKETS hash chains */
+	struct bfs_file *files;	 /* itab_lock: open handles, for shutdown */
+	/* Inodes whose record has attribute changes not yet written:
+	 * chown, chmod and utimens come in threes per file from tar and
+	 * cp -a, and are written in batches. No reference is held: eviction
+	 * unlinks an inode and writes its record itself. */
+	struct bfs_inode *attr_dirty; /* itab_lock, linked by anext/aprev */
+
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;		   /* q_lock: the queue has an inode */
+	pthread_cond_t q_drain;		   /* q_lock: dirty_bytes went down */
+	struct bfs_inode *q_head, *q_tail; /* q_lock */
+	bool q_stop;	      /* q_lock: the flushers and maintenance stop */
+	uint64_t dirty_bytes; /* q_lock: all dirty + flushing bytes */
+	pthread_t *flushers;  /* bfs_open/bfs_close only */
+	unsigned nflushers;   /* bfs_open/bfs_close only */
+
+	/* Space reclamation: deleted blocks leave garbage in blob files
+	 * until a compaction; the maintenance thread runs one once enough
+	 * was freed and writes have paused, and bfs_close runs a last one. */
+	pthread_t maint;	   /* bfs_open/bfs_close only */
+	bool maint_started;	   /* bfs_open/bfs_close only */
+	pthread_cond_t maint_cond; /* q_lock */
+	uint64_t freed;		   /* q_lock: bytes freed since compaction */
+	uint64_t maint_prev;	   /* q_lock: stored bytes at the last look */
+	uint64_t overhead;	   /* q_lock: disk bytes past stored bytes
+				    * that the last compaction left */
+
+	/* A helper thread that hashes chunks beside the flusher. */
+	pthread_mutex_t hp_lock;
+	pthread_cond_t hp_cond, hp_done; /* hp_lock */
+	struct hash_job *hp_job;	 /* hp_lock: the job helpers may join */
+	pthread_t hp_thread;		 /* bfs_open/bfs_close only */
+	bool hp_started;		 /* bfs_open/bfs_close only */
+	bool hp_stop;			 /* hp_lock */
+
+	/* Room on the node directory's file system (space.c): the last
+	 * look at it, taken again every SPACE_LOOK_NS or on every write
+	 * once little is left. */
+	uint64_t space_avail;	/* q_lock: free bytes, less the reserve */
+	uint64_t space_pending; /* q_lock: memtable bytes not yet written */
+	uint64_t space_total;	/* q_lock */
+	uint64_t space_at;	/* q_lock: CLOCK_MONOTONIC ns of the look */
+	uint64_t space_warned;	/* q_lock: when ENOSPC was last logged */
+
+	/* Counters for the log at unmount (relaxed atomics). */
+	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
+};
+
+/* ---- inode.c: records, the inode table, deferred attributes ---------- */
+
+/* The current time for inode timestamps (CLOCK_REALTIME). */
+void bfs_now(struct timespec *ts);
+/* Put @ip's whole record in @t (the caller holds ip->lock): any deferred
+ * attribute change goes with it. */
+void bfs_txn_put_inode(struct blk_txn *t, struct bfs_inode *ip);
+/* Commit and free @t; a failure is logged. 0 or -errno. */
+int bfs_txn_commit(struct blk_txn *t, bool sync);
+/* The META key that marks @ino unlinked but not yet purged (32 bytes). */
+void bfs_orphan_key(char *key, uint64_t ino);
+/* A new in-memory inode (no references, not in the table), or NULL. */
+struct bfs_inode *bfs_inode_alloc(uint64_t ino);
+void bfs_inode_free(struct bfs_inode *ip);
+/* Insert a new in-memory inode (refs 1), or return the one already there
+ * (refs+1) and free @ip. */
+struct bfs_inode *bfs_itab_insert(struct bfs *fs, struct bfs_inode *ip);
+/* One more reference to an inode the caller holds a reference to. */
+void bfs_inode_ref(struct bfs *fs, struct bfs_inode *ip);
+/* Note that @ip's record changed in memory only (the caller holds
+ * ip->lock); bfs_write_attrs writes it. */
+void bfs_mark_attr_dirty(struct bfs *fs, struct bfs_inode *ip);
+/* Write every deferred attribute change; 0 or the first error. */
+int bfs_write_attrs(struct bfs *fs);
+/* Free an unlinked inode's data and records (it is out of the table). */
+int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip);
+
+/* ---- write.c: the write path ----------------------------------------- */
+
+bool bfs_all_zero(const uint8_t *p, size_t n);
+/* Flush @ip: one pass of about flush_at bytes, or with @final until
+ * nothing is buffered. *committed (optional) gets the bytes committed.
+ * 0 or -errno (the data then stays buffered, ip->flush_err set). */
+int bfs_flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
+		    uint64_t *committed);
+/* Cut @ip at @size in @t and in its dirty buffer; the caller holds
+ * ext_lock exclusively and ip->lock, and no flush runs (!ip->editing).
+ * *keep gets a buffer to free after the commit. */
+int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
+		 struct blk_txn *t, void **keep);
+
+/* ---- flush.c: dirty memory, the flush queue, the hash helper -------- */
+
+/* Add @delta to the dirty bytes; waiting writers wake when it drops. */
+void bfs_dirty_account(struct bfs *fs, int64_t delta);
+/* Queue @ip for a background flush (takes a reference); the caller set
+ * ip->queued. */
+void bfs_enqueue(struct bfs *fs, struct bfs_inode *ip);
+/* Start cfg.flushers flusher threads (fs->nflushers counts those that
+ * started); 0 or -errno. */
+int bfs_flushers_start(struct bfs *fs);
+/* Start the hash helper thread; false if it could not start (hashing
+ * then runs on the flushers alone). */
+bool bfs_hash_helper_start(struct bfs *fs);
+void bfs_hash_helper_stop(struct bfs *fs);
+/* Hash every chunk of @j, with the helper thread if it is free. */
+void bfs_hash_chunks(struct bfs *fs, struct hash_job *j);
+/* Hold a writer of @ip back while dirty memory is over cfg.dirty_max;
+ * 0 or the error of the flush it forced. */
+int bfs_throttle(struct bfs *fs, struct bfs_inode *ip);
+
+/* ---- space.c: room on the node's file system ------------------------- */
+
+/* Bytes writes may still add, looking at the file system again when the
+ * last look is old or little was left (@fresh: always). q_lock held. */
+uint64_t bfs_space_room_locked(struct bfs *fs, bool fresh);
+/* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
+int bfs_space_admit(struct bfs *fs, uint64_t len);
+
+/* ---- read.c: blocks, local or fetched -------------------------------- */
+
+/* Read [off, off+len) of block @cid into @dst, from the store or else the
+ * cluster; the bytes read or -errno. May wait on the network. */
+int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
+		       void *dst, size_t len);
+
+/* ---- maint.c: eviction, periodic sync, compaction -------------------- */
+
+/* Start the maintenance thread; 0 or -errno. */
+int bfs_maint_start(struct bfs *fs);
+/* At unmount, after the threads stopped: sync the store and compact if
+ * anything was freed since the last compaction. 0 or the sync's error. */
+int bfs_maint_final(struct bfs *fs);
+
+/* ---- recover.c: what a crash or an unclean stop left ----------------- */
+
+/* Drop the extents that point at blocks the store lost in a crash. */
+int bfs_drop_lost_extents(struct bfs *fs);
+/* Free inodes unlinked while open when the daemon last stopped. */
+int bfs_purge_orphans(struct bfs *fs);

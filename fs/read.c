@@ -1,0 +1,272 @@
+/* The read path: open file handles, blocks read locally or fetched from
+ * the cluster, extents overlaid with the buffers, read-ahead. */
+#include "fs/bfs-int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/extent.h"
+#include "fs/log.h"
+
+/* ---- blocks, local or fetched ------------------------------------------ */
+
+/* A block that is not in the local store any more (evicted once peers held
+ * it, or lost with a disk) comes from the cluster; it is put back in the
+ * store as a cache entry while the cache has room. */
+static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
+		       size_t *len)
+{
+	int ret;
+
+	if (!fs->remote.fetch)
+		return -EIO;
+	ret = fs->remote.fetch(fs->remote.arg, cid, data, len);
+	if (ret)
+		return ret;
+	struct blk_store_stats st;
+	bool room = !fs->cfg.local_max ||
+		    (blk_store_stats(fs->db, &st) == 0 &&
+		     st.bytes - st.remote_bytes + *len <= fs->cfg.local_max);
+	if (!fs->cfg.read_only && room) {
+		int r = blk_store_fill(fs->db, cid, *data, *len);
+		if (r && r != -ENOENT)
+			bfs_log_warn("cannot keep a fetched block: %s",
+				     strerror(-r));
+	}
+	return 0;
+}
+
+int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
+		       void *dst, size_t len)
+{
+	int64_t got = blk_store_read(fs->db, cid, off, dst, len);
+	void *data;
+	size_t dlen;
+
+	if (got != -ENOENT || !fs->remote.fetch)
+		return got;
+	int ret = fetch_block(fs, cid, &data, &dlen);
+	if (ret)
+		return ret;
+	if (off >= dlen) {
+		got = 0;
+	} else {
+		got = (int64_t)(dlen - off < len ? dlen - off : len);
+		memcpy(dst, (uint8_t *)data + off, (size_t)got);
+	}
+	free(data);
+	return got;
+}
+
+static int block_get(struct bfs *fs, const struct blk_cid *cid, void **data,
+		     size_t *len)
+{
+	int ret = blk_store_get(fs->db, cid, data, len);
+
+	if (ret != -ENOENT || !fs->remote.fetch)
+		return ret;
+	return fetch_block(fs, cid, data, len);
+}
+
+/* ---- the read path ----------------------------------------------------- */
+
+int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
+{
+	struct bfs_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_init(&f->lock, NULL);
+	f->ip = ip;
+	pthread_mutex_lock(&fs->itab_lock);
+	ip->refs++;
+	f->next = fs->files;
+	if (fs->files)
+		fs->files->prev = f;
+	fs->files = f;
+	pthread_mutex_unlock(&fs->itab_lock);
+	pthread_mutex_lock(&ip->lock);
+	ip->nopen++;
+	pthread_mutex_unlock(&ip->lock);
+	*out = f;
+	return 0;
+}
+
+void bfs_read_done(struct bfs *fs, struct bfs_file *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool reader = f->next_off != 0;
+	pthread_mutex_unlock(&f->lock);
+	if (reader && fs->remote.read_done)
+		fs->remote.read_done(fs->remote.arg);
+}
+
+int bfs_release_file(struct bfs *fs, struct bfs_file *f)
+{
+	struct bfs_inode *ip = f->ip;
+
+	pthread_mutex_lock(&fs->itab_lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		fs->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&fs->itab_lock);
+	pthread_mutex_lock(&ip->lock);
+	ip->nopen--;
+	int ret = ip->flush_err;
+	pthread_mutex_unlock(&ip->lock);
+	bfs_flush_async(fs, ip);
+	free(f->data);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+	bfs_iput(fs, ip);
+	return ret;
+}
+
+/* Copy [off, off+len) of extent @e into @dst, through the handle's block
+ * cache when the read wants part of the block. Called with ext_lock held
+ * shared; a block not in the local store is fetched from the cluster with
+ * it (and, for part of a block, f->lock) still held. */
+static int read_extent(struct bfs *fs, struct bfs_file *f,
+		       const struct bfs_extent *e, uint64_t off, uint8_t *dst,
+		       size_t len)
+{
+	if (off == e->off && len == e->len) {
+		int64_t got = bfs_block_read(fs, &e->cid, 0, dst, len);
+		if (got < 0)
+			return (int)got;
+		return (size_t)got == len ? 0 : -EIO;
+	}
+	pthread_mutex_lock(&f->lock);
+	if (!f->cached || !blk_cid_equal(&f->cid, &e->cid)) {
+		void *data;
+		size_t dlen;
+		int ret = block_get(fs, &e->cid, &data, &dlen);
+		if (ret) {
+			pthread_mutex_unlock(&f->lock);
+			return ret;
+		}
+		free(f->data);
+		f->data = data;
+		f->len = dlen;
+		f->cid = e->cid;
+		f->cached = true;
+	}
+	int ret = 0;
+	if (off - e->off + len > f->len)
+		ret = -EIO;
+	else
+		memcpy(dst, (uint8_t *)f->data + (off - e->off), len);
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+#define PREFETCH_BYTES (16u << 20)
+#define SEQ_SLACK (2u << 20)
+
+/* A sequential reader of blocks that are not local: ask the cluster for
+ * the blocks of the next PREFETCH_BYTES, once each. Called with ext_lock
+ * held shared. */
+static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
+		     size_t len)
+{
+	struct bfs_inode *ip = f->ip;
+	uint64_t from, to;
+
+	pthread_mutex_lock(&f->lock);
+	/* Sequential give or take the kernel's readahead, whose requests
+	 * reach our worker threads slightly out of order. */
+	bool seq = off <= f->next_off + SEQ_SLACK &&
+		   off + len + SEQ_SLACK >= f->next_off;
+	if (!seq || off + len > f->next_off)
+		f->next_off = off + len;
+	from = f->ahead > off + len ? f->ahead : off + len;
+	to = off + len + PREFETCH_BYTES;
+	/* ask in steps of a quarter of the window, not at every read */
+	bool go = seq && to >= from + PREFETCH_BYTES / 4;
+	if (go)
+		f->ahead = to;
+	pthread_mutex_unlock(&f->lock);
+	if (!go)
+		return;
+
+	struct bfs_extent_list exts = {0};
+	struct blk_cid cids[64];
+	size_t n = 0;
+	if (bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, from, to,
+			   fs->max_extent, &exts))
+		return;
+	for (size_t k = 0; k < exts.n && n < 64; k++) {
+		uint64_t refs;
+		uint32_t blen;
+		bool local = true;
+		if (exts.v[k].off < from)
+			continue; /* asked already, or being read */
+		if (blk_store_info(fs->db, &exts.v[k].cid, &refs, &blen,
+				   &local) == 0 &&
+		    !local)
+			cids[n++] = exts.v[k].cid;
+	}
+	bfs_extent_list_free(&exts);
+	if (n)
+		fs->remote.prefetch(fs->remote.arg, cids, n);
+}
+
+int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
+		 size_t len)
+{
+	struct bfs_inode *ip = f->ip;
+	struct bfs_extent_list exts = {0};
+	int ret;
+
+	pthread_rwlock_rdlock(&ip->ext_lock);
+	pthread_mutex_lock(&ip->lock);
+	uint64_t size = ip->rec.size;
+	pthread_mutex_unlock(&ip->lock);
+	if (off >= size) {
+		pthread_rwlock_unlock(&ip->ext_lock);
+		return 0;
+	}
+	if (len > size - off)
+		len = size - off;
+
+	if (fs->remote.prefetch)
+		prefetch(fs, f, off, len);
+	ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, off, off + len,
+			     fs->max_extent, &exts);
+	uint64_t pos = off;
+	for (size_t k = 0; !ret && k < exts.n; k++) {
+		const struct bfs_extent *e = &exts.v[k];
+		uint64_t a = e->off > off ? e->off : off;
+		uint64_t b =
+		    e->off + e->len < off + len ? e->off + e->len : off + len;
+		if (a > pos)
+			memset((uint8_t *)buf + (pos - off), 0, a - pos);
+		ret =
+		    read_extent(fs, f, e, a, (uint8_t *)buf + (a - off), b - a);
+		if (ret)
+			bfs_log_err("inode %llu: read of block at offset %llu "
+				    "failed: %s",
+				    (unsigned long long)ip->ino,
+				    (unsigned long long)e->off, strerror(-ret));
+		pos = b;
+	}
+	if (!ret && pos < off + len)
+		memset((uint8_t *)buf + (pos - off), 0, off + len - pos);
+	if (!ret) {
+		pthread_mutex_lock(&ip->lock);
+		wbuf_overlay(&ip->flushing, off, buf, len);
+		wbuf_overlay(&ip->dirty, off, buf, len);
+		pthread_mutex_unlock(&ip->lock);
+	}
+	pthread_rwlock_unlock(&ip->ext_lock);
+	bfs_extent_list_free(&exts);
+	if (ret)
+		return ret == -ENOENT || ret == -EBADMSG || ret == -EUCLEAN
+			   ? -EIO
+			   : ret;
+	return (int64_t)len;
+}
