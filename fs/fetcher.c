@@ -66,9 +66,10 @@ struct fetch {
 	unsigned k0, m0; /* the guess */
 	unsigned k, m;
 	bool known;
-	uint32_t block_len;	/* once known */
-	size_t frag_len;	/* once known */
-	struct ec_codec *codec; /* K > 1 and known: cfg.codec or own_codec */
+	uint32_t block_len; /* once known */
+	size_t frag_len;    /* once known */
+	struct ec_codec
+	    *codec; /* K > 1 and known: cfg.lay.codec or own_codec */
 	struct ec_codec *own_codec;
 	struct bfs_cand cand[BFS_MAX_NODES];
 	unsigned nc, next;
@@ -170,7 +171,7 @@ static bool send_get(struct bfs_fetcher *fe, struct fetch *f)
 static int fetch_codec(struct bfs_fetcher *fe, struct fetch *f, unsigned k,
 		       unsigned m, struct ec_codec **out)
 {
-	struct ec_codec *pc = fe->cfg.codec;
+	struct ec_codec *pc = fe->cfg.lay.codec;
 
 	if (pc && ec_codec_k(pc) == k && ec_codec_m(pc) == m) {
 		*out = pc;
@@ -253,7 +254,7 @@ static void drop_reply(struct bfs_fetcher *fe, struct fetch *f,
 			count_reject(fe);
 		blk_cid_to_string(f->cid, name);
 		bfs_log_warn("fetch %s: node %s: %s", name,
-			     res ? fe->cfg.names[res->peer] : "?",
+			     res ? fe->cfg.lay.names[res->peer] : "?",
 			     strerror(-c));
 	}
 }
@@ -446,7 +447,7 @@ static struct fetch *fetch_new(struct bfs_fetcher *fe,
 		*err = -ENOMEM;
 		return NULL;
 	}
-	r = pl_rank(fe->cfg.pl, cid, f->rank, BFS_MAX_NODES);
+	r = pl_rank(fe->cfg.lay.pl, cid, f->rank, BFS_MAX_NODES);
 	if (r < 0) {
 		free(f);
 		*err = r;
@@ -454,11 +455,10 @@ static struct fetch *fetch_new(struct bfs_fetcher *fe,
 	}
 	f->nrank = (unsigned)r;
 	f->cid = cid;
-	f->k0 = fe->cfg.k;
-	f->m0 = fe->cfg.m;
-	if (blk_store_info(fe->cfg.db, cid, &refs, &blen, &local) == 0)
-		bfs_block_coding(fe->cfg.k, fe->cfg.m, fe->cfg.ec_min, blen,
-				 &f->k0, &f->m0);
+	f->k0 = fe->cfg.lay.k;
+	f->m0 = fe->cfg.lay.m;
+	if (blk_store_info(fe->cfg.lay.db, cid, &refs, &blen, &local) == 0)
+		bfs_layout_coding(&fe->cfg.lay, blen, &f->k0, &f->m0);
 	pthread_mutex_init(&f->lock, NULL);
 	blk_cond_init(&f->cond);
 	return f;
@@ -507,7 +507,7 @@ static int fetch_rounds(struct bfs_fetcher *fe, struct fetch *f,
 		blk_cid_to_string(f->cid, name);
 		bfs_log_warn("fetch %s: %u fragments disagree with the coding "
 			     "node %s gave; asking again without it",
-			     name, f->disagreed, fe->cfg.names[f->teacher]);
+			     name, f->disagreed, fe->cfg.lay.names[f->teacher]);
 		count_reject(fe);
 		f->banned[f->teacher] = true;
 		bans++;
@@ -527,7 +527,7 @@ static void report_disagreeing(struct bfs_fetcher *fe, const struct fetch *f)
 			count_reject(fe);
 			bfs_log_warn("fetch %s: node %s: fragment of another "
 				     "coding",
-				     name, fe->cfg.names[i]);
+				     name, fe->cfg.lay.names[i]);
 		}
 }
 

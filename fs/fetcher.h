@@ -16,22 +16,14 @@
 #include <stdint.h>
 
 #include "blocks/cid.h"
-#include "blocks/store.h"
-#include "ec/codec.h"
+#include "fs/layout.h"
 #include "net/client.h"
-#include "net/placement.h"
 
 struct bfs_fetcher;
 
 struct bfs_fetcher_config {
-	struct blk_db *db;	 /* to guess a block's coding from its length */
-	const struct pl_map *pl; /* placement over the @n nodes */
-	struct net_client *cl;	 /* peer i is node i */
-	struct ec_codec *codec;	 /* the policy's K+M codec when K > 1 */
-	const char *const *names; /* node names, for messages */
-	unsigned n;		  /* nodes */
-	unsigned k, m;		  /* the policy */
-	uint32_t ec_min;	  /* K > 1: shorter blocks are M+1 copies */
+	struct bfs_layout lay;
+	struct net_client *cl; /* peer i is node i */
 };
 
 /* Fetch counters. */

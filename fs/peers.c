@@ -383,10 +383,9 @@ static int open_client(struct bfs_peers *p, char *err, size_t errlen)
 static int open_engine(struct bfs_peers *p, char *err, size_t errlen)
 {
 	const struct bfs_peers_config *c = &p->cfg;
-	struct bfs_fetcher_config fc = {
+	const struct bfs_layout lay = {
 	    .db = c->db,
 	    .pl = p->pl,
-	    .cl = p->cl,
 	    .codec = p->codec,
 	    .names = p->names,
 	    .n = p->n,
@@ -394,16 +393,10 @@ static int open_engine(struct bfs_peers *p, char *err, size_t errlen)
 	    .m = c->m,
 	    .ec_min = c->ec_min,
 	};
+	struct bfs_fetcher_config fc = {.lay = lay, .cl = p->cl};
 	struct bfs_uploader_config uc = {
-	    .db = c->db,
+	    .lay = lay,
 	    .repair_cf = c->repair_cf,
-	    .pl = p->pl,
-	    .codec = p->codec,
-	    .names = p->names,
-	    .n = p->n,
-	    .k = c->k,
-	    .m = c->m,
-	    .ec_min = c->ec_min,
 	    .window = c->window,
 	    .backlog_max = c->backlog_max,
 	    .sync_timeout_ms = c->sync_timeout_ms,

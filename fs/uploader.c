@@ -252,7 +252,7 @@ static void job_copies(struct job *j, void *data, size_t len)
 static int job_encode(struct bfs_uploader *u, struct job *j, void *data,
 		      size_t len)
 {
-	size_t fl = ec_frag_size(u->cfg.codec, len);
+	size_t fl = ec_frag_size(u->cfg.lay.codec, len);
 	uint8_t *buf = malloc(fl * j->want);
 	int ret;
 
@@ -264,8 +264,8 @@ static int job_encode(struct bfs_uploader *u, struct job *j, void *data,
 		j->frag[i] = buf + i * fl;
 	j->frag_len = fl;
 	j->pl->buf = buf;
-	ret =
-	    ec_encode_frags(u->cfg.codec, &j->cid, data, len, j->frag, j->hdr);
+	ret = ec_encode_frags(u->cfg.lay.codec, &j->cid, data, len, j->frag,
+			      j->hdr);
 	free(data);
 	return ret;
 }
@@ -279,11 +279,11 @@ static int job_prepare(struct bfs_uploader *u, struct job *j)
 	size_t len;
 	int ret;
 
-	ret = blk_store_get(u->cfg.db, &j->cid, &data, &len);
+	ret = blk_store_get(u->cfg.lay.db, &j->cid, &data, &len);
 	if (ret < 0)
 		return ret;
 	/* Short blocks: M+1 replicas on the first M+1 nodes of the order. */
-	bfs_block_coding(u->cfg.k, u->cfg.m, u->cfg.ec_min, len, &k, &m);
+	bfs_layout_coding(&u->cfg.lay, len, &k, &m);
 	j->len = len;
 	j->want = k + m;
 	j->pl = calloc(1, sizeof(*j->pl));
@@ -298,7 +298,7 @@ static int job_prepare(struct bfs_uploader *u, struct job *j)
 		return ret;
 	for (unsigned i = 0; i < j->want; i++)
 		j->holder[i] = -1;
-	ret = pl_rank(u->cfg.pl, &j->cid, j->rank, BFS_MAX_NODES);
+	ret = pl_rank(u->cfg.lay.pl, &j->cid, j->rank, BFS_MAX_NODES);
 	if (ret < 0)
 		return ret;
 	j->nrank = (unsigned)ret;
@@ -368,7 +368,7 @@ static void read_records(struct bfs_uploader *u, uint64_t from, uint64_t head,
 
 	*next = from;
 	blk_put_be64(start, from);
-	it = blk_iter_new(u->cfg.db, BLK_CF_NEWLOG, NULL, 0, start, 8);
+	it = blk_iter_new(u->cfg.lay.db, BLK_CF_NEWLOG, NULL, 0, start, 8);
 	for (; it && blk_iter_valid(it); blk_iter_next(it)) {
 		size_t klen, clen;
 		const uint8_t *key = blk_iter_key(it, &klen);
@@ -407,7 +407,7 @@ static void read_records(struct bfs_uploader *u, uint64_t from, uint64_t head,
 static void read_log(struct bfs_uploader *u)
 {
 	const unsigned window = u->cfg.window ? u->cfg.window : DEFAULT_WINDOW;
-	uint64_t head = blk_db_newlog_head(u->cfg.db), next;
+	uint64_t head = blk_db_newlog_head(u->cfg.lay.db), next;
 	struct job *first = NULL;
 
 	if (u->njobs >= window || u->read_seq >= head)
@@ -438,7 +438,7 @@ static void read_log(struct bfs_uploader *u)
 static void send_failed(struct bfs_uploader *u, struct completion *c,
 			int status)
 {
-	const char *node = u->cfg.names[c->node];
+	const char *node = u->cfg.lay.names[c->node];
 	char name[BLK_CID_STR_MAX];
 
 	u->st.failures++;
@@ -488,7 +488,7 @@ static void handle_completion(struct bfs_uploader *u, struct completion *c)
  * misplaced ones for repair) in one transaction, and free the jobs. */
 static void retire_commit(struct bfs_uploader *u, struct job *first, unsigned n)
 {
-	struct blk_txn *t = blk_txn_new(u->cfg.db);
+	struct blk_txn *t = blk_txn_new(u->cfg.lay.db);
 	int ret;
 
 	for (struct job *j = first; t && j; j = j->next) {
@@ -580,7 +580,7 @@ void bfs_uploader_kick(struct bfs_uploader *u)
 
 uint64_t bfs_uploader_backlog(struct bfs_uploader *u)
 {
-	uint64_t head = blk_db_newlog_head(u->cfg.db), w;
+	uint64_t head = blk_db_newlog_head(u->cfg.lay.db), w;
 
 	pthread_mutex_lock(&u->lock);
 	w = u->watermark;
@@ -599,7 +599,8 @@ void bfs_uploader_throttle(struct bfs_uploader *u)
 	blk_deadline(&ts, THROTTLE_MAX_MS);
 	pthread_mutex_lock(&u->lock);
 	pthread_cond_signal(&u->wake);
-	while (!u->stop && blk_db_newlog_head(u->cfg.db) - u->watermark > max &&
+	while (!u->stop &&
+	       blk_db_newlog_head(u->cfg.lay.db) - u->watermark > max &&
 	       pthread_cond_timedwait(&u->done, &u->lock, &ts) == 0)
 		;
 	pthread_mutex_unlock(&u->lock);
@@ -639,10 +640,11 @@ static void nodes_down(struct bfs_uploader *u, char *buf, size_t size)
 	size_t len = 0;
 
 	buf[0] = 0;
-	for (unsigned i = 0; i < u->cfg.n && len + 1 < size; i++) {
+	for (unsigned i = 0; i < u->cfg.lay.n && len + 1 < size; i++) {
 		if (u->cfg.ops.up(u->cfg.ops.arg, i))
 			continue;
-		int n = snprintf(buf + len, size - len, " %s", u->cfg.names[i]);
+		int n =
+		    snprintf(buf + len, size - len, " %s", u->cfg.lay.names[i]);
 		if (n < 0)
 			break;
 		len += (size_t)n;
@@ -738,7 +740,7 @@ void bfs_uploader_closing(struct bfs_uploader *u)
  * within the barrier's deadline, which *@deadline receives. 0 or -EIO. */
 static int barrier_upload(struct bfs_uploader *u, struct timespec *deadline)
 {
-	uint64_t target = blk_db_newlog_head(u->cfg.db);
+	uint64_t target = blk_db_newlog_head(u->cfg.lay.db);
 	unsigned tmo = sync_timeout(u);
 	bool closing;
 
@@ -760,7 +762,7 @@ static int barrier_upload(struct bfs_uploader *u, struct timespec *deadline)
 		bfs_log_err(
 		    "sync: %llu blocks not on their %u nodes after %u s",
 		    (unsigned long long)bfs_uploader_backlog(u),
-		    u->cfg.k + u->cfg.m, tmo / 1000);
+		    u->cfg.lay.k + u->cfg.lay.m, tmo / 1000);
 		return -EIO;
 	}
 	return 0;
@@ -790,7 +792,7 @@ static bool sync_pause(struct bfs_uploader *u)
 static int sync_nodes(struct bfs_uploader *u, bool *pending, int *last_err,
 		      const struct timespec *deadline)
 {
-	const unsigned n = u->cfg.n;
+	const unsigned n = u->cfg.lay.n;
 	int ret = 0;
 
 	for (;;) {
@@ -838,17 +840,17 @@ int bfs_uploader_barrier(struct bfs_uploader *u)
 	pthread_mutex_unlock(&u->lock);
 
 	ret = sync_nodes(u, pending, last_err, &deadline);
-	for (unsigned i = 0; i < u->cfg.n; i++) {
+	for (unsigned i = 0; i < u->cfg.lay.n; i++) {
 		if (!pending[i])
 			continue;
 		left++;
-		bfs_log_err("sync: node %s: %s", u->cfg.names[i],
+		bfs_log_err("sync: node %s: %s", u->cfg.lay.names[i],
 			    strerror(last_err[i] ? -last_err[i] : ETIMEDOUT));
 	}
 	if (left || ret < 0) {
 		/* sync them again next time */
 		pthread_mutex_lock(&u->lock);
-		for (unsigned i = 0; i < u->cfg.n; i++)
+		for (unsigned i = 0; i < u->cfg.lay.n; i++)
 			u->dirty[i] |= pending[i];
 		pthread_mutex_unlock(&u->lock);
 		return -EIO;
@@ -886,7 +888,7 @@ int bfs_uploader_new(const struct bfs_uploader_config *cfg,
 	pthread_mutex_init(&u->lock, NULL);
 	blk_cond_init(&u->wake);
 	blk_cond_init(&u->done);
-	u->read_seq = log_first(cfg->db);
+	u->read_seq = log_first(cfg->lay.db);
 	u->watermark = u->read_seq;
 	ret = -pthread_create(&u->thread, NULL, uploader_main, u);
 	if (ret < 0) {

@@ -29,10 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "blocks/store.h"
-#include "ec/codec.h"
 #include "ec/fragment.h"
-#include "net/placement.h"
+#include "fs/layout.h"
 
 struct bfs_uploader;
 
@@ -78,14 +76,8 @@ struct bfs_node_ops {
 };
 
 struct bfs_uploader_config {
-	struct blk_db *db;	  /* opened with newlog = true */
+	struct bfs_layout lay;	  /* its db opened with newlog = true */
 	unsigned repair_cf;	  /* binary CID -> reason: blocks to repair */
-	const struct pl_map *pl;  /* placement over the @n nodes */
-	struct ec_codec *codec;	  /* the K+M codec when K > 1, else NULL */
-	const char *const *names; /* node names, for messages */
-	unsigned n;		  /* nodes */
-	unsigned k, m;		  /* redundancy: K data + M parity */
-	uint32_t ec_min;	  /* K > 1: shorter blocks go as M+1 copies */
 	unsigned window;	  /* blocks being uploaded at once (0: 32) */
 	uint64_t backlog_max;	  /* blocks queued before writers wait (0:
 				   * 1024) */

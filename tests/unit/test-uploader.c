@@ -257,13 +257,13 @@ static void env_open(struct env *e, unsigned nnodes, unsigned copies,
 	REQUIRE(pl_map_new(nodes, nnodes, &e->pl) == 0);
 	fake_start();
 	struct bfs_uploader_config uc = {
-	    .db = e->db,
+	    .lay = {.db = e->db,
+		    .pl = e->pl,
+		    .names = names,
+		    .n = nnodes,
+		    .k = 1,
+		    .m = copies - 1},
 	    .repair_cf = CF_REPAIR,
-	    .pl = e->pl,
-	    .names = names,
-	    .n = nnodes,
-	    .k = 1,
-	    .m = copies - 1,
 	    .sync_timeout_ms = sync_timeout_ms,
 	    .retry_ms = 100,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
@@ -543,13 +543,13 @@ static void test_stop_keeps_log(void)
 
 	fake_start();
 	struct bfs_uploader_config uc = {
-	    .db = e.db,
+	    .lay = {.db = e.db,
+		    .pl = e.pl,
+		    .names = names,
+		    .n = NNODES,
+		    .k = 1,
+		    .m = 2},
 	    .repair_cf = CF_REPAIR,
-	    .pl = e.pl,
-	    .names = names,
-	    .n = NNODES,
-	    .k = 1,
-	    .m = 2,
 	    .sync_timeout_ms = 5000,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
 	};
