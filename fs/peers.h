@@ -1,40 +1,19 @@
-/* The mount's side of the cluster: this node's server, the client to every
- * node, the upload queue that hands each new block to its placement, and
- * the fetch of blocks missing from the local store.
+/* The cluster engine: the mount's side of the cluster. It owns this
+ * node's server, the client to every node, and three objects, each in its
+ * own file with its own lock:
  *
- * Uploads. The store's new-block log (blocks/store.h) is the queue: every
- * commit that stores a block not stored before adds a record in the same
- * atomic batch, so nothing committed is ever forgotten, across crashes
- * too. One uploader thread reads the log in order, encodes each block into
- * K+M fragments (for replicas:N, N full copies, K = 1; under ec:K+M a block
- * shorter than ec_min goes as M+1 copies, K = 1), and sends fragment
- * i to the i-th node of the block's placement (weighted rendezvous, distinct
- * zones first). A node that is down or refuses is replaced by the next one
- * in rendezvous order, and the block is recorded as needing repair. A block
- * is done when all K+M fragments are acknowledged; its log record is then
- * deleted. The watermark is the lowest sequence number not done.
+ *   fs/uploader.h  the new-block log's consumer and the sync barrier
+ *   fs/fetcher.h   fetches of blocks missing from the local store
+ *   fs/bcache.h    blocks fetched ahead of their reads, and lately
  *
- * Barrier (fsync, syncfs). Everything committed before the call must be
- * done (the watermark passes the log's head as it was), then every node
- * that took fragments since the last barrier gets a SYNC (one WAL sync per
- * node, as NFS COMMIT). Fails with -EIO after the configured time.
- *
- * Fetch. A block missing from the local store comes from its placement:
- * K fragments asked at once from the live nodes (for K = 1 the fastest
- * copy; for K > 1 the data fragments first), one more asked whenever they
- * are slow or one fails. How a block is coded is guessed from its length
- * (the local store remembers it) and the policy, and learnt from the
- * first fragment that arrives: fragment headers carry K, M and the block
- * length, so blocks written as replicas, as K+M, or under another policy
- * all read back. Every answer is checked against the CID (a wrong or
- * hostile peer cannot make a read return wrong bytes).
- *
- * Prefetch. Blocks a sequential reader will want are fetched ahead by a
- * few worker threads, the same way; they and the blocks fetched lately
- * are held in memory (a few dozen) for the reads that want them. */
+ * The engine itself holds no lock: its fields are set by bfs_peers_open
+ * and only read until bfs_peers_close. Each call below says what it
+ * guarantees, how it fails and from which threads it may come, as
+ * libfuse's fuse_lowlevel.h does for its operations. */
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "blocks/cid.h"
@@ -42,9 +21,10 @@
 #include "fs/config.h"
 
 struct bfs_peers;
+struct bfs_remote; /* fs/bfs.h */
 
 struct bfs_peers_config {
-	const struct bfs_cluster *cluster;
+	const struct bfs_cluster *cluster; /* must outlive the engine */
 	const char *self;	/* this node's name in the cluster file */
 	const char *public_key; /* its CURVE key pair, Z85 */
 	const char *secret_key;
@@ -60,8 +40,12 @@ struct bfs_peers_config {
 	bool serve;		  /* run this node's server in this process */
 };
 
-/* Start the server (if asked), the client and the uploader. 0 or -errno
- * with a message in @err. */
+/* Start the server (if asked and this node is in the cluster file), the
+ * client, the uploader (which resumes the new-block log where it stands)
+ * and the prefetch workers. 0, or -EINVAL (the redundancy needs more
+ * nodes than the cluster has, a bad node list), -ENOMEM, or the -errno of
+ * the server, the client or a thread, with a message in @err. On failure
+ * *@out is NULL and nothing is left running. */
 int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
 		   char *err, size_t errlen);
 
@@ -70,48 +54,70 @@ int bfs_peers_open(const struct bfs_peers_config *cfg, struct bfs_peers **out,
  * terminal and logging it otherwise, and every barrier and the drain of
  * bfs_peers_close share one deadline: the sync timeout, restarted
  * whenever blocks go out. So with every node down the whole unmount waits
- * one sync timeout. NULL is fine. */
+ * one sync timeout. Any thread; NULL is fine. */
 void bfs_peers_closing(struct bfs_peers *p);
 
 /* Upload what is queued (as bfs_peers_closing says), then stop
- * everything. NULL is fine. Returns 0, or -EIO if blocks were left queued
- * (they stay in the new-block log and go at the next mount). */
+ * everything and free @p. No other call may be running or follow. NULL is
+ * fine. Returns 0, or -EIO if blocks were left queued (they stay in the
+ * new-block log and go at the next mount). */
 int bfs_peers_close(struct bfs_peers *p);
 
-/* New blocks were committed: wake the uploader. */
+/* New blocks were committed to the store (their log records with them):
+ * wake the uploader. Any thread; never waits. */
 void bfs_peers_kick(struct bfs_peers *p);
 
-/* The durability barrier above: 0 or -EIO. */
+/* The durability barrier: returns 0 once every block committed before the
+ * call is acknowledged by all K+M nodes of its placement (or their
+ * spares) and every node that took fragments since the last barrier has
+ * synced its WAL; -EIO after the sync timeout (logged; the nodes not
+ * synced are asked again by the next barrier). Any thread, several at
+ * once; waits on the network holding no lock. */
 int bfs_peers_barrier(struct bfs_peers *p);
 
-/* Writers call this: waits (a bounded time) while the upload backlog is
- * full. */
+/* Writers call this: waits (at most one second) while the upload backlog
+ * is full. Any thread. */
 void bfs_peers_throttle(struct bfs_peers *p);
 
-/* Fetch block @cid from the cluster into a malloc'd buffer: 0, -EIO (no
- * node could give the right bytes in time), -ENOMEM. */
+/* Fetch block @cid from the cache or the cluster into a malloc'd buffer
+ * that hashes to @cid: 0, -EIO (no node could give the right bytes in
+ * time, logged), -ENOMEM. Waits on the network (up to about 20 s) holding
+ * no lock of the caller's; callers should hold none either. Any thread,
+ * any number at once. */
 int bfs_peers_fetch(struct bfs_peers *p, const struct blk_cid *cid, void **data,
 		    size_t *len);
 
 /* Ask for blocks ahead of their reads (sequential readers): they are held
- * in memory, checked, for the bfs_peers_fetch that will want them. */
+ * in memory, checked, for the bfs_peers_fetch that will want them. Any
+ * thread; never waits on the network. */
 void bfs_peers_prefetch(struct bfs_peers *p, const struct blk_cid *cids,
 			size_t n);
 
 /* Drop the blocks kept in memory because they were read lately (a block
  * is read in several pieces); blocks fetched ahead and not read yet stay.
  * Called when a reader closes its file, so that what was read is fetched
- * again next time, as the kernel's dropped caches would suggest. */
+ * again next time, as the kernel's dropped caches would suggest. Any
+ * thread. */
 void bfs_peers_drop_taken(struct bfs_peers *p);
 
-/* Blocks queued for upload (the backlog) and the watermark's lag. */
+/* Blocks queued for upload: how far the watermark lags the log's head.
+ * Any thread; never waits. */
 uint64_t bfs_peers_backlog(struct bfs_peers *p);
 
-/* Log counters (uploads, fetches, failures). */
+/* Log counters (uploads, fetches, failures) with bfs_log_info. Any
+ * thread. */
 void bfs_peers_log_counters(struct bfs_peers *p);
 
 /* The client's view of every node, one line each: "NAME up|down
  * LATENCY_US\n" (fs/bfs.h, BFS_XATTR_NODES). Writes at most @size bytes
  * (NUL-terminated when they fit) and returns the length of the whole text,
- * as snprintf does. */
+ * as snprintf does, or -EIO. Any thread. */
 int64_t bfs_peers_describe(struct bfs_peers *p, char *buf, size_t size);
+
+/* Fill @out (fs/bfs.h) with the engine's calls on @p, for bfs_set_remote:
+ * fetch, committed (kick), barrier (none when @read_only: a read-only
+ * mount has nothing to make durable), throttle, backlog, prefetch,
+ * read_done (drop_taken) and describe. @p must outlive the remote's
+ * use. */
+void bfs_peers_remote(struct bfs_peers *p, bool read_only,
+		      struct bfs_remote *out);

@@ -13,13 +13,12 @@
  * are about as near as the nearest remote one, in placement order; then
  * live ones further away, nearest first; then the ones that are down.
  * Placement order among the near ones spreads the reads: each copy's node
- * is first for its share of the blocks, where sorting by latency alone sent
- * every remote read of a mount to whichever node answered its heartbeats a
- * few microseconds faster (node4 served 909 of 910 remote fetches in a 1
- * GiB replicas:3 read). "About as near": within twice the nearest latency
- * or NEAR_SLACK_US of it, whichever is more, so loopback and LAN jitter do
- * not count while a node across a WAN link, or one whose heartbeats are
- * slow because it is busy, does. */
+ * is first for its share of the blocks, where sorting by latency alone
+ * would send every remote read of a mount to whichever node answers its
+ * heartbeats a few microseconds faster. "About as near": within twice the
+ * nearest latency or NEAR_SLACK_US of it, whichever is more, so loopback and
+ * LAN jitter do not count while a node across a WAN link, or one whose
+ * heartbeats are slow because it is busy, does. */
 #define NEAR_SLACK_US 1000
 
 enum tier { TIER_LOCAL, TIER_NEAR, TIER_FAR, TIER_DOWN };

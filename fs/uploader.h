@@ -1,0 +1,134 @@
+/* The uploader: consumes the store's new-block log, sends every new
+ * block's fragments to its placement, and holds the durability barrier
+ * over what it sent.
+ *
+ * Uploads. The store's new-block log (blocks/store.h) is the queue: every
+ * commit that stores a block not stored before adds a record in the same
+ * atomic batch, so nothing committed is ever forgotten, across crashes
+ * too. One uploader thread reads the log in order, encodes each block into
+ * K+M fragments (for replicas:N, N full copies, K = 1; under ec:K+M a block
+ * shorter than ec_min goes as M+1 copies, K = 1), and sends fragment i to
+ * the i-th node of the block's placement (weighted rendezvous, distinct
+ * zones first). A node that is down or refuses is replaced by the next one
+ * in rendezvous order past the homes (a spare), and the block is recorded
+ * as needing repair. A block is done when all K+M fragments are
+ * acknowledged; its log record is then deleted. The watermark is the
+ * lowest sequence number not done.
+ *
+ * Barrier (fsync, syncfs). Everything committed before the call must be
+ * done (the watermark passes the log's head as it was), then every node
+ * that took fragments since the last barrier gets a SYNC (one WAL sync per
+ * node, as NFS COMMIT). Fails with -EIO after the configured time.
+ *
+ * The uploader reaches the nodes only through struct bfs_node_ops: the
+ * engine (fs/peers.c) implements it with net/client.h, the unit tests with
+ * a fake. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ec/fragment.h"
+#include "fs/layout.h"
+
+struct bfs_uploader;
+
+/* One fragment send in flight: the uploader embeds it in its own record
+ * and the node functions hand it back. */
+struct bfs_send {
+	/* Runs exactly once per send that bfs_node_ops.send accepted, on a
+	 * thread other than the sender's and never inside the send call;
+	 * must not block. @status: 0 (the node acknowledged: the fragment
+	 * is in its WAL), -ENOSPC (the node is full), or another negative
+	 * errno (no answer, refused, down). */
+	void (*done)(struct bfs_send *s, int status);
+};
+
+/* bfs_node_ops.sync's status for a node that gave no answer in time. */
+#define BFS_SYNC_NO_ANSWER 1
+
+/* What the uploader needs of the nodes. Every function is thread-safe
+ * and none waits on the network, except sync, which waits at most its
+ * timeout. */
+struct bfs_node_ops {
+	/* Send fragment @hdr (its sealed header) with its @len bytes at
+	 * @data to node @node. @data stays valid until @release(@rarg),
+	 * which the implementation calls exactly once, from any thread,
+	 * whatever the outcome (also when this fails). 0: @s->done follows.
+	 * -ENOMEM: nothing sent (the uploader tries again later); another
+	 * negative errno: this node cannot take it now (the uploader tries
+	 * the next one). Called with the uploader's lock held. */
+	int (*send)(void *arg, unsigned node,
+		    const uint8_t hdr[EC_FRAG_HDR_LEN], const void *data,
+		    size_t len, void (*release)(void *), void *rarg,
+		    struct bfs_send *s);
+	/* SYNC every node i < @n with @nodes[i] set, all at once, waiting at
+	 * most @timeout_ms. Sets @status[i] for the nodes that answered: 0
+	 * (synced) or a negative errno; leaves it alone for those that did
+	 * not. 0, or -ENOMEM when some could not be asked. Called with no
+	 * uploader lock held. */
+	int (*sync)(void *arg, const bool *nodes, unsigned n,
+		    unsigned timeout_ms, int *status);
+	/* Whether node @node is up as last seen; never waits. */
+	bool (*up)(void *arg, unsigned node);
+	void *arg;
+};
+
+struct bfs_uploader_config {
+	struct bfs_layout lay;	  /* its db opened with newlog = true */
+	unsigned repair_cf;	  /* binary CID -> reason: blocks to repair */
+	unsigned window;	  /* blocks being uploaded at once (0: 32) */
+	uint64_t backlog_max;	  /* blocks queued before writers wait (0:
+				   * 1024) */
+	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
+	unsigned retry_ms;	  /* a stalled block is tried again (0: 1 s) */
+	struct bfs_node_ops ops;
+};
+
+/* Upload counters. */
+struct bfs_upload_stats {
+	uint64_t blocks, bytes;
+	uint64_t misplaced; /* blocks with a fragment off its home */
+	uint64_t failures;  /* fragment sends that failed */
+};
+
+/* Start the uploader thread on the log from its first record (records
+ * below it are done). @cfg's pointers must outlive the uploader. 0,
+ * -ENOMEM, or the -errno of pthread_create. */
+int bfs_uploader_new(const struct bfs_uploader_config *cfg,
+		     struct bfs_uploader **out);
+
+/* New records are in the log: wake the thread. Any thread. */
+void bfs_uploader_kick(struct bfs_uploader *u);
+
+/* Blocks queued for upload: the log's head minus the watermark. Any
+ * thread; never waits. */
+uint64_t bfs_uploader_backlog(struct bfs_uploader *u);
+
+/* Writers: wait at most one second while the backlog is over its
+ * maximum. Any thread. */
+void bfs_uploader_throttle(struct bfs_uploader *u);
+
+/* The barrier: 0 once everything committed before the call is done and
+ * every node that took fragments since the last barrier has synced;
+ * -EIO after the sync timeout (the nodes not synced stay marked and are
+ * asked again by the next barrier). Any thread, several at once. Waits
+ * holding no lock of the uploader's. */
+int bfs_uploader_barrier(struct bfs_uploader *u);
+
+/* Unmount begins (no more writes come). From now on a barrier waits for
+ * the whole upload queue, showing progress on stderr when it is a
+ * terminal and logging it otherwise, and every barrier shares one
+ * deadline: the sync timeout, restarted whenever blocks go out. */
+void bfs_uploader_closing(struct bfs_uploader *u);
+
+/* Stop the thread (barriers still waiting return -EIO). What is queued
+ * stays in the log. Call once, before bfs_uploader_free. */
+void bfs_uploader_stop(struct bfs_uploader *u);
+
+/* Free the uploader: after bfs_uploader_stop, and once no @done of a
+ * send can run any more (the node functions are gone). NULL is fine. */
+void bfs_uploader_free(struct bfs_uploader *u);
+
+void bfs_uploader_stats(struct bfs_uploader *u, struct bfs_upload_stats *st);
