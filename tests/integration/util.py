@@ -5,6 +5,7 @@ tracked so that the session can clean up what a failed test left behind."""
 import hashlib
 import json
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -214,7 +215,8 @@ LIVE_DAEMONS = set()
 
 class Mount:
     """One `blockfs mount NODE_DIR MNT -f` owned by the test: started as a
-    child process whose stderr goes to a log file."""
+    child process whose stderr goes to a log file; start() waits on its
+    --ready-fd, not by polling for the mount."""
 
     def __init__(self, node_dir, mnt, log, opts=None):
         self.node_dir = str(node_dir)
@@ -229,34 +231,57 @@ class Mount:
         return f'Mount({self.node_dir} on {self.mnt})'
 
     def start(self):
+        """Starts the daemon with --ready-fd and returns once it has
+        written the byte that says the mount is live."""
         assert self.proc is None
         os.makedirs(self.mnt, exist_ok=True)
-        args = [blockfs_bin(), 'mount', self.node_dir, self.mnt, '-f']
+        ready_r, ready_w = os.pipe()
+        args = [blockfs_bin(), 'mount', self.node_dir, self.mnt, '-f',
+                f'--ready-fd={ready_w}']
         if self.opts:
             args += ['-o', self.opts]
-        with open(self.log, 'ab') as logf:
-            logf.write(f'=== {" ".join(args)}\n'.encode())
-            logf.flush()
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                         stdout=logf, stderr=logf,
-                                         env=daemon_env())
+        try:
+            with open(self.log, 'ab') as logf:
+                logf.write(f'=== {" ".join(args)}\n'.encode())
+                logf.flush()
+                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                             stdout=logf, stderr=logf,
+                                             env=daemon_env(),
+                                             pass_fds=(ready_w,))
+        finally:
+            os.close(ready_w)
         LIVE_MOUNTS.add(self.mnt)
         LIVE_DAEMONS.add((self.proc.pid, self.node_dir))
-        deadline = time.monotonic() + MOUNT_TIMEOUT
-        while not (os.path.ismount(self.mnt) and is_mounted(self.mnt)):
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                pytest.fail(f'blockfs mount exited {rc} before the mount '
-                            f'came up; log:\n{log_tail(self.log)}')
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f'mount did not come up within {MOUNT_TIMEOUT}s;'
-                            f' log:\n{log_tail(self.log)}')
-            time.sleep(0.05)
+        try:
+            self._wait_ready(ready_r)
+        finally:
+            os.close(ready_r)
         fields = mount_entry(self.mnt)
+        assert fields is not None, f'{self.mnt} is not in /proc/mounts'
         assert fields[2] == 'fuse.blockfs', f'mount type is {fields[2]}'
         return self
+
+    def _wait_ready(self, fd):
+        """Waits up to MOUNT_TIMEOUT for the byte on the --ready-fd pipe
+        FD; fails the test with the log if the pipe closes without it
+        (blockfs failed to mount) or the time runs out."""
+        readable, _, _ = select.select([fd], [], [], MOUNT_TIMEOUT)
+        if not readable:
+            self.kill()
+            pytest.fail(f'mount did not come up within {MOUNT_TIMEOUT}s;'
+                        f' log:\n{log_tail(self.log)}')
+        if os.read(fd, 1):
+            return
+        try:
+            rc = self.proc.wait(timeout=MOUNT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f'blockfs mount closed its --ready-fd without '
+                        f'saying the mount is live, and did not exit; '
+                        f'log:\n{log_tail(self.log)}')
+        self.proc = None
+        pytest.fail(f'blockfs mount exited {rc} before the mount came up; '
+                    f'log:\n{log_tail(self.log)}')
 
     @property
     def pid(self):
