@@ -203,6 +203,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable);
 /* Make every committed change and deferred attribute durable. */
 int bfs_fsync_meta(struct bfs *fs);
+/* Unflushed bytes of every file, counted against dirty_max. */
+uint64_t bfs_dirty_bytes(struct bfs *fs);
 /* Start a background flush of a file (close(2) does not wait). */
 void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
 int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,

@@ -21,6 +21,14 @@ void bfs_dirty_account(struct bfs *fs, int64_t delta)
 	pthread_mutex_unlock(&fs->q_lock);
 }
 
+uint64_t bfs_dirty_bytes(struct bfs *fs)
+{
+	pthread_mutex_lock(&fs->q_lock);
+	uint64_t n = fs->dirty_bytes;
+	pthread_mutex_unlock(&fs->q_lock);
+	return n;
+}
+
 /* Queue @ip for a background flush; the caller set ip->queued. */
 void bfs_enqueue(struct bfs *fs, struct bfs_inode *ip)
 {

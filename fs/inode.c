@@ -200,6 +200,12 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 				    strerror(-ret));
 	}
 	if (ip->rec.nlink == 0) {
+		/* Its unflushed bytes go first, so that once the purge is
+		 * visible the dirty-memory count no longer holds them. */
+		bfs_dirty_account(
+		    fs, -(int64_t)(ip->dirty.bytes + ip->flushing.bytes));
+		wbuf_clear(&ip->dirty);
+		wbuf_clear(&ip->flushing);
 		bfs_purge_inode(fs, ip);
 	} else if (ip->dirty.n) {
 		/* A flush failed earlier; one last try before the data goes. */
@@ -209,6 +215,9 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 				    (unsigned long long)ip->ino,
 				    strerror(-ret));
 	}
+	/* Bytes a failed last flush left go with the inode: they leave the
+	 * dirty-memory count too. */
+	bfs_dirty_account(fs, -(int64_t)(ip->dirty.bytes + ip->flushing.bytes));
 	bfs_inode_free(ip);
 }
 
