@@ -18,7 +18,6 @@ static void evict_blocks(struct bfs *fs)
 {
 	struct blk_store_stats st;
 	uint64_t local, goal, freed = 0, n = 0;
-	static const uint8_t prefix = 0x01; /* CIDv1 keys in "refs" */
 
 	if (!fs->cfg.local_max || !fs->remote.backlog ||
 	    blk_store_stats(fs->db, &st))
@@ -27,21 +26,7 @@ static void evict_blocks(struct bfs *fs)
 	if (local <= fs->cfg.local_max || fs->remote.backlog(fs->remote.arg))
 		return;
 	goal = local - fs->cfg.local_max + fs->cfg.local_max / 10;
-	struct blk_iter *it =
-	    blk_iter_new(fs->db, BLK_CF_REFS, &prefix, 1, NULL, 0);
-	for (; it && blk_iter_valid(it) && freed < goal; blk_iter_next(it)) {
-		size_t klen;
-		const uint8_t *k = blk_iter_key(it, &klen);
-		struct blk_cid cid;
-		if (blk_cid_from_bytes(&cid, k, klen))
-			continue;
-		int r = blk_store_evict(fs->db, &cid);
-		if (r > 0) {
-			freed += (uint64_t)r;
-			n++;
-		}
-	}
-	blk_iter_free(it);
+	(void)blk_store_evict_upto(fs->db, goal, &freed, &n);
 	if (n)
 		bfs_log_info("evicted %llu blocks (%llu MiB) held by peers",
 			     (unsigned long long)n,
