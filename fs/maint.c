@@ -51,7 +51,7 @@ static void *maint_main(void *arg)
 		bfs_write_attrs(fs);
 		evict_blocks(fs);
 		/* Bound what a crash can take of unsynced data, as a local
-		 * filesystem's periodic commit does (blocks/store.c note 6). */
+		 * filesystem's periodic commit does (blocks/journal.c J1). */
 		if (++periods % SYNC_PERIODS == 0) {
 			int r = blk_db_sync(fs->db);
 			if (r)

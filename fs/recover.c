@@ -154,7 +154,7 @@ static int drop_extents_in(struct bfs *fs,
 
 /*
  * After a crash, the store drops blocks whose bytes never reached the disk
- * (they were written but not synced; blocks/store.c note 6). Every extent
+ * (they were written but not synced; blocks/journal.c J1). Every extent
  * that points at one goes too, so the range reads as a hole instead of
  * failing: the same outcome as unsynced data after a power cut on a local
  * filesystem, and never metadata pointing at a missing block. Runs at

@@ -22,7 +22,7 @@
  *
  *   stored      refs record and bytes in the store: blk_txn_commit
  *      |        (blocks/store.c apply_refs, put_bytes; large new blocks
- *      |        skip the WAL, journaled: store.c note 6)
+ *      |        skip the WAL, journaled: blocks/journal.c J1)
  *      |  same batch, when cfg.newlog: apply_refs adds a "newlog" record
  *      v  (remote.committed = bfs_peers_kick wakes the uploader)
  *   queued      a newlog record; counted by remote.backlog
