@@ -107,7 +107,8 @@ struct bfs {
 	pthread_cond_t q_drain;		   /* q_lock: dirty_bytes went down */
 	struct bfs_inode *q_head, *q_tail; /* q_lock */
 	bool q_stop;	      /* q_lock: the flushers and maintenance stop */
-	uint64_t dirty_bytes; /* q_lock: all dirty + flushing bytes */
+	uint64_t dirty_bytes; /* q_lock: all dirty + flushing bytes; changed
+			       * under the inode's ip->lock with its buffers */
 	pthread_t *flushers;  /* bfs_open/bfs_close only */
 	unsigned nflushers;   /* bfs_open/bfs_close only */
 

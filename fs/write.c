@@ -566,13 +566,15 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 	uint64_t before = ip->dirty.bytes + ip->flushing.bytes;
 	ret = flush_commit(fs, ip, t, runs, nruns, stored_delta, ret);
 	uint64_t after = ip->dirty.bytes;
+	/* The count changes before anyone can see the inode idle (fsync
+	 * returning, a checkpoint adding up the buffers). */
+	bfs_dirty_account(fs, (int64_t)after - (int64_t)before);
 	/* Left-over bytes wait for a flush_at more before the next try. */
 	ip->flush_floor = final || ret ? 0 : after;
 	ip->editing = false;
 	pthread_cond_broadcast(&ip->cond);
 	pthread_mutex_unlock(&ip->lock);
 	pthread_rwlock_unlock(&ip->ext_lock);
-	bfs_dirty_account(fs, (int64_t)after - (int64_t)before);
 
 	blk_txn_free(t);
 	for (size_t i = 0; i < nruns; i++)
@@ -646,12 +648,11 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		     ip->dirty.bytes >= ip->flush_floor + fs->cfg.flush_at;
 	if (queue)
 		ip->queued = true;
-	int64_t delta = (int64_t)ip->dirty.bytes - (int64_t)before;
+	bfs_dirty_account(fs, (int64_t)ip->dirty.bytes - (int64_t)before);
 	pthread_mutex_unlock(&ip->lock);
 
 	if (queue)
 		bfs_enqueue(fs, ip);
-	bfs_dirty_account(fs, delta);
 	ret = bfs_throttle(fs, ip);
 	if (!ret && fs->remote.throttle)
 		fs->remote.throttle(fs->remote.arg);

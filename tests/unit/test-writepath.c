@@ -15,7 +15,7 @@
  *     many references as extents point at it; bytes no extent covers are
  *     zeros in the model; the store's statistics equal the sums over the
  *     extents (store.h invariants 1 and 3); st_blocks counts the extents'
- *     bytes.
+ *     bytes; the dirty-memory count equals the bytes the files buffer.
  *  4. With every file unlinked or truncated to 0: no extent is left, the
  *     store holds no block and no referenced byte, and no block seen in an
  *     extent during the run is still stored (store.h invariant 1), also
@@ -40,6 +40,7 @@
 
 #include "blocks/cid.h"
 #include "blocks/store.h"
+#include "fs/bfs-int.h"
 #include "fs/bfs.h"
 #include "fs/extent.h"
 #include "fs/meta.h"
@@ -407,6 +408,22 @@ static void check_extent_blocks(struct mfile *m, struct cidset *live)
 	bfs_extent_list_free(&l);
 }
 
+/* The bytes the open files hold in memory (dirty and being flushed). */
+static uint64_t held_bytes(void)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < NFILES; i++) {
+		struct bfs_inode *ip = S.files[i].ip;
+		if (!ip)
+			continue;
+		pthread_mutex_lock(&ip->lock);
+		n += ip->dirty.bytes + ip->flushing.bytes;
+		pthread_mutex_unlock(&ip->lock);
+	}
+	return n;
+}
+
 /* Flush every file and check invariants 1-3 on all of them. */
 static void checkpoint(void)
 {
@@ -418,6 +435,7 @@ static void checkpoint(void)
 	for (int i = 0; i < NFILES; i++)
 		MCHECK(bfs_fsync(S.fs, S.files[i].ip, false) == 0);
 	wait_purged();
+	MCHECK(bfs_dirty_bytes(S.fs) == held_bytes());
 	for (int i = 0; i < NFILES && !S.broken; i++) {
 		struct mfile *m = &S.files[i];
 		MCHECK(stat_size(m) == m->size);
