@@ -11,6 +11,7 @@
 #include "blocks/cid.h"
 #include "blocks/store.h"
 #include "fs/bfs.h"
+#include "fs/peers.h"
 
 #define ITAB_BUCKETS (1u << 14)
 #define INO_RESERVE 4096
@@ -65,7 +66,7 @@ struct hash_job {
 
 /*
  * The filesystem. Fields without a lock are set by bfs_open (or
- * bfs_set_remote, before requests run) and only read afterwards.
+ * bfs_set_peers, before requests run) and only read afterwards.
  *
  * Lock order (outer first; none is held across a FUSE reply):
  *   ns_lock          namespace: every create, link, unlink, rename, and
@@ -79,14 +80,14 @@ struct hash_job {
  *   q_lock           the flush queue, dirty-memory and space accounting,
  *                    the maintenance thread's state
  *   hp_lock          the hash helper's job; taken with no other lock held
- * The store's own locks (blocks/store.c) and the cluster layer's (through
- * remote.committed, under ext_lock + ip->lock) come after all of these.
+ * The store's own locks (blocks/store.c) and the cluster engine's (through
+ * bfs_peers_kick, under ext_lock + ip->lock) come after all of these.
  */
 struct bfs {
 	struct bfs_config cfg;
 	char *node_dir;
 	struct blk_db *db;
-	struct bfs_remote remote; /* fetch == NULL: a single node */
+	struct bfs_peers *peers; /* NULL: a single node */
 	uint64_t max_extent; /* longest extent any mount of this fs wrote */
 
 	pthread_mutex_t ns_lock;

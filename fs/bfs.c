@@ -23,12 +23,9 @@ struct blk_db *bfs_db(struct bfs *fs)
 	return fs->db;
 }
 
-void bfs_set_remote(struct bfs *fs, const struct bfs_remote *r)
+void bfs_set_peers(struct bfs *fs, struct bfs_peers *peers)
 {
-	if (r)
-		fs->remote = *r;
-	else
-		memset(&fs->remote, 0, sizeof(fs->remote));
+	fs->peers = peers;
 }
 
 /* Create the root directory and format record of a new filesystem. */
@@ -296,8 +293,8 @@ int bfs_sync_all(struct bfs *fs)
 		}
 	}
 	int ret = blk_db_sync(fs->db);
-	if (!ret && fs->remote.barrier)
-		ret = fs->remote.barrier(fs->remote.arg);
+	if (!ret && fs->peers && !fs->cfg.read_only)
+		ret = bfs_peers_barrier(fs->peers);
 	return first ? first : ret;
 }
 

@@ -18,6 +18,7 @@
 #include "fs/wbuf.h"
 
 struct bfs;
+struct bfs_peers; /* fs/peers.h */
 
 struct bfs_config {
 	const char *node_dir;
@@ -46,21 +47,6 @@ struct bfs_config {
 #define BFS_XATTR_NODES "blockfs.nodes"
 #define BFS_XATTR_PREFIX "blockfs."
 
-struct bfs_remote {
-	int (*fetch)(void *arg, const struct blk_cid *cid, void **data,
-		     size_t *len);
-	void (*committed)(void *arg);
-	int (*barrier)(void *arg);
-	void (*throttle)(void *arg);
-	uint64_t (*backlog)(void *arg);
-	void (*prefetch)(void *arg, const struct blk_cid *cids, size_t n);
-	/* a reader closed its file: blocks kept for its next piece can go */
-	void (*read_done)(void *arg);
-	/* the mount's view of the nodes, as text (BFS_XATTR_NODES); the
-	 * length it needs, or -errno */
-	int64_t (*describe)(void *arg, char *buf, size_t size);
-	void *arg;
-};
 
 /* An inode in memory. Lock order: ext_lock before lock (the order of
  * both among the filesystem's locks is on struct bfs, fs/bfs-int.h). */
@@ -139,8 +125,12 @@ int bfs_close(struct bfs *fs);
  * remote, everything on its placement). */
 int bfs_sync_all(struct bfs *fs);
 
-/* Attach the cluster layer (NULL detaches; not while requests run). */
-void bfs_set_remote(struct bfs *fs, const struct bfs_remote *r);
+/* Attach the cluster engine (fs/peers.h): from now on blocks missing
+ * from the store are fetched through @peers, new ones are announced to its
+ * uploader and fsync waits for its barrier (unless the filesystem is
+ * read-only). NULL detaches. Not while requests run; @peers must stay
+ * open until it is detached. */
+void bfs_set_peers(struct bfs *fs, struct bfs_peers *peers);
 struct blk_db *bfs_db(struct bfs *fs);
 
 /* Inode references. bfs_iget loads an inode (refs+1). bfs_iput drops one;

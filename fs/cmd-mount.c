@@ -174,15 +174,6 @@ struct mount_run {
 	struct bfs_peers *peers;
 };
 
-/* Hand the peers to the filesystem core. */
-static void mount_set_remote(struct mount_run *r)
-{
-	struct bfs_remote rem;
-
-	bfs_peers_remote(r->peers, r->mc.fs.read_only, &rem);
-	bfs_set_remote(r->fs, &rem);
-}
-
 /* @mnt can take the mount: a directory, not a mountpoint already,
  * writable, and empty unless @nonempty. 0, or -errno with a message in
  * @err. */
@@ -409,7 +400,7 @@ static int mount_open(struct mount_run *r)
 	ret = bfs_peers_open(&pc, &r->peers, r->err, sizeof(r->err));
 	if (ret)
 		return ret;
-	mount_set_remote(r);
+	bfs_set_peers(r->fs, r->peers);
 	return 0;
 }
 
@@ -427,7 +418,7 @@ static int mount_drain_peers(struct mount_run *r)
 		if (s && s != -EIO)
 			cmd_err("flushing at unmount: %s", strerror(-s));
 	}
-	bfs_set_remote(r->fs, NULL);
+	bfs_set_peers(r->fs, NULL);
 	if (bfs_peers_close(r->peers))
 		ret = -EIO;
 	r->peers = NULL;

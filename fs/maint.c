@@ -19,11 +19,11 @@ static void evict_blocks(struct bfs *fs)
 	struct blk_store_stats st;
 	uint64_t local, goal, freed = 0, n = 0;
 
-	if (!fs->cfg.local_max || !fs->remote.backlog ||
+	if (!fs->cfg.local_max || !fs->peers ||
 	    blk_store_stats(fs->db, &st))
 		return;
 	local = st.bytes - st.remote_bytes;
-	if (local <= fs->cfg.local_max || fs->remote.backlog(fs->remote.arg))
+	if (local <= fs->cfg.local_max || bfs_peers_backlog(fs->peers))
 		return;
 	goal = local - fs->cfg.local_max + fs->cfg.local_max / 10;
 	(void)blk_store_evict_upto(fs->db, goal, &freed, &n);

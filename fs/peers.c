@@ -224,65 +224,6 @@ void bfs_peers_log_counters(struct bfs_peers *p)
 		     buf, (unsigned long long)fs.hedges);
 }
 
-/* ---- the remote of fs/bfs.h --------------------------------------------- */
-
-static int remote_fetch(void *arg, const struct blk_cid *cid, void **data,
-			size_t *len)
-{
-	return bfs_peers_fetch(arg, cid, data, len);
-}
-
-static void remote_committed(void *arg)
-{
-	bfs_peers_kick(arg);
-}
-
-static int remote_barrier(void *arg)
-{
-	return bfs_peers_barrier(arg);
-}
-
-static void remote_throttle(void *arg)
-{
-	bfs_peers_throttle(arg);
-}
-
-static uint64_t remote_backlog(void *arg)
-{
-	return bfs_peers_backlog(arg);
-}
-
-static void remote_prefetch(void *arg, const struct blk_cid *cids, size_t n)
-{
-	bfs_peers_prefetch(arg, cids, n);
-}
-
-static void remote_read_done(void *arg)
-{
-	bfs_peers_drop_taken(arg);
-}
-
-static int64_t remote_describe(void *arg, char *buf, size_t size)
-{
-	return bfs_peers_describe(arg, buf, size);
-}
-
-void bfs_peers_remote(struct bfs_peers *p, bool read_only,
-		      struct bfs_remote *out)
-{
-	*out = (struct bfs_remote){
-	    .fetch = remote_fetch,
-	    .committed = remote_committed,
-	    .barrier = read_only ? NULL : remote_barrier,
-	    .throttle = remote_throttle,
-	    .backlog = remote_backlog,
-	    .prefetch = remote_prefetch,
-	    .read_done = remote_read_done,
-	    .describe = remote_describe,
-	    .arg = p,
-	};
-}
-
 /* ---- lifecycle ---------------------------------------------------------- */
 
 /* The node names, this node's index, the placement map and the codec. */

@@ -21,7 +21,6 @@
 #include "fs/config.h"
 
 struct bfs_peers;
-struct bfs_remote; /* fs/bfs.h */
 
 struct bfs_peers_config {
 	const struct bfs_cluster *cluster; /* must outlive the engine */
@@ -113,11 +112,3 @@ void bfs_peers_log_counters(struct bfs_peers *p);
  * (NUL-terminated when they fit) and returns the length of the whole text,
  * as snprintf does, or -EIO. Any thread. */
 int64_t bfs_peers_describe(struct bfs_peers *p, char *buf, size_t size);
-
-/* Fill @out (fs/bfs.h) with the engine's calls on @p, for bfs_set_remote:
- * fetch, committed (kick), barrier (none when @read_only: a read-only
- * mount has nothing to make durable), throttle, backlog, prefetch,
- * read_done (drop_taken) and describe. @p must outlive the remote's
- * use. */
-void bfs_peers_remote(struct bfs_peers *p, bool read_only,
-		      struct bfs_remote *out);

@@ -20,9 +20,9 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 {
 	int ret;
 
-	if (!fs->remote.fetch)
+	if (!fs->peers)
 		return -EIO;
-	ret = fs->remote.fetch(fs->remote.arg, cid, data, len);
+	ret = bfs_peers_fetch(fs->peers, cid, data, len);
 	if (ret)
 		return ret;
 	struct blk_store_stats st;
@@ -45,7 +45,7 @@ int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 	void *data;
 	size_t dlen;
 
-	if (got != -ENOENT || !fs->remote.fetch)
+	if (got != -ENOENT || !fs->peers)
 		return got;
 	int ret = fetch_block(fs, cid, &data, &dlen);
 	if (ret)
@@ -65,7 +65,7 @@ static int block_get(struct bfs *fs, const struct blk_cid *cid, void **data,
 {
 	int ret = blk_store_get(fs->db, cid, data, len);
 
-	if (ret != -ENOENT || !fs->remote.fetch)
+	if (ret != -ENOENT || !fs->peers)
 		return ret;
 	return fetch_block(fs, cid, data, len);
 }
@@ -98,8 +98,8 @@ void bfs_read_done(struct bfs *fs, struct bfs_file *f)
 	pthread_mutex_lock(&f->lock);
 	bool reader = f->next_off != 0;
 	pthread_mutex_unlock(&f->lock);
-	if (reader && fs->remote.read_done)
-		fs->remote.read_done(fs->remote.arg);
+	if (reader && fs->peers)
+		bfs_peers_drop_taken(fs->peers);
 }
 
 int bfs_release_file(struct bfs *fs, struct bfs_file *f)
@@ -212,7 +212,7 @@ static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
 	}
 	bfs_extent_list_free(&exts);
 	if (n)
-		fs->remote.prefetch(fs->remote.arg, cids, n);
+		bfs_peers_prefetch(fs->peers, cids, n);
 }
 
 int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
@@ -233,7 +233,7 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 	if (len > size - off)
 		len = size - off;
 
-	if (fs->remote.prefetch)
+	if (fs->peers)
 		prefetch(fs, f, off, len);
 	ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, off, off + len,
 			     fs->max_extent, &exts);

@@ -24,22 +24,22 @@
  *      |        (blocks/store.c apply_refs, put_bytes; large new blocks
  *      |        skip the WAL, journaled: blocks/journal.c J1)
  *      |  same batch, when cfg.newlog: apply_refs adds a "newlog" record
- *      v  (remote.committed = bfs_peers_kick wakes the uploader)
- *   queued      a newlog record; counted by remote.backlog
- *      |  uploader_main (fs/peers.c): read_log, job_prepare, job_start,
+ *      v  (flush_commit: bfs_peers_kick wakes the uploader)
+ *   queued      a newlog record; counted by bfs_peers_backlog
+ *      |  uploader_main (fs/uploader.c): read_log, job_prepare, job_start,
  *      v  place_fragment (one PUT per fragment)
  *   uploading   fragments in flight to their placement
  *      |  handle_completion (all K+M acknowledged), then retire deletes
  *      v  the newlog record and moves the watermark
  *   uploaded    on K+M nodes, in their WALs
- *      |  bfs_peers_barrier (remote.barrier, from bfs_fsync_meta and
+ *      |  bfs_peers_barrier (from bfs_fsync_meta and
  *      v  bfs_sync_all): wait_uploaded, then SYNC to every node written
  *   synced      durable on its placement
  *
  *   evicted     bytes gone from the local store, refs record kept:
  *               evict_blocks (maint.c) -> blk_store_evict, once nothing is
  *               queued and local bytes pass cfg.local_max; a read brings
- *               the bytes back (bfs_block_read -> remote.fetch ->
+ *               the bytes back (bfs_block_read -> bfs_peers_fetch ->
  *               blk_store_fill). Eviction needs "uploaded", not "synced".
  *
  * Invariants:
@@ -60,7 +60,7 @@
  *  6. A block stored with cfg.newlog has a newlog record from the commit
  *     that first stored it until all its fragments are acknowledged; the
  *     uploader's watermark is below every record not yet retired.
- *  7. Only a block that is uploaded is evicted (remote.backlog is 0), and
+ *  7. Only a block that is uploaded is evicted (bfs_peers_backlog is 0), and
  *     an evicted block keeps its references: it can always be fetched.
  *  8. An fsync'ed byte is committed and durable, and with a cluster its
  *     blocks are synced on their placement.
@@ -509,8 +509,8 @@ static int flush_commit(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 		    (uint64_t)((int64_t)ip->rec.stored + stored_delta);
 		bfs_txn_put_inode(t, ip);
 		ret = blk_txn_commit(t, false);
-		if (!ret && fs->remote.committed)
-			fs->remote.committed(fs->remote.arg);
+		if (!ret && fs->peers)
+			bfs_peers_kick(fs->peers);
 	}
 	for (size_t i = 0; !ret && i < nruns; i++) {
 		const struct run *r = &runs[i];
@@ -654,8 +654,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 	if (queue)
 		bfs_enqueue(fs, ip);
 	ret = bfs_throttle(fs, ip);
-	if (!ret && fs->remote.throttle)
-		fs->remote.throttle(fs->remote.arg);
+	if (!ret && fs->peers)
+		bfs_peers_throttle(fs->peers);
 	return ret ? ret : (int64_t)len;
 }
 
@@ -673,8 +673,8 @@ int bfs_fsync_meta(struct bfs *fs)
 	if (!ret)
 		ret = blk_db_sync(fs->db);
 	/* The promise of fsync: on the placement at full redundancy. */
-	if (!ret && fs->remote.barrier)
-		ret = fs->remote.barrier(fs->remote.arg);
+	if (!ret && fs->peers && !fs->cfg.read_only)
+		ret = bfs_peers_barrier(fs->peers);
 	return ret;
 }
 

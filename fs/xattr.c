@@ -81,9 +81,9 @@ static int64_t virtual_xattr(struct bfs *fs, struct bfs_inode *ip,
 	int64_t n;
 
 	if (ip->ino != BFS_ROOT_INO || strcmp(name, BFS_XATTR_NODES) ||
-	    !fs->remote.describe)
+	    !fs->peers)
 		return -ENODATA;
-	n = fs->remote.describe(fs->remote.arg, buf, sizeof(buf));
+	n = bfs_peers_describe(fs->peers, buf, sizeof(buf));
 	if (n < 0)
 		return n;
 	if ((size_t)n >= sizeof(buf))
