@@ -165,6 +165,7 @@ static int mount_opt(void *ctx, int c, const char *arg)
 /* Everything one mount holds, from the command line to the unmount. */
 struct mount_run {
 	char node_dir[PATH_MAX], mnt[PATH_MAX], name[64], pub[64], sec[64];
+	char db_path[PATH_MAX + 16]; /* NODE_DIR/db */
 	char err[1024];
 	struct bfs_cluster *cl;
 	struct mount_cfg mc;
@@ -274,6 +275,7 @@ static int mount_load(struct mount_run *r, const struct mount_args *a,
 		cmd_err("node directory %s: %s", node_arg, strerror(errno));
 		return 1;
 	}
+	snprintf(r->db_path, sizeof(r->db_path), "%s/db", r->node_dir);
 	if (!realpath(mnt_arg, r->mnt)) {
 		cmd_err("mountpoint %s: %s", mnt_arg,
 			errno == ENOTCONN ? "a dead FUSE mount is there (run "
@@ -394,6 +396,7 @@ static int mount_open(struct mount_run *r)
 	    .m = mc->m,
 	    .ec_min = mc->ec_min,
 	    .capacity = node_capacity(r->node_dir),
+	    .data_dir = r->db_path,
 	    .sync_timeout_ms = mc->sync_timeout_ms,
 	    .serve = true,
 	};

@@ -9,6 +9,7 @@
 
 #include "blocks/store.h"
 #include "fs/bfs.h"
+#include "fs/cluster-net.h"
 #include "fs/cmd.h"
 #include "fs/node.h"
 #include "net/server.h"
@@ -110,29 +111,19 @@ fail:
 static int serve_start(const struct serve_run *s, struct blk_db *db,
 		       struct net_server **srv)
 {
-	const struct bfs_cluster *cl = s->cl;
-	const char *keys[BFS_MAX_NODES], *names[BFS_MAX_NODES];
-
-	for (unsigned i = 0; i < cl->nnodes; i++) {
-		keys[i] = cl->nodes[i].public_key;
-		names[i] = cl->nodes[i].name;
-	}
 	struct net_server_config sc = {
-	    .endpoint = cl->nodes[s->self].address,
 	    .public_key = s->pub,
 	    .secret_key = s->sec,
-	    .allowed_keys = keys,
-	    .allowed_names = names,
-	    .nallowed = cl->nnodes,
 	    .db = db,
 	    .cf = BFS_CF_FRAGS,
 	    .data_dir = s->db_path,
 	    .capacity = s->capacity ? s->capacity : node_capacity(s->node_dir),
 	    .workers = (unsigned)s->workers,
 	};
-	int ret = net_server_new(&sc, srv);
+	int ret = bfs_cluster_server_new(s->cl, (unsigned)s->self, &sc, srv);
 	if (ret)
-		cmd_err("cannot serve node %s on %s: %s", s->name, sc.endpoint,
+		cmd_err("cannot serve node %s on %s: %s", s->name,
+			s->cl->nodes[s->self].address,
 			ret == -EADDRINUSE ? "address in use (another process "
 					     "serves it?)"
 					   : strerror(-ret));

@@ -12,6 +12,7 @@
 
 #include "blocks/store.h"
 #include "fs/bfs.h"
+#include "fs/cluster-net.h"
 #include "fs/cmd.h"
 #include "fs/node.h"
 #include "net/client.h"
@@ -51,7 +52,6 @@ static int cluster_view(const char *node_dir, const struct bfs_cluster *cl,
 			struct cluster_view *cv)
 {
 	char err[512], pub[64], sec[64];
-	struct net_peer_config peers[BFS_MAX_NODES];
 	struct net_client *c = NULL;
 	int ret;
 
@@ -66,20 +66,16 @@ static int cluster_view(const char *node_dir, const struct bfs_cluster *cl,
 		snprintf(v->address, sizeof(v->address), "%s",
 			 cl->nodes[i].address);
 		snprintf(v->zone, sizeof(v->zone), "%s", cl->nodes[i].zone);
-		peers[i] = (struct net_peer_config){cl->nodes[i].address,
-						    cl->nodes[i].public_key};
 	}
 	ret = node_keys(node_dir, pub, sec, err, sizeof(err));
 	if (!ret) {
 		struct net_client_config cc = {
 		    .public_key = pub,
 		    .secret_key = sec,
-		    .peers = peers,
-		    .npeers = cl->nnodes,
 		    .timeout_ms = 2000,
 		    .max_attempts = 1,
 		};
-		ret = net_client_new(&cc, &c);
+		ret = bfs_cluster_client_new(cl, &cc, &c);
 	}
 	if (ret)
 		return ret;

@@ -18,6 +18,7 @@
 #include "ec/codec.h"
 #include "fs/bcache.h"
 #include "fs/bfs.h"
+#include "fs/cluster-net.h"
 #include "fs/fetcher.h"
 #include "fs/log.h"
 #include "fs/uploader.h"
@@ -262,27 +263,22 @@ static int open_maps(struct bfs_peers *p, char *err, size_t errlen)
 static int open_server(struct bfs_peers *p, char *err, size_t errlen)
 {
 	const struct bfs_cluster *cl = p->cfg.cluster;
-	const char *keys[BFS_MAX_NODES];
 	int ret;
 
 	if (!p->cfg.serve || p->self < 0)
 		return 0;
-	for (unsigned i = 0; i < cl->nnodes; i++)
-		keys[i] = cl->nodes[i].public_key;
 	struct net_server_config sc = {
-	    .endpoint = cl->nodes[p->self].address,
 	    .public_key = p->cfg.public_key,
 	    .secret_key = p->cfg.secret_key,
-	    .allowed_keys = keys,
-	    .nallowed = cl->nnodes,
 	    .db = p->cfg.db,
 	    .cf = p->cfg.frags_cf,
+	    .data_dir = p->cfg.data_dir,
 	    .capacity = p->cfg.capacity,
 	};
-	ret = net_server_new(&sc, &p->srv);
+	ret = bfs_cluster_server_new(cl, (unsigned)p->self, &sc, &p->srv);
 	if (ret < 0)
 		snprintf(err, errlen, "cannot serve %s on %s: %s", p->cfg.self,
-			 sc.endpoint, strerror(-ret));
+			 cl->nodes[p->self].address, strerror(-ret));
 	return ret;
 }
 
@@ -290,20 +286,11 @@ static int open_server(struct bfs_peers *p, char *err, size_t errlen)
  * call, not a round trip through CURVE to ourselves. */
 static int open_client(struct bfs_peers *p, char *err, size_t errlen)
 {
-	const struct bfs_cluster *cl = p->cfg.cluster;
-	struct net_peer_config peers[BFS_MAX_NODES];
-	int ret;
-
-	for (unsigned i = 0; i < cl->nnodes; i++)
-		peers[i] = (struct net_peer_config){cl->nodes[i].address,
-						    cl->nodes[i].public_key};
 	struct net_client_config cc = {
 	    .public_key = p->cfg.public_key,
 	    .secret_key = p->cfg.secret_key,
-	    .peers = peers,
-	    .npeers = cl->nnodes,
 	};
-	ret = net_client_new(&cc, &p->cl);
+	int ret = bfs_cluster_client_new(p->cfg.cluster, &cc, &p->cl);
 	if (ret < 0) {
 		snprintf(err, errlen, "cannot start the cluster client: %s",
 			 strerror(-ret));

@@ -33,6 +33,7 @@ struct bfs_peers_config {
 	unsigned k, m;	      /* redundancy: K data + M parity fragments */
 	uint32_t ec_min;      /* K > 1: shorter blocks go as M+1 replicas */
 	uint64_t capacity;    /* this node's server: bytes it accepts */
+	const char *data_dir; /* its database's directory (the disk reserve) */
 	unsigned window;      /* blocks being uploaded at once (0: 32) */
 	uint64_t backlog_max; /* blocks queued before writers wait (0: 1024) */
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
