@@ -146,6 +146,12 @@ static uint64_t mask_spread(unsigned int bits)
 	return m;
 }
 
+void cdc_sizes_for_avg(uint32_t avg, uint32_t *min, uint32_t *max)
+{
+	*min = avg / 4 < 64 ? 64 : avg / 4;
+	*max = avg > UINT32_MAX / 4 ? UINT32_MAX : avg * 4;
+}
+
 int cdc_chunker_init(struct cdc_chunker *c, enum cdc_kind kind, uint32_t min,
 		     uint32_t avg, uint32_t max)
 {

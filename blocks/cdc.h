@@ -33,6 +33,11 @@ struct cdc_chunker {
 int cdc_chunker_init(struct cdc_chunker *c, enum cdc_kind kind, uint32_t min,
 		     uint32_t avg, uint32_t max);
 
+/* The minimum and maximum chunk sizes that go with average @avg (a
+ * cluster's chunk_avg, or the chunk_size mount option): avg / 4 but at
+ * least 64, and avg * 4. */
+void cdc_sizes_for_avg(uint32_t avg, uint32_t *min, uint32_t *max);
+
 /* Feed @n bytes that continue the stream. Returns the number of bytes of @p
  * that complete the current chunk (a cut after p[ret-1]; 1 <= ret <= n) and
  * resets the state for the next chunk, or CDC_NEED_MORE when all of @p

@@ -75,12 +75,6 @@ static int load_meta_u64(struct bfs *fs, const char *key, uint64_t *v)
 	return 0;
 }
 
-void bfs_chunk_sizes(uint64_t avg, uint64_t *min, uint64_t *max)
-{
-	*min = avg / 4 < 64 ? 64 : avg / 4;
-	*max = avg * 4;
-}
-
 static void init_locks(struct bfs *fs)
 {
 	pthread_mutex_init(&fs->ns_lock, NULL);

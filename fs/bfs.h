@@ -47,7 +47,6 @@ struct bfs_config {
 #define BFS_XATTR_NODES "blockfs.nodes"
 #define BFS_XATTR_PREFIX "blockfs."
 
-
 /* An inode in memory. Lock order: ext_lock before lock (the order of
  * both among the filesystem's locks is on struct bfs, fs/bfs-int.h). */
 struct bfs_inode {
@@ -105,11 +104,6 @@ struct bfs_dir {
 	size_t n;
 	bool loaded;
 };
-
-/* The chunk_min and chunk_max that go with chunk size @avg (a cluster's
- * chunk_avg, or the chunk_size mount option): avg / 4 but at least 64,
- * and avg * 4. */
-void bfs_chunk_sizes(uint64_t avg, uint64_t *min, uint64_t *max);
 
 /* Open the node's database and the filesystem in it (created on first
  * use). On error a negative errno and a message in @err. */

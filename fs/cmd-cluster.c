@@ -251,7 +251,9 @@ static int cluster_make_node(const char *dir, long i, long port,
 static void cluster_conf_head(const struct cluster_args *a, const char *id,
 			      struct conf_text *conf)
 {
-	uint64_t cmin = a->avg / 4, cmax = a->avg * 4;
+	uint32_t cmin, cmax;
+
+	cdc_sizes_for_avg((uint32_t)a->avg, &cmin, &cmax);
 
 	conf->len += (size_t)snprintf(
 	    conf->buf + conf->len, conf->cap - conf->len,
@@ -265,8 +267,7 @@ static void cluster_conf_head(const struct cluster_args *a, const char *id,
 	    "chunk_min = %llu\n"
 	    "chunk_avg = %llu\n"
 	    "chunk_max = %llu\n",
-	    id, a->nodes, a->redundancy, a->chunker,
-	    (unsigned long long)(cmin < 64 ? 64 : cmin),
+	    id, a->nodes, a->redundancy, a->chunker, (unsigned long long)cmin,
 	    (unsigned long long)a->avg, (unsigned long long)cmax);
 }
 

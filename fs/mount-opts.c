@@ -109,8 +109,8 @@ static bool mount_opt_value(struct mount_cfg *mc, const char *name,
 		    (v & (v - 1)))
 			return false;
 		mc->fs.chunk_avg = (uint32_t)v;
-		mc->fs.chunk_min = (uint32_t)(v / 4 < 64 ? 64 : v / 4);
-		mc->fs.chunk_max = (uint32_t)(v * 4);
+		cdc_sizes_for_avg(mc->fs.chunk_avg, &mc->fs.chunk_min,
+				  &mc->fs.chunk_max);
 	} else if (!strcmp(name, "cache_size")) {
 		if (bfs_parse_size(val, &v))
 			return false;
