@@ -54,18 +54,15 @@ static void put_done(struct net_op *op, void *arg)
 }
 
 static int node_send(void *arg, unsigned node,
-		     const uint8_t hdr[EC_FRAG_HDR_LEN], const void *data,
-		     size_t len, void (*release)(void *), void *rarg,
-		     struct bfs_send *s)
+		     const uint8_t hdr[EC_FRAG_HDR_LEN], struct net_buf *buf,
+		     const void *data, size_t len, struct bfs_send *s)
 {
 	struct bfs_peers *p = arg;
-	struct net_op *op = net_op_new_put(hdr, data, len, release, rarg);
+	struct net_op *op = net_op_new_put(hdr, buf, data, len);
 	int ret;
 
-	if (!op) {
-		release(rarg);
+	if (!op)
 		return -ENOMEM;
-	}
 	ret = net_client_submit(p->cl, node, op, put_done, s);
 	if (ret < 0)
 		net_op_free(op); /* still ours; releases the bytes */

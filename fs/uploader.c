@@ -51,14 +51,6 @@
 #define FULL_MS 10000	  /* a node that said it is full is skipped so long */
 #define IDLE_MS 200	  /* the thread looks at the log at least this often */
 
-/* One block's bytes to send, shared by the sends of its fragments: freed
- * when the last one releases it. For replicas every fragment is the block
- * itself. */
-struct payload {
-	atomic_uint refs;
-	void *buf;
-};
-
 /* One block being uploaded. Private to the uploader thread while it is
  * made (read_log), then under u->lock. */
 struct job {
@@ -69,7 +61,9 @@ struct job {
 	size_t cklen;
 	size_t len; /* block length */
 	size_t frag_len;
-	struct payload *pl; /* all fragments' bytes (one block for K = 1) */
+	/* all fragments' bytes (for K = 1 the block, every fragment's),
+	 * shared with the sends in flight */
+	struct net_buf *buf;
 	uint8_t *frag[EC_MAX_FRAGS];
 	uint8_t hdr[EC_MAX_FRAGS][EC_FRAG_HDR_LEN];
 	unsigned want;		    /* K + M */
@@ -120,16 +114,6 @@ struct bfs_uploader {
 	bool close_reported;		/* lock: what is left was said */
 	struct bfs_upload_stats st;	/* lock */
 };
-
-static void payload_release(void *arg)
-{
-	struct payload *pl = arg;
-
-	if (atomic_fetch_sub(&pl->refs, 1) == 1) {
-		free(pl->buf);
-		free(pl);
-	}
-}
 
 /* A send finished (another thread): hand it to the uploader thread. */
 static void send_done(struct bfs_send *s, int status)
@@ -182,9 +166,8 @@ static int send_fragment(struct bfs_uploader *u, struct job *j, unsigned i,
 	c->index = i;
 	c->node = node;
 	c->u = u;
-	atomic_fetch_add(&j->pl->refs, 1);
-	ret = u->cfg.ops.send(u->cfg.ops.arg, node, j->hdr[i], j->frag[i],
-			      j->frag_len, payload_release, j->pl, &c->send);
+	ret = u->cfg.ops.send(u->cfg.ops.arg, node, j->hdr[i], j->buf,
+			      j->frag[i], j->frag_len, &c->send);
 	if (ret == -ENOMEM) {
 		free(c);
 		return ret;
@@ -231,10 +214,15 @@ static void place_fragment(struct bfs_uploader *u, struct job *j, unsigned i)
 		     u->cfg.retry_ms ? u->cfg.retry_ms : DEFAULT_RETRY_MS);
 }
 
-/* Fragments of a block sent as copies (K = 1): every one is the block. */
-static void job_copies(struct job *j, void *data, size_t len)
+/* Fragments of a block sent as copies (K = 1): every one is the block.
+ * Takes @data. 0 or -ENOMEM. */
+static int job_copies(struct job *j, void *data, size_t len)
 {
-	j->pl->buf = data;
+	j->buf = net_buf_new(data, free);
+	if (!j->buf) {
+		free(data);
+		return -ENOMEM;
+	}
 	j->frag_len = len;
 	for (unsigned i = 0; i < j->want; i++) {
 		struct ec_frag_hdr h = {.k = 1,
@@ -246,6 +234,7 @@ static void job_copies(struct job *j, void *data, size_t len)
 		j->frag[i] = data;
 		ec_frag_hdr_seal(&h, data, j->hdr[i]);
 	}
+	return 0;
 }
 
 /* Fragments of a block coded K+M (K > 1). Takes @data. 0 or -errno. */
@@ -256,14 +245,15 @@ static int job_encode(struct bfs_uploader *u, struct job *j, void *data,
 	uint8_t *buf = malloc(fl * j->want);
 	int ret;
 
-	if (!buf) {
+	j->buf = buf ? net_buf_new(buf, free) : NULL;
+	if (!j->buf) {
+		free(buf);
 		free(data);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < j->want; i++)
 		j->frag[i] = buf + i * fl;
 	j->frag_len = fl;
-	j->pl->buf = buf;
 	ret = ec_encode_frags(u->cfg.lay.codec, &j->cid, data, len, j->frag,
 			      j->hdr);
 	free(data);
@@ -286,15 +276,8 @@ static int job_prepare(struct bfs_uploader *u, struct job *j)
 	bfs_layout_coding(&u->cfg.lay, len, &k, &m);
 	j->len = len;
 	j->want = k + m;
-	j->pl = calloc(1, sizeof(*j->pl));
-	if (!j->pl) {
-		free(data);
-		return -ENOMEM;
-	}
-	atomic_init(&j->pl->refs, 1);
-	if (k == 1)
-		job_copies(j, data, len);
-	else if ((ret = job_encode(u, j, data, len)) < 0)
+	ret = k == 1 ? job_copies(j, data, len) : job_encode(u, j, data, len);
+	if (ret < 0)
 		return ret;
 	for (unsigned i = 0; i < j->want; i++)
 		j->holder[i] = -1;
@@ -317,8 +300,7 @@ static void job_start(struct bfs_uploader *u, struct job *j)
 
 static void job_free(struct job *j)
 {
-	if (j->pl)
-		payload_release(j->pl);
+	net_buf_unref(j->buf);
 	free(j);
 }
 

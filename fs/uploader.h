@@ -31,6 +31,7 @@
 
 #include "ec/fragment.h"
 #include "fs/layout.h"
+#include "net/buf.h"
 
 struct bfs_uploader;
 
@@ -53,16 +54,15 @@ struct bfs_send {
  * timeout. */
 struct bfs_node_ops {
 	/* Send fragment @hdr (its sealed header) with its @len bytes at
-	 * @data to node @node. @data stays valid until @release(@rarg),
-	 * which the implementation calls exactly once, from any thread,
-	 * whatever the outcome (also when this fails). 0: @s->done follows.
+	 * @data, which lie in @buf's, to node @node. The implementation
+	 * holds its own reference on @buf (net/buf.h) for as long as it
+	 * needs the bytes, whatever the outcome. 0: @s->done follows.
 	 * -ENOMEM: nothing sent (the uploader tries again later); another
 	 * negative errno: this node cannot take it now (the uploader tries
 	 * the next one). Called with the uploader's lock held. */
 	int (*send)(void *arg, unsigned node,
-		    const uint8_t hdr[EC_FRAG_HDR_LEN], const void *data,
-		    size_t len, void (*release)(void *), void *rarg,
-		    struct bfs_send *s);
+		    const uint8_t hdr[EC_FRAG_HDR_LEN], struct net_buf *buf,
+		    const void *data, size_t len, struct bfs_send *s);
 	/* SYNC every node i < @n with @nodes[i] set, all at once, waiting at
 	 * most @timeout_ms. Sets @status[i] for the nodes that answered: 0
 	 * (synced) or a negative errno; leaves it alone for those that did

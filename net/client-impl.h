@@ -24,23 +24,12 @@
 
 #define LOCAL_THREADS 2
 
-/* PUT bytes shared between the op and the ZeroMQ messages built on them
- * (zmq_msg_init_data): each holds one reference; the caller's release
- * runs when the last one goes, on whichever thread drops it. */
-struct payload {
-	atomic_int refs; /* lock-free */
-	const void *data;
-	size_t len;
-	void (*release)(void *);
-	void *arg;
-};
-
 struct net_op {
 	/* request: written by its creator and at submission, then read-only */
 	struct net_req req;
 	uint8_t frag_raw[EC_FRAG_HDR_LEN];
-	uint8_t *refs; /* HAVE/DELETE: packed frefs, owned */
-	struct payload *pl;
+	uint8_t *refs;	     /* HAVE/DELETE: packed frefs, owned */
+	struct net_buf *buf; /* PUT: holds req.data's bytes (net/buf.h) */
 
 	/* where it is: the owner's (see client-impl.h's top) */
 	struct net_client *c;
@@ -187,7 +176,7 @@ void net_op_fail_list(struct net_client *c, struct op_list *l, int status);
 /* Check and attach a decoded reply to its op; returns the op's status. */
 int net_op_accept_reply(struct net_client *c, struct net_op *op,
 			const struct net_rep *r);
-/* A ZeroMQ message of @op's PUT bytes that holds a payload reference. */
+/* A ZeroMQ message of @op's PUT bytes that holds a reference on them. */
 void net_op_payload_msg(struct net_op *op, zmq_msg_t *m);
 
 /* ---- peer.c ---- */

@@ -16,7 +16,7 @@
  *     `inflight` (sent; at most `window` of them). Replies are matched by
  *     request id among `inflight` and the peer's heartbeat PING.
  *
- *  3. PUT bytes are shared, not copied (struct payload, op.c): every
+ *  3. PUT bytes are shared, not copied (struct net_buf, buf.c): every
  *     ZeroMQ message built on them holds a reference until ZeroMQ frees
  *     it, perhaps after the op is done.
  *
@@ -84,7 +84,7 @@ static int send_op(struct net_client *c, struct net_peer *p, struct net_op *op)
 	for (int i = 1; i < n; i++) {
 		int more = i + 1 < n ? ZMQ_SNDMORE : 0;
 
-		if (op->pl && f[i].data == op->pl->data) {
+		if (op->req.hdr.op == NET_OP_PUT && f[i].data == op->req.data) {
 			zmq_msg_t m;
 
 			net_op_payload_msg(op, &m);

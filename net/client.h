@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/buf.h"
 #include "net/proto.h"
 
 struct net_client;
@@ -145,14 +146,15 @@ struct net_op *net_op_new_ping(void);
 struct net_op *net_op_new_status(void);
 struct net_op *net_op_new_sync(void);
 /* PUT one fragment: @frag_raw is its sealed 64-byte header (copied);
- * @data its frag_len bytes, sent without copying. @data must stay valid
- * until @release(@release_arg) is called — exactly once, from any thread,
- * when neither the client nor ZeroMQ needs the bytes any more (at the
- * latest at net_op_free or net_client_free, possibly a little after the
- * completion). @release may be NULL when @data outlives the client. */
+ * @data its frag_len bytes, which lie in @buf's and are sent without
+ * copying. The op holds a reference on @buf (net/buf.h), and so do the
+ * ZeroMQ messages made of the bytes, until neither the client nor ZeroMQ
+ * needs them (at the latest at net_op_free or net_client_free, possibly a
+ * little after the completion); the caller keeps its own. @buf may be
+ * NULL when @data outlives the client. */
 struct net_op *net_op_new_put(const uint8_t frag_raw[EC_FRAG_HDR_LEN],
-			      const void *data, size_t len,
-			      void (*release)(void *arg), void *release_arg);
+			      struct net_buf *buf, const void *data,
+			      size_t len);
 struct net_op *net_op_new_get(const struct net_fref *ref);
 /* HAVE / DELETE of @n (1..NET_MAX_REFS) fragments; @refs is copied. */
 struct net_op *net_op_new_have(const struct net_fref *refs, uint32_t n);

@@ -7,25 +7,21 @@
 
 #include "net/client-impl.h"
 
-static void pl_unref(struct payload *pl)
+static void buf_zmq_free(void *data, void *hint)
 {
-	if (pl && atomic_fetch_sub(&pl->refs, 1) == 1) {
-		if (pl->release)
-			pl->release(pl->arg);
-		free(pl);
-	}
-}
-
-static void pl_zmq_free(void *data, void *hint)
-{
-	pl_unref(hint);
+	(void)data;
+	net_buf_unref(hint);
 }
 
 void net_op_payload_msg(struct net_op *op, zmq_msg_t *m)
 {
-	atomic_fetch_add(&op->pl->refs, 1);
-	zmq_msg_init_data(m, (void *)op->pl->data, op->pl->len, pl_zmq_free,
-			  op->pl);
+	if (!op->buf) {
+		zmq_msg_init_data(m, (void *)op->req.data, op->req.len, NULL,
+				  NULL);
+		return;
+	}
+	zmq_msg_init_data(m, (void *)op->req.data, op->req.len, buf_zmq_free,
+			  net_buf_ref(op->buf));
 }
 
 static struct net_op *op_new(uint8_t code)
@@ -56,8 +52,7 @@ struct net_op *net_op_new_sync(void)
 }
 
 struct net_op *net_op_new_put(const uint8_t frag_raw[EC_FRAG_HDR_LEN],
-			      const void *data, size_t len,
-			      void (*release)(void *arg), void *release_arg)
+			      struct net_buf *buf, const void *data, size_t len)
 {
 	struct net_op *op;
 
@@ -66,16 +61,7 @@ struct net_op *net_op_new_put(const uint8_t frag_raw[EC_FRAG_HDR_LEN],
 	op = op_new(NET_OP_PUT);
 	if (!op)
 		return NULL;
-	op->pl = calloc(1, sizeof(*op->pl));
-	if (!op->pl) {
-		free(op);
-		return NULL;
-	}
-	atomic_init(&op->pl->refs, 1);
-	op->pl->data = data;
-	op->pl->len = len;
-	op->pl->release = release;
-	op->pl->arg = release_arg;
+	op->buf = buf ? net_buf_ref(buf) : NULL;
 	memcpy(op->frag_raw, frag_raw, EC_FRAG_HDR_LEN);
 	op->req.frag_raw = op->frag_raw;
 	op->req.data = data;
@@ -163,7 +149,7 @@ void net_op_free(struct net_op *op)
 	if (!op)
 		return;
 	net_op_drop_reply(op);
-	pl_unref(op->pl);
+	net_buf_unref(op->buf);
 	free(op->refs);
 	free(op);
 }
@@ -189,8 +175,8 @@ void net_op_complete(struct net_client *c, struct net_op *op, int status)
 	if (status < 0)
 		net_op_drop_reply(op);
 	/* The bytes are no longer needed by us (ZeroMQ may still hold them). */
-	pl_unref(op->pl);
-	op->pl = NULL;
+	net_buf_unref(op->buf);
+	op->buf = NULL;
 
 	if (op->batch) {
 		pthread_mutex_lock(&c->mu);

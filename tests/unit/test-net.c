@@ -273,15 +273,27 @@ static void frag_free(struct frag *f)
 
 static atomic_int released;
 
-static void count_release(void *arg)
+static void count_release(void *data)
 {
+	(void)data;
 	atomic_fetch_add(&released, 1);
+}
+
+/* A PUT of @f whose bytes count in `released` once nobody needs them. */
+static struct net_op *counted_put(const struct frag *f)
+{
+	struct net_buf *buf = net_buf_new(f->data, count_release);
+	struct net_op *op;
+
+	REQUIRE(buf);
+	op = net_op_new_put(f->raw, buf, f->data, f->len);
+	net_buf_unref(buf);
+	return op;
 }
 
 static int put_sync(struct net_client *c, const struct frag *f)
 {
-	struct net_op *op =
-	    net_op_new_put(f->raw, f->data, f->len, count_release, NULL);
+	struct net_op *op = counted_put(f);
 	int rc;
 
 	REQUIRE(op);
@@ -336,10 +348,7 @@ static void test_ops(void)
 	for (int i = 0; i < 10; i++) {
 		frag_make(&f[i], 1000 + (size_t)i * 7919, (uint8_t)(i % 3));
 		used += EC_FRAG_HDR_LEN + f[i].len;
-		CHECK(net_batch_submit(b, 0,
-				       net_op_new_put(f[i].raw, f[i].data,
-						      f[i].len, count_release,
-						      NULL)) == 0);
+		CHECK(net_batch_submit(b, 0, counted_put(&f[i])) == 0);
 	}
 	CHECK(net_batch_wait(b, 10000) == 0);
 	CHECK(net_batch_count(b) == 10 && net_batch_done(b) == 10);
@@ -1196,8 +1205,7 @@ static void *putter_main(void *arg)
 		memcpy(d + 8, &i, sizeof(i));
 		blk_cid_compute(&h.cid, BLK_CODEC_RAW, d, 4096);
 		ec_frag_hdr_seal(&h, d, raw[i]);
-		net_batch_submit(b, 0,
-				 net_op_new_put(raw[i], d, 4096, NULL, NULL));
+		net_batch_submit(b, 0, net_op_new_put(raw[i], NULL, d, 4096));
 	}
 	if (net_batch_wait(b, 60000) == 0) {
 		for (size_t i = 0; i < net_batch_count(b); i++)
@@ -1403,7 +1411,7 @@ static void bench_put(void)
 		memcpy(h.cid.digest, d, BLK_DIGEST_LEN);
 		h.cid.codec = BLK_CODEC_RAW;
 		ec_frag_hdr_seal(&h, d, raw);
-		net_batch_submit(b, 0, net_op_new_put(raw, d, MiB, NULL, NULL));
+		net_batch_submit(b, 0, net_op_new_put(raw, NULL, d, MiB));
 	}
 	CHECK(net_batch_wait(b, 600000) == 0);
 	t1 = now_ms();

@@ -41,8 +41,7 @@ struct pending {
 	struct bfs_send *s;
 	unsigned node;
 	struct blk_cid cid;
-	void (*release)(void *);
-	void *rarg;
+	struct net_buf *buf; /* the fake's reference */
 };
 
 /* Sends complete on the fake's own thread, as they do on the client's
@@ -59,9 +58,8 @@ static struct {
 } fk;
 
 static int fake_send(void *arg, unsigned node,
-		     const uint8_t hdr[EC_FRAG_HDR_LEN], const void *data,
-		     size_t len, void (*release)(void *), void *rarg,
-		     struct bfs_send *s)
+		     const uint8_t hdr[EC_FRAG_HDR_LEN], struct net_buf *buf,
+		     const void *data, size_t len, struct bfs_send *s)
 {
 	struct ec_frag_hdr h;
 
@@ -72,7 +70,7 @@ static int fake_send(void *arg, unsigned node,
 	pthread_mutex_lock(&fk.lock);
 	REQUIRE(fk.nq < MAXSENDS);
 	fk.node[node].sends++;
-	fk.q[fk.nq++] = (struct pending){s, node, h.cid, release, rarg};
+	fk.q[fk.nq++] = (struct pending){s, node, h.cid, net_buf_ref(buf)};
 	pthread_cond_signal(&fk.cond);
 	pthread_mutex_unlock(&fk.lock);
 	return 0;
@@ -139,7 +137,7 @@ static void *fake_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&fk.lock);
-		p.release(p.rarg);
+		net_buf_unref(p.buf);
 		p.s->done(p.s, status);
 		pthread_mutex_lock(&fk.lock);
 	}
@@ -165,7 +163,7 @@ static void fake_stop(void)
 	pthread_mutex_unlock(&fk.lock);
 	pthread_join(fk.thread, NULL);
 	for (unsigned i = 0; i < fk.nq; i++) {
-		fk.q[i].release(fk.q[i].rarg);
+		net_buf_unref(fk.q[i].buf);
 		fk.q[i].s->done(fk.q[i].s, -ECANCELED);
 	}
 	fk.nq = 0;
