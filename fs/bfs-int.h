@@ -68,14 +68,17 @@ struct hash_job {
  * The filesystem. Fields without a lock are set by bfs_open (or
  * bfs_set_peers, before requests run) and only read afterwards.
  *
- * Lock order (outer first; none is held across a FUSE reply):
+ * Lock order (outer first; none is held across a FUSE reply, and none
+ * across a fetch from the cluster except by the last pass of a read
+ * whose extent map keeps changing, bfs_read, and a truncate whose
+ * prefetched block went, bfs_truncate):
  *   ns_lock          namespace: every create, link, unlink, rename, and
  *                    bfs_write_attrs; the only holder of several inodes'
  *                    ip->lock at once
  *   ip->ext_lock     an inode's extent map vs. its flushing buffer
  *   ip->lock         an inode's record, buffers and flush state
- *     f->lock        an open file's cached block: under ext_lock, never
- *                    together with ip->lock
+ *     f->lock        an open file's cached block: alone or under
+ *                    ext_lock, never together with ip->lock
  *   itab_lock        the inode table, reference counts, attr_dirty, files
  *   q_lock           the flush queue, dirty-memory and space accounting,
  *                    the maintenance thread's state
@@ -88,7 +91,7 @@ struct bfs {
 	char *node_dir;
 	struct blk_db *db;
 	struct bfs_peers *peers; /* NULL: a single node */
-	uint64_t max_extent; /* longest extent any mount of this fs wrote */
+	uint64_t max_extent;	 /* longest extent any mount of this fs wrote */
 
 	pthread_mutex_t ns_lock;
 	uint64_t next_ino;     /* ns_lock */
@@ -180,11 +183,26 @@ bool bfs_all_zero(const uint8_t *p, size_t n);
  * 0 or -errno (the data then stays buffered, ip->flush_err set). */
 int bfs_flush_inode(struct bfs *fs, struct bfs_inode *ip, bool final,
 		    uint64_t *committed);
+/* The block a truncate cuts, fetched before the truncate takes its
+ * locks (bfs_truncate_fetch); data NULL: none. */
+struct bfs_tail {
+	struct blk_cid cid;
+	void *data;
+	size_t len;
+};
+/* Before a truncate of @ip to @size takes ext_lock: with a cluster, fetch
+ * the block that the new end cuts when it is not local, so that
+ * bfs_truncate does not wait on the network under the lock. Takes no
+ * lock; a miss (the map changed meanwhile, the fetch failed) only means
+ * that bfs_truncate reads the block itself. Free @tail->data after. */
+void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
+			struct bfs_tail *tail);
 /* Cut @ip at @size in @t and in its dirty buffer; the caller holds
  * ext_lock exclusively and ip->lock, and no flush runs (!ip->editing).
- * *keep gets a buffer to free after the commit. */
+ * The block the new end cuts comes from @tail (NULL fine) when it is
+ * that one. *keep gets a buffer to free after the commit. */
 int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
-		 struct blk_txn *t, void **keep);
+		 const struct bfs_tail *tail, struct blk_txn *t, void **keep);
 
 /* ---- flush.c: dirty memory, the flush queue, the hash helper -------- */
 

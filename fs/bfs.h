@@ -56,6 +56,10 @@ struct bfs_inode {
 	uint32_t refs;		 /* itab_lock: our references */
 
 	pthread_rwlock_t ext_lock; /* the extent map vs. ip->flushing */
+	/* ext_lock (changed held exclusively, read held shared): bumped at
+	 * every change of the extent map, so a reader that dropped ext_lock
+	 * to fetch blocks can tell whether what it read still stands */
+	uint64_t ext_gen;
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* lock: editing finished */
 	/* lock; nlink and the file type also change only under ns_lock,
@@ -80,7 +84,8 @@ struct bfs_inode {
 
 /* An open file: the last block read, so sequential reads of a block
  * smaller than the read size do not fetch it again. f->lock is taken
- * under ip->ext_lock, never together with ip->lock. */
+ * alone or under ip->ext_lock, never together with ip->lock, and never
+ * held across a fetch from the cluster. */
 struct bfs_file {
 	struct bfs_inode *ip;	      /* constant */
 	struct bfs_file *prev, *next; /* itab_lock: fs->files */

@@ -358,6 +358,7 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	void *keep = NULL;
 	struct timespec ts;
 	bool sized = valid & BFS_SET_SIZE;
+	struct bfs_tail tail = {0};
 	int ret;
 
 	if (fs->cfg.read_only)
@@ -370,8 +371,11 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t)
 		return -ENOMEM;
-	if (sized)
+	if (sized) {
+		/* no lock is held across a fetch from the cluster */
+		bfs_truncate_fetch(fs, ip, (uint64_t)st->st_size, &tail);
 		pthread_rwlock_wrlock(&ip->ext_lock);
+	}
 	pthread_mutex_lock(&ip->lock);
 	if (sized) {
 		/* Own the extent map: no flush may run meanwhile. */
@@ -385,7 +389,9 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 			pthread_rwlock_wrlock(&ip->ext_lock);
 			pthread_mutex_lock(&ip->lock);
 		}
-		ret = bfs_truncate(fs, ip, (uint64_t)st->st_size, t, &keep);
+		ip->ext_gen++;
+		ret = bfs_truncate(fs, ip, (uint64_t)st->st_size, &tail, t,
+				   &keep);
 		if (ret)
 			goto out;
 	}
@@ -420,6 +426,7 @@ out:
 		pthread_rwlock_unlock(&ip->ext_lock);
 	blk_txn_free(t);
 	free(keep);
+	free(tail.data);
 	return ret;
 }
 

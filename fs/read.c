@@ -126,16 +126,53 @@ int bfs_release_file(struct bfs *fs, struct bfs_file *f)
 	return ret;
 }
 
+/* A piece of a read whose block is not in the local store: fetched with
+ * no lock held (read_fetch), then copied to buf + at. */
+struct missing {
+	struct blk_cid cid;
+	uint64_t boff; /* where the piece starts in the block */
+	size_t len;
+	size_t at;
+	bool part; /* part of the block: keep it in the handle's cache */
+};
+
+/* The pieces of one read pass that wait for the cluster. */
+struct missing_list {
+	struct missing *v;
+	size_t n, cap;
+};
+
+static int missing_add(struct missing_list *ml, const struct blk_cid *cid,
+		       uint64_t boff, size_t len, size_t at, bool part)
+{
+	if (ml->n == ml->cap) {
+		size_t cap = ml->cap ? 2 * ml->cap : 8;
+		struct missing *v = realloc(ml->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		ml->v = v;
+		ml->cap = cap;
+	}
+	ml->v[ml->n++] = (struct missing){*cid, boff, len, at, part};
+	return 0;
+}
+
 /* Copy [off, off+len) of extent @e into @dst, through the handle's block
  * cache when the read wants part of the block. Called with ext_lock held
- * shared; a block not in the local store is fetched from the cluster with
- * it (and, for part of a block, f->lock) still held. */
+ * shared. With @ml, only local blocks are read and a piece whose block is
+ * not local goes on @ml (for read_fetch, with no lock held); without, such
+ * a block is fetched here, under ext_lock (the last resort of bfs_read). */
 static int read_extent(struct bfs *fs, struct bfs_file *f,
 		       const struct bfs_extent *e, uint64_t off, uint8_t *dst,
-		       size_t len)
+		       size_t len, size_t at, struct missing_list *ml)
 {
+	int ret = 0;
+
 	if (off == e->off && len == e->len) {
-		int64_t got = bfs_block_read(fs, &e->cid, 0, dst, len);
+		int64_t got = ml ? blk_store_read(fs->db, &e->cid, 0, dst, len)
+				 : bfs_block_read(fs, &e->cid, 0, dst, len);
+		if (got == -ENOENT && ml && fs->peers)
+			return missing_add(ml, &e->cid, 0, len, at, false);
 		if (got < 0)
 			return (int)got;
 		return (size_t)got == len ? 0 : -EIO;
@@ -144,9 +181,14 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 	if (!f->cached || !blk_cid_equal(&f->cid, &e->cid)) {
 		void *data;
 		size_t dlen;
-		int ret = block_get(fs, &e->cid, &data, &dlen);
+
+		ret = ml ? blk_store_get(fs->db, &e->cid, &data, &dlen)
+			 : block_get(fs, &e->cid, &data, &dlen);
 		if (ret) {
 			pthread_mutex_unlock(&f->lock);
+			if (ret == -ENOENT && ml && fs->peers)
+				return missing_add(ml, &e->cid, off - e->off,
+						   len, at, true);
 			return ret;
 		}
 		free(f->data);
@@ -155,13 +197,46 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 		f->cid = e->cid;
 		f->cached = true;
 	}
-	int ret = 0;
 	if (off - e->off + len > f->len)
 		ret = -EIO;
 	else
 		memcpy(dst, (uint8_t *)f->data + (off - e->off), len);
 	pthread_mutex_unlock(&f->lock);
 	return ret;
+}
+
+/* Fetch the blocks of @ml from the cluster, holding no lock, and copy
+ * their pieces into @buf; a block read in part stays in the handle's
+ * cache. 0 or -errno. */
+static int read_fetch(struct bfs *fs, struct bfs_file *f,
+		      const struct missing_list *ml, uint8_t *buf)
+{
+	for (size_t i = 0; i < ml->n; i++) {
+		const struct missing *m = &ml->v[i];
+		void *data;
+		size_t dlen;
+		int ret = fetch_block(fs, &m->cid, &data, &dlen);
+
+		if (ret)
+			return ret;
+		if (m->boff + m->len > dlen) {
+			free(data);
+			return -EIO;
+		}
+		memcpy(buf + m->at, (uint8_t *)data + m->boff, m->len);
+		if (!m->part) {
+			free(data);
+			continue;
+		}
+		pthread_mutex_lock(&f->lock);
+		free(f->data);
+		f->data = data;
+		f->len = dlen;
+		f->cid = m->cid;
+		f->cached = true;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return 0;
 }
 
 #define PREFETCH_BYTES (16u << 20)
@@ -215,55 +290,101 @@ static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
 		bfs_peers_prefetch(fs->peers, cids, n);
 }
 
-int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
-		 size_t len)
+/* Fill @buf with [off, off+len) of the extent map (holes as zeros), the
+ * extents in @exts. ext_lock held shared. 0 or -errno. */
+static int read_extents(struct bfs *fs, struct bfs_file *f,
+			const struct bfs_extent_list *exts, uint64_t off,
+			uint8_t *buf, size_t len, struct missing_list *ml)
 {
-	struct bfs_inode *ip = f->ip;
-	struct bfs_extent_list exts = {0};
-	int ret;
-
-	pthread_rwlock_rdlock(&ip->ext_lock);
-	pthread_mutex_lock(&ip->lock);
-	uint64_t size = ip->rec.size;
-	pthread_mutex_unlock(&ip->lock);
-	if (off >= size) {
-		pthread_rwlock_unlock(&ip->ext_lock);
-		return 0;
-	}
-	if (len > size - off)
-		len = size - off;
-
-	if (fs->peers)
-		prefetch(fs, f, off, len);
-	ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, off, off + len,
-			     fs->max_extent, &exts);
 	uint64_t pos = off;
-	for (size_t k = 0; !ret && k < exts.n; k++) {
-		const struct bfs_extent *e = &exts.v[k];
+	int ret = 0;
+
+	for (size_t k = 0; !ret && k < exts->n; k++) {
+		const struct bfs_extent *e = &exts->v[k];
 		uint64_t a = e->off > off ? e->off : off;
 		uint64_t b =
 		    e->off + e->len < off + len ? e->off + e->len : off + len;
 		if (a > pos)
-			memset((uint8_t *)buf + (pos - off), 0, a - pos);
-		ret =
-		    read_extent(fs, f, e, a, (uint8_t *)buf + (a - off), b - a);
+			memset(buf + (pos - off), 0, a - pos);
+		ret = read_extent(fs, f, e, a, buf + (a - off), b - a, a - off,
+				  ml);
 		if (ret)
 			bfs_log_err("inode %llu: read of block at offset %llu "
 				    "failed: %s",
-				    (unsigned long long)ip->ino,
+				    (unsigned long long)f->ip->ino,
 				    (unsigned long long)e->off, strerror(-ret));
 		pos = b;
 	}
 	if (!ret && pos < off + len)
-		memset((uint8_t *)buf + (pos - off), 0, off + len - pos);
-	if (!ret) {
+		memset(buf + (pos - off), 0, off + len - pos);
+	return ret;
+}
+
+/* Passes of bfs_read that fetch with no lock held before the last one
+ * fetches under ext_lock (the extent map changing under each of them). */
+#define READ_UNLOCKED_PASSES 3
+
+/*
+ * A read: the extent map, then ip->flushing and ip->dirty over it
+ * (invariant 1 of write.c), all under ext_lock held shared. A block that
+ * is not local is not fetched under the lock: the pass notes its pieces,
+ * drops the lock, fetches them (read_fetch), and takes the lock again;
+ * if the extent map did not change meanwhile (ip->ext_gen), the bytes
+ * read stand and only the buffers are laid over them. Otherwise the read
+ * starts again; after READ_UNLOCKED_PASSES such passes the last one
+ * fetches under the lock, so a read always ends.
+ */
+int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
+		 size_t len)
+{
+	struct bfs_inode *ip = f->ip;
+	struct missing_list ml = {0};
+	int ret = 0;
+
+	for (unsigned pass = 0;; pass++) {
+		struct bfs_extent_list exts = {0};
+		bool last = pass == READ_UNLOCKED_PASSES;
+
+		pthread_rwlock_rdlock(&ip->ext_lock);
 		pthread_mutex_lock(&ip->lock);
-		wbuf_overlay(&ip->flushing, off, buf, len);
-		wbuf_overlay(&ip->dirty, off, buf, len);
+		uint64_t size = ip->rec.size;
 		pthread_mutex_unlock(&ip->lock);
+		if (off >= size) {
+			pthread_rwlock_unlock(&ip->ext_lock);
+			len = 0;
+			break;
+		}
+		if (len > size - off)
+			len = size - off;
+		if (fs->peers && pass == 0)
+			prefetch(fs, f, off, len);
+		uint64_t gen = ip->ext_gen;
+		ml.n = 0;
+		ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, off,
+				     off + len, fs->max_extent, &exts);
+		if (!ret)
+			ret = read_extents(fs, f, &exts, off, buf, len,
+					   last ? NULL : &ml);
+		bfs_extent_list_free(&exts);
+		if (!ret && ml.n) {
+			pthread_rwlock_unlock(&ip->ext_lock);
+			ret = read_fetch(fs, f, &ml, buf);
+			pthread_rwlock_rdlock(&ip->ext_lock);
+			if (!ret && ip->ext_gen != gen) {
+				pthread_rwlock_unlock(&ip->ext_lock);
+				continue; /* the map changed: read again */
+			}
+		}
+		if (!ret) {
+			pthread_mutex_lock(&ip->lock);
+			wbuf_overlay(&ip->flushing, off, buf, len);
+			wbuf_overlay(&ip->dirty, off, buf, len);
+			pthread_mutex_unlock(&ip->lock);
+		}
+		pthread_rwlock_unlock(&ip->ext_lock);
+		break;
 	}
-	pthread_rwlock_unlock(&ip->ext_lock);
-	bfs_extent_list_free(&exts);
+	free(ml.v);
 	if (ret)
 		return ret == -ENOENT || ret == -EBADMSG || ret == -EUCLEAN
 			   ? -EIO

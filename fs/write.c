@@ -562,6 +562,7 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 	ret = done < 0 ? (int)done : 0;
 
 	pthread_rwlock_wrlock(&ip->ext_lock);
+	ip->ext_gen++;
 	pthread_mutex_lock(&ip->lock);
 	uint64_t before = ip->dirty.bytes + ip->flushing.bytes;
 	ret = flush_commit(fs, ip, t, runs, nruns, stored_delta, ret);
@@ -679,9 +680,53 @@ int bfs_fsync_meta(struct bfs *fs)
 }
 
 /* Cut the file's extent map at @size (the caller owns ip->editing). */
+void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
+			struct bfs_tail *tail)
+{
+	struct bfs_extent_list exts = {0};
+	uint64_t refs;
+	uint32_t blen;
+	bool local = true;
+
+	memset(tail, 0, sizeof(*tail));
+	if (!fs->peers || bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, size,
+					 size + 1, fs->max_extent, &exts))
+		return;
+	for (size_t k = 0; k < exts.n; k++) {
+		const struct bfs_extent *e = &exts.v[k];
+		if (e->off >= size || e->off + e->len <= size)
+			continue;
+		if (blk_store_info(fs->db, &e->cid, &refs, &blen, &local) ||
+		    local)
+			break;
+		tail->cid = e->cid;
+		if (bfs_peers_fetch(fs->peers, &e->cid, &tail->data,
+				    &tail->len))
+			tail->data = NULL;
+		break;
+	}
+	bfs_extent_list_free(&exts);
+}
+
+/* The first @head bytes of @e's block into @p: from @tail when it is
+ * that block, else from the store or the cluster. */
+static int truncate_head(struct bfs *fs, const struct bfs_extent *e,
+			 const struct bfs_tail *tail, uint8_t *p, uint32_t head)
+{
+	if (tail && tail->data && blk_cid_equal(&tail->cid, &e->cid) &&
+	    tail->len >= head) {
+		memcpy(p, tail->data, head);
+		return 0;
+	}
+	int64_t got = bfs_block_read(fs, &e->cid, 0, p, head);
+	if (got != head)
+		return got < 0 ? (int)got : -EUCLEAN;
+	return 0;
+}
+
 static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
-			    struct blk_txn *t, int64_t *stored_delta,
-			    void **keep)
+			    const struct bfs_tail *tail, struct blk_txn *t,
+			    int64_t *stored_delta, void **keep)
 {
 	struct bfs_extent_list exts = {0};
 	int ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, size,
@@ -703,10 +748,9 @@ static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			ret = -ENOMEM;
 			break;
 		}
-		int64_t got = bfs_block_read(fs, &e->cid, 0, p, head);
-		if (got != head) {
+		ret = truncate_head(fs, e, tail, p, head);
+		if (ret) {
 			free(p);
-			ret = got < 0 ? (int)got : -EUCLEAN;
 			break;
 		}
 		*keep = p;
@@ -725,7 +769,7 @@ static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 }
 
 int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
-		 struct blk_txn *t, void **keep)
+		 const struct bfs_tail *tail, struct blk_txn *t, void **keep)
 {
 	int64_t stored_delta = 0;
 	int ret = 0;
@@ -733,7 +777,8 @@ int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 	if (size > BFS_FILE_MAX)
 		return -EFBIG;
 	if (size < ip->rec.size) {
-		ret = truncate_extents(fs, ip, size, t, &stored_delta, keep);
+		ret = truncate_extents(fs, ip, size, tail, t, &stored_delta,
+				       keep);
 		if (ret)
 			return ret;
 	}
