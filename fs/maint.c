@@ -19,8 +19,7 @@ static void evict_blocks(struct bfs *fs)
 	struct blk_store_stats st;
 	uint64_t local, goal, freed = 0, n = 0;
 
-	if (!fs->cfg.local_max || !fs->peers ||
-	    blk_store_stats(fs->db, &st))
+	if (!fs->cfg.local_max || !fs->peers || blk_store_stats(fs->db, &st))
 		return;
 	local = st.bytes - st.remote_bytes;
 	if (local <= fs->cfg.local_max || bfs_peers_backlog(fs->peers))
