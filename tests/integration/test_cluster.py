@@ -319,6 +319,88 @@ def test_cold_read_asks_one_copy_per_block(cluster):
     assert nodes['node1'] >= 0.6 * fetched, (fetched, nodes)
 
 
+# A writer overwrites 64 KiB in the middle of a file and fsyncs, again and
+# again, each time with the next byte value; a reader reads 2 MiB around it
+# with O_DIRECT, so every read reaches the daemon and fetches the evicted
+# blocks beside the region. Prints JSON: {'reads', 'writes', 'bad'}.
+RACE_READ = r"""
+import json, mmap, os, sys, threading
+path, size, seed, x, xlen = sys.argv[1], *map(int, sys.argv[2:6])
+import random
+orig = random.Random(seed).randbytes(size)
+done = [0]  # writes that returned
+stop = threading.Event()
+bad = []
+def writer():
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, xlen)
+    try:
+        for v in range(1, 201):
+            buf[:] = bytes([v]) * xlen
+            os.pwritev(fd, [buf], x)
+            done[0] = v
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        stop.set()
+reads = 0
+def reader():
+    global reads
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    a, n = x - (1 << 20), 2 << 20
+    buf = mmap.mmap(-1, n)
+    try:
+        while not stop.is_set() and not bad:
+            before = done[0]
+            got = os.preadv(fd, [buf], a)
+            reads += 1
+            data = bytes(buf[:got])
+            mid = data[x - a:x - a + xlen]
+            if got != n:
+                bad.append(f'read {reads}: {got} of {n} bytes')
+                break
+            v = mid[0]
+            if before == 0 and mid == orig[x:x + xlen]:
+                pass  # no write has returned: the file's own bytes
+            elif mid != bytes([v]) * xlen or v < before:
+                bad.append(f'read {reads}: region {v} (uniform: '
+                           f'{mid == bytes([v]) * xlen}) after write '
+                           f'{before} returned')
+            elif data[:x - a] != orig[a:x] or \
+                    data[x - a + xlen:] != orig[x + xlen:a + n]:
+                bad.append(f'read {reads}: bytes around the region differ')
+    finally:
+        os.close(fd)
+t = [threading.Thread(target=writer), threading.Thread(target=reader)]
+for th in t:
+    th.start()
+for th in t:
+    th.join()
+print(json.dumps({'reads': reads, 'writes': done[0], 'bad': bad}))
+"""
+
+
+def test_read_racing_flushes_sees_every_finished_write(cluster):
+    """A read that fetches evicted blocks drops its locks while it waits
+    for the cluster; a flush committing the region meanwhile must not make
+    it return bytes older than a write that had returned before it
+    started, nor anything else than the file's bytes around it."""
+    c = cluster(nodes=4, redundancy='replicas:3', opts='cache_size=1')
+    path = os.path.join(c.mnt, 'race')
+    size, seed = 8 * MiB, 77
+    res = write_fsync([(path, size, seed)], 300)
+    assert all(r['errno'] == 0 for r in res), res
+    wait_uploaded_and_evicted(c)
+    util.drop_caches(c.mnt)
+    out = util.run([sys.executable, '-c', RACE_READ, path, str(size),
+                    str(seed), str(4 * MiB), str(64 * 1024)],
+                   timeout=600, env=dict(os.environ))
+    r = json.loads(out.stdout)
+    print(f'race: {r}', file=sys.stderr)
+    assert r['writes'] == 200 and r['reads'] > 0, r
+    assert not r['bad'], r['bad'][:5]
+
+
 def test_write_while_node_down(cluster):
     """replicas:3 on 4 nodes with node4 killed: writes and fsync complete
     in bounded time on the 3 nodes left, the data reads back from them,
