@@ -71,11 +71,12 @@ static void *flusher_main(void *arg)
 		fs->q_head = ip->qnext;
 		if (!fs->q_head)
 			fs->q_tail = NULL;
+		bool stopping = fs->q_stop; /* read under q_lock */
 		pthread_mutex_unlock(&fs->q_lock);
 
 		pthread_mutex_lock(&ip->lock);
 		ip->queued = false;
-		bool final = ip->nopen == 0 || fs->q_stop;
+		bool final = ip->nopen == 0 || stopping;
 		pthread_mutex_unlock(&ip->lock);
 
 		int ret = bfs_flush_inode(fs, ip, final, NULL);
