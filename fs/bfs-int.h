@@ -234,6 +234,9 @@ int bfs_space_admit(struct bfs *fs, uint64_t len);
 
 /* ---- read.c: blocks, local or fetched -------------------------------- */
 
+/* Whether block @cid is referenced here but its bytes are not in the
+ * local store (evicted, or lost with a disk): a read fetches it. */
+bool bfs_block_evicted(struct bfs *fs, const struct blk_cid *cid);
 /* Read [off, off+len) of block @cid into @dst, from the store or else the
  * cluster; the bytes read or -errno. May wait on the network. */
 int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,

@@ -38,6 +38,15 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 	return 0;
 }
 
+bool bfs_block_evicted(struct bfs *fs, const struct blk_cid *cid)
+{
+	uint64_t refs;
+	uint32_t blen;
+	bool local = true;
+
+	return blk_store_info(fs->db, cid, &refs, &blen, &local) == 0 && !local;
+}
+
 int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 		       void *dst, size_t len)
 {
@@ -157,6 +166,18 @@ static int missing_add(struct missing_list *ml, const struct blk_cid *cid,
 	return 0;
 }
 
+/* Keep block @cid (@data, @len bytes, taken) as the handle's cached
+ * block. f->lock held. */
+static void file_cache_set(struct bfs_file *f, const struct blk_cid *cid,
+			   void *data, size_t len)
+{
+	free(f->data);
+	f->data = data;
+	f->len = len;
+	f->cid = *cid;
+	f->cached = true;
+}
+
 /* Copy [off, off+len) of extent @e into @dst, through the handle's block
  * cache when the read wants part of the block. Called with ext_lock held
  * shared. With @ml, only local blocks are read and a piece whose block is
@@ -191,11 +212,7 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 						   len, at, true);
 			return ret;
 		}
-		free(f->data);
-		f->data = data;
-		f->len = dlen;
-		f->cid = e->cid;
-		f->cached = true;
+		file_cache_set(f, &e->cid, data, dlen);
 	}
 	if (off - e->off + len > f->len)
 		ret = -EIO;
@@ -229,11 +246,7 @@ static int read_fetch(struct bfs *fs, struct bfs_file *f,
 			continue;
 		}
 		pthread_mutex_lock(&f->lock);
-		free(f->data);
-		f->data = data;
-		f->len = dlen;
-		f->cid = m->cid;
-		f->cached = true;
+		file_cache_set(f, &m->cid, data, dlen);
 		pthread_mutex_unlock(&f->lock);
 	}
 	return 0;
@@ -275,14 +288,9 @@ static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
 			   fs->max_extent, &exts))
 		return;
 	for (size_t k = 0; k < exts.n && n < 64; k++) {
-		uint64_t refs;
-		uint32_t blen;
-		bool local = true;
 		if (exts.v[k].off < from)
 			continue; /* asked already, or being read */
-		if (blk_store_info(fs->db, &exts.v[k].cid, &refs, &blen,
-				   &local) == 0 &&
-		    !local)
+		if (bfs_block_evicted(fs, &exts.v[k].cid))
 			cids[n++] = exts.v[k].cid;
 	}
 	bfs_extent_list_free(&exts);

@@ -684,9 +684,6 @@ void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			struct bfs_tail *tail)
 {
 	struct bfs_extent_list exts = {0};
-	uint64_t refs;
-	uint32_t blen;
-	bool local = true;
 
 	memset(tail, 0, sizeof(*tail));
 	if (!fs->peers || bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, size,
@@ -696,8 +693,7 @@ void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 		const struct bfs_extent *e = &exts.v[k];
 		if (e->off >= size || e->off + e->len <= size)
 			continue;
-		if (blk_store_info(fs->db, &e->cid, &refs, &blen, &local) ||
-		    local)
+		if (!bfs_block_evicted(fs, &e->cid))
 			break;
 		tail->cid = e->cid;
 		if (bfs_peers_fetch(fs->peers, &e->cid, &tail->data,
