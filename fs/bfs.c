@@ -89,24 +89,25 @@ static void init_locks(struct bfs *fs)
 }
 
 /* RocksDB cannot open for writing on a full file system (it writes a
- * manifest and a log first): mount read-only and say why. */
-static void check_room(struct bfs *fs)
+ * manifest and a log first): such a mount opens read-only. Returns
+ * whether it must, with the free bytes in *avail. */
+static bool check_room(struct bfs *fs, uint64_t *avail)
 {
 	struct statvfs vfs;
 
-	if (!fs->cfg.read_only && statvfs(fs->cfg.node_dir, &vfs) == 0 &&
-	    (uint64_t)vfs.f_bavail * vfs.f_frsize < SPACE_OPEN_MIN) {
-		bfs_log_err("%s is full (%llu bytes free): mounting read-only; "
-			    "free space on it and mount again to write",
-			    fs->cfg.node_dir,
-			    (unsigned long long)vfs.f_bavail * vfs.f_frsize);
-		fs->cfg.read_only = true;
-	}
+	if (fs->cfg.read_only || statvfs(fs->cfg.node_dir, &vfs))
+		return false;
+	*avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (*avail >= SPACE_OPEN_MIN)
+		return false;
+	fs->cfg.read_only = true;
+	return true;
 }
 
 /* Open the database in @path (cfg.node_dir/db). A read-only open of a
  * node never mounted creates its empty filesystem first. */
-static int open_db(struct bfs *fs, const char *path, char *err, size_t errlen)
+static int open_db(struct bfs *fs, const char *path, bool full, char *err,
+		   size_t errlen)
 {
 	const struct bfs_config *cfg = &fs->cfg;
 	struct blk_db_options o = {
@@ -119,6 +120,14 @@ static int open_db(struct bfs *fs, const char *path, char *err, size_t errlen)
 	    .read_only = cfg->read_only,
 	};
 	int ret = blk_db_open(path, &o, &fs->db, err, errlen);
+	if (ret == -ENOENT && full) {
+		snprintf(
+		    err, errlen,
+		    "%s is full and holds no filesystem yet: free space on "
+		    "it to make one",
+		    cfg->node_dir);
+		return -ENOSPC;
+	}
 	if (ret == -ENOENT && cfg->read_only) {
 		struct bfs_config rw = *cfg;
 		struct bfs *tmp;
@@ -233,9 +242,14 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 		goto fail;
 	}
 	init_locks(fs);
-	check_room(fs);
+	uint64_t avail = 0;
+	bool full = check_room(fs, &avail);
 	snprintf(path, sizeof(path), "%s/db", fs->cfg.node_dir);
-	ret = open_db(fs, path, err, errlen);
+	ret = open_db(fs, path, full, err, errlen);
+	if (!ret && full)
+		bfs_log_err("%s is full (%llu bytes free): mounting read-only; "
+			    "free space on it and mount again to write",
+			    fs->cfg.node_dir, (unsigned long long)avail);
 	if (!ret)
 		ret = load_format(fs, path, err, errlen);
 	if (!ret)
