@@ -54,7 +54,12 @@ struct blk_db {
 	pthread_mutex_t sync_lock;
 	/* The commit lock: serialises every read-compute-write of "refs"
 	 * (store.c) with the batch write that publishes it, so the counters
-	 * below advance in the order their records are written. */
+	 * below advance in the order their records are written. They are
+	 * one object's, the commit's, not three: a commit that changes
+	 * references writes the stats record, its journal records and its
+	 * new-block log entries in the same batch, so it needs all of them
+	 * at once, and a lock each would only be three locks taken
+	 * together around every commit. */
 	pthread_mutex_t ref_lock;
 	/* Serialises blk_db_compact (it changes and restores an option). */
 	pthread_mutex_t compact_lock;

@@ -80,9 +80,12 @@ struct hash_job {
  *     f->lock        an open file's cached block: alone or under
  *                    ext_lock, never together with ip->lock
  *   itab_lock        the inode table, reference counts, attr_dirty, files
- *   q_lock           the flush queue, dirty-memory and space accounting,
- *                    the maintenance thread's state
- *   hp_lock          the hash helper's job; taken with no other lock held
+ *   q_lock           the flush queue and the dirty-memory count's waiters
+ *   space_lock       the last look at the node's file system (space.c)
+ *   maint_lock       the maintenance thread's stop flag and wakeup
+ *   hp_lock          the hash helper's job
+ * The last four are leaves of this list: none is held while another lock
+ * of it is taken (space_lock is held across the store's blk_db_space).
  * The store's own locks (blocks/store.c) and the cluster engine's (through
  * bfs_peers_kick, under ext_lock + ip->lock) come after all of these.
  */
@@ -110,22 +113,28 @@ struct bfs {
 	pthread_cond_t q_cond;		   /* q_lock: the queue has an inode */
 	pthread_cond_t q_drain;		   /* q_lock: dirty_bytes went down */
 	struct bfs_inode *q_head, *q_tail; /* q_lock */
-	bool q_stop;	      /* q_lock: the flushers and maintenance stop */
-	uint64_t dirty_bytes; /* q_lock: all dirty + flushing bytes; changed
-			       * under the inode's ip->lock with its buffers */
-	pthread_t *flushers;  /* bfs_open/bfs_close only */
-	unsigned nflushers;   /* bfs_open/bfs_close only */
+	bool q_stop;			   /* q_lock: the flushers stop */
+	/* All dirty + flushing bytes. An atomic, changed under q_lock (so
+	 * that a waiter on q_drain cannot miss a drop) and under the
+	 * inode's ip->lock with its buffers; read without a lock. */
+	uint64_t dirty_bytes;
+	pthread_t *flushers; /* bfs_open/bfs_close only */
+	unsigned nflushers;  /* bfs_open/bfs_close only */
 
 	/* Space reclamation: deleted blocks leave garbage in blob files
 	 * until a compaction; the maintenance thread runs one once enough
 	 * was freed and writes have paused, and bfs_close runs a last one. */
-	pthread_t maint;	   /* bfs_open/bfs_close only */
-	bool maint_started;	   /* bfs_open/bfs_close only */
-	pthread_cond_t maint_cond; /* q_lock */
-	uint64_t freed;		   /* q_lock: bytes freed since compaction */
-	uint64_t maint_prev;	   /* q_lock: stored bytes at the last look */
-	uint64_t overhead;	   /* q_lock: disk bytes past stored bytes
-				    * that the last compaction left */
+	pthread_t maint;    /* bfs_open/bfs_close only */
+	bool maint_started; /* bfs_open/bfs_close only */
+	pthread_mutex_t maint_lock;
+	pthread_cond_t maint_cond; /* maint_lock: maint_stop was set */
+	bool maint_stop;	   /* maint_lock */
+	/* The maintenance thread's own: set by bfs_maint_start before it
+	 * starts, read by bfs_maint_final after it was joined. */
+	uint64_t freed;	     /* bytes freed since the last compaction */
+	uint64_t maint_prev; /* stored bytes at the last look */
+	uint64_t overhead;   /* disk bytes past stored bytes that the last
+			      * compaction left */
 
 	/* A helper thread that hashes chunks beside the flusher. */
 	pthread_mutex_t hp_lock;
@@ -138,11 +147,12 @@ struct bfs {
 	/* Room on the node directory's file system (space.c): the last
 	 * look at it, taken again every SPACE_LOOK_NS or on every write
 	 * once little is left. */
-	uint64_t space_avail;	/* q_lock: free bytes, less the reserve */
-	uint64_t space_pending; /* q_lock: memtable bytes not yet written */
-	uint64_t space_total;	/* q_lock */
-	uint64_t space_at;	/* q_lock: CLOCK_MONOTONIC ns of the look */
-	uint64_t space_warned;	/* q_lock: when ENOSPC was last logged */
+	pthread_mutex_t space_lock;
+	uint64_t space_avail;	/* space_lock: free bytes, less the reserve */
+	uint64_t space_pending; /* space_lock: memtable bytes not written */
+	uint64_t space_total;	/* space_lock */
+	uint64_t space_at;	/* space_lock: CLOCK_MONOTONIC ns of the look */
+	uint64_t space_warned;	/* space_lock: when ENOSPC was last logged */
 
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
@@ -227,8 +237,12 @@ int bfs_throttle(struct bfs *fs, struct bfs_inode *ip);
 /* ---- space.c: room on the node's file system ------------------------- */
 
 /* Bytes writes may still add, looking at the file system again when the
- * last look is old or little was left (@fresh: always). q_lock held. */
-uint64_t bfs_space_room_locked(struct bfs *fs, bool fresh);
+ * last look is old or little was left (@fresh: always). *total
+ * (optional) gets the file system's size, 0 if it was never seen. */
+uint64_t bfs_space_room(struct bfs *fs, bool fresh, uint64_t *total);
+/* Forget the last look, so the next one looks again (a compaction gave
+ * space back). */
+void bfs_space_forget(struct bfs *fs);
 /* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
 int bfs_space_admit(struct bfs *fs, uint64_t len);
 

@@ -81,8 +81,10 @@ static void init_locks(struct bfs *fs)
 	pthread_mutex_init(&fs->itab_lock, NULL);
 	pthread_mutex_init(&fs->q_lock, NULL);
 	blk_cond_init(&fs->q_cond);
-	blk_cond_init(&fs->maint_cond);
 	blk_cond_init(&fs->q_drain);
+	pthread_mutex_init(&fs->space_lock, NULL);
+	pthread_mutex_init(&fs->maint_lock, NULL);
+	blk_cond_init(&fs->maint_cond);
 	pthread_mutex_init(&fs->hp_lock, NULL);
 	blk_cond_init(&fs->hp_cond);
 	blk_cond_init(&fs->hp_done);
@@ -306,15 +308,18 @@ int bfs_sync_all(struct bfs *fs)
 	return first ? first : ret;
 }
 
-/* Stop the flushers and the maintenance thread (after the flushers'
- * queue is done), then the hash helper. */
+/* Stop the maintenance thread and the flushers (which empty their
+ * queue first), then the hash helper. */
 static void stop_threads(struct bfs *fs)
 {
 	if (fs->flushers) {
+		pthread_mutex_lock(&fs->maint_lock);
+		fs->maint_stop = true;
+		pthread_cond_broadcast(&fs->maint_cond);
+		pthread_mutex_unlock(&fs->maint_lock);
 		pthread_mutex_lock(&fs->q_lock);
 		fs->q_stop = true;
 		pthread_cond_broadcast(&fs->q_cond);
-		pthread_cond_broadcast(&fs->maint_cond);
 		pthread_mutex_unlock(&fs->q_lock);
 		if (fs->maint_started)
 			pthread_join(fs->maint, NULL);

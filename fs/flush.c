@@ -15,7 +15,7 @@ void bfs_dirty_account(struct bfs *fs, int64_t delta)
 	if (!delta)
 		return;
 	pthread_mutex_lock(&fs->q_lock);
-	fs->dirty_bytes += (uint64_t)delta;
+	__atomic_fetch_add(&fs->dirty_bytes, (uint64_t)delta, __ATOMIC_RELAXED);
 	if (delta < 0)
 		pthread_cond_broadcast(&fs->q_drain);
 	pthread_mutex_unlock(&fs->q_lock);
@@ -23,10 +23,7 @@ void bfs_dirty_account(struct bfs *fs, int64_t delta)
 
 uint64_t bfs_dirty_bytes(struct bfs *fs)
 {
-	pthread_mutex_lock(&fs->q_lock);
-	uint64_t n = fs->dirty_bytes;
-	pthread_mutex_unlock(&fs->q_lock);
-	return n;
+	return __atomic_load_n(&fs->dirty_bytes, __ATOMIC_RELAXED);
 }
 
 /* Queue @ip for a background flush; the caller set ip->queued. */
@@ -202,25 +199,22 @@ void bfs_hash_chunks(struct bfs *fs, struct hash_job *j)
 #define THROTTLE_WAIT_MS 2000
 int bfs_throttle(struct bfs *fs, struct bfs_inode *ip)
 {
-	pthread_mutex_lock(&fs->q_lock);
-	bool over = fs->dirty_bytes > fs->cfg.dirty_max;
-	pthread_mutex_unlock(&fs->q_lock);
-	if (!over)
+	if (bfs_dirty_bytes(fs) <= fs->cfg.dirty_max)
 		return 0;
 	__atomic_fetch_add(&fs->n_sync_flushes, 1, __ATOMIC_RELAXED);
 	int ret = bfs_flush_inode(fs, ip, false, NULL);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&fs->q_lock);
-	for (int waited = 0;
-	     fs->dirty_bytes > fs->cfg.dirty_max && waited < THROTTLE_WAIT_MS;
+	for (int waited = 0; bfs_dirty_bytes(fs) > fs->cfg.dirty_max &&
+			     waited < THROTTLE_WAIT_MS;
 	     waited += 100) {
 		struct timespec ts;
 		blk_deadline(&ts, 100);
 		pthread_cond_timedwait(&fs->q_drain, &fs->q_lock, &ts);
 	}
-	over = fs->dirty_bytes > fs->cfg.dirty_max;
 	pthread_mutex_unlock(&fs->q_lock);
+	bool over = bfs_dirty_bytes(fs) > fs->cfg.dirty_max;
 	if (over)
 		ret = bfs_flush_inode(fs, ip, true, NULL);
 	return ret;

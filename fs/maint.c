@@ -32,78 +32,92 @@ static void evict_blocks(struct bfs *fs)
 			     (unsigned long long)(freed >> 20));
 }
 
+/* Whether to compact now that the store holds @cur bytes (it held @prev
+ * at the last look, fs->freed were freed since the last compaction): when
+ * enough is garbage and the store is quiet; on a small or nearly full
+ * file system, sooner. */
+static bool compact_due(struct bfs *fs, uint64_t prev, uint64_t cur)
+{
+	uint64_t total, after = COMPACT_AFTER, disk;
+	uint64_t room = bfs_space_room(fs, false, &total);
+
+	if (total && total / 8 < after)
+		after = total / 8;
+	bool short_room = room < after;
+	if (fs->freed && short_room)
+		after = 0;
+	if (fs->freed > 0 && fs->freed >= after && cur <= prev)
+		return true;
+	/* Room is short and the disk holds garbage the sampling of stored
+	 * bytes missed (blocks stored and deleted between two looks):
+	 * compact too, once more garbage than the overhead the last
+	 * compaction left has piled up. */
+	return short_room && blk_db_disk_usage(fs->db, &disk) == 0 &&
+	       disk > cur + fs->overhead + SPACE_GARBAGE;
+}
+
+static void compact(struct bfs *fs)
+{
+	struct blk_store_stats st;
+	uint64_t disk, freed = fs->freed;
+
+	fs->freed = 0;
+	int ret = blk_db_compact(fs->db);
+	if (ret)
+		bfs_log_err("compaction failed: %s", strerror(-ret));
+	else
+		bfs_log_info("compacted after %llu MiB were freed",
+			     (unsigned long long)(freed >> 20));
+	fs->overhead = 0;
+	if (blk_db_disk_usage(fs->db, &disk) == 0 &&
+	    blk_store_stats(fs->db, &st) == 0 && disk > st.bytes)
+		fs->overhead = disk - st.bytes;
+	bfs_space_forget(fs); /* look at the room again */
+}
+
+/* One period's work; no lock is held. */
+static void maint_period(struct bfs *fs, unsigned period)
+{
+	struct blk_store_stats st;
+	uint64_t prev = fs->maint_prev, cur = prev;
+
+	bfs_write_attrs(fs);
+	evict_blocks(fs);
+	/* Bound what a crash can take of unsynced data, as a local
+	 * filesystem's periodic commit does (blocks/journal.c J1). */
+	if (period % SYNC_PERIODS == 0) {
+		int r = blk_db_sync(fs->db);
+		if (r)
+			bfs_log_err("periodic sync failed: %s", strerror(-r));
+	}
+	if (blk_store_stats(fs->db, &st) == 0)
+		cur = st.bytes;
+	if (cur < prev)
+		fs->freed += prev - cur;
+	fs->maint_prev = cur;
+	if (compact_due(fs, prev, cur))
+		compact(fs);
+}
+
 static void *maint_main(void *arg)
 {
 	struct bfs *fs = arg;
-	struct blk_store_stats st;
-	unsigned periods = 0;
 
-	pthread_mutex_lock(&fs->q_lock);
-	while (!fs->q_stop) {
+	for (unsigned period = 1;; period++) {
 		struct timespec ts;
+
 		blk_deadline(&ts, MAINT_PERIOD_S * 1000);
-		pthread_cond_timedwait(&fs->maint_cond, &fs->q_lock, &ts);
-		if (fs->q_stop)
+		pthread_mutex_lock(&fs->maint_lock);
+		while (!fs->maint_stop &&
+		       pthread_cond_timedwait(&fs->maint_cond, &fs->maint_lock,
+					      &ts) != ETIMEDOUT)
+			;
+		bool stop = fs->maint_stop;
+		pthread_mutex_unlock(&fs->maint_lock);
+		if (stop)
 			break;
-		uint64_t prev = fs->maint_prev, cur = prev;
-		pthread_mutex_unlock(&fs->q_lock);
-		bfs_write_attrs(fs);
-		evict_blocks(fs);
-		/* Bound what a crash can take of unsynced data, as a local
-		 * filesystem's periodic commit does (blocks/journal.c J1). */
-		if (++periods % SYNC_PERIODS == 0) {
-			int r = blk_db_sync(fs->db);
-			if (r)
-				bfs_log_err("periodic sync failed: %s",
-					    strerror(-r));
-		}
-		if (blk_store_stats(fs->db, &st) == 0)
-			cur = st.bytes;
-		pthread_mutex_lock(&fs->q_lock);
-		if (cur < prev)
-			fs->freed += prev - cur;
-		fs->maint_prev = cur;
-		/* Compact when enough is garbage and the store is quiet; on
-		 * a small or nearly full file system, sooner. */
-		uint64_t after = COMPACT_AFTER;
-		if (fs->space_total && fs->space_total / 8 < after)
-			after = fs->space_total / 8;
-		bool short_room = bfs_space_room_locked(fs, false) < after;
-		if (fs->freed && short_room)
-			after = 0;
-		bool go = fs->freed > 0 && fs->freed >= after && cur <= prev;
-		/* Room is short and the disk holds garbage the sampling of
-		 * stored bytes missed (blocks stored and deleted between two
-		 * looks): compact too, once more garbage than the overhead
-		 * the last compaction left has piled up. */
-		uint64_t disk = 0;
-		if (!go && short_room) {
-			pthread_mutex_unlock(&fs->q_lock);
-			int dr = blk_db_disk_usage(fs->db, &disk);
-			pthread_mutex_lock(&fs->q_lock);
-			go = dr == 0 &&
-			     disk > cur + fs->overhead + SPACE_GARBAGE;
-		}
-		if (!go)
-			continue;
-		uint64_t freed = fs->freed;
-		fs->freed = 0;
-		pthread_mutex_unlock(&fs->q_lock);
-		int ret = blk_db_compact(fs->db);
-		if (ret)
-			bfs_log_err("compaction failed: %s", strerror(-ret));
-		else
-			bfs_log_info("compacted after %llu MiB were freed",
-				     (unsigned long long)(freed >> 20));
-		uint64_t overhead = 0;
-		if (blk_db_disk_usage(fs->db, &disk) == 0 &&
-		    blk_store_stats(fs->db, &st) == 0 && disk > st.bytes)
-			overhead = disk - st.bytes;
-		pthread_mutex_lock(&fs->q_lock);
-		fs->overhead = overhead;
-		fs->space_at = 0; /* look at the room again */
+		maint_period(fs, period);
 	}
-	pthread_mutex_unlock(&fs->q_lock);
 	return NULL;
 }
 

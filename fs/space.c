@@ -25,16 +25,15 @@ static uint64_t space_reserve(uint64_t total)
 				       : r;
 }
 
-/* Bytes writes may still add (see "Space" in bfs-int.h), looking at the file
- * system again when the last look is old or little was left. Called
- * with q_lock held. */
-uint64_t bfs_space_room_locked(struct bfs *fs, bool fresh)
+/* The room left by the last look (space_lock held), looking at the file
+ * system again when that look is old or little was left. */
+static uint64_t room_locked(struct bfs *fs, bool fresh)
 {
 	uint64_t t = mono_ns();
+	uint64_t dirty = bfs_dirty_bytes(fs);
 
 	if (fresh || t - fs->space_at >= SPACE_LOOK_NS ||
-	    fs->space_avail <
-		fs->space_pending + fs->dirty_bytes + SPACE_NEAR) {
+	    fs->space_avail < fs->space_pending + dirty + SPACE_NEAR) {
 		struct blk_db_space sp;
 
 		if (blk_db_space(fs->db, &sp) == 0) {
@@ -45,15 +44,32 @@ uint64_t bfs_space_room_locked(struct bfs *fs, bool fresh)
 			fs->space_at = t;
 		}
 	}
-	uint64_t used = fs->space_pending + fs->dirty_bytes;
+	uint64_t used = fs->space_pending + dirty;
 	return fs->space_avail > used ? fs->space_avail - used : 0;
+}
+
+uint64_t bfs_space_room(struct bfs *fs, bool fresh, uint64_t *total)
+{
+	pthread_mutex_lock(&fs->space_lock);
+	uint64_t room = room_locked(fs, fresh);
+	if (total)
+		*total = fs->space_total;
+	pthread_mutex_unlock(&fs->space_lock);
+	return room;
+}
+
+void bfs_space_forget(struct bfs *fs)
+{
+	pthread_mutex_lock(&fs->space_lock);
+	fs->space_at = 0;
+	pthread_mutex_unlock(&fs->space_lock);
 }
 
 /* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
 int bfs_space_admit(struct bfs *fs, uint64_t len)
 {
-	pthread_mutex_lock(&fs->q_lock);
-	uint64_t room = bfs_space_room_locked(fs, false);
+	pthread_mutex_lock(&fs->space_lock);
+	uint64_t room = room_locked(fs, false);
 	int ret = room >= len ? 0 : -ENOSPC;
 	uint64_t t = mono_ns();
 	bool warn =
@@ -61,7 +77,7 @@ int bfs_space_admit(struct bfs *fs, uint64_t len)
 	if (warn)
 		fs->space_warned = t;
 	uint64_t total = fs->space_total;
-	pthread_mutex_unlock(&fs->q_lock);
+	pthread_mutex_unlock(&fs->space_lock);
 	if (warn)
 		bfs_log_err("%s is full: writes fail with ENOSPC (%llu bytes "
 			    "left, %llu of %llu kept in reserve); delete files "
@@ -79,9 +95,7 @@ int bfs_statfs(struct bfs *fs, struct statvfs *st)
 	/* Free is what writes may still add: the reserve, memtables and
 	 * dirty bytes show as used. */
 	if (!fs->cfg.read_only && st->f_frsize) {
-		pthread_mutex_lock(&fs->q_lock);
-		uint64_t room = bfs_space_room_locked(fs, true);
-		pthread_mutex_unlock(&fs->q_lock);
+		uint64_t room = bfs_space_room(fs, true, NULL);
 		fsblkcnt_t b = (fsblkcnt_t)(room / st->f_frsize);
 		if (b < st->f_bavail)
 			st->f_bavail = b;
