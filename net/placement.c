@@ -125,17 +125,13 @@ static int cmp_str_ref(const void *a, const void *b)
 	return x->i < y->i ? -1 : x->i > y->i;
 }
 
-int pl_map_new(const struct pl_node *nodes, unsigned n, struct pl_map **out)
+/* The number of nodes with a positive weight, or -EINVAL for a node
+ * without a name or with a weight out of range. */
+static int count_placed(const struct pl_node *nodes, unsigned n)
 {
-	struct str_ref *refs = NULL;
-	uint32_t *pos_of = NULL; /* caller index -> entry, or UINT32_MAX */
-	struct pl_map *m = NULL;
-	unsigned i, npos = 0;
-	int r = -EINVAL;
+	int npos = 0;
 
-	if (!nodes || !out || n == 0 || n > PL_MAX_NODES)
-		return -EINVAL;
-	for (i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		double w = nodes[i].weight;
 
 		if (!nodes[i].name || !nodes[i].name[0])
@@ -146,6 +142,66 @@ int pl_map_new(const struct pl_node *nodes, unsigned n, struct pl_map **out)
 		if (w > 0)
 			npos++;
 	}
+	return npos;
+}
+
+/* Names: refuse duplicates (among all nodes), rank the placed ones.
+ * @refs has room for @n; pos_of maps a caller index to its entry. */
+static int rank_names(struct pl_map *m, const struct pl_node *nodes, unsigned n,
+		      const uint32_t *pos_of, struct str_ref *refs)
+{
+	for (unsigned i = 0; i < n; i++)
+		refs[i] = (struct str_ref){nodes[i].name, i};
+	qsort(refs, n, sizeof(*refs), cmp_str_ref);
+	for (unsigned i = 0; i < n; i++) {
+		if (i > 0 && strcmp(refs[i - 1].s, refs[i].s) == 0)
+			return -EINVAL;
+		if (pos_of[refs[i].i] != UINT32_MAX)
+			m->nodes[pos_of[refs[i].i]].name_rank = i;
+	}
+	return 0;
+}
+
+/* Zones of the placed nodes, numbered from 0; no zone is a zone of its
+ * own. */
+static void number_zones(struct pl_map *m, const struct pl_node *nodes,
+			 unsigned n, const uint32_t *pos_of,
+			 struct str_ref *refs)
+{
+	unsigned nz = 0, nref = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		const char *z = nodes[i].zone;
+
+		if (pos_of[i] == UINT32_MAX)
+			continue;
+		if (z && z[0])
+			refs[nref++] = (struct str_ref){z, i};
+		else
+			m->nodes[pos_of[i]].zone = nz++;
+	}
+	qsort(refs, nref, sizeof(*refs), cmp_str_ref);
+	for (unsigned i = 0; i < nref; i++) {
+		if (i > 0 && strcmp(refs[i - 1].s, refs[i].s) != 0)
+			nz++;
+		m->nodes[pos_of[refs[i].i]].zone = nz;
+	}
+	if (nref)
+		nz++;
+	m->nzones = nz;
+}
+
+int pl_map_new(const struct pl_node *nodes, unsigned n, struct pl_map **out)
+{
+	struct str_ref *refs = NULL;
+	uint32_t *pos_of = NULL; /* caller index -> entry, or UINT32_MAX */
+	struct pl_map *m = NULL;
+	int r, npos;
+
+	if (!nodes || !out || n == 0 || n > PL_MAX_NODES)
+		return -EINVAL;
+	if ((npos = count_placed(nodes, n)) < 0)
+		return npos;
 
 	r = -ENOMEM;
 	m = calloc(1, sizeof(*m));
@@ -153,11 +209,11 @@ int pl_map_new(const struct pl_node *nodes, unsigned n, struct pl_map **out)
 	pos_of = calloc(n, sizeof(*pos_of));
 	if (!m || !refs || !pos_of)
 		goto fail;
-	m->nodes = calloc(npos ? npos : 1, sizeof(*m->nodes));
+	m->nodes = calloc(npos ? (size_t)npos : 1, sizeof(*m->nodes));
 	if (!m->nodes)
 		goto fail;
 
-	for (i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		pos_of[i] = UINT32_MAX;
 		if (nodes[i].weight > 0) {
 			struct pl_entry *e = &m->nodes[m->npos];
@@ -169,41 +225,9 @@ int pl_map_new(const struct pl_node *nodes, unsigned n, struct pl_map **out)
 			e->index = i;
 		}
 	}
-
-	/* Names: refuse duplicates (among all nodes), rank the placed ones. */
-	for (i = 0; i < n; i++)
-		refs[i] = (struct str_ref){nodes[i].name, i};
-	qsort(refs, n, sizeof(*refs), cmp_str_ref);
-	r = -EINVAL;
-	for (i = 0; i < n; i++) {
-		if (i > 0 && strcmp(refs[i - 1].s, refs[i].s) == 0)
-			goto fail;
-		if (pos_of[refs[i].i] != UINT32_MAX)
-			m->nodes[pos_of[refs[i].i]].name_rank = i;
-	}
-
-	/* Zones of the placed nodes; no zone is a zone of its own. */
-	unsigned nz = 0, nref = 0;
-
-	for (i = 0; i < n; i++) {
-		const char *z = nodes[i].zone;
-
-		if (pos_of[i] == UINT32_MAX)
-			continue;
-		if (z && z[0])
-			refs[nref++] = (struct str_ref){z, i};
-		else
-			m->nodes[pos_of[i]].zone = nz++;
-	}
-	qsort(refs, nref, sizeof(*refs), cmp_str_ref);
-	for (i = 0; i < nref; i++) {
-		if (i > 0 && strcmp(refs[i - 1].s, refs[i].s) != 0)
-			nz++;
-		m->nodes[pos_of[refs[i].i]].zone = nz;
-	}
-	if (nref)
-		nz++;
-	m->nzones = nz;
+	if ((r = rank_names(m, nodes, n, pos_of, refs)))
+		goto fail;
+	number_zones(m, nodes, n, pos_of, refs);
 
 	free(refs);
 	free(pos_of);
