@@ -503,15 +503,73 @@ static struct dsched *dsched_get(struct ec_codec *c, uint64_t used, bool *owned)
 	return d;
 }
 
+/* Rebuild the data fragments missing from @frags (those of the sources
+ * @used name are present) straight into @out, except those that reach
+ * into the padding (and, for RS, all of them when the block is not
+ * aligned): those go to scratch first. RS also reads aligned copies of
+ * unaligned fragments. 0 or -ENOMEM. */
+static int rebuild_data(struct ec_codec *c, uint8_t *const frags[],
+			size_t block_len, size_t fs, uint64_t used,
+			uint8_t *out)
+{
+	bool rs = c->method == VANDERMONDE, owned;
+	char *dev[2 * EC_MAX_K], *scratch = NULL;
+	unsigned nscratch = 0;
+	struct dsched *d = dsched_get(c, used, &owned);
+
+	if (!d)
+		return -ENOMEM;
+	for (unsigned j = 0; j < c->k; j++)
+		nscratch += rs && !aligned16(frags[d->src[j]]);
+	for (unsigned j = 0; j < d->ndst; j++)
+		nscratch += data_bytes(fs, block_len, d->dst[j]) < fs ||
+			    (rs && !aligned16(out));
+	scratch = scratch_alloc(nscratch, fs);
+	if (nscratch && !scratch) {
+		if (owned)
+			dsched_free(d);
+		return -ENOMEM;
+	}
+	nscratch = 0;
+	for (unsigned j = 0; j < c->k; j++) {
+		dev[j] = (char *)frags[d->src[j]];
+		if (rs && !aligned16(dev[j])) {
+			dev[j] = scratch + (size_t)nscratch++ * fs;
+			memcpy(dev[j], frags[d->src[j]], fs);
+		}
+	}
+	for (unsigned j = 0; j < d->ndst; j++) {
+		if (data_bytes(fs, block_len, d->dst[j]) < fs ||
+		    (rs && !aligned16(out)))
+			dev[c->k + j] = scratch + (size_t)nscratch++ * fs;
+		else
+			dev[c->k + j] = (char *)out + (size_t)d->dst[j] * fs;
+	}
+	if (rs)
+		for (unsigned j = 0; j < d->ndst; j++)
+			dotprod(d->rows + j * c->k, dev, c->k, dev[c->k + j],
+				fs);
+	else
+		run_schedule(d->sched, dev, fs);
+	for (unsigned j = 0; j < d->ndst; j++) {
+		uint8_t *to = out + (size_t)d->dst[j] * fs;
+
+		if (dev[c->k + j] != (char *)to)
+			memcpy(to, dev[c->k + j],
+			       data_bytes(fs, block_len, d->dst[j]));
+	}
+	free(scratch);
+	if (owned)
+		dsched_free(d);
+	return 0;
+}
+
 int ec_decode(struct ec_codec *c, uint8_t *const frags[], size_t block_len,
 	      void *block)
 {
-	unsigned n = c->k + c->m, have = 0, data_missing = 0, nscratch = 0;
-	bool rs = c->method == VANDERMONDE, owned;
-	char *dev[2 * EC_MAX_K], *scratch = NULL;
+	unsigned n = c->k + c->m, have = 0, data_missing = 0;
 	uint8_t *out = block;
 	uint64_t used = 0;
-	struct dsched *d;
 	size_t fs;
 
 	if (!frags || !block || !block_len_ok(block_len))
@@ -543,56 +601,7 @@ int ec_decode(struct ec_codec *c, uint8_t *const frags[], size_t block_len,
 	if (data_missing == 0)
 		return 0;
 
-	d = dsched_get(c, used, &owned);
-	if (!d)
-		return -ENOMEM;
-	/* Rebuild data fragments straight into the block, except those that
-	 * reach into the padding (and, for RS, all of them when the block is
-	 * not aligned): those go to scratch first. RS also reads aligned
-	 * copies of unaligned fragments. */
-	for (unsigned j = 0; j < c->k; j++)
-		nscratch += rs && !aligned16(frags[d->src[j]]);
-	for (unsigned j = 0; j < d->ndst; j++)
-		nscratch += data_bytes(fs, block_len, d->dst[j]) < fs ||
-			    (rs && !aligned16(block));
-	scratch = scratch_alloc(nscratch, fs);
-	if (nscratch && !scratch) {
-		if (owned)
-			dsched_free(d);
-		return -ENOMEM;
-	}
-	nscratch = 0;
-	for (unsigned j = 0; j < c->k; j++) {
-		dev[j] = (char *)frags[d->src[j]];
-		if (rs && !aligned16(dev[j])) {
-			dev[j] = scratch + (size_t)nscratch++ * fs;
-			memcpy(dev[j], frags[d->src[j]], fs);
-		}
-	}
-	for (unsigned j = 0; j < d->ndst; j++) {
-		if (data_bytes(fs, block_len, d->dst[j]) < fs ||
-		    (rs && !aligned16(block)))
-			dev[c->k + j] = scratch + (size_t)nscratch++ * fs;
-		else
-			dev[c->k + j] = (char *)out + (size_t)d->dst[j] * fs;
-	}
-	if (rs)
-		for (unsigned j = 0; j < d->ndst; j++)
-			dotprod(d->rows + j * c->k, dev, c->k, dev[c->k + j],
-				fs);
-	else
-		run_schedule(d->sched, dev, fs);
-	for (unsigned j = 0; j < d->ndst; j++) {
-		uint8_t *to = out + (size_t)d->dst[j] * fs;
-
-		if (dev[c->k + j] != (char *)to)
-			memcpy(to, dev[c->k + j],
-			       data_bytes(fs, block_len, d->dst[j]));
-	}
-	free(scratch);
-	if (owned)
-		dsched_free(d);
-	return 0;
+	return rebuild_data(c, frags, block_len, fs, used, out);
 }
 
 int ec_encode_frags(struct ec_codec *c, const struct blk_cid *cid,
