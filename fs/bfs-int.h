@@ -100,6 +100,11 @@ struct bfs {
 	uint64_t next_ino;     /* ns_lock */
 	uint64_t ino_reserved; /* ns_lock: next_ino < ino_reserved */
 
+	/* The table of in-memory inodes: its chains, each inode's refs, and
+	 * the two lists whose membership is part of an inode's life in it,
+	 * so one lock: a handle in files is one of its inode's references,
+	 * and eviction takes an inode out of attr_dirty in the critical
+	 * section that takes it out of the table. */
 	pthread_mutex_t itab_lock;
 	struct bfs_inode **itab; /* itab_lock: ITAB_BUCKETS hash chains */
 	struct bfs_file *files;	 /* itab_lock: open handles, for shutdown */
