@@ -61,6 +61,18 @@ def read(path):
         return f.read()
 
 
+def fill(disk):
+    """Fills @disk to its last byte; returns the filler's path."""
+    filler = disk / 'filler'
+    with open(filler, 'wb') as f:
+        try:
+            while True:
+                f.write(bytes(MiB))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
 def test_full_disk(make_mount, small_disk, tmp_path):
     node = util.create_cluster(small_disk / 'c')
     mnt = str(tmp_path / 'mnt')
@@ -96,13 +108,7 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     # A disk filled to the last byte by someone else: the mount comes up
     # read-only and says why, and everything reads back.
     m.stop()
-    filler = small_disk / 'filler'
-    with open(filler, 'wb') as f:
-        try:
-            while True:
-                f.write(bytes(MiB))
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    filler = fill(small_disk)
     m.start()
     assert read(os.path.join(mnt, 'keep')) == keep
     assert read(os.path.join(mnt, 'again')) == again
@@ -115,18 +121,6 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     os.unlink(filler)
     m.start()
     assert write_fsync(os.path.join(mnt, 'new'), b'writable again') == 0
-
-
-def fill(disk):
-    """Fills @disk to its last byte; returns the filler's path."""
-    filler = disk / 'filler'
-    with open(filler, 'wb') as f:
-        try:
-            while True:
-                f.write(bytes(MiB))
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_full_disk_before_first_mount(small_disk, tmp_path):
