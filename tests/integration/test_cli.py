@@ -5,7 +5,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
 
 import pytest
 
@@ -187,45 +186,32 @@ def test_ro_mount(make_mount, node_dir, mnt):
         assert exc.value.errno == errno.EROFS
 
 
-def expect_mount_error(node, mnt, code=1):
-    res = blockfs('mount', str(node), str(mnt), check=False)
-    if res.returncode == 0 and util.is_mounted(mnt):
-        # Wrongly succeeded: stop it before failing.
-        pid = util.read_pidfile(str(node))
-        subprocess.run(['umount', str(mnt)], timeout=60)
-        if pid:
-            util.wait_until(lambda: not util.pid_alive(pid), 60, 'daemon exit')
-    assert res.returncode == code, (res.returncode, res.stderr)
-    assert res.stderr.strip(), 'an error must say what went wrong'
-    return res.stderr
-
-
 def test_mount_missing_node_dir(tmp_path, mnt):
-    err = expect_mount_error(tmp_path / 'no-such-node', mnt)
+    err = util.expect_mount_error(tmp_path / 'no-such-node', mnt)
     assert 'no-such-node' in err
     assert not util.is_mounted(mnt)
 
 
 def test_mount_missing_mountpoint(node_dir, tmp_path):
-    expect_mount_error(node_dir, tmp_path / 'no-such-mnt')
+    util.expect_mount_error(node_dir, tmp_path / 'no-such-mnt')
 
 
 def test_mount_onto_file(node_dir, tmp_path):
     f = tmp_path / 'file'
     f.write_text('x')
-    expect_mount_error(node_dir, f)
+    util.expect_mount_error(node_dir, f)
 
 
 def test_mount_onto_nonempty_dir(node_dir, mnt):
     with open(os.path.join(mnt, 'something'), 'w') as f:
         f.write('x')
-    expect_mount_error(node_dir, mnt)
+    util.expect_mount_error(node_dir, mnt)
     assert not util.is_mounted(mnt)
 
 
 def test_mount_onto_mounted_dir(mount, tmp_path):
     other = util.create_cluster(tmp_path / 'other')
-    expect_mount_error(other, mount.mnt)
+    util.expect_mount_error(other, mount.mnt)
     # The first mount is unharmed.
     with open(os.path.join(mount.mnt, 'ok'), 'w') as f:
         f.write('ok')
@@ -234,7 +220,7 @@ def test_mount_onto_mounted_dir(mount, tmp_path):
 def test_node_in_use(mount, tmp_path):
     second = tmp_path / 'mnt2'
     second.mkdir()
-    expect_mount_error(mount.node_dir, second)
+    util.expect_mount_error(mount.node_dir, second)
     assert not util.is_mounted(second)
 
 

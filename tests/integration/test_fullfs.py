@@ -123,7 +123,7 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     assert write_fsync(os.path.join(mnt, 'new'), b'writable again') == 0
 
 
-def test_full_disk_before_first_mount(small_disk, tmp_path):
+def test_full_disk_before_first_mount(make_mount, small_disk, tmp_path):
     """A node never mounted, on a full disk: the mount fails with an error
     that says so, both writable and read-only; once there is room it
     mounts."""
@@ -132,24 +132,12 @@ def test_full_disk_before_first_mount(small_disk, tmp_path):
     mnt.mkdir()
     filler = fill(small_disk)
     for extra in ((), ('-o', 'ro')):
-        res = util.blockfs('mount', node, str(mnt), *extra, check=False)
-        if res.returncode == 0:
-            util.lazy_unmount(str(mnt))
-        assert res.returncode == 1, (extra, res.returncode, res.stderr)
+        err = util.expect_mount_error(node, mnt, *extra)
         # One clear error, from a daemon that did not crash.
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1, res.stderr[-2000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err[-2000:]
         assert 'is full and holds no filesystem' in lines[0], lines
         assert not util.is_mounted(str(mnt))
     os.unlink(filler)
-    res = util.blockfs('mount', node, str(mnt), check=False)
-    try:
-        assert res.returncode == 0, res.stderr
-        assert util.is_mounted(str(mnt))
-        assert write_fsync(str(mnt / 'f'), b'room again') == 0
-    finally:
-        pid = util.read_pidfile(node)
-        subprocess.run(['umount', str(mnt)], timeout=60)
-        if pid:
-            util.wait_until(lambda: not util.pid_alive(pid), 60,
-                            'daemon exit')
+    make_mount(node, str(mnt))
+    assert write_fsync(str(mnt / 'f'), b'room again') == 0

@@ -103,6 +103,21 @@ def create_cluster(base, nodes=1, extra=()):
     return node
 
 
+def expect_mount_error(node, mnt, *extra, code=1):
+    """Runs blockfs mount NODE MNT EXTRA..., which must fail with CODE and
+    say why; returns its stderr. A mount that wrongly came up is stopped
+    first."""
+    res = blockfs('mount', str(node), str(mnt), *extra, check=False)
+    if res.returncode == 0 and is_mounted(mnt):
+        # Wrongly succeeded: stop it before failing.
+        pid = read_pidfile(str(node))
+        subprocess.run(['umount', str(mnt)], timeout=60)
+        if pid:
+            wait_until(lambda: not pid_alive(pid), 60, 'daemon exit')
+    assert res.returncode == code, (res.returncode, res.stderr)
+    assert res.stderr.strip(), 'an error must say what went wrong'
+    return res.stderr
+
 def mount_entry(mnt):
     """The /proc/mounts line for MNT as a list of fields, or None."""
     mnt = os.path.realpath(mnt)
