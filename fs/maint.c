@@ -105,13 +105,14 @@ static void *maint_main(void *arg)
 
 	for (unsigned period = 1;; period++) {
 		struct timespec ts;
+		int rc = 0;
 
 		blk_deadline(&ts, MAINT_PERIOD_S * 1000);
 		pthread_mutex_lock(&fs->maint_lock);
-		while (!fs->maint_stop &&
-		       pthread_cond_timedwait(&fs->maint_cond, &fs->maint_lock,
-					      &ts) != ETIMEDOUT)
-			;
+		/* Until the deadline (rc ETIMEDOUT), past spurious wakeups. */
+		while (!fs->maint_stop && rc == 0)
+			rc = pthread_cond_timedwait(&fs->maint_cond,
+						    &fs->maint_lock, &ts);
 		bool stop = fs->maint_stop;
 		pthread_mutex_unlock(&fs->maint_lock);
 		if (stop)
