@@ -640,6 +640,22 @@ int blk_db_sync(struct blk_db *db)
 	return rc;
 }
 
+/* The journal's bytes (journal.c), without the WAL fsync: the WAL is
+ * written in commit order, so whatever a crash keeps of it is a prefix,
+ * and every commit made after this returns is kept only with these
+ * blocks. */
+int blk_db_settle(struct blk_db *db)
+{
+	int rc;
+
+	if (db->read_only)
+		return 0;
+	pthread_mutex_lock(&db->sync_lock);
+	rc = journal_sync(db);
+	pthread_mutex_unlock(&db->sync_lock);
+	return rc;
+}
+
 /* Flush every column family (so deletions reach the SSTs and old WAL files
  * can go), then compact "blocks" and "refs" over their whole range, forcing
  * the bottommost level too, with blob GC switched on (age cutoff 1.0) for

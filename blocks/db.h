@@ -85,6 +85,16 @@ void blk_db_close(struct blk_db *db);
  * when the file system is full. */
 int blk_db_sync(struct blk_db *db);
 
+/* Order the blocks committed so far before every later commit: the bytes
+ * of those that skipped the WAL (store.h) are written again through it,
+ * or the block memtable is flushed when they are many, as blk_db_sync
+ * does, but the WAL is not synced. A crash (of the process or of the
+ * machine) that keeps a commit made after this returns keeps those blocks
+ * too. Renames that replace a file call it (ext4's auto_da_alloc), so a
+ * crash leaves the old content or the new, never a file of zeros.
+ * 0 (also on a read-only database) or -EIO, -ENOMEM, -ENOSPC. */
+int blk_db_settle(struct blk_db *db);
+
 /* Compact the block column family so space of deleted blocks (blob files
  * included) is given back to the file system: every column family is
  * flushed, then "blocks" and "refs" are compacted over their whole range

@@ -12,7 +12,9 @@
  *      "blocks" has been flushed. journal_sync gets there either by
  *      flushing "blocks" (more than RELOG_MAX bytes pending) or by writing
  *      the few pending blocks again through the WAL; either way it then
- *      deletes the journal records it covered. Records below
+ *      deletes the journal records it covered (blk_db_sync; blk_db_settle
+ *      does the same without the WAL fsync, which is enough to order the
+ *      blocks before every later commit). Records below
  *      db->journal_first are gone; db->journal_bytes counts the bytes of
  *      those from journal_first to journal_seq.
  *  J2. Only what was never durable may be lost: a commit that drops a

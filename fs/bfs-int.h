@@ -108,10 +108,11 @@ struct bfs {
 	pthread_mutex_t itab_lock;
 	struct bfs_inode **itab; /* itab_lock: ITAB_BUCKETS hash chains */
 	struct bfs_file *files;	 /* itab_lock: open handles, for shutdown */
-	/* Inodes whose record has attribute changes not yet written:
-	 * chown, chmod and utimens come in threes per file from tar and
-	 * cp -a, and are written in batches. No reference is held: eviction
-	 * unlinks an inode and writes its record itself. */
+	/* Inodes whose record has attribute changes not yet written: the
+	 * times the kernel reports for its cached writes (BFS_SET_LAZY),
+	 * one per file written, go in batches. Explicit setattrs are
+	 * committed at once. No reference is held: eviction unlinks an
+	 * inode and writes its record itself. */
 	struct bfs_inode *attr_dirty; /* itab_lock, linked by anext/aprev */
 
 	pthread_mutex_t q_lock;

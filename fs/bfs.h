@@ -76,7 +76,11 @@ struct bfs_inode {
 	int flush_err;	      /* lock: sticky background flush error */
 	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
 	bool attr_dirty;      /* lock: record changed, not yet written */
-	bool attr_listed;     /* itab_lock: on fs->attr_dirty */
+	/* lock: truncated to zero since a writer last closed it; that
+	 * close orders the file's blocks before later commits (ext4's
+	 * auto_da_alloc), so a rewrite in place survives a crash whole */
+	bool da_close;
+	bool attr_listed;		 /* itab_lock: on fs->attr_dirty */
 	struct bfs_inode *anext, *aprev; /* itab_lock */
 	uint32_t nopen;			 /* lock: open file handles */
 	struct bfs_inode *qnext;	 /* q_lock */
@@ -88,6 +92,7 @@ struct bfs_inode {
  * held across a fetch from the cluster. */
 struct bfs_file {
 	struct bfs_inode *ip;	      /* constant */
+	bool writer;		      /* constant: opened for writing */
 	struct bfs_file *prev, *next; /* itab_lock: fs->files */
 	pthread_mutex_t lock;
 	struct blk_cid cid; /* lock */
@@ -167,6 +172,15 @@ enum {
 	BFS_SET_ATIME_NOW = 1 << 6,
 	BFS_SET_MTIME_NOW = 1 << 7,
 	BFS_SET_CTIME = 1 << 8,
+	/* The kernel's own report of the times its cached writes set (with
+	 * the writeback cache, a setattr of mtime and ctime only, sent with
+	 * the file handle at close and writeback): written with the next
+	 * commit of the inode or in the next batch of deferred attributes
+	 * (bfs_write_attrs). Every other setattr is committed before it is
+	 * acknowledged, so that a crash may lose the last operations, never
+	 * one from the middle: a chmod 600 that returned is never undone by
+	 * a crash that keeps a later create or rename. */
+	BFS_SET_LAZY = 1 << 9,
 };
 int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 		unsigned valid);
@@ -190,6 +204,14 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		  const void *buf, size_t len);
 /* Chunk the file's dirty bytes now; with @durable also sync the WAL. */
 int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable);
+/* close(2) of a handle of @ip (@writer: opened for writing): chunk what
+ * is buffered into the local store, without syncing it. The close of a
+ * writer of a file truncated to zero since (ip->da_close) also orders
+ * the file's blocks before every later commit (blk_db_settle), as ext4's
+ * auto_da_alloc does: a file rewritten in place (O_TRUNC, then write)
+ * holds its new content after a crash that keeps anything done after the
+ * close. 0 or -errno. */
+int bfs_close_flush(struct bfs *fs, struct bfs_inode *ip, bool writer);
 /* Make every committed change and deferred attribute durable. */
 int bfs_fsync_meta(struct bfs *fs);
 /* Unflushed bytes of every file, counted against dirty_max. */

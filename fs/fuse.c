@@ -148,10 +148,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	unsigned valid = 0;
 	struct stat st;
 
-	(void)fi;
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (to_set & map[i].fuse)
 			valid |= map[i].ours;
+	/* With the writeback cache the kernel keeps mtime and ctime of its
+	 * cached writes and reports them at close and writeback with the
+	 * writer's handle (fuse_flush_times); utimensat(2) and futimens(2)
+	 * never carry a handle. */
+	if (fi && !(to_set & ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME)))
+		valid |= BFS_SET_LAZY;
 	int ret = bfs_iget(FS(req), ino, &ip);
 	if (ret) {
 		fuse_reply_err(req, -ret);
@@ -278,6 +283,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	f->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
 	fi->fh = (uint64_t)(uintptr_t)f;
 	set_file_flags(fi);
 	if (fuse_reply_open(req, fi) == -ENOENT)
@@ -307,6 +313,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fill_entry(req, ip, &e);
 	bfs_ref_lookup(FS(req), ip);
 	bfs_iput(FS(req), ip);
+	f->writer = true;
 	fi->fh = (uint64_t)(uintptr_t)f;
 	set_file_flags(fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
@@ -356,7 +363,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * bounded by the write buffer; it never waits for the network and
 	 * does not sync the disk (fsync does). */
 	bfs_read_done(FS(req), FH(fi));
-	fuse_reply_err(req, -bfs_fsync(FS(req), FH(fi)->ip, false));
+	fuse_reply_err(req,
+		       -bfs_close_flush(FS(req), FH(fi)->ip, FH(fi)->writer));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,

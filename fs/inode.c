@@ -371,6 +371,7 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	struct blk_txn *t = blk_txn_new(fs->db);
 	if (!t)
 		return -ENOMEM;
+	bool lazy = (valid & BFS_SET_LAZY) && !sized;
 	if (sized) {
 		/* no lock is held across a fetch from the cluster */
 		bfs_truncate_fetch(fs, ip, (uint64_t)st->st_size, &tail);
@@ -395,6 +396,10 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 		if (ret)
 			goto out;
 	}
+	if (sized && st->st_size == 0)
+		ip->da_close = true;
+	struct bfs_inode_rec saved = ip->rec;
+	bool was_dirty = ip->attr_dirty;
 	bfs_now(&ts);
 	if (valid & BFS_SET_MODE)
 		ip->rec.mode = (ip->rec.mode & S_IFMT) | (st->st_mode & 07777);
@@ -413,12 +418,18 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	else if (sized)
 		ip->rec.mtime = ts;
 	ip->rec.ctime = (valid & BFS_SET_CTIME) ? st->st_ctim : ts;
-	if (sized) {
-		bfs_txn_put_inode(t, ip);
-		ret = blk_txn_commit(t, false);
-	} else {
+	if (lazy) {
 		bfs_mark_attr_dirty(fs, ip);
 		ret = 0;
+	} else {
+		/* Acknowledged means committed: no later operation can
+		 * reach the store before this one (see BFS_SET_LAZY). */
+		bfs_txn_put_inode(t, ip);
+		ret = blk_txn_commit(t, false);
+		if (ret && !sized) {
+			ip->rec = saved;
+			ip->attr_dirty = was_dirty;
+		}
 	}
 out:
 	pthread_mutex_unlock(&ip->lock);

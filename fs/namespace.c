@@ -489,6 +489,47 @@ static void rename_txn(struct blk_txn *t, struct rename_set *rs,
 	}
 }
 
+/* Flush regular file @ino and order its blocks before every later
+ * commit (blk_db_settle). 0 or -errno. */
+static int settle_file(struct bfs *fs, uint64_t ino)
+{
+	struct bfs_inode *ip;
+	int ret = bfs_iget(fs, ino, &ip);
+
+	if (ret)
+		return ret == -ENOENT ? 0 : ret;
+	ret = bfs_flush_inode(fs, ip, true, NULL);
+	bfs_iput(fs, ip);
+	return ret ? ret : blk_db_settle(fs->db);
+}
+
+/* Before a rename that replaces a regular file (ext4's auto_da_alloc):
+ * the data of the file that takes the name (both, for an exchange) is
+ * flushed and ordered before the rename's commit, so that after a crash
+ * the name holds the old content or the new one, whole — not a new file
+ * whose blocks did not survive. A rename to a free name (rsync's and
+ * tar's temporary files) pays nothing. No lock held: what changes
+ * meanwhile is rename_get's to find. 0 or -errno (of the flush: the
+ * rename then does not happen). */
+static int rename_settle(struct bfs *fs, uint64_t parent, const char *name,
+			 uint64_t newparent, const char *newname,
+			 unsigned flags)
+{
+	const uint8_t reg = bfs_mode_dtype(S_IFREG);
+	uint64_t sino, dino;
+	uint8_t stype, dtype;
+	int ret;
+
+	if (dir_lookup(fs, newparent, newname, &dino, &dtype) ||
+	    dir_lookup(fs, parent, name, &sino, &stype) || sino == dino)
+		return 0; /* nothing replaced, or rename_get's error */
+	if (stype == reg && (ret = settle_file(fs, sino)))
+		return ret;
+	if ((flags & RENAME_EXCHANGE) && dtype == reg)
+		return settle_file(fs, dino);
+	return 0;
+}
+
 int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 	       uint64_t newparent, const char *newname, unsigned flags)
 {
@@ -500,6 +541,8 @@ int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 	if (fs->cfg.read_only)
 		return -EROFS;
 	if ((ret = rename_check(newname, flags)))
+		return ret;
+	if ((ret = rename_settle(fs, parent, name, newparent, newname, flags)))
 		return ret;
 
 	pthread_mutex_lock(&fs->ns_lock);

@@ -668,6 +668,24 @@ int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable)
 	return ret;
 }
 
+int bfs_close_flush(struct bfs *fs, struct bfs_inode *ip, bool writer)
+{
+	int ret = bfs_flush_inode(fs, ip, true, NULL);
+
+	if (ret || !writer)
+		return ret;
+	pthread_mutex_lock(&ip->lock);
+	bool settle = ip->da_close;
+	ip->da_close = false;
+	pthread_mutex_unlock(&ip->lock);
+	if (settle && (ret = blk_db_settle(fs->db))) {
+		pthread_mutex_lock(&ip->lock);
+		ip->da_close = true;
+		pthread_mutex_unlock(&ip->lock);
+	}
+	return ret;
+}
+
 int bfs_fsync_meta(struct bfs *fs)
 {
 	int ret = bfs_write_attrs(fs);

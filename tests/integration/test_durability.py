@@ -3,6 +3,7 @@ open flags a local filesystem honours, checked past the page cache and
 across a remount, and fsync'd bytes that must survive kill -9 whatever is
 written after them."""
 
+import base64
 import errno
 import os
 import random
@@ -179,3 +180,85 @@ def test_fsynced_overwrite_survives_kill9(make_mount, node_dir, mnt):
             continue
         assert all(x in (y, z) for x, y, z in zip(g, a, b)), \
             f'byte range at {i} is neither the fsync\'d nor the newer data'
+
+
+# ---- issue 20: what ext4 keeps across a crash --------------------------------
+
+def text(seed, nbytes):
+    """@nbytes of base64 text (lines of 76), as an editor's file."""
+    raw = random.Random(seed).randbytes(nbytes * 3 // 4)
+    return base64.encodebytes(raw)[:nbytes]
+
+
+@pytest.mark.parametrize('how', ['sed', 'mv'])
+def test_replace_by_rename_survives_kill9(make_mount, node_dir, mnt, how):
+    """A file replaced by rename (sed -i, an editor's save, cp + mv), then
+    kill -9: the name holds the old content or the new one, whole, never
+    zeros (ext4's auto_da_alloc; e0ce0c1 read all 4 MB as zeros)."""
+    m = make_mount(node_dir, mnt)
+    conf = os.path.join(mnt, 'conf.txt')
+    old = text(20, 4 * MiB)
+    write(conf, old)
+    fd = os.open(conf, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    if how == 'sed':
+        new = old.replace(b'A', b'a')
+        util.run(['sed', '-i', 's/A/a/g', conf])
+    else:
+        new = text(21, 4 * MiB + 12345)
+        tmp = os.path.join(mnt, '.conf.txt.tmp')
+        write(tmp, new)
+        util.run(['mv', tmp, conf])
+    m.kill()
+    m.start()
+    got = read(conf)
+    whole = got in (old, new)
+    assert whole, (
+        f'{len(got)} bytes, {got.count(0)} of them zeros: neither the old '
+        f'content ({len(old)} bytes) nor the new ({len(new)})')
+
+
+def test_truncate_and_rewrite_survives_kill9(make_mount, node_dir, mnt):
+    """A file truncated to zero and written again (O_TRUNC), closed, then
+    kill -9: the new content is there (ext4 flushes such a file at close;
+    e0ce0c1 read zeros)."""
+    m = make_mount(node_dir, mnt)
+    path = os.path.join(mnt, 'state')
+    write(path, text(22, 3 * MiB))
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    new = text(23, 3 * MiB + 777)
+    write(path, new)  # O_WRONLY|O_CREAT|O_TRUNC, then close
+    write(os.path.join(mnt, 'later'), b'a later operation\n')
+    m.kill()
+    m.start()
+    got = read(path)
+    same = got == new
+    assert same, f'{len(got)} bytes, {got.count(0)} zeros'
+
+
+def test_setattr_order_survives_kill9(make_mount, node_dir, mnt):
+    """chmod, utimes and chown acknowledged before a create stay with it
+    after kill -9: a crash may lose the last operations, never one in the
+    middle (e0ce0c1 kept the create and undid the chmod 600)."""
+    m = make_mount(node_dir, mnt)
+    s, t = os.path.join(mnt, 's'), os.path.join(mnt, 't')
+    write(s, b'secret\n')
+    write(t, b'x\n')
+    for p in (s, t, mnt):
+        fd = os.open(p, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    os.chmod(s, 0o600)
+    util.run(['touch', '-m', '-d', '2001-01-01 00:00:00 UTC', t])
+    os.chown(t, 65534, -1)
+    write(os.path.join(mnt, 'flag'), b'done\n')
+    m.kill()
+    m.start()
+    assert read(os.path.join(mnt, 'flag')) == b'done\n'
+    assert oct(os.stat(s).st_mode & 0o7777) == oct(0o600)
+    st = os.stat(t)
+    assert st.st_mtime == 978307200, 'the utimes was undone'
+    assert st.st_uid == 65534, 'the chown was undone'
