@@ -4,9 +4,11 @@ A seeded generator (random.Random(seed)) makes a stream of operations on a
 small tree: create, write at random offsets and lengths (up to several MiB),
 overwrite, open with O_TRUNC, truncate down and up, append (also appends of
 9..20 MiB, more than a flush pass, right after a fsync of several MiB),
-rename (files, over existing files, and directories), link, unlink, mkdir,
-rmdir, fsync, fdatasync (through read-only and read-write descriptors) and
-fsync of directories. Each operation is applied to a reference model before
+rename (files, over existing files, and directories), replace (a new file
+under a temporary name, not synced, renamed over an existing one, as sed -i
+and editors do), chmod, chown, utime, link, unlink, mkdir, rmdir, fsync,
+fdatasync (through read-only and read-write descriptors) and fsync of
+directories. Each operation is applied to a reference model before
 it runs, then run on the mount (and, in the family without kills, on a
 reference directory on a local disk). test_crash.py drives it two ways:
 
@@ -64,6 +66,19 @@ that they all share, and the content must fit that inode's data rules.
 whole store on any fsync, so it keeps much more than this; the model
 checks what is promised.)
 
+What a local filesystem also keeps (issue 20): a name that a replace
+renamed a new file to shows, if it shows that file, all of its bytes
+(ext4's auto_da_alloc); a file opened with O_TRUNC, written and closed
+holds what was written after a crash (ext4 flushes such a file at close).
+And order: operations reach the store in the order they returned, so a
+crash may lose the last ones, never one in the middle. Names are never
+reused, so a name that shows after a crash proves that the operation that
+made it ran (Model.horizon); every operation before that one had returned,
+so each name, and each file's mode, owner and mtime (chmod, chown, utime),
+must show its value as of then or a later one. A write or truncate since
+makes any mtime right (the kernel reports the times of its cached writes
+in batches).
+
 The workload is deterministic from the seed: the operations, their data and
 the kill points come from random.Random(seed); only what a crash loses (a
 file the generator can then no longer pick) can make two runs part.
@@ -84,6 +99,23 @@ MAX_DIRS = 6
 MAX_DEPTH = 2
 MAX_TOTAL = 24 * MiB     # bytes in all current files
 MAX_FILE = 24 * MiB
+
+# Attributes the workload sets (chmod, chown, utime) and checks.
+ATTRS = ('mode', 'uid', 'mtime')
+ATTR_OF = {'chmod': 'mode', 'chown': 'uid', 'utime': 'mtime'}
+MODES = (0o600, 0o640, 0o644, 0o660, 0o700, 0o755, 0o604)
+UIDS = (0, 1, 1000, 65534)
+UTIME_BASE = 978307200 * 10**9     # 2001-01-01: never a time a write sets
+
+
+def fmt_attr(name, v):
+    if v is None:
+        return 'any'
+    if name == 'mode':
+        return oct(v)
+    if name == 'mtime':
+        return f'{v // 10**9}.{v % 10**9:09d}'
+    return str(v)
 
 
 class Failure(Exception):
@@ -274,23 +306,46 @@ class Model:
         self.inodes = {}
         self.allowed = {}
         self.next_ino = 1
+        # Order (issue 20): operations reach the store in the order they
+        # returned. seq numbers the operations; birth[p] is the seq of
+        # the operation that first made name P (names are never reused,
+        # so a P that shows after a crash proves that operation ran);
+        # hist[p] and attrs[ino][name] list (seq, value) of every change.
+        self.seq = 0
+        self.birth = {}
+        self.hist = {}
+        self.attrs = {}
 
     def new_inode(self, content=b''):
         ino = self.next_ino
         self.next_ino += 1
         self.inodes[ino] = Inode(ino, content)
+        # None: a value the model does not know (set by the filesystem,
+        # or a time a write set), which any value matches.
+        self.attrs[ino] = {a: [(-1, None)] for a in ATTRS}
         return ino
 
     def set(self, p, state):
         old = self.paths.get(p)
         self.allowed.setdefault(p, {old}).add(state)
+        self.hist.setdefault(p, [(-1, old)]).append((self.seq, state))
+        if old is None and p not in self.birth:
+            self.birth[p] = self.seq
         if state is None:
             self.paths.pop(p, None)
         else:
             self.paths[p] = state
 
+    def set_attr(self, ino, name, value):
+        self.attrs[ino][name].append((self.seq, value))
+
+    def attr(self, ino, name):
+        """The current value of attribute NAME of inode INO, or None."""
+        return self.attrs[ino][name][-1][1]
+
     def pin(self, p):
         self.allowed[p] = {self.paths.get(p)}
+        self.hist[p] = [(-1, self.paths.get(p))]
 
     def files(self):
         return sorted(p for p, s in self.paths.items() if s != DIR)
@@ -310,14 +365,31 @@ class Model:
     # a kill interrupts counts as one that may have happened), and
     # finish() records what its syncs achieved once it returned.
     def apply(self, op):
+        self.seq += 1
+        op.seq = self.seq
         k = op.kind
         if k == 'create':
             op.ino = self.new_inode()
             self.set(op.path, op.ino)
             self.inodes[op.ino].write(0, op.data)
+        elif k == 'replace':
+            # A new file under a temporary name, not synced, renamed over
+            # an existing file: if the name shows the new file after a
+            # crash, it shows all of it (ext4's auto_da_alloc).
+            tmp = self.new_inode()
+            self.inodes[tmp].write(0, op.data)
+            self.set(op.path, tmp)
+            self.set(op.path, None)
+            op.ino = self.new_inode(op.data)
+            self.set(op.path2, op.ino)
+        elif k in ('chmod', 'chown', 'utime'):
+            op.ino = self.paths[op.path]
+            self.set_attr(op.ino, ATTR_OF[k], op.size)
         elif k in ('write', 'otrunc', 'append', 'truncate', 'fsync'):
             op.ino = self.paths[op.path]
             ip = self.inodes[op.ino]
+            if k != 'fsync':
+                self.set_attr(op.ino, 'mtime', None)
             if k == 'write':
                 ip.write(op.off, op.data)
             elif k == 'otrunc':
@@ -352,6 +424,11 @@ class Model:
             raise ValueError(k)
 
     def finish(self, op, res):
+        if op.kind == 'otrunc' and res.err is None:
+            # Truncated to zero, written and closed: the close ordered
+            # its data before everything after it (ext4's
+            # auto_da_alloc), as good as durable for a later crash.
+            self.inodes[op.ino].make_durable()
         if not res.synced:
             return
         if op.kind == 'fsyncdir':
@@ -389,20 +466,51 @@ class Model:
                     ids[s] = m.new_inode(contents[s])
                 m.paths[p] = ids[s]
         m.allowed = {p: {s} for p, s in m.paths.items()}
+        m.hist = {p: [(-1, s)] for p, s in m.paths.items()}
         return m
+
+    def horizon(self, tree):
+        """The latest operation a crash visibly kept: the highest birth
+        of the names in TREE (-1: none). Every operation before it had
+        returned when it started, so none of them may be missing."""
+        return max((self.birth[p] for p in tree if p in self.birth),
+                   default=-1)
+
+    @staticmethod
+    def since(events, h):
+        """The values EVENTS ((seq, value), in order) may show after a
+        crash that kept operation H: the value as of the last event
+        before H, and any later one."""
+        k = max((i for i, (seq, _) in enumerate(events) if seq < h),
+                default=0)
+        return {v for _, v in events[k:]}
+
+    def attr_check(self, ino, got, h):
+        """None if GOT ({name: value}) is what inode INO may show after a
+        crash that kept operation H, else what is wrong."""
+        for a in ATTRS:
+            ok = self.since(self.attrs[ino][a], h)
+            if None not in ok and got[a] not in ok:
+                return (f'{a} is {fmt_attr(a, got[a])}, but an operation '
+                        f'before the last one kept (op {h}) set '
+                        f'{", ".join(fmt_attr(a, v) for v in ok)}')
+        return None
 
 
 # ---- operations ------------------------------------------------------------
 
 class Op:
     __slots__ = ('kind', 'path', 'path2', 'off', 'data', 'size', 'sync',
-                 'rdonly', 'ino')
+                 'rdonly', 'ino', 'seq')
 
     def __init__(self, kind, path, path2=None, off=None, data=None,
                  size=None, sync=None, rdonly=False):
+        # size: the new size (truncate), mode (chmod), uid (chown) or
+        # mtime in ns (utime)
         self.kind, self.path, self.path2 = kind, path, path2
         self.off, self.data, self.size = off, data, size
         self.sync, self.rdonly, self.ino = sync, rdonly, None
+        self.seq = None
 
     def __repr__(self):
         parts = [self.kind, repr(self.path)]
@@ -413,7 +521,8 @@ class Op:
         if self.data is not None:
             parts.append(short(self.data))
         if self.size is not None:
-            parts.append(f'size={self.size}')
+            name = ATTR_OF.get(self.kind, 'size')
+            parts.append(f'{name}={fmt_attr(name, self.size)}')
         if self.sync and self.kind != 'fsyncdir':
             parts.append(f'+{self.sync}' + ('(ro)' if self.rdonly else ''))
         return ' '.join(parts)
@@ -490,6 +599,23 @@ def execute(op, root):
             os.close(f)
         elif k == 'truncate':
             os.truncate(path, op.size)
+        elif k == 'replace':
+            step = 'open'
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_CLOEXEC, 0o644)
+            step = 'write'
+            write_all(fd, op.data)
+            step = 'close'
+            f, fd = fd, None
+            os.close(f)
+            step = 'rename'
+            os.rename(path, os.path.join(root, op.path2))
+        elif k == 'chmod':
+            os.chmod(path, op.size)
+        elif k == 'chown':
+            os.chown(path, op.size, -1)
+        elif k == 'utime':
+            os.utime(path, ns=(op.size, op.size))
         elif k == 'rename':
             os.rename(path, os.path.join(root, op.path2))
         elif k == 'link':
@@ -531,7 +657,8 @@ class Generator:
         'create': 8, 'write': 10, 'overwrite': 8, 'otrunc': 5,
         'truncate': 5, 'append': 8, 'rename': 4, 'link': 3, 'unlink': 4,
         'mkdir': 3, 'rmdir': 2, 'fsync': 6, 'fdatasync': 4, 'fsyncdir': 4,
-        'big': 2, 'fsync_append': 2,
+        'big': 2, 'fsync_append': 2, 'replace': 4, 'chmod': 3,
+        'chown': 2, 'utime': 3,
     }
 
     def __init__(self, rng, model, big=True):
@@ -612,7 +739,7 @@ class Generator:
         total = m.total_bytes()
         full = total > MAX_TOTAL
         if full and kind in ('create', 'write', 'append', 'big',
-                             'fsync_append', 'link'):
+                             'fsync_append', 'link', 'replace'):
             # Make room: cut or remove one of the largest files.
             big = sorted(files, key=lambda q: (-len(m.inodes[m.paths[q]].cur),
                                                q))[:3]
@@ -712,6 +839,20 @@ class Generator:
                     return None
                 return Op('rename', src, path2=dst)
             return Op('rename', src, path2=self.new_path('f'))
+        if kind == 'replace':
+            n = self.length()
+            if total + n > MAX_TOTAL:
+                return None
+            return Op('replace', self.new_path('t'),
+                      path2=rng.choice(files), data=self.data(n))
+        if kind == 'chmod':
+            return Op('chmod', rng.choice(files), size=rng.choice(MODES))
+        if kind == 'chown':
+            return Op('chown', rng.choice(files), size=rng.choice(UIDS))
+        if kind == 'utime':
+            return Op('utime', rng.choice(files),
+                      size=UTIME_BASE + rng.randrange(10**9) * 1000 +
+                      rng.randrange(1000))
         if kind == 'link':
             if len(files) >= MAX_FILES:
                 return None
@@ -783,6 +924,22 @@ def scan(root):
     return tree, contents
 
 
+def scan_attrs(root, tree):
+    """{real inode: {attribute: value}} of the regular files of TREE (as
+    scan() returns it). Raises Failure on an error."""
+    out = {}
+    for p, s in tree.items():
+        if s == DIR or s in out:
+            continue
+        try:
+            st = os.lstat(os.path.join(root, p))
+        except OSError as exc:
+            raise Failure(f'stat of {p!r} failed: {exc}')
+        out[s] = {'mode': st.st_mode & 0o7777, 'uid': st.st_uid,
+                  'mtime': st.st_mtime_ns}
+    return out
+
+
 def first_diff(a, b):
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
@@ -830,9 +987,28 @@ def compare_exact(model, tree, contents, what):
     return diffs
 
 
+def compare_attrs(model, tree, attrs, what):
+    """Attributes of TREE's files that differ from the values the model
+    knows."""
+    diffs = []
+    for p in sorted(tree):
+        ino = model.paths.get(p)
+        if tree[p] == DIR or ino in (None, DIR):
+            continue
+        for a in ATTRS:
+            want, got = model.attr(ino, a), attrs[tree[p]][a]
+            if want is not None and got != want:
+                diffs.append(f'{p!r}: {what} has {a} '
+                             f'{fmt_attr(a, got)}, the model '
+                             f'{fmt_attr(a, want)}')
+    return diffs
+
+
 def check_exact(model, root, what='the mount'):
     tree, contents = scan(root)
     diffs = compare_exact(model, tree, contents, what)
+    if not diffs:
+        diffs = compare_attrs(model, tree, scan_attrs(root, tree), what)
     if diffs:
         raise Failure(f'{len(diffs)} differences between the model and '
                       f'{what}:\n  ' + '\n  '.join(diffs[:20]))
@@ -843,6 +1019,8 @@ def check_crash(model, root):
     """Checks the tree at ROOT after a crash against what MODEL allows;
     returns scan(root). Raises Failure listing the violations."""
     tree, contents = scan(root)
+    attrs = scan_attrs(root, tree)
+    h = model.horizon(tree)
     problems = []
     groups = {}   # real inode -> set of model inodes all its names allow
     names = {}    # real inode -> its paths
@@ -850,6 +1028,9 @@ def check_crash(model, root):
         if any(tree.get(a) != DIR for a in ancestors(p)):
             continue  # under a directory that is not there: gone with it
         allowed = model.allowed.get(p, {None})
+        if p in model.hist:
+            # no later operation kept while an earlier one was lost
+            allowed = allowed & Model.since(model.hist[p], h)
         got = tree.get(p)
         if got is None:
             if None not in allowed:
@@ -876,7 +1057,8 @@ def check_crash(model, root):
         data = contents[real]
         errs = []
         for ino in sorted(cands, reverse=True):
-            err = model.inodes[ino].crash_check(data)
+            err = model.inodes[ino].crash_check(data) or \
+                model.attr_check(ino, attrs[real], h)
             if err is None:
                 break
             errs.append(f'as {model.inodes[ino]}: {err}')
