@@ -616,6 +616,7 @@ void blk_db_close(struct blk_db *db)
 	pthread_mutex_destroy(&db->compact_lock);
 	pthread_mutex_destroy(&db->sync_lock);
 	free(db->lost);
+	newlog_pending_free(db);
 	free(db->all);
 	free(db->path);
 	free(db);

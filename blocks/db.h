@@ -46,9 +46,11 @@ struct blk_db_options {
 	/* Keep the new-block log: every commit that stores a block not
 	 * stored before also adds "newlog" record (next sequence number ->
 	 * binary CID) in the same batch, for a consumer that hands new
-	 * blocks on (to peers) and deletes each record once done. After a
-	 * crash, a block whose bytes were lost but whose record is gone is
-	 * kept, marked evicted (the consumer had handed it on). */
+	 * blocks on (to peers) and deletes each record once done, with
+	 * blk_txn_delete (store.h invariant 4: no block is evicted while a
+	 * record names it). After a crash, a block whose bytes were lost but
+	 * whose record is gone is kept, marked evicted (the consumer had
+	 * handed it on). */
 	bool newlog;
 };
 
@@ -183,6 +185,8 @@ void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
  * that RocksDB joins as it copies them into the batch. */
 void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		  const void *v0, size_t l0, const void *v1, size_t l1);
+/* Deleting a "newlog" record also tells the block store that the block's
+ * upload is done (store.h invariant 4); that commit takes its lock. */
 void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
 		    size_t klen);
 /* Apply everything atomically; with @sync, durably (WAL fsync).

@@ -5,7 +5,9 @@
  * An evicted block keeps its refs record with the REFS_EVICTED flag and
  * loses its "blocks" record; stats.remote_bytes counts its length. Both
  * changes, and their undoing in blk_store_fill, are one batch written
- * under ref_lock, as a commit's are (store.c S1).
+ * under ref_lock, as a commit's are (store.c S1). Under the same lock it
+ * refuses a block that a record of the new-block log names (newlog.c N3):
+ * that block's upload is pending, and its bytes are nowhere else yet.
  */
 
 #include "blocks/store-int.h"
@@ -30,6 +32,10 @@ int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
 	if (rc <= 0 || (flags & REFS_EVICTED)) {
 		pthread_mutex_unlock(&db->ref_lock);
 		return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
+	}
+	if (newlog_pending_has(db, key, klen)) {
+		pthread_mutex_unlock(&db->ref_lock);
+		return -EBUSY; /* not uploaded yet (store.h invariant 4) */
 	}
 	store_delta_begin(db, &d);
 	d.st.remote_bytes += len;
@@ -79,7 +85,7 @@ int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
 		if (r > 0) {
 			*freed += (uint64_t)r;
 			(*count)++;
-		} else if (r < 0 && r != -ENOENT && rc == 0) {
+		} else if (r < 0 && r != -ENOENT && r != -EBUSY && rc == 0) {
 			rc = r;
 		}
 	}

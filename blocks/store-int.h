@@ -25,6 +25,19 @@
  * invariant J1). */
 #define JOURNAL_NOWAL_MIN (64 * 1024)
 
+/* The CIDs that records of the new-block log name, each with its number of
+ * records: an open-addressing table with linear probing (newlog.c N3). */
+struct pending_slot {
+	uint8_t cid[BLK_CID_MAX_BYTES];
+	uint8_t clen;
+	uint32_t n; /* records naming it; 0: an empty slot */
+};
+
+struct newlog_pending {
+	struct pending_slot *v; /* cap slots, cap a power of two (or 0) */
+	size_t cap, used;	/* used: slots with n > 0 */
+};
+
 /*
  * The database. Lock order: sync_lock before ref_lock; compact_lock is
  * never held together with another of them.
@@ -71,6 +84,10 @@ struct blk_db {
 	 * journaled since the last sync. All ref_lock. */
 	uint64_t journal_seq, journal_first, journal_bytes;
 	uint64_t newlog_seq; /* ref_lock: next new-block log number */
+	/* ref_lock: the CIDs the new-block log names (newlog.c N3), which
+	 * eviction refuses. Filled at open (read-write) before @db is
+	 * shared. */
+	struct newlog_pending pending;
 
 	/* Blocks found lost at open (journal.c). Written by blk_db_open,
 	 * then the opener's (blk_db_lost_blocks): no lock. */
@@ -85,6 +102,15 @@ struct txn_ref {
 	int64_t delta;
 	const void *data; /* NULL: bytes not supplied */
 	size_t len;
+	bool logged; /* the commit adds a new-block log record for it */
+};
+
+/* A new-block log record a transaction deletes (newlog.c N3): its key, and
+ * the CID it names, read under ref_lock at commit (clen 0: none). */
+struct txn_retire {
+	uint8_t seq[8];
+	uint8_t cid[BLK_CID_MAX_BYTES];
+	uint8_t clen;
 };
 
 /* A transaction: owned by one thread at a time (db.h). */
@@ -95,6 +121,8 @@ struct blk_txn {
 	struct txn_ref *refs;	  /* reference changes, applied at commit */
 	size_t nrefs;
 	size_t cap;
+	struct txn_retire *retire; /* new-block log records deleted */
+	size_t nretire, retire_cap;
 	int err; /* first error of a call that cannot return one */
 };
 
@@ -142,8 +170,13 @@ int journal_sync(struct blk_db *db);
 int journal_recover(struct blk_db *db);
 
 /* newlog.c: the new-block log. */
-void newlog_append(struct blk_txn *t, const char *key, size_t klen,
+bool newlog_append(struct blk_txn *t, const char *key, size_t klen,
 		   struct store_delta *d);
+int newlog_txn_retire(struct blk_txn *t, const void *seq);
+int newlog_commit_prepare(struct blk_txn *t, size_t nrefs);
+void newlog_commit_publish(struct blk_txn *t, size_t nrefs);
+bool newlog_pending_has(const struct blk_db *db, const void *cid, size_t clen);
+void newlog_pending_free(struct blk_db *db);
 struct newlog_index;
 int newlog_index_load(struct blk_db *db, struct newlog_index **out);
 bool newlog_index_has(const struct newlog_index *ix, const void *cid,

@@ -252,6 +252,7 @@ static int add_ref(struct blk_txn *t, const struct blk_cid *cid, int64_t delta,
 	r->delta = delta;
 	r->data = data;
 	r->len = len;
+	r->logged = false;
 	return 0;
 }
 
@@ -382,9 +383,8 @@ static void drop_block(struct blk_txn *t, const struct txn_ref *r, uint64_t cur,
  * (journal.c J2). 0, or -EUCLEAN (count below zero, new block without
  * bytes, corrupt refs record).
  */
-static int apply_ref(struct blk_txn *t, const struct txn_ref *r,
-		     const char *val, size_t vlen, bool wal,
-		     struct store_delta *d)
+static int apply_ref(struct blk_txn *t, struct txn_ref *r, const char *val,
+		     size_t vlen, bool wal, struct store_delta *d)
 {
 	struct blk_db *db = t->db;
 	const char *key = (const char *)r->key;
@@ -403,7 +403,7 @@ static int apply_ref(struct blk_txn *t, const struct txn_ref *r,
 			return -EUCLEAN;
 		len = (uint32_t)r->len;
 		journal_put_bytes(t, key, r->klen, r->data, r->len, wal, d);
-		newlog_append(t, key, r->klen, d);
+		r->logged = newlog_append(t, key, r->klen, d);
 		d->st.blocks++;
 		d->st.bytes += len;
 	} else if (cur + (uint64_t)r->delta == 0) {
@@ -454,33 +454,41 @@ static int apply_refs(struct blk_txn *t, struct refs_get *g,
 	return rc;
 }
 
-/* Commit a transaction with reference changes (S1): 0, -ENOMEM, or an
- * error of apply_refs or blk_txn_write, nothing applied. Spends @t's
- * reference changes. */
+/* Commit a transaction with reference changes or deletions of new-block
+ * log records (S1, newlog.c N3): 0, -ENOMEM, or an error of apply_refs,
+ * newlog_commit_prepare or blk_txn_write, nothing applied. Spends @t's
+ * reference changes and deletions. */
 int store_commit_refs(struct blk_txn *t, bool sync)
 {
 	struct blk_db *db = t->db;
 	struct store_delta d;
-	struct refs_get g;
+	struct refs_get g = {0};
 	size_t n = aggregate_refs(t->refs, t->nrefs);
-	int rc;
+	int rc = 0;
 
 	t->nrefs = 0; /* the transaction is spent */
-	if (n == 0)
+	if (n == 0 && t->nretire == 0)
 		return rocksdb_writebatch_count(t->wb) > 0
 			   ? blk_txn_write(t, sync)
 			   : 0;
-	rc = refs_get_alloc(&g, n);
+	if (n)
+		rc = refs_get_alloc(&g, n);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&db->ref_lock);
 	store_delta_begin(db, &d);
-	rc = apply_refs(t, &g, &d);
+	if (n)
+		rc = apply_refs(t, &g, &d);
+	if (rc == 0)
+		rc = newlog_commit_prepare(t, n);
 	if (rc == 0)
 		rc = blk_txn_write(t, sync);
-	if (rc == 0)
+	if (rc == 0) {
 		store_delta_publish(db, &d);
+		newlog_commit_publish(t, n);
+	}
 	pthread_mutex_unlock(&db->ref_lock);
+	t->nretire = 0;
 	refs_get_free(&g);
 	return rc;
 }

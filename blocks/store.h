@@ -10,6 +10,10 @@
  *     either all of it is there or none of it.
  *  3. Stats (block count, unique bytes, referenced bytes, evicted bytes)
  *     equal the sums over "refs" at every commit.
+ *  4. A block that a record of the new-block log names (its upload is
+ *     pending) is never evicted: blk_store_evict checks, under the same
+ *     lock, the count of records per CID that commits and the log's
+ *     retirement keep (newlog.c N3).
  *
  * Durability: records and reference counts go to the WAL without syncing
  * (they survive the death of the process, not of the machine). The bytes of
@@ -39,9 +43,9 @@ struct blk_store_stats {
 /* 1 if the block is stored (its bytes here or evicted), 0 if not, -EIO,
  * -EUCLEAN (a corrupt refs record). Reads "refs" only. */
 int blk_store_has(struct blk_db *db, const struct blk_cid *cid);
-/* Whole block as a malloc'd copy: 0, -ENOENT (not stored, or evicted),
- * -ENOMEM, -EIO; with verify_on_read, -EBADMSG when the bytes do not hash
- * to @cid. */
+/* Whole block as a malloc'd copy: 0, -ENOENT (the bytes are not here:
+ * not stored, or evicted; blk_store_has tells which), -ENOMEM, -EIO; with
+ * verify_on_read, -EBADMSG when the bytes do not hash to @cid. */
 int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
 		  size_t *len);
 /* Copy bytes [off, off+len) of a block into @dst without an intermediate
@@ -73,8 +77,9 @@ int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid);
 
 /* Eviction (evict.c): drop a block's bytes but keep its references, for a
  * block that peers hold. Reads of it then fail with -ENOENT until it is
- * filled again. Returns the bytes freed (0 if evicted already), -ENOENT
- * (not stored), -EIO, -EUCLEAN, -EROFS. */
+ * filled again. Returns the bytes freed (0 if evicted already), -EBUSY
+ * (a new-block log record names it: not handed on yet, invariant 4),
+ * -ENOENT (not stored), -EIO, -EUCLEAN, -EROFS. */
 int blk_store_evict(struct blk_db *db, const struct blk_cid *cid);
 /* Evict stored blocks in CID order, as blk_store_evict does, until at
  * least @goal bytes have been freed or every block has been tried (blocks
@@ -82,7 +87,8 @@ int blk_store_evict(struct blk_db *db, const struct blk_cid *cid);
  * *@freed and *@count are set to the bytes freed and the blocks evicted,
  * also on error. Returns 0; -EROFS (nothing tried), -ENOMEM, or the first
  * other error met (a failed eviction, -ENOENT of a block deleted meanwhile
- * aside, or -EIO when the walk over "refs" broke off). */
+ * and -EBUSY of one not handed on aside, or -EIO when the walk over "refs"
+ * broke off). */
 int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
 			 uint64_t *count);
 /* Put an evicted block's bytes back (after fetching them): 0 (also when

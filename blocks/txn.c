@@ -9,7 +9,8 @@
  *      store_commit_refs turns into batch entries. Any error found during
  *      commit discards the whole batch.
  *  T2. A transaction that changes only records does not take ref_lock, so
- *      it keeps RocksDB's group commit.
+ *      it keeps RocksDB's group commit; one that deletes new-block log
+ *      records does (newlog.c N3).
  *  T3. t->bb is written before t->wb (blk_txn_write): no reference record
  *      is ever visible before its block.
  */
@@ -38,6 +39,7 @@ void blk_txn_free(struct blk_txn *t)
 	rocksdb_writebatch_destroy(t->wb);
 	rocksdb_writebatch_destroy(t->bb);
 	free(t->refs);
+	free(t->retire);
 	free(t);
 }
 
@@ -81,6 +83,11 @@ void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
 
 	if (!h)
 		return;
+	if (cf == BLK_CF_NEWLOG && klen == 8 && newlog_txn_retire(t, key) < 0) {
+		if (!t->err)
+			t->err = -ENOMEM;
+		return;
+	}
 	rocksdb_writebatch_delete_cf(t->wb, h, key, klen);
 }
 
@@ -109,7 +116,7 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 		return -EROFS;
 	if (t->err)
 		return t->err;
-	if (t->nrefs > 0)
+	if (t->nrefs > 0 || t->nretire > 0)
 		rc = store_commit_refs(t, sync); /* T2 */
 	else if (rocksdb_writebatch_count(t->wb) > 0)
 		rc = blk_txn_write(t, sync);

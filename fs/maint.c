@@ -13,7 +13,9 @@
 /* Keep the local store within cfg.local_max once peers hold everything:
  * evict blocks (their references stay; reads fetch them back). The order
  * is the CIDs', i.e. arbitrary, which is what a cache of content-addressed
- * blocks without access times can do cheaply. */
+ * blocks without access times can do cheaply. The store itself refuses a
+ * block not uploaded yet (blocks/store.h invariant 4); the backlog check
+ * only saves a walk while uploads are queued. */
 static void evict_blocks(struct bfs *fs)
 {
 	struct blk_store_stats st;

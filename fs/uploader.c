@@ -5,6 +5,9 @@
  *
  *   logged   --read_log-------------------------------> sending
  *   logged   --read_log (not a CID, or deleted)-------> done
+ *   logged   --read_log (referenced, bytes not here)--> unread
+ *   unread   --job_retry (retry_at passed, read)------> sending
+ *   unread   --job_retry (deleted meanwhile)----------> done
  *   sending  --handle_completion (K+M acknowledged)---> done
  *   sending  --place_fragment (no node left)----------> stalled
  *   stalled  --uploader_main (retry_at passed)--------> sending
@@ -21,6 +24,12 @@
  *     another fragment's home (a fetch would not look for it there).
  *  4. dirty[i] is set for every node that acknowledged a fragment since
  *     the last barrier that synced it.
+ *  5. A job is done only when all its fragments were acknowledged or there
+ *     is nothing to upload: its record names no CID, or the store holds no
+ *     reference to the block (deleted). A block still referenced whose
+ *     bytes are not here (evicted: blk_store_get says -ENOENT,
+ *     blk_store_has 1) is never taken for deleted; its job stays unread,
+ *     and the watermark and the barrier wait.
  *
  * Locks: u->lock guards the fields so marked and every job on the list.
  * The node functions are called with it held (send, up) or without it
@@ -75,6 +84,10 @@ struct job {
 	unsigned nrank;
 	bool misplaced; /* some fragment is not on its home */
 	bool stalled;	/* some fragment found no node; retry later */
+	/* Its bytes were not here (invariant 5): read again at retry_at.
+	 * No send of it is in flight meanwhile. */
+	bool unread;
+	bool warned; /* that its bytes were not here was logged */
 	struct timespec retry_at;
 	bool done;
 };
@@ -260,8 +273,9 @@ static int job_encode(struct bfs_uploader *u, struct job *j, void *data,
 	return ret;
 }
 
-/* Read the block and make its fragments. 0, or -ENOENT when the block was
- * deleted before its turn came (nothing to upload), or another -errno. */
+/* Read the block and make its fragments. 0, -ENOENT when its bytes are
+ * not here (deleted before its turn came, or evicted: job_deleted tells
+ * which), or another -errno. */
 static int job_prepare(struct bfs_uploader *u, struct job *j)
 {
 	unsigned k, m;
@@ -304,9 +318,43 @@ static void job_free(struct job *j)
 	free(j);
 }
 
-/* A job for log record @seq naming @cid (@clen bytes): prepared, or done
- * at once when there is nothing to upload. NULL when the record must be
- * read again later (out of memory, the store failing). */
+/* The store references @j's block but its bytes are not here: evicted
+ * before its upload (the store refuses that now, store.h invariant 4, but
+ * a store written before may hold such a block), or stored again since
+ * the read. Its bytes reached no node, so the job is not done (invariant
+ * 5): it reads them again after retry_ms (a read of the file may fill
+ * them back from the cluster). Said once per job. @j is the caller's
+ * (read_records) or u->lock is held. */
+static void job_unread(struct bfs_uploader *u, struct job *j)
+{
+	char name[BLK_CID_STR_MAX];
+
+	net_buf_unref(j->buf);
+	j->buf = NULL;
+	j->unread = true;
+	j->stalled = true;
+	blk_deadline(&j->retry_at,
+		     u->cfg.retry_ms ? u->cfg.retry_ms : DEFAULT_RETRY_MS);
+	if (j->warned)
+		return;
+	j->warned = true;
+	blk_cid_to_string(&j->cid, name);
+	bfs_log_err("upload: block %s is referenced but its bytes are not "
+		    "here; it stays queued until they are",
+		    name);
+}
+
+/* Whether a block job_prepare did not find (-ENOENT) is deleted (no
+ * reference left: nothing to upload) rather than evicted. */
+static bool job_deleted(struct bfs_uploader *u, const struct job *j)
+{
+	return blk_store_has(u->cfg.lay.db, &j->cid) == 0;
+}
+
+/* A job for log record @seq naming @cid (@clen bytes): prepared, unread
+ * (its bytes are not here), or done at once when there is nothing to
+ * upload. NULL when the record must be read again later (out of memory,
+ * the store failing). */
 static struct job *job_from_record(struct bfs_uploader *u, uint64_t seq,
 				   const uint8_t *cid, size_t clen)
 {
@@ -324,8 +372,10 @@ static struct job *job_from_record(struct bfs_uploader *u, uint64_t seq,
 	memcpy(j->ckey, cid, clen);
 	j->cklen = clen;
 	ret = job_prepare(u, j);
-	if (ret == -ENOENT) {
+	if (ret == -ENOENT && job_deleted(u, j)) {
 		j->done = true; /* deleted already */
+	} else if (ret == -ENOENT) {
+		job_unread(u, j); /* evicted: not done (invariant 5) */
 	} else if (ret < 0) {
 		bfs_log_err("upload: cannot read block for upload: %s",
 			    strerror(-ret));
@@ -411,7 +461,7 @@ static void read_log(struct bfs_uploader *u)
 			u->head = j;
 		u->tail = j;
 		u->njobs++;
-		if (!j->done)
+		if (!j->done && !j->unread)
 			job_start(u, j);
 	}
 }
@@ -522,6 +572,30 @@ static void retire(struct bfs_uploader *u)
 	pthread_cond_broadcast(&u->done);
 }
 
+/* Start a stalled job again; an unread one reads its block first, with
+ * u->lock dropped: only this thread changes the list, and no send of the
+ * job is in flight. u->lock held. */
+static void job_retry(struct bfs_uploader *u, struct job *j)
+{
+	if (j->unread) {
+		pthread_mutex_unlock(&u->lock);
+		int ret = job_prepare(u, j);
+		bool deleted = ret == -ENOENT && job_deleted(u, j);
+		pthread_mutex_lock(&u->lock);
+		if (ret < 0 && !deleted) {
+			job_unread(u, j);
+			return;
+		}
+		j->unread = false;
+		j->stalled = false;
+		if (deleted) {
+			j->done = true;
+			return;
+		}
+	}
+	job_start(u, j);
+}
+
 static void *uploader_main(void *arg)
 {
 	struct bfs_uploader *u = arg;
@@ -538,7 +612,7 @@ static void *uploader_main(void *arg)
 		}
 		for (struct job *j = u->head; j; j = j->next)
 			if (j->stalled && blk_deadline_passed(&j->retry_at))
-				job_start(u, j);
+				job_retry(u, j);
 		read_log(u);
 		retire(u);
 		if (u->comps)

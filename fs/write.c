@@ -60,8 +60,11 @@
  *  6. A block stored with cfg.newlog has a newlog record from the commit
  *     that first stored it until all its fragments are acknowledged; the
  *     uploader's watermark is below every record not yet retired.
- *  7. Only a block that is uploaded is evicted (bfs_peers_backlog is 0), and
- *     an evicted block keeps its references: it can always be fetched.
+ *  7. Only a block that is uploaded is evicted: the store refuses one that
+ *     a newlog record names, under its lock (blocks/store.h invariant 4),
+ *     and the uploader never takes an evicted block for a deleted one
+ *     (uploader.c invariant 5). An evicted block keeps its references: it
+ *     can always be fetched.
  *  8. An fsync'ed byte is committed and durable, and with a cluster its
  *     blocks are synced on their placement.
  */

@@ -235,10 +235,9 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 	return 0;
 }
 
-/* A store with the new-block log, a placement over @nnodes nodes, fake
- * nodes, and an uploader for replicas:@copies. */
-static void env_open(struct env *e, unsigned nnodes, unsigned copies,
-		     unsigned sync_timeout_ms)
+/* A store with the new-block log, a placement over @nnodes nodes and fake
+ * nodes; no uploader yet (env_start). */
+static void env_open_store(struct env *e, unsigned nnodes)
 {
 	struct blk_db_options o = {
 	    .extra_cfs = extra_cfs, .create = true, .newlog = true};
@@ -254,6 +253,12 @@ static void env_open(struct env *e, unsigned nnodes, unsigned copies,
 		nodes[i] = (struct pl_node){names[i], names[i], 1.0};
 	REQUIRE(pl_map_new(nodes, nnodes, &e->pl) == 0);
 	fake_start();
+}
+
+/* Start the uploader of @e, for replicas:@copies. */
+static void env_start(struct env *e, unsigned nnodes, unsigned copies,
+		      unsigned sync_timeout_ms)
+{
 	struct bfs_uploader_config uc = {
 	    .lay = {.db = e->db,
 		    .pl = e->pl,
@@ -267,6 +272,14 @@ static void env_open(struct env *e, unsigned nnodes, unsigned copies,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
 	};
 	REQUIRE(bfs_uploader_new(&uc, &e->u) == 0);
+}
+
+/* A store, fake nodes, and an uploader for replicas:@copies. */
+static void env_open(struct env *e, unsigned nnodes, unsigned copies,
+		     unsigned sync_timeout_ms)
+{
+	env_open_store(e, nnodes);
+	env_start(e, nnodes, copies, sync_timeout_ms);
 }
 
 static void env_close(struct env *e)
@@ -295,7 +308,8 @@ static unsigned commit_block(struct env *e, uint64_t seed)
 	REQUIRE(t && blk_txn_ref(t, &e->cid[i], data, sizeof(data)) == 0);
 	REQUIRE(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	bfs_uploader_kick(e->u);
+	if (e->u)
+		bfs_uploader_kick(e->u);
 	return i;
 }
 
@@ -558,6 +572,62 @@ static void test_stop_keeps_log(void)
 	env_close(&e);
 }
 
+/* Issue 20 item 3: the store references a queued block whose bytes are
+ * not here (evicted before its upload, as a store written before the
+ * store refused that may hold one): its job is not done, the barrier
+ * fails, until the bytes are back. A block deleted before its upload is
+ * done at once. */
+static void test_evicted_not_done(void)
+{
+	uint8_t seq1[8] = {0, 0, 0, 0, 0, 0, 0, 1}, key[BLK_CID_MAX_BYTES];
+	uint8_t data[4096];
+	unsigned gone, a;
+	struct blk_txn *t;
+	struct env e;
+	size_t klen;
+	uint64_t t0;
+
+	env_open_store(&e, NNODES);
+	gone = commit_block(&e, 31); /* record 0 */
+	t = blk_txn_new(e.db);
+	REQUIRE(t && blk_txn_unref(t, &e.cid[gone]) == 0);
+	REQUIRE(blk_txn_commit(t, false) == 0);
+	blk_txn_free(t);
+	CHECK(blk_store_has(e.db, &e.cid[gone]) == 0);
+	a = commit_block(&e, 32); /* record 1 */
+	/* a was handed on once (its record retired) and evicted, and a
+	 * record names it again */
+	t = blk_txn_new(e.db);
+	REQUIRE(t);
+	blk_txn_delete(t, BLK_CF_NEWLOG, seq1, 8);
+	REQUIRE(blk_txn_commit(t, false) == 0);
+	blk_txn_free(t);
+	CHECK(blk_store_evict(e.db, &e.cid[a]) == 4096);
+	klen = blk_cid_to_bytes(&e.cid[a], key);
+	CHECK(blk_db_put(e.db, BLK_CF_NEWLOG, seq1, 8, key, klen) == 0);
+	CHECK(blk_db_newlog_head(e.db) == 2);
+
+	env_start(&e, NNODES, 3, 300);
+	CHECK(wait_backlog(&e, 1)); /* the deleted block is done */
+	t0 = now_ms();
+	CHECK(bfs_uploader_barrier(e.u) == -EIO);
+	CHECK(now_ms() - t0 >= 250);
+	CHECK(bfs_uploader_backlog(e.u) == 1);
+	CHECK(log_records(&e) == 1);
+	for (unsigned i = 0; i < NNODES; i++)
+		CHECK(fake_count(i, false) == 0);
+
+	/* The bytes are back (a read fetched them): the job goes on. */
+	fill_random(data, sizeof(data), 32);
+	CHECK(blk_store_fill(e.db, &e.cid[a], data, sizeof(data)) == 0);
+	CHECK(wait_backlog(&e, 0));
+	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(log_records(&e) == 0);
+	for (unsigned r = 0; r < NNODES; r++)
+		CHECK(fake_acked(e.rank[a][r], &e.cid[a]) == (r < 3));
+	env_close(&e);
+}
+
 int main(void)
 {
 	pthread_mutex_init(&fk.lock, NULL);
@@ -571,6 +641,7 @@ int main(void)
 	test_sync_fails(BFS_SYNC_NO_ANSWER);
 	test_sync_fails(-EIO);
 	test_stop_keeps_log();
+	test_evicted_not_done();
 	printf("uploader: %u checks passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
