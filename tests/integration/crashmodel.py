@@ -885,10 +885,12 @@ class Generator:
 
 # ---- reading the tree back -------------------------------------------------
 
-def scan(root):
+def scan(root, unreadable=None):
     """{path: DIR, or the real inode number of a regular file} of the
     tree at ROOT, and {real inode: bytes}. Raises Failure on an error or
-    an entry of another type."""
+    an entry of another type; with UNREADABLE (a dict), a file whose read
+    fails with EIO is left out and its path added to
+    UNREADABLE[real inode] instead (damage the filesystem may report)."""
     tree, contents = {}, {}
     stack = ['']
     while stack:
@@ -909,19 +911,55 @@ def scan(root):
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     raise Failure(f'{p!r} has mode {st.st_mode:o}')
-                tree[p] = st.st_ino
+                if unreadable is not None and st.st_ino in unreadable:
+                    unreadable[st.st_ino].append(p)
+                    continue
                 if st.st_ino not in contents:
-                    with open(full, 'rb', buffering=0) as f:
-                        got = f.read()
-                        while True:
-                            more = f.read()
-                            if not more:
-                                break
-                            got += more
-                    contents[st.st_ino] = got
+                    contents[st.st_ino] = read_file(full)
+                tree[p] = st.st_ino
             except OSError as exc:
-                raise Failure(f'reading {p!r} failed: {exc}')
+                if unreadable is None or exc.errno != errno.EIO:
+                    raise Failure(f'reading {p!r} failed: {exc}')
+                unreadable[st.st_ino] = [p]
     return tree, contents
+
+
+def read_file(path):
+    with open(path, 'rb', buffering=0) as f:
+        got = f.read()
+        while True:
+            more = f.read()
+            if not more:
+                break
+            got += more
+    return got
+
+
+def flip(path, rng, places=4, n=16):
+    """Inverts N bytes at PLACES random offsets of PATH (bit rot under a
+    stopped process); returns the offsets."""
+    size = os.path.getsize(path)
+    offs = sorted(rng.randrange(max(1, size - n)) for _ in range(places))
+    with open(path, 'r+b') as f:
+        for off in offs:
+            f.seek(off)
+            old = f.read(n)
+            f.seek(off)
+            f.write(bytes(b ^ 0xFF for b in old))
+    return offs
+
+
+def rot(db_dir, suffixes, rng):
+    """Flips bytes in one of DB_DIR's files whose name ends in one of
+    SUFFIXES and that holds something; returns a description, or None
+    when there is no such file."""
+    names = sorted(n for n in os.listdir(db_dir) if n.endswith(suffixes) and
+                   os.path.getsize(os.path.join(db_dir, n)) > 64)
+    if not names:
+        return None
+    name = rng.choice(names)
+    offs = flip(os.path.join(db_dir, name), rng)
+    return f'{name} at {offs}'
 
 
 def scan_attrs(root, tree):
@@ -1015,10 +1053,13 @@ def check_exact(model, root, what='the mount'):
     return tree, contents
 
 
-def check_crash(model, root):
+def check_crash(model, root, unreadable=None):
     """Checks the tree at ROOT after a crash against what MODEL allows;
-    returns scan(root). Raises Failure listing the violations."""
-    tree, contents = scan(root)
+    returns scan(root). Raises Failure listing the violations. With
+    UNREADABLE (a dict), files that fail with EIO are listed there
+    (scan) and not checked."""
+    tree, contents = scan(root, unreadable)
+    gone = {p for ps in (unreadable or {}).values() for p in ps}
     attrs = scan_attrs(root, tree)
     h = model.horizon(tree)
     problems = []
@@ -1027,6 +1068,8 @@ def check_crash(model, root):
     for p in sorted(set(model.allowed) | set(tree)):
         if any(tree.get(a) != DIR for a in ancestors(p)):
             continue  # under a directory that is not there: gone with it
+        if p in gone:
+            continue  # unreadable: the caller checks it was reported
         allowed = model.allowed.get(p, {None})
         if p in model.hist:
             # no later operation kept while an earlier one was lost

@@ -15,6 +15,17 @@ that backlog. At most two storage nodes are killed at once: ec:4+2 must
 lose nothing then, so with only nodes killed the tree must equal the model
 exactly.
 
+The corruption family (issue 20): at a quarter of the kill points, bytes
+are flipped in the store of what was killed before it starts again. In a
+storage node (its blob, table or write-ahead log files) the cluster must
+still read right, and a node holding fewer fragments than before must
+count them as lost (blockfs status); such a node stays short (no repair
+yet), so later kill points count it as one of the two failures ec:4+2
+tolerates. In the mount's own block bytes (blob files) a read must come
+out right (healed from the cluster) or fail with EIO while the daemon's
+log names the file and the block; such files are then removed and the
+workload goes on. BLOCKFS_CRASH_ROT=0 turns the family off.
+
 Every failure names its seed, the operation index at which the check
 failed, and a command line that replays it. Knobs (environment):
   BLOCKFS_CRASH_SEED        seeds to run (comma-separated), instead of each
@@ -59,8 +70,16 @@ def env_seeds(default):
 
 
 ROUNDS = util.env_int('BLOCKFS_CRASH_ROUNDS', 0)
+# The corruption family: at this share of kill points, bytes are flipped
+# in the store of what was killed (BLOCKFS_CRASH_ROT=0: never).
+ROT = os.environ.get('BLOCKFS_CRASH_ROT', '1') not in ('', '0')
+P_ROT = 0.25
 MAX_OPS = util.env_int('BLOCKFS_CRASH_OPS', 0)
 KEEP_GOING = os.environ.get('BLOCKFS_CRASH_KEEP_GOING', '') not in ('', '0')
+
+
+def db_dir(node_dir):
+    return os.path.join(node_dir, 'db')
 
 
 class SingleNode:
@@ -70,6 +89,15 @@ class SingleNode:
     def __init__(self, make_mount, node_dir, mnt):
         self.m = make_mount(node_dir, mnt)
         self.mnt = mnt
+        self.node_dir = node_dir
+
+    @property
+    def log(self):
+        return self.m.log
+
+    def rot_mount(self, rng):
+        """Bit rot in the stopped mount's block bytes (blob files)."""
+        return cm.rot(db_dir(self.node_dir), ('.blob',), rng)
 
     def kill_daemon(self):
         self.m.kill()
@@ -99,6 +127,26 @@ class EcCluster:
         self.c = cluster(nodes=NODES, redundancy='ec:4+2', opts=EC_OPTS,
                          client=True)
         self.mnt = self.c.mnt
+
+    @property
+    def log(self):
+        return self.c.mount.log
+
+    def rot_mount(self, rng):
+        return cm.rot(db_dir(self.c.node_dir(1)), ('.blob',), rng)
+
+    def rot_node(self, node, rng):
+        """Bit rot in a stopped storage node's database: its blob files
+        (fragment bytes), table files or write-ahead log."""
+        return cm.rot(db_dir(self.c.node_dir(node)), ('.blob', '.sst',
+                                                       '.log'), rng)
+
+    def fragments(self, node):
+        """(fragments stored, fragments it knows it lost) of NODE."""
+        for n in self.c.status()['nodes']:
+            if n['name'] == f'node{node}':
+                return n.get('fragments', 0), n.get('lost_fragments', 0)
+        raise AssertionError(f'node{node} is not in the status')
 
     def kill_daemon(self):
         self.c.mount.kill()
@@ -144,6 +192,8 @@ class Run:
         self.checks = 0
         self.recent = collections.deque(maxlen=40)
         self.failures = []
+        self.rotted = set()   # storage nodes whose store was damaged
+        self.rots = 0
         self.t0 = time.monotonic()
         self.spent = collections.Counter()  # seconds by activity
         print(f'crash harness: {test} seed {seed}', file=sys.stderr)
@@ -230,16 +280,42 @@ class Run:
             self.fail(err, what)
             self.rebase(sync=True)
 
-    def check_crash(self, what):
+    def check_crash(self, what, rotted=False):
         """After a crash: what the model allows; then what is there
-        becomes the model's durable state."""
+        becomes the model's durable state. ROTTED: the store was damaged
+        too, so a file may fail with EIO, if the log says which; such
+        files are removed before the workload goes on."""
         self.checks += 1
-        err = self.timed_check(cm.check_crash)
+        lost = {} if rotted else None
+        err = self.timed_check(
+            lambda model, root: cm.check_crash(model, root, lost))
+        if err is None and lost:
+            err = self.reported(lost)
         if err is not None:
             self.fail(err, what)
+        for paths in (lost or {}).values():
+            for p in paths:
+                os.unlink(os.path.join(self.env.mnt, p))
         t = time.monotonic()
         self.rebase(sync=True)
         self.spent['rebase'] += time.monotonic() - t
+
+    def reported(self, lost):
+        """None if the daemon's log names every file of LOST ({real
+        inode: paths} that read with EIO after bit rot), else the
+        Failure. A block shared by several files (dedup) is named once,
+        with one of them."""
+        with open(self.env.log, errors='replace') as f:
+            log = f.read().rsplit('\n=== ', 1)[-1]  # since the restart
+        silent = [ps for ino, ps in lost.items()
+                  if f'(inode {ino}): block ' not in log]
+        if silent and 'is unreadable' not in log:
+            return cm.Failure(f'reads of {silent} fail with EIO, and the '
+                              f'log names no unreadable block')
+        print(f'crash harness: unreadable after bit rot: '
+              f'{sorted(p for ps in lost.values() for p in ps)}',
+              file=sys.stderr)
+        return None
 
     def rebase(self, sync):
         err = None
@@ -271,6 +347,7 @@ class Run:
         print(f'crash harness: {self.test} seed {self.seed}: {self.ops} '
               f'ops, {self.checks} checks, kill points: '
               f'{sum(self.kills.values())} ({kills or "none"}), '
+              f'{self.rots} with bit rot, '
               f'{took:.1f}s (' + ', '.join(f'{k} {v:.1f}s' for k, v in
                                           sorted(self.spent.items())) +
               ')', file=sys.stderr)
@@ -299,6 +376,14 @@ class Run:
             victims = sorted(rng.sample(env.storage, rng.choice([1, 2]))) \
                 if kind != 'daemon' else []
             ndown = rng.randint(0, 2) if kind != 'daemon' else 0
+            rot = ROT and rng.random() < P_ROT
+            if victims and self.rotted:
+                # A damaged node stays short (no repair yet): it is one of
+                # the two failures ec:4+2 tolerates from now on.
+                victims = sorted(self.rotted | {victims[0]})
+            rot_node = victims[0] if rot and victims and \
+                (not self.rotted or victims[0] in self.rotted) else None
+            frags = env.fragments(rot_node) if rot_node else None
             for _ in range(nops - during):
                 self.step()
                 if self.done() or (cut_big and self.gen.last_big_append):
@@ -337,6 +422,22 @@ class Run:
             what = (f'kill point {r} ({kind}'
                     f'{" " + str(victims) if victims else ""}, '
                     f'{"during op %d" % self.ops if during else "pause %.2fs" % pause})')
+            # Bit rot while they are down: a storage node's store (the
+            # cluster must still read right, and a node that lost
+            # fragments must say so), or the mount's blocks (healed from
+            # the cluster, or EIO that the log explains).
+            rotted_mount = False
+            if rot_node:
+                desc = env.rot_node(rot_node, rng)
+                if desc:
+                    self.rotted.add(rot_node)
+                    what += f', node{rot_node} rotted: {desc}'
+            elif rot and 'daemon' in actions:
+                desc = env.rot_mount(rng)
+                rotted_mount = desc is not None
+                if desc:
+                    what += f', the mount\'s store rotted: {desc}'
+            self.rots += 'rotted' in what
             t = time.monotonic()
             if victims:
                 env.restart_nodes(victims)  # before anything is read
@@ -344,11 +445,22 @@ class Run:
                 env.start_daemon()
             env.wait_ready()
             self.spent['restarts'] += time.monotonic() - t
+            if frags and 'rotted' in what:
+                self.check_loss(rot_node, frags, what)
             if 'daemon' in actions:
-                self.check_crash(what)
+                self.check_crash(what, rotted_mount)
             else:
                 self.check_exact(what + ', the mount alive')
         self.summary()
+
+    def check_loss(self, node, before, what):
+        """A storage node whose store rotted holds at least the fragments
+        it held before, or counts those it lost (never short silently)."""
+        now, lost = self.env.fragments(node)
+        if now < before[0] and lost <= before[1]:
+            self.fail(cm.Failure(f'node{node} holds {now} fragments, '
+                                 f'{before[0]} before its store rotted, '
+                                 f'and reports none lost'), what)
 
     def without_kills(self, rounds):
         rng, env = self.rng, self.env
