@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -524,6 +525,63 @@ def test_uploads_resume_when_nodes_return(cluster):
     assert res.returncode == 0, \
         f'fsync after the nodes came back: {res.stderr}; status: {st}'
     assert st['pending_uploads'] == 0, st
+
+
+# ---- stopping: SIGTERM to a stopped daemon ----------------------------------
+
+def all_stopped(pid):
+    """Every thread of PID is in the stopped state (T)."""
+    states = []
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{tid}/stat') as f:
+                states.append(f.read().rsplit(')', 1)[1].split()[0])
+        except FileNotFoundError:
+            pass
+    return bool(states) and all(st == 'T' for st in states)
+
+
+def term_while_stopped(proc):
+    """kill -STOP PROC, and once it has stopped, SIGTERM then SIGCONT: the
+    SIGTERM waits until then, and whichever thread runs first may take
+    it."""
+    proc.send_signal(signal.SIGSTOP)
+    util.wait_until(lambda: all_stopped(proc.pid), 10, f'{proc.pid} stopped')
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
+
+
+def test_sigterm_while_stopped_stops_cleanly(cluster):
+    """A storage node and a mount, each stopped (SIGSTOP), sent SIGTERM and
+    continued, several times: the signal is taken by the thread that waits
+    for it, never by a library's (RocksDB's, ZeroMQ's) thread, so the node
+    logs its "stopping" line and exits 0 (not killed by the signal, its
+    database neither synced nor closed), and the mount unmounts and exits
+    0 without any request to wake it."""
+    c = cluster(nodes=2, redundancy='replicas:2')
+    s = c.servers[2]
+    for attempt in range(6):
+        proc = s.proc
+        term_while_stopped(proc)
+        try:
+            rc = proc.wait(timeout=60)
+        finally:
+            s._forget(proc)
+        with open(s.log, errors='replace') as f:
+            stops = f.read().count('blockfs: node node2 stopping (signal 15)')
+        assert (rc, stops) == (0, attempt + 1), \
+            f'try {attempt + 1}: serve exited {rc} after SIGSTOP, SIGTERM, ' \
+            f'SIGCONT, {stops} "stopping" lines; log:\n' \
+            f'{util.log_tail(s.log)}'
+        s.start()
+    for attempt in range(3):
+        term_while_stopped(c.mount.proc)
+        rc = c.mount.wait_exit(timeout=30)
+        assert rc == 0, f'try {attempt + 1}: the mount exited {rc} after ' \
+            f'SIGSTOP, SIGTERM, SIGCONT; log:\n{util.log_tail(c.mount.log)}'
+        assert not util.is_mounted(c.mnt), 'still mounted after SIGTERM'
+        util.check_log(c.mount.log)
+        c.mount.start()
 
 
 # ---- the wire: CURVE admission and malformed requests ----------------------
