@@ -16,8 +16,10 @@
  * latency). Peers start UP. Going DOWN fails every op queued or in flight
  * to that peer with -EHOSTDOWN; ops submitted to a DOWN peer fail at once
  * with -EHOSTDOWN (callers move on to the next replica). ZeroMQ reconnects
- * on its own (every 100 ms..1 s), so a node restarted on the same endpoint
- * is UP again within about a heartbeat of its return.
+ * on its own (every 100 ms..1 s), giving up a TCP connect that has no
+ * answer after 1 s (net/peer.c), so a node restarted on the same endpoint,
+ * or cut off by a partition that heals, is UP again within about a
+ * heartbeat of its return (2 s after a heal, measured).
  *
  * Every op here is idempotent, so an attempt with no reply within
  * timeout_ms is sent again after a backoff (backoff_ms, doubling), up to

@@ -9,6 +9,18 @@
 #include "net/client-impl.h"
 
 #define DOWN_PING_MS 200 /* ping interval for a peer that is down */
+/* How long one TCP connect may wait for the peer's SYN-ACK before ZeroMQ
+ * gives it up and dials again (after RECONNECT_IVL_MS..RECONNECT_MAX_MS).
+ * Without it a connect to a peer cut off by a partition sits in SYN-SENT
+ * while the kernel backs off (SYNs 1, 2, 4, 8, 16, 32 s apart), and a
+ * healed peer was only seen again at the next retransmission: up to a
+ * minute later, a fsync waiting on it all that time. With it, a new SYN
+ * goes out at least every CONNECT_TIMEOUT_MS + RECONNECT_MAX_MS. One
+ * second is far above a SYN-ACK's round trip on any network the cluster
+ * runs on, and equal to the kernel's first retransmission. */
+#define CONNECT_TIMEOUT_MS 1000
+#define RECONNECT_IVL_MS 100
+#define RECONNECT_MAX_MS 1000
 
 static void set_up(struct net_peer *p, bool up)
 {
@@ -19,7 +31,9 @@ static void set_up(struct net_peer *p, bool up)
 int net_peer_open(struct net_client *c, struct net_peer *p,
 		  const struct net_client_config *cfg)
 {
-	int zero = 0, one = 1, ivl = 100, ivl_max = 1000;
+	int zero = 0, one = 1, ivl = RECONNECT_IVL_MS,
+	    ivl_max = RECONNECT_MAX_MS;
+	int connect_ms = CONNECT_TIMEOUT_MS;
 	int hb = (int)c->heartbeat_ms, hb_timeout = (int)c->down_after_ms;
 	int64_t maxmsg = (int64_t)EC_MAX_BLOCK + 65536;
 
@@ -35,6 +49,8 @@ int net_peer_open(struct net_client *c, struct net_peer *p,
 	zmq_setsockopt(p->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
 	zmq_setsockopt(p->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max,
 		       sizeof(ivl_max));
+	zmq_setsockopt(p->sock, ZMQ_CONNECT_TIMEOUT, &connect_ms,
+		       sizeof(connect_ms));
 	/* ZMTP heartbeats drop a dead TCP connection so it is redialled. */
 	zmq_setsockopt(p->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof(hb));
 	zmq_setsockopt(p->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout,

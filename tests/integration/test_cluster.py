@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -525,6 +526,101 @@ def test_uploads_resume_when_nodes_return(cluster):
     assert res.returncode == 0, \
         f'fsync after the nodes came back: {res.stderr}; status: {st}'
     assert st['pending_uploads'] == 0, st
+
+
+# ---- a partition that heals -------------------------------------------------
+
+# How long a node stays cut off after the mount has seen it down: long
+# enough for the kernel's SYN retransmissions to a peer that does not
+# answer (1, 2, 4, 8, 16, 32 s apart) to be 16 s apart at the heal.
+PARTITION_S = 24
+# How soon after the heal the mount must use the node again.
+HEALED_S = 6
+
+FSYNC_ONE = r'''
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+t = time.monotonic()
+os.fsync(fd)
+print(time.monotonic() - t)
+'''
+
+
+@pytest.fixture
+def partition():
+    """partition(port) drops every packet to and from a loopback TCP port
+    (iptables, both directions: no RST, no answer, as when a link is cut);
+    heal(port) lets them through again. Returns (partition, heal); every
+    rule still in place is removed at teardown, whatever happened."""
+    if not shutil.which('iptables'):
+        pytest.skip('iptables is not installed (contrib/install-deps.sh '
+                    'installs it)')
+    rules = []
+
+    def spec(port):
+        return [['INPUT', '-i', 'lo', '-p', 'tcp', '--dport', str(port),
+                 '-j', 'DROP'],
+                ['INPUT', '-i', 'lo', '-p', 'tcp', '--sport', str(port),
+                 '-j', 'DROP']]
+
+    def cut(port):
+        for r in spec(port):
+            util.run(['iptables', '-w', '-I', *r])
+            rules.append(r)
+
+    def heal(port):
+        for r in spec(port):
+            util.run(['iptables', '-w', '-D', *r])
+            rules.remove(r)
+
+    yield cut, heal
+    for r in rules:
+        subprocess.run(['iptables', '-w', '-D', *r], timeout=60)
+
+
+def test_partitioned_node_is_back_within_seconds(cluster, partition):
+    """replicas:3 on 3 nodes, node3 cut off by a partition (its packets
+    dropped, so the mount's reconnects sit in SYN-SENT while the kernel
+    backs off) for PARTITION_S seconds after the mount sees it down, with
+    a file written meanwhile: once the partition heals, the mount sees
+    node3 up, and a fsync issued at the heal returns, within HEALED_S
+    seconds, not at the kernel's next SYN retransmission (up to a minute
+    later)."""
+    cut, heal = partition
+    c = cluster(nodes=3, redundancy='replicas:3')
+    res = write_fsync([(os.path.join(c.mnt, 'before'), MiB, 1)], 120)
+    assert res[0]['errno'] == 0, res
+    cut(c.port(3))
+    c.wait_mount_sees(lambda v: v['node3'][0] is False, NODE_STATE_TIMEOUT,
+                      'node3 down')
+    path = os.path.join(c.mnt, 'during')
+    with open(path, 'wb') as f:
+        f.write(seeded(3 * MiB + 5, 7))
+    time.sleep(PARTITION_S)  # the partition itself, not a wait on a state
+    assert c.mount_view()['node3'][0] is False, c.mount_view()
+    heal(c.port(3))
+    t = time.monotonic()
+    fsync = subprocess.Popen([sys.executable, '-c', FSYNC_ONE, path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        view = util.poll(c.mount_view, lambda v: v['node3'][0], 120,
+                         lambda v: f'node3 not seen up within 120 s of '
+                         f'the heal: {v}', 0.1)
+        up_s = time.monotonic() - t
+        out, err = fsync.communicate(timeout=120)
+    finally:
+        if fsync.poll() is None:
+            fsync.kill()
+            fsync.wait()
+    assert fsync.returncode == 0, f'fsync after the heal: {err}'
+    fsync_s = float(out)
+    print(f'after the heal: node3 up in {up_s:.2f} s, fsync {fsync_s:.2f} s')
+    assert up_s < HEALED_S and fsync_s < HEALED_S, \
+        f'after a {PARTITION_S} s partition, the mount saw node3 up ' \
+        f'{up_s:.1f} s after the heal (view {view}) and a fsync issued at ' \
+        f'the heal took {fsync_s:.1f} s; want both under {HEALED_S} s'
+    assert read(path) == seeded(3 * MiB + 5, 7)
 
 
 # ---- stopping: SIGTERM to a stopped daemon ----------------------------------
