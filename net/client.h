@@ -57,6 +57,7 @@ struct net_batch;
 struct net_peer_config {
 	const char *endpoint;	/* "tcp://host:port" */
 	const char *server_key; /* the node's CURVE public key, Z85 */
+	const char *name;	/* for the log (NULL: the endpoint) */
 };
 
 struct net_client_config {
@@ -76,6 +77,13 @@ struct net_client_config {
 	unsigned down_after_ms; /* silence after which a peer is DOWN */
 	/* Test only: hand GET replies over without checking them. */
 	bool no_verify;
+	/* A peer whose handshakes fail (it refuses our key, or is not the
+	 * node the server key names: another cluster's?) is reported here,
+	 * on the I/O thread: at once, then at most once a minute with a
+	 * count while it goes on, and again at once after a handshake that
+	 * succeeded. NULL: not reported. */
+	void (*log)(void *arg, const char *msg);
+	void *log_arg;
 };
 
 /* Start the I/O thread and connect to every peer (connections complete in

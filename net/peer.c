@@ -3,6 +3,8 @@
  * measures; opened by net_client_new, closed by net_client_free, driven
  * by the I/O thread in between. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,8 @@
 #define CONNECT_TIMEOUT_MS 1000
 #define RECONNECT_IVL_MS 100
 #define RECONNECT_MAX_MS 1000
+/* A peer whose handshakes keep failing is reported at most this often. */
+#define HS_REPORT_US (60 * 1000000ull)
 
 static void set_up(struct net_peer *p, bool up)
 {
@@ -63,6 +67,10 @@ int net_peer_open(struct net_client *c, struct net_peer *p,
 	    zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, cfg->secret_key,
 			   NET_KEY_Z85_LEN) < 0)
 		return -EINVAL;
+	/* Watched from before the first connection: its handshake too. */
+	int rc = net_hsmon_new(c->ctx, p->sock, &p->hs);
+	if (rc < 0)
+		return rc;
 	if (zmq_connect(p->sock, p->endpoint) < 0)
 		return -EINVAL;
 	return 0;
@@ -70,11 +78,62 @@ int net_peer_open(struct net_client *c, struct net_peer *p,
 
 void net_peer_close(struct net_peer *p)
 {
+	net_hsmon_free(p->hs);
+	p->hs = NULL;
 	if (p->sock)
 		zmq_close(p->sock);
 	p->sock = NULL;
 	free(p->endpoint);
 	p->endpoint = NULL;
+	free(p->name);
+	p->name = NULL;
+}
+
+/* Why a handshake with a peer failed, for the log. */
+static const char *hs_why(enum net_hs hs)
+{
+	switch (hs) {
+	case NET_HS_AUTH:
+		return "refuses our key (another cluster?): our public key "
+		       "is not in its cluster file";
+	case NET_HS_NO_CURVE:
+		return "does not speak CURVE: it is not a blockfs node";
+	default:
+		return "ends our CURVE handshakes: it does not hold the secret "
+		       "key of the public_key the cluster file gives it "
+		       "(another cluster's node?), or is not a blockfs node";
+	}
+}
+
+void net_peer_handshakes(struct net_client *c, struct net_peer *p, uint64_t now)
+{
+	enum net_hs hs;
+	uint32_t value;
+
+	while (net_hsmon_next(p->hs, &hs, &value) == 1) {
+		char msg[512], more[96] = "";
+
+		if (hs == NET_HS_OK) {
+			/* Let a new failure be reported at once. */
+			p->hs_failed = p->hs_failed_logged = 0;
+			p->hs_logged_us = 0;
+			continue;
+		}
+		p->hs_failed++;
+		if (!c->log ||
+		    (p->hs_logged_us && now - p->hs_logged_us < HS_REPORT_US))
+			continue;
+		if (p->hs_failed > p->hs_failed_logged + 1)
+			snprintf(more, sizeof(more),
+				 " (%" PRIu64 " failed handshakes since the "
+				 "last report)",
+				 p->hs_failed - p->hs_failed_logged - 1);
+		snprintf(msg, sizeof(msg), "node %s (%s) %s%s", p->name,
+			 p->endpoint, hs_why(hs), more);
+		p->hs_failed_logged = p->hs_failed;
+		p->hs_logged_us = now ? now : 1;
+		c->log(c->log_arg, msg);
+	}
 }
 
 static void send_ping(struct net_client *c, struct net_peer *p, uint64_t now)

@@ -623,6 +623,76 @@ def test_partitioned_node_is_back_within_seconds(cluster, partition):
     assert read(path) == seeded(3 * MiB + 5, 7)
 
 
+# ---- another cluster's nodes --------------------------------------------------
+
+def log_text(path):
+    with open(path, errors='replace') as f:
+        return f.read()
+
+
+def set_in_conf(path, old, new):
+    with open(path) as f:
+        text = f.read()
+    assert old in text, (path, old)
+    with open(path, 'w') as f:
+        f.write(text.replace(old, new))
+
+
+def test_other_clusters_nodes_are_named_in_the_logs(cluster):
+    """The wire carries no cluster id, but CURVE keys tell clusters apart:
+    a mount whose cluster file points node2 at another cluster's node, and
+    whose node3 does not admit node1's key, sees both down and says why in
+    its log, once for each, not at every reconnect; the nodes log the
+    connections they refused before any key was known: a CURVE handshake
+    that did not decrypt (another cluster's client) and a connection
+    without CURVE."""
+    zmq = pytest.importorskip(
+        'zmq', reason='python3-zmq is not installed (contrib/install-deps.sh '
+        'installs it)')
+    other = cluster(nodes=2, redundancy='replicas:2', mount=False)
+    c = cluster(nodes=3, redundancy='replicas:2', mount=False)
+    node2_at = f'tcp://127.0.0.1:{other.port(2)}'
+    set_in_conf(os.path.join(c.node_dir(1), 'cluster.conf'),
+                f'address = tcp://127.0.0.1:{c.port(2)}',
+                f'address = {node2_at}')
+    s3 = c.servers[3]
+    s3.stop()
+    node1_key = read_key(c.node_dir(1), 'curve.pub').decode()
+    set_in_conf(os.path.join(c.node_dir(3), 'cluster.conf'),
+                f'public_key = {node1_key}',
+                f'public_key = {zmq.curve_keypair()[0].decode()}')
+    s3.start()
+    c.start_mount()
+    wrong = f'node node2 ({node2_at}) ends our CURVE handshakes'
+    refuses = f'node node3 (tcp://127.0.0.1:{c.port(3)}) refuses our key ' \
+        f'(another cluster?)'
+    util.wait_until(lambda: wrong in log_text(c.mount.log) and
+                    refuses in log_text(c.mount.log), 30,
+                    f'the mount to log {wrong!r} and {refuses!r}; log:\n'
+                    f'{util.log_tail(c.mount.log)}')
+    c.wait_mount_sees(lambda v: not v['node2'][0] and not v['node3'][0],
+                      NODE_STATE_TIMEOUT, 'node2 and node3 down')
+    bad_curve = 'refused connection from a peer whose CURVE handshake ' \
+        'failed: it expects another key for this node'
+    util.wait_until(lambda: bad_curve in log_text(other.servers[2].log), 30,
+                    f'{other.servers[2]} to log {bad_curve!r}')
+    ctx = zmq.Context()
+    try:
+        plain = ctx.socket(zmq.DEALER)
+        plain.setsockopt(zmq.LINGER, 0)
+        plain.connect(f'tcp://127.0.0.1:{c.port(3)}')
+        no_curve = 'refused connection from a peer without CURVE'
+        util.wait_until(lambda: no_curve in log_text(s3.log), 30,
+                        f'{s3} to log {no_curve!r}')
+        plain.close()
+    finally:
+        ctx.term()
+    # By now the mount has redialled node2 and node3 several times (every
+    # second at most): each is still reported once.
+    text = log_text(c.mount.log)
+    assert text.count(wrong) == 1 and text.count(refuses) == 1, text
+
+
 # ---- stopping: SIGTERM to a stopped daemon ----------------------------------
 
 def all_stopped(pid):
