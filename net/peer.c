@@ -1,7 +1,8 @@
 /* The client's view of one storage node: its DEALER socket, its liveness
- * (UP/DOWN, see client.h) and its heartbeat PING with the latency it
- * measures; opened by net_client_new, closed by net_client_free, driven
- * by the I/O thread in between. */
+ * (UP/DOWN, see client.h), its heartbeat PING with the latency it
+ * measures, and the report of its failed handshakes; opened by
+ * net_client_new, closed by net_client_free, driven by the I/O thread in
+ * between. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
