@@ -3,6 +3,8 @@
 #include "net/hsmon.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 	 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                                \
 	 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                                 \
 	 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+static atomic_uint_fast64_t hsmon_seq; /* lock-free */
 
 struct net_hsmon {
 	/* Set at new, read-only after. */
@@ -30,7 +34,10 @@ int net_hsmon_new(void *ctx, void *sock, struct net_hsmon **out)
 	if (!m)
 		return -ENOMEM;
 	m->sock = sock;
-	snprintf(ep, sizeof(ep), "inproc://blockfs-hsmon-%p", (void *)m);
+	/* A name never used before in this process: an endpoint of a
+	 * monitor stopped a moment ago may not be released yet. */
+	snprintf(ep, sizeof(ep), "inproc://blockfs-hsmon-%" PRIuFAST64,
+		 atomic_fetch_add(&hsmon_seq, 1));
 	if (zmq_socket_monitor(sock, ep, HS_EVENTS) < 0) {
 		rc = errno ? -errno : -EIO;
 		free(m);
