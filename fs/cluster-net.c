@@ -35,7 +35,8 @@ int bfs_cluster_client_new(const struct bfs_cluster *cl,
 
 	for (unsigned i = 0; i < cl->nnodes; i++)
 		peers[i] = (struct net_peer_config){cl->nodes[i].address,
-						    cl->nodes[i].public_key};
+						    cl->nodes[i].public_key,
+						    cl->nodes[i].name};
 	cc->peers = peers;
 	cc->npeers = cl->nnodes;
 	int ret = net_client_new(cc, out);

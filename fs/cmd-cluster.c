@@ -197,9 +197,10 @@ struct conf_text {
 	size_t cap, len;
 };
 
-/* Make node @i in @dir: its directory, key pair and node.conf; its
- * section goes to @conf. 0, or -errno after saying why. */
-static int cluster_make_node(const char *dir, long i, long port,
+/* Make node @i of cluster @id in @dir: its directory, key pair and
+ * node.conf (which names the cluster it belongs to); its section goes to
+ * @conf. 0, or -errno after saying why. */
+static int cluster_make_node(const char *dir, const char *id, long i, long port,
 			     struct conf_text *conf)
 {
 	char pub[NET_KEY_Z85_LEN + 1], sec[NET_KEY_Z85_LEN + 1];
@@ -228,8 +229,9 @@ static int cluster_make_node(const char *dir, long i, long port,
 		snprintf(text, sizeof(text),
 			 "# blockfs node configuration\n"
 			 "[node]\n"
-			 "name = node%ld\n",
-			 i);
+			 "name = node%ld\n"
+			 "cluster = %s\n",
+			 i, id);
 		ret = write_file(file, text, 0644);
 	}
 	if (ret) {
@@ -308,7 +310,7 @@ static int cluster_create(const struct cluster_args *a, const char *dir)
 	}
 	cluster_conf_head(a, id, &conf);
 	for (long i = 1; i <= a->nodes; i++) {
-		ret = cluster_make_node(dir, i, a->port, &conf);
+		ret = cluster_make_node(dir, id, i, a->port, &conf);
 		if (ret)
 			goto out;
 	}

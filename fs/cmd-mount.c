@@ -487,6 +487,10 @@ int cmd_mount(int argc, char **argv)
 		if (st != CMD_CONTINUE)
 			goto out;
 	}
+	/* No thread yet (the detached daemon's parent keeps its signals):
+	 * the stop signals go to the FUSE loop only (bfs_fuse_run). */
+	sigset_t stop;
+	daemon_block_stop_signals(&stop);
 	st = mount_serve(r) ? 1 : 0;
 out:
 	if (r) {

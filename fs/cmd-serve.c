@@ -11,6 +11,7 @@
 #include "fs/bfs.h"
 #include "fs/cluster-net.h"
 #include "fs/cmd.h"
+#include "fs/daemon.h"
 #include "fs/node.h"
 #include "net/server.h"
 
@@ -163,17 +164,14 @@ static int serve_run(struct serve_run *s)
 	sigset_t set;
 	int lock_fd;
 
+	/* Signals are taken synchronously by this thread only (sigwait):
+	 * blocked before RocksDB starts its threads. */
+	daemon_block_stop_signals(&set);
 	int ret = blk_db_open(s->db_path, &o, &db, s->err, sizeof(s->err));
 	if (ret) {
 		cmd_err("%s", s->err);
 		return ret;
 	}
-	/* Signals are taken synchronously by this thread only. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	ret = serve_start(s, db, &srv);
 	if (ret)
 		goto out_db;

@@ -433,6 +433,7 @@ struct node_ctx {
 	size_t len;
 	uint64_t capacity;
 	bool bad_capacity;
+	char cluster[64]; /* "" when node.conf names no cluster */
 };
 
 static int on_node_kv(void *user, const char *section, const char *name,
@@ -441,6 +442,10 @@ static int on_node_kv(void *user, const char *section, const char *name,
 	struct node_ctx *n = user;
 	if (!strcmp(section, "node") && !strcmp(name, "name")) {
 		snprintf(n->name, n->len, "%s", value);
+		return 1;
+	}
+	if (!strcmp(section, "node") && !strcmp(name, "cluster")) {
+		snprintf(n->cluster, sizeof(n->cluster), "%s", value);
 		return 1;
 	}
 	if (!strcmp(section, "node") && !strcmp(name, "capacity")) {
@@ -455,7 +460,7 @@ int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
 		  size_t errlen)
 {
 	char path[4096];
-	struct node_ctx n = {name, len, 0, false};
+	struct node_ctx n = {name, len, 0, false, ""};
 
 	name[0] = 0;
 	snprintf(path, sizeof(path), "%s/node.conf", node_dir);
@@ -497,11 +502,23 @@ int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
 int bfs_node_capacity(const char *node_dir, uint64_t *capacity)
 {
 	char path[4096], name[64];
-	struct node_ctx n = {name, sizeof(name), 0, false};
+	struct node_ctx n = {name, sizeof(name), 0, false, ""};
 
 	snprintf(path, sizeof(path), "%s/node.conf", node_dir);
 	if (ini_parse(path, on_node_kv, &n) != 0 || n.bad_capacity)
 		return -EINVAL;
 	*capacity = n.capacity;
+	return 0;
+}
+
+int bfs_node_cluster_id(const char *node_dir, char *id, size_t len)
+{
+	char path[4096], name[64];
+	struct node_ctx n = {name, sizeof(name), 0, false, ""};
+
+	snprintf(path, sizeof(path), "%s/node.conf", node_dir);
+	if (ini_parse(path, on_node_kv, &n) != 0 || !n.cluster[0])
+		return -ENOENT;
+	snprintf(id, len, "%s", n.cluster);
 	return 0;
 }

@@ -51,6 +51,12 @@ int bfs_node_name(const char *node_dir, char *name, size_t len, char *err,
  * *capacity when the file does not set one) or -EINVAL. */
 int bfs_node_capacity(const char *node_dir, uint64_t *capacity);
 
+/* The id of the cluster the node belongs to, "cluster = ID" in
+ * NODE_DIR/node.conf (written by 'blockfs cluster create'), into @id:
+ * 0, or -ENOENT when the file names none (a node directory made before
+ * it did) or cannot be read. */
+int bfs_node_cluster_id(const char *node_dir, char *id, size_t len);
+
 /* Parse "256K", "1M", "2G", "4096" into bytes; 0 or -EINVAL. */
 int bfs_parse_size(const char *s, uint64_t *out);
 

@@ -1,6 +1,8 @@
 /* The mount daemon's start: fork and detach, and the readiness byte (or
- * the error message) for whoever waits. */
+ * the error message) for whoever waits; the stop signals' mask. */
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -117,4 +119,13 @@ void daemon_ready_close(struct daemon_ready *d)
 	if (d->fd >= 0)
 		close(d->fd);
 	d->fd = -1;
+}
+
+void daemon_block_stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
 }

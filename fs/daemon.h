@@ -4,6 +4,7 @@
 #pragma once
 
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 
 /* Who waits for the mount. fd gets one byte once the mount is live and is
@@ -38,3 +39,12 @@ void daemon_failed(struct daemon_ready *d, const char *msg);
 /* Close d->fd if it is still open: whoever waits sees it close without
  * the byte. */
 void daemon_ready_close(struct daemon_ready *d);
+
+/* Block the signals that stop a daemon (SIGTERM, SIGINT, SIGHUP) in the
+ * calling thread and put them in @set. Call it before the daemon starts
+ * any thread (RocksDB's start inside blk_db_open, ZeroMQ's with its
+ * context): a thread inherits its creator's mask, so then no thread but
+ * the one that unblocks them or waits for them (sigwait) ever takes one,
+ * and a stop signal never runs its default action (death, the database
+ * neither synced nor closed) nor its handler on some library's thread. */
+void daemon_block_stop_signals(sigset_t *set);

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -748,7 +750,17 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	 * faults). */
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	fuse_loop_cfg_set_idle_threads(lc, 16);
+	/* The stop signals reach this thread only (see bfs_fuse_run): the
+	 * handler's EINTR ends the loop's wait. libfuse's workers block
+	 * them; a signal that came early is taken here, at once. */
+	sigset_t stop, mask;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_UNBLOCK, &stop, &mask);
 	ret = fuse_session_loop_mt(se, lc);
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
 	fuse_loop_cfg_destroy(lc);
 	if (ret > 0)
 		ret = 0; /* ended by a signal: a clean shutdown */

@@ -30,6 +30,10 @@ typedef void (*bfs_ready_fn)(void *arg);
 
 /* Mount @fs at opts->mountpoint and serve it until unmounted or until
  * SIGTERM/SIGINT/SIGHUP. Returns 0 after a clean unmount, or a negative
- * errno (with a message in @err) when the mount could not be set up. */
+ * errno (with a message in @err) when the mount could not be set up.
+ * Those signals are taken by the calling thread while it runs the FUSE
+ * loop (unblocked there, the mask restored after): the caller blocks them
+ * before it starts any thread, so that no other thread takes one (its
+ * handler would end the session but not wake the loop's wait). */
 int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 		 bfs_ready_fn ready, void *arg, char *err, size_t errlen);

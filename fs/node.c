@@ -123,6 +123,21 @@ struct bfs_cluster *node_cluster(const char *node_dir, char *err, size_t errlen)
 		free(cl);
 		return NULL;
 	}
+	/* A node belongs to one cluster: its fragments and keys were made
+	 * for it. Another cluster's file, even one that lists this node's
+	 * name and key, would put it among nodes that hold none of its
+	 * blocks. */
+	char own[sizeof(cl->id)];
+	if (bfs_node_cluster_id(node_dir, own, sizeof(own)) == 0 &&
+	    strcmp(own, cl->id)) {
+		snprintf(err, errlen,
+			 "%s is the file of cluster %s, but this node belongs "
+			 "to cluster %s (%s/node.conf): copy cluster %s's "
+			 "cluster.conf into the node directory",
+			 cpath, cl->id, own, node_dir, own);
+		free(cl);
+		return NULL;
+	}
 	return cl;
 }
 

@@ -42,7 +42,9 @@ int node_label(int fd, const char *role, const char *mnt);
  * nothing for @fd < 0. */
 void node_unlock(const char *node_dir, int fd);
 
-/* NODE_DIR/cluster.conf, malloc'd (free it); NULL with a message in @err. */
+/* NODE_DIR/cluster.conf, malloc'd (free it); NULL with a message in @err,
+ * also when it is the file of another cluster than the one node.conf
+ * says the node belongs to. */
 struct bfs_cluster *node_cluster(const char *node_dir, char *err,
 				 size_t errlen);
 

@@ -279,6 +279,13 @@ static int open_server(struct bfs_peers *p, char *err, size_t errlen)
 	return ret;
 }
 
+/* The client's reports (a node that will not let us in) go to the log. */
+static void client_log(void *arg, const char *msg)
+{
+	(void)arg;
+	bfs_log_warn("peers: %s", msg);
+}
+
 /* The client to every node; our own node's fragments through a function
  * call, not a round trip through CURVE to ourselves. */
 static int open_client(struct bfs_peers *p, char *err, size_t errlen)
@@ -286,6 +293,7 @@ static int open_client(struct bfs_peers *p, char *err, size_t errlen)
 	struct net_client_config cc = {
 	    .public_key = p->cfg.public_key,
 	    .secret_key = p->cfg.secret_key,
+	    .log = client_log,
 	};
 	int ret = bfs_cluster_client_new(p->cfg.cluster, &cc, &p->cl);
 	if (ret < 0) {

@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "net/client.h"
+#include "net/hsmon.h"
 #include "net/keys.h"
 
 #define LOCAL_THREADS 2
@@ -103,8 +104,10 @@ static inline void op_list_del(struct op_list *l, struct net_op *op)
 /* One storage node as the client sees it (peer.c). */
 struct net_peer {
 	/* set at open, read-only after */
-	void *sock; /* used by the I/O thread alone */
+	void *sock;	      /* used by the I/O thread alone */
+	struct net_hsmon *hs; /* sock's handshakes; the I/O thread's */
 	char *endpoint;
+	char *name; /* for the log */
 	char server_key[NET_KEY_Z85_LEN + 1];
 
 	/* I/O thread: an op waiting there is on exactly one of these:
@@ -116,7 +119,10 @@ struct net_peer {
 	uint64_t next_ping_us;		/* I/O thread */
 	uint64_t ping_id, ping_sent_us; /* I/O thread; 0: none outstanding */
 	uint64_t latency_us;		/* I/O thread */
-	atomic_bool pub_up;		/* lock-free copy of up */
+	/* I/O thread: handshakes failed since the last one that succeeded,
+	 * and when the last report of them was made (0: none since) */
+	uint64_t hs_failed, hs_failed_logged, hs_logged_us;
+	atomic_bool pub_up;		     /* lock-free copy of up */
 	atomic_uint_fast64_t pub_latency_us; /* lock-free copy */
 
 	/* a local peer (local.c): set once under c->mu before any op is
@@ -143,6 +149,8 @@ struct net_client {
 	unsigned window, timeout_ms, max_attempts, backoff_ms, heartbeat_ms,
 	    down_after_ms;
 	bool no_verify;
+	void (*log)(void *arg, const char *msg); /* NULL: no log */
+	void *log_arg;
 	int efd; /* eventfd: wakes the I/O thread */
 	pthread_t thread;
 	bool thread_started;
@@ -196,6 +204,11 @@ uint64_t net_peer_heartbeat(struct net_client *c, struct net_peer *p,
  * updated; the message is no op's). */
 bool net_peer_rx(struct net_peer *p, const struct net_hdr *h, int hdr_rc,
 		 uint64_t now);
+/* Read the handshake outcomes of @p's socket (I/O thread, when its
+ * monitor is readable), reporting failures as net_client_config's log
+ * describes. */
+void net_peer_handshakes(struct net_client *c, struct net_peer *p,
+			 uint64_t now);
 
 /* ---- local.c ---- */
 

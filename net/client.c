@@ -283,8 +283,10 @@ static uint64_t service_peer(struct net_client *c, struct net_peer *p,
 	return next;
 }
 
-/* One round of the I/O thread: service every peer, poll, read replies.
- * false when the context is terminated under it. */
+/* One round of the I/O thread: service every peer, poll, read replies
+ * and handshake outcomes. @pi has room for 2 * npeers + 1 items: the
+ * peers' sockets, the eventfd, the peers' handshake monitors. false when
+ * the context is terminated under it. */
 static bool io_round(struct net_client *c, zmq_pollitem_t *pi)
 {
 	uint64_t now = net_now_us(), next = now + MAX_POLL_MS * 1000u;
@@ -302,9 +304,13 @@ static bool io_round(struct net_client *c, zmq_pollitem_t *pi)
 			(short)(ZMQ_POLLIN | (want_out ? ZMQ_POLLOUT : 0))};
 	}
 	pi[c->npeers] = (zmq_pollitem_t){.fd = c->efd, .events = ZMQ_POLLIN};
+	for (unsigned i = 0; i < c->npeers; i++)
+		pi[c->npeers + 1 + i] =
+		    (zmq_pollitem_t){.socket = net_hsmon_socket(c->peers[i].hs),
+				     .events = ZMQ_POLLIN};
 	now = net_now_us();
 	timeout = next > now ? (long)((next - now + 999) / 1000) : 0;
-	if (zmq_poll(pi, (int)c->npeers + 1, timeout) < 0 && errno != EINTR)
+	if (zmq_poll(pi, 2 * (int)c->npeers + 1, timeout) < 0 && errno != EINTR)
 		return false;
 	if (pi[c->npeers].revents & ZMQ_POLLIN) {
 		uint64_t v;
@@ -314,16 +320,19 @@ static bool io_round(struct net_client *c, zmq_pollitem_t *pi)
 		}
 	}
 	now = net_now_us();
-	for (unsigned i = 0; i < c->npeers; i++)
+	for (unsigned i = 0; i < c->npeers; i++) {
 		if (pi[i].revents & ZMQ_POLLIN)
 			recv_replies(c, &c->peers[i], now);
+		if (pi[c->npeers + 1 + i].revents & ZMQ_POLLIN)
+			net_peer_handshakes(c, &c->peers[i], now);
+	}
 	return true;
 }
 
 static void *io_main(void *arg)
 {
 	struct net_client *c = arg;
-	zmq_pollitem_t *pi = calloc(c->npeers + 1, sizeof(*pi));
+	zmq_pollitem_t *pi = calloc(2 * (size_t)c->npeers + 1, sizeof(*pi));
 
 	if (!pi)
 		abort(); /* cannot run at all; the constructor checked memory */
@@ -381,6 +390,8 @@ static void set_params(struct net_client *c,
 			       ? cfg->down_after_ms
 			       : NET_CLIENT_DEFAULT_DOWN_AFTER_MS;
 	c->no_verify = cfg->no_verify;
+	c->log = cfg->log;
+	c->log_arg = cfg->log_arg;
 }
 
 /* The context, the eventfd and a connected socket per peer. */
@@ -407,7 +418,9 @@ static int open_sockets(struct net_client *c,
 		struct net_peer *p = &c->peers[i];
 
 		p->endpoint = strdup(cfg->peers[i].endpoint);
-		if (!p->endpoint)
+		p->name = strdup(cfg->peers[i].name ? cfg->peers[i].name
+						    : cfg->peers[i].endpoint);
+		if (!p->endpoint || !p->name)
 			return -ENOMEM;
 		memcpy(p->server_key, cfg->peers[i].server_key,
 		       NET_KEY_Z85_LEN + 1);

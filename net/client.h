@@ -16,8 +16,10 @@
  * latency). Peers start UP. Going DOWN fails every op queued or in flight
  * to that peer with -EHOSTDOWN; ops submitted to a DOWN peer fail at once
  * with -EHOSTDOWN (callers move on to the next replica). ZeroMQ reconnects
- * on its own (every 100 ms..1 s), so a node restarted on the same endpoint
- * is UP again within about a heartbeat of its return.
+ * on its own (every 100 ms..1 s), giving up a TCP connect that has no
+ * answer after 1 s (net/peer.c), so a node restarted on the same endpoint,
+ * or cut off by a partition that heals, is UP again within about a
+ * heartbeat of its return (2 s after a heal, measured).
  *
  * Every op here is idempotent, so an attempt with no reply within
  * timeout_ms is sent again after a backoff (backoff_ms, doubling), up to
@@ -55,6 +57,7 @@ struct net_batch;
 struct net_peer_config {
 	const char *endpoint;	/* "tcp://host:port" */
 	const char *server_key; /* the node's CURVE public key, Z85 */
+	const char *name;	/* for the log (NULL: the endpoint) */
 };
 
 struct net_client_config {
@@ -74,6 +77,13 @@ struct net_client_config {
 	unsigned down_after_ms; /* silence after which a peer is DOWN */
 	/* Test only: hand GET replies over without checking them. */
 	bool no_verify;
+	/* A peer whose handshakes fail (it refuses our key, or is not the
+	 * node the server key names: another cluster's?) is reported here,
+	 * on the I/O thread: at once, then at most once a minute with a
+	 * count while it goes on, and again at once after a handshake that
+	 * succeeded. NULL: not reported. */
+	void (*log)(void *arg, const char *msg);
+	void *log_arg;
 };
 
 /* Start the I/O thread and connect to every peer (connections complete in

@@ -29,6 +29,7 @@
 #include <zmq.h>
 
 #include "blocks/bytes.h"
+#include "net/hsmon.h"
 #include "net/keys.h"
 #include "net/proto.h"
 
@@ -51,8 +52,10 @@ struct net_proxy {
 	char endpoint[256];
 	char backend_ep[64], ctl_ep[64];
 
-	/* Sockets: the proxy thread's while it runs (note 1). */
+	/* Sockets: the proxy thread's while it runs (note 1), and the
+	 * ROUTER's handshake monitor with them. */
 	void *router, *backend, *ctl_in, *ctl_out;
+	struct net_hsmon *hs;
 	pthread_t thread;
 	bool started; /* caller's thread */
 
@@ -295,24 +298,54 @@ static bool proxy_reply(struct net_proxy *p)
 	return true;
 }
 
+/* Log the ROUTER's failed handshakes that the ZAP handler never saw: a
+ * peer without CURVE, or one whose CURVE does not decrypt (it has
+ * another key for this node). Refused keys are the ZAP handler's. */
+static void proxy_handshakes(struct net_proxy *p)
+{
+	enum net_hs hs;
+	uint32_t value;
+
+	while (net_hsmon_next(p->hs, &hs, &value) == 1) {
+		if (hs == NET_HS_NO_CURVE)
+			net_refusals_handshake(
+			    p->refusals, false,
+			    "it does not use CURVE (plain ZeroMQ: not a node "
+			    "of this cluster)");
+		else if (hs == NET_HS_CRYPTO)
+			net_refusals_handshake(
+			    p->refusals, true,
+			    "it expects another key for this node (its "
+			    "cluster file is another cluster's?)");
+		else if (hs == NET_HS_FAILED && value >= 0x10000000u)
+			net_refusals_handshake(
+			    p->refusals, true,
+			    "ZMTP protocol error 0x%08x in its handshake",
+			    (unsigned)value);
+	}
+}
+
 static void *proxy_main(void *arg)
 {
 	struct net_proxy *p = arg;
 
 	for (;;) {
-		zmq_pollitem_t pi[3] = {
+		zmq_pollitem_t pi[4] = {
 		    {.socket = p->ctl_in, .events = ZMQ_POLLIN},
 		    {.socket = p->backend, .events = ZMQ_POLLIN},
 		    {.socket = p->router, .events = ZMQ_POLLIN},
+		    {.socket = net_hsmon_socket(p->hs), .events = ZMQ_POLLIN},
 		};
 
-		if (zmq_poll(pi, 3, -1) < 0) {
+		if (zmq_poll(pi, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break; /* context terminated */
 		}
 		if (pi[0].revents & ZMQ_POLLIN)
 			break; /* TERMINATE */
+		if (pi[3].revents & ZMQ_POLLIN)
+			proxy_handshakes(p);
 		/* Replies first: they free room for requests. */
 		for (int i = 0; i < PROXY_BATCH && proxy_reply(p); i++)
 			;
@@ -389,6 +422,9 @@ static int bind_router(struct net_proxy *p, const char *endpoint,
 	zmq_setsockopt(p->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
 	zmq_setsockopt(p->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(p->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	int rc = net_hsmon_new(p->ctx, p->router, &p->hs);
+	if (rc < 0)
+		return rc;
 	if (zmq_bind(p->router, endpoint) < 0)
 		return zerr();
 	len = sizeof(p->endpoint);
@@ -432,6 +468,7 @@ void net_proxy_free(struct net_proxy *p)
 	if (!p)
 		return;
 	net_proxy_stop(p);
+	net_hsmon_free(p->hs);
 	if (p->router) {
 		/* Give the port back now, not when the context is reaped. */
 		zmq_unbind(p->router, p->endpoint);

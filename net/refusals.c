@@ -193,27 +193,57 @@ static struct unknown_key *unknown_entry(struct net_refusals *r,
 	return u;
 }
 
+/* Stand-ins for the key of a connection that has none: their rate-limit
+ * entries among the unknown keys. */
+static const uint8_t KEY_NONE[32];
+static const uint8_t KEY_BROKEN[32] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+static void refuse_keyv(struct net_refusals *r, const uint8_t *key,
+			const char *who, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+/* Count a refused connection and log it under @key's rate limit. */
+static void refuse_keyv(struct net_refusals *r, const uint8_t *key,
+			const char *who, const char *fmt, va_list ap)
+{
+	atomic_fetch_add(&r->count[NET_REFUSED_KEY], 1);
+	pthread_mutex_lock(&r->mu);
+	refusal_logv(r, &unknown_entry(r, key)->log, NET_REFUSED_KEY, who, fmt,
+		     ap);
+	pthread_mutex_unlock(&r->mu);
+}
+
 void net_refusals_key(struct net_refusals *r, const uint8_t *key,
 		      const char *fmt, ...)
 {
-	static const uint8_t none[32];
 	char z85[NET_KEY_Z85_LEN + 1], who[96];
-	struct unknown_key *u;
 	va_list ap;
 
 	if (!key)
-		key = none;
-	if (key == none)
+		key = KEY_NONE;
+	if (key == KEY_NONE)
 		snprintf(who, sizeof(who), "a peer without a CURVE key");
 	else if (zmq_z85_encode(z85, key, 32))
 		snprintf(who, sizeof(who), "key %s", z85);
 	else
 		snprintf(who, sizeof(who), "an unreadable key");
-	atomic_fetch_add(&r->count[NET_REFUSED_KEY], 1);
-	pthread_mutex_lock(&r->mu);
-	u = unknown_entry(r, key);
 	va_start(ap, fmt);
-	refusal_logv(r, &u->log, NET_REFUSED_KEY, who, fmt, ap);
+	refuse_keyv(r, key, who, fmt, ap);
 	va_end(ap);
-	pthread_mutex_unlock(&r->mu);
+}
+
+void net_refusals_handshake(struct net_refusals *r, bool curve, const char *fmt,
+			    ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	refuse_keyv(r, curve ? KEY_BROKEN : KEY_NONE,
+		    curve ? "a peer whose CURVE handshake failed"
+			  : "a peer without CURVE",
+		    fmt, ap);
+	va_end(ap);
 }

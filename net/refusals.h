@@ -12,6 +12,7 @@
  * under the object's lock, so never twice at once. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,13 @@ void net_refusals_peer(struct net_refusals *r, unsigned slot,
 void net_refusals_key(struct net_refusals *r, const uint8_t *key,
 		      const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Count and log, as NET_REFUSED_KEY, a connection whose handshake failed
+ * before its key was known: @curve false for a peer that does not speak
+ * CURVE, true for one whose CURVE handshake failed (it expects another
+ * key for this node). Each of the two is rate-limited alone. */
+void net_refusals_handshake(struct net_refusals *r, bool curve, const char *fmt,
+			    ...) __attribute__((format(printf, 3, 4)));
 
 /* Refusals of @kind so far. */
 uint64_t net_refusals_count(struct net_refusals *r, enum net_refusal kind);

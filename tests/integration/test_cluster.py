@@ -9,6 +9,9 @@ import errno
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -524,6 +527,229 @@ def test_uploads_resume_when_nodes_return(cluster):
     assert res.returncode == 0, \
         f'fsync after the nodes came back: {res.stderr}; status: {st}'
     assert st['pending_uploads'] == 0, st
+
+
+# ---- a partition that heals -------------------------------------------------
+
+# How long a node stays cut off after the mount has seen it down: long
+# enough for the kernel's SYN retransmissions to a peer that does not
+# answer (1, 2, 4, 8, 16, 32 s apart) to be 16 s apart at the heal.
+PARTITION_S = 24
+# How soon after the heal the mount must use the node again.
+HEALED_S = 6
+
+FSYNC_ONE = r'''
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+t = time.monotonic()
+os.fsync(fd)
+print(time.monotonic() - t)
+'''
+
+
+@pytest.fixture
+def partition():
+    """partition(port) drops every packet to and from a loopback TCP port
+    (iptables, both directions: no RST, no answer, as when a link is cut);
+    heal(port) lets them through again. Returns (partition, heal); every
+    rule still in place is removed at teardown, whatever happened."""
+    if not shutil.which('iptables'):
+        pytest.skip('iptables is not installed (contrib/install-deps.sh '
+                    'installs it)')
+    rules = []
+
+    def spec(port):
+        return [['INPUT', '-i', 'lo', '-p', 'tcp', '--dport', str(port),
+                 '-j', 'DROP'],
+                ['INPUT', '-i', 'lo', '-p', 'tcp', '--sport', str(port),
+                 '-j', 'DROP']]
+
+    def cut(port):
+        for r in spec(port):
+            util.run(['iptables', '-w', '-I', *r])
+            rules.append(r)
+
+    def heal(port):
+        for r in spec(port):
+            util.run(['iptables', '-w', '-D', *r])
+            rules.remove(r)
+
+    yield cut, heal
+    for r in rules:
+        subprocess.run(['iptables', '-w', '-D', *r], timeout=60)
+
+
+def test_partitioned_node_is_back_within_seconds(cluster, partition):
+    """replicas:3 on 3 nodes, node3 cut off by a partition (its packets
+    dropped, so the mount's reconnects sit in SYN-SENT while the kernel
+    backs off) for PARTITION_S seconds after the mount sees it down, with
+    a file written meanwhile: once the partition heals, the mount sees
+    node3 up, and a fsync issued at the heal returns, within HEALED_S
+    seconds, not at the kernel's next SYN retransmission (up to a minute
+    later)."""
+    cut, heal = partition
+    c = cluster(nodes=3, redundancy='replicas:3')
+    res = write_fsync([(os.path.join(c.mnt, 'before'), MiB, 1)], 120)
+    assert res[0]['errno'] == 0, res
+    cut(c.port(3))
+    c.wait_mount_sees(lambda v: v['node3'][0] is False, NODE_STATE_TIMEOUT,
+                      'node3 down')
+    path = os.path.join(c.mnt, 'during')
+    with open(path, 'wb') as f:
+        f.write(seeded(3 * MiB + 5, 7))
+    time.sleep(PARTITION_S)  # the partition itself, not a wait on a state
+    assert c.mount_view()['node3'][0] is False, c.mount_view()
+    heal(c.port(3))
+    t = time.monotonic()
+    fsync = subprocess.Popen([sys.executable, '-c', FSYNC_ONE, path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        view = util.poll(c.mount_view, lambda v: v['node3'][0], 120,
+                         lambda v: f'node3 not seen up within 120 s of '
+                         f'the heal: {v}', 0.1)
+        up_s = time.monotonic() - t
+        out, err = fsync.communicate(timeout=120)
+    finally:
+        if fsync.poll() is None:
+            fsync.kill()
+            fsync.wait()
+    assert fsync.returncode == 0, f'fsync after the heal: {err}'
+    fsync_s = float(out)
+    print(f'after the heal: node3 up in {up_s:.2f} s, fsync {fsync_s:.2f} s')
+    assert up_s < HEALED_S and fsync_s < HEALED_S, \
+        f'after a {PARTITION_S} s partition, the mount saw node3 up ' \
+        f'{up_s:.1f} s after the heal (view {view}) and a fsync issued at ' \
+        f'the heal took {fsync_s:.1f} s; want both under {HEALED_S} s'
+    assert read(path) == seeded(3 * MiB + 5, 7)
+
+
+# ---- another cluster's nodes --------------------------------------------------
+
+def log_text(path):
+    with open(path, errors='replace') as f:
+        return f.read()
+
+
+def set_in_conf(path, old, new):
+    with open(path) as f:
+        text = f.read()
+    assert old in text, (path, old)
+    with open(path, 'w') as f:
+        f.write(text.replace(old, new))
+
+
+def test_other_clusters_nodes_are_named_in_the_logs(cluster):
+    """The wire carries no cluster id, but CURVE keys tell clusters apart:
+    a mount whose cluster file points node2 at another cluster's node, and
+    whose node3 does not admit node1's key, sees both down and says why in
+    its log, once for each, not at every reconnect; the nodes log the
+    connections they refused before any key was known: a CURVE handshake
+    that did not decrypt (another cluster's client) and a connection
+    without CURVE."""
+    zmq = pytest.importorskip(
+        'zmq', reason='python3-zmq is not installed (contrib/install-deps.sh '
+        'installs it)')
+    other = cluster(nodes=2, redundancy='replicas:2', mount=False)
+    c = cluster(nodes=3, redundancy='replicas:2', mount=False)
+    node2_at = f'tcp://127.0.0.1:{other.port(2)}'
+    set_in_conf(os.path.join(c.node_dir(1), 'cluster.conf'),
+                f'address = tcp://127.0.0.1:{c.port(2)}',
+                f'address = {node2_at}')
+    s3 = c.servers[3]
+    s3.stop()
+    node1_key = read_key(c.node_dir(1), 'curve.pub').decode()
+    set_in_conf(os.path.join(c.node_dir(3), 'cluster.conf'),
+                f'public_key = {node1_key}',
+                f'public_key = {zmq.curve_keypair()[0].decode()}')
+    s3.start()
+    c.start_mount()
+    wrong = f'node node2 ({node2_at}) ends our CURVE handshakes'
+    refuses = f'node node3 (tcp://127.0.0.1:{c.port(3)}) refuses our key ' \
+        f'(another cluster?)'
+    util.wait_until(lambda: wrong in log_text(c.mount.log) and
+                    refuses in log_text(c.mount.log), 30,
+                    f'the mount to log {wrong!r} and {refuses!r}; log:\n'
+                    f'{util.log_tail(c.mount.log)}')
+    c.wait_mount_sees(lambda v: not v['node2'][0] and not v['node3'][0],
+                      NODE_STATE_TIMEOUT, 'node2 and node3 down')
+    bad_curve = 'refused connection from a peer whose CURVE handshake ' \
+        'failed: it expects another key for this node'
+    util.wait_until(lambda: bad_curve in log_text(other.servers[2].log), 30,
+                    f'{other.servers[2]} to log {bad_curve!r}')
+    # A ZMTP 3.0 greeting with the NULL mechanism, on a connection kept
+    # open until the node logs it (a ZeroMQ socket drops the connection
+    # once it reads the node's CURVE greeting, at times before the node
+    # has read its own).
+    greeting = b'\xff' + bytes(8) + b'\x7f\x03\x00' + \
+        b'NULL'.ljust(20, b'\0') + bytes(32)
+    assert len(greeting) == 64
+    with socket.create_connection(('127.0.0.1', c.port(3)), 10) as plain:
+        plain.sendall(greeting)
+        no_curve = 'refused connection from a peer without CURVE'
+        util.wait_until(lambda: no_curve in log_text(s3.log), 30,
+                        f'{s3} to log {no_curve!r}')
+    # By now the mount has redialled node2 and node3 several times (every
+    # second at most): each is still reported once.
+    text = log_text(c.mount.log)
+    assert text.count(wrong) == 1 and text.count(refuses) == 1, text
+
+
+# ---- stopping: SIGTERM to a stopped daemon ----------------------------------
+
+def all_stopped(pid):
+    """Every thread of PID is in the stopped state (T)."""
+    states = []
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{tid}/stat') as f:
+                states.append(f.read().rsplit(')', 1)[1].split()[0])
+        except FileNotFoundError:
+            pass
+    return bool(states) and all(st == 'T' for st in states)
+
+
+def term_while_stopped(proc):
+    """kill -STOP PROC, and once it has stopped, SIGTERM then SIGCONT: the
+    SIGTERM waits until then, and whichever thread runs first may take
+    it."""
+    proc.send_signal(signal.SIGSTOP)
+    util.wait_until(lambda: all_stopped(proc.pid), 10, f'{proc.pid} stopped')
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
+
+
+def test_sigterm_while_stopped_stops_cleanly(cluster):
+    """A storage node and a mount, each stopped (SIGSTOP), sent SIGTERM and
+    continued, several times: the signal is taken by the thread that waits
+    for it, never by a library's (RocksDB's, ZeroMQ's) thread, so the node
+    logs its "stopping" line and exits 0 (not killed by the signal, its
+    database neither synced nor closed), and the mount unmounts and exits
+    0 without any request to wake it."""
+    c = cluster(nodes=2, redundancy='replicas:2')
+    s = c.servers[2]
+    for attempt in range(6):
+        proc = s.proc
+        term_while_stopped(proc)
+        try:
+            rc = proc.wait(timeout=60)
+        finally:
+            s._forget(proc)
+        with open(s.log, errors='replace') as f:
+            stops = f.read().count('blockfs: node node2 stopping (signal 15)')
+        assert (rc, stops) == (0, attempt + 1), \
+            f'try {attempt + 1}: serve exited {rc} after SIGSTOP, SIGTERM, ' \
+            f'SIGCONT, {stops} "stopping" lines; log:\n' \
+            f'{util.log_tail(s.log)}'
+        s.start()
+    for attempt in range(3):
+        term_while_stopped(c.mount.proc)
+        rc = c.mount.wait_exit(timeout=30)
+        assert rc == 0, f'try {attempt + 1}: the mount exited {rc} after ' \
+            f'SIGSTOP, SIGTERM, SIGCONT; log:\n{util.log_tail(c.mount.log)}'
+        assert not util.is_mounted(c.mnt), 'still mounted after SIGTERM'
+        util.check_log(c.mount.log)
+        c.mount.start()
 
 
 # ---- the wire: CURVE admission and malformed requests ----------------------

@@ -108,6 +108,35 @@ def test_mismatched_curve_key_refused(tmp_path, mnt):
     assert os.path.join(node, 'curve.pub') in err
 
 
+def cluster_id(conf):
+    with open(conf) as f:
+        return re.search(r'^id = (\S+)$', f.read(), re.M).group(1)
+
+
+def test_other_clusters_file_refused(tmp_path, mnt):
+    """A node belongs to the cluster it was created in (its node.conf says
+    which): a cluster file that carries another cluster's id is refused by
+    mount and serve, naming the file and both ids, even when it lists the
+    node with its own key."""
+    node = two_node_cluster(tmp_path / 'a')
+    other = two_node_cluster(tmp_path / 'b')
+    own_id = cluster_id(os.path.join(node, 'cluster.conf'))
+    other_id = cluster_id(os.path.join(other, 'cluster.conf'))
+    assert own_id != other_id
+    node2 = os.path.join(str(tmp_path / 'a'), 'node2')
+    for n in (node, node2):
+        edit(os.path.join(n, 'cluster.conf'),
+             lambda t: t.replace(f'id = {own_id}', f'id = {other_id}'))
+    err = mount_refused(node, mnt)
+    conf = os.path.join(node, 'cluster.conf')
+    assert conf in err and own_id in err and other_id in err, err
+    res = blockfs('serve', node2, check=False, timeout=30)
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    conf = os.path.join(node2, 'cluster.conf')
+    assert conf in res.stderr and own_id in res.stderr and \
+        other_id in res.stderr, res.stderr
+
+
 def test_cluster_create_keeps_existing_nodes(tmp_path):
     base = tmp_path / 'c'
     node = util.create_cluster(base, nodes=2)

@@ -11,13 +11,16 @@
 #include "net/client.h"
 #include "net/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -190,21 +193,25 @@ static void env_down(struct env *e)
 
 struct client_opts {
 	const struct keypair *key;
+	const char *server_key; /* NULL: node_key's */
 	unsigned timeout_ms, attempts, heartbeat_ms, down_after_ms;
 	bool no_verify;
+	bool log; /* the client's reports to capture_log */
 };
 
 static struct net_client *client_new(const char *endpoint,
 				     const struct client_opts *o)
 {
 	static const struct client_opts defaults = {0};
-	struct net_peer_config peer = {.endpoint = endpoint,
-				       .server_key = node_key.pub};
+	struct net_peer_config peer = {
+	    .endpoint = endpoint, .server_key = node_key.pub, .name = "n0"};
 	struct net_client_config cfg;
 	struct net_client *c = NULL;
 
 	if (!o)
 		o = &defaults;
+	if (o->server_key)
+		peer.server_key = o->server_key;
 	cfg = (struct net_client_config){
 	    .public_key = o->key ? o->key->pub : client_key.pub,
 	    .secret_key = o->key ? o->key->sec : client_key.sec,
@@ -215,6 +222,7 @@ static struct net_client *client_new(const char *endpoint,
 	    .heartbeat_ms = o->heartbeat_ms,
 	    .down_after_ms = o->down_after_ms,
 	    .no_verify = o->no_verify,
+	    .log = o->log ? capture_log : NULL,
 	};
 	REQUIRE(net_client_new(&cfg, &c) == 0);
 	if (local_srv)
@@ -634,6 +642,100 @@ static void test_unknown_key(void)
 	net_client_free(good);
 	frag_free(&f);
 	frag_free(&g);
+	env_down(&e);
+}
+
+/* Until @n lines logged since log_reset contain @a and @b, for up to 10 s. */
+static bool wait_logged(unsigned n, const char *a, const char *b)
+{
+	uint64_t end = now_ms() + 10000;
+
+	while (log_count(a, b) < n && now_ms() < end)
+		sleep_ms(20);
+	return log_count(a, b) >= n;
+}
+
+/* Until @srv has refused @n connections in all, for up to 10 s. */
+static bool wait_refused(struct net_server *srv, uint64_t n)
+{
+	uint64_t end = now_ms() + 10000;
+	struct net_server_counters cnt;
+
+	do {
+		net_server_counters(srv, &cnt);
+		if (cnt.refused[NET_REFUSED_KEY] >= n)
+			return true;
+		sleep_ms(20);
+	} while (now_ms() < end);
+	return false;
+}
+
+/* A ZMTP 3.0 greeting with the NULL mechanism (no CURVE) on a plain TCP
+ * connection to @endpoint ("tcp://127.0.0.1:PORT"), kept open until the
+ * node has logged it (a ZeroMQ socket would drop the connection as soon
+ * as it sees the node's CURVE greeting, sometimes before the node has
+ * read its own). true once logged within 10 s. */
+static bool plain_greeting(const char *endpoint)
+{
+	uint8_t greeting[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	const char *port = strrchr(endpoint, ':');
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool logged = false;
+
+	REQUIRE(port && fd >= 0);
+	sa.sin_port = htons((uint16_t)atoi(port + 1));
+	memcpy(greeting + 12, "NULL", 4);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    write(fd, greeting, sizeof(greeting)) == (ssize_t)sizeof(greeting))
+		logged = wait_logged(1,
+				     "refused connection from a peer without "
+				     "CURVE",
+				     "does not use CURVE");
+	close(fd);
+	return logged;
+}
+
+/* Handshakes that fail are reported by both ends, once however often the
+ * client redials: a client whose key the node refuses, a client that
+ * expects another key for the node (another cluster's file), and a
+ * connection without CURVE. */
+static void test_handshake_reports(void)
+{
+	struct env e;
+	struct client_opts stranger = {.key = &stranger_key, .log = true};
+	struct client_opts other = {.server_key = stranger_key.pub,
+				    .log = true};
+	struct net_server_counters cnt;
+	struct net_client *c;
+
+	env_up(&e, 1ull << 30, false);
+	log_reset();
+	c = client_new(e.endpoint, &stranger);
+	CHECK(wait_logged(1, "node n0 (tcp://127.0.0.1:",
+			  ") refuses our key (another cluster?)"));
+	CHECK(wait_logged(1, "refused connection from key",
+			  "not in the "
+			  "cluster"));
+	CHECK(log_count("node n0", "refuses our key") == 1);
+	net_client_free(c);
+
+	log_reset();
+	net_server_counters(e.srv, &cnt);
+	c = client_new(e.endpoint, &other);
+	CHECK(wait_logged(1, "node n0", "ends our CURVE handshakes"));
+	CHECK(wait_logged(1,
+			  "refused connection from a peer whose CURVE "
+			  "handshake failed",
+			  "another key for this node"));
+	CHECK(wait_refused(e.srv, cnt.refused[NET_REFUSED_KEY] + 3));
+	CHECK(log_count("node n0", "ends our CURVE handshakes") == 1);
+	CHECK(log_count("a peer whose CURVE handshake failed", NULL) == 1);
+	net_client_free(c);
+
+	log_reset();
+	CHECK(plain_greeting(e.endpoint));
 	env_down(&e);
 }
 
@@ -1443,6 +1545,7 @@ int main(void)
 		test_capacity();
 		test_garbage();
 		test_unknown_key();
+		test_handshake_reports();
 		test_concurrent();
 		test_down_up();
 		test_fault_switch();
