@@ -219,7 +219,14 @@ def make_tree(root, nfiles, seed):
         target = rng.choice(files)
         link = os.path.join(rng.choice(dirs), f'sym{i}')
         os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+        # A time in the past: rsync 3.5 (Debian 12's security update)
+        # leaves a new symlink's time alone when it falls in the same
+        # second as the source's, so links made just now would differ.
+        t = rng.randint(1_000_000_000, 1_700_000_000) * 10**9
+        os.utime(link, ns=(t, t), follow_symlinks=False)
     os.symlink('does/not/exist', os.path.join(root, 'dangling'))
+    os.utime(os.path.join(root, 'dangling'), ns=(10**18, 10**18),
+             follow_symlinks=False)
     for i in range(20):
         target = rng.choice(files)
         os.link(target, os.path.join(rng.choice(dirs), f'hard{i}'))
