@@ -598,9 +598,10 @@ void blk_db_close(struct blk_db *db)
 	if (!db)
 		return;
 	/* RocksDB flushes memtables holding WAL-less writes at close, but
-	 * only when nothing failed; make them durable explicitly. */
+	 * only when nothing failed, and leaves what went through the WAL
+	 * there: flush everything, so the WAL is empty after a clean stop. */
 	if (db->rdb && !db->read_only)
-		blk_db_sync(db);
+		blk_db_flush(db);
 	for (size_t i = 0; i < db->nall; i++)
 		rocksdb_column_family_handle_destroy(db->all[i]);
 	if (db->rdb)
@@ -638,6 +639,28 @@ int blk_db_sync(struct blk_db *db)
 	}
 	pthread_mutex_unlock(&db->sync_lock);
 	return rc;
+}
+
+/* The sync first: it settles the journal (its relogged blocks then go out
+ * with the flush). Every column family is flushed, not only those holding
+ * WAL records: a family not flushed pins the WAL files it has data in. */
+int blk_db_flush(struct blk_db *db)
+{
+	rocksdb_flushoptions_t *fo;
+	char *rerr = NULL;
+	int rc;
+
+	if (db->read_only)
+		return 0;
+	rc = blk_db_sync(db);
+	if (rc < 0)
+		return rc;
+	fo = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(fo, 1);
+	for (size_t i = 0; i < db->nall && !rerr; i++)
+		rocksdb_flush_cf(db->rdb, fo, db->all[i], &rerr);
+	rocksdb_flushoptions_destroy(fo);
+	return rerr ? blk_rdb_errno(rerr) : 0;
 }
 
 /* Flush every column family (so deletions reach the SSTs and old WAL files

@@ -151,8 +151,9 @@ static void serve_until_signal(const struct serve_run *s,
 }
 
 /* Open the node's database (the layout of a mount of this node, so that
- * a node can be served and mounted in turn), serve, close. 0, or -errno
- * after saying why. */
+ * a node can be served and mounted in turn), serve, close. Stopping
+ * flushes the memtables, so the write-ahead log holds nothing after a
+ * clean stop. 0, or -errno after saying why. */
 static int serve_run(struct serve_run *s)
 {
 	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
@@ -184,7 +185,10 @@ static int serve_run(struct serve_run *s)
 		cmd_err("warning: cannot write %s/blockfs.pid: %s", s->node_dir,
 			strerror(lock_fd < 0 ? -lock_fd : errno));
 	serve_until_signal(s, srv, &set);
-	ret = blk_db_sync(db);
+	ret = blk_db_flush(db);
+	if (ret)
+		cmd_err("cannot flush node %s's database: %s", s->name,
+			strerror(-ret));
 	blk_db_close(db);
 	node_unlock(s->node_dir, lock_fd);
 	return ret;
