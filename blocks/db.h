@@ -74,6 +74,20 @@ struct blk_db_options {
 int blk_db_open(const char *path, const struct blk_db_options *o,
 		struct blk_db **out, char *err, size_t errlen);
 
+/* What a damaged write-ahead log cost at the last read-write open. RocksDB
+ * replays the log up to its first damaged record and drops every record
+ * from there on (db.c says why that mode); open checks the log first
+ * (walscan.c) and keeps what it found here. Every record is one committed
+ * transaction (a fragment put, a block store commit): @records of them
+ * were dropped, starting at byte @offset of log @file. All zero when the
+ * log was sound (or the open read-only). */
+struct blk_wal_damage {
+	uint64_t records;
+	uint64_t offset;
+	char file[64];
+};
+void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out);
+
 /* Make everything committed so far durable and flushed (blk_db_flush),
  * then close and free. NULL is fine. Waits for RocksDB's background work. */
 void blk_db_close(struct blk_db *db);

@@ -106,6 +106,22 @@ static bool check_room(struct bfs *fs, uint64_t *avail)
 	return true;
 }
 
+/* Say what a damaged write-ahead log cost at the open of @path: RocksDB
+ * itself drops it silently (blocks/db.c). */
+static void say_wal_damage(struct bfs *fs, const char *path)
+{
+	struct blk_wal_damage wd;
+
+	blk_db_wal_damage(fs->db, &wd);
+	if (wd.records)
+		bfs_log_err("the write-ahead log %s/%s is damaged at byte "
+			    "%llu: the last %llu transactions written before "
+			    "the daemon stopped were dropped, from there on; "
+			    "what they wrote is lost",
+			    path, wd.file, (unsigned long long)wd.offset,
+			    (unsigned long long)wd.records);
+}
+
 /* Open the database in @path (cfg.node_dir/db). A read-only open of a
  * node never mounted creates its empty filesystem first. */
 static int open_db(struct bfs *fs, const char *path, bool full, char *err,
@@ -141,6 +157,8 @@ static int open_db(struct bfs *fs, const char *path, bool full, char *err,
 		if (!ret)
 			ret = blk_db_open(path, &o, &fs->db, err, errlen);
 	}
+	if (!ret)
+		say_wal_damage(fs, path);
 	return ret;
 }
 

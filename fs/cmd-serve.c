@@ -143,6 +143,14 @@ static void serve_until_signal(const struct serve_run *s,
 		s->name, net_server_endpoint(srv),
 		(unsigned long long)st.fragments, (unsigned long long)st.used,
 		(unsigned long long)st.capacity);
+	if (st.lost)
+		fprintf(stderr,
+			"blockfs: error: node %s has lost %llu fragments it "
+			"had stored (its database's write-ahead log was "
+			"damaged); 'blockfs status' counts them, and their "
+			"blocks are below redundancy until they are uploaded "
+			"again\n",
+			s->name, (unsigned long long)st.lost);
 	int sig = 0;
 	sigwait(set, &sig);
 	fprintf(stderr, "blockfs: node %s stopping (signal %d)\n", s->name,
@@ -169,6 +177,16 @@ static int serve_run(struct serve_run *s)
 		cmd_err("%s", s->err);
 		return ret;
 	}
+	struct blk_wal_damage wd;
+	blk_db_wal_damage(db, &wd);
+	if (wd.records)
+		fprintf(stderr,
+			"blockfs: error: node %s: the write-ahead log %s/%s is "
+			"damaged at byte %llu: the last %llu fragment puts it "
+			"had acknowledged were dropped, from there on\n",
+			s->name, s->db_path, wd.file,
+			(unsigned long long)wd.offset,
+			(unsigned long long)wd.records);
 	/* Signals are taken synchronously by this thread only. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

@@ -273,10 +273,19 @@ static int open_server(struct bfs_peers *p, char *err, size_t errlen)
 	    .capacity = p->cfg.capacity,
 	};
 	ret = bfs_cluster_server_new(cl, (unsigned)p->self, &sc, &p->srv);
-	if (ret < 0)
+	if (ret < 0) {
 		snprintf(err, errlen, "cannot serve %s on %s: %s", p->cfg.self,
 			 cl->nodes[p->self].address, strerror(-ret));
-	return ret;
+		return ret;
+	}
+	struct net_status st;
+	net_server_status(p->srv, &st);
+	if (st.lost)
+		bfs_log_err("node %s has lost %llu fragments it had stored "
+			    "(its database's write-ahead log was damaged); "
+			    "'blockfs status' counts them",
+			    p->cfg.self, (unsigned long long)st.lost);
+	return 0;
 }
 
 /* The client to every node; our own node's fragments through a function
