@@ -91,6 +91,15 @@ int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
  * hash to @cid), -ENOMEM, -EIO, -EUCLEAN, -EROFS. */
 int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 		   const void *data, size_t len);
+/* Write good bytes over a stored block whose local copy is damaged (a
+ * read of it failed RocksDB's checksum, -EIO, or its CID, -EBADMSG), after
+ * checking them against @cid; an evicted block is filled (blk_store_fill).
+ * The bytes go through the WAL, as one record; the damaged copy is left
+ * to compaction. 0, -ENOENT (no longer referenced), -EBADMSG (the bytes do
+ * not hash to @cid), -EINVAL (not the block's length), -ENOMEM, -EIO,
+ * -ENOSPC, -EUCLEAN, -EROFS. */
+int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
+		      const void *data, size_t len);
 
 /* Blocks whose bytes did not survive a crash, found by blk_db_open: their
  * reference records are gone and the statistics no longer count them.

@@ -86,6 +86,7 @@ static void init_locks(struct bfs *fs)
 	pthread_mutex_init(&fs->maint_lock, NULL);
 	blk_cond_init(&fs->maint_cond);
 	pthread_mutex_init(&fs->hp_lock, NULL);
+	pthread_mutex_init(&fs->damage_lock, NULL);
 	blk_cond_init(&fs->hp_cond);
 	blk_cond_init(&fs->hp_done);
 }
@@ -385,6 +386,7 @@ int bfs_close(struct bfs *fs)
 		ret = ret ? ret : r;
 	}
 	blk_db_close(fs->db);
+	free(fs->damage_said);
 	free(fs->node_dir);
 	free(fs);
 	return ret;

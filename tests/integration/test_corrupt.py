@@ -153,3 +153,80 @@ def test_damaged_wal_after_a_crash_reports_what_it_lost(cluster):
                      rf'last {lost} fragment puts', log), log[-3000:]
     assert re.search(rf'node node3 has lost {lost} fragments', log), \
         log[-3000:]
+
+
+def test_damaged_local_blocks_heal_from_the_cluster(cluster):
+    """Flipped bytes in the mount node's blob files, in a cluster where
+    every node holds every block: every read returns the right bytes
+    (fetched from the peers and checked against the CID), the local copy
+    is written back, and the log names each healed block once, by path
+    and CID. (On e0ce0c1 the reads of the damaged blocks failed with EIO.)"""
+    c = cluster(nodes=3, redundancy='replicas:3')
+    size = 48 * MiB
+    data = write_file(os.path.join(c.mnt, 'big'), size, seed=5)
+    util.blockfs('sync', c.mnt, timeout=300)
+    c.mount.stop()
+    assert damage_blobs(c.node_dir(1)) > 0, 'no blob files to damage'
+    c.start_mount()
+    path = os.path.join(c.mnt, 'big')
+    util.drop_caches(c.mnt)
+    got, failed = read_chunks(path, size)
+    assert not failed, (
+        f'{len(failed)} of {size // CHUNK} reads failed with EIO; log:\n'
+        f'{util.log_tail(c.mount.log)}')
+    assert got == data
+    log = log_text(c.mount.log)
+    healed = re.findall(r'file (\S+) \(inode \d+\): block (b[a-z2-7]+): '
+                        r'the local copy was damaged .*healed', log)
+    assert healed, f'no block said healed; log:\n{log[-3000:]}'
+    assert all(p == '/big' for p, _ in healed), healed
+    cids = [cid for _, cid in healed]
+    assert len(cids) == len(set(cids)), 'a block was reported twice'
+
+    # Healed here: with the peers stopped, the local store serves it all.
+    for i in (2, 3):
+        c.servers[i].stop()
+    try:
+        util.drop_caches(c.mnt)
+        got, failed = read_chunks(path, size)
+        assert not failed, (
+            f'{len(failed)} reads failed with the peers down: the local '
+            f'copies were not healed; log:\n{util.log_tail(c.mount.log)}')
+        assert got == data
+    finally:
+        for i in (2, 3):
+            c.servers[i].start()
+
+
+def test_damaged_block_on_a_single_node_is_named_once(make_mount, node_dir,
+                                                      mnt):
+    """On a single node a damaged block cannot be healed: its reads fail
+    with EIO, and the log says so once per block (not once per read),
+    naming the file by path and the block by CID. (On e0ce0c1 the log
+    said 'inode 2: read of block at offset N failed' at every read.)"""
+    m = make_mount(node_dir, mnt)
+    size = 48 * MiB
+    write_file(os.path.join(mnt, 'big'), size, seed=6)
+    m.stop()
+    assert damage_blobs(node_dir) > 0, 'no blob files to damage'
+    start = os.path.getsize(m.log)
+    m.start()
+    path = os.path.join(mnt, 'big')
+    failed = []
+    for _ in range(2):
+        util.drop_caches(mnt)
+        failed.append(read_chunks(path, size)[1])
+    assert failed[0], 'no read failed: the damage was not seen'
+    assert failed[0] == failed[1]
+    with open(m.log, errors='replace') as f:
+        f.seek(start)
+        lines = [ln for ln in f.read().splitlines() if 'error:' in ln]
+    assert lines, 'no error logged for the unreadable blocks'
+    for ln in lines:
+        assert re.search(r'file /big \(inode \d+\): block b[a-z2-7]+ at '
+                         r'offset \d+ is unreadable', ln), ln
+    cids = [re.search(r'block (b[a-z2-7]+)', ln).group(1) for ln in lines]
+    assert len(cids) == len(set(cids)), \
+        f'a block was reported more than once:\n' + '\n'.join(lines)
+    # One line per damaged block: never more lines than failed reads.
+    assert len(lines) <= len(failed[0]), lines
