@@ -114,3 +114,9 @@ void blk_db_forget_lost(struct blk_db *db);
  * below it was committed. 0 when the log is not kept, and on a read-only
  * database (which does not load the log). */
 uint64_t blk_db_newlog_head(struct blk_db *db);
+/* Add a new-block log record for every block whose bytes are held here
+ * (not evicted), so that the consumer hands each on again: for when a
+ * node lost fragments it had acknowledged. *@queued says how many, also
+ * on error (records are added in commits of up to 1024). 0, -ENOENT (the
+ * log is not kept), -EROFS, -ENOMEM, -EIO. */
+int blk_newlog_requeue(struct blk_db *db, uint64_t *queued);

@@ -168,6 +168,31 @@ void bfs_peers_drop_taken(struct bfs_peers *p)
 	bfs_bcache_drop_taken(p->cache);
 }
 
+int bfs_peers_lost(struct bfs_peers *p, uint64_t *lost, const char **names,
+		   unsigned *n)
+{
+	struct net_batch *b = net_batch_new(p->cl);
+
+	if (!b)
+		return -ENOMEM;
+	*n = p->n;
+	for (unsigned i = 0; i < p->n; i++) {
+		lost[i] = UINT64_MAX;
+		names[i] = p->names[i];
+		net_batch_submit(b, i, net_op_new_status());
+	}
+	net_batch_wait(b, 2000);
+	for (size_t i = 0; i < net_batch_count(b); i++) {
+		const struct net_op_result *r =
+		    net_op_result(net_batch_op(b, i));
+		if (r && r->status == 0 && r->op == NET_OP_STATUS &&
+		    r->peer < p->n)
+			lost[r->peer] = r->st.lost;
+	}
+	net_batch_free(b);
+	return 0;
+}
+
 int64_t bfs_peers_describe(struct bfs_peers *p, char *buf, size_t size)
 {
 	size_t len = 0;

@@ -102,8 +102,9 @@ def log_text(path):
 
 def wal_damage_case(cluster, stop):
     """A replicas:3 cluster holding a file; node3 stopped with STOP, its
-    write-ahead log damaged, started again. Returns (node3's fragments
-    before, its status entry after, the WAL files damaged, its log)."""
+    write-ahead log damaged, started again. Returns (the cluster, node3's
+    fragments before, its status entry after, the WAL files damaged, its
+    log)."""
     c = cluster(nodes=3, redundancy='replicas:3')
     write_file(os.path.join(c.mnt, 'f'), 16 * MiB, seed=4)
     util.blockfs('sync', c.mnt, timeout=300)
@@ -116,7 +117,7 @@ def wal_damage_case(cluster, stop):
         lambda st: {n['name']: n['up'] for n in st['nodes']}['node3'],
         60, 'node3 up again')
     after = {n['name']: n for n in after['nodes']}['node3']
-    return before, after, damaged, log_text(c.servers[3].log)
+    return c, before, after, damaged, log_text(c.servers[3].log)
 
 
 def test_clean_stop_leaves_nothing_to_lose_in_the_wal(cluster):
@@ -124,7 +125,7 @@ def test_clean_stop_leaves_nothing_to_lose_in_the_wal(cluster):
     files, not only in its write-ahead log: damage to the log then costs
     nothing. (On e0ce0c1 the log held every fragment, and 16 flipped bytes
     in its middle silently dropped about half of them.)"""
-    before, after, damaged, log = wal_damage_case(
+    _, before, after, damaged, log = wal_damage_case(
         cluster, lambda s: s.stop())
     assert after['fragments'] == before, (
         f'node3 held {before} fragments before a clean stop and '
@@ -140,7 +141,7 @@ def test_damaged_wal_after_a_crash_reports_what_it_lost(cluster):
     in its log and in `blockfs status` (lost_fragments), so that nothing
     is gone silently: what it holds plus what it reports lost is what it
     held. (On e0ce0c1: 29 of 61 held, nothing said.)"""
-    before, after, damaged, log = wal_damage_case(
+    _, before, after, damaged, log = wal_damage_case(
         cluster, lambda s: s.kill())
     assert damaged, 'kill -9 left nothing in the write-ahead log'
     lost = after.get('lost_fragments')
@@ -230,3 +231,22 @@ def test_damaged_block_on_a_single_node_is_named_once(make_mount, node_dir,
         f'a block was reported more than once:\n' + '\n'.join(lines)
     # One line per damaged block: never more lines than failed reads.
     assert len(lines) <= len(failed[0]), lines
+
+
+def test_writer_uploads_again_what_a_node_lost(cluster):
+    """A node that lost fragments to a damaged write-ahead log reports the
+    count; the mount, which still holds the blocks, notices it and uploads
+    them again, so the node holds all it held before and the file survives
+    losing another node. (On e0ce0c1 node3 stayed at 29 of 61 fragments
+    and nothing was uploaded again.)"""
+    c, before, after, damaged, log = wal_damage_case(
+        cluster, lambda s: s.kill())
+    assert after['fragments'] < before, 'the damage cost nothing'
+    c.wait_status(
+        lambda st: {n['name']: n['fragments']
+                    for n in st['nodes']}['node3'] >= before, 120,
+        f'node3 to hold its {before} fragments again')
+    mlog = log_text(c.mount.log)
+    assert re.search(r'node node3 lost \d+ fragments it had stored '
+                     r'\(\d+ since last seen\): uploading the \d+ blocks '
+                     r'held here again', mlog), mlog[-3000:]
