@@ -177,9 +177,14 @@ int bfs_peers_lost(struct bfs_peers *p, uint64_t *lost, const char **names,
 		return -ENOMEM;
 	*n = p->n;
 	for (unsigned i = 0; i < p->n; i++) {
+		bool up = false;
+		uint64_t lat;
+
 		lost[i] = UINT64_MAX;
 		names[i] = p->names[i];
-		net_batch_submit(b, i, net_op_new_status());
+		net_client_peer_state(p->cl, i, &up, &lat);
+		if (up) /* a node seen down is not waited for */
+			net_batch_submit(b, i, net_op_new_status());
 	}
 	net_batch_wait(b, 2000);
 	for (size_t i = 0; i < net_batch_count(b); i++) {
