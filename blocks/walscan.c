@@ -17,11 +17,13 @@
  * the end of a block are zero padding; a zero type and length is
  * preallocated space (the end of what was written).
  *
- * Counting: every logical record that starts (kFull or kFirst, sound) at
- * or after the damaged one, in that file and in the later ones, plus the
- * damaged record itself. A record whose header is damaged may hide a few
- * small records behind a wrong length: the scan then goes on at the next
- * block, as RocksDB's reader does, and the count is short by those. A
+ * Counting: the logical record the first damaged physical record belongs
+ * to, and every one that starts after it, in that file and in the later
+ * ones: a sound kFull or kFirst, or a damaged piece that does not follow
+ * a kFirst or kMiddle (which the next piece always continues). A damaged
+ * piece's type is believed when its length fits the block; after a header
+ * so damaged that it does not, the scan finds the next sound record of
+ * the block by its CRC (a record hidden in the damage itself is missed). A
  * physical record cut short by the end of the file is a write the process
  * died in: not damage, and never acknowledged.
  */
@@ -72,7 +74,43 @@ struct walscan {
 	bool damaged;	  /* a damaged record was met */
 	uint64_t records; /* counted since (invariant above) */
 	bool end;	  /* the file's written bytes ended */
+	/* The last physical record was a kFirst or kMiddle: the next one
+	 * continues its logical record (the format guarantees it). */
+	bool mid;
 };
+
+static bool starts(unsigned type)
+{
+	return type == T_FULL || type == T_FIRST || type == T_RFULL ||
+	       type == T_RFIRST;
+}
+
+static bool continues(unsigned type)
+{
+	return type == T_FIRST || type == T_MIDDLE || type == T_RFIRST ||
+	       type == T_RMIDDLE;
+}
+
+/* The header length of a physical record of @type. */
+static size_t header_len(unsigned type)
+{
+	return (type >= T_RFULL && type <= T_RLAST) || type == T_RTIMESTAMP_SIZE
+		   ? RECYCLABLE_HDR
+		   : HDR;
+}
+
+/* Whether a sound physical record starts at @off of the block @blk (@len
+ * bytes): a known type, a length within the block, its CRC right. */
+static bool sound_at(const uint8_t *blk, size_t len, size_t off)
+{
+	const uint8_t *h = blk + off;
+	size_t hlen = header_len(h[6]), plen = blk_get_le16(h + 4);
+
+	return h[6] != T_ZERO && h[6] <= T_RTIMESTAMP_SIZE &&
+	       off + hlen + plen <= len &&
+	       unmask(blk_get_le32(h)) ==
+		   blk_crc32c_extend(0, h + 6, hlen - 6 + plen);
+}
 
 /* One block of file @name at file offset @base: its @len bytes (fewer
  * than WAL_BLOCK only at the end of the file). */
@@ -90,10 +128,7 @@ static void scan_block(struct walscan *s, const uint8_t *blk, size_t len,
 		}
 		const uint8_t *h = blk + off;
 		unsigned type = h[6];
-		size_t hlen = (type >= T_RFULL && type <= T_RLAST) ||
-				      type == T_RTIMESTAMP_SIZE
-				  ? RECYCLABLE_HDR
-				  : HDR;
+		size_t hlen = header_len(type);
 		size_t plen = blk_get_le16(h + 4);
 
 		if (type == T_ZERO && plen == 0) {
@@ -110,20 +145,38 @@ static void scan_block(struct walscan *s, const uint8_t *blk, size_t len,
 		    fits && unmask(blk_get_le32(h)) ==
 				blk_crc32c_extend(0, h + 6, hlen - 6 + plen);
 		if (!sound) {
+			/* The first damaged piece drops its record; a later
+			 * one starts another unless it continues one. */
 			if (!s->damaged) {
 				s->damaged = true;
-				s->records = 1; /* the damaged one */
+				s->records = 1;
 				snprintf(out->file, sizeof(out->file), "%s",
 					 name);
 				out->offset = base + off;
+			} else if (!s->mid) {
+				s->records++;
 			}
-			if (!fits)
-				return; /* a wrong length: on at the next
-					 * block, as RocksDB's reader goes */
-		} else if (s->damaged &&
-			   (type == T_FULL || type == T_FIRST ||
-			    type == T_RFULL || type == T_RFIRST)) {
-			s->records++;
+			/* Its type is believed when its length fits (the
+			 * damage is in its payload, most likely). */
+			s->mid = fits && continues(type);
+			if (!fits) {
+				/* A damaged header: its length is no guide.
+				 * The next sound record in the block, if any,
+				 * is found by its CRC (RocksDB's reader drops
+				 * the rest of the block: that is counted). */
+				size_t at = off + 1;
+				while (at + HDR <= len &&
+				       !sound_at(blk, len, at))
+					at++;
+				if (at + HDR > len)
+					return;
+				off = at;
+				continue;
+			}
+		} else {
+			if (s->damaged && !s->mid && starts(type))
+				s->records++;
+			s->mid = continues(type);
 		}
 		off += hlen + plen;
 	}
