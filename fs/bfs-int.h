@@ -265,6 +265,9 @@ int bfs_space_admit(struct bfs *fs, uint64_t len);
  * directory entry names it: unlinked), -ENAMETOOLONG, -ELOOP, -ENOMEM,
  * -EIO. Scans the directory entries once per level: for log lines. */
 int bfs_ino_path(struct bfs *fs, uint64_t ino, char *buf, size_t len);
+/* bfs_ino_path for a log line: "(unlinked)", "(path unknown: ...)" or,
+ * for @ino 0, "(a file being rewritten)" when there is no path. */
+void bfs_ino_describe(struct bfs *fs, uint64_t ino, char *buf, size_t len);
 /* Log, once per block, that block @cid at offset @off of inode @ino (0:
  * not known) could not be read (@err), naming the file's path. */
 void bfs_damage_unreadable(struct bfs *fs, uint64_t ino, uint64_t off,

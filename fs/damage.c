@@ -84,8 +84,7 @@ int bfs_ino_path(struct bfs *fs, uint64_t ino, char *buf, size_t len)
 	return 0;
 }
 
-/* "/dir/file" for @ino, or what stands for it when it has no path. */
-static void describe(struct bfs *fs, uint64_t ino, char *buf, size_t len)
+void bfs_ino_describe(struct bfs *fs, uint64_t ino, char *buf, size_t len)
 {
 	int ret;
 
@@ -131,7 +130,7 @@ void bfs_damage_unreadable(struct bfs *fs, uint64_t ino, uint64_t off,
 
 	if (said_before(fs, cid))
 		return;
-	describe(fs, ino, path, sizeof(path));
+	bfs_ino_describe(fs, ino, path, sizeof(path));
 	blk_cid_to_string(cid, cs);
 	bfs_log_err("file %s (inode %llu): block %s at offset %llu is "
 		    "unreadable: %s%s",
@@ -150,7 +149,7 @@ void bfs_damage_healed(struct bfs *fs, uint64_t ino, const struct blk_cid *cid,
 
 	if (said_before(fs, cid))
 		return;
-	describe(fs, ino, path, sizeof(path));
+	bfs_ino_describe(fs, ino, path, sizeof(path));
 	blk_cid_to_string(cid, cs);
 	if (rewrite)
 		bfs_log_err("file %s (inode %llu): block %s: the local copy is "
