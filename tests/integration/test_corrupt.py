@@ -185,9 +185,11 @@ def test_damaged_local_blocks_heal_from_the_cluster(cluster):
     assert len(cids) == len(set(cids)), 'a block was reported twice'
 
     # Healed here: with the peers stopped, the local store serves it all.
-    for i in (2, 3):
-        c.servers[i].stop()
+    stopped = []
     try:
+        for i in (2, 3):
+            c.servers[i].stop()
+            stopped.append(i)
         util.drop_caches(c.mnt)
         got, failed = read_chunks(path, size)
         assert not failed, (
@@ -195,7 +197,7 @@ def test_damaged_local_blocks_heal_from_the_cluster(cluster):
             f'copies were not healed; log:\n{util.log_tail(c.mount.log)}')
         assert got == data
     finally:
-        for i in (2, 3):
+        for i in stopped:  # for the unmount to find them
             c.servers[i].start()
 
 
