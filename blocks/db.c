@@ -47,6 +47,35 @@
 /* RocksDB's BottommostLevelCompaction::kForceOptimized. */
 #define BOTTOMMOST_FORCE_OPTIMIZED 3
 
+/*
+ * RocksDB's WALRecoveryMode: what an open does with a damaged record in
+ * the write-ahead log (bit rot, a bad sector). After a clean stop the log
+ * holds nothing (blk_db_close flushes), so this is about the log a crash
+ * left behind.
+ *
+ * - kTolerateCorruptedTailRecords and kAbsoluteConsistency fail the open:
+ *   a node with one bad record would serve none of what it holds, and a
+ *   torn write in the unsynced end of the log after a power cut could
+ *   keep a mount from ever opening again.
+ * - kSkipAnyCorruptedRecords drops only the bad records and keeps the
+ *   later ones. For a mount's metadata that is a state the database never
+ *   had (its batches build on each other: a create, writes to that inode,
+ *   a rename), and RocksDB 7.8 cannot even do it for our records: its log
+ *   reader (db/log_reader.cc, ReadRecord) does not reset the record
+ *   checksum it hands to the replay when it abandons a record spanning
+ *   blocks, so the next such record fails "Write batch content corrupted"
+ *   and the open fails after all (a fragment or a large block is such a
+ *   record; still so in RocksDB's main branch).
+ * - kPointInTimeRecovery (RocksDB's default, chosen): replay up to the
+ *   first bad record, then stop. What remains is a state the database
+ *   really had, consistent for metadata and fragment counts alike. Its
+ *   cost is every record after the damaged one, which RocksDB drops
+ *   silently; so blk_db_open reads the log first (walscan.c) and
+ *   blk_db_wal_damage says how many records the replay dropped, for the
+ *   opener to report (the fragment store counts them as lost fragments).
+ */
+#define WAL_POINT_IN_TIME 2
+
 enum cf_kind {
 	CF_KIND_BLOCKS,
 	CF_KIND_REFS,
@@ -265,6 +294,7 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 	/* The info LOG: enough history to debug, bounded. */
 	rocksdb_options_set_max_log_file_size(dbo, 16 * MiB);
 	rocksdb_options_set_keep_log_file_num(dbo, 4);
+	rocksdb_options_set_wal_recovery_mode(dbo, WAL_POINT_IN_TIME);
 	return dbo;
 }
 
@@ -573,6 +603,9 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 	rc = plan_init(&plan, o, db->cache, path, err, errlen);
 	if (rc == 0)
 		rc = plan_families(&plan, o, ncf, path, err, errlen);
+	/* Advisory: a log that cannot be read fails the open below. */
+	if (rc == 0 && !o->read_only && wal_scan(path, &db->wal_damage) < 0)
+		memset(&db->wal_damage, 0, sizeof(db->wal_damage));
 	if (rc == 0)
 		rc = open_rdb(db, &plan, path, err, errlen);
 	if (rc == -ENOMEM)
@@ -598,9 +631,10 @@ void blk_db_close(struct blk_db *db)
 	if (!db)
 		return;
 	/* RocksDB flushes memtables holding WAL-less writes at close, but
-	 * only when nothing failed; make them durable explicitly. */
+	 * only when nothing failed, and leaves what went through the WAL
+	 * there: flush everything, so the WAL is empty after a clean stop. */
 	if (db->rdb && !db->read_only)
-		blk_db_sync(db);
+		blk_db_flush(db);
 	for (size_t i = 0; i < db->nall; i++)
 		rocksdb_column_family_handle_destroy(db->all[i]);
 	if (db->rdb)
@@ -655,6 +689,33 @@ int blk_db_settle(struct blk_db *db)
 	rc = journal_sync(db);
 	pthread_mutex_unlock(&db->sync_lock);
 	return rc;
+}
+
+void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out)
+{
+	*out = db->wal_damage;
+}
+
+/* The sync first: it settles the journal (its relogged blocks then go out
+ * with the flush). Every column family is flushed, not only those holding
+ * WAL records: a family not flushed pins the WAL files it has data in. */
+int blk_db_flush(struct blk_db *db)
+{
+	rocksdb_flushoptions_t *fo;
+	char *rerr = NULL;
+	int rc;
+
+	if (db->read_only)
+		return 0;
+	rc = blk_db_sync(db);
+	if (rc < 0)
+		return rc;
+	fo = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(fo, 1);
+	for (size_t i = 0; i < db->nall && !rerr; i++)
+		rocksdb_flush_cf(db->rdb, fo, db->all[i], &rerr);
+	rocksdb_flushoptions_destroy(fo);
+	return rerr ? blk_rdb_errno(rerr) : 0;
 }
 
 /* Flush every column family (so deletions reach the SSTs and old WAL files

@@ -76,9 +76,30 @@ struct blk_db_options {
 int blk_db_open(const char *path, const struct blk_db_options *o,
 		struct blk_db **out, char *err, size_t errlen);
 
-/* Make everything committed so far durable (store.h), then close and free.
- * NULL is fine. Waits for RocksDB's background work. */
+/* What a damaged write-ahead log cost at the last read-write open. RocksDB
+ * replays the log up to its first damaged record and drops every record
+ * from there on (db.c says why that mode); open checks the log first
+ * (walscan.c) and keeps what it found here. Every record is one committed
+ * transaction (a fragment put, a block store commit): @records of them
+ * were dropped, starting at byte @offset of log @file. All zero when the
+ * log was sound (or the open read-only). */
+struct blk_wal_damage {
+	uint64_t records;
+	uint64_t offset;
+	char file[64];
+};
+void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out);
+
+/* Make everything committed so far durable and flushed (blk_db_flush),
+ * then close and free. NULL is fine. Waits for RocksDB's background work. */
 void blk_db_close(struct blk_db *db);
+
+/* Make everything committed so far durable (blk_db_sync), then flush
+ * every column family's memtables to table and blob files and wait: after
+ * it the write-ahead log holds nothing the database needs, so a clean stop
+ * leaves no record that damage to the log could take. 0 (also read-only),
+ * or -EIO / -ENOSPC. */
+int blk_db_flush(struct blk_db *db);
 
 /* Make every committed transaction durable: the bytes of blocks committed
  * since the last sync (written again through the WAL when they are few,

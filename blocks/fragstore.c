@@ -1,5 +1,6 @@
-/* The node's fragment store: 'F', 'I' and 'S' records in one column family
- * of the record store; see fragstore.h for the contract and invariants. */
+/* The node's fragment store: 'F', 'I', 'S' and 'L' records in one column
+ * family of the record store; see fragstore.h for the contract and
+ * invariants. */
 #include "blocks/fragstore.h"
 
 #include <errno.h>
@@ -12,9 +13,11 @@
 
 #define STATS_LEN 16
 #define INDEX_LEN 4
+#define LOST_LEN 16
 
 enum { TAG_FRAG = 'F', TAG_INDEX = 'I' };
 static const uint8_t STATS_KEY[1] = {'S'};
+static const uint8_t LOST_KEY[1] = {'L'};
 
 struct blk_fragstore {
 	/* Set at open, read-only after. */
@@ -32,6 +35,10 @@ struct blk_fragstore {
 	pthread_mutex_t mu;
 	uint64_t used;	/* under mu */
 	uint64_t count; /* under mu */
+
+	/* The 'L' record and what this open added to it: set by open,
+	 * read-only after. */
+	uint64_t lost, lost_now;
 };
 
 static void make_key(uint8_t tag, const uint8_t *name,
@@ -57,27 +64,13 @@ static void stats_put(struct blk_fragstore *fs, struct blk_txn *t,
 	blk_txn_put(t, fs->cf, STATS_KEY, sizeof(STATS_KEY), v, sizeof(v));
 }
 
-/* Load the 'S' record, or recount the index entries when there is none
- * (a column family filled by something else). */
-static int load_usage(struct blk_fragstore *fs)
+/* Count the index entries into fs->used and fs->count. */
+static int recount(struct blk_fragstore *fs)
 {
-	uint8_t v[STATS_LEN];
 	const uint8_t tag = TAG_INDEX;
 	struct blk_iter *it;
-	int64_t n;
 	int rc;
 
-	n = blk_db_get_into(fs->db, fs->cf, STATS_KEY, sizeof(STATS_KEY), v,
-			    sizeof(v));
-	if (n == STATS_LEN) {
-		fs->used = blk_get_le64(v);
-		fs->count = blk_get_le64(v + 8);
-		return 0;
-	}
-	if (n >= 0)
-		return -EIO; /* a record we did not write */
-	if (n != -ENOENT)
-		return (int)n;
 	fs->used = fs->count = 0;
 	it = blk_iter_new(fs->db, fs->cf, &tag, 1, NULL, 0);
 	if (!it)
@@ -94,6 +87,64 @@ static int load_usage(struct blk_fragstore *fs)
 	rc = blk_iter_status(it);
 	blk_iter_free(it);
 	return rc;
+}
+
+/* Load the 'L' record, and add to it the records that the database's
+ * open dropped from a damaged write-ahead log (invariant 5), in a synced
+ * commit. A read-only database keeps the addition in memory only. */
+static int load_lost(struct blk_fragstore *fs)
+{
+	uint8_t v[LOST_LEN];
+	struct blk_wal_damage wd;
+	struct blk_txn *t;
+	int64_t n;
+	int rc;
+
+	n = blk_db_get_into(fs->db, fs->cf, LOST_KEY, sizeof(LOST_KEY), v,
+			    sizeof(v));
+	if (n >= 0 && n != LOST_LEN)
+		return -EIO; /* a record we did not write */
+	if (n < 0 && n != -ENOENT)
+		return (int)n;
+	if (n == LOST_LEN)
+		fs->lost = blk_get_le64(v);
+	blk_db_wal_damage(fs->db, &wd);
+	if (!wd.records)
+		return 0;
+	fs->lost_now = wd.records;
+	fs->lost += wd.records;
+	t = blk_txn_new(fs->db);
+	if (!t)
+		return -ENOMEM;
+	blk_put_le64(v, fs->lost);
+	blk_put_le64(v + 8, 0); /* reserved */
+	blk_txn_put(t, fs->cf, LOST_KEY, sizeof(LOST_KEY), v, sizeof(v));
+	rc = blk_txn_commit(t, true);
+	blk_txn_free(t);
+	return rc == -EROFS ? 0 : rc;
+}
+
+/* Load the 'S' record, or recount the index entries when there is none
+ * (a column family filled by something else); then the 'L' record. */
+static int load_usage(struct blk_fragstore *fs)
+{
+	uint8_t v[STATS_LEN];
+	int64_t n;
+	int rc;
+
+	n = blk_db_get_into(fs->db, fs->cf, STATS_KEY, sizeof(STATS_KEY), v,
+			    sizeof(v));
+	if (n == STATS_LEN) {
+		fs->used = blk_get_le64(v);
+		fs->count = blk_get_le64(v + 8);
+	} else if (n >= 0) {
+		return -EIO; /* a record we did not write */
+	} else if (n != -ENOENT) {
+		return (int)n;
+	} else if ((rc = recount(fs)) < 0) {
+		return rc;
+	}
+	return load_lost(fs);
 }
 
 int blk_fragstore_open(struct blk_db *db, const struct blk_fragstore_options *o,
@@ -148,6 +199,8 @@ void blk_fragstore_usage(struct blk_fragstore *fs,
 	u->capacity = fs->capacity;
 	u->used = fs->used;
 	u->count = fs->count;
+	u->lost = fs->lost;
+	u->lost_at_open = fs->lost_now;
 	pthread_mutex_unlock(&fs->mu);
 }
 

@@ -14,6 +14,8 @@
  *   'I' name -> u32 LE length of the fragment bytes: an index entry, so
  *               has, scan and delete never read fragment bytes
  *   'S'      -> u64 LE used bytes, u64 LE fragment count
+ *   'L'      -> u64 LE fragments lost, u64 LE reserved (0): puts this
+ *               store had acknowledged and lost since
  * Used bytes count the value of each fragment (head_len + its length).
  *
  * Invariants (kept under the store's lock by put and delete):
@@ -25,6 +27,12 @@
  *  3. A sound stored fragment is never replaced by other bytes: put checks
  *     what is stored and writes in one critical section.
  *  4. Used bytes never grow past the capacity.
+ *  5. The 'L' record only grows: at open, the records that the
+ *     database's replay dropped from a damaged write-ahead log
+ *     (blk_db_wal_damage) are added to it, each counted as one lost
+ *     fragment (at most: a dropped record may also have been a delete, or
+ *     another owner's record in a shared database). Invariants 1-4 hold
+ *     all the same: the replay keeps a point in time.
  *
  * Durability: puts and deletes go to the WAL unsynced (they survive the
  * death of the process); blk_fragstore_sync makes all of them durable.
@@ -71,7 +79,9 @@ struct blk_fragstore_options {
 
 /* Open the store on @db, which the caller keeps open until
  * blk_fragstore_close returns. Loads the 'S' record, or recounts the 'I'
- * records when there is none. Returns 0, or:
+ * records when there is none, and the 'L' record (adding to it what the
+ * database's open dropped, invariant 5, in a synced commit). Returns 0,
+ * or:
  *   -EINVAL  a bad column family or head_len
  *   -EIO     the 'S' record is not one the store writes, or a read failed
  *   -ENOMEM */
@@ -145,6 +155,9 @@ struct blk_fragstore_usage {
 	uint64_t capacity; /* as opened */
 	uint64_t used;	   /* bytes of the stored values */
 	uint64_t count;	   /* fragments stored */
+	/* Fragment puts acknowledged and lost since (the 'L' record,
+	 * invariant 5), and those of them this open found. */
+	uint64_t lost, lost_at_open;
 };
 void blk_fragstore_usage(struct blk_fragstore *fs,
 			 struct blk_fragstore_usage *u);

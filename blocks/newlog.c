@@ -378,3 +378,78 @@ void newlog_index_free(struct newlog_index *ix)
 	free(ix->v);
 	free(ix);
 }
+
+/* Blocks added to the log per commit by blk_newlog_requeue. */
+#define REQUEUE_BATCH 1024
+
+/* Append a record for each of the @n binary CIDs in @keys (@klen bytes
+ * each at most, lengths in @lens), in one commit under ref_lock (N1). */
+static int requeue_commit(struct blk_db *db, const uint8_t *keys,
+			  const size_t *lens, size_t n)
+{
+	struct blk_txn *t = blk_txn_new(db);
+	struct store_delta d;
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	pthread_mutex_lock(&db->ref_lock);
+	store_delta_begin(db, &d);
+	for (size_t i = 0; i < n; i++)
+		newlog_append(t, (const char *)keys + i * BLK_CID_MAX_BYTES,
+			      lens[i], &d);
+	rc = blk_txn_write(t, false);
+	if (rc == 0)
+		store_delta_publish(db, &d);
+	pthread_mutex_unlock(&db->ref_lock);
+	blk_txn_free(t);
+	return rc;
+}
+
+/* The walk over "refs" reads a snapshot: a block deleted meanwhile gets a
+ * record all the same, which the consumer finds deleted (N2 allows it). */
+int blk_newlog_requeue(struct blk_db *db, uint64_t *queued)
+{
+	const uint8_t prefix = REFS_CID_PREFIX;
+	uint8_t *keys = malloc((size_t)REQUEUE_BATCH * BLK_CID_MAX_BYTES);
+	size_t *lens = malloc(REQUEUE_BATCH * sizeof(*lens)), n = 0;
+	struct blk_iter *it = NULL;
+	int rc = 0;
+
+	*queued = 0;
+	if (db->read_only || !db->cf[BLK_CF_NEWLOG])
+		rc = db->read_only ? -EROFS : -ENOENT;
+	else if (!keys || !lens ||
+		 !(it = blk_iter_new(db, BLK_CF_REFS, &prefix, 1, NULL, 0)))
+		rc = -ENOMEM;
+	for (; rc == 0 && it && blk_iter_valid(it); blk_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = blk_iter_key(it, &klen);
+		const uint8_t *v = blk_iter_value(it, &vlen);
+		uint64_t refs;
+		uint32_t len;
+		uint8_t flags;
+
+		if (klen > BLK_CID_MAX_BYTES ||
+		    store_parse_refs(v, vlen, &refs, &len, &flags) < 0 ||
+		    !refs || (flags & REFS_EVICTED))
+			continue; /* not held here: nothing to upload */
+		memcpy(keys + n * BLK_CID_MAX_BYTES, k, klen);
+		lens[n++] = klen;
+		if (n == REQUEUE_BATCH) {
+			rc = requeue_commit(db, keys, lens, n);
+			*queued += rc == 0 ? n : 0;
+			n = 0;
+		}
+	}
+	if (rc == 0 && it)
+		rc = blk_iter_status(it);
+	if (rc == 0 && n) {
+		rc = requeue_commit(db, keys, lens, n);
+		*queued += rc == 0 ? n : 0;
+	}
+	blk_iter_free(it);
+	free(keys);
+	free(lens);
+	return rc;
+}

@@ -89,6 +89,10 @@ struct blk_db {
 	 * shared. */
 	struct newlog_pending pending;
 
+	/* The write-ahead log's damage found at open (walscan.c): set by
+	 * blk_db_open, read-only after. */
+	struct blk_wal_damage wal_damage;
+
 	/* Blocks found lost at open (journal.c). Written by blk_db_open,
 	 * then the opener's (blk_db_lost_blocks): no lock. */
 	struct blk_cid *lost;
@@ -184,3 +188,8 @@ bool newlog_index_has(const struct newlog_index *ix, const void *cid,
 void newlog_index_drop(const struct newlog_index *ix, struct blk_db *db,
 		       rocksdb_writebatch_t *wb, const void *cid, size_t clen);
 void newlog_index_free(struct newlog_index *ix);
+
+/* Check the write-ahead log in database directory @dir before RocksDB
+ * replays it (walscan.c): *@out says what the replay will drop. 0, or
+ * -errno of reading it (then *@out says nothing). */
+int wal_scan(const char *dir, struct blk_wal_damage *out);

@@ -215,6 +215,39 @@ int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
 	return rc < 0 ? rc : blk_slice_dup(ps, data, len);
 }
 
+/* Under ref_lock, so that no commit deletes the block in between and has
+ * this write bring its bytes back (invariant 1). */
+int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
+		      const void *data, size_t len)
+{
+	uint8_t key[BLK_CID_MAX_BYTES], flags;
+	size_t klen = blk_cid_to_bytes(cid, key);
+	uint64_t refs;
+	uint32_t blen;
+	char *rerr = NULL;
+	int rc;
+
+	if (db->read_only)
+		return -EROFS;
+	if (!blk_cid_verify(cid, data, len))
+		return -EBADMSG;
+	pthread_mutex_lock(&db->ref_lock);
+	rc = store_read_refs(db, cid, &refs, &blen, &flags);
+	if (rc == 1 && (flags & REFS_EVICTED)) {
+		pthread_mutex_unlock(&db->ref_lock);
+		return blk_store_fill(db, cid, data, len);
+	}
+	if (rc == 1 && blen != len)
+		rc = -EINVAL;
+	else if (rc == 1)
+		rocksdb_put_cf(db->rdb, db->wopts, db->cf[BLK_CF_BLOCKS],
+			       (const char *)key, klen, data, len, &rerr);
+	pthread_mutex_unlock(&db->ref_lock);
+	if (rerr)
+		return blk_rdb_errno(rerr);
+	return rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
+}
+
 /* The value is read pinned (from the block cache, the memtable or the blob
  * file's read buffer) and only [off, off+len) is copied. */
 int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,

@@ -97,6 +97,15 @@ int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
  * hash to @cid), -ENOMEM, -EIO, -EUCLEAN, -EROFS. */
 int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 		   const void *data, size_t len);
+/* Write good bytes over a stored block whose local copy is damaged (a
+ * read of it failed RocksDB's checksum, -EIO, or its CID, -EBADMSG), after
+ * checking them against @cid; an evicted block is filled (blk_store_fill).
+ * The bytes go through the WAL, as one record; the damaged copy is left
+ * to compaction. 0, -ENOENT (no longer referenced), -EBADMSG (the bytes do
+ * not hash to @cid), -EINVAL (not the block's length), -ENOMEM, -EIO,
+ * -ENOSPC, -EUCLEAN, -EROFS. */
+int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
+		      const void *data, size_t len);
 
 /* Blocks whose bytes did not survive a crash, found by blk_db_open: their
  * reference records are gone and the statistics no longer count them.
@@ -111,3 +120,9 @@ void blk_db_forget_lost(struct blk_db *db);
  * below it was committed. 0 when the log is not kept, and on a read-only
  * database (which does not load the log). */
 uint64_t blk_db_newlog_head(struct blk_db *db);
+/* Add a new-block log record for every block whose bytes are held here
+ * (not evicted), so that the consumer hands each on again: for when a
+ * node lost fragments it had acknowledged. *@queued says how many, also
+ * on error (records are added in commits of up to 1024). 0, -ENOENT (the
+ * log is not kept), -EROFS, -ENOMEM, -EIO. */
+int blk_newlog_requeue(struct blk_db *db, uint64_t *queued);

@@ -1,6 +1,6 @@
 /* The filesystem core's private header: struct bfs, its lock order, and
  * what the files of the core (bfs.c, inode.c, namespace.c, write.c,
- * flush.c, space.c, read.c, xattr.c, maint.c, recover.c) share. */
+ * flush.c, space.c, read.c, damage.c, xattr.c, maint.c, recover.c) share. */
 #pragma once
 
 #include <pthread.h>
@@ -84,7 +84,8 @@ struct hash_job {
  *   space_lock       the last look at the node's file system (space.c)
  *   maint_lock       the maintenance thread's stop flag and wakeup
  *   hp_lock          the hash helper's job
- * The last four are leaves of this list: none is held while another lock
+ *   damage_lock      the blocks reported as damaged (damage.c)
+ * The last five are leaves of this list: none is held while another lock
  * of it is taken (space_lock is held across the store's blk_db_space).
  * The store's own locks (blocks/store.c) and the cluster engine's (through
  * bfs_peers_kick, under ext_lock + ip->lock) come after all of these.
@@ -162,6 +163,12 @@ struct bfs {
 
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
+
+	/* Blocks whose damage the log reported (damage.c), so that it says
+	 * so once per block, not once per read: a ring of the last ones. */
+	pthread_mutex_t damage_lock;
+	struct blk_cid *damage_said;  /* damage_lock */
+	size_t damage_n, damage_next; /* damage_lock */
 };
 
 /* ---- inode.c: records, the inode table, deferred attributes ---------- */
@@ -252,13 +259,33 @@ void bfs_space_forget(struct bfs *fs);
 /* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
 int bfs_space_admit(struct bfs *fs, uint64_t len);
 
+/* ---- damage.c: naming damaged data in the log --------------------- */
+
+/* The path of @ino in the filesystem ("/dir/file",
+ * one of them for an inode of several links) into @buf: 0, -ENOENT (no
+ * directory entry names it: unlinked), -ENAMETOOLONG, -ELOOP, -ENOMEM,
+ * -EIO. Scans the directory entries once per level: for log lines. */
+int bfs_ino_path(struct bfs *fs, uint64_t ino, char *buf, size_t len);
+/* bfs_ino_path for a log line: "(unlinked)", "(path unknown: ...)" or,
+ * for @ino 0, "(a file being rewritten)" when there is no path. */
+void bfs_ino_describe(struct bfs *fs, uint64_t ino, char *buf, size_t len);
+/* Log, once per block, that block @cid at offset @off of inode @ino (0:
+ * not known) could not be read (@err), naming the file's path. */
+void bfs_damage_unreadable(struct bfs *fs, uint64_t ino, uint64_t off,
+			   const struct blk_cid *cid, int err);
+/* Log, once per block, that the local copy of @cid failed (@damage) and
+ * was fetched from the cluster, and written back unless @rewrite < 0. */
+void bfs_damage_healed(struct bfs *fs, uint64_t ino, const struct blk_cid *cid,
+		       int damage, int rewrite);
+
 /* ---- read.c: blocks, local or fetched -------------------------------- */
 
 /* Whether block @cid is referenced here but its bytes are not in the
  * local store (evicted, or lost with a disk): a read fetches it. */
 bool bfs_block_evicted(struct bfs *fs, const struct blk_cid *cid);
 /* Read [off, off+len) of block @cid into @dst, from the store or else the
- * cluster; the bytes read or -errno. May wait on the network. */
+ * cluster (also when the local copy is damaged: it is healed); the bytes
+ * read or -errno. May wait on the network. */
 int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 		       void *dst, size_t len);
 

@@ -86,6 +86,7 @@ static void init_locks(struct bfs *fs)
 	pthread_mutex_init(&fs->maint_lock, NULL);
 	blk_cond_init(&fs->maint_cond);
 	pthread_mutex_init(&fs->hp_lock, NULL);
+	pthread_mutex_init(&fs->damage_lock, NULL);
 	blk_cond_init(&fs->hp_cond);
 	blk_cond_init(&fs->hp_done);
 }
@@ -104,6 +105,22 @@ static bool check_room(struct bfs *fs, uint64_t *avail)
 		return false;
 	fs->cfg.read_only = true;
 	return true;
+}
+
+/* Say what a damaged write-ahead log cost at the open of @path: RocksDB
+ * itself drops it silently (blocks/db.c). */
+static void say_wal_damage(struct bfs *fs, const char *path)
+{
+	struct blk_wal_damage wd;
+
+	blk_db_wal_damage(fs->db, &wd);
+	if (wd.records)
+		bfs_log_err("the write-ahead log %s/%s is damaged at byte "
+			    "%llu: the last %llu transactions written before "
+			    "the daemon stopped were dropped, from there on; "
+			    "what they wrote is lost",
+			    path, wd.file, (unsigned long long)wd.offset,
+			    (unsigned long long)wd.records);
 }
 
 /* Open the database in @path (cfg.node_dir/db). A read-only open of a
@@ -141,6 +158,8 @@ static int open_db(struct bfs *fs, const char *path, bool full, char *err,
 		if (!ret)
 			ret = blk_db_open(path, &o, &fs->db, err, errlen);
 	}
+	if (!ret)
+		say_wal_damage(fs, path);
 	return ret;
 }
 
@@ -367,6 +386,7 @@ int bfs_close(struct bfs *fs)
 		ret = ret ? ret : r;
 	}
 	blk_db_close(fs->db);
+	free(fs->damage_said);
 	free(fs->node_dir);
 	free(fs);
 	return ret;

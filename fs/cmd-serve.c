@@ -144,6 +144,14 @@ static void serve_until_signal(const struct serve_run *s,
 		s->name, net_server_endpoint(srv),
 		(unsigned long long)st.fragments, (unsigned long long)st.used,
 		(unsigned long long)st.capacity);
+	if (st.lost)
+		fprintf(stderr,
+			"blockfs: error: node %s has lost %llu fragments it "
+			"had stored (its database's write-ahead log was "
+			"damaged); 'blockfs status' counts them, and their "
+			"blocks are below redundancy until they are uploaded "
+			"again\n",
+			s->name, (unsigned long long)st.lost);
 	int sig = 0;
 	sigwait(set, &sig);
 	fprintf(stderr, "blockfs: node %s stopping (signal %d)\n", s->name,
@@ -152,8 +160,9 @@ static void serve_until_signal(const struct serve_run *s,
 }
 
 /* Open the node's database (the layout of a mount of this node, so that
- * a node can be served and mounted in turn), serve, close. 0, or -errno
- * after saying why. */
+ * a node can be served and mounted in turn), serve, close. Stopping
+ * flushes the memtables, so the write-ahead log holds nothing after a
+ * clean stop. 0, or -errno after saying why. */
 static int serve_run(struct serve_run *s)
 {
 	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
@@ -172,6 +181,16 @@ static int serve_run(struct serve_run *s)
 		cmd_err("%s", s->err);
 		return ret;
 	}
+	struct blk_wal_damage wd;
+	blk_db_wal_damage(db, &wd);
+	if (wd.records)
+		fprintf(stderr,
+			"blockfs: error: node %s: the write-ahead log %s/%s is "
+			"damaged at byte %llu: the last %llu fragment puts it "
+			"had acknowledged were dropped, from there on\n",
+			s->name, s->db_path, wd.file,
+			(unsigned long long)wd.offset,
+			(unsigned long long)wd.records);
 	ret = serve_start(s, db, &srv);
 	if (ret)
 		goto out_db;
@@ -182,7 +201,10 @@ static int serve_run(struct serve_run *s)
 		cmd_err("warning: cannot write %s/blockfs.pid: %s", s->node_dir,
 			strerror(lock_fd < 0 ? -lock_fd : errno));
 	serve_until_signal(s, srv, &set);
-	ret = blk_db_sync(db);
+	ret = blk_db_flush(db);
+	if (ret)
+		cmd_err("cannot flush node %s's database: %s", s->name,
+			strerror(-ret));
 	blk_db_close(db);
 	node_unlock(s->node_dir, lock_fd);
 	return ret;

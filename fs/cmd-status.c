@@ -138,13 +138,14 @@ static int print_status_json(const char *name, const char *state,
 		for (unsigned i = 0; !ret && i < cv->n; i++) {
 			const struct node_view *v = &cv->nodes[i];
 			json_t *n = json_pack(
-			    "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "name",
-			    v->name, "address", v->address, "zone", v->zone,
-			    "up", v->up, "latency_us",
+			    "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}",
+			    "name", v->name, "address", v->address, "zone",
+			    v->zone, "up", v->up, "latency_us",
 			    (json_int_t)v->latency_us, "capacity",
 			    (json_int_t)v->st.capacity, "used",
 			    (json_int_t)v->st.used, "fragments",
-			    (json_int_t)v->st.fragments);
+			    (json_int_t)v->st.fragments, "lost_fragments",
+			    (json_int_t)v->st.lost);
 			if (!n || json_array_append_new(nodes, n))
 				ret = -ENOMEM;
 		}
@@ -166,7 +167,8 @@ static const char status_usage_text[] =
     "database takes on disk. Works while the node is mounted. In a cluster\n"
     "of several nodes, also the blocks waiting for upload, the blocks below\n"
     "their redundancy, and every node: up or down, latency, capacity,\n"
-    "bytes and fragments stored.\n"
+    "bytes and fragments stored, and fragments it stored and lost (a\n"
+    "damaged database: their blocks need uploading again).\n"
     "\n"
     "Options:\n"
     "  -j, --json   machine-readable output\n"
@@ -239,21 +241,30 @@ static void print_cluster_text(const struct cluster_view *cv)
 	       (unsigned long long)cv->pending);
 	printf("below redundancy: %llu blocks\n",
 	       (unsigned long long)cv->repair);
-	printf("\n%-12s %-24s %-8s %-5s %10s %14s %14s %10s\n", "NODE",
+	printf("\n%-12s %-24s %-8s %-5s %10s %14s %14s %10s %6s\n", "NODE",
 	       "ADDRESS", "ZONE", "STATE", "LATENCY", "CAPACITY", "USED",
-	       "FRAGMENTS");
+	       "FRAGMENTS", "LOST");
 	for (unsigned i = 0; i < cv->n; i++) {
 		const struct node_view *v = &cv->nodes[i];
 		char lat[32] = "-";
 		if (v->up)
 			snprintf(lat, sizeof(lat), "%.1f ms",
 				 (double)v->latency_us / 1000);
-		printf("%-12s %-24s %-8s %-5s %10s %14llu %14llu %10llu\n",
-		       v->name, v->address, v->zone, v->up ? "up" : "DOWN", lat,
-		       (unsigned long long)v->st.capacity,
-		       (unsigned long long)v->st.used,
-		       (unsigned long long)v->st.fragments);
+		printf(
+		    "%-12s %-24s %-8s %-5s %10s %14llu %14llu %10llu %6llu\n",
+		    v->name, v->address, v->zone, v->up ? "up" : "DOWN", lat,
+		    (unsigned long long)v->st.capacity,
+		    (unsigned long long)v->st.used,
+		    (unsigned long long)v->st.fragments,
+		    (unsigned long long)v->st.lost);
 	}
+	for (unsigned i = 0; i < cv->n; i++)
+		if (cv->nodes[i].st.lost)
+			printf("\nnode %s lost %llu fragments it had stored (a "
+			       "damaged database): their blocks are below "
+			       "redundancy until uploaded again\n",
+			       cv->nodes[i].name,
+			       (unsigned long long)cv->nodes[i].st.lost);
 }
 
 /* The text status; @cv NULL for a node alone. */

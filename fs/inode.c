@@ -194,10 +194,14 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 			bfs_txn_put_inode(t, ip);
 			ret = bfs_txn_commit(t, false);
 		}
-		if (ret)
-			bfs_log_err("inode %llu: attribute change lost: %s",
-				    (unsigned long long)ip->ino,
+		if (ret) {
+			char path[1024];
+			bfs_ino_describe(fs, ip->ino, path, sizeof(path));
+			bfs_log_err("file %s (inode %llu): attribute change "
+				    "lost: %s",
+				    path, (unsigned long long)ip->ino,
 				    strerror(-ret));
+		}
 	}
 	if (ip->rec.nlink == 0) {
 		/* Its unflushed bytes go first, so that once the purge is
@@ -210,10 +214,15 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 	} else if (ip->dirty.n) {
 		/* A flush failed earlier; one last try before the data goes. */
 		int ret = bfs_flush_inode(fs, ip, true, NULL);
-		if (ret)
-			bfs_log_err("inode %llu: unflushed data lost: %s",
-				    (unsigned long long)ip->ino,
+		if (ret) {
+			char path[1024];
+			bfs_ino_describe(fs, ip->ino, path, sizeof(path));
+			bfs_log_err("file %s (inode %llu): %llu bytes of "
+				    "unflushed data lost: %s",
+				    path, (unsigned long long)ip->ino,
+				    (unsigned long long)ip->dirty.bytes,
 				    strerror(-ret));
+		}
 	}
 	/* Bytes a failed last flush left go with the inode: they leave the
 	 * dirty-memory count too. */

@@ -34,6 +34,68 @@ static void evict_blocks(struct bfs *fs)
 			     (unsigned long long)(freed >> 20));
 }
 
+/* Periods between two looks at what the nodes lost (check_lost). */
+#define LOST_PERIODS 5
+
+/*
+ * A node that lost fragments it had acknowledged (a damaged write-ahead
+ * log: blocks/db.c) says how many in its STATUS, a count that only grows.
+ * This writer still holds most blocks it wrote: when a node's count is
+ * above what the "lostseen:NAME" meta record says was dealt with, every
+ * block held here goes back on the upload queue (the nodes holding their
+ * fragments answer "same"; the node that lost some gets them again), and
+ * the record takes the new count. Blocks evicted from here are left to a
+ * repair from the other nodes, which does not exist yet.
+ */
+static void check_lost(struct bfs *fs)
+{
+	uint64_t lost[BFS_MAX_NODES], seen[BFS_MAX_NODES], queued = 0;
+	const char *names[BFS_MAX_NODES];
+	char key[96];
+	unsigned n;
+	bool more = false;
+
+	if (fs->cfg.read_only || bfs_peers_lost(fs->peers, lost, names, &n))
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t v[8];
+		int r = snprintf(key, sizeof(key), "lostseen:%s", names[i]);
+		int64_t got = blk_db_get_into(fs->db, BFS_CF_META, key,
+					      (size_t)r, v, sizeof(v));
+
+		seen[i] = got == 8 ? blk_get_le64(v) : 0;
+		if (lost[i] != UINT64_MAX && lost[i] > seen[i])
+			more = true;
+	}
+	if (!more)
+		return;
+	int ret = blk_newlog_requeue(fs->db, &queued);
+	for (unsigned i = 0; i < n; i++) {
+		if (lost[i] == UINT64_MAX || lost[i] <= seen[i])
+			continue;
+		bfs_log_err("node %s lost %llu fragments it had stored (%llu "
+			    "since last seen): %s %llu blocks held here%s%s",
+			    names[i], (unsigned long long)lost[i],
+			    (unsigned long long)(lost[i] - seen[i]),
+			    ret ? "could not queue the" : "uploading the",
+			    (unsigned long long)queued,
+			    ret ? " again: " : " again",
+			    ret ? strerror(-ret) : "");
+		if (ret)
+			continue;
+		uint8_t v[8];
+		int r = snprintf(key, sizeof(key), "lostseen:%s", names[i]);
+		blk_put_le64(v, lost[i]);
+		if (blk_db_put(fs->db, BFS_CF_META, key, (size_t)r, v,
+			       sizeof(v)))
+			bfs_log_warn("cannot record the loss of node %s as "
+				     "dealt with",
+				     names[i]);
+	}
+	if (!ret)
+		bfs_peers_kick(fs->peers);
+}
+
 /* Whether to compact now that the store holds @cur bytes (it held @prev
  * at the last look, fs->freed were freed since the last compaction): when
  * enough is garbage and the store is quiet; on a small or nearly full
@@ -84,6 +146,8 @@ static void maint_period(struct bfs *fs, unsigned period)
 	uint64_t prev = fs->maint_prev, cur = prev;
 
 	bfs_write_attrs(fs);
+	if (fs->peers && (period == 1 || period % LOST_PERIODS == 0))
+		check_lost(fs);
 	evict_blocks(fs);
 	/* Bound what a crash can take of unsynced data, as a local
 	 * filesystem's periodic commit does (blocks/journal.c J1). */

@@ -168,6 +168,36 @@ void bfs_peers_drop_taken(struct bfs_peers *p)
 	bfs_bcache_drop_taken(p->cache);
 }
 
+int bfs_peers_lost(struct bfs_peers *p, uint64_t *lost, const char **names,
+		   unsigned *n)
+{
+	struct net_batch *b = net_batch_new(p->cl);
+
+	if (!b)
+		return -ENOMEM;
+	*n = p->n;
+	for (unsigned i = 0; i < p->n; i++) {
+		bool up = false;
+		uint64_t lat;
+
+		lost[i] = UINT64_MAX;
+		names[i] = p->names[i];
+		net_client_peer_state(p->cl, i, &up, &lat);
+		if (up) /* a node seen down is not waited for */
+			net_batch_submit(b, i, net_op_new_status());
+	}
+	net_batch_wait(b, 2000);
+	for (size_t i = 0; i < net_batch_count(b); i++) {
+		const struct net_op_result *r =
+		    net_op_result(net_batch_op(b, i));
+		if (r && r->status == 0 && r->op == NET_OP_STATUS &&
+		    r->peer < p->n)
+			lost[r->peer] = r->st.lost;
+	}
+	net_batch_free(b);
+	return 0;
+}
+
 int64_t bfs_peers_describe(struct bfs_peers *p, char *buf, size_t size)
 {
 	size_t len = 0;
@@ -273,10 +303,19 @@ static int open_server(struct bfs_peers *p, char *err, size_t errlen)
 	    .capacity = p->cfg.capacity,
 	};
 	ret = bfs_cluster_server_new(cl, (unsigned)p->self, &sc, &p->srv);
-	if (ret < 0)
+	if (ret < 0) {
 		snprintf(err, errlen, "cannot serve %s on %s: %s", p->cfg.self,
 			 cl->nodes[p->self].address, strerror(-ret));
-	return ret;
+		return ret;
+	}
+	struct net_status st;
+	net_server_status(p->srv, &st);
+	if (st.lost)
+		bfs_log_err("node %s has lost %llu fragments it had stored "
+			    "(its database's write-ahead log was damaged); "
+			    "'blockfs status' counts them",
+			    p->cfg.self, (unsigned long long)st.lost);
+	return 0;
 }
 
 /* The client's reports (a node that will not let us in) go to the log. */

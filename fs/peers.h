@@ -108,6 +108,14 @@ uint64_t bfs_peers_backlog(struct bfs_peers *p);
  * thread. */
 void bfs_peers_log_counters(struct bfs_peers *p);
 
+/* How many fragment puts each node says it lost (its STATUS reply,
+ * blocks/fragstore.h 'L' record): @lost[i] for node i of the cluster file
+ * (its name in @names[i]), UINT64_MAX for a node seen down or that did not
+ * answer within 2 s; *@n nodes. Waits on the network: call it with no lock
+ * held. 0 or -ENOMEM. */
+int bfs_peers_lost(struct bfs_peers *p, uint64_t *lost, const char **names,
+		   unsigned *n);
+
 /* The client's view of every node, one line each: "NAME up|down
  * LATENCY_US\n" (fs/bfs.h, BFS_XATTR_NODES). Writes at most @size bytes
  * (NUL-terminated when they fit) and returns the length of the whole text,

@@ -12,11 +12,23 @@
 
 /* ---- blocks, local or fetched ------------------------------------------ */
 
+/* Whether @err, from a read of the local store, says the local copy of the
+ * block is damaged: RocksDB's checksum (-EIO: blob files carry a CRC32C
+ * of each value, checked on every read, which costs next to nothing) or,
+ * with the verify option, the CID (-EBADMSG). */
+static bool local_damaged(int64_t err)
+{
+	return err == -EIO || err == -EBADMSG;
+}
+
 /* A block that is not in the local store any more (evicted once peers held
  * it, or lost with a disk) comes from the cluster; it is put back in the
- * store as a cache entry while the cache has room. */
+ * store as a cache entry while the cache has room. A block whose local
+ * copy is damaged (@damage, of local_damaged; 0: a miss) comes from the
+ * cluster too, the fetch verifying it against its CID, and is written
+ * back over the damaged copy (healed); @ino names the file for the log. */
 static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
-		       size_t *len)
+		       size_t *len, int damage, uint64_t ino)
 {
 	int ret;
 
@@ -25,6 +37,13 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 	ret = bfs_peers_fetch(fs->peers, cid, data, len);
 	if (ret)
 		return ret;
+	if (damage) {
+		int r = fs->cfg.read_only
+			    ? -EROFS
+			    : blk_store_rewrite(fs->db, cid, *data, *len);
+		bfs_damage_healed(fs, ino, cid, damage, r);
+		return 0;
+	}
 	struct blk_store_stats st;
 	bool room = !fs->cfg.local_max ||
 		    (blk_store_stats(fs->db, &st) == 0 &&
@@ -47,16 +66,19 @@ bool bfs_block_evicted(struct bfs *fs, const struct blk_cid *cid)
 	return blk_store_info(fs->db, cid, &refs, &blen, &local) == 0 && !local;
 }
 
-int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
-		       void *dst, size_t len)
+/* bfs_block_read, for a block of inode @ino (0: not known). */
+static int64_t block_read(struct bfs *fs, uint64_t ino,
+			  const struct blk_cid *cid, uint64_t off, void *dst,
+			  size_t len)
 {
 	int64_t got = blk_store_read(fs->db, cid, off, dst, len);
 	void *data;
 	size_t dlen;
 
-	if (got != -ENOENT || !fs->peers)
+	if ((got != -ENOENT && !local_damaged(got)) || !fs->peers)
 		return got;
-	int ret = fetch_block(fs, cid, &data, &dlen);
+	int ret = fetch_block(fs, cid, &data, &dlen,
+			      got == -ENOENT ? 0 : (int)got, ino);
 	if (ret)
 		return ret;
 	if (off >= dlen) {
@@ -69,14 +91,20 @@ int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 	return got;
 }
 
-static int block_get(struct bfs *fs, const struct blk_cid *cid, void **data,
-		     size_t *len)
+int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
+		       void *dst, size_t len)
+{
+	return block_read(fs, 0, cid, off, dst, len);
+}
+
+static int block_get(struct bfs *fs, uint64_t ino, const struct blk_cid *cid,
+		     void **data, size_t *len)
 {
 	int ret = blk_store_get(fs->db, cid, data, len);
 
-	if (ret != -ENOENT || !fs->peers)
+	if ((ret != -ENOENT && !local_damaged(ret)) || !fs->peers)
 		return ret;
-	return fetch_block(fs, cid, data, len);
+	return fetch_block(fs, cid, data, len, ret == -ENOENT ? 0 : ret, ino);
 }
 
 /* ---- the read path ----------------------------------------------------- */
@@ -135,14 +163,16 @@ int bfs_release_file(struct bfs *fs, struct bfs_file *f)
 	return ret;
 }
 
-/* A piece of a read whose block is not in the local store: fetched with
- * no lock held (read_fetch), then copied to buf + at. */
+/* A piece of a read whose block is not in the local store, or whose local
+ * copy is damaged: fetched with no lock held (read_fetch), then copied to
+ * buf + at. */
 struct missing {
 	struct blk_cid cid;
 	uint64_t boff; /* where the piece starts in the block */
 	size_t len;
 	size_t at;
-	bool part; /* part of the block: keep it in the handle's cache */
+	bool part;  /* part of the block: keep it in the handle's cache */
+	int damage; /* 0, or the local read's error: heal the local copy */
 };
 
 /* The pieces of one read pass that wait for the cluster. */
@@ -152,7 +182,8 @@ struct missing_list {
 };
 
 static int missing_add(struct missing_list *ml, const struct blk_cid *cid,
-		       uint64_t boff, size_t len, size_t at, bool part)
+		       uint64_t boff, size_t len, size_t at, bool part,
+		       int64_t got)
 {
 	if (ml->n == ml->cap) {
 		size_t cap = ml->cap ? 2 * ml->cap : 8;
@@ -162,7 +193,8 @@ static int missing_add(struct missing_list *ml, const struct blk_cid *cid,
 		ml->v = v;
 		ml->cap = cap;
 	}
-	ml->v[ml->n++] = (struct missing){*cid, boff, len, at, part};
+	ml->v[ml->n++] = (struct missing){
+	    *cid, boff, len, at, part, got == -ENOENT ? 0 : (int)got};
 	return 0;
 }
 
@@ -190,10 +222,11 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 	int ret = 0;
 
 	if (off == e->off && len == e->len) {
-		int64_t got = ml ? blk_store_read(fs->db, &e->cid, 0, dst, len)
-				 : bfs_block_read(fs, &e->cid, 0, dst, len);
-		if (got == -ENOENT && ml && fs->peers)
-			return missing_add(ml, &e->cid, 0, len, at, false);
+		int64_t got =
+		    ml ? blk_store_read(fs->db, &e->cid, 0, dst, len)
+		       : block_read(fs, f->ip->ino, &e->cid, 0, dst, len);
+		if ((got == -ENOENT || local_damaged(got)) && ml && fs->peers)
+			return missing_add(ml, &e->cid, 0, len, at, false, got);
 		if (got < 0)
 			return (int)got;
 		return (size_t)got == len ? 0 : -EIO;
@@ -204,12 +237,13 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 		size_t dlen;
 
 		ret = ml ? blk_store_get(fs->db, &e->cid, &data, &dlen)
-			 : block_get(fs, &e->cid, &data, &dlen);
+			 : block_get(fs, f->ip->ino, &e->cid, &data, &dlen);
 		if (ret) {
 			pthread_mutex_unlock(&f->lock);
-			if (ret == -ENOENT && ml && fs->peers)
+			if ((ret == -ENOENT || local_damaged(ret)) && ml &&
+			    fs->peers)
 				return missing_add(ml, &e->cid, off - e->off,
-						   len, at, true);
+						   len, at, true, ret);
 			return ret;
 		}
 		file_cache_set(f, &e->cid, data, dlen);
@@ -223,19 +257,24 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 }
 
 /* Fetch the blocks of @ml from the cluster, holding no lock, and copy
- * their pieces into @buf; a block read in part stays in the handle's
- * cache. 0 or -errno. */
+ * their pieces into @buf (the read's bytes from file offset @off); a
+ * block read in part stays in the handle's cache. 0 or -errno. */
 static int read_fetch(struct bfs *fs, struct bfs_file *f,
-		      const struct missing_list *ml, uint8_t *buf)
+		      const struct missing_list *ml, uint64_t off, uint8_t *buf)
 {
 	for (size_t i = 0; i < ml->n; i++) {
 		const struct missing *m = &ml->v[i];
 		void *data;
 		size_t dlen;
-		int ret = fetch_block(fs, &m->cid, &data, &dlen);
+		int ret = fetch_block(fs, &m->cid, &data, &dlen, m->damage,
+				      f->ip->ino);
 
-		if (ret)
+		if (ret) {
+			bfs_damage_unreadable(fs, f->ip->ino,
+					      off + m->at - m->boff, &m->cid,
+					      ret);
 			return ret;
+		}
 		if (m->boff + m->len > dlen) {
 			free(data);
 			return -EIO;
@@ -317,10 +356,8 @@ static int read_extents(struct bfs *fs, struct bfs_file *f,
 		ret = read_extent(fs, f, e, a, buf + (a - off), b - a, a - off,
 				  ml);
 		if (ret)
-			bfs_log_err("inode %llu: read of block at offset %llu "
-				    "failed: %s",
-				    (unsigned long long)f->ip->ino,
-				    (unsigned long long)e->off, strerror(-ret));
+			bfs_damage_unreadable(fs, f->ip->ino, e->off, &e->cid,
+					      ret);
 		pos = b;
 	}
 	if (!ret && pos < off + len)
@@ -376,7 +413,7 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 		bfs_extent_list_free(&exts);
 		if (!ret && ml.n) {
 			pthread_rwlock_unlock(&ip->ext_lock);
-			ret = read_fetch(fs, f, &ml, buf);
+			ret = read_fetch(fs, f, &ml, off, buf);
 			pthread_rwlock_rdlock(&ip->ext_lock);
 			if (!ret && ip->ext_gen != gen) {
 				pthread_rwlock_unlock(&ip->ext_lock);

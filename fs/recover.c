@@ -52,6 +52,38 @@ static int cid_bytes_cmp(const void *a, const void *b)
 	return memcmp(a, b, BLK_CID_MAX_BYTES);
 }
 
+/* Dropped extents named one by one in the log; the rest are counted. */
+#define DROPPED_SAID_MAX 64
+
+/* The path of @ino for the log, or what stands for it. */
+static void ino_path(struct bfs *fs, uint64_t ino, char *buf, size_t len)
+{
+	int ret = bfs_ino_path(fs, ino, buf, len);
+
+	if (ret == -ENOENT)
+		snprintf(buf, len, "(unlinked)");
+	else if (ret)
+		snprintf(buf, len, "(path unknown: %s)", strerror(-ret));
+}
+
+/* Say that the extent of inode @ino at @off (@len bytes, block @cid) was
+ * dropped: the first DROPPED_SAID_MAX, by file path and CID. */
+static void say_dropped(struct bfs *fs, uint64_t ino, uint64_t off,
+			uint32_t len, const struct blk_cid *cid, uint64_t n)
+{
+	char path[1024], cs[BLK_CID_STR_MAX];
+
+	if (n >= DROPPED_SAID_MAX)
+		return;
+	ino_path(fs, ino, path, sizeof(path));
+	blk_cid_to_string(cid, cs);
+	bfs_log_warn("file %s (inode %llu): block %s at offset %llu (%u "
+		     "bytes) was never synced before the crash and is lost; "
+		     "the range reads as zeros",
+		     path, (unsigned long long)ino, cs, (unsigned long long)off,
+		     len);
+}
+
 /* Take @bytes, held by extents just dropped, off inode @ino's stored
  * bytes (an inode without a record is fine), and say so in the log. */
 static int fix_stored(struct bfs *fs, uint64_t ino, uint64_t bytes)
@@ -77,9 +109,11 @@ static int fix_stored(struct bfs *fs, uint64_t ino, uint64_t bytes)
 		ret = 0;
 	if (ret)
 		return ret;
-	bfs_log_warn("inode %llu: %llu bytes written before the crash were "
-		     "never synced and read as zeros",
-		     (unsigned long long)ino, (unsigned long long)bytes);
+	char path[1024];
+	ino_path(fs, ino, path, sizeof(path));
+	bfs_log_warn("file %s (inode %llu): %llu bytes written before the "
+		     "crash were never synced and read as zeros",
+		     path, (unsigned long long)ino, (unsigned long long)bytes);
 	return 0;
 }
 
@@ -138,6 +172,8 @@ static int drop_extents_in(struct bfs *fs,
 			break;
 		blk_cid_to_bytes(&cid, c);
 		if (bsearch(c, keys, n, sizeof(*keys), cid_bytes_cmp)) {
+			say_dropped(fs, ino, blk_get_be64(k + 8), len, &cid,
+				    *dropped);
 			if ((ret = delete_extent(fs, k, klen)))
 				break;
 			last_ino = ino;

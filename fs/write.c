@@ -251,11 +251,8 @@ static int fill_run(struct bfs *fs, struct bfs_inode *ip, struct run *r,
 		int64_t got = bfs_block_read(fs, &e->cid, 0,
 					     r->buf + (e->off - r->ea), e->len);
 		if (got < 0) {
-			bfs_log_err("inode %llu: cannot read block at offset "
-				    "%llu: %s",
-				    (unsigned long long)ip->ino,
-				    (unsigned long long)e->off,
-				    strerror((int)-got));
+			bfs_damage_unreadable(fs, ip->ino, e->off, &e->cid,
+					      (int)got);
 			return (int)got;
 		}
 		if ((uint64_t)got != e->len)

@@ -36,7 +36,9 @@
  *                                              follow (next cursor: the
  *                                              last item's fref)
  *   STATUS  -                                | 32-byte struct: capacity,
- *                                              used bytes, fragments, 0 (u64s)
+ *                                              used bytes, fragments, lost
+ *                                              fragments (u64s; the last
+ *                                              was 0 before it was one)
  *   SYNC    -                                | -
  * A reply with status != 0 is the header frame alone. HEAD_GET and HEAD_CAS
  * are reserved: they decode as -EOPNOTSUPP until they are specified.
@@ -130,6 +132,9 @@ struct net_status {
 	uint64_t capacity;  /* bytes the node accepts */
 	uint64_t used;	    /* bytes stored (fragment headers included) */
 	uint64_t fragments; /* fragments stored */
+	/* fragments the node acknowledged and then lost (a damaged
+	 * database): blk_fragstore_usage's lost */
+	uint64_t lost;
 };
 
 /* One frame of a message, borrowed. */
