@@ -122,7 +122,15 @@ static int serve_start(const struct serve_run *s, struct blk_db *db,
 	    .workers = (unsigned)s->workers,
 	};
 	int ret = bfs_cluster_server_new(s->cl, (unsigned)s->self, &sc, srv);
-	if (ret)
+	if (ret == -EIO)
+		cmd_err("cannot serve node %s: its database %s is damaged "
+			"(%s; %s/LOG says which file): to bring the node back "
+			"empty, move %s aside and start it again; the blocks "
+			"it held stay below redundancy until they are uploaded "
+			"again",
+			s->name, s->db_path, strerror(-ret), s->db_path,
+			s->db_path);
+	else if (ret)
 		cmd_err("cannot serve node %s on %s: %s", s->name,
 			s->cl->nodes[s->self].address,
 			ret == -EADDRINUSE ? "address in use (another process "
