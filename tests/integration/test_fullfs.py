@@ -256,3 +256,82 @@ def test_space_comes_back(disk_of, make_mount, tmp_path):
     m.remount()
     for path, data in live.items():
         assert read(path) == data, path
+
+
+def fill_files(mnt, prefix, size, rng, limit, fill=True):
+    """Writes and fsyncs files of SIZE bytes under MNT until one fails
+    with ENOSPC (it is removed) or LIMIT files were written (with FILL,
+    the test fails then); returns the {path: bytes} of those fsync'd."""
+    done = {}
+    for i in range(limit):
+        path = os.path.join(mnt, f'{prefix}{i}')
+        data = rng.randbytes(size)
+        err = write_fsync(path, data)
+        if err:
+            assert err == errno.ENOSPC, f'filling gave {err}'
+            os.unlink(path)
+            return done
+        done[path] = data
+    assert not fill, f'{limit} files of {size} bytes did not fill the disk'
+    return done
+
+
+def metadata_ops(mnt, tag, n):
+    """On a full disk: creating, renaming, changing and deleting names
+    works. N rounds of touch, mkdir, rename, chmod, symlink, then an
+    fsync of the directory (fsyncdir) that commits them; returns the
+    names made."""
+    made = []
+    for i in range(n):
+        f = os.path.join(mnt, f'{tag}-t{i}')
+        open(f, 'w').close()
+        os.chmod(f, 0o600)
+        d = os.path.join(mnt, f'{tag}-d{i}')
+        os.mkdir(d)
+        os.rename(f, os.path.join(d, 'moved'))
+        os.symlink('moved', os.path.join(d, 'link'))
+        made.append(d)
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return made
+
+
+@pytest.mark.parametrize('keep_mb', [64, 96])
+def test_metadata_on_full_disk(disk_of, make_mount, tmp_path, keep_mb):
+    """Issue 20, item 5: after ENOSPC at fsync, at several fill levels
+    (how much of the disk live data holds), touch, mkdir, rename, chmod,
+    symlink and unlink keep working, many times over, the daemon stays
+    up, and all of it is there after a remount."""
+    disk = disk_of(128)
+    node = util.create_cluster(disk / 'c')
+    mnt = str(tmp_path / 'mnt')
+    m = make_mount(node, mnt)
+    rng = random.Random(keep_mb)
+    live = fill_files(mnt, 'keep', 8 * MiB, rng, keep_mb // 8, fill=False)
+    assert len(live) == keep_mb // 8
+    filled, made = {}, []
+    for rnd in range(5):
+        # Full again (ENOSPC at fsync), then names change.
+        filled.update(fill_files(mnt, f'fill{rnd}-', 4 * MiB, rng, 64))
+        made += metadata_ops(mnt, f'r{rnd}', 20)
+    # Deleting works too, and gives room back.
+    for path in sorted(filled)[:2]:
+        os.unlink(path)
+        del filled[path]
+    live.update(filled)
+    util.poll(lambda: room(mnt), lambda r: r >= 4 * MiB, 30,
+              lambda r: f'the space of 8 MiB deleted did not come back '
+              f'(room {r >> 20} MiB)', 0.1)
+    with open(m.log, errors='replace') as f:
+        log = f.read()
+    assert 'metadata commit failed' not in log
+    assert 'compaction failed' not in log
+    m.remount()
+    for d in made:
+        assert os.readlink(os.path.join(d, 'link')) == 'moved'
+        assert os.stat(os.path.join(d, 'moved')).st_mode & 0o777 == 0o600
+    for path, data in live.items():
+        assert read(path) == data, path
