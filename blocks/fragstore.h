@@ -145,7 +145,11 @@ struct blk_fragstore_usage {
 	uint64_t capacity; /* as opened */
 	uint64_t used;	   /* bytes of the stored values */
 	uint64_t count;	   /* fragments stored */
+	/* A put of BLK_FRAG_FULL_LEN bytes would be refused now: the
+	 * capacity or the disk (its reserve) has no room for it. */
+	bool full;
 };
+#define BLK_FRAG_FULL_LEN (1u << 20)
 void blk_fragstore_usage(struct blk_fragstore *fs,
 			 struct blk_fragstore_usage *u);
 

@@ -42,6 +42,7 @@
 	(1000000000ull)		   /* a flush for room at most this often      \
 				    */
 #define SPACE_GARBAGE (4ull << 20) /* worth a compaction when room is short */
+#define SPACE_FULL_MARGIN (1ull << 20) /* status: full below reserve + this */
 
 #define COMPACT_AFTER (128ull << 20)
 #define RECLAIM_WAIT_MS 20000 /* a writer short of room waits this long */

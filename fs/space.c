@@ -180,3 +180,32 @@ void bfs_space_compacted(struct bfs *fs, int err)
 			    path, strerror(errno));
 	close(fd);
 }
+
+bool bfs_node_full(const char *node_dir)
+{
+	struct statvfs v;
+
+	if (statvfs(node_dir, &v))
+		return false;
+	uint64_t total = (uint64_t)v.f_blocks * v.f_frsize;
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	return avail < space_reserve(total) + SPACE_FULL_MARGIN;
+}
+
+void bfs_node_compaction_error(const char *node_dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	err[0] = 0;
+	if (snprintf(path, sizeof(path), "%s/%s", node_dir,
+		     BFS_COMPACT_ERR_FILE) >= (int)sizeof(path))
+		return;
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (!fgets(err, (int)errlen, f))
+		err[0] = 0;
+	fclose(f);
+	err[strcspn(err, "\n")] = 0;
+}

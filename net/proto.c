@@ -87,7 +87,7 @@ void net_status_encode(const struct net_status *st, uint8_t out[NET_STATUS_LEN])
 	blk_put_le64(out, st->capacity);
 	blk_put_le64(out + 8, st->used);
 	blk_put_le64(out + 16, st->fragments);
-	blk_put_le64(out + 24, 0);
+	blk_put_le64(out + 24, st->full ? NET_STATUS_FULL : 0);
 }
 
 void net_status_decode(const uint8_t *buf, struct net_status *st)
@@ -95,6 +95,7 @@ void net_status_decode(const uint8_t *buf, struct net_status *st)
 	st->capacity = blk_get_le64(buf);
 	st->used = blk_get_le64(buf + 8);
 	st->fragments = blk_get_le64(buf + 16);
+	st->full = blk_get_le64(buf + 24) & NET_STATUS_FULL;
 }
 
 /* The fragment header and bytes of a PUT request or a GET reply. */

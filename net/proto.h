@@ -36,10 +36,10 @@
  *                                              follow (next cursor: the
  *                                              last item's fref)
  *   STATUS  -                                | 32-byte struct: capacity,
- *                                              used bytes, fragments, 0 (u64s)
- *   SYNC    -                                | -
- * A reply with status != 0 is the header frame alone. HEAD_GET and HEAD_CAS
- * are reserved: they decode as -EOPNOTSUPP until they are specified.
+ *                                              used bytes, fragments, flags
+ * (u64s; bit 0: full) SYNC    -                                | - A reply with
+ * status != 0 is the header frame alone. HEAD_GET and HEAD_CAS are reserved:
+ * they decode as -EOPNOTSUPP until they are specified.
  *
  * Limits: a batch (HAVE, DELETE) holds 1..NET_MAX_REFS frefs, a LIST asks
  * for 1..NET_MAX_LIST items; PUT/GET bytes are 1..EC_MAX_BLOCK and must
@@ -126,10 +126,14 @@ struct net_list_item {
 	uint32_t frag_len;
 };
 
+#define NET_STATUS_FULL 1u
+
 struct net_status {
 	uint64_t capacity;  /* bytes the node accepts */
 	uint64_t used;	    /* bytes stored (fragment headers included) */
 	uint64_t fragments; /* fragments stored */
+	bool full;	    /* the node refuses puts now (bit 0 of the
+			     * fourth u64) */
 };
 
 /* One frame of a message, borrowed. */

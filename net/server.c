@@ -133,6 +133,7 @@ void net_server_status(struct net_server *s, struct net_status *st)
 	st->capacity = u.capacity;
 	st->used = u.used;
 	st->fragments = u.count;
+	st->full = u.full;
 }
 
 /* ---- request handlers: each fills @rep (status and payload) ---- */
