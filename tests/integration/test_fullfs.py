@@ -335,3 +335,26 @@ def test_metadata_on_full_disk(disk_of, make_mount, tmp_path, keep_mb):
         assert os.stat(os.path.join(d, 'moved')).st_mode & 0o777 == 0o600
     for path, data in live.items():
         assert read(path) == data, path
+
+
+def test_status_says_full(disk_of, make_mount, tmp_path):
+    """Issue 20, item 5: `blockfs status` shows a node that refuses
+    writes as full (as text and in --json), and no compaction error
+    while compactions succeed."""
+    disk = disk_of(64)
+    node = util.create_cluster(disk / 'c')
+    mnt = str(tmp_path / 'mnt')
+    m = make_mount(node, mnt)
+    assert write_fsync(os.path.join(mnt, 'f'), b'x' * MiB) == 0
+    st = util.status(node)
+    assert st['full'] is False and st['compaction_error'] is None, st
+    m.stop()
+    filler = fill(disk)
+    st = util.status(node)
+    assert st['full'] is True, st
+    text = util.blockfs('status', node).stdout
+    assert 'writes fail with ENOSPC' in text, text
+    os.unlink(filler)
+    assert util.status(node)['full'] is False
+    m.start()
+    assert read(os.path.join(mnt, 'f')) == b'x' * MiB
