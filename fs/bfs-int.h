@@ -46,7 +46,7 @@
 
 #define COMPACT_AFTER (128ull << 20)
 #define RECLAIM_WAIT_MS 20000 /* a writer short of room waits this long */
-#define RECLAIM_IDLE_MS 1000  /* ... unless this recently nothing came back */
+#define RECLAIM_IDLE_MS 1000  /* ... unless a round ended this recently */
 #define MAINT_PERIOD_S 2
 #define SYNC_PERIODS 3 /* the store is synced every SYNC_PERIODS periods */
 
@@ -145,7 +145,7 @@ struct bfs {
 	 * (bfs_maint_reclaim): it sets maint_kick and waits on maint_cond
 	 * for maint_gen to move; maint_reclaimed says whether that round
 	 * compacted, maint_idle_at (CLOCK_MONOTONIC ms) when a round last
-	 * found nothing to give back. All maint_lock. */
+	 * ended. All maint_lock. */
 	bool maint_kick;
 	bool maint_reclaimed;
 	uint64_t maint_gen;
@@ -296,9 +296,9 @@ int bfs_maint_start(struct bfs *fs);
  * anything was freed since the last compaction. 0 or the sync's error. */
 int bfs_maint_final(struct bfs *fs);
 /* For a writer short of room, holding no lock: have the maintenance
- * thread compact now if deleted blocks may hold space, and wait for it
- * (at most RECLAIM_WAIT_MS). Whether a compaction ran; false at once if
- * the last call, less than RECLAIM_IDLE_MS ago, found nothing. */
+ * thread compact now if blocks were deleted since the last compaction,
+ * and wait for it (at most RECLAIM_WAIT_MS). Whether a compaction ran;
+ * false at once within RECLAIM_IDLE_MS of the end of the last round. */
 bool bfs_maint_reclaim(struct bfs *fs);
 
 /* ---- recover.c: what a crash or an unclean stop left ----------------- */

@@ -119,12 +119,13 @@ static void maint_period(struct bfs *fs, unsigned period)
 		compact(fs);
 }
 
-/* A writer found no room (bfs_maint_reclaim): compact now if deleted
- * blocks may still hold space, then tell the writers waiting. */
+/* A writer found no room (bfs_maint_reclaim): compact now if blocks were
+ * deleted since the last compaction, then tell the writers waiting. On a
+ * disk full of live data nothing was: the writers get ENOSPC at once. */
 static void reclaim_now(struct bfs *fs)
 {
 	struct blk_store_stats st;
-	uint64_t cur = fs->maint_prev, disk = 0;
+	uint64_t cur = fs->maint_prev;
 	bool did = false;
 
 	if (blk_store_stats(fs->db, &st) == 0)
@@ -132,16 +133,16 @@ static void reclaim_now(struct bfs *fs)
 	if (cur < fs->maint_prev)
 		fs->freed += fs->maint_prev - cur;
 	fs->maint_prev = cur;
-	if (fs->freed || (blk_db_disk_usage(fs->db, &disk) == 0 &&
-			  disk > cur + fs->overhead + SPACE_GARBAGE)) {
+	if (fs->freed) {
 		compact(fs);
 		did = true;
 	}
 	pthread_mutex_lock(&fs->maint_lock);
 	fs->maint_gen++;
 	fs->maint_reclaimed = did;
-	if (!did)
-		fs->maint_idle_at = mono_ms();
+	/* What it could give back is back: writers that still find no
+	 * room do not wait for another round at once. */
+	fs->maint_idle_at = mono_ms();
 	pthread_cond_broadcast(&fs->maint_cond);
 	pthread_mutex_unlock(&fs->maint_lock);
 }
@@ -183,8 +184,8 @@ bool bfs_maint_reclaim(struct bfs *fs)
 		return false;
 	pthread_mutex_lock(&fs->maint_lock);
 	uint64_t gen = fs->maint_gen;
-	/* The last call found nothing to give back: do not ask again at
-	 * once (every write on a full disk would). */
+	/* A round just ended: do not ask again at once (every write on a
+	 * full disk would). */
 	if (fs->maint_idle_at &&
 	    mono_ms() - fs->maint_idle_at < RECLAIM_IDLE_MS) {
 		pthread_mutex_unlock(&fs->maint_lock);
