@@ -38,7 +38,9 @@
 #define DB_WRITE_BUFFER (64 * MiB)
 #define MAX_TOTAL_WAL (512 * MiB)
 #define MIN_BLOB_SIZE (4 * KiB)
-#define BLOB_FILE_SIZE (256 * MiB)
+#define BLOB_FILE_MIN (1 * MiB)
+#define BLOB_FILE_MAX (64 * MiB)
+#define BLOB_FILE_SHIFT 7 /* 1/128 of the file system; see blk_db_compact */
 #define BLOB_READAHEAD (2 * MiB)
 #define BLOOM_BITS_PER_KEY 10
 #define BACKGROUND_JOBS 2
@@ -190,19 +192,20 @@ static void set_table_options(rocksdb_options_t *o, rocksdb_cache_t *cache)
  * Blob GC is off in the background: block keys are random hashes, so every
  * routine compaction touches keys in every blob file and GC would rewrite
  * live file data over and over. Space of deleted blocks comes back through
- * blk_db_compact, which the filesystem runs after large deletions, with GC
- * on and a full age cutoff.
+ * blk_db_compact, which the filesystem runs after large deletions. Blob
+ * files are small, 1/128 of the file system (1 to 64 MiB), so that it can
+ * free space with room for a few of them.
  *
  * Memtables of 32 MiB, at most 2 (one filling, one flushing), and 64 MiB
  * for all column families together: ingest still becomes large sequential
  * blob writes, and the daemon's memory stays bounded (what memtables hold
  * is resident).
  */
-static void set_blocks_options(rocksdb_options_t *o)
+static void set_blocks_options(rocksdb_options_t *o, uint64_t blob_size)
 {
 	rocksdb_options_set_enable_blob_files(o, 1);
 	rocksdb_options_set_min_blob_size(o, MIN_BLOB_SIZE);
-	rocksdb_options_set_blob_file_size(o, BLOB_FILE_SIZE);
+	rocksdb_options_set_blob_file_size(o, blob_size);
 	rocksdb_options_set_blob_compression_type(o, rocksdb_no_compression);
 	rocksdb_options_set_enable_blob_gc(o, 0);
 	rocksdb_options_set_blob_gc_age_cutoff(o, 1.0);
@@ -215,14 +218,14 @@ static void set_blocks_options(rocksdb_options_t *o)
 
 /* Per column family options, by what the family holds. */
 static void set_cf_options(rocksdb_options_t *o, enum cf_kind kind,
-			   rocksdb_cache_t *cache)
+			   rocksdb_cache_t *cache, uint64_t blob_size)
 {
 	set_table_options(o, cache);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
 
 	switch (kind) {
 	case CF_KIND_BLOCKS:
-		set_blocks_options(o);
+		set_blocks_options(o, blob_size);
 		break;
 	case CF_KIND_REFS:
 		/* Hashed keys and counters do not compress. */
@@ -244,13 +247,10 @@ static void set_cf_options(rocksdb_options_t *o, enum cf_kind kind,
 	}
 }
 
-/* The WAL's total size limit: RocksDB preallocates each WAL file
- * (fallocate) at up to this size, so on a small file system it is kept to
- * 1/16 of it, and never below 4 MiB. @path may not exist yet: then its
- * parent is measured. */
-static uint64_t wal_limit(const char *path)
+/* The size of the file system holding @path, 0 if unknown. @path may not
+ * exist yet: then its parent is measured. */
+static uint64_t fs_size(const char *path)
 {
-	uint64_t wal_max = MAX_TOTAL_WAL;
 	struct statvfs vfs;
 	char parent[PATH_MAX];
 	int vrc = statvfs(path, &vfs);
@@ -263,11 +263,55 @@ static uint64_t wal_limit(const char *path)
 			vrc = statvfs(parent, &vfs);
 		}
 	}
-	if (vrc == 0 && (uint64_t)vfs.f_blocks * vfs.f_frsize / 16 < wal_max)
-		wal_max = (uint64_t)vfs.f_blocks * vfs.f_frsize / 16;
+	return vrc ? 0 : (uint64_t)vfs.f_blocks * vfs.f_frsize;
+}
+
+/* The WAL's total size limit: RocksDB preallocates each WAL file
+ * (fallocate) at up to this size, so on a small file system it is kept to
+ * 1/16 of it, and never below 4 MiB. */
+static uint64_t wal_limit(const char *path)
+{
+	uint64_t wal_max = MAX_TOTAL_WAL, total = fs_size(path);
+
+	if (total && total / 16 < wal_max)
+		wal_max = total / 16;
 	if (wal_max < 4 * MiB)
 		wal_max = 4 * MiB;
 	return wal_max;
+}
+
+/* The blob file size for a database in @path: 1/128 of its file system,
+ * within [BLOB_FILE_MIN, BLOB_FILE_MAX] (blk_db_compact says why). */
+static uint64_t blob_file_size(const char *path)
+{
+	uint64_t size = fs_size(path) >> BLOB_FILE_SHIFT;
+
+	return size < BLOB_FILE_MIN   ? BLOB_FILE_MIN
+	       : size > BLOB_FILE_MAX ? BLOB_FILE_MAX
+				      : size;
+}
+
+/* @dbo with fallocate off, or @dbo itself if that fails (it cannot with
+ * a valid string). RocksDB preallocates WAL, SST and blob files by about
+ * 1.1 times the size it expects (up to 35 MiB for a WAL, 70 MiB for an
+ * SST), which takes the reserve of a small file system in one step, ahead
+ * of the bytes that need it: a flush of a few KiB then met a full disk
+ * (and stopped the database until 32 MiB were free). Without it a file
+ * takes the room it holds, which is what the room accounting assumes. The
+ * C API has no setter for allow_fallocate; the options string has. */
+static rocksdb_options_t *no_fallocate(rocksdb_options_t *dbo)
+{
+	rocksdb_options_t *n = rocksdb_options_create();
+	char *rerr = NULL;
+
+	rocksdb_get_options_from_string(dbo, "allow_fallocate=false", n, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		rocksdb_options_destroy(n);
+		return dbo;
+	}
+	rocksdb_options_destroy(dbo);
+	return n;
 }
 
 /* Database-wide options (also those of the "default" column family). */
@@ -276,7 +320,7 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 {
 	rocksdb_options_t *dbo = rocksdb_options_create();
 
-	set_cf_options(dbo, CF_KIND_SMALL, cache);
+	set_cf_options(dbo, CF_KIND_SMALL, cache, 0);
 	rocksdb_options_set_create_if_missing(dbo, o->create && !o->read_only);
 	rocksdb_options_set_create_missing_column_families(dbo, 1);
 	/* Two cores: one flush and one compaction at a time. */
@@ -295,7 +339,7 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 	rocksdb_options_set_max_log_file_size(dbo, 16 * MiB);
 	rocksdb_options_set_keep_log_file_num(dbo, 4);
 	rocksdb_options_set_wal_recovery_mode(dbo, WAL_POINT_IN_TIME);
-	return dbo;
+	return no_fallocate(dbo);
 }
 
 static bool name_in(const char *name, char **list, size_t n)
@@ -415,16 +459,17 @@ static void plan_free(struct open_plan *p)
  * "default" alone and rocksdb_open reports any real error. 0, or an errno
  * of open_errno() with a message. */
 static int plan_init(struct open_plan *p, const struct blk_db_options *o,
-		     rocksdb_cache_t *cache, const char *path, char *err,
+		     const struct blk_db *db, const char *path, char *err,
 		     size_t errlen)
 {
 	char *rerr = NULL;
 	int rc;
 
-	p->dbo = db_options(o, cache, path);
+	p->dbo = db_options(o, db->cache, path);
 	for (int k = 0; k < CF_KINDS; k++) {
 		p->kind[k] = rocksdb_options_create();
-		set_cf_options(p->kind[k], (enum cf_kind)k, cache);
+		set_cf_options(p->kind[k], (enum cf_kind)k, db->cache,
+			       db->blob_size);
 	}
 	p->existing =
 	    rocksdb_list_column_families(p->dbo, path, &p->nexisting, &rerr);
@@ -539,6 +584,7 @@ static struct blk_db *db_new(const char *path, const struct blk_db_options *o,
 	}
 	db->read_only = o->read_only;
 	db->verify = o->verify_on_read;
+	db->blob_size = blob_file_size(path);
 	db->ncf = ncf;
 	pthread_mutex_init(&db->ref_lock, NULL);
 	pthread_mutex_init(&db->compact_lock, NULL);
@@ -600,7 +646,7 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 		rc = -ENOMEM;
 		goto nomem;
 	}
-	rc = plan_init(&plan, o, db->cache, path, err, errlen);
+	rc = plan_init(&plan, o, db, path, err, errlen);
 	if (rc == 0)
 		rc = plan_families(&plan, o, ncf, path, err, errlen);
 	/* Advisory: a log that cannot be read fails the open below. */
@@ -633,7 +679,7 @@ void blk_db_close(struct blk_db *db)
 	/* RocksDB flushes memtables holding WAL-less writes at close, but
 	 * only when nothing failed, and leaves what went through the WAL
 	 * there: flush everything, so the WAL is empty after a clean stop. */
-	if (db->rdb && !db->read_only)
+	if (db->rdb && !db->read_only && blk_db_sync(db) == 0)
 		blk_db_flush(db);
 	for (size_t i = 0; i < db->nall; i++)
 		rocksdb_column_family_handle_destroy(db->all[i]);
@@ -696,20 +742,192 @@ void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out)
 	*out = db->wal_damage;
 }
 
-/* The sync first: it settles the journal (its relogged blocks then go out
- * with the flush). Every column family is flushed, not only those holding
- * WAL records: a family not flushed pins the WAL files it has data in. */
+/*
+ * Compaction that gives space back without needing room in proportion to
+ * the live data.
+ *
+ * A blob file goes once no SST refers to it and all its blobs are dead
+ * (RocksDB deletes it itself). So the first pass compacts "blocks" and
+ * "refs" over their whole range with blob GC off: deleted keys are
+ * dropped, and the blob files that held only deleted blocks go. That pass
+ * writes only SSTs (keys and blob references, about 1/1000 of the data)
+ * and gives back the space of files written and deleted together, the
+ * common case.
+ *
+ * Garbage in blob files that still hold live blocks (files written side
+ * by side, one of them deleted) needs the live blobs rewritten before the
+ * file can go, and a compaction frees its inputs only once its outputs
+ * are written: room for the live part first. Blob GC with age cutoff 1.0
+ * (what this did before) rewrote every live blob in one job and so needed
+ * room for all of the live data: on a disk that had filled up it failed
+ * with ENOSPC and gave nothing back. So GC runs in passes, each with the
+ * age cutoff that takes only as many of the oldest blob files as its
+ * budget holds, counting each as the largest blob file: half of the
+ * @reserve that writers leave free (the other half stays for metadata,
+ * deletes and flushes), and a quarter of the free room beyond it, which
+ * counts as pending in blk_db_space while the pass runs so that writers
+ * leave it alone. The rewritten blobs go to new files, so the next pass
+ * takes the next oldest, with the room the last one gave back. Passes stop when
+ * the garbage is gone, after one round of the blob files, when the room
+ * does not allow one file, or on an error.
+ *
+ * Blob files are 1/128 of the file system: the filesystem's reserve is
+ * 1/32 (fs/space.c), so on a disk that filled up a pass of one file (it
+ * may pass the size by one value) fits in half of it. The cost is more files: 1
+ * TiB of blocks in 16384 of 64 MiB, instead of the 256 MiB files before (whose
+ * flushes wrote files of one 32 MiB memtable anyway).
+ *
+ * Errors: rocksdb_compact_range does not return one; a compaction that
+ * failed in the background counts in "rocksdb.background-errors", which
+ * is read before and after.
+ */
+
+/* An integer property of @cf (NULL: the database's), 0 when unknown. */
+static uint64_t prop_int(struct blk_db *db, rocksdb_column_family_handle_t *cf,
+			 const char *name)
+{
+	uint64_t v = 0;
+
+	if (cf)
+		rocksdb_property_int_cf(db->rdb, cf, name, &v);
+	else
+		rocksdb_property_int(db->rdb, name, &v);
+	return v;
+}
+
+/* Bytes an unprivileged writer may still add to the database's file
+ * system, 0 when statvfs fails. */
+static uint64_t free_room(struct blk_db *db)
+{
+	struct statvfs vfs;
+
+	if (statvfs(db->path, &vfs))
+		return 0;
+	return (uint64_t)vfs.f_bavail * vfs.f_frsize;
+}
+
+/* The size of the largest blob file: a bound on the live bytes of any
+ * (a file may pass db->blob_size by one value). 0 if there is none or
+ * the directory cannot be read. */
+static uint64_t largest_blob_file(struct blk_db *db)
+{
+	struct dirent *de;
+	uint64_t big = 0;
+	DIR *d = opendir(db->path);
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct stat st;
+		size_t len = strlen(de->d_name);
+
+		if (len > 5 && !strcmp(de->d_name + len - 5, ".blob") &&
+		    !fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) &&
+		    (uint64_t)st.st_size > big)
+			big = (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return big;
+}
+
+/* Set blob GC of "blocks" on (with age cutoff @cutoff) or off. */
+static void set_gc(struct blk_db *db, bool on, double cutoff, char **rerr)
+{
+	static const char *const keys[] = {
+	    "enable_blob_garbage_collection",
+	    "blob_garbage_collection_age_cutoff"};
+	char cut[32];
+	const char *vals[] = {on ? "true" : "false", cut};
+
+	snprintf(cut, sizeof(cut), "%.6f", cutoff);
+	rocksdb_set_options_cf(db->rdb, db->cf[BLK_CF_BLOCKS], 2, keys, vals,
+			       rerr);
+}
+
+/* Compact "blocks" (and, with @refs, "refs") over their whole range,
+ * forcing the bottommost level too. */
+static void compact_all(struct blk_db *db, bool refs)
+{
+	rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+
+	rocksdb_compactoptions_set_bottommost_level_compaction(
+	    co, BOTTOMMOST_FORCE_OPTIMIZED);
+	rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_BLOCKS], co, NULL,
+				     0, NULL, 0);
+	if (refs)
+		rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_REFS], co,
+					     NULL, 0, NULL, 0);
+	rocksdb_compactoptions_destroy(co);
+}
+
+/* The errno of a background error that happened since the count was
+ * @before: -ENOSPC when the file system is short of one blob file's room
+ * (RocksDB ran into it), else -EIO. 0 if none. */
+static int bg_error(struct blk_db *db, uint64_t before)
+{
+	if (prop_int(db, NULL, "rocksdb.background-errors") == before)
+		return 0;
+	return free_room(db) < 2 * db->blob_size ? -ENOSPC : -EIO;
+}
+
+/* The GC passes (see above); @errs is the background error count before
+ * the first pass. 0 or the errno of bg_error or an option change. */
+static int gc_passes(struct blk_db *db, uint64_t reserve, uint64_t errs,
+		     struct blk_db_compact_stats *cs)
+{
+	rocksdb_column_family_handle_t *b = db->cf[BLK_CF_BLOCKS];
+	uint64_t round = prop_int(db, b, "rocksdb.num-blob-files");
+	uint64_t done = 0;
+	char *rerr = NULL;
+	int rc = 0;
+
+	while (done < round && rc == 0) {
+		uint64_t garbage =
+		    prop_int(db, b, "rocksdb.live-blob-file-garbage-size");
+		uint64_t files = prop_int(db, b, "rocksdb.num-blob-files");
+		struct blk_db_space sp = {0};
+		uint64_t big = largest_blob_file(db), n = 0;
+
+		/* Memtables' next flush needs room too. */
+		(void)blk_db_space(db, &sp);
+		uint64_t room =
+		    sp.avail > sp.pending ? sp.avail - sp.pending : 0;
+		uint64_t in_res = (room < reserve ? room : reserve) / 2;
+		uint64_t beyond = room > reserve ? room - reserve : 0;
+		uint64_t budget = in_res + beyond / 4;
+
+		if (big && big <= budget)
+			n = budget / big;
+		if (garbage < db->blob_size / 2 || !files || !n)
+			break;
+		if (n > files)
+			n = files;
+		atomic_store(&db->compact_hold,
+			     n * big > in_res ? n * big - in_res : 0);
+		/* RocksDB takes the oldest floor(cutoff * files) files. */
+		set_gc(db, true, n == files ? 1.0 : ((double)n + 0.5) / files,
+		       &rerr);
+		if (rerr)
+			break;
+		compact_all(db, false);
+		atomic_store(&db->compact_hold, 0);
+		set_gc(db, false, 1.0, &rerr);
+		rc = bg_error(db, errs);
+		done += n;
+		cs->gc_passes++;
+	}
+	if (rerr)
+		rc = blk_rdb_errno(rerr);
+	return rc;
+}
+
 int blk_db_flush(struct blk_db *db)
 {
 	rocksdb_flushoptions_t *fo;
 	char *rerr = NULL;
-	int rc;
 
 	if (db->read_only)
-		return 0;
-	rc = blk_db_sync(db);
-	if (rc < 0)
-		return rc;
+		return -EROFS;
 	fo = rocksdb_flushoptions_create();
 	rocksdb_flushoptions_set_wait(fo, 1);
 	for (size_t i = 0; i < db->nall && !rerr; i++)
@@ -718,53 +936,36 @@ int blk_db_flush(struct blk_db *db)
 	return rerr ? blk_rdb_errno(rerr) : 0;
 }
 
-/* Flush every column family (so deletions reach the SSTs and old WAL files
- * can go), then compact "blocks" and "refs" over their whole range, forcing
- * the bottommost level too, with blob GC switched on (age cutoff 1.0) for
- * the duration: every live blob the compaction meets is then relocated, so
- * every blob file that held a deleted block becomes unreferenced and is
- * removed. */
-int blk_db_compact(struct blk_db *db)
+int blk_db_compact(struct blk_db *db, uint64_t reserve,
+		   struct blk_db_compact_stats *cs)
 {
-	static const char *const key[] = {"enable_blob_garbage_collection"};
-	static const char *const full[] = {"true"};
-	static const char *const normal[] = {"false"};
-	rocksdb_flushoptions_t *fo;
-	rocksdb_compactoptions_t *co;
-	char *rerr = NULL;
+	struct blk_db_compact_stats dummy;
+	uint64_t errs;
 	int rc = 0;
 
+	if (!cs)
+		cs = &dummy;
+	memset(cs, 0, sizeof(*cs));
 	if (db->read_only)
 		return -EROFS;
 	pthread_mutex_lock(&db->compact_lock);
+	errs = prop_int(db, NULL, "rocksdb.background-errors");
 
-	fo = rocksdb_flushoptions_create();
-	rocksdb_flushoptions_set_wait(fo, 1);
-	for (size_t i = 0; i < db->nall && !rerr; i++)
-		rocksdb_flush_cf(db->rdb, fo, db->all[i], &rerr);
-	rocksdb_flushoptions_destroy(fo);
-	if (rerr)
+	/* So deletions reach the SSTs and old WAL files can go. */
+	rc = blk_db_flush(db);
+	if (rc)
 		goto out;
-
-	rocksdb_set_options_cf(db->rdb, db->cf[BLK_CF_BLOCKS], 1, key, full,
-			       &rerr);
-	if (rerr)
-		goto out;
-	co = rocksdb_compactoptions_create();
-	rocksdb_compactoptions_set_bottommost_level_compaction(
-	    co, BOTTOMMOST_FORCE_OPTIMIZED);
-	rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_BLOCKS], co, NULL,
-				     0, NULL, 0);
-	rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_REFS], co, NULL, 0,
-				     NULL, 0);
-	rocksdb_compactoptions_destroy(co);
-	rocksdb_set_options_cf(db->rdb, db->cf[BLK_CF_BLOCKS], 1, key, normal,
-			       &rerr);
+	cs->blob_bytes_before =
+	    prop_int(db, db->cf[BLK_CF_BLOCKS], "rocksdb.total-blob-file-size");
+	compact_all(db, true);
+	rc = bg_error(db, errs);
+	if (rc == 0)
+		rc = gc_passes(db, reserve, errs, cs);
+	cs->blob_bytes_after =
+	    prop_int(db, db->cf[BLK_CF_BLOCKS], "rocksdb.total-blob-file-size");
+	cs->garbage_after = prop_int(db, db->cf[BLK_CF_BLOCKS],
+				     "rocksdb.live-blob-file-garbage-size");
 out:
-	if (rerr) {
-		rocksdb_free(rerr);
-		rc = -EIO;
-	}
 	pthread_mutex_unlock(&db->compact_lock);
 	return rc;
 }
@@ -777,7 +978,8 @@ int blk_db_space(struct blk_db *db, struct blk_db_space *sp)
 		return -errno;
 	sp->total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	sp->avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-	sp->pending = 0;
+	/* A GC pass's output, not written yet (blk_db_compact). */
+	sp->pending = atomic_load(&db->compact_hold);
 	for (size_t i = 0; i < db->nall; i++) {
 		uint64_t v = 0;
 

@@ -90,16 +90,12 @@ struct blk_wal_damage {
 };
 void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out);
 
-/* Make everything committed so far durable and flushed (blk_db_flush),
- * then close and free. NULL is fine. Waits for RocksDB's background work. */
+/* Make everything committed so far durable (blk_db_sync) and flushed
+ * (blk_db_flush), then close and free. NULL is fine. Waits for RocksDB's
+ * background work. After it the write-ahead log holds nothing the database
+ * needs, so a clean stop leaves no record that damage to the log could
+ * take. */
 void blk_db_close(struct blk_db *db);
-
-/* Make everything committed so far durable (blk_db_sync), then flush
- * every column family's memtables to table and blob files and wait: after
- * it the write-ahead log holds nothing the database needs, so a clean stop
- * leaves no record that damage to the log could take. 0 (also read-only),
- * or -EIO / -ENOSPC. */
-int blk_db_flush(struct blk_db *db);
 
 /* Make every committed transaction durable: the bytes of blocks committed
  * since the last sync (written again through the WAL when they are few,
@@ -118,20 +114,42 @@ int blk_db_sync(struct blk_db *db);
  * 0 (also on a read-only database) or -EIO, -ENOMEM, -ENOSPC. */
 int blk_db_settle(struct blk_db *db);
 
-/* Compact the block column family so space of deleted blocks (blob files
- * included) is given back to the file system: every column family is
- * flushed, then "blocks" and "refs" are compacted over their whole range
- * with blob garbage collection on for the duration (it stays off in the
- * background). Rewrites the live blocks once: a maintenance operation.
- * 0, -EROFS on a read-only database, -EIO when a flush or an option
- * change fails. RocksDB's C API does not report compaction errors; they
- * surface on later writes. */
-int blk_db_compact(struct blk_db *db);
+/* Write every column family's memtables out to SST and blob files, and
+ * wait: what they hold stops counting as pending in blk_db_space, and
+ * WAL files that held only it go. Durability is blk_db_sync's, not this:
+ * a clean stop calls both (the sync first, so the journal's blocks go out
+ * with the flush), leaving nothing in the WAL.
+ * 0, -EROFS, -ENOSPC, -EIO. */
+int blk_db_flush(struct blk_db *db);
+
+/* Give the space of deleted blocks back to the file system: every column
+ * family is flushed, then "blocks" and "refs" are compacted over their
+ * whole range, which drops deleted blocks and the blob files that held only
+ * those; then blob garbage collection rewrites the live blocks of the
+ * blob files that also held deleted ones, in passes that each use at most
+ * half of the @reserve bytes writers leave free and a quarter of the room
+ * beyond it (counted as pending by blk_db_space while they run): freeing
+ * space needs room for one blob file (1/128 of the file system), never
+ * room in proportion to the live data. A
+ * maintenance operation. @cs (may be NULL) says what it did.
+ * 0, -EROFS on a read-only database, -ENOSPC when RocksDB met a full
+ * file system in a flush or in the background compaction, -EIO for any
+ * other error of either (RocksDB's "rocksdb.background-errors" count
+ * rose: its LOG has the message). */
+struct blk_db_compact_stats {
+	uint64_t blob_bytes_before; /* blob files' bytes after the flush */
+	uint64_t blob_bytes_after;  /* ... and at the end */
+	uint64_t garbage_after;	    /* dead bytes left in blob files */
+	unsigned gc_passes;	    /* GC passes run */
+};
+int blk_db_compact(struct blk_db *db, uint64_t reserve,
+		   struct blk_db_compact_stats *cs);
 
 /* Room on the database's file system: @total and @avail bytes (statvfs,
  * what an unprivileged writer may use), and @pending bytes held in
  * memtables, which their next flush writes to it (WAL'd records already
- * take room in the WAL too, until that flush). 0 or -errno of statvfs. */
+ * take room in the WAL too, until that flush), and the room a running
+ * compaction may still fill. 0 or -errno of statvfs. */
 struct blk_db_space {
 	uint64_t total, avail, pending;
 };

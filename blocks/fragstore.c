@@ -192,6 +192,8 @@ void blk_fragstore_close(struct blk_fragstore *fs)
 	free(fs);
 }
 
+static bool disk_short(const struct blk_fragstore *fs, uint64_t need);
+
 void blk_fragstore_usage(struct blk_fragstore *fs,
 			 struct blk_fragstore_usage *u)
 {
@@ -202,6 +204,8 @@ void blk_fragstore_usage(struct blk_fragstore *fs,
 	u->lost = fs->lost;
 	u->lost_at_open = fs->lost_now;
 	pthread_mutex_unlock(&fs->mu);
+	u->full = u->used + BLK_FRAG_FULL_LEN > u->capacity ||
+		  disk_short(fs, BLK_FRAG_FULL_LEN);
 }
 
 int blk_fragstore_sync(struct blk_fragstore *fs)

@@ -158,7 +158,11 @@ struct blk_fragstore_usage {
 	/* Fragment puts acknowledged and lost since (the 'L' record,
 	 * invariant 5), and those of them this open found. */
 	uint64_t lost, lost_at_open;
+	/* A put of BLK_FRAG_FULL_LEN bytes would be refused now: the
+	 * capacity or the disk (its reserve) has no room for it. */
+	bool full;
 };
+#define BLK_FRAG_FULL_LEN (1u << 20)
 void blk_fragstore_usage(struct blk_fragstore *fs,
 			 struct blk_fragstore_usage *u);
 

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,6 +77,13 @@ struct blk_db {
 	pthread_mutex_t ref_lock;
 	/* Serialises blk_db_compact (it changes and restores an option). */
 	pthread_mutex_t compact_lock;
+	/* Bytes of blob files, 1/128 of the file system (db.c). Set by
+	 * db_new, read-only after. */
+	uint64_t blob_size;
+	/* Room a running GC pass may fill (blk_db_compact), counted as
+	 * pending by blk_db_space; written under compact_lock, read by
+	 * anyone. */
+	_Atomic uint64_t compact_hold;
 
 	struct blk_store_stats stats; /* ref_lock; mirrors the stats record */
 	/* The WAL-less journal (journal.c): the next sequence number, the

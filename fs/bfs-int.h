@@ -38,9 +38,15 @@
 #define SPACE_LOOK_NS (10 * 1000000ull)
 #define SPACE_NEAR (256ull << 20) /* look on every write below this */
 #define SPACE_WARN_NS (60 * 1000000000ull)
+#define SPACE_FLUSH_NS                                                         \
+	(1000000000ull)		   /* a flush for room at most this often      \
+				    */
 #define SPACE_GARBAGE (4ull << 20) /* worth a compaction when room is short */
+#define SPACE_FULL_MARGIN (1ull << 20) /* status: full below reserve + this */
 
 #define COMPACT_AFTER (128ull << 20)
+#define RECLAIM_WAIT_MS 20000 /* a writer short of room waits this long */
+#define RECLAIM_IDLE_MS 1000  /* ... unless a round ended this recently */
 #define MAINT_PERIOD_S 2
 #define SYNC_PERIODS 3 /* the store is synced every SYNC_PERIODS periods */
 
@@ -134,8 +140,18 @@ struct bfs {
 	pthread_t maint;    /* bfs_open/bfs_close only */
 	bool maint_started; /* bfs_open/bfs_close only */
 	pthread_mutex_t maint_lock;
-	pthread_cond_t maint_cond; /* maint_lock: maint_stop was set */
+	pthread_cond_t maint_cond; /* maint_lock: maint_stop, maint_kick or
+				    * maint_gen changed */
 	bool maint_stop;	   /* maint_lock */
+	/* A writer short of room asks for a compaction now
+	 * (bfs_maint_reclaim): it sets maint_kick and waits on maint_cond
+	 * for maint_gen to move; maint_reclaimed says whether that round
+	 * compacted, maint_idle_at (CLOCK_MONOTONIC ms) when a round last
+	 * ended. All maint_lock. */
+	bool maint_kick;
+	bool maint_reclaimed;
+	uint64_t maint_gen;
+	uint64_t maint_idle_at;
 	/* The maintenance thread's own: set by bfs_maint_start before it
 	 * starts, read by bfs_maint_final after it was joined. */
 	uint64_t freed;	     /* bytes freed since the last compaction */
@@ -160,6 +176,8 @@ struct bfs {
 	uint64_t space_total;	/* space_lock */
 	uint64_t space_at;	/* space_lock: CLOCK_MONOTONIC ns of the look */
 	uint64_t space_warned;	/* space_lock: when ENOSPC was last logged */
+	uint64_t space_flushed; /* space_lock: when a writer short of room
+				 * last flushed the memtables */
 
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
@@ -258,6 +276,15 @@ uint64_t bfs_space_room(struct bfs *fs, bool fresh, uint64_t *total);
 void bfs_space_forget(struct bfs *fs);
 /* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
 int bfs_space_admit(struct bfs *fs, uint64_t len);
+/* The reserve: free bytes writes leave alone (blk_db_compact may use
+ * half of it). */
+uint64_t bfs_space_reserve(struct bfs *fs);
+/* Say how the last compaction went (@err: 0 or its errno) where
+ * `blockfs status` reads it: NODE_DIR/BFS_COMPACT_ERR_FILE holds the
+ * last failure until a compaction succeeds. Called by the maintenance
+ * thread, and at unmount once it has stopped. */
+#define BFS_COMPACT_ERR_FILE "compaction-error"
+void bfs_space_compacted(struct bfs *fs, int err);
 
 /* ---- damage.c: naming damaged data in the log --------------------- */
 
@@ -296,6 +323,11 @@ int bfs_maint_start(struct bfs *fs);
 /* At unmount, after the threads stopped: sync the store and compact if
  * anything was freed since the last compaction. 0 or the sync's error. */
 int bfs_maint_final(struct bfs *fs);
+/* For a writer short of room, holding no lock: have the maintenance
+ * thread compact now if blocks were deleted since the last compaction,
+ * and wait for it (at most RECLAIM_WAIT_MS). Whether a compaction ran;
+ * false at once within RECLAIM_IDLE_MS of the end of the last round. */
+bool bfs_maint_reclaim(struct bfs *fs);
 
 /* ---- recover.c: what a crash or an unclean stop left ----------------- */
 

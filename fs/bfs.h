@@ -233,3 +233,11 @@ int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
 int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name);
 
 int bfs_statfs(struct bfs *fs, struct statvfs *st);
+
+/* For `blockfs status`, without a mount: whether writes to the node in
+ * @node_dir fail with ENOSPC now (its file system has less than the
+ * reserve and 1 MiB free), and the last compaction's error
+ * (NODE_DIR/compaction-error, one line, into @err of @errlen bytes;
+ * empty when the last one succeeded). */
+bool bfs_node_full(const char *node_dir);
+void bfs_node_compaction_error(const char *node_dir, char *err, size_t errlen);

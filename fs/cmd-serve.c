@@ -209,7 +209,9 @@ static int serve_run(struct serve_run *s)
 		cmd_err("warning: cannot write %s/blockfs.pid: %s", s->node_dir,
 			strerror(lock_fd < 0 ? -lock_fd : errno));
 	serve_until_signal(s, srv, &set);
-	ret = blk_db_flush(db);
+	ret = blk_db_sync(db);
+	if (!ret)
+		ret = blk_db_flush(db);
 	if (ret)
 		cmd_err("cannot flush node %s's database: %s", s->name,
 			strerror(-ret));

@@ -25,6 +25,13 @@ struct node_view {
 	struct net_status st;
 };
 
+/* The node's own room: whether writes to it fail with ENOSPC now, and
+ * the last compaction's error (empty: none). */
+struct space_view {
+	bool full;
+	char compact_err[256];
+};
+
 /* The cluster as this node sees it. */
 struct cluster_view {
 	char redundancy[32];
@@ -108,7 +115,8 @@ static int cluster_view(const char *node_dir, const struct bfs_cluster *cl,
 static int print_status_json(const char *name, const char *state,
 			     const struct node_holder *h,
 			     const struct blk_store_stats *st, double ratio,
-			     uint64_t disk, const struct cluster_view *cv)
+			     uint64_t disk, const struct space_view *sv,
+			     const struct cluster_view *cv)
 {
 	json_t *o = json_pack(
 	    "{s:s, s:s, s:b, s:b, s:i, s:s?, s:I, s:I, s:I, s:I, s:f, s:I}",
@@ -122,7 +130,13 @@ static int print_status_json(const char *name, const char *state,
 	    "disk_bytes", (json_int_t)disk);
 	int ret = o ? 0 : -ENOMEM;
 
-	if (o && cv) {
+	if (o && (json_object_set_new(o, "full", json_boolean(sv->full)) ||
+		  json_object_set_new(o, "compaction_error",
+				      sv->compact_err[0]
+					  ? json_string(sv->compact_err)
+					  : json_null())))
+		ret = -ENOMEM;
+	if (!ret && cv) {
 		json_t *nodes = json_array();
 		ret = json_object_set_new(o, "redundancy",
 					  json_string(cv->redundancy)) ||
@@ -137,15 +151,17 @@ static int print_status_json(const char *name, const char *state,
 			  : 0;
 		for (unsigned i = 0; !ret && i < cv->n; i++) {
 			const struct node_view *v = &cv->nodes[i];
-			json_t *n = json_pack(
-			    "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}",
-			    "name", v->name, "address", v->address, "zone",
-			    v->zone, "up", v->up, "latency_us",
-			    (json_int_t)v->latency_us, "capacity",
-			    (json_int_t)v->st.capacity, "used",
-			    (json_int_t)v->st.used, "fragments",
-			    (json_int_t)v->st.fragments, "lost_fragments",
-			    (json_int_t)v->st.lost);
+			json_t *n =
+			    json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, "
+				      "s:I, s:I, s:b}",
+				      "name", v->name, "address", v->address,
+				      "zone", v->zone, "up", v->up,
+				      "latency_us", (json_int_t)v->latency_us,
+				      "capacity", (json_int_t)v->st.capacity,
+				      "used", (json_int_t)v->st.used,
+				      "fragments", (json_int_t)v->st.fragments,
+				      "lost_fragments", (json_int_t)v->st.lost,
+				      "full", v->up && v->st.full);
 			if (!n || json_array_append_new(nodes, n))
 				ret = -ENOMEM;
 		}
@@ -164,11 +180,13 @@ static const char status_usage_text[] =
     "\n"
     "Show what the node stores: blocks, unique bytes, logical bytes\n"
     "referenced by files, the deduplication ratio and the space the node\n"
-    "database takes on disk. Works while the node is mounted. In a cluster\n"
-    "of several nodes, also the blocks waiting for upload, the blocks below\n"
-    "their redundancy, and every node: up or down, latency, capacity,\n"
-    "bytes and fragments stored, and fragments it stored and lost (a\n"
-    "damaged database: their blocks need uploading again).\n"
+    "database takes on disk, whether it is full (writes fail with ENOSPC)\n"
+    "and whether its last compaction failed. Works while the node is\n"
+    "mounted. In a cluster of several nodes, also the blocks waiting for\n"
+    "upload, the blocks below their redundancy, and every node: up, down\n"
+    "or full (refusing fragments), latency, capacity, bytes and fragments\n"
+    "stored, and fragments it stored and lost (a damaged database: their\n"
+    "blocks need uploading again).\n"
     "\n"
     "Options:\n"
     "  -j, --json   machine-readable output\n"
@@ -252,8 +270,11 @@ static void print_cluster_text(const struct cluster_view *cv)
 				 (double)v->latency_us / 1000);
 		printf(
 		    "%-12s %-24s %-8s %-5s %10s %14llu %14llu %10llu %6llu\n",
-		    v->name, v->address, v->zone, v->up ? "up" : "DOWN", lat,
-		    (unsigned long long)v->st.capacity,
+		    v->name, v->address, v->zone,
+		    !v->up	 ? "DOWN"
+		    : v->st.full ? "FULL"
+				 : "up",
+		    lat, (unsigned long long)v->st.capacity,
 		    (unsigned long long)v->st.used,
 		    (unsigned long long)v->st.fragments,
 		    (unsigned long long)v->st.lost);
@@ -271,7 +292,8 @@ static void print_cluster_text(const struct cluster_view *cv)
 static void print_status_text(const char *name, const char *node_dir,
 			      const char *state, const struct node_holder *h,
 			      const struct blk_store_stats *st, double ratio,
-			      uint64_t disk, const struct cluster_view *cv)
+			      uint64_t disk, const struct space_view *sv,
+			      const struct cluster_view *cv)
 {
 	printf("node:          %s (%s)\n", name, node_dir);
 	if (h->pid && !strcmp(h->role, "mount"))
@@ -292,6 +314,13 @@ static void print_status_text(const char *name, const char *node_dir,
 	printf("logical bytes: %llu\n", (unsigned long long)st->ref_bytes);
 	printf("dedup ratio:   %.2f\n", ratio);
 	printf("disk bytes:    %llu\n", (unsigned long long)disk);
+	if (sv->full)
+		printf("full:          yes, writes fail with ENOSPC; delete "
+		       "files to make room\n");
+	if (sv->compact_err[0])
+		printf("compaction:    FAILED: %s; deleted space may not come "
+		       "back (see the node's log and db/LOG)\n",
+		       sv->compact_err);
 	if (cv)
 		print_cluster_text(cv);
 }
@@ -337,15 +366,18 @@ int cmd_status(int argc, char **argv)
 	int cret =
 	    cl && cl->nnodes > 1 ? cluster_view(node_dir, cl, &cv) : -ENOENT;
 	free(cl);
+	struct space_view sv = {.full = bfs_node_full(node_dir)};
+	bfs_node_compaction_error(node_dir, sv.compact_err,
+				  sizeof(sv.compact_err));
 	st = 0;
 	if (json)
 		st = print_status_json(name, state, &holder, &stats, ratio,
-				       disk, cret == 0 ? &cv : NULL)
+				       disk, &sv, cret == 0 ? &cv : NULL)
 			 ? 1
 			 : 0;
 	else
 		print_status_text(name, node_dir, state, &holder, &stats, ratio,
-				  disk, cret == 0 ? &cv : NULL);
+				  disk, &sv, cret == 0 ? &cv : NULL);
 	free(cv.nodes);
 	return st;
 }

@@ -6,9 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blocks/clock.h"
 #include "fs/log.h"
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Keep the local store within cfg.local_max once peers hold everything:
  * evict blocks (their references stay; reads fetch them back). The order
@@ -125,13 +134,24 @@ static void compact(struct bfs *fs)
 	struct blk_store_stats st;
 	uint64_t disk, freed = fs->freed;
 
+	struct blk_db_compact_stats cs;
+
 	fs->freed = 0;
-	int ret = blk_db_compact(fs->db);
+	int ret = blk_db_compact(fs->db, bfs_space_reserve(fs), &cs);
+	bfs_space_compacted(fs, ret);
 	if (ret)
-		bfs_log_err("compaction failed: %s", strerror(-ret));
+		bfs_log_err("compaction failed: %s (the node database's LOG "
+			    "says more)",
+			    strerror(-ret));
 	else
-		bfs_log_info("compacted after %llu MiB were freed",
-			     (unsigned long long)(freed >> 20));
+		bfs_log_info("compacted after %llu MiB were freed: blob files "
+			     "%llu -> %llu MiB, %llu MiB garbage left, %u GC "
+			     "passes",
+			     (unsigned long long)(freed >> 20),
+			     (unsigned long long)(cs.blob_bytes_before >> 20),
+			     (unsigned long long)(cs.blob_bytes_after >> 20),
+			     (unsigned long long)(cs.garbage_after >> 20),
+			     cs.gc_passes);
 	fs->overhead = 0;
 	if (blk_db_disk_usage(fs->db, &disk) == 0 &&
 	    blk_store_stats(fs->db, &st) == 0 && disk > st.bytes)
@@ -165,6 +185,34 @@ static void maint_period(struct bfs *fs, unsigned period)
 		compact(fs);
 }
 
+/* A writer found no room (bfs_maint_reclaim): compact now if blocks were
+ * deleted since the last compaction, then tell the writers waiting. On a
+ * disk full of live data nothing was: the writers get ENOSPC at once. */
+static void reclaim_now(struct bfs *fs)
+{
+	struct blk_store_stats st;
+	uint64_t cur = fs->maint_prev;
+	bool did = false;
+
+	if (blk_store_stats(fs->db, &st) == 0)
+		cur = st.bytes;
+	if (cur < fs->maint_prev)
+		fs->freed += fs->maint_prev - cur;
+	fs->maint_prev = cur;
+	if (fs->freed) {
+		compact(fs);
+		did = true;
+	}
+	pthread_mutex_lock(&fs->maint_lock);
+	fs->maint_gen++;
+	fs->maint_reclaimed = did;
+	/* What it could give back is back: writers that still find no
+	 * room do not wait for another round at once. */
+	fs->maint_idle_at = mono_ms();
+	pthread_cond_broadcast(&fs->maint_cond);
+	pthread_mutex_unlock(&fs->maint_lock);
+}
+
 static void *maint_main(void *arg)
 {
 	struct bfs *fs = arg;
@@ -175,17 +223,49 @@ static void *maint_main(void *arg)
 
 		blk_deadline(&ts, MAINT_PERIOD_S * 1000);
 		pthread_mutex_lock(&fs->maint_lock);
-		/* Until the deadline (rc ETIMEDOUT), past spurious wakeups. */
-		while (!fs->maint_stop && rc == 0)
+		/* Until the deadline (rc ETIMEDOUT) or a writer's call, past
+		 * spurious wakeups. */
+		while (!fs->maint_stop && !fs->maint_kick && rc == 0)
 			rc = pthread_cond_timedwait(&fs->maint_cond,
 						    &fs->maint_lock, &ts);
-		bool stop = fs->maint_stop;
+		bool stop = fs->maint_stop, kick = fs->maint_kick;
+		fs->maint_kick = false;
 		pthread_mutex_unlock(&fs->maint_lock);
 		if (stop)
 			break;
-		maint_period(fs, period);
+		if (kick)
+			reclaim_now(fs);
+		else
+			maint_period(fs, period);
 	}
 	return NULL;
+}
+
+bool bfs_maint_reclaim(struct bfs *fs)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	if (!fs->maint_started)
+		return false;
+	pthread_mutex_lock(&fs->maint_lock);
+	uint64_t gen = fs->maint_gen;
+	/* A round just ended: do not ask again at once (every write on a
+	 * full disk would). */
+	if (fs->maint_idle_at &&
+	    mono_ms() - fs->maint_idle_at < RECLAIM_IDLE_MS) {
+		pthread_mutex_unlock(&fs->maint_lock);
+		return false;
+	}
+	fs->maint_kick = true;
+	pthread_cond_broadcast(&fs->maint_cond);
+	blk_deadline(&ts, RECLAIM_WAIT_MS);
+	while (!fs->maint_stop && fs->maint_gen == gen && rc == 0)
+		rc = pthread_cond_timedwait(&fs->maint_cond, &fs->maint_lock,
+					    &ts);
+	bool ran = fs->maint_gen != gen && fs->maint_reclaimed;
+	pthread_mutex_unlock(&fs->maint_lock);
+	return ran;
 }
 
 int bfs_maint_start(struct bfs *fs)
@@ -208,7 +288,8 @@ int bfs_maint_final(struct bfs *fs)
 	struct blk_store_stats st = {0};
 	blk_store_stats(fs->db, &st);
 	if (fs->freed || st.bytes < fs->maint_prev) {
-		int r = blk_db_compact(fs->db);
+		int r = blk_db_compact(fs->db, bfs_space_reserve(fs), NULL);
+		bfs_space_compacted(fs, r);
 		if (r)
 			bfs_log_err("compaction at unmount failed: %s",
 				    strerror(-r));

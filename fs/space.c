@@ -3,10 +3,14 @@
 #include "fs/bfs-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fs/log.h"
 
@@ -65,13 +69,47 @@ void bfs_space_forget(struct bfs *fs)
 	pthread_mutex_unlock(&fs->space_lock);
 }
 
+/* Whether the room is short by no more than what memtables hold, and no
+ * writer flushed them in the last SPACE_FLUSH_NS (then this one will):
+ * space_lock held. Memtables count as used until their flush writes them
+ * out, and a memtable whose blocks went through the WAL too (fsync of a
+ * few blocks) holds their bytes twice until then; with writes refused it
+ * would never fill, and the flush that frees its WAL would never come. */
+static bool flush_helps(struct bfs *fs, uint64_t room, uint64_t len, uint64_t t)
+{
+	if (!fs->space_pending || room + fs->space_pending < len ||
+	    (fs->space_flushed && t - fs->space_flushed < SPACE_FLUSH_NS))
+		return false;
+	fs->space_flushed = t;
+	return true;
+}
+
 /* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
 int bfs_space_admit(struct bfs *fs, uint64_t len)
 {
 	pthread_mutex_lock(&fs->space_lock);
 	uint64_t room = room_locked(fs, false);
-	int ret = room >= len ? 0 : -ENOSPC;
 	uint64_t t = mono_ns();
+	if (room < len && flush_helps(fs, room, len, t)) {
+		pthread_mutex_unlock(&fs->space_lock);
+		int r = blk_db_flush(fs->db);
+		if (r)
+			bfs_log_err(
+			    "flushing memtables to make room failed: %s",
+			    strerror(-r));
+		pthread_mutex_lock(&fs->space_lock);
+		room = room_locked(fs, true);
+	}
+	/* Deleted blocks may hold the room until the next compaction: have
+	 * it now rather than refuse. */
+	if (room < len) {
+		pthread_mutex_unlock(&fs->space_lock);
+		bool ran = bfs_maint_reclaim(fs);
+		pthread_mutex_lock(&fs->space_lock);
+		if (ran)
+			room = room_locked(fs, true);
+	}
+	int ret = room >= len ? 0 : -ENOSPC;
 	bool warn =
 	    ret && (!fs->space_warned || t - fs->space_warned >= SPACE_WARN_NS);
 	if (warn)
@@ -105,4 +143,69 @@ int bfs_statfs(struct bfs *fs, struct statvfs *st)
 	st->f_namemax = BFS_NAME_MAX;
 	st->f_flag = fs->cfg.read_only ? ST_RDONLY : 0;
 	return 0;
+}
+
+uint64_t bfs_space_reserve(struct bfs *fs)
+{
+	uint64_t total;
+
+	(void)bfs_space_room(fs, false, &total);
+	return space_reserve(total);
+}
+
+void bfs_space_compacted(struct bfs *fs, int err)
+{
+	char path[PATH_MAX], line[128];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (snprintf(path, sizeof(path), "%s/%s", fs->node_dir,
+		     BFS_COMPACT_ERR_FILE) >= (int)sizeof(path))
+		return;
+	if (!err) {
+		(void)unlink(path);
+		return;
+	}
+	gmtime_r(&now, &tm);
+	int n = snprintf(line, sizeof(line),
+			 "%s (at %04d-%02d-%02d %02d:%02d:%02d UTC)\n",
+			 strerror(-err), tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	/* A few bytes: the reserve has room for them. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, (size_t)n) != n)
+		bfs_log_err("cannot record the compaction error in %s: %s",
+			    path, strerror(errno));
+	close(fd);
+}
+
+bool bfs_node_full(const char *node_dir)
+{
+	struct statvfs v;
+
+	if (statvfs(node_dir, &v))
+		return false;
+	uint64_t total = (uint64_t)v.f_blocks * v.f_frsize;
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	return avail < space_reserve(total) + SPACE_FULL_MARGIN;
+}
+
+void bfs_node_compaction_error(const char *node_dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	err[0] = 0;
+	if (snprintf(path, sizeof(path), "%s/%s", node_dir,
+		     BFS_COMPACT_ERR_FILE) >= (int)sizeof(path))
+		return;
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (!fgets(err, (int)errlen, f))
+		err[0] = 0;
+	fclose(f);
+	err[strcspn(err, "\n")] = 0;
 }

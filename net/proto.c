@@ -87,15 +87,17 @@ void net_status_encode(const struct net_status *st, uint8_t out[NET_STATUS_LEN])
 	blk_put_le64(out, st->capacity);
 	blk_put_le64(out + 8, st->used);
 	blk_put_le64(out + 16, st->fragments);
-	blk_put_le64(out + 24, st->lost);
+	blk_put_le64(out + 24, st->full ? NET_STATUS_FULL : 0);
+	blk_put_le64(out + 32, st->lost);
 }
 
-void net_status_decode(const uint8_t *buf, struct net_status *st)
+void net_status_decode(const uint8_t *buf, size_t len, struct net_status *st)
 {
 	st->capacity = blk_get_le64(buf);
 	st->used = blk_get_le64(buf + 8);
 	st->fragments = blk_get_le64(buf + 16);
-	st->lost = blk_get_le64(buf + 24);
+	st->full = blk_get_le64(buf + 24) & NET_STATUS_FULL;
+	st->lost = len >= NET_STATUS_LEN ? blk_get_le64(buf + 32) : 0;
 }
 
 /* The fragment header and bytes of a PUT request or a GET reply. */
@@ -261,9 +263,9 @@ int net_rep_decode(const struct net_frame *f, size_t n, struct net_rep *r)
 	case NET_OP_STATUS:
 		if (n != 2 || h->count != 0)
 			return -EINVAL;
-		if (f[1].len != NET_STATUS_LEN)
+		if (f[1].len != NET_STATUS_LEN && f[1].len != NET_STATUS_LEN_V1)
 			return -EMSGSIZE;
-		net_status_decode(f[1].data, &r->st);
+		net_status_decode(f[1].data, f[1].len, &r->st);
 		return 0;
 	case NET_OP_HAVE:
 	case NET_OP_DELETE:

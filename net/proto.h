@@ -35,10 +35,11 @@
  *           count = the most items wanted      order; NET_F_MORE if more may
  *                                              follow (next cursor: the
  *                                              last item's fref)
- *   STATUS  -                                | 32-byte struct: capacity,
- *                                              used bytes, fragments, lost
- *                                              fragments (u64s; the last
- *                                              was 0 before it was one)
+ *   STATUS  -                                | 40-byte struct: capacity,
+ *                                              used bytes, fragments, flags
+ *                                              (bit 0: full), lost fragments
+ *                                              (u64s; nodes before lost was
+ *                                              added send the first four)
  *   SYNC    -                                | -
  * A reply with status != 0 is the header frame alone. HEAD_GET and HEAD_CAS
  * are reserved: they decode as -EOPNOTSUPP until they are specified.
@@ -77,10 +78,11 @@
 #define NET_HDR_LEN 32
 #define NET_FREF_LEN 37
 #define NET_LIST_ITEM_LEN 41
-#define NET_STATUS_LEN 32
-#define NET_MAX_REFS 65536 /* frefs in one HAVE or DELETE */
-#define NET_MAX_LIST 8192  /* items in one LIST page */
-#define NET_MAX_FRAMES 4   /* header included, in any valid message */
+#define NET_STATUS_LEN 40
+#define NET_STATUS_LEN_V1 32 /* without the lost count */
+#define NET_MAX_REFS 65536   /* frefs in one HAVE or DELETE */
+#define NET_MAX_LIST 8192    /* items in one LIST page */
+#define NET_MAX_FRAMES 4     /* header included, in any valid message */
 /* Bytes of the largest valid message, all frames together: a PUT or GET of
  * a fragment of EC_MAX_BLOCK bytes. */
 #define NET_MAX_MSG_BYTES                                                      \
@@ -128,6 +130,8 @@ struct net_list_item {
 	uint32_t frag_len;
 };
 
+#define NET_STATUS_FULL 1u
+
 struct net_status {
 	uint64_t capacity;  /* bytes the node accepts */
 	uint64_t used;	    /* bytes stored (fragment headers included) */
@@ -135,6 +139,8 @@ struct net_status {
 	/* fragments the node acknowledged and then lost (a damaged
 	 * database): blk_fragstore_usage's lost */
 	uint64_t lost;
+	bool full; /* the node refuses puts now (bit 0 of the
+		    * fourth u64) */
 };
 
 /* One frame of a message, borrowed. */
@@ -185,7 +191,8 @@ void net_list_item_encode(const struct net_list_item *it,
 int net_list_item_decode(const uint8_t *buf, struct net_list_item *it);
 void net_status_encode(const struct net_status *st,
 		       uint8_t out[NET_STATUS_LEN]);
-void net_status_decode(const uint8_t *buf, struct net_status *st);
+/* @len: NET_STATUS_LEN, or NET_STATUS_LEN_V1 (lost is then 0). */
+void net_status_decode(const uint8_t *buf, size_t len, struct net_status *st);
 
 /* Bitmaps of HAVE and DELETE replies. */
 static inline size_t net_bitmap_len(uint32_t nbits)

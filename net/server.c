@@ -134,6 +134,7 @@ void net_server_status(struct net_server *s, struct net_status *st)
 	st->used = u.used;
 	st->fragments = u.count;
 	st->lost = u.lost;
+	st->full = u.full;
 }
 
 /* ---- request handlers: each fills @rep (status and payload) ---- */

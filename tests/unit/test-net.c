@@ -349,6 +349,7 @@ static void test_ops(void)
 	CHECK(rtt > 0);
 	CHECK(net_client_status(c, 0, &st) == 0);
 	CHECK(st.capacity == 1ull << 30 && st.used == 0 && st.fragments == 0);
+	CHECK(!st.full);
 
 	/* PUT ten fragments in one batch. */
 	rel0 = atomic_load(&released);
@@ -551,6 +552,7 @@ static void test_capacity(void)
 	CHECK(put_sync(c, &f[0]) == 0); /* a re-put needs no room */
 	CHECK(net_client_status(c, 0, &st) == 0);
 	CHECK(st.fragments == 2 && st.used == 2 * (4096 + EC_FRAG_HDR_LEN));
+	CHECK(st.full); /* status says so: it refuses puts */
 	{
 		uint8_t map[1];
 

@@ -533,7 +533,7 @@ static int child_main(const char *mode, const char *path)
 		bad |= st.blocks != 1 || st.bytes != b.len;
 		bad |= blk_db_put(db, CF_META, "x", 1, "y", 1) != -EROFS;
 		bad |= blk_db_sync(db) != 0;
-		bad |= blk_db_compact(db) != -EROFS;
+		bad |= blk_db_compact(db, 0, NULL) != -EROFS;
 		printf("  child read-only open: %s\n", bad ? "wrong" : "ok");
 		block_free(&b);
 		blk_db_close(db);
@@ -1172,7 +1172,7 @@ static void test_read_ranges(void)
 	/* The same after a flush, when reads come from SST and blob file. */
 	blk_db_close(db);
 	db = open_db(tmp.db, false, false, true);
-	CHECK(blk_db_compact(db) == 0);
+	CHECK(blk_db_compact(db, 0, NULL) == 0);
 	CHECK(blk_store_read(db, &b[1].cid, 150 * KiB, buf, 100 * KiB) ==
 	      50 * KiB);
 	CHECK(!memcmp(buf, b[1].data + 150 * KiB, 50 * KiB));
@@ -1506,7 +1506,7 @@ static void test_disk_usage(void)
 	CHECK(stream_commit(db, &s, 8, true) == 0);
 	blk_store_stats(db, &st);
 	CHECK(st.blocks == 0 && st.bytes == 0 && st.ref_bytes == 0);
-	CHECK(blk_db_compact(db) == 0);
+	CHECK(blk_db_compact(db, 0, NULL) == 0);
 	/* Obsolete files are deleted by RocksDB right after the compaction;
 	 * give it a moment rather than race it. */
 	for (int i = 0; i < 50; i++) {
