@@ -110,7 +110,8 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
   if [ "$build_dir" = build-asan ]; then
     export BLOCKFS_TEST_REQUIRE_FAULT=1
   fi
-  # test_memory measures the daemon's RSS: without sanitizers.
+  # test_memory measures the daemon's RSS: without sanitizers; and
+  # test_ec_any_two_nodes's 15 read-backs of 1 GiB run there too (time).
   export BLOCKFS_RSS_BIN="$top/build/fs/blockfs"
   step "integration tests (pytest, $BLOCKFS_BIN)"
   rc=0
