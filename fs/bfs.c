@@ -58,6 +58,9 @@ static int mkfs(struct bfs *fs)
 	blk_txn_put(t, BFS_CF_META, "next_ino", 8, v, 8);
 	blk_put_le64(v, BFS_FORMAT_VERSION);
 	blk_txn_put(t, BFS_CF_META, "format", 6, v, 8);
+	blk_put_le64(v, 1);
+	blk_txn_put(t, BFS_CF_META, BFS_META_INODES, strlen(BFS_META_INODES), v,
+		    8);
 	bfs_inode_free(root);
 	return bfs_txn_commit(t, true);
 }
@@ -78,6 +81,7 @@ static int load_meta_u64(struct bfs *fs, const char *key, uint64_t *v)
 static void init_locks(struct bfs *fs)
 {
 	pthread_mutex_init(&fs->ns_lock, NULL);
+	pthread_mutex_init(&fs->count_lock, NULL);
 	pthread_mutex_init(&fs->itab_lock, NULL);
 	pthread_mutex_init(&fs->q_lock, NULL);
 	blk_cond_init(&fs->q_cond);
@@ -195,6 +199,34 @@ static int load_format(struct bfs *fs, const char *path, char *err,
 	return 0;
 }
 
+/* The inode count (statfs's used files): as stored, or counted once on a
+ * filesystem made before it was kept (and stored when writable). */
+static int load_inode_count(struct bfs *fs)
+{
+	int ret = load_meta_u64(fs, BFS_META_INODES, &fs->n_inodes);
+
+	if (ret != -ENOENT)
+		return ret;
+	struct blk_iter *it =
+	    blk_iter_new(fs->db, BFS_CF_INODES, NULL, 0, NULL, 0);
+	if (!it)
+		return -ENOMEM;
+	uint64_t n = 0;
+	for (; blk_iter_valid(it); blk_iter_next(it))
+		n++;
+	ret = blk_iter_status(it);
+	blk_iter_free(it);
+	if (ret)
+		return ret;
+	fs->n_inodes = n;
+	if (fs->cfg.read_only)
+		return 0;
+	uint8_t v[8];
+	blk_put_le64(v, n);
+	return blk_db_put(fs->db, BFS_CF_META, BFS_META_INODES,
+			  strlen(BFS_META_INODES), v, 8);
+}
+
 /* The longest extent lookups must look back for: the largest any mount
  * wrote (extents written with a larger chunk maximum stay readable), or
  * this mount's largest chunk, recorded if it is the larger. */
@@ -275,6 +307,9 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 		ret = load_format(fs, path, err, errlen);
 	if (!ret)
 		ret = load_max_extent(fs);
+	if (!ret && (ret = load_inode_count(fs)))
+		snprintf(err, errlen, "cannot read the inode count: %s",
+			 strerror(-ret));
 	if (!ret)
 		ret = recover(fs, err, errlen);
 	if (!ret)

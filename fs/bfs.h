@@ -14,11 +14,21 @@
 
 #include "blocks/cdc.h"
 #include "blocks/store.h"
+#include "fs/cred.h"
 #include "fs/meta.h"
 #include "fs/wbuf.h"
 
 struct bfs;
 struct bfs_peers; /* fs/peers.h */
+
+/* When a read updates a file's atime (mount options relatime, noatime,
+ * strictatime; relatime is the default, as on Linux). */
+enum bfs_atime {
+	BFS_ATIME_RELATIME, /* when not newer than mtime or ctime, or a day
+			     * old */
+	BFS_ATIME_NOATIME,  /* never */
+	BFS_ATIME_STRICT,   /* at every read */
+};
 
 struct bfs_config {
 	const char *node_dir;
@@ -32,6 +42,8 @@ struct bfs_config {
 	unsigned flushers;  /* background flush threads */
 	bool newlog;	    /* keep the store's new-block log (peers.h) */
 	uint64_t local_max; /* local block bytes kept once on peers (0: all) */
+	enum bfs_atime atime;
+	bool nodiratime; /* listing a directory leaves its atime */
 };
 
 /* What the cluster layer (fs/peers.c) does for the filesystem, so that this
@@ -91,8 +103,10 @@ struct bfs_inode {
  * alone or under ip->ext_lock, never together with ip->lock, and never
  * held across a fetch from the cluster. */
 struct bfs_file {
-	struct bfs_inode *ip;	      /* constant */
-	bool writer;		      /* constant: opened for writing */
+	struct bfs_inode *ip; /* constant */
+	bool writer;	      /* constant: opened for writing */
+	bool reader;	      /* constant: opened read-only */
+	bool accessed; /* atomic: a read through it counted (bfs_access) */
 	struct bfs_file *prev, *next; /* itab_lock: fs->files */
 	pthread_mutex_t lock;
 	struct blk_cid cid; /* lock */
@@ -147,6 +161,19 @@ void bfs_forget(struct bfs *fs, uint64_t ino, uint64_t n);
 
 void bfs_stat(struct bfs_inode *ip, struct stat *st);
 
+/* A read of @ip (a file read, a directory listed): its atime moves to now
+ * when the mount's atime rule (cfg.atime, cfg.nodiratime) says so. The
+ * new atime is a deferred attribute change, written in the next batch
+ * (bfs_write_attrs) as the kernel's own mtime reports are, never by the
+ * read. Returns whether atime changed (the kernel's cached attributes
+ * are then stale). */
+bool bfs_access(struct bfs *fs, struct bfs_inode *ip);
+/* bfs_access for a read through @f (@closing false), or its close(2)
+ * (@closing true). Reads the page cache serves never reach the daemon,
+ * so the close of a read-only handle that sent no read counts as one; a
+ * handle counts once, or at every read with strictatime. */
+bool bfs_file_access(struct bfs *fs, struct bfs_file *f, bool closing);
+
 /* Namespace. Every function returning an inode returns it referenced
  * (bfs_iput it) and counts one kernel lookup when @lookup is true. */
 int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
@@ -181,9 +208,19 @@ enum {
 	 * one from the middle: a chmod 600 that returned is never undone by
 	 * a crash that keeps a later create or rename. */
 	BFS_SET_LAZY = 1 << 9,
+	/* Clear setuid / setgid: what a write or truncate by someone
+	 * without CAP_FSETID costs the file (bfs_killpriv). */
+	BFS_SET_KILL_SUID = 1 << 10,
+	BFS_SET_KILL_SGID = 1 << 11,
 };
 int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 		unsigned valid);
+/* What a write to @ip or a truncate of it by @c must clear, as the
+ * kernel's setattr_should_drop_suidgid decides for local filesystems:
+ * setuid always, setgid when the file is group-executable or @c is not
+ * in its group; nothing for a caller with CAP_FSETID or a file that is
+ * not regular. BFS_SET_KILL_* bits for bfs_setattr. */
+unsigned bfs_killpriv(struct bfs_inode *ip, const struct bfs_cred *c);
 
 /* Directories. */
 int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d);

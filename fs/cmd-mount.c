@@ -66,8 +66,12 @@ static const char mount_usage_head[] =
     "  nonempty              allow mounting over a non-empty directory\n"
     "  sync, async, dirsync  sync: every write(2) returns once durable,\n"
     "                        as after fsync (slow); passed to the kernel\n"
-    "  nosuid, nodev, noexec, suid, dev, exec, noatime, atime, relatime,\n"
-    "  nodiratime, strictatime\n"
+    "  relatime, atime       a read updates atime when it is not newer than\n"
+    "                        mtime or ctime, or a day old (the default)\n"
+    "  noatime               reads never update atime\n"
+    "  strictatime           every read updates atime\n"
+    "  nodiratime            listing a directory leaves its atime\n"
+    "  nosuid, nodev, noexec, suid, dev, exec\n"
     "                        passed to the kernel\n";
 
 static const char mount_usage_tail[] =

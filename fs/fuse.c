@@ -17,6 +17,7 @@
 
 struct bfs_fuse {
 	struct bfs *fs;
+	struct fuse_session *se; /* set before the session runs */
 	double timeout;
 	bool read_only;
 };
@@ -129,6 +130,22 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, ctx(req)->timeout);
 }
 
+/* BFS_SET_KILL_* for a write or truncate of @ip by the caller of @req
+ * (bfs_killpriv); its credentials are read only for a file that has
+ * setuid or setgid. */
+static unsigned killpriv(fuse_req_t req, struct bfs_inode *ip)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct bfs_cred cred;
+	struct stat st;
+
+	bfs_stat(ip, &st);
+	if (!(st.st_mode & (S_ISUID | S_ISGID)))
+		return 0;
+	bfs_cred_read(c->pid, c->uid, c->gid, &cred);
+	return bfs_killpriv(ip, &cred);
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -164,7 +181,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	ret = bfs_setattr(FS(req), ip, attr, valid);
+	/* A setattr of nothing is the kernel asking, before a write, to
+	 * clear setuid/setgid by its current rule, which its FUSE client
+	 * no longer passes on (only its older rule arrives, as a mode); a
+	 * truncate must clear them too. */
+	if (!valid || (valid & BFS_SET_SIZE))
+		valid |= killpriv(req, ip);
+	ret = valid ? bfs_setattr(FS(req), ip, attr, valid) : 0;
 	if (ret) {
 		bfs_iput(FS(req), ip);
 		fuse_reply_err(req, -ret);
@@ -276,7 +299,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * of a setattr before it: the truncation is ours to do. */
 	if (!ret && (fi->flags & O_TRUNC) && S_ISREG(ip->rec.mode)) {
 		struct stat st = {.st_size = 0};
-		ret = bfs_setattr(FS(req), ip, &st, BFS_SET_SIZE);
+		ret = bfs_setattr(FS(req), ip, &st,
+				  BFS_SET_SIZE | killpriv(req, ip));
 	}
 	if (!ret)
 		ret = bfs_open_file(FS(req), ip, &f);
@@ -286,6 +310,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	f->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+	f->reader = !f->writer;
 	fi->fh = (uint64_t)(uintptr_t)f;
 	set_file_flags(fi);
 	if (fuse_reply_open(req, fi) == -ENOENT)
@@ -337,7 +362,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	int64_t n = bfs_read(FS(req), FH(fi), (uint64_t)off, buf, size);
+	struct bfs_file *f = FH(fi);
+	int64_t n = bfs_read(FS(req), f, (uint64_t)off, buf, size);
+	/* The kernel drops its cached atime after a read it sent us. */
+	if (n >= 0)
+		bfs_file_access(FS(req), f, false);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -358,13 +387,16 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
 	/* close(2): the kernel has written this file's cached pages back
 	 * to us; chunk what is left into the local store so the data is
 	 * accounted and any error reaches close(). This is local work
 	 * bounded by the write buffer; it never waits for the network and
 	 * does not sync the disk (fsync does). */
 	bfs_read_done(FS(req), FH(fi));
+	/* The kernel's cached atime is stale if the close counted as a
+	 * read: drop it before close(2) returns. */
+	if (bfs_file_access(FS(req), FH(fi), true))
+		fuse_lowlevel_notify_inval_inode(ctx(req)->se, ino, -1, 0);
 	fuse_reply_err(req,
 		       -bfs_close_flush(FS(req), FH(fi)->ip, FH(fi)->writer));
 }
@@ -427,6 +459,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (off == 0 || !d->loaded)
 		ret = bfs_dir_load(fs, dp, d);
+	if (!ret && off == 0)
+		bfs_access(fs, dp);
 	buf = p = malloc(size);
 	if (!ret && !buf)
 		ret = -ENOMEM;
@@ -716,6 +750,7 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	 * session is over (bfs_sync_all, bfs_close), within its own bound. */
 	struct fuse_session *se =
 	    fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &bf);
+	bf.se = se;
 	if (!se) {
 		snprintf(err, errlen,
 			 "cannot set up the FUSE session "

@@ -69,6 +69,22 @@ int bfs_txn_commit(struct blk_txn *t, bool sync)
 	return ret;
 }
 
+int bfs_txn_commit_counted(struct bfs *fs, struct blk_txn *t, int delta)
+{
+	uint8_t v[8];
+
+	pthread_mutex_lock(&fs->count_lock);
+	uint64_t n = fs->n_inodes + (uint64_t)(int64_t)delta;
+	blk_put_le64(v, n);
+	blk_txn_put(t, BFS_CF_META, BFS_META_INODES, strlen(BFS_META_INODES), v,
+		    8);
+	int ret = bfs_txn_commit(t, false);
+	if (!ret)
+		fs->n_inodes = n;
+	pthread_mutex_unlock(&fs->count_lock);
+	return ret;
+}
+
 /* ---- inode table ------------------------------------------------------ */
 
 static struct bfs_inode **bucket(struct bfs *fs, uint64_t ino)
@@ -285,6 +301,54 @@ void bfs_stat(struct bfs_inode *ip, struct stat *st)
 	pthread_mutex_unlock(&ip->lock);
 }
 
+static int ts_cmp(const struct timespec *a, const struct timespec *b)
+{
+	if (a->tv_sec != b->tv_sec)
+		return a->tv_sec < b->tv_sec ? -1 : 1;
+	if (a->tv_nsec != b->tv_nsec)
+		return a->tv_nsec < b->tv_nsec ? -1 : 1;
+	return 0;
+}
+
+#define RELATIME_MAX_S (24 * 3600)
+
+bool bfs_access(struct bfs *fs, struct bfs_inode *ip)
+{
+	struct timespec now;
+	bool update;
+
+	if (fs->cfg.read_only || fs->cfg.atime == BFS_ATIME_NOATIME)
+		return false;
+	bfs_now(&now);
+	pthread_mutex_lock(&ip->lock);
+	const struct bfs_inode_rec *r = &ip->rec;
+	if (S_ISDIR(r->mode) && fs->cfg.nodiratime)
+		update = false;
+	else if (fs->cfg.atime == BFS_ATIME_STRICT)
+		update = ts_cmp(&r->atime, &now) != 0;
+	else /* the kernel's relatime_need_update */
+		update = ts_cmp(&r->mtime, &r->atime) >= 0 ||
+			 ts_cmp(&r->ctime, &r->atime) >= 0 ||
+			 now.tv_sec - r->atime.tv_sec >= RELATIME_MAX_S;
+	update = update && r->nlink;
+	if (update) {
+		ip->rec.atime = now;
+		bfs_mark_attr_dirty(fs, ip);
+	}
+	pthread_mutex_unlock(&ip->lock);
+	return update;
+}
+
+bool bfs_file_access(struct bfs *fs, struct bfs_file *f, bool closing)
+{
+	if (closing && !f->reader)
+		return false;
+	if (__atomic_exchange_n(&f->accessed, true, __ATOMIC_RELAXED) &&
+	    (closing || fs->cfg.atime != BFS_ATIME_STRICT))
+		return false;
+	return bfs_access(fs, f->ip);
+}
+
 /* After a failed batch: keep the change pending (ip->lock held). */
 static void mark_attr_dirty_retry(struct bfs *fs, struct bfs_inode *ip)
 {
@@ -416,6 +480,10 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 		ip->rec.uid = st->st_uid;
 	if (valid & BFS_SET_GID)
 		ip->rec.gid = st->st_gid;
+	if (valid & BFS_SET_KILL_SUID)
+		ip->rec.mode &= ~(mode_t)S_ISUID;
+	if (valid & BFS_SET_KILL_SGID)
+		ip->rec.mode &= ~(mode_t)S_ISGID;
 	if (valid & BFS_SET_ATIME_NOW)
 		ip->rec.atime = ts;
 	else if (valid & BFS_SET_ATIME)
@@ -448,6 +516,23 @@ out:
 	free(keep);
 	free(tail.data);
 	return ret;
+}
+
+unsigned bfs_killpriv(struct bfs_inode *ip, const struct bfs_cred *c)
+{
+	unsigned kill = 0;
+
+	if (c->fsetid)
+		return 0;
+	pthread_mutex_lock(&ip->lock);
+	mode_t mode = ip->rec.mode;
+	if (S_ISREG(mode) && (mode & S_ISUID))
+		kill |= BFS_SET_KILL_SUID;
+	if (S_ISREG(mode) && (mode & S_ISGID) &&
+	    ((mode & S_IXGRP) || !bfs_cred_in_group(c, ip->rec.gid)))
+		kill |= BFS_SET_KILL_SGID;
+	pthread_mutex_unlock(&ip->lock);
+	return kill;
 }
 
 int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,
@@ -507,7 +592,13 @@ int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip)
 			ret = blk_iter_status(it);
 		blk_iter_free(it);
 	}
-	blk_txn_delete(t, BFS_CF_INODES, key, bfs_ino_key(key, ip->ino));
+	size_t klen = bfs_ino_key(key, ip->ino);
+	uint8_t probe;
+	int64_t had =
+	    blk_db_get_into(fs->db, BFS_CF_INODES, key, klen, &probe, 0);
+	if (had < 0 && had != -ENOENT && !ret)
+		ret = (int)had;
+	blk_txn_delete(t, BFS_CF_INODES, key, klen);
 	bfs_orphan_key(okey, ip->ino);
 	blk_txn_delete(t, BFS_CF_META, okey, strlen(okey));
 	if (ret) {
@@ -516,5 +607,7 @@ int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip)
 			    (unsigned long long)ip->ino, strerror(-ret));
 		return ret;
 	}
-	return bfs_txn_commit(t, false);
+	/* A record purged already (never, but the count must not drift)
+	 * leaves the count alone. */
+	return bfs_txn_commit_counted(fs, t, had >= 0 ? -1 : 0);
 }

@@ -38,6 +38,9 @@ extern const char
 #define BFS_FORMAT_VERSION 1
 #define BFS_ROOT_INO 1
 #define BFS_NAME_MAX 255
+/* meta key: how many inode records there are (le64), written with every
+ * commit that adds or deletes one */
+#define BFS_META_INODES "inodes"
 #define BFS_SYMLINK_MAX 4095
 
 struct bfs_inode_rec {

@@ -214,6 +214,27 @@ static int mount_opt_unmatched(struct mount_cfg *mc, const char *arg)
 	return -1;
 }
 
+/* The atime options are the daemon's: FUSE leaves atime to it. As in
+ * mount(8), the last of noatime/atime/relatime/strictatime wins. Returns
+ * whether the kernel's mount takes the option too (libfuse passes on
+ * noatime and atime, and refuses the others). */
+static bool mount_opt_atime(struct mount_cfg *mc, const char *arg)
+{
+	if (!strcmp(arg, "noatime"))
+		mc->fs.atime = BFS_ATIME_NOATIME;
+	else if (!strcmp(arg, "atime"))
+		mc->fs.atime = BFS_ATIME_RELATIME;
+	else if (!strcmp(arg, "relatime"))
+		mc->fs.atime = BFS_ATIME_RELATIME;
+	else if (!strcmp(arg, "strictatime"))
+		mc->fs.atime = BFS_ATIME_STRICT;
+	else if (!strcmp(arg, "nodiratime"))
+		mc->fs.nodiratime = true;
+	else
+		return true;
+	return !strcmp(arg, "noatime") || !strcmp(arg, "atime");
+}
+
 static int mount_opt_proc(void *data, const char *arg, int key,
 			  struct fuse_args *outargs)
 {
@@ -221,6 +242,8 @@ static int mount_opt_proc(void *data, const char *arg, int key,
 
 	(void)outargs;
 	if (key == KEY_KERNEL) {
+		if (!mount_opt_atime(mc, arg))
+			return 0;
 		size_t l = strlen(mc->extra);
 		snprintf(mc->extra + l, sizeof(mc->extra) - l, "%s%s",
 			 l ? "," : "", arg);

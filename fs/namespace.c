@@ -188,7 +188,7 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	if (S_ISDIR(ip->rec.mode))
 		dp->rec.nlink++;
 	bfs_txn_put_inode(t, dp);
-	ret = bfs_txn_commit(t, false);
+	ret = bfs_txn_commit_counted(fs, t, 1);
 	t = NULL;
 	if (ret && S_ISDIR(ip->rec.mode))
 		dp->rec.nlink--;

@@ -128,18 +128,28 @@ int bfs_space_admit(struct bfs *fs, uint64_t len)
 
 int bfs_statfs(struct bfs *fs, struct statvfs *st)
 {
+	uint64_t room = 0;
+
 	if (statvfs(fs->node_dir, st))
 		return -errno;
 	/* Free is what writes may still add: the reserve, memtables and
 	 * dirty bytes show as used. */
 	if (!fs->cfg.read_only && st->f_frsize) {
-		uint64_t room = bfs_space_room(fs, true, NULL);
+		room = bfs_space_room(fs, true, NULL);
 		fsblkcnt_t b = (fsblkcnt_t)(room / st->f_frsize);
 		if (b < st->f_bavail)
 			st->f_bavail = b;
 		if (st->f_bavail < st->f_bfree)
 			st->f_bfree = st->f_bavail;
 	}
+	/* Files: the filesystem's own inodes, not the node directory's.
+	 * There is no inode table to run out of; what bounds the files
+	 * still possible is room, at about BFS_INODE_BYTES each. */
+	pthread_mutex_lock(&fs->count_lock);
+	uint64_t used = fs->n_inodes;
+	pthread_mutex_unlock(&fs->count_lock);
+	st->f_ffree = st->f_favail = (fsfilcnt_t)(room / BFS_INODE_BYTES);
+	st->f_files = (fsfilcnt_t)used + st->f_ffree;
 	st->f_namemax = BFS_NAME_MAX;
 	st->f_flag = fs->cfg.read_only ? ST_RDONLY : 0;
 	return 0;
