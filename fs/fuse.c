@@ -13,12 +13,14 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "fs/acl.h"
 #include "fs/log.h"
 
 struct bfs_fuse {
 	struct bfs *fs;
 	double timeout;
 	bool read_only;
+	bool acl; /* op_init: the kernel keeps and enforces POSIX ACLs */
 };
 
 static struct bfs_fuse *ctx(fuse_req_t req)
@@ -74,6 +76,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* BFS_IOC_SYNC on the root directory */
 	if (conn->capable & FUSE_CAP_IOCTL_DIR)
 		conn->want |= FUSE_CAP_IOCTL_DIR;
+	/* POSIX ACLs: the kernel caches and enforces them, we store them and
+	 * keep them in step with the mode (fs/xattr.c). The kernel then
+	 * leaves the umask to us too (DONT_MASK): a default ACL replaces it,
+	 * and it must see the mode the caller asked for. */
+	if ((conn->capable & FUSE_CAP_POSIX_ACL) &&
+	    (conn->capable & FUSE_CAP_DONT_MASK)) {
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+		bf->acl = true;
+	}
 	/* POSIX and flock locks are kept by the kernel: every opener of
 	 * this filesystem goes through this one mount. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -196,8 +207,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct bfs_inode *ip;
-	int ret = bfs_mknod(FS(req), parent, name, mode, rdev, c->uid, c->gid,
-			    target, &ip);
+	int ret = bfs_mknod(FS(req), parent, name, mode, c->umask, rdev, c->uid,
+			    c->gid, target, &ip);
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
@@ -300,8 +311,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct bfs_file *f;
 	struct fuse_entry_param e;
 
-	int ret = bfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777), 0,
-			    c->uid, c->gid, NULL, &ip);
+	int ret = bfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777),
+			    c->umask, 0, c->uid, c->gid, NULL, &ip);
 	if (ret) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -524,25 +535,93 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &st);
 }
 
+/* The caller of @req as the core sees it (struct bfs_cred), into @cr:
+ * uid and gid from the request, supplementary groups (malloc'd into
+ * cr->groups: free it) and effective capabilities from
+ * /proc/PID/status, the only place the kernel says them. The kernel
+ * decides by capability, not uid (a root process without CAP_SYS_ADMIN
+ * reads no trusted.* attribute, a non-root one with it does), so CapEff
+ * is what counts. Should the status be unreadable (the caller exited,
+ * or its pid is 0: a pid namespace the daemon cannot see), the caller
+ * has no supplementary group and the capabilities root normally has
+ * when its uid is 0. */
+static void caller_cred(fuse_req_t req, struct bfs_cred *cr)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	bool caps_seen = false;
+
+	*cr = (struct bfs_cred){.uid = c->uid, .gid = c->gid};
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)c->pid);
+	FILE *f = c->pid > 0 ? fopen(path, "re") : NULL;
+	while (f && getline(&line, &cap, f) > 0) {
+		if (!strncmp(line, "Groups:", 7)) {
+			size_t n = 0;
+			for (char *p = line + 7; *p; p++)
+				n += *p >= '0' && *p <= '9' &&
+				     (p[-1] == ' ' || p[-1] == '\t' ||
+				      p[-1] == ':');
+			gid_t *g = n ? calloc(n, sizeof(*g)) : NULL;
+			char *p = line + 7, *end;
+			for (size_t i = 0; g && i < n; i++, p = end)
+				g[i] = (gid_t)strtoul(p, &end, 10);
+			cr->groups = g;
+			cr->ngroups = g ? n : 0;
+		} else if (!strncmp(line, "CapEff:", 7)) {
+			unsigned long long eff = strtoull(line + 7, NULL, 16);
+			cr->fsetid = eff & (1ull << 4);	    /* CAP_FSETID */
+			cr->sys_admin = eff & (1ull << 21); /* CAP_SYS_ADMIN */
+			caps_seen = true;
+		}
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	if (!caps_seen)
+		cr->fsetid = cr->sys_admin = c->uid == 0;
+}
+
+static bool is_acl_name(const char *name)
+{
+	return !strcmp(name, BFS_ACL_ACCESS) || !strcmp(name, BFS_ACL_DEFAULT);
+}
+
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
+	struct bfs_cred cr = {0};
 	struct bfs_inode *ip;
+	bool access_acl = !strcmp(name, BFS_ACL_ACCESS);
 	int ret = bfs_iget(FS(req), ino, &ip);
 
-	if (!ret) {
-		ret = bfs_setxattr(FS(req), ip, name, value, size, flags);
-		bfs_iput(FS(req), ip);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
 	}
+	/* Without FUSE_CAP_POSIX_ACL nothing would enforce an ACL: refused,
+	 * so that cp -a and tar fall back to chmod. */
+	if (is_acl_name(name) && !ctx(req)->acl) {
+		ret = -EOPNOTSUPP;
+	} else {
+		/* only an access ACL looks at the caller (set-group-ID) */
+		if (access_acl)
+			caller_cred(req, &cr);
+		ret = bfs_setxattr(FS(req), ip, name, value, size, flags,
+				   access_acl ? &cr : NULL);
+	}
+	bfs_iput(FS(req), ip);
+	free((void *)cr.groups);
 	fuse_reply_err(req, -ret);
 }
 
 /* getxattr and listxattr: size 0 asks for the length, else the bytes.
- * @name NULL means list. */
+ * @name NULL means list, of what the caller may see. */
 static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct bfs_inode *ip;
+	struct bfs_cred cr = {0};
 	char *buf = size ? malloc(size) : NULL;
 	int64_t n;
 
@@ -550,12 +629,27 @@ static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (name && is_acl_name(name) && !ctx(req)->acl) {
+		free(buf);
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
 	n = bfs_iget(FS(req), ino, &ip);
-	if (!n) {
-		n = name ? bfs_getxattr(FS(req), ip, name, buf, size)
-			 : bfs_listxattr(FS(req), ip, buf, size);
+	if (!n && name) {
+		n = bfs_getxattr(FS(req), ip, name, buf, size);
+		bfs_iput(FS(req), ip);
+	} else if (!n) {
+		/* The caller's capabilities cost a read of /proc (about 10
+		 * us a listxattr): looked at only when it matters. */
+		bool hidden;
+		n = bfs_listxattr(FS(req), ip, buf, size, &cr, &hidden);
+		if (hidden) {
+			caller_cred(req, &cr);
+			n = bfs_listxattr(FS(req), ip, buf, size, &cr, NULL);
+		}
 		bfs_iput(FS(req), ip);
 	}
+	free((void *)cr.groups);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (size == 0)
@@ -582,7 +676,9 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	int ret = bfs_iget(FS(req), ino, &ip);
 
 	if (!ret) {
-		ret = bfs_removexattr(FS(req), ip, name);
+		ret = is_acl_name(name) && !ctx(req)->acl
+			  ? -EOPNOTSUPP
+			  : bfs_removexattr(FS(req), ip, name);
 		bfs_iput(FS(req), ip);
 	}
 	fuse_reply_err(req, -ret);
