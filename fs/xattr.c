@@ -145,7 +145,7 @@ static int acl_set(struct bfs *fs, struct bfs_inode *ip, int ns,
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
 	struct bfs_inode_rec saved = ip->rec;
-	bool store = true;
+	bool was_dirty = ip->attr_dirty, store = true;
 	if (ns == NS_ACL_ACCESS) {
 		mode_t mode = ip->rec.mode;
 		store = bfs_acl_equiv_mode(&acl, &mode) > 0;
@@ -160,8 +160,10 @@ static int acl_set(struct bfs *fs, struct bfs_inode *ip, int ns,
 	bfs_now(&ip->rec.ctime);
 	bfs_txn_put_inode(t, ip);
 	ret = blk_txn_commit(t, false);
-	if (ret)
+	if (ret) { /* nothing changed: neither the mode nor the ACL */
 		ip->rec = saved;
+		ip->attr_dirty = was_dirty;
+	}
 	pthread_mutex_unlock(&ip->lock);
 	blk_txn_free(t);
 	return ret;

@@ -369,3 +369,19 @@ def test_read_only_mount_reports_acls(roots, make_mount):
     res = util.run(['setfacl', '-m', 'u:1:r', os.path.join(roots.mnt, 'f')],
                    check=False)
     assert res.returncode != 0 and 'Read-only' in res.stderr, res.stderr
+
+
+def test_acls_survive_kill(roots):
+    """An ACL and the mode it agrees with are committed together when the
+    call returns: after kill -9 the mount shows what tmpfs shows."""
+    script = '''
+        echo x > f; setfacl -m u:65534:rw,g:1:r f; chmod 640 f
+        echo x > g; setfacl -m u:65534:r g; setfacl --set u::rw,g::r,o::- g
+        mkdir d; setfacl -d -m u:65534:rwx d; echo x > d/in; mkdir d/sub
+    '''
+    for root in roots:
+        sh(root, script, umask=0o077)
+    want = state(roots.ref, 'f', 'g', 'd', 'd/in', 'd/sub')
+    roots.mount.kill()
+    roots.mount.start()
+    assert state(roots.mnt, 'f', 'g', 'd', 'd/in', 'd/sub') == want
