@@ -303,7 +303,7 @@ def test_acl_set_clears_setgid_like_tmpfs(roots):
     """Setting an access ACL clears set-group-ID when the caller is not in
     the file's group and lacks CAP_FSETID (posix_acl_update_mode)."""
     for root in roots:
-        for name, gid in (('other', 0), ('ingroup', NOBODY)):
+        for name, gid in (('other', 0), ('ingroup', NOBODY), ('suppl', 1)):
             p = os.path.join(root, name)
             util.run(['sh', '-c', f'echo x > {p}'])
             os.chown(p, NOBODY, gid)
@@ -317,12 +317,20 @@ def test_acl_set_clears_setgid_like_tmpfs(roots):
             res = as_nobody('setfacl', '-m', 'u:1:r',
                             os.path.join(root, name))
             out.append((res.returncode, res.stderr.replace(root, 'ROOT')))
+        # in the file's group by a supplementary group
+        res = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534',
+                              '--groups=1', '--', 'setfacl', '-m', 'u:1:r',
+                              os.path.join(root, 'suppl')],
+                             capture_output=True, text=True, timeout=60)
+        out.append((res.returncode, res.stderr))
         sh(root, 'setfacl -m u:1:r byroot')
-        return out + [state(root, 'other', 'ingroup', 'byroot')]
+        return out + [state(root, *names)]
+    names = ('other', 'ingroup', 'suppl', 'byroot')
     want = same(roots, set_acls)
     assert not os.stat(os.path.join(roots.ref, 'other')).st_mode & 0o2000
+    assert os.stat(os.path.join(roots.ref, 'suppl')).st_mode & 0o2000
     roots.mount.remount()
-    assert state(roots.mnt, 'other', 'ingroup', 'byroot') == want[-1]
+    assert state(roots.mnt, *names) == want[-1]
 
 
 def test_rsync_and_cp_keep_acls(roots):
