@@ -232,6 +232,20 @@ int bfs_write_attrs(struct bfs *fs);
 /* Free an unlinked inode's data and records (it is out of the table). */
 int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip);
 
+/* ---- xattr.c: POSIX ACLs kept in step with the mode ------------------ */
+
+/* In @ip's transaction @t (the caller holds ip->lock): a chmod of @ip to
+ * @mode changes its stored access ACL too (posix_acl_chmod). 0 or
+ * -errno. */
+int bfs_acl_chmod_txn(struct bfs *fs, struct bfs_inode *ip, mode_t mode,
+		      struct blk_txn *t);
+/* For a new inode @ino of *@mode in directory @dp (dp->lock held): with a
+ * default ACL on @dp, put the ACLs @ino inherits in @t and mask *@mode
+ * with it (posix_acl_create), else take @umask from *@mode. Symlinks
+ * take neither. 0 or -errno. */
+int bfs_acl_inherit(struct bfs *fs, const struct bfs_inode *dp, uint64_t ino,
+		    mode_t *mode, mode_t umask, struct blk_txn *t);
+
 /* ---- write.c: the write path ----------------------------------------- */
 
 bool bfs_all_zero(const uint8_t *p, size_t n);

@@ -178,9 +178,13 @@ bool bfs_file_access(struct bfs *fs, struct bfs_file *f, bool closing);
  * (bfs_iput it) and counts one kernel lookup when @lookup is true. */
 int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
 	       struct bfs_inode **out);
+/* @mode is the mode asked for (with its type), before @umask: a new inode
+ * in a directory with a default ACL takes that ACL masked by @mode
+ * (posix_acl_create, which ignores the umask), any other gets @mode less
+ * @umask. Symlinks (@target set) take neither. */
 int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
-	      dev_t rdev, uid_t uid, gid_t gid, const char *target,
-	      struct bfs_inode **out);
+	      mode_t umask, dev_t rdev, uid_t uid, gid_t gid,
+	      const char *target, struct bfs_inode **out);
 int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 	     struct bfs_inode **out);
 int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir);
@@ -258,15 +262,25 @@ void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
 int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,
 		  uint64_t len);
 
-/* Extended attributes. @flags: XATTR_CREATE / XATTR_REPLACE. getxattr and
- * listxattr return the value's size (copying it when @size allows) or
- * -ERANGE / -ENODATA. */
+/* Extended attributes, in the namespaces user., trusted., security. and
+ * the POSIX ACLs system.posix_acl_access and _default (fs/xattr.c):
+ * another name gives -EOPNOTSUPP, a prefix alone -EINVAL. @flags:
+ * XATTR_CREATE / XATTR_REPLACE. getxattr and listxattr return the
+ * value's size (copying it when @size allows) or -ERANGE / -ENODATA.
+ * Setting an access ACL sets the mode's permission bits, and clears
+ * set-group-ID unless @cr is in the file's group or has CAP_FSETID;
+ * chmod changes the ACL in turn (bfs_setattr). listxattr leaves out
+ * trusted.* unless @cr has CAP_SYS_ADMIN. */
 int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
-		 const void *value, size_t size, int flags);
+		 const void *value, size_t size, int flags,
+		 const struct bfs_cred *cr);
 int64_t bfs_getxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		     void *value, size_t size);
+/* *@hidden (optional) is set when trusted.* names were left out: a caller
+ * may ask first without finding out its capabilities, and again with
+ * them only then. */
 int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
-		      size_t size);
+		      size_t size, const struct bfs_cred *cr, bool *hidden);
 int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name);
 
 int bfs_statfs(struct bfs *fs, struct statvfs *st);

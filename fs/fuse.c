@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "fs/acl.h"
 #include "fs/log.h"
 
 struct bfs_fuse {
@@ -20,6 +21,8 @@ struct bfs_fuse {
 	struct fuse_session *se; /* set before the session runs */
 	double timeout;
 	bool read_only;
+	bool no_acl; /* mount option noacl */
+	bool acl;    /* op_init: the kernel keeps and enforces POSIX ACLs */
 };
 
 static struct bfs_fuse *ctx(fuse_req_t req)
@@ -75,6 +78,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* BFS_IOC_SYNC on the root directory */
 	if (conn->capable & FUSE_CAP_IOCTL_DIR)
 		conn->want |= FUSE_CAP_IOCTL_DIR;
+	/* POSIX ACLs: the kernel caches and enforces them, we store them and
+	 * keep them in step with the mode (fs/xattr.c). The kernel then
+	 * leaves the umask to us too (DONT_MASK): a default ACL replaces it,
+	 * and it must see the mode the caller asked for. */
+	if (!bf->no_acl && (conn->capable & FUSE_CAP_POSIX_ACL) &&
+	    (conn->capable & FUSE_CAP_DONT_MASK)) {
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+		bf->acl = true;
+	}
 	/* POSIX and flock locks are kept by the kernel: every opener of
 	 * this filesystem goes through this one mount. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -130,19 +142,26 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, ctx(req)->timeout);
 }
 
+/* The caller of @req as the core sees it (fs/cred.h). */
+static void caller_cred(fuse_req_t req, struct bfs_cred *cr)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+
+	bfs_cred_read(c->pid, c->uid, c->gid, cr);
+}
+
 /* BFS_SET_KILL_* for a write or truncate of @ip by the caller of @req
  * (bfs_killpriv); its credentials are read only for a file that has
  * setuid or setgid. */
 static unsigned killpriv(fuse_req_t req, struct bfs_inode *ip)
 {
-	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct bfs_cred cred;
 	struct stat st;
 
 	bfs_stat(ip, &st);
 	if (!(st.st_mode & (S_ISUID | S_ISGID)))
 		return 0;
-	bfs_cred_read(c->pid, c->uid, c->gid, &cred);
+	caller_cred(req, &cred);
 	return bfs_killpriv(ip, &cred);
 }
 
@@ -219,8 +238,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct bfs_inode *ip;
-	int ret = bfs_mknod(FS(req), parent, name, mode, rdev, c->uid, c->gid,
-			    target, &ip);
+	int ret = bfs_mknod(FS(req), parent, name, mode, c->umask, rdev, c->uid,
+			    c->gid, target, &ip);
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
@@ -325,8 +344,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct bfs_file *f;
 	struct fuse_entry_param e;
 
-	int ret = bfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777), 0,
-			    c->uid, c->gid, NULL, &ip);
+	int ret = bfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777),
+			    c->umask, 0, c->uid, c->gid, NULL, &ip);
 	if (ret) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -558,25 +577,45 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &st);
 }
 
+static bool is_acl_name(const char *name)
+{
+	return !strcmp(name, BFS_ACL_ACCESS) || !strcmp(name, BFS_ACL_DEFAULT);
+}
+
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
+	struct bfs_cred cr = {0};
 	struct bfs_inode *ip;
+	bool access_acl = !strcmp(name, BFS_ACL_ACCESS);
 	int ret = bfs_iget(FS(req), ino, &ip);
 
-	if (!ret) {
-		ret = bfs_setxattr(FS(req), ip, name, value, size, flags);
-		bfs_iput(FS(req), ip);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
 	}
+	/* Without FUSE_CAP_POSIX_ACL nothing would enforce an ACL: refused,
+	 * so that cp -a and tar fall back to chmod. */
+	if (is_acl_name(name) && !ctx(req)->acl) {
+		ret = -EOPNOTSUPP;
+	} else {
+		/* only an access ACL looks at the caller (set-group-ID) */
+		if (access_acl)
+			caller_cred(req, &cr);
+		ret = bfs_setxattr(FS(req), ip, name, value, size, flags,
+				   access_acl ? &cr : NULL);
+	}
+	bfs_iput(FS(req), ip);
 	fuse_reply_err(req, -ret);
 }
 
 /* getxattr and listxattr: size 0 asks for the length, else the bytes.
- * @name NULL means list. */
+ * @name NULL means list, of what the caller may see. */
 static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct bfs_inode *ip;
+	struct bfs_cred cr = {0};
 	char *buf = size ? malloc(size) : NULL;
 	int64_t n;
 
@@ -584,10 +623,24 @@ static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (name && is_acl_name(name) && !ctx(req)->acl) {
+		free(buf);
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
 	n = bfs_iget(FS(req), ino, &ip);
-	if (!n) {
-		n = name ? bfs_getxattr(FS(req), ip, name, buf, size)
-			 : bfs_listxattr(FS(req), ip, buf, size);
+	if (!n && name) {
+		n = bfs_getxattr(FS(req), ip, name, buf, size);
+		bfs_iput(FS(req), ip);
+	} else if (!n) {
+		/* The caller's capabilities cost a read of /proc (about 10
+		 * us a listxattr): looked at only when it matters. */
+		bool hidden;
+		n = bfs_listxattr(FS(req), ip, buf, size, &cr, &hidden);
+		if (hidden) {
+			caller_cred(req, &cr);
+			n = bfs_listxattr(FS(req), ip, buf, size, &cr, NULL);
+		}
 		bfs_iput(FS(req), ip);
 	}
 	if (n < 0)
@@ -616,7 +669,9 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	int ret = bfs_iget(FS(req), ino, &ip);
 
 	if (!ret) {
-		ret = bfs_removexattr(FS(req), ip, name);
+		ret = is_acl_name(name) && !ctx(req)->acl
+			  ? -EOPNOTSUPP
+			  : bfs_removexattr(FS(req), ip, name);
 		bfs_iput(FS(req), ip);
 	}
 	fuse_reply_err(req, -ret);
@@ -733,6 +788,7 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	    .fs = fs,
 	    .timeout = opts->timeout > 0 ? opts->timeout : 1.0,
 	    .read_only = opts->read_only,
+	    .no_acl = opts->no_acl,
 	};
 	char o[4096];
 	int ret = -EIO;

@@ -15,6 +15,7 @@ struct bfs_mount_opts {
 	const char *extra; /* comma-separated options for the kernel mount */
 	double timeout;	   /* attribute and entry cache seconds */
 	unsigned read_ahead_kb; /* kernel read-ahead for the mount, 0: leave */
+	bool no_acl; /* refuse POSIX ACLs (the kernel then asks no ACL) */
 };
 
 /* ioctl(2) on any file or directory of a mount (`blockfs sync`): flush

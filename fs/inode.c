@@ -474,8 +474,15 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	struct bfs_inode_rec saved = ip->rec;
 	bool was_dirty = ip->attr_dirty;
 	bfs_now(&ts);
-	if (valid & BFS_SET_MODE)
+	if (valid & BFS_SET_MODE) {
 		ip->rec.mode = (ip->rec.mode & S_IFMT) | (st->st_mode & 07777);
+		/* the access ACL follows the mode, in the same commit */
+		ret = bfs_acl_chmod_txn(fs, ip, ip->rec.mode, t);
+		if (ret) {
+			ip->rec = saved;
+			goto out;
+		}
+	}
 	if (valid & BFS_SET_UID)
 		ip->rec.uid = st->st_uid;
 	if (valid & BFS_SET_GID)

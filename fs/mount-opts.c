@@ -54,7 +54,8 @@ enum {
 static const struct fuse_opt mount_opt_table[] = {
     MOPT("ro", ro, 1), MOPT("rw", ro, 0), MOPT("allow_other", allow_other, 1),
     MOPT("noallow_other", allow_other, 0), MOPT("verify", verify, 1),
-    MOPT("nonempty", nonempty, 1), MOPT("debug", debug, 1),
+    MOPT("nonempty", nonempty, 1), MOPT("debug", debug, 1), MOPT("acl", acl, 1),
+    MOPT("noacl", acl, 0),
     FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("chunker=", KEY_VALUED),
     FUSE_OPT_KEY("chunk_size=", KEY_VALUED),
@@ -294,7 +295,7 @@ void mount_cfg_init(struct mount_cfg *mc, const struct bfs_cluster *cl,
 	    .local_max = 4ull << 30,
 	};
 	snprintf(mc->fsname, sizeof(mc->fsname), "blockfs:%s", node_dir);
-	mc->ro = mc->allow_other = mc->verify = mc->nonempty = -1;
+	mc->ro = mc->allow_other = mc->verify = mc->nonempty = mc->acl = -1;
 	mc->debug = debug ? 1 : -1;
 }
 
@@ -303,6 +304,7 @@ void mount_cfg_finish(struct mount_cfg *mc, const char *mnt)
 	mc->fs.read_only = mc->mo.read_only = mc->ro == 1;
 	mc->fs.verify_reads = mc->verify == 1;
 	mc->mo.debug = mc->debug == 1;
+	mc->mo.no_acl = mc->acl == 0;
 	/* Root mounts for every user of the machine; the kernel checks
 	 * modes (default_permissions). Others need user_allow_other in
 	 * /etc/fuse.conf, so ask for it. */

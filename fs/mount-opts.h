@@ -25,7 +25,7 @@ struct mount_cfg {
 	bool local_set;
 	struct bfs_mount_opts mo;
 	/* flags, set through the option table: -1 while not given */
-	int ro, allow_other, verify, nonempty, debug;
+	int ro, allow_other, verify, nonempty, debug, acl;
 	char extra[1024];
 	char fsname[PATH_MAX + 16];
 	char opt_err[PATH_MAX + 128]; /* why an option was refused */

@@ -148,8 +148,8 @@ static int init_inode(struct bfs_inode *ip, const struct bfs_inode *dp,
 }
 
 int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
-	      dev_t rdev, uid_t uid, gid_t gid, const char *target,
-	      struct bfs_inode **out)
+	      mode_t umask, dev_t rdev, uid_t uid, gid_t gid,
+	      const char *target, struct bfs_inode **out)
 {
 	struct bfs_inode *dp = NULL, *ip = NULL;
 	struct blk_txn *t = NULL;
@@ -177,7 +177,10 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 	if (ret)
 		goto out;
 	pthread_mutex_lock(&dp->lock);
-	ret = init_inode(ip, dp, mode, rdev, uid, gid, target, &ts);
+	/* The inherited ACLs go in the transaction that creates the inode. */
+	ret = bfs_acl_inherit(fs, dp, ino, &mode, umask, t);
+	if (!ret)
+		ret = init_inode(ip, dp, mode, rdev, uid, gid, target, &ts);
 	if (ret) {
 		pthread_mutex_unlock(&dp->lock);
 		goto out;

@@ -274,7 +274,7 @@ static void file_create(struct mfile *m, int slot)
 	struct bfs_inode *ip = NULL;
 
 	snprintf(name, sizeof(name), "f%d.%u", slot, m->gen++);
-	int ret = bfs_mknod(S.fs, BFS_ROOT_INO, name, S_IFREG | 0644, 0,
+	int ret = bfs_mknod(S.fs, BFS_ROOT_INO, name, S_IFREG | 0644, 0, 0,
 			    getuid(), getgid(), NULL, &ip);
 	MCHECK(ret == 0);
 	m->ip = ip;
