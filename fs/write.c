@@ -803,9 +803,9 @@ int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 		if (ret)
 			return ret;
 	}
-	/* A shrink gives back the room reserved past the new end, as ext4
-	 * frees blocks preallocated there. */
-	if (size < ip->rec.size)
+	/* A truncate that does not grow the file gives back the room
+	 * reserved past its end, as ext4 frees blocks preallocated there. */
+	if (size <= ip->rec.size)
 		bfs_resv_drop(fs, ip, size, UINT64_MAX);
 	uint64_t before = ip->dirty.bytes;
 	wbuf_truncate(&ip->dirty, size);
