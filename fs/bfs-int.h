@@ -79,7 +79,8 @@ struct hash_job {
  * Lock order (outer first; none is held across a FUSE reply, and none
  * across a fetch from the cluster except by the last pass of a read
  * whose extent map keeps changing, bfs_read, and a truncate whose
- * prefetched block went, bfs_truncate):
+ * prefetched block went, bfs_truncate, and a fallocate punch whose
+ * prefetched edge block went, falloc.c punch):
  *   ns_lock          namespace: every create, link, unlink, rename, and
  *                    bfs_write_attrs; the only holder of several inodes'
  *                    ip->lock at once

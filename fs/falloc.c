@@ -349,8 +349,10 @@ static int punch(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 	int ret = 0;
 
 	struct blk_txn *t = blk_txn_new(fs->db);
-	if (!t)
+	if (!t) {
+		bfs_space_unclaim(fs, claimed);
 		return -ENOMEM;
+	}
 	/* no lock is held across a fetch from the cluster */
 	bfs_truncate_fetch(fs, ip, off, &tails[0]);
 	bfs_truncate_fetch(fs, ip, end, &tails[1]);

@@ -46,10 +46,12 @@
  *  1. A byte of a file lives in exactly one of: ip->dirty (newest),
  *     ip->flushing, the extent map (oldest), or nowhere (a hole, zeros).
  *     Reads overlay them in that order, under ext_lock held shared.
- *  2. Only the holder of ip->editing (one flush or truncate at a time)
- *     changes the extent map; it commits extents, block references and the
- *     inode record in one transaction, then empties ip->flushing, both under
- *     ext_lock held exclusively.
+ *  2. Only the holder of ip->editing (one flush or truncate at a time;
+ *     a truncate or a fallocate punch, falloc.c, holds ext_lock
+ *     exclusively and ip->lock while no flush edits) changes the extent
+ *     map; it commits extents, block references and the inode record in
+ *     one transaction, then empties ip->flushing, both under ext_lock
+ *     held exclusively.
  *  3. A committed extent never points at a missing block: the store's
  *     transactions keep references and blocks together, and after a crash
  *     bfs_drop_lost_extents (recover.c) deletes extents whose unsynced
