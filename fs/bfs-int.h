@@ -26,7 +26,9 @@
 /* Space. Writes are refused with ENOSPC while less than their length is
  * left of the file system's free bytes, less what RocksDB holds in
  * memtables (their flush writes it), less the dirty bytes (their flush
- * stores them), less a reserve: room for metadata, deletes, flushes and
+ * stores them), less the room fallocate set aside (falloc.c; a write
+ * into a reserved range is admitted against its own reservation), less
+ * a reserve: room for metadata, deletes, flushes and
  * the compaction that gives deleted space back, so that RocksDB itself
  * never meets a full disk through our writes. statfs reports the same
  * room as free. A file system with less than SPACE_OPEN_MIN free is
@@ -82,7 +84,8 @@ struct hash_job {
  * Lock order (outer first; none is held across a FUSE reply, and none
  * across a fetch from the cluster except by the last pass of a read
  * whose extent map keeps changing, bfs_read, and a truncate whose
- * prefetched block went, bfs_truncate):
+ * prefetched block went, bfs_truncate, and a fallocate punch whose
+ * prefetched edge block went, falloc.c punch):
  *   ns_lock          namespace: every create, link, unlink, rename, and
  *                    bfs_write_attrs; the only holder of several inodes'
  *                    ip->lock at once
@@ -191,6 +194,10 @@ struct bfs {
 	uint64_t space_warned;	/* space_lock: when ENOSPC was last logged */
 	uint64_t space_flushed; /* space_lock: when a writer short of room
 				 * last flushed the memtables */
+	/* Room set aside by fallocate (the sum of every inode's
+	 * resv_bytes): an atomic, added to under space_lock (so that two
+	 * claims cannot both take the last room), taken from without. */
+	uint64_t space_claimed;
 
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
@@ -275,6 +282,29 @@ void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 		 const struct bfs_tail *tail, struct blk_txn *t, void **keep);
 
+/* ---- seek.c: data and holes ------------------------------------------ */
+
+/* The first offset at or after @pos that holds data (an extent or a
+ * buffered byte) in *at, UINT64_MAX if none; ext_lock held (either way),
+ * ip->lock not. 0 or -errno. */
+int bfs_data_next(struct bfs *fs, struct bfs_inode *ip, uint64_t pos,
+		  uint64_t *at);
+/* Where the data that runs on from @pos without a gap ends (@pos when
+ * @pos is in a hole), in *end; as bfs_data_next. */
+int bfs_data_end(struct bfs *fs, struct bfs_inode *ip, uint64_t pos,
+		 uint64_t *end);
+
+/* ---- falloc.c: reserved room ------------------------------------------ */
+
+/* Bytes of @ip's reservation (fallocate mode 0) in [off, end); ip->lock
+ * held. */
+uint64_t bfs_resv_overlap(const struct bfs_inode *ip, uint64_t off,
+			  uint64_t end);
+/* Give back @ip's reservation in [off, end) (a write, a punch, a
+ * truncate: UINT64_MAX for @end); ip->lock held. */
+void bfs_resv_drop(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
+		   uint64_t end);
+
 /* ---- flush.c: dirty memory, the flush queue, the hash helper -------- */
 
 /* Add @delta to the dirty bytes; waiting writers wake when it drops. */
@@ -306,6 +336,12 @@ uint64_t bfs_space_room(struct bfs *fs, bool fresh, uint64_t *total);
 void bfs_space_forget(struct bfs *fs);
 /* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
 int bfs_space_admit(struct bfs *fs, uint64_t len);
+/* Set @len bytes of room aside for a reservation (fallocate): 0, or
+ * -ENOSPC when less is left (not logged: the caller asked for too much,
+ * the disk is not full). */
+int bfs_space_claim(struct bfs *fs, uint64_t len);
+/* Give @len bytes of reservation back. */
+void bfs_space_unclaim(struct bfs *fs, uint64_t len);
 /* The reserve: free bytes writes leave alone (blk_db_compact may use
  * half of it). */
 uint64_t bfs_space_reserve(struct bfs *fs);

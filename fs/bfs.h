@@ -30,6 +30,11 @@ enum bfs_atime {
 	BFS_ATIME_STRICT,   /* at every read */
 };
 
+/* A range of a file that fallocate reserved room for: [off, end). */
+struct bfs_resv {
+	uint64_t off, end;
+};
+
 struct bfs_config {
 	const char *node_dir;
 	enum cdc_kind chunker;
@@ -95,7 +100,14 @@ struct bfs_inode {
 	bool attr_listed;		 /* itab_lock: on fs->attr_dirty */
 	struct bfs_inode *anext, *aprev; /* itab_lock */
 	uint32_t nopen;			 /* lock: open file handles */
-	struct bfs_inode *qnext;	 /* q_lock */
+	/* Room fallocate set aside for later writes (falloc.c): sorted,
+	 * disjoint ranges, their total in resv_bytes (also counted in
+	 * fs->space_claimed). In memory only: given back by writes into
+	 * them, punch, truncate, and when the inode leaves memory. */
+	struct bfs_resv *resv;	 /* lock */
+	size_t nresv, cresv;	 /* lock */
+	uint64_t resv_bytes;	 /* lock */
+	struct bfs_inode *qnext; /* q_lock */
 };
 
 /* An open file: the last block read, so sequential reads of a block
@@ -261,6 +273,13 @@ uint64_t bfs_dirty_bytes(struct bfs *fs);
 void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip);
 int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,
 		  uint64_t len);
+/* lseek(2) SEEK_DATA / SEEK_HOLE (@whence) from @off on a regular file,
+ * answered from its extent map and its write buffers (fs/seek.c): the
+ * offset found, -ENXIO when @off is at or past the end (or, for
+ * SEEK_DATA, only a hole follows it), -EINVAL (another @whence, not a
+ * regular file), -EIO, -ENOMEM. */
+int64_t bfs_seek_data_hole(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
+			   int whence);
 
 /* Extended attributes, in the namespaces user., trusted., security. and
  * the POSIX ACLs system.posix_acl_access and _default (fs/xattr.c):

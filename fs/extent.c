@@ -68,3 +68,52 @@ int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino, uint64_t start,
 	blk_iter_free(it);
 	return ret;
 }
+
+/* Decode the iterator's record into c->e; c->valid false at the end. */
+static int cursor_load(struct bfs_extent_cursor *c)
+{
+	size_t klen, vlen;
+
+	c->valid = false;
+	if (!blk_iter_valid(c->it))
+		return blk_iter_status(c->it);
+	const uint8_t *k = blk_iter_key(c->it, &klen);
+	const uint8_t *v = blk_iter_value(c->it, &vlen);
+	if (klen != 16 ||
+	    bfs_extent_decode(v, vlen, &c->e.len, &c->e.forced, &c->e.cid))
+		return -EUCLEAN;
+	c->e.off = blk_get_be64(k + 8);
+	c->valid = true;
+	return 0;
+}
+
+int bfs_extent_cursor_open(struct bfs_extent_cursor *c, struct blk_db *db,
+			   unsigned cf, uint64_t ino, uint64_t from,
+			   uint64_t lookback)
+{
+	uint8_t prefix[8], start[16];
+
+	c->valid = false;
+	bfs_ino_key(prefix, ino);
+	bfs_extent_key(start, ino, from > lookback ? from - lookback : 0);
+	c->it = blk_iter_new(db, cf, prefix, 8, start, 16);
+	if (!c->it)
+		return -ENOMEM;
+	int ret = cursor_load(c);
+	while (!ret && c->valid && c->e.off + c->e.len <= from)
+		ret = bfs_extent_cursor_next(c);
+	return ret;
+}
+
+int bfs_extent_cursor_next(struct bfs_extent_cursor *c)
+{
+	blk_iter_next(c->it);
+	return cursor_load(c);
+}
+
+void bfs_extent_cursor_close(struct bfs_extent_cursor *c)
+{
+	blk_iter_free(c->it);
+	c->it = NULL;
+	c->valid = false;
+}

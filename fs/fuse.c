@@ -23,6 +23,7 @@ struct bfs_fuse {
 	bool read_only;
 	bool no_acl; /* mount option noacl */
 	bool acl;    /* op_init: the kernel keeps and enforces POSIX ACLs */
+	unsigned launders; /* atomic: op_lseek callers in launder */
 };
 
 static struct bfs_fuse *ctx(fuse_req_t req)
@@ -685,6 +686,54 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 					   (uint64_t)offset, (uint64_t)length));
 }
 
+/* Workers of op_lseek that may wait at once in launder(), of the 16
+ * (bfs_fuse_run): each waits on WRITE requests that others serve. */
+#define LAUNDER_MAX 4
+
+/* With the writeback cache, the kernel may hold pages of @ino written
+ * but not yet sent to us, and it does not write them back before
+ * FUSE_LSEEK (fs/fuse/file.c fuse_lseek, kernel 6.18): SEEK_DATA would
+ * call them a hole, and cp --sparse would copy zeros. Invalidating
+ * [off, end of file) in the kernel's cache writes such pages back first
+ * (invalidate_inode_pages2_range launders dirty folios through
+ * fuse_launder_folio, which waits for their WRITE), so the core sees
+ * them; the seek's answer depends on nothing before @off. Past
+ * LAUNDER_MAX callers at once, or on a read-only mount (no writeback
+ * cache), nothing is done. */
+static void launder(fuse_req_t req, fuse_ino_t ino, off_t off)
+{
+	struct bfs_fuse *bf = ctx(req);
+
+	if (bf->read_only || !bf->se)
+		return;
+	if (__atomic_add_fetch(&bf->launders, 1, __ATOMIC_RELAXED) <=
+	    LAUNDER_MAX) {
+		int r = fuse_lowlevel_notify_inval_inode(bf->se, ino, off, 0);
+		if (r && r != -ENOENT)
+			bfs_log_warn("inode %llu: cannot have the kernel "
+				     "write back its cached pages before a "
+				     "seek: %s",
+				     (unsigned long long)ino, strerror(-r));
+	}
+	__atomic_sub_fetch(&bf->launders, 1, __ATOMIC_RELAXED);
+}
+
+/* SEEK_DATA and SEEK_HOLE; the kernel answers SEEK_SET, SEEK_CUR and
+ * SEEK_END itself. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	if (off >= 0)
+		launder(req, ino, off);
+	int64_t r = off < 0 ? -ENXIO
+			    : bfs_seek_data_hole(FS(req), FH(fi)->ip,
+						 (uint64_t)off, whence);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_lseek(req, (off_t)r);
+}
+
 /* BFS_IOC_SYNC (fs/fuse.h): what syncfs(2) would do if this libfuse
  * passed it on. Any other command is not ours. */
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
@@ -779,6 +828,7 @@ static const struct fuse_lowlevel_ops bfs_ops = {
     .removexattr = op_removexattr,
     .fallocate = op_fallocate,
     .ioctl = op_ioctl,
+    .lseek = op_lseek,
 };
 
 int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
@@ -806,13 +856,13 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	 * session is over (bfs_sync_all, bfs_close), within its own bound. */
 	struct fuse_session *se =
 	    fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &bf);
-	bf.se = se;
 	if (!se) {
 		snprintf(err, errlen,
 			 "cannot set up the FUSE session "
 			 "(bad mount options?)");
 		return -EINVAL;
 	}
+	bf.se = se;
 	if (fuse_set_signal_handlers(se)) {
 		snprintf(err, errlen, "cannot install signal handlers");
 		goto out_destroy;

@@ -108,6 +108,7 @@ void bfs_inode_free(struct bfs_inode *ip)
 {
 	wbuf_clear(&ip->dirty);
 	wbuf_clear(&ip->flushing);
+	free(ip->resv);
 	free(ip->target);
 	pthread_rwlock_destroy(&ip->ext_lock);
 	pthread_mutex_destroy(&ip->lock);
@@ -240,6 +241,10 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 				    strerror(-ret));
 		}
 	}
+	/* Room fallocate reserved lives with the inode in memory. */
+	pthread_mutex_lock(&ip->lock);
+	bfs_resv_drop(fs, ip, 0, UINT64_MAX);
+	pthread_mutex_unlock(&ip->lock);
 	/* Bytes a failed last flush left go with the inode: they leave the
 	 * dirty-memory count too. */
 	bfs_dirty_account(fs, -(int64_t)(ip->dirty.bytes + ip->flushing.bytes));
@@ -291,7 +296,9 @@ void bfs_stat(struct bfs_inode *ip, struct stat *st)
 	st->st_rdev = ip->rec.rdev;
 	st->st_size = (off_t)ip->rec.size;
 	st->st_blksize = 128 * 1024;
-	uint64_t used = ip->rec.stored + ip->dirty.bytes + ip->flushing.bytes;
+	/* and room fallocate reserved, as ext4 counts preallocated blocks */
+	uint64_t used = ip->rec.stored + ip->dirty.bytes + ip->flushing.bytes +
+			ip->resv_bytes;
 	if (S_ISLNK(ip->rec.mode) || S_ISDIR(ip->rec.mode))
 		used = 4096;
 	st->st_blocks = (blkcnt_t)((used + 511) / 512);
@@ -540,26 +547,6 @@ unsigned bfs_killpriv(struct bfs_inode *ip, const struct bfs_cred *c)
 		kill |= BFS_SET_KILL_SGID;
 	pthread_mutex_unlock(&ip->lock);
 	return kill;
-}
-
-int bfs_fallocate(struct bfs *fs, struct bfs_inode *ip, int mode, uint64_t off,
-		  uint64_t len)
-{
-	if (fs->cfg.read_only)
-		return -EROFS;
-	/* Blocks are content-addressed: there is nothing to preallocate.
-	 * Plain allocation only extends the size. */
-	if (mode & ~1) /* FALLOC_FL_KEEP_SIZE is 1 */
-		return -EOPNOTSUPP;
-	if (mode & 1)
-		return 0;
-	pthread_mutex_lock(&ip->lock);
-	uint64_t size = ip->rec.size;
-	pthread_mutex_unlock(&ip->lock);
-	if (off + len <= size)
-		return 0;
-	struct stat st = {.st_size = (off_t)(off + len)};
-	return bfs_setattr(fs, ip, &st, BFS_SET_SIZE);
 }
 
 /* Free an unlinked inode's data and records (it is out of the table). */

@@ -34,10 +34,12 @@ static uint64_t space_reserve(uint64_t total)
 static uint64_t room_locked(struct bfs *fs, bool fresh)
 {
 	uint64_t t = mono_ns();
-	uint64_t dirty = bfs_dirty_bytes(fs);
+	/* dirty bytes and room set aside by fallocate */
+	uint64_t held = bfs_dirty_bytes(fs) +
+			__atomic_load_n(&fs->space_claimed, __ATOMIC_RELAXED);
 
 	if (fresh || t - fs->space_at >= SPACE_LOOK_NS ||
-	    fs->space_avail < fs->space_pending + dirty + SPACE_NEAR) {
+	    fs->space_avail < fs->space_pending + held + SPACE_NEAR) {
 		struct blk_db_space sp;
 
 		if (blk_db_space(fs->db, &sp) == 0) {
@@ -48,7 +50,7 @@ static uint64_t room_locked(struct bfs *fs, bool fresh)
 			fs->space_at = t;
 		}
 	}
-	uint64_t used = fs->space_pending + dirty;
+	uint64_t used = fs->space_pending + held;
 	return fs->space_avail > used ? fs->space_avail - used : 0;
 }
 
@@ -84,8 +86,10 @@ static bool flush_helps(struct bfs *fs, uint64_t room, uint64_t len, uint64_t t)
 	return true;
 }
 
-/* 0 if @len more bytes fit, else -ENOSPC (logged once a minute). */
-int bfs_space_admit(struct bfs *fs, uint64_t len)
+/* 0 if @len more bytes fit, else -ENOSPC; with @claim the bytes are
+ * set aside (fs->space_claimed) in the same look, and a refusal is not
+ * logged. */
+static int space_admit(struct bfs *fs, uint64_t len, bool claim)
 {
 	pthread_mutex_lock(&fs->space_lock);
 	uint64_t room = room_locked(fs, false);
@@ -110,8 +114,11 @@ int bfs_space_admit(struct bfs *fs, uint64_t len)
 			room = room_locked(fs, true);
 	}
 	int ret = room >= len ? 0 : -ENOSPC;
+	if (!ret && claim)
+		__atomic_add_fetch(&fs->space_claimed, len, __ATOMIC_RELAXED);
 	bool warn =
-	    ret && (!fs->space_warned || t - fs->space_warned >= SPACE_WARN_NS);
+	    ret && !claim &&
+	    (!fs->space_warned || t - fs->space_warned >= SPACE_WARN_NS);
 	if (warn)
 		fs->space_warned = t;
 	uint64_t total = fs->space_total;
@@ -124,6 +131,21 @@ int bfs_space_admit(struct bfs *fs, uint64_t len)
 			    (unsigned long long)space_reserve(total),
 			    (unsigned long long)total);
 	return ret;
+}
+
+int bfs_space_admit(struct bfs *fs, uint64_t len)
+{
+	return space_admit(fs, len, false);
+}
+
+int bfs_space_claim(struct bfs *fs, uint64_t len)
+{
+	return len ? space_admit(fs, len, true) : 0;
+}
+
+void bfs_space_unclaim(struct bfs *fs, uint64_t len)
+{
+	__atomic_sub_fetch(&fs->space_claimed, len, __ATOMIC_RELAXED);
 }
 
 int bfs_statfs(struct bfs *fs, struct statvfs *st)

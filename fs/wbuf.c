@@ -257,3 +257,109 @@ void wbuf_truncate(struct wbuf *w, uint64_t size)
 		break;
 	}
 }
+
+/* The segment of @w that holds byte @off, or w->n. */
+static size_t seg_holding(const struct wbuf *w, uint64_t off)
+{
+	size_t lo = 0, hi = w->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->segs[mid].off + w->segs[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < w->n && w->segs[lo].off <= off ? lo : w->n;
+}
+
+int wbuf_punch(struct wbuf *w, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+
+	if (!len)
+		return 0;
+	/* A segment spanning the range on both sides: its right part goes
+	 * to a new segment, made before anything changes. */
+	size_t i = seg_holding(w, off);
+	if (i < w->n && w->segs[i].off < off &&
+	    w->segs[i].off + w->segs[i].len > end) {
+		struct wb_seg *s = &w->segs[i];
+		uint64_t rlen = s->off + s->len - end;
+		if (reserve_segs(w, w->n + 1))
+			return -ENOMEM;
+		s = &w->segs[i];
+		uint8_t *p = malloc(rlen);
+		if (!p)
+			return -ENOMEM;
+		memcpy(p, s->data + (end - s->off), rlen);
+		s->len = off - s->off;
+		memmove(&w->segs[i + 2], &w->segs[i + 1],
+			(w->n - i - 1) * sizeof(w->segs[0]));
+		w->segs[i + 1] = (struct wb_seg){end, rlen, rlen, 0, p};
+		w->n++;
+		w->bytes -= len;
+		return 0;
+	}
+	size_t k = first_touching(w, off), out = k;
+	for (; k < w->n; k++) {
+		struct wb_seg *s = &w->segs[k];
+		uint64_t se = s->off + s->len;
+		if (s->off >= end) {
+			w->segs[out++] = *s;
+			continue;
+		}
+		if (se <= off) { /* touches the range only */
+			w->segs[out++] = *s;
+			continue;
+		}
+		if (s->off < off) { /* keeps its head */
+			w->bytes -= se - off;
+			s->len = off - s->off;
+			w->segs[out++] = *s;
+		} else if (se > end) { /* keeps its tail */
+			uint64_t d = end - s->off;
+			w->bytes -= d;
+			s->data += d;
+			s->head += d;
+			s->cap -= d;
+			s->off = end;
+			s->len -= d;
+			w->segs[out++] = *s;
+		} else { /* inside: goes */
+			w->bytes -= s->len;
+			seg_free(s);
+		}
+	}
+	w->n = out;
+	return 0;
+}
+
+bool wbuf_next_data(const struct wbuf *w, uint64_t off, uint64_t *at)
+{
+	size_t i = seg_holding(w, off);
+
+	if (i < w->n) {
+		*at = off;
+		return true;
+	}
+	i = first_touching(w, off);
+	while (i < w->n && w->segs[i].off + w->segs[i].len <= off)
+		i++;
+	if (i == w->n)
+		return false;
+	*at = w->segs[i].off;
+	return true;
+}
+
+uint64_t wbuf_data_end(const struct wbuf *w, uint64_t off)
+{
+	size_t i = seg_holding(w, off);
+
+	if (i == w->n)
+		return off;
+	uint64_t end = w->segs[i].off + w->segs[i].len;
+	while (++i < w->n && w->segs[i].off == end)
+		end += w->segs[i].len;
+	return end;
+}

@@ -10,6 +10,7 @@
  * Not thread-safe: the owner (the inode) serializes calls. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,18 @@ uint64_t wbuf_overlay(const struct wbuf *w, uint64_t off, void *buf,
 
 /* Drop every buffered byte at or beyond @size. */
 void wbuf_truncate(struct wbuf *w, uint64_t size);
+
+/* Drop every buffered byte in [off, off+len): a segment that spans the
+ * range is split in two. 0 or -ENOMEM (buffer unchanged). */
+int wbuf_punch(struct wbuf *w, uint64_t off, uint64_t len);
+
+/* The first buffered offset at or after @off, in *at: true, or false
+ * when nothing is buffered there. */
+bool wbuf_next_data(const struct wbuf *w, uint64_t off, uint64_t *at);
+
+/* Where the buffered bytes that run on from @off without a gap end (@off
+ * itself when @off is not buffered). */
+uint64_t wbuf_data_end(const struct wbuf *w, uint64_t off);
 
 /* End of the last segment, or 0 when empty. */
 uint64_t wbuf_end(const struct wbuf *w);

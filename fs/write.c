@@ -46,10 +46,12 @@
  *  1. A byte of a file lives in exactly one of: ip->dirty (newest),
  *     ip->flushing, the extent map (oldest), or nowhere (a hole, zeros).
  *     Reads overlay them in that order, under ext_lock held shared.
- *  2. Only the holder of ip->editing (one flush or truncate at a time)
- *     changes the extent map; it commits extents, block references and the
- *     inode record in one transaction, then empties ip->flushing, both under
- *     ext_lock held exclusively.
+ *  2. Only the holder of ip->editing (one flush or truncate at a time;
+ *     a truncate or a fallocate punch, falloc.c, holds ext_lock
+ *     exclusively and ip->lock while no flush edits) changes the extent
+ *     map; it commits extents, block references and the inode record in
+ *     one transaction, then empties ip->flushing, both under ext_lock
+ *     held exclusively.
  *  3. A committed extent never points at a missing block: the store's
  *     transactions keep references and blocks together, and after a crash
  *     bfs_drop_lost_extents (recover.c) deletes extents whose unsynced
@@ -630,7 +632,12 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		return -EROFS;
 	if (off >= BFS_FILE_MAX || len > BFS_FILE_MAX - off)
 		return -EFBIG;
-	int err = bfs_space_admit(fs, len);
+	/* Bytes written where fallocate reserved room are admitted against
+	 * that reservation, and take it (falloc.c). */
+	pthread_mutex_lock(&ip->lock);
+	uint64_t resv = ip->nresv ? bfs_resv_overlap(ip, off, off + len) : 0;
+	pthread_mutex_unlock(&ip->lock);
+	int err = bfs_space_admit(fs, len - resv);
 	if (err)
 		return err;
 
@@ -641,6 +648,8 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		pthread_mutex_unlock(&ip->lock);
 		return ret;
 	}
+	if (ip->nresv)
+		bfs_resv_drop(fs, ip, off, off + len);
 	if (off + len > ip->rec.size)
 		ip->rec.size = off + len;
 	bfs_now(&ip->rec.mtime);
@@ -796,6 +805,10 @@ int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 		if (ret)
 			return ret;
 	}
+	/* A truncate that does not grow the file gives back the room
+	 * reserved past its end, as ext4 frees blocks preallocated there. */
+	if (size <= ip->rec.size)
+		bfs_resv_drop(fs, ip, size, UINT64_MAX);
 	uint64_t before = ip->dirty.bytes;
 	wbuf_truncate(&ip->dirty, size);
 	bfs_dirty_account(fs, (int64_t)ip->dirty.bytes - (int64_t)before);

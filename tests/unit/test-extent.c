@@ -39,7 +39,27 @@ static int well_formed(const struct wbuf *w)
 	return sum == w->bytes;
 }
 
-/* Random writes, under-writes and truncates against a model: bytes and
+/* wbuf_next_data and wbuf_data_end at a few offsets against the
+ * coverage model of @limit bytes. */
+static void check_data_search(const struct wbuf *w, const uint8_t *covered,
+			      uint64_t limit)
+{
+	for (int k = 0; k < 8; k++) {
+		uint64_t off = rnd() % (limit + 10), at = 0, want = off;
+		while (want < limit && !covered[want])
+			want++;
+		bool found = wbuf_next_data(w, off, &at);
+		CHECK(found == (want < limit));
+		if (found)
+			CHECK(at == want);
+		uint64_t end = off;
+		while (end < limit && covered[end])
+			end++;
+		CHECK(wbuf_data_end(w, off) == end);
+	}
+}
+
+/* Random writes, under-writes, punches and truncates against a model: bytes and
  * coverage must match exactly. */
 static void test_wbuf_model(void)
 {
@@ -58,8 +78,13 @@ static void test_wbuf_model(void)
 				len = limit - off;
 			for (size_t i = 0; i < len; i++)
 				buf[i] = (uint8_t)rnd();
-			int kind = (int)(rnd() % 10);
-			if (kind < 6) {
+			int kind = (int)(rnd() % 12);
+			if (kind >= 10) {
+				/* a punch: sometimes inside one segment */
+				CHECK(wbuf_punch(&w, off, len) == 0);
+				memset(model + off, 0, len);
+				memset(covered + off, 0, len);
+			} else if (kind < 6) {
 				CHECK(wbuf_write(&w, off, buf, len) == 0);
 				memcpy(model + off, buf, len);
 				memset(covered + off, 1, len);
@@ -77,6 +102,7 @@ static void test_wbuf_model(void)
 				memset(covered + off, 0, limit - off);
 			}
 			CHECK(well_formed(&w));
+			check_data_search(&w, covered, limit);
 		}
 		memset(got, 0, sizeof(got));
 		uint64_t n = wbuf_overlay(&w, 0, got, SPACE);
@@ -235,6 +261,34 @@ static void test_extents(void)
 	CHECK(bfs_extents_in(db, BFS_CF_EXTENTS, 6, 4000, 4001, 4000, &l) == 0);
 	CHECK(l.n == 1);
 	bfs_extent_list_free(&l);
+
+	/* The cursor: the first extent ending after its start, then each
+	 * in order, never another inode's. */
+	struct bfs_extent_cursor c;
+	const uint64_t starts[][2] = {{0, 0},	  {99, 0},    {100, 100},
+				      {300, 500}, {450, 500}, {999, 600},
+				      {1000, 1},  {5000, 1}};
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		CHECK(bfs_extent_cursor_open(&c, db, BFS_CF_EXTENTS, 7,
+					     starts[i][0], 1 << 20) == 0);
+		if (starts[i][1] == 1)
+			CHECK(!c.valid);
+		else
+			CHECK(c.valid && c.e.off == starts[i][1]);
+		bfs_extent_cursor_close(&c);
+	}
+	CHECK(bfs_extent_cursor_open(&c, db, BFS_CF_EXTENTS, 7, 0, 0) == 0);
+	uint64_t offs[4], n = 0;
+	while (c.valid && n < 4) {
+		offs[n++] = c.e.off;
+		CHECK(bfs_extent_cursor_next(&c) == 0);
+	}
+	CHECK(n == 4 && !c.valid && offs[0] == 0 && offs[1] == 100 &&
+	      offs[2] == 500 && offs[3] == 600);
+	bfs_extent_cursor_close(&c);
+	CHECK(bfs_extent_cursor_open(&c, db, BFS_CF_EXTENTS, 9, 0, 0) == 0);
+	CHECK(!c.valid);
+	bfs_extent_cursor_close(&c);
 
 	/* A corrupt extent value is reported, not skipped. */
 	uint8_t key[16];

@@ -19,7 +19,12 @@
  *  4. With every file unlinked or truncated to 0: no extent is left, the
  *     store holds no block and no referenced byte, and no block seen in an
  *     extent during the run is still stored (store.h invariant 1), also
- *     after a remount.
+ *     after a remount; no room reserved by fallocate is left.
+ *  5. SEEK_DATA skips only bytes that are zeros in the model, SEEK_HOLE
+ *     stops at one, and both give ENXIO at or past the end.
+ *
+ * Beside writes, truncates and reads, the sequence punches holes, zeroes
+ * ranges and reserves room (fallocate), which the model sees as zeros.
  *
  * WRITEPATH_SEED (default: from the clock) and WRITEPATH_STEPS choose the
  * sequence, WRITEPATH_CHUNKER (fixed, fastcdc; default both) the chunker;
@@ -404,7 +409,10 @@ static void check_extent_blocks(struct mfile *m, struct cidset *live)
 		MCHECK(zeros(m->data + pos, m->size - pos));
 	struct stat st;
 	bfs_stat(m->ip, &st);
-	MCHECK((uint64_t)st.st_blocks == (covered + 511) / 512);
+	pthread_mutex_lock(&m->ip->lock);
+	uint64_t resv = m->ip->resv_bytes; /* room fallocate set aside */
+	pthread_mutex_unlock(&m->ip->lock);
+	MCHECK((uint64_t)st.st_blocks == (covered + resv + 511) / 512);
 	bfs_extent_list_free(&l);
 }
 
@@ -583,6 +591,55 @@ static void op_truncate(struct mfile *m, int slot)
 	m->size = size;
 }
 
+/* fallocate: punch a hole, zero a range (keeping the size or not), or
+ * reserve room (mode 0 grows the file). */
+static void op_fallocate(struct mfile *m, int slot)
+{
+	static const int modes[] = {0x03, 0x03, 0x03, 0x11, 0x11, 0x10, 0, 1};
+	int mode = modes[below(sizeof(modes) / sizeof(modes[0]))];
+	uint64_t off = below(m->size + 2048);
+	uint64_t len = 1 + (below(2) ? below(512) : below(24576));
+
+	if (off >= FILE_CAP)
+		off = below(FILE_CAP);
+	len = umin(len, FILE_CAP - off);
+	op_log("fallocate f%d mode %#x [%" PRIu64 ", +%" PRIu64 ")", slot, mode,
+	       off, len);
+	MCHECK(bfs_fallocate(S.fs, m->ip, mode, off, len) == 0);
+	if (mode & 0x12)
+		memset(m->data + off, 0,
+		       umin(len, m->size > off ? m->size - off : 0));
+	if (!(mode & 1) && off + len > m->size)
+		m->size = off + len;
+}
+
+/* SEEK_DATA and SEEK_HOLE from a random offset: what they skip reads as
+ * zeros in the model, and past the end is ENXIO. */
+static void op_seek(struct mfile *m, int slot)
+{
+	uint64_t off = below(m->size + 100);
+
+	op_log("seek f%d %" PRIu64, slot, off);
+	int64_t d = bfs_seek_data_hole(S.fs, m->ip, off, SEEK_DATA);
+	int64_t h = bfs_seek_data_hole(S.fs, m->ip, off, SEEK_HOLE);
+	if (off >= m->size) {
+		MCHECK(d == -ENXIO && h == -ENXIO);
+		return;
+	}
+	MCHECK(d == -ENXIO || (d >= (int64_t)off && d < (int64_t)m->size));
+	uint64_t dend = d < 0 ? m->size : (uint64_t)d;
+	if (dend <= m->size)
+		MCHECK(zeros(m->data + off, dend - off));
+	MCHECK(h >= (int64_t)off && h <= (int64_t)m->size);
+	if (h < (int64_t)off || h >= (int64_t)m->size)
+		return;
+	int64_t d2 = bfs_seek_data_hole(S.fs, m->ip, (uint64_t)h, SEEK_DATA);
+	MCHECK(d2 == -ENXIO || (d2 > h && d2 < (int64_t)m->size));
+	uint64_t hend = d2 < 0 ? m->size : (uint64_t)d2;
+	if (hend <= m->size)
+		MCHECK(zeros(m->data + h, hend - (uint64_t)h));
+}
+
 static void op_read(struct mfile *m, int slot)
 {
 	uint64_t off = below(m->size + 1024);
@@ -649,6 +706,10 @@ static void step(void)
 		op_write(m, slot, &S.files[(slot + 1) % NFILES]);
 	} else if (r < 520) {
 		op_truncate(m, slot);
+	} else if (r < 580) {
+		op_fallocate(m, slot);
+	} else if (r < 620) {
+		op_seek(m, slot);
 	} else if (r < 780) {
 		op_read(m, slot);
 	} else if (r < 830) {
@@ -698,6 +759,8 @@ static void finish(void)
 	}
 	checkpoint();
 	check_all_freed();
+	/* every reservation went with its file's data */
+	MCHECK(__atomic_load_n(&S.fs->space_claimed, __ATOMIC_RELAXED) == 0);
 	op_log("remount");
 	fs_close();
 	fs_open();
