@@ -6,7 +6,8 @@ overwrite, open with O_TRUNC, truncate down and up, append (also appends of
 9..20 MiB, more than a flush pass, right after a fsync of several MiB),
 rename (files, over existing files, and directories), replace (a new file
 under a temporary name, not synced, renamed over an existing one, as sed -i
-and editors do), chmod, chown, utime, link, unlink, mkdir, rmdir, fsync,
+and editors do), chmod, chown, utime, fallocate's punch hole and zero
+range (to the model, writes of zeros), link, unlink, mkdir, rmdir, fsync,
 fdatasync (through read-only and read-write descriptors) and fsync of
 directories. Each operation is applied to a reference model before
 it runs, then run on the mount (and, in the family without kills, on a
@@ -84,6 +85,7 @@ the kill points come from random.Random(seed); only what a crash loses (a
 file the generator can then no longer pick) can make two runs part.
 """
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -179,6 +181,13 @@ class Inode:
         cur[off:off + len(data)] = data
         self.layers.append((off, bytes(data)))
         self.max_size = max(self.max_size, len(cur))
+
+    def punch(self, off, n):
+        """fallocate(PUNCH_HOLE | KEEP_SIZE): zeros written over what
+        there is of [OFF, OFF+N), the size kept."""
+        end = min(off + n, len(self.cur))
+        if off < end:
+            self.write(off, bytes(end - off))
 
     def truncate(self, size):
         cur = self.cur
@@ -385,7 +394,8 @@ class Model:
         elif k in ('chmod', 'chown', 'utime'):
             op.ino = self.paths[op.path]
             self.set_attr(op.ino, ATTR_OF[k], op.size)
-        elif k in ('write', 'otrunc', 'append', 'truncate', 'fsync'):
+        elif k in ('write', 'otrunc', 'append', 'truncate', 'fsync',
+                   'punch', 'zero'):
             op.ino = self.paths[op.path]
             ip = self.inodes[op.ino]
             if k != 'fsync':
@@ -400,6 +410,11 @@ class Model:
                 ip.write(op.off, op.data)
             elif k == 'truncate':
                 ip.truncate(op.size)
+            elif k == 'punch':
+                ip.punch(op.off, op.size)
+            elif k == 'zero':
+                # ZERO_RANGE without KEEP_SIZE: zeros, the size may grow
+                ip.write(op.off, bytes(op.size))
         elif k == 'rename':
             src, dst = op.path, op.path2
             if self.paths[src] == DIR:
@@ -566,6 +581,19 @@ def sync_fd(res, sync, fd):
         raise
 
 
+FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+FALLOC_ZERO = 0x10           # FALLOC_FL_ZERO_RANGE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+                            ctypes.c_int64)
+
+
+def fallocate(fd, mode, off, n):
+    if _libc.fallocate(fd, mode, off, n) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
 def execute(op, root):
     """Runs OP on the tree at ROOT; never raises OSError (see Result)."""
     res = Result()
@@ -599,6 +627,15 @@ def execute(op, root):
             os.close(f)
         elif k == 'truncate':
             os.truncate(path, op.size)
+        elif k in ('punch', 'zero'):
+            step = 'open'
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            step = 'fallocate'
+            fallocate(fd, FALLOC_PUNCH if k == 'punch' else FALLOC_ZERO,
+                      op.off, op.size)
+            step = 'close'
+            f, fd = fd, None
+            os.close(f)
         elif k == 'replace':
             step = 'open'
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
@@ -658,7 +695,7 @@ class Generator:
         'truncate': 5, 'append': 8, 'rename': 4, 'link': 3, 'unlink': 4,
         'mkdir': 3, 'rmdir': 2, 'fsync': 6, 'fdatasync': 4, 'fsyncdir': 4,
         'big': 2, 'fsync_append': 2, 'replace': 4, 'chmod': 3,
-        'chown': 2, 'utime': 3,
+        'chown': 2, 'utime': 3, 'punch': 3, 'zero': 2,
     }
 
     def __init__(self, rng, model, big=True):
@@ -760,9 +797,21 @@ class Generator:
             return Op('create', self.new_path('f'), data=self.data(n),
                       sync=self.sync_kind(0.3), rdonly=False)
         if kind in ('write', 'overwrite', 'append', 'otrunc', 'truncate',
-                    'fsync', 'fdatasync', 'big', 'fsync_append'):
+                    'fsync', 'fdatasync', 'big', 'fsync_append', 'punch',
+                    'zero'):
             p = rng.choice(files)
             size = len(m.inodes[m.paths[p]].cur)
+            if kind in ('punch', 'zero'):
+                # a hole in the middle, at an edge, or past the end
+                if size == 0 and kind == 'punch':
+                    return None
+                off = rng.randint(0, size + (4096 if kind == 'zero' else
+                                             0))
+                n = rng.choice([rng.randint(1, 4096), self.length(),
+                                max(1, size - off)])
+                if off + n > MAX_FILE or total + n > MAX_TOTAL:
+                    return None
+                return Op(kind, p, off=off, size=n)
             if kind == 'write':
                 off = rng.randint(0, size + rng.choice([0, 4096, 300_000]))
                 n = self.length()
