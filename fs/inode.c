@@ -204,6 +204,11 @@ static bool evictable(struct bfs *fs, struct bfs_inode *ip)
 
 static void evict(struct bfs *fs, struct bfs_inode *ip)
 {
+	/* Room fallocate reserved lives with the inode in memory; it goes
+	 * first, so that once a purge is visible nothing holds it. */
+	pthread_mutex_lock(&ip->lock);
+	bfs_resv_drop(fs, ip, 0, UINT64_MAX);
+	pthread_mutex_unlock(&ip->lock);
 	if (ip->rec.nlink && ip->attr_dirty && !fs->cfg.read_only) {
 		struct blk_txn *t = blk_txn_new(fs->db);
 		int ret = t ? 0 : -ENOMEM;
@@ -241,10 +246,6 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 				    strerror(-ret));
 		}
 	}
-	/* Room fallocate reserved lives with the inode in memory. */
-	pthread_mutex_lock(&ip->lock);
-	bfs_resv_drop(fs, ip, 0, UINT64_MAX);
-	pthread_mutex_unlock(&ip->lock);
 	/* Bytes a failed last flush left go with the inode: they leave the
 	 * dirty-memory count too. */
 	bfs_dirty_account(fs, -(int64_t)(ip->dirty.bytes + ip->flushing.bytes));

@@ -282,7 +282,9 @@ def test_fallocate_reserves_room(make_mount, small_disk, tmp_path):
         assert left <= free - big + 4 * MiB, (free, big, left)
         # more than is left: refused, and nothing changes
         assert falloc(fd, KEEP_SIZE, big, left + 8 * MiB) == errno.ENOSPC
+        assert falloc(fd, 0, big, left + 8 * MiB) == errno.ENOSPC
         assert os.fstat(fd).st_size == big
+        assert room(mnt) >= left - 4 * MiB
         # other writes find no room
         rng = random.Random(9)
         err = write_fsync(os.path.join(mnt, 'other'),

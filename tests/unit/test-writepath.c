@@ -432,6 +432,32 @@ static uint64_t held_bytes(void)
 	return n;
 }
 
+/* Each file's reserved ranges are sorted, disjoint and add up to its
+ * resv_bytes; the files' reservations add up to the filesystem's. */
+static void check_reservations(void)
+{
+	uint64_t total = 0;
+
+	for (int i = 0; i < NFILES; i++) {
+		struct bfs_inode *ip = S.files[i].ip;
+		uint64_t sum = 0, end = 0;
+		if (!ip)
+			continue;
+		pthread_mutex_lock(&ip->lock);
+		for (size_t k = 0; k < ip->nresv; k++) {
+			MCHECK(ip->resv[k].off < ip->resv[k].end);
+			MCHECK(k == 0 || ip->resv[k].off > end);
+			end = ip->resv[k].end;
+			sum += ip->resv[k].end - ip->resv[k].off;
+		}
+		MCHECK(sum == ip->resv_bytes);
+		total += ip->resv_bytes;
+		pthread_mutex_unlock(&ip->lock);
+	}
+	MCHECK(__atomic_load_n(&S.fs->space_claimed, __ATOMIC_RELAXED) ==
+	       total);
+}
+
 /* Flush every file and check invariants 1-3 on all of them. */
 static void checkpoint(void)
 {
@@ -444,6 +470,7 @@ static void checkpoint(void)
 		MCHECK(bfs_fsync(S.fs, S.files[i].ip, false) == 0);
 	wait_purged();
 	MCHECK(bfs_dirty_bytes(S.fs) == held_bytes());
+	check_reservations();
 	for (int i = 0; i < NFILES && !S.broken; i++) {
 		struct mfile *m = &S.files[i];
 		MCHECK(stat_size(m) == m->size);
