@@ -18,7 +18,7 @@ build_pkgs=(
 test_pkgs=(
   python3 python3-pytest python3-pytest-timeout python3-zmq
   rsync sqlite3 attr acl git tar coreutils psmisc util-linux mount procps
-  iptables
+  iptables strace e2fsprogs
 )
 
 die() { echo "install-deps: $*" >&2; exit 1; }
