@@ -860,6 +860,11 @@ static void compact_all(struct blk_db *db, bool refs)
 	rocksdb_compactoptions_destroy(co);
 }
 
+uint64_t blk_db_background_errors(struct blk_db *db)
+{
+	return prop_int(db, NULL, "rocksdb.background-errors");
+}
+
 /* The errno of a background error that happened since the count was
  * @before: -ENOSPC when the file system is short of one blob file's room
  * (RocksDB ran into it), else -EIO. 0 if none. */

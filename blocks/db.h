@@ -136,6 +136,11 @@ int blk_db_flush(struct blk_db *db);
  * file system in a flush or in the background compaction, -EIO for any
  * other error of either (RocksDB's "rocksdb.background-errors" count
  * rose: its LOG has the message). */
+/* How many background errors (flush, compaction) RocksDB met since the
+ * database opened. After one it may stop taking writes for good: a
+ * damaged table file met by a compaction does that. */
+uint64_t blk_db_background_errors(struct blk_db *db);
+
 struct blk_db_compact_stats {
 	uint64_t blob_bytes_before; /* blob files' bytes after the flush */
 	uint64_t blob_bytes_after;  /* ... and at the end */

@@ -208,6 +208,11 @@ void blk_fragstore_usage(struct blk_fragstore *fs,
 		  disk_short(fs, BLK_FRAG_FULL_LEN);
 }
 
+bool blk_fragstore_damaged(struct blk_fragstore *fs)
+{
+	return blk_db_background_errors(fs->db) > 0;
+}
+
 int blk_fragstore_sync(struct blk_fragstore *fs)
 {
 	return blk_db_sync(fs->db);

@@ -169,6 +169,11 @@ void blk_fragstore_usage(struct blk_fragstore *fs,
 /* Make every put and delete so far durable (blk_db_sync). 0 or -EIO. */
 int blk_fragstore_sync(struct blk_fragstore *fs);
 
+/* Whether the store's database met a background error (a damaged file
+ * found by a compaction, say): a put that then fails with -EIO fails
+ * because the database stopped taking writes, not for this fragment. */
+bool blk_fragstore_damaged(struct blk_fragstore *fs);
+
 /* Key of @name's 'F' record, for tools and tests that inspect or damage
  * the store. */
 void blk_fragstore_frag_key(const uint8_t name[BLK_FRAG_NAME_LEN],

@@ -76,8 +76,12 @@ struct net_server {
 	pthread_t *workers;
 	unsigned nworkers;
 
+	void (*log)(void *arg, const char *msg); /* may be NULL */
+	void *log_arg;
+
 	atomic_bool stop;	       /* lock-free: workers leave */
 	atomic_uint_fast64_t repaired; /* lock-free */
+	atomic_bool damaged_said;      /* lock-free: the log said so */
 };
 
 static unsigned slot_unknown(const struct net_server *s)
@@ -217,6 +221,23 @@ static int do_put(struct net_server *s, const struct net_req *q, unsigned slot)
 						 : "");
 	} else if (rc == 0 && res.outcome == BLK_FRAG_REPLACED) {
 		atomic_fetch_add(&s->repaired, 1);
+	} else if (rc == -EIO && blk_fragstore_damaged(s->store) &&
+		   !atomic_exchange(&s->damaged_said, true)) {
+		/* RocksDB stops writes for good after a background error
+		 * such as a damaged table file met by a compaction: every
+		 * put fails from then on, and the mount sends the fragments
+		 * elsewhere. Said once, loudly. */
+		static const char msg[] =
+		    "this node's database is damaged: it stopped taking "
+		    "fragments after a background error (its db/LOG names "
+		    "the file); it still serves what it holds. Stop the "
+		    "node, move its db directory aside and start it again: "
+		    "it starts empty, and the mounts upload what it held "
+		    "again";
+		if (s->log)
+			s->log(s->log_arg, msg);
+		else
+			fprintf(stderr, "blockfs: error: %s\n", msg);
 	}
 	return rc;
 }
@@ -655,6 +676,9 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 		return -ENOMEM;
 	atomic_init(&s->stop, false);
 	atomic_init(&s->repaired, 0);
+	atomic_init(&s->damaged_said, false);
+	s->log = cfg->log;
+	s->log_arg = cfg->log_arg;
 	set_fault(s, cfg);
 	s->nallowed = cfg->nallowed;
 	s->nworkers = cfg->workers ? cfg->workers : NET_SERVER_DEFAULT_WORKERS;
