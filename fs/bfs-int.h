@@ -236,6 +236,10 @@ void bfs_inode_ref(struct bfs *fs, struct bfs_inode *ip);
 void bfs_mark_attr_dirty(struct bfs *fs, struct bfs_inode *ip);
 /* Write every deferred attribute change; 0 or the first error. */
 int bfs_write_attrs(struct bfs *fs);
+/* Own @ip's extent map for an edit (a truncate, a punch): ext_lock
+ * exclusively, then ip->lock, once no flush edits it (ip->editing);
+ * ext_gen is bumped. The caller unlocks both. */
+void bfs_edit_lock(struct bfs_inode *ip);
 /* Free an unlinked inode's data and records (it is out of the table). */
 int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip);
 

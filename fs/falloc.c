@@ -226,25 +226,6 @@ static int reserve_holes(struct bfs *fs, struct bfs_inode *ip,
 
 /* ---- the extent map --------------------------------------------------- */
 
-/* Take the extents for an edit (a punch): ext_lock exclusively, then
- * ip->lock, once no flush owns them. */
-static void edit_lock(struct bfs_inode *ip)
-{
-	pthread_rwlock_wrlock(&ip->ext_lock);
-	pthread_mutex_lock(&ip->lock);
-	while (ip->editing) {
-		pthread_mutex_unlock(&ip->lock);
-		pthread_rwlock_unlock(&ip->ext_lock);
-		pthread_mutex_lock(&ip->lock);
-		while (ip->editing)
-			pthread_cond_wait(&ip->cond, &ip->lock);
-		pthread_mutex_unlock(&ip->lock);
-		pthread_rwlock_wrlock(&ip->ext_lock);
-		pthread_mutex_lock(&ip->lock);
-	}
-	ip->ext_gen++;
-}
-
 /* Buffers the transaction of a punch points at, freed after it. */
 struct keep {
 	void *v[4];
@@ -356,7 +337,7 @@ static int punch(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 	/* no lock is held across a fetch from the cluster */
 	bfs_truncate_fetch(fs, ip, off, &tails[0]);
 	bfs_truncate_fetch(fs, ip, end, &tails[1]);
-	edit_lock(ip);
+	bfs_edit_lock(ip);
 	uint64_t size = ip->rec.size, b = end < size ? end : size;
 	if (off < b)
 		ret = punch_extents(fs, ip, off, b, tails, t, &stored_delta,

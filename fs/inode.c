@@ -433,6 +433,23 @@ int bfs_write_attrs(struct bfs *fs)
 	return first;
 }
 
+void bfs_edit_lock(struct bfs_inode *ip)
+{
+	pthread_rwlock_wrlock(&ip->ext_lock);
+	pthread_mutex_lock(&ip->lock);
+	while (ip->editing) {
+		pthread_mutex_unlock(&ip->lock);
+		pthread_rwlock_unlock(&ip->ext_lock);
+		pthread_mutex_lock(&ip->lock);
+		while (ip->editing)
+			pthread_cond_wait(&ip->cond, &ip->lock);
+		pthread_mutex_unlock(&ip->lock);
+		pthread_rwlock_wrlock(&ip->ext_lock);
+		pthread_mutex_lock(&ip->lock);
+	}
+	ip->ext_gen++;
+}
+
 int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 		unsigned valid)
 {
@@ -456,26 +473,13 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	if (sized) {
 		/* no lock is held across a fetch from the cluster */
 		bfs_truncate_fetch(fs, ip, (uint64_t)st->st_size, &tail);
-		pthread_rwlock_wrlock(&ip->ext_lock);
-	}
-	pthread_mutex_lock(&ip->lock);
-	if (sized) {
-		/* Own the extent map: no flush may run meanwhile. */
-		while (ip->editing) {
-			pthread_mutex_unlock(&ip->lock);
-			pthread_rwlock_unlock(&ip->ext_lock);
-			pthread_mutex_lock(&ip->lock);
-			while (ip->editing)
-				pthread_cond_wait(&ip->cond, &ip->lock);
-			pthread_mutex_unlock(&ip->lock);
-			pthread_rwlock_wrlock(&ip->ext_lock);
-			pthread_mutex_lock(&ip->lock);
-		}
-		ip->ext_gen++;
+		bfs_edit_lock(ip);
 		ret = bfs_truncate(fs, ip, (uint64_t)st->st_size, &tail, t,
 				   &keep);
 		if (ret)
 			goto out;
+	} else {
+		pthread_mutex_lock(&ip->lock);
 	}
 	if (sized && st->st_size == 0)
 		ip->da_close = true;

@@ -414,3 +414,11 @@ def cluster(tmp_path):
         errors += c.teardown()
     if errors:
         pytest.fail('teardown: ' + '\n'.join(errors))
+
+
+@pytest.fixture
+def tmpfs_ref(tmp_path):
+    """A tmpfs of its own, the reference filesystem for tests that compare
+    blockfs with a local one; unmounted at teardown."""
+    with util.tmpfs(tmp_path / 'ref', 256) as d:
+        yield d

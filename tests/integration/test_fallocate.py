@@ -8,6 +8,7 @@ a punch cut short by kill -9 leaves the file as it was or as punched."""
 import ctypes
 import errno
 import os
+import pathlib
 import random
 import subprocess
 
@@ -49,16 +50,6 @@ def ext4_ref(tmp_path):
         subprocess.run(['umount', '-l', str(d)], timeout=60)
 
 
-@pytest.fixture
-def tmpfs_ref(tmp_path):
-    d = tmp_path / 'ref'
-    d.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256m', 'tmpfs',
-                    str(d)], check=True, timeout=30)
-    try:
-        yield str(d)
-    finally:
-        subprocess.run(['umount', '-l', str(d)], timeout=30)
 
 
 def whole(fd):
@@ -224,19 +215,8 @@ def test_posix_fallocate_and_keep_size(mount, tmpfs_ref):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    d = tmp_path / 'disk'
-    d.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=192m', 'tmpfs',
-                    str(d)], check=True, timeout=30)
-    try:
-        yield d
-    finally:
-        subprocess.run(['umount', '-l', str(d)], timeout=30)
-
-
-def room(path):
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
+    with util.tmpfs(tmp_path / 'disk', 192) as d:
+        yield pathlib.Path(d)
 
 
 def write_fsync(path, data, off=0, flags=os.O_CREAT):
@@ -269,7 +249,7 @@ def test_fallocate_reserves_room(make_mount, small_disk, tmp_path):
     node = util.create_cluster(small_disk / 'c')
     mnt = str(tmp_path / 'mnt')
     make_mount(node, mnt)
-    free = room(mnt)
+    free = util.room(mnt)
     assert free > 64 * MiB, free
     big = free * 3 // 4 // MiB * MiB
     a = os.path.join(mnt, 'a')
@@ -278,13 +258,13 @@ def test_fallocate_reserves_room(make_mount, small_disk, tmp_path):
         assert falloc(fd, 0, 0, big) == 0
         st = os.fstat(fd)
         assert st.st_size == big and st.st_blocks * 512 >= big
-        left = room(mnt)
+        left = util.room(mnt)
         assert left <= free - big + 4 * MiB, (free, big, left)
         # more than is left: refused, and nothing changes
         assert falloc(fd, KEEP_SIZE, big, left + 8 * MiB) == errno.ENOSPC
         assert falloc(fd, 0, big, left + 8 * MiB) == errno.ENOSPC
         assert os.fstat(fd).st_size == big
-        assert room(mnt) >= left - 4 * MiB
+        assert util.room(mnt) >= left - 4 * MiB
         # other writes find no room
         rng = random.Random(9)
         err = write_fsync(os.path.join(mnt, 'other'),
@@ -303,11 +283,11 @@ def test_fallocate_reserves_room(make_mount, small_disk, tmp_path):
     b = os.path.join(mnt, 'b')
     fd = os.open(b, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        before = room(mnt)
+        before = util.room(mnt)
         assert falloc(fd, KEEP_SIZE, 0, 16 * MiB) == 0
-        assert room(mnt) <= before - 15 * MiB
+        assert util.room(mnt) <= before - 15 * MiB
         assert falloc(fd, PUNCH_HOLE | KEEP_SIZE, 0, 16 * MiB) == 0
-        assert room(mnt) >= before - 4 * MiB
+        assert util.room(mnt) >= before - 4 * MiB
         assert os.fstat(fd).st_blocks == 0
     finally:
         os.close(fd)

@@ -5,6 +5,7 @@ lost; and a mount on a disk that is already full comes up read-only."""
 
 import errno
 import os
+import pathlib
 import random
 import subprocess
 
@@ -19,19 +20,8 @@ DISK_MB = 64
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 MiB tmpfs of its own, unmounted at teardown."""
-    d = tmp_path / 'disk'
-    d.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={DISK_MB}m',
-                    'tmpfs', str(d)], check=True, timeout=30)
-    try:
-        yield d
-    finally:
-        subprocess.run(['umount', '-l', str(d)], timeout=30)
-
-
-def room(path):
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
+    with util.tmpfs(tmp_path / 'disk', DISK_MB) as d:
+        yield pathlib.Path(d)
 
 
 def write_fsync(path, data):
@@ -81,12 +71,12 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     keep = rng.randbytes(5 * MiB)
     assert write_fsync(os.path.join(mnt, 'keep'), keep) == 0
     # The reserve and what RocksDB holds in memory show as used.
-    assert room(mnt) < room(str(small_disk))
+    assert util.room(mnt) < util.room(str(small_disk))
 
     big = rng.randbytes(100 * MiB)
     err = write_fsync(os.path.join(mnt, 'big'), big)
     assert err == errno.ENOSPC, f'a write past the disk gave {err}'
-    assert room(mnt) < 2 * MiB
+    assert util.room(mnt) < 2 * MiB
     with open(m.log, errors='replace') as f:
         assert 'writes fail with ENOSPC' in f.read()
 
@@ -96,7 +86,7 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     os.mkdir(os.path.join(mnt, 'dir'))
     assert sorted(os.listdir(mnt)) == ['dir', 'keep', 'touched']
     # ... and gives the space back (the daemon compacts what was freed).
-    util.wait_until(lambda: room(mnt) >= 24 * MiB, 60,
+    util.wait_until(lambda: util.room(mnt) >= 24 * MiB, 60,
                     'space freed by the delete to come back')
     again = rng.randbytes(20 * MiB)
     assert write_fsync(os.path.join(mnt, 'again'), again) == 0
@@ -241,7 +231,7 @@ def test_space_comes_back(disk_of, make_mount, tmp_path):
             os.unlink(path)
             freed += len(live.pop(path))
         prev = [kept[0] for _, kept in pairs]
-        util.poll(lambda: room(mnt), lambda r: r >= freed * 3 // 4, 30,
+        util.poll(lambda: util.room(mnt), lambda r: r >= freed * 3 // 4, 30,
                   lambda r: f'cycle {cycle}: 3/4 of the {freed >> 20} MiB '
                   f'deleted did not come back (room {r >> 20} MiB)', 0.1)
         path = os.path.join(mnt, f'again{cycle}')
@@ -322,7 +312,7 @@ def test_metadata_on_full_disk(disk_of, make_mount, tmp_path, keep_mb):
         os.unlink(path)
         del filled[path]
     live.update(filled)
-    util.poll(lambda: room(mnt), lambda r: r >= 4 * MiB, 30,
+    util.poll(lambda: util.room(mnt), lambda r: r >= 4 * MiB, 30,
               lambda r: f'the space of 8 MiB deleted did not come back '
               f'(room {r >> 20} MiB)', 0.1)
     with open(m.log, errors='replace') as f:

@@ -16,7 +16,6 @@ import errno
 import os
 import random
 import shutil
-import subprocess
 
 import pytest
 
@@ -28,18 +27,6 @@ SLACK = 4096  # a page: what the writeback of a partial page adds
 COPY_TIMEOUT = 300  # generous: these take well under a second
 
 
-@pytest.fixture
-def tmpfs_ref(tmp_path):
-    """A tmpfs of its own, the reference filesystem, unmounted at
-    teardown."""
-    d = tmp_path / 'ref'
-    d.mkdir()
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256m', 'tmpfs',
-                    str(d)], check=True, timeout=30)
-    try:
-        yield str(d)
-    finally:
-        subprocess.run(['umount', '-l', str(d)], timeout=30)
 
 
 def seek(fd, off, whence):

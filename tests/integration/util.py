@@ -2,6 +2,7 @@
 tree comparisons. Every wait here is bounded; every mount started here is
 tracked so that the session can clean up what a failed test left behind."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -820,3 +821,23 @@ class Cluster:
 def node_states(st):
     """{node name: up} from a status."""
     return {n['name']: n['up'] for n in st.get('nodes', [])}
+
+
+@contextlib.contextmanager
+def tmpfs(path, size_mb, opts=''):
+    """A tmpfs of SIZE_MB mounted on PATH (made if missing) for the
+    with block; detached when it ends, whatever happened."""
+    os.makedirs(path, exist_ok=True)
+    run(['mount', '-t', 'tmpfs', '-o',
+         f'size={size_mb}m' + (f',{opts}' if opts else ''), 'tmpfs',
+         str(path)], timeout=30)
+    try:
+        yield str(path)
+    finally:
+        subprocess.run(['umount', '-l', str(path)], timeout=30)
+
+
+def room(path):
+    """Bytes free for unprivileged writers on PATH's file system."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
