@@ -235,6 +235,9 @@ class EcCluster:
             time.sleep(0.2)
 
     def remount(self):
+        # a clean unmount drains the uploads: not into a damaged node
+        if self.rebuild_damaged():
+            self.wait_ready()
         self.c.mount.stop()
         self.c.mount.start()
         self.wait_ready()
@@ -292,6 +295,12 @@ class Run:
         try:
             self.expect_ok(op, res, nodes_down)
         except cm.Failure as exc:
+            # A rotted node that stopped taking writes (it says its
+            # database is damaged) is a node down: a fsync cannot meet
+            # the placement until it is rebuilt.
+            if res.sync_err == errno.EIO and self.env.rebuild_damaged():
+                self.env.wait_ready()
+                return
             err = exc
         else:
             return
