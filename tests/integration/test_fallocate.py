@@ -219,28 +219,6 @@ def small_disk(tmp_path):
         yield pathlib.Path(d)
 
 
-def write_fsync(path, data, off=0, flags=os.O_CREAT):
-    """Writes @data at @off and fsyncs: 0 or the errno that stopped it."""
-    err = 0
-    fd = os.open(path, os.O_WRONLY | flags, 0o644)
-    try:
-        view = memoryview(data)
-        pos = off
-        while view:
-            n = os.pwrite(fd, view[:MiB], pos)
-            view = view[n:]
-            pos += n
-        os.fsync(fd)
-    except OSError as exc:
-        err = exc.errno
-    finally:
-        try:
-            os.close(fd)
-        except OSError as exc:
-            err = err or exc.errno
-    return err
-
-
 def test_fallocate_reserves_room(make_mount, small_disk, tmp_path):
     """On a small node disk: fallocate most of the room; statfs shows it
     gone; other writes get ENOSPC while writes into the allocated range
@@ -267,13 +245,13 @@ def test_fallocate_reserves_room(make_mount, small_disk, tmp_path):
         assert util.room(mnt) >= left - 4 * MiB
         # other writes find no room
         rng = random.Random(9)
-        err = write_fsync(os.path.join(mnt, 'other'),
+        err = util.write_fsync(os.path.join(mnt, 'other'),
                           rng.randbytes(left + 8 * MiB))
         assert err == errno.ENOSPC, err
         os.unlink(os.path.join(mnt, 'other'))
         # ... while the allocated range takes its bytes
         data = rng.randbytes(big)
-        assert write_fsync(a, data) == 0
+        assert util.write_fsync(a, data, flags=os.O_CREAT) == 0
         assert os.pread(fd, 4096, big - 4096) == data[-4096:]
         # a reservation written over is used up, not kept twice
         assert os.fstat(fd).st_blocks * 512 < big + 8 * MiB

@@ -24,28 +24,6 @@ def small_disk(tmp_path):
         yield pathlib.Path(d)
 
 
-def write_fsync(path, data):
-    """Writes and fsyncs @data; returns the errno that stopped it, or 0."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except OSError as exc:
-        return exc.errno
-    err = 0
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view[:MiB]):]
-        os.fsync(fd)
-    except OSError as exc:
-        err = exc.errno
-    finally:
-        try:
-            os.close(fd)
-        except OSError as exc:
-            err = err or exc.errno
-    return err
-
-
 def read(path):
     with open(path, 'rb') as f:
         return f.read()
@@ -69,12 +47,12 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     m = make_mount(node, mnt)
     rng = random.Random(3)
     keep = rng.randbytes(5 * MiB)
-    assert write_fsync(os.path.join(mnt, 'keep'), keep) == 0
+    assert util.write_fsync(os.path.join(mnt, 'keep'), keep) == 0
     # The reserve and what RocksDB holds in memory show as used.
     assert util.room(mnt) < util.room(str(small_disk))
 
     big = rng.randbytes(100 * MiB)
-    err = write_fsync(os.path.join(mnt, 'big'), big)
+    err = util.write_fsync(os.path.join(mnt, 'big'), big)
     assert err == errno.ENOSPC, f'a write past the disk gave {err}'
     assert util.room(mnt) < 2 * MiB
     with open(m.log, errors='replace') as f:
@@ -89,7 +67,7 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     util.wait_until(lambda: util.room(mnt) >= 24 * MiB, 60,
                     'space freed by the delete to come back')
     again = rng.randbytes(20 * MiB)
-    assert write_fsync(os.path.join(mnt, 'again'), again) == 0
+    assert util.write_fsync(os.path.join(mnt, 'again'), again) == 0
     assert read(os.path.join(mnt, 'keep')) == keep
     m.remount()
     assert read(os.path.join(mnt, 'keep')) == keep
@@ -110,7 +88,7 @@ def test_full_disk(make_mount, small_disk, tmp_path):
     m.stop()
     os.unlink(filler)
     m.start()
-    assert write_fsync(os.path.join(mnt, 'new'), b'writable again') == 0
+    assert util.write_fsync(os.path.join(mnt, 'new'), b'writable again') == 0
 
 
 def test_full_disk_before_first_mount(make_mount, small_disk, tmp_path):
@@ -130,7 +108,7 @@ def test_full_disk_before_first_mount(make_mount, small_disk, tmp_path):
         assert not util.is_mounted(str(mnt))
     os.unlink(filler)
     make_mount(node, str(mnt))
-    assert write_fsync(str(mnt / 'f'), b'room again') == 0
+    assert util.write_fsync(str(mnt / 'f'), b'room again') == 0
 
 
 @pytest.fixture
@@ -214,7 +192,7 @@ def test_space_comes_back(disk_of, make_mount, tmp_path):
     for i in range(4):
         path = os.path.join(mnt, f'keep{i}')
         live[path] = rng.randbytes(16 * MiB)
-        assert write_fsync(path, live[path]) == 0
+        assert util.write_fsync(path, live[path]) == 0
     prev = []
     for cycle in range(3):
         pairs = fill_pairs(mnt, f'c{cycle}-', 4 * MiB, rng)
@@ -236,7 +214,7 @@ def test_space_comes_back(disk_of, make_mount, tmp_path):
                   f'deleted did not come back (room {r >> 20} MiB)', 0.1)
         path = os.path.join(mnt, f'again{cycle}')
         live[path] = rng.randbytes(freed // 4)
-        assert write_fsync(path, live[path]) == 0, \
+        assert util.write_fsync(path, live[path]) == 0, \
             f'cycle {cycle}: locked out'
         prev.append(path)
     for path, data in live.items():
@@ -256,7 +234,7 @@ def fill_files(mnt, prefix, size, rng, limit, fill=True):
     for i in range(limit):
         path = os.path.join(mnt, f'{prefix}{i}')
         data = rng.randbytes(size)
-        err = write_fsync(path, data)
+        err = util.write_fsync(path, data)
         if err:
             assert err == errno.ENOSPC, f'filling gave {err}'
             os.unlink(path)
@@ -335,7 +313,7 @@ def test_status_says_full(disk_of, make_mount, tmp_path):
     node = util.create_cluster(disk / 'c')
     mnt = str(tmp_path / 'mnt')
     m = make_mount(node, mnt)
-    assert write_fsync(os.path.join(mnt, 'f'), b'x' * MiB) == 0
+    assert util.write_fsync(os.path.join(mnt, 'f'), b'x' * MiB) == 0
     st = util.status(node)
     assert st['full'] is False and st['compaction_error'] is None, st
     m.stop()

@@ -841,3 +841,29 @@ def room(path):
     """Bytes free for unprivileged writers on PATH's file system."""
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def write_fsync(path, data, off=0, flags=os.O_CREAT | os.O_TRUNC):
+    """Writes DATA at OFF into PATH (opened write-only with FLAGS), 1 MiB
+    a write, and fsyncs: 0, or the errno that stopped it (the open's
+    too)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | flags, 0o644)
+    except OSError as exc:
+        return exc.errno
+    err = 0
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(fd, view[:MiB], off)
+            view = view[n:]
+            off += n
+        os.fsync(fd)
+    except OSError as exc:
+        err = exc.errno
+    finally:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            err = err or exc.errno
+    return err
