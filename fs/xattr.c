@@ -164,9 +164,9 @@ static int acl_set(struct bfs *fs, struct bfs_inode *ip, int ns,
 	return ret;
 }
 
-int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
-		 const void *value, size_t size, int flags,
-		 const struct bfs_cred *cr)
+/* The namespace of @name for a change (set or remove): NS_* or -errno
+ * (a bad name, a read-only virtual attribute, a read-only mount). */
+static int change_ns(struct bfs *fs, const char *name)
 {
 	int ns = name_ns(name);
 
@@ -174,8 +174,17 @@ int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		return ns;
 	if (ns == NS_VIRT)
 		return -EPERM;
-	if (fs->cfg.read_only)
-		return -EROFS;
+	return fs->cfg.read_only ? -EROFS : ns;
+}
+
+int bfs_setxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
+		 const void *value, size_t size, int flags,
+		 const struct bfs_cred *cr)
+{
+	int ns = change_ns(fs, name);
+
+	if (ns < 0)
+		return ns;
 	/* The kernel sets ACLs with flags 0 (fs/fuse/acl.c). */
 	if (ns == NS_ACL_ACCESS || ns == NS_ACL_DEFAULT)
 		return acl_set(fs, ip, ns, value, size, cr);
@@ -274,14 +283,10 @@ int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
 
 int bfs_removexattr(struct bfs *fs, struct bfs_inode *ip, const char *name)
 {
-	int ns = name_ns(name);
+	int ns = change_ns(fs, name);
 
 	if (ns < 0)
 		return ns;
-	if (ns == NS_VIRT)
-		return -EPERM;
-	if (fs->cfg.read_only)
-		return -EROFS;
 	if (ns == NS_ACL_ACCESS || ns == NS_ACL_DEFAULT)
 		return acl_remove(fs, ip, ns);
 	return xattr_change(fs, ip, name, NULL, 0, 0, true);
