@@ -1,7 +1,7 @@
 /* Fragment framing; see fragment.h for the layout. */
 #include "ec/fragment.h"
 
-#include "blocks/bytes.h"
+#include "blocks/base/bytes.h"
 
 #include <errno.h>
 #include <string.h>

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
-#include "blocks/bytes.h"
+#include "blocks/base/bytes.h"
 
 #define ACL_XATTR_VERSION 2
 #define PERM_BITS (BFS_ACL_READ | BFS_ACL_WRITE | BFS_ACL_EXECUTE)

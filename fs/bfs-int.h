@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "blocks/cid.h"
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 #include "fs/bfs.h"
-#include "fs/peers.h"
+#include "net/cluster/engine.h"
 
 #define ITAB_BUCKETS (1u << 14)
 #define INO_RESERVE 4096
@@ -79,7 +79,7 @@ struct hash_job {
 
 /*
  * The filesystem. Fields without a lock are set by bfs_open (or
- * bfs_set_peers, before requests run) and only read afterwards.
+ * bfs_set_engine, before requests run) and only read afterwards.
  *
  * Lock order (outer first; none is held across a FUSE reply, and none
  * across a fetch from the cluster except by the last pass of a read
@@ -102,14 +102,14 @@ struct hash_job {
  *   count_lock       the inode count, across its commit
  * The last six are leaves of this list: none is held while another lock
  * of it is taken (space_lock is held across the store's blk_db_space).
- * The store's own locks (blocks/store.c) and the cluster engine's (through
- * bfs_peers_kick, under ext_lock + ip->lock) come after all of these.
+ * The store's own locks (blocks/store/store.c) and the cluster engine's
+ * (through cl_engine_kick, under ext_lock + ip->lock) come after all of these.
  */
 struct bfs {
 	struct bfs_config cfg;
 	char *node_dir;
 	struct blk_db *db;
-	struct bfs_peers *peers; /* NULL: a single node */
+	struct cl_engine *peers; /* NULL: a single node */
 	uint64_t max_extent;	 /* longest extent any mount of this fs wrote */
 
 	pthread_mutex_t ns_lock;

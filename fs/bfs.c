@@ -10,8 +10,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "blocks/clock.h"
-#include "fs/log.h"
+#include "blocks/base/clock.h"
+#include "blocks/base/log.h"
 
 bool bfs_read_only(const struct bfs *fs)
 {
@@ -23,7 +23,7 @@ struct blk_db *bfs_db(struct bfs *fs)
 	return fs->db;
 }
 
-void bfs_set_peers(struct bfs *fs, struct bfs_peers *peers)
+void bfs_set_engine(struct bfs *fs, struct cl_engine *peers)
 {
 	fs->peers = peers;
 }
@@ -112,14 +112,14 @@ static bool check_room(struct bfs *fs, uint64_t *avail)
 }
 
 /* Say what a damaged write-ahead log cost at the open of @path: RocksDB
- * itself drops it silently (blocks/db.c). */
+ * itself drops it silently (blocks/db/db.c). */
 static void say_wal_damage(struct bfs *fs, const char *path)
 {
 	struct blk_wal_damage wd;
 
 	blk_db_wal_damage(fs->db, &wd);
 	if (wd.records)
-		bfs_log_err("the write-ahead log %s/%s is damaged at byte "
+		blk_log_err("the write-ahead log %s/%s is damaged at byte "
 			    "%llu: the last %llu transactions written before "
 			    "the daemon stopped were dropped, from there on; "
 			    "what they wrote is lost",
@@ -300,7 +300,7 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	snprintf(path, sizeof(path), "%s/db", fs->cfg.node_dir);
 	ret = open_db(fs, path, full, err, errlen);
 	if (!ret && full)
-		bfs_log_err("%s is full (%llu bytes free): mounting read-only; "
+		blk_log_err("%s is full (%llu bytes free): mounting read-only; "
 			    "free space on it and mount again to write",
 			    fs->cfg.node_dir, (unsigned long long)avail);
 	if (!ret)
@@ -358,7 +358,7 @@ int bfs_sync_all(struct bfs *fs)
 	}
 	int ret = blk_db_sync(fs->db);
 	if (!ret && fs->peers && !fs->cfg.read_only)
-		ret = bfs_peers_barrier(fs->peers);
+		ret = cl_engine_barrier(fs->peers);
 	return first ? first : ret;
 }
 
@@ -396,7 +396,7 @@ int bfs_close(struct bfs *fs)
 	if (fs->db && fs->flushers)
 		ret = bfs_sync_all(fs);
 	if (fs->n_flushes)
-		bfs_log_info("%llu flushes (%llu by writers over the memory "
+		blk_log_info("%llu flushes (%llu by writers over the memory "
 			     "bound), %llu MiB committed, %llu MiB hashed",
 			     (unsigned long long)fs->n_flushes,
 			     (unsigned long long)fs->n_sync_flushes,

@@ -13,13 +13,13 @@
 #include <sys/statvfs.h>
 
 #include "blocks/cdc.h"
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 #include "fs/cred.h"
 #include "fs/meta.h"
 #include "fs/wbuf.h"
 
 struct bfs;
-struct bfs_peers; /* fs/peers.h */
+struct cl_engine; /* net/cluster/engine.h */
 
 /* When a read updates a file's atime (mount options relatime, noatime,
  * strictatime; relatime is the default, as on Linux). */
@@ -45,16 +45,16 @@ struct bfs_config {
 	uint64_t dirty_max; /* all files' unflushed bytes before writers wait */
 	uint64_t flush_at;  /* a file's dirty bytes that start a flush */
 	unsigned flushers;  /* background flush threads */
-	bool newlog;	    /* keep the store's new-block log (peers.h) */
+	bool newlog; /* keep the store's new-block log (net/cluster/engine.h) */
 	uint64_t local_max; /* local block bytes kept once on peers (0: all) */
 	enum bfs_atime atime;
 	bool nodiratime; /* listing a directory leaves its atime */
 };
 
-/* What the cluster layer (fs/peers.c) does for the filesystem, so that this
- * file needs no network: fetch a block missing from the local store, learn
- * that new blocks were committed, wait until everything committed is on its
- * placement (fsync), hold writers back while uploads lag, and say how many
+/* What the cluster layer (net/cluster/engine.c) does for the filesystem, so
+ * that this file needs no network: fetch a block missing from the local store,
+ * learn that new blocks were committed, wait until everything committed is on
+ * its placement (fsync), hold writers back while uploads lag, and say how many
  * blocks still wait for upload (eviction waits for none). */
 /* Read-only attribute of the root directory: the mount's own view of the
  * cluster's nodes, one line per node, "NAME up|down LATENCY_US\n" (latency
@@ -155,12 +155,12 @@ int bfs_close(struct bfs *fs);
  * remote, everything on its placement). */
 int bfs_sync_all(struct bfs *fs);
 
-/* Attach the cluster engine (fs/peers.h): from now on blocks missing
+/* Attach the cluster engine (net/cluster/engine.h): from now on blocks missing
  * from the store are fetched through @peers, new ones are announced to its
  * uploader and fsync waits for its barrier (unless the filesystem is
  * read-only). NULL detaches. Not while requests run; @peers must stay
  * open until it is detached. */
-void bfs_set_peers(struct bfs *fs, struct bfs_peers *peers);
+void bfs_set_engine(struct bfs *fs, struct cl_engine *peers);
 struct blk_db *bfs_db(struct bfs *fs);
 
 /* Inode references. bfs_iget loads an inode (refs+1). bfs_iput drops one;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/log.h"
+#include "blocks/base/log.h"
 
 /* Blocks remembered as reported: the last DAMAGE_SAID_MAX. A block
  * reported before them may be reported again, once. */
@@ -132,7 +132,7 @@ void bfs_damage_unreadable(struct bfs *fs, uint64_t ino, uint64_t off,
 		return;
 	bfs_ino_describe(fs, ino, path, sizeof(path));
 	blk_cid_to_string(cid, cs);
-	bfs_log_err("file %s (inode %llu): block %s at offset %llu is "
+	blk_log_err("file %s (inode %llu): block %s at offset %llu is "
 		    "unreadable: %s%s",
 		    path, (unsigned long long)ino, cs, (unsigned long long)off,
 		    strerror(-err),
@@ -152,13 +152,13 @@ void bfs_damage_healed(struct bfs *fs, uint64_t ino, const struct blk_cid *cid,
 	bfs_ino_describe(fs, ino, path, sizeof(path));
 	blk_cid_to_string(cid, cs);
 	if (rewrite)
-		bfs_log_err("file %s (inode %llu): block %s: the local copy is "
+		blk_log_err("file %s (inode %llu): block %s: the local copy is "
 			    "damaged (%s); read from the cluster, but it "
 			    "could not be written back: %s",
 			    path, (unsigned long long)ino, cs,
 			    strerror(-damage), strerror(-rewrite));
 	else
-		bfs_log_warn("file %s (inode %llu): block %s: the local copy "
+		blk_log_warn("file %s (inode %llu): block %s: the local copy "
 			     "was damaged (%s); healed from the cluster",
 			     path, (unsigned long long)ino, cs,
 			     strerror(-damage));

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "blocks/cid.h"
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 
 struct bfs_extent {
 	uint64_t off;

@@ -35,8 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks/base/log.h"
 #include "fs/extent.h"
-#include "fs/log.h"
 
 /* linux/falloc.h, without its header's dependency on the kernel's */
 #define FL_KEEP_SIZE 0x01
@@ -362,7 +362,7 @@ static int punch(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 			 * old extents show there, as after a failed
 			 * truncate. */
 			ip->rec = saved;
-			bfs_log_err("inode %llu: fallocate commit failed: %s",
+			blk_log_err("inode %llu: fallocate commit failed: %s",
 				    (unsigned long long)ip->ino,
 				    strerror(-ret));
 		}

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blocks/clock.h"
-#include "fs/log.h"
+#include "blocks/base/clock.h"
+#include "blocks/base/log.h"
 
 void bfs_dirty_account(struct bfs *fs, int64_t delta)
 {
@@ -78,7 +78,7 @@ static void *flusher_main(void *arg)
 
 		int ret = bfs_flush_inode(fs, ip, final, NULL);
 		if (ret)
-			bfs_log_err("inode %llu: flush failed: %s",
+			blk_log_err("inode %llu: flush failed: %s",
 				    (unsigned long long)ip->ino,
 				    strerror(-ret));
 		pthread_mutex_lock(&ip->lock);

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "blocks/base/log.h"
 #include "fs/acl.h"
-#include "fs/log.h"
 
 struct bfs_fuse {
 	struct bfs *fs;
@@ -710,7 +710,7 @@ static void launder(fuse_req_t req, fuse_ino_t ino, off_t off)
 	    LAUNDER_MAX) {
 		int r = fuse_lowlevel_notify_inval_inode(bf->se, ino, off, 0);
 		if (r && r != -ENOENT)
-			bfs_log_warn("inode %llu: cannot have the kernel "
+			blk_log_warn("inode %llu: cannot have the kernel "
 				     "write back its cached pages before a "
 				     "seek: %s",
 				     (unsigned long long)ino, strerror(-r));
@@ -788,7 +788,7 @@ static void set_read_ahead(const char *mnt, unsigned kb)
 		 min);
 	f = fopen(path, "w");
 	if (!f || fprintf(f, "%u\n", kb) < 0)
-		bfs_log_warn("cannot set read-ahead to %u KiB (%s): %s", kb,
+		blk_log_warn("cannot set read-ahead to %u KiB (%s): %s", kb,
 			     path, strerror(errno));
 	if (f)
 		fclose(f);

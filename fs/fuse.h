@@ -21,8 +21,8 @@ struct bfs_mount_opts {
 /* ioctl(2) on any file or directory of a mount (`blockfs sync`): flush
  * every file's buffered writes into blocks, sync the node's store and, in a
  * cluster, wait until everything is on its placement (the fsync barrier,
- * fs/peers.h). Fails with EIO after sync_timeout. syncfs(2) cannot do this:
- * libfuse 3.14 has no syncfs operation, so the kernel writes its cached
+ * net/cluster/engine.h). Fails with EIO after sync_timeout. syncfs(2) cannot do
+ * this: libfuse 3.14 has no syncfs operation, so the kernel writes its cached
  * pages back and returns 0 without asking the daemon. */
 #define BFS_IOC_SYNC _IO(0xbf, 1)
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blocks/clock.h"
-#include "fs/log.h"
+#include "blocks/base/clock.h"
+#include "blocks/base/log.h"
 
 void bfs_now(struct timespec *ts)
 {
@@ -55,7 +55,7 @@ static int load_inode(struct bfs *fs, uint64_t ino, struct bfs_inode *ip)
 	}
 	free(val);
 	if (ret == -EUCLEAN)
-		bfs_log_err("inode %llu: undecodable record",
+		blk_log_err("inode %llu: undecodable record",
 			    (unsigned long long)ino);
 	return ret;
 }
@@ -65,7 +65,7 @@ int bfs_txn_commit(struct blk_txn *t, bool sync)
 	int ret = blk_txn_commit(t, sync);
 	blk_txn_free(t);
 	if (ret)
-		bfs_log_err("metadata commit failed: %s", strerror(-ret));
+		blk_log_err("metadata commit failed: %s", strerror(-ret));
 	return ret;
 }
 
@@ -219,7 +219,7 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 		if (ret) {
 			char path[1024];
 			bfs_ino_describe(fs, ip->ino, path, sizeof(path));
-			bfs_log_err("file %s (inode %llu): attribute change "
+			blk_log_err("file %s (inode %llu): attribute change "
 				    "lost: %s",
 				    path, (unsigned long long)ip->ino,
 				    strerror(-ret));
@@ -239,7 +239,7 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 		if (ret) {
 			char path[1024];
 			bfs_ino_describe(fs, ip->ino, path, sizeof(path));
-			bfs_log_err("file %s (inode %llu): %llu bytes of "
+			blk_log_err("file %s (inode %llu): %llu bytes of "
 				    "unflushed data lost: %s",
 				    path, (unsigned long long)ip->ino,
 				    (unsigned long long)ip->dirty.bytes,
@@ -424,7 +424,7 @@ int bfs_write_attrs(struct bfs *fs)
 		for (size_t i = 0; i < n; i++)
 			bfs_iput(fs, batch[i]);
 		if (ret) {
-			bfs_log_err("writing inode attributes failed: %s",
+			blk_log_err("writing inode attributes failed: %s",
 				    strerror(-ret));
 			first = first ? first : ret;
 			break;
@@ -602,7 +602,7 @@ int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip)
 	blk_txn_delete(t, BFS_CF_META, okey, strlen(okey));
 	if (ret) {
 		blk_txn_free(t);
-		bfs_log_err("inode %llu: cannot free its data: %s",
+		blk_log_err("inode %llu: cannot free its data: %s",
 			    (unsigned long long)ip->ino, strerror(-ret));
 		return ret;
 	}

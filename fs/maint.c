@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "blocks/clock.h"
-#include "fs/log.h"
+#include "blocks/base/clock.h"
+#include "blocks/base/log.h"
 
 static uint64_t mono_ms(void)
 {
@@ -23,7 +23,7 @@ static uint64_t mono_ms(void)
  * evict blocks (their references stay; reads fetch them back). The order
  * is the CIDs', i.e. arbitrary, which is what a cache of content-addressed
  * blocks without access times can do cheaply. The store itself refuses a
- * block not uploaded yet (blocks/store.h invariant 4); the backlog check
+ * block not uploaded yet (blocks/store/store.h invariant 4); the backlog check
  * only saves a walk while uploads are queued. */
 static void evict_blocks(struct bfs *fs)
 {
@@ -33,12 +33,12 @@ static void evict_blocks(struct bfs *fs)
 	if (!fs->cfg.local_max || !fs->peers || blk_store_stats(fs->db, &st))
 		return;
 	local = st.bytes - st.remote_bytes;
-	if (local <= fs->cfg.local_max || bfs_peers_backlog(fs->peers))
+	if (local <= fs->cfg.local_max || cl_engine_backlog(fs->peers))
 		return;
 	goal = local - fs->cfg.local_max + fs->cfg.local_max / 10;
 	(void)blk_store_evict_upto(fs->db, goal, &freed, &n);
 	if (n)
-		bfs_log_info("evicted %llu blocks (%llu MiB) held by peers",
+		blk_log_info("evicted %llu blocks (%llu MiB) held by peers",
 			     (unsigned long long)n,
 			     (unsigned long long)(freed >> 20));
 }
@@ -48,7 +48,7 @@ static void evict_blocks(struct bfs *fs)
 
 /*
  * A node that lost fragments it had acknowledged (a damaged write-ahead
- * log: blocks/db.c) says how many in its STATUS, a count that only grows.
+ * log: blocks/db/db.c) says how many in its STATUS, a count that only grows.
  * This writer still holds most blocks it wrote: when a node's count is
  * above what the "lostseen:NAME" meta record says was dealt with, every
  * block held here goes back on the upload queue (the nodes holding their
@@ -58,13 +58,13 @@ static void evict_blocks(struct bfs *fs)
  */
 static void check_lost(struct bfs *fs)
 {
-	uint64_t lost[BFS_MAX_NODES], seen[BFS_MAX_NODES], queued = 0;
-	const char *names[BFS_MAX_NODES];
+	uint64_t lost[CL_MAX_NODES], seen[CL_MAX_NODES], queued = 0;
+	const char *names[CL_MAX_NODES];
 	char key[96];
 	unsigned n;
 	bool more = false;
 
-	if (fs->cfg.read_only || bfs_peers_lost(fs->peers, lost, names, &n))
+	if (fs->cfg.read_only || cl_engine_lost(fs->peers, lost, names, &n))
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		uint8_t v[8];
@@ -82,7 +82,7 @@ static void check_lost(struct bfs *fs)
 	for (unsigned i = 0; i < n; i++) {
 		if (lost[i] == UINT64_MAX || lost[i] <= seen[i])
 			continue;
-		bfs_log_err("node %s lost %llu fragments it had stored (%llu "
+		blk_log_err("node %s lost %llu fragments it had stored (%llu "
 			    "since last seen): %s %llu blocks held here%s%s",
 			    names[i], (unsigned long long)lost[i],
 			    (unsigned long long)(lost[i] - seen[i]),
@@ -97,12 +97,12 @@ static void check_lost(struct bfs *fs)
 		blk_put_le64(v, lost[i]);
 		if (blk_db_put(fs->db, BFS_CF_META, key, (size_t)r, v,
 			       sizeof(v)))
-			bfs_log_warn("cannot record the loss of node %s as "
+			blk_log_warn("cannot record the loss of node %s as "
 				     "dealt with",
 				     names[i]);
 	}
 	if (!ret)
-		bfs_peers_kick(fs->peers);
+		cl_engine_kick(fs->peers);
 }
 
 /* Whether to compact now that the store holds @cur bytes (it held @prev
@@ -140,11 +140,11 @@ static void compact(struct bfs *fs)
 	int ret = blk_db_compact(fs->db, bfs_space_reserve(fs), &cs);
 	bfs_space_compacted(fs, ret);
 	if (ret)
-		bfs_log_err("compaction failed: %s (the node database's LOG "
+		blk_log_err("compaction failed: %s (the node database's LOG "
 			    "says more)",
 			    strerror(-ret));
 	else
-		bfs_log_info("compacted after %llu MiB were freed: blob files "
+		blk_log_info("compacted after %llu MiB were freed: blob files "
 			     "%llu -> %llu MiB, %llu MiB garbage left, %u GC "
 			     "passes",
 			     (unsigned long long)(freed >> 20),
@@ -170,11 +170,11 @@ static void maint_period(struct bfs *fs, unsigned period)
 		check_lost(fs);
 	evict_blocks(fs);
 	/* Bound what a crash can take of unsynced data, as a local
-	 * filesystem's periodic commit does (blocks/journal.c J1). */
+	 * filesystem's periodic commit does (blocks/store/journal.c J1). */
 	if (period % SYNC_PERIODS == 0) {
 		int r = blk_db_sync(fs->db);
 		if (r)
-			bfs_log_err("periodic sync failed: %s", strerror(-r));
+			blk_log_err("periodic sync failed: %s", strerror(-r));
 	}
 	if (blk_store_stats(fs->db, &st) == 0)
 		cur = st.bytes;
@@ -291,7 +291,7 @@ int bfs_maint_final(struct bfs *fs)
 		int r = blk_db_compact(fs->db, bfs_space_reserve(fs), NULL);
 		bfs_space_compacted(fs, r);
 		if (r)
-			bfs_log_err("compaction at unmount failed: %s",
+			blk_log_err("compaction at unmount failed: %s",
 				    strerror(-r));
 	}
 	return ret;

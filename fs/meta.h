@@ -17,9 +17,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "blocks/bytes.h"
+#include "blocks/base/bytes.h"
 #include "blocks/cid.h"
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 
 enum {
 	BFS_CF_INODES = BLK_CF_USER,

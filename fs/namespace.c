@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fs/log.h"
+#include "blocks/base/log.h"
 
 static int dir_lookup(struct bfs *fs, uint64_t parent, const char *name,
 		      uint64_t *ino, uint8_t *dtype)

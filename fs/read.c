@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks/base/log.h"
 #include "fs/extent.h"
-#include "fs/log.h"
 
 /* ---- blocks, local or fetched ------------------------------------------ */
 
@@ -34,7 +34,7 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 
 	if (!fs->peers)
 		return -EIO;
-	ret = bfs_peers_fetch(fs->peers, cid, data, len);
+	ret = cl_engine_fetch(fs->peers, cid, data, len);
 	if (ret)
 		return ret;
 	if (damage) {
@@ -51,7 +51,7 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 	if (!fs->cfg.read_only && room) {
 		int r = blk_store_fill(fs->db, cid, *data, *len);
 		if (r && r != -ENOENT)
-			bfs_log_warn("cannot keep a fetched block: %s",
+			blk_log_warn("cannot keep a fetched block: %s",
 				     strerror(-r));
 	}
 	return 0;
@@ -136,7 +136,7 @@ void bfs_read_done(struct bfs *fs, struct bfs_file *f)
 	bool reader = f->next_off != 0;
 	pthread_mutex_unlock(&f->lock);
 	if (reader && fs->peers)
-		bfs_peers_drop_taken(fs->peers);
+		cl_engine_drop_taken(fs->peers);
 }
 
 int bfs_release_file(struct bfs *fs, struct bfs_file *f)
@@ -334,7 +334,7 @@ static void prefetch(struct bfs *fs, struct bfs_file *f, uint64_t off,
 	}
 	bfs_extent_list_free(&exts);
 	if (n)
-		bfs_peers_prefetch(fs->peers, cids, n);
+		cl_engine_prefetch(fs->peers, cids, n);
 }
 
 /* Fill @buf with [off, off+len) of the extent map (holes as zeros), the

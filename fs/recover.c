@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/log.h"
+#include "blocks/base/log.h"
 
 /* Free inodes that were unlinked while open when the daemon last stopped. */
 int bfs_purge_orphans(struct bfs *fs)
@@ -42,7 +42,7 @@ int bfs_purge_orphans(struct bfs *fs)
 		ret = blk_iter_status(it);
 	blk_iter_free(it);
 	if (n)
-		bfs_log_info("freed %llu files deleted while open",
+		blk_log_info("freed %llu files deleted while open",
 			     (unsigned long long)n);
 	return ret;
 }
@@ -77,7 +77,7 @@ static void say_dropped(struct bfs *fs, uint64_t ino, uint64_t off,
 		return;
 	ino_path(fs, ino, path, sizeof(path));
 	blk_cid_to_string(cid, cs);
-	bfs_log_warn("file %s (inode %llu): block %s at offset %llu (%u "
+	blk_log_warn("file %s (inode %llu): block %s at offset %llu (%u "
 		     "bytes) was never synced before the crash and is lost; "
 		     "the range reads as zeros",
 		     path, (unsigned long long)ino, cs, (unsigned long long)off,
@@ -111,7 +111,7 @@ static int fix_stored(struct bfs *fs, uint64_t ino, uint64_t bytes)
 		return ret;
 	char path[1024];
 	ino_path(fs, ino, path, sizeof(path));
-	bfs_log_warn("file %s (inode %llu): %llu bytes written before the "
+	blk_log_warn("file %s (inode %llu): %llu bytes written before the "
 		     "crash were never synced and read as zeros",
 		     path, (unsigned long long)ino, (unsigned long long)bytes);
 	return 0;
@@ -190,7 +190,7 @@ static int drop_extents_in(struct bfs *fs,
 
 /*
  * After a crash, the store drops blocks whose bytes never reached the disk
- * (they were written but not synced; blocks/journal.c J1). Every extent
+ * (they were written but not synced; blocks/store/journal.c J1). Every extent
  * that points at one goes too, so the range reads as a hole instead of
  * failing: the same outcome as unsynced data after a power cut on a local
  * filesystem, and never metadata pointing at a missing block. Runs at
@@ -215,7 +215,7 @@ int bfs_drop_lost_extents(struct bfs *fs)
 				  nlost, &dropped);
 	free(keys);
 	if (!ret) {
-		bfs_log_warn("%zu blocks written before a crash were lost; "
+		blk_log_warn("%zu blocks written before a crash were lost; "
 			     "dropped %llu extents pointing at them",
 			     nlost, (unsigned long long)dropped);
 		blk_db_forget_lost(fs->db);

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs/log.h"
+#include "blocks/base/log.h"
 
 static uint64_t mono_ns(void)
 {
@@ -98,7 +98,7 @@ static int space_admit(struct bfs *fs, uint64_t len, bool claim)
 		pthread_mutex_unlock(&fs->space_lock);
 		int r = blk_db_flush(fs->db);
 		if (r)
-			bfs_log_err(
+			blk_log_err(
 			    "flushing memtables to make room failed: %s",
 			    strerror(-r));
 		pthread_mutex_lock(&fs->space_lock);
@@ -124,7 +124,7 @@ static int space_admit(struct bfs *fs, uint64_t len, bool claim)
 	uint64_t total = fs->space_total;
 	pthread_mutex_unlock(&fs->space_lock);
 	if (warn)
-		bfs_log_err("%s is full: writes fail with ENOSPC (%llu bytes "
+		blk_log_err("%s is full: writes fail with ENOSPC (%llu bytes "
 			    "left, %llu of %llu kept in reserve); delete files "
 			    "to make room",
 			    fs->node_dir, (unsigned long long)room,
@@ -208,7 +208,7 @@ void bfs_space_compacted(struct bfs *fs, int err)
 	if (fd < 0)
 		return;
 	if (write(fd, line, (size_t)n) != n)
-		bfs_log_err("cannot record the compaction error in %s: %s",
+		blk_log_err("cannot record the compaction error in %s: %s",
 			    path, strerror(errno));
 	close(fd);
 }

@@ -21,25 +21,23 @@
  * States of a block (a chunk's content, by CID), and what moves it on:
  *
  *   stored      refs record and bytes in the store: blk_txn_commit
- *      |        (blocks/store.c apply_refs, put_bytes; large new blocks
- *      |        skip the WAL, journaled: blocks/journal.c J1)
+ *      |        (blocks/store/store.c apply_refs, put_bytes; large new blocks
+ *      |        skip the WAL, journaled: blocks/store/journal.c J1)
  *      |  same batch, when cfg.newlog: apply_refs adds a "newlog" record
- *      v  (flush_commit: bfs_peers_kick wakes the uploader)
- *   queued      a newlog record; counted by bfs_peers_backlog
- *      |  uploader_main (fs/uploader.c): read_log, job_prepare, job_start,
- *      v  place_fragment (one PUT per fragment)
- *   uploading   fragments in flight to their placement
- *      |  handle_completion (all K+M acknowledged), then retire deletes
- *      v  the newlog record and moves the watermark
- *   uploaded    on K+M nodes, in their WALs
- *      |  bfs_peers_barrier (from bfs_fsync_meta and
- *      v  bfs_sync_all): wait_uploaded, then SYNC to every node written
- *   synced      durable on its placement
+ *      v  (flush_commit: cl_engine_kick wakes the uploader)
+ *   queued      a newlog record; counted by cl_engine_backlog
+ *      |  uploader_main (net/cluster/uploader.c): read_log, job_prepare,
+ * job_start, v  place_fragment (one PUT per fragment) uploading   fragments in
+ * flight to their placement |  handle_completion (all K+M acknowledged), then
+ * retire deletes v  the newlog record and moves the watermark uploaded    on
+ * K+M nodes, in their WALs |  cl_engine_barrier (from bfs_fsync_meta and v
+ * bfs_sync_all): wait_uploaded, then SYNC to every node written synced durable
+ * on its placement
  *
  *   evicted     bytes gone from the local store, refs record kept:
  *               evict_blocks (maint.c) -> blk_store_evict, once nothing is
  *               queued and local bytes pass cfg.local_max; a read brings
- *               the bytes back (bfs_block_read -> bfs_peers_fetch ->
+ *               the bytes back (bfs_block_read -> cl_engine_fetch ->
  *               blk_store_fill). Eviction needs "uploaded", not "synced".
  *
  * Invariants:
@@ -63,7 +61,7 @@
  *     that first stored it until all its fragments are acknowledged; the
  *     uploader's watermark is below every record not yet retired.
  *  7. Only a block that is uploaded is evicted: the store refuses one that
- *     a newlog record names, under its lock (blocks/store.h invariant 4),
+ *     a newlog record names, under its lock (blocks/store/store.h invariant 4),
  *     and the uploader never takes an evicted block for a deleted one
  *     (uploader.c invariant 5). An evicted block keeps its references: it
  *     can always be fetched.
@@ -77,8 +75,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks/base/log.h"
 #include "fs/extent.h"
-#include "fs/log.h"
 
 struct run {
 	uint64_t ea, eb;   /* file range re-chunked */
@@ -512,7 +510,7 @@ static int flush_commit(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 		bfs_txn_put_inode(t, ip);
 		ret = blk_txn_commit(t, false);
 		if (!ret && fs->peers)
-			bfs_peers_kick(fs->peers);
+			cl_engine_kick(fs->peers);
 	}
 	for (size_t i = 0; !ret && i < nruns; i++) {
 		const struct run *r = &runs[i];
@@ -527,7 +525,7 @@ static int flush_commit(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 			struct wb_seg *s = &ip->flushing.segs[i];
 			if (wbuf_write_under(&ip->dirty, s->off, s->data,
 					     s->len))
-				bfs_log_err("inode %llu: out of memory putting "
+				blk_log_err("inode %llu: out of memory putting "
 					    "back unflushed data",
 					    (unsigned long long)ip->ino);
 		}
@@ -665,7 +663,7 @@ int64_t bfs_write(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		bfs_enqueue(fs, ip);
 	ret = bfs_throttle(fs, ip);
 	if (!ret && fs->peers)
-		bfs_peers_throttle(fs->peers);
+		cl_engine_throttle(fs->peers);
 	return ret ? ret : (int64_t)len;
 }
 
@@ -702,7 +700,7 @@ int bfs_fsync_meta(struct bfs *fs)
 		ret = blk_db_sync(fs->db);
 	/* The promise of fsync: on the placement at full redundancy. */
 	if (!ret && fs->peers && !fs->cfg.read_only)
-		ret = bfs_peers_barrier(fs->peers);
+		ret = cl_engine_barrier(fs->peers);
 	return ret;
 }
 
@@ -723,7 +721,7 @@ void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 		if (!bfs_block_evicted(fs, &e->cid))
 			break;
 		tail->cid = e->cid;
-		if (bfs_peers_fetch(fs->peers, &e->cid, &tail->data,
+		if (cl_engine_fetch(fs->peers, &e->cid, &tail->data,
 				    &tail->len))
 			tail->data = NULL;
 		break;

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "blocks/base/log.h"
 #include "fs/acl.h"
-#include "fs/log.h"
 
 enum xattr_ns { NS_PLAIN, NS_TRUSTED, NS_ACL_ACCESS, NS_ACL_DEFAULT, NS_VIRT };
 
@@ -201,7 +201,7 @@ static int64_t virtual_xattr(struct bfs *fs, struct bfs_inode *ip,
 	if (ip->ino != BFS_ROOT_INO || strcmp(name, BFS_XATTR_NODES) ||
 	    !fs->peers)
 		return -ENODATA;
-	n = bfs_peers_describe(fs->peers, buf, sizeof(buf));
+	n = cl_engine_describe(fs->peers, buf, sizeof(buf));
 	if (n < 0)
 		return n;
 	if ((size_t)n >= sizeof(buf))
@@ -308,7 +308,7 @@ static int acl_load(struct bfs *fs, uint64_t ino, const char *name,
 		return (int)r;
 	if ((size_t)r > sizeof(buf) || bfs_acl_decode(buf, (size_t)r, acl) ||
 	    !acl->n) {
-		bfs_log_err("inode %llu: stored %s does not decode",
+		blk_log_err("inode %llu: stored %s does not decode",
 			    (unsigned long long)ino, name);
 		return -EUCLEAN;
 	}

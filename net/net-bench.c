@@ -26,7 +26,7 @@
 #include <time.h>
 #include <zmq.h>
 
-#include "blocks/bench.h"
+#include "blocks/base/bench.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)

@@ -194,7 +194,7 @@ class EcCluster:
     def rebuild_damaged(self):
         """A rotted node may start, and only later stop taking fragments,
         when a compaction meets its damaged table file; it then says its
-        database is damaged (net/server.c). Such a node is rebuilt as
+        database is damaged (net/server/server.c). Such a node is rebuilt as
         one that cannot start: stopped, its database moved aside, started
         empty, so that the mount uploads what it held again. Returns the
         nodes rebuilt."""

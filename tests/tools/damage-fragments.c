@@ -3,14 +3,14 @@
  *
  * Usage: damage-fragments NODE_DIR
  * Rewrites each 'F' record of the node's fragment column family (see
- * net/server.h) with one byte of the fragment bytes inverted, headers left
- * alone, and prints the number of fragments damaged. Exit status 0, or 1
+ * net/server/server.h) with one byte of the fragment bytes inverted, headers
+ * left alone, and prints the number of fragments damaged. Exit status 0, or 1
  * on error (the node must not be running). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 #include "ec/fragment.h"
 #include "fs/meta.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "blocks/bytes.h"
+#include "blocks/base/bytes.h"
 #include "fs/acl.h"
 
 #include "tests/unit/check.h"

@@ -1,12 +1,12 @@
-/* Unit tests for the cluster file and policy parsing (fs/config.c): the
- * redundancy policies, ec_min, and which blocks are stored as replicas. */
+/* Unit tests for the cluster file and policy parsing (net/cluster/config.c):
+ * the redundancy policies, ec_min, and which blocks are stored as replicas. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "fs/config.h"
+#include "net/cluster/config.h"
 
 #include "tests/unit/check.h"
 
@@ -14,24 +14,24 @@ static void test_redundancy(void)
 {
 	unsigned k = 0, m = 0;
 
-	CHECK(bfs_parse_redundancy("ec:4+2", &k, &m) == 0 && k == 4 && m == 2);
-	CHECK(bfs_parse_redundancy("replicas:3", &k, &m) == 0 && k == 1 &&
+	CHECK(cl_parse_redundancy("ec:4+2", &k, &m) == 0 && k == 4 && m == 2);
+	CHECK(cl_parse_redundancy("replicas:3", &k, &m) == 0 && k == 1 &&
 	      m == 2);
-	CHECK(bfs_parse_redundancy("ec:4+2x", &k, &m) == -EINVAL);
-	CHECK(bfs_parse_redundancy("ec:0+2", &k, &m) == -EINVAL);
-	CHECK(bfs_parse_redundancy("replicas:0", &k, &m) == -EINVAL);
+	CHECK(cl_parse_redundancy("ec:4+2x", &k, &m) == -EINVAL);
+	CHECK(cl_parse_redundancy("ec:0+2", &k, &m) == -EINVAL);
+	CHECK(cl_parse_redundancy("replicas:0", &k, &m) == -EINVAL);
 }
 
 static void test_ec_min(void)
 {
 	uint32_t v = 1;
 
-	CHECK(bfs_parse_ec_min("64K", &v) == 0 && v == 65536);
-	CHECK(bfs_parse_ec_min("0", &v) == 0 && v == 0);
-	CHECK(bfs_parse_ec_min("64M", &v) == 0 && v == BFS_EC_MIN_MAX);
-	CHECK(bfs_parse_ec_min("65M", &v) == -EINVAL);
-	CHECK(bfs_parse_ec_min("-1", &v) == -EINVAL);
-	CHECK(bfs_parse_ec_min("big", &v) == -EINVAL);
+	CHECK(cl_parse_ec_min("64K", &v) == 0 && v == 65536);
+	CHECK(cl_parse_ec_min("0", &v) == 0 && v == 0);
+	CHECK(cl_parse_ec_min("64M", &v) == 0 && v == CL_EC_MIN_MAX);
+	CHECK(cl_parse_ec_min("65M", &v) == -EINVAL);
+	CHECK(cl_parse_ec_min("-1", &v) == -EINVAL);
+	CHECK(cl_parse_ec_min("big", &v) == -EINVAL);
 }
 
 /* Every block survives the loss of any M nodes, whichever way it is
@@ -51,8 +51,8 @@ static void test_block_coding(void)
 				unsigned k = kms[a][0], m = kms[a][1], bk, bm;
 				bool replicate = k > 1 && lens[b] < mins[c];
 
-				bfs_block_coding(k, m, mins[c], lens[b], &bk,
-						 &bm);
+				cl_block_coding(k, m, mins[c], lens[b], &bk,
+						&bm);
 				CHECK(bm == m);
 				CHECK(bk == (replicate ? 1 : k));
 			}
@@ -66,7 +66,7 @@ static void test_block_coding(void)
 	"public_key = abcdefghijabcdefghijabcdefghijabcdefghij\n"
 
 /* Load @body as a cluster file: the result, the message in @err. */
-static int load(const char *body, struct bfs_cluster *c, char *err,
+static int load(const char *body, struct cl_cluster *c, char *err,
 		size_t errlen)
 {
 	char path[] = "/tmp/test-config-XXXXXX";
@@ -75,21 +75,21 @@ static int load(const char *body, struct bfs_cluster *c, char *err,
 	REQUIRE(fd >= 0);
 	REQUIRE(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
 	close(fd);
-	int ret = bfs_cluster_load(path, c, err, errlen);
+	int ret = cl_cluster_load(path, c, err, errlen);
 	unlink(path);
 	return ret;
 }
 
-/* A cluster file: ec_min defaults to BFS_EC_MIN_DEFAULT, is read when
+/* A cluster file: ec_min defaults to CL_EC_MIN_DEFAULT, is read when
  * given, and a bad one is refused naming the line. */
 static void test_cluster_file(void)
 {
-	struct bfs_cluster *c = xmalloc(sizeof(*c));
+	struct cl_cluster *c = xmalloc(sizeof(*c));
 	char err[512];
 
 	CHECK(load("[cluster]\nid = x\nredundancy = ec:4+2\n" NODE1, c, err,
 		   sizeof(err)) == 0 &&
-	      c->ec_min == BFS_EC_MIN_DEFAULT &&
+	      c->ec_min == CL_EC_MIN_DEFAULT &&
 	      !strcmp(c->redundancy, "ec:4+2") && c->nnodes == 1);
 	CHECK(
 	    load("[cluster]\nid = x\nredundancy = ec:4+2\nec_min = 16K\n" NODE1
@@ -134,7 +134,7 @@ static void test_cluster_file_refused(void)
 	     "public_key = 0123456789012345678901234567890123456789\n",
 	     "has the public_key of [node n1]"},
 	};
-	struct bfs_cluster *c = xmalloc(sizeof(*c));
+	struct cl_cluster *c = xmalloc(sizeof(*c));
 	char err[512];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -145,8 +145,8 @@ static void test_cluster_file_refused(void)
 		if (!strstr(err, cases[i].want))
 			fprintf(stderr, "case %zu: %s\n", i, err);
 	}
-	CHECK(bfs_cluster_load("/nonexistent/cluster.conf", c, err,
-			       sizeof(err)) == -ENOENT &&
+	CHECK(cl_cluster_load("/nonexistent/cluster.conf", c, err,
+			      sizeof(err)) == -ENOENT &&
 	      strstr(err, "/nonexistent/cluster.conf"));
 	free(c);
 }

@@ -1,10 +1,10 @@
-/* Unit tests for blocks/crc32c.c: RFC 3720 vectors, bit-identical results
+/* Unit tests for blocks/base/crc32c.c: RFC 3720 vectors, bit-identical results
  * with RocksDB's own crc32c::Extend over random lengths, alignments and
  * chained calls, that the interposition is in effect (RocksDB's calls land
  * in ours), and that a store written and read through it verifies.
  * CRC32C_BENCH=1 also prints the throughput beside RocksDB's. */
 
-#include "blocks/crc32c.h"
+#include "blocks/base/crc32c.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 #include "tests/unit/check.h"
 
 #define ROCKSDB_EXTEND "_ZN7rocksdb6crc32c6ExtendEjPKcm"

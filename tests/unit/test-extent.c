@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 #include "fs/extent.h"
 #include "fs/meta.h"
 #include "fs/wbuf.h"

@@ -1,10 +1,10 @@
-/* Tests of the node's fragment store (blocks/fragstore.c): put and its
+/* Tests of the node's fragment store (blocks/store/fragstore.c): put and its
  * outcomes (stored, same, replaced, refused), immutability, capacity,
  * delete with repeated names, scan order and cursors, the usage record
  * across a reopen, lost or damaged, and the puts a damaged write-ahead
- * log took (blocks/walscan.c, the 'L' record). */
+ * log took (blocks/db/walscan.c, the 'L' record). */
 
-#include "blocks/fragstore.h"
+#include "blocks/store/fragstore.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,15 +1,15 @@
-/* Tests of the storage-node server and the pipelined client (net/server.c,
- * net/client.c) over TCP loopback with CURVE: every op, checksums on put and
- * get, capacity, authentication, garbage from an authenticated peer, many
- * concurrent PUTs, a node going down and coming back, the GET fault
- * switch, and what a hostile peer with a valid key cannot do (overwrite
- * or delete stored fragments, fill the node's memory) and the refusals it
- * leaves in the log. NET_BENCH=1 adds a PUT throughput measurement (1 GiB in 1
- * MiB fragments; NET_BENCH_MIB overrides the size; NET_BENCH=only runs it
- * alone) that asserts nothing. */
+/* Tests of the storage-node server and the pipelined client
+ * (net/server/server.c, net/client/client.c) over TCP loopback with CURVE:
+ * every op, checksums on put and get, capacity, authentication, garbage from an
+ * authenticated peer, many concurrent PUTs, a node going down and coming back,
+ * the GET fault switch, and what a hostile peer with a valid key cannot do
+ * (overwrite or delete stored fragments, fill the node's memory) and the
+ * refusals it leaves in the log. NET_BENCH=1 adds a PUT throughput measurement
+ * (1 GiB in 1 MiB fragments; NET_BENCH_MIB overrides the size; NET_BENCH=only
+ * runs it alone) that asserts nothing. */
 
-#include "net/client.h"
-#include "net/server.h"
+#include "net/client/client.h"
+#include "net/server/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "net/keys.h"
+#include "net/wire/keys.h"
 #include "tests/unit/check.h"
 
 #define KiB 1024

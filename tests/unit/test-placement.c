@@ -3,7 +3,7 @@
  * independence from input order, zone spreading, and simulations of weight
  * balance and of movement when a node joins or leaves (figures printed). */
 
-#include "net/placement.h"
+#include "net/cluster/placement.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,7 +1,7 @@
-/* Unit tests for fs/plan.c: the order in which a fetch asks nodes for
+/* Unit tests for net/cluster/plan.c: the order in which a fetch asks nodes for
  * fragments, and the choices of K fragments a decode tries. */
 
-#include "fs/plan.h"
+#include "net/cluster/plan.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -29,13 +29,13 @@ static void all_up(void)
 static void test_replicas(void)
 {
 	const unsigned rank[] = {7, 2, 9, 4, 0, 11};
-	struct bfs_cand c[MAXC];
+	struct cl_cand c[MAXC];
 	unsigned n;
 
 	all_up();
 	lat[9] = 1;    /* the mount's own node */
 	up[7] = false; /* first home down */
-	n = bfs_plan_fetch(rank, 6, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 6, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 3 + 3 * 3 + 3 * 2);
 	CHECK(c[0].node == 9 && c[0].index == 2);
 	CHECK(c[1].node == 2 && c[1].index == 1);
@@ -43,37 +43,37 @@ static void test_replicas(void)
 	/* then node 4, 0, 11, each for indexes 0, 1, 2 */
 	for (unsigned i = 0; i < 3; i++)
 		for (unsigned x = 0; x < 3; x++) {
-			const struct bfs_cand *e = &c[3 + 3 * i + x];
+			const struct cl_cand *e = &c[3 + 3 * i + x];
 
 			CHECK(e->node == rank[3 + i] && e->index == x);
 		}
 	/* no further node: just the homes */
-	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 9);
 	/* live homes about as near as the nearest (500..610 us here) keep
 	 * the placement order, whatever their latencies within that band */
 	all_up();
-	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 9 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
 	lat[7] = 1400; /* still within 500 + 1000 us */
-	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 9 && c[0].node == 7 && c[1].node == 2 && c[2].node == 9);
 	/* a far one goes after the near ones, the further the later */
 	lat[7] = 9000;
 	lat[2] = 4000;
-	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 9 && c[0].node == 9 && c[1].node == 2 && c[2].node == 7);
 	/* beyond a millisecond the band is twice the nearest */
 	lat[9] = 3000;
 	lat[2] = 5900;
 	lat[7] = 6100;
-	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 9 && c[0].node == 2 && c[1].node == 9 && c[2].node == 7);
 	/* the mount's own copy first, then the near ones in placement order */
 	all_up();
 	lat[9] = 1;
 	lat[2] = 480;
-	n = bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC);
 	CHECK(n == 9 && c[0].node == 9 && c[1].node == 7 && c[2].node == 2);
 }
 
@@ -89,7 +89,7 @@ static void test_replicas_spread(void)
 	all_up();
 	for (unsigned b = 0; b < blocks; b++) {
 		unsigned rank[3], n = 0;
-		struct bfs_cand c[MAXC];
+		struct cl_cand c[MAXC];
 
 		/* three distinct pseudo-random homes, as rendezvous gives */
 		while (n < 3) {
@@ -105,7 +105,7 @@ static void test_replicas_spread(void)
 			if (!dup)
 				rank[n++] = x;
 		}
-		CHECK(bfs_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC) == 9);
+		CHECK(cl_plan_fetch(rank, 3, 1, 2, up, lat, c, MAXC) == 9);
 		first[c[0].node]++;
 	}
 	for (unsigned i = 0; i < NODES; i++)
@@ -118,13 +118,13 @@ static void test_replicas_spread(void)
 static void test_coded(void)
 {
 	const unsigned rank[] = {3, 8, 1, 10, 5, 6, 0, 2};
-	struct bfs_cand c[MAXC];
+	struct cl_cand c[MAXC];
 	unsigned n;
 
 	all_up();
 	lat[3] = 1;
 	lat[6] = 1;
-	n = bfs_plan_fetch(rank, 8, 4, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 8, 4, 2, up, lat, c, MAXC);
 	CHECK(n == 6 + 2 * 6 + 6 * 5);
 	for (unsigned i = 0; i < 6; i++)
 		CHECK(c[i].node == rank[i] && c[i].index == i);
@@ -148,7 +148,7 @@ static void test_coded(void)
 	 * dead ones */
 	up[8] = false;
 	up[10] = false;
-	n = bfs_plan_fetch(rank, 6, 4, 2, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, 6, 4, 2, up, lat, c, MAXC);
 	CHECK(n == 6 + 6 * 5);
 	const unsigned want_node[] = {3, 1, 5, 6, 8, 10};
 	const unsigned want_index[] = {0, 2, 4, 5, 1, 3};
@@ -160,17 +160,17 @@ static void test_coded(void)
 static void test_bounds(void)
 {
 	unsigned rank[NODES];
-	struct bfs_cand c[MAXC];
+	struct cl_cand c[MAXC];
 	unsigned n;
 
 	all_up();
 	for (unsigned i = 0; i < NODES; i++)
 		rank[i] = i;
-	n = bfs_plan_fetch(rank, NODES, 4, 2, up, lat, c, 20);
+	n = cl_plan_fetch(rank, NODES, 4, 2, up, lat, c, 20);
 	CHECK(n <= 20 && n >= 6);
-	n = bfs_plan_fetch(rank, NODES, 4, 2, up, lat, c, 3);
+	n = cl_plan_fetch(rank, NODES, 4, 2, up, lat, c, 3);
 	CHECK(n <= 3);
-	n = bfs_plan_fetch(rank, NODES, 60, 10, up, lat, c, MAXC);
+	n = cl_plan_fetch(rank, NODES, 60, 10, up, lat, c, MAXC);
 	CHECK(n == 0);
 }
 
@@ -191,7 +191,7 @@ static void test_choices(void)
 			unsigned pick[16], prev[16], count = 0;
 			bool ordered = true, valid = true;
 
-			bfs_first_choice(pick, k);
+			cl_first_choice(pick, k);
 			do {
 				for (unsigned i = 0; i < k; i++)
 					if (pick[i] >= n ||
@@ -207,7 +207,7 @@ static void test_choices(void)
 				}
 				memcpy(prev, pick, k * sizeof(*pick));
 				count++;
-			} while (bfs_next_choice(pick, k, n) && count < 5000);
+			} while (cl_next_choice(pick, k, n) && count < 5000);
 			CHECK(valid);
 			CHECK(ordered);
 			CHECK(count == binom(n, k));

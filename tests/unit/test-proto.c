@@ -1,9 +1,9 @@
-/* Tests of the wire protocol's codecs (net/proto.c): a round trip of every
+/* Tests of the wire protocol's codecs (net/wire/proto.c): a round trip of every
  * op, every malformed case we can name, and a loop of random and mutated
  * frames that must decode to an error or to something self-consistent,
  * never crash (run it under ASan). */
 
-#include "net/proto.h"
+#include "net/wire/proto.h"
 
 #include <errno.h>
 #include <stdlib.h>

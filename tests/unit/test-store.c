@@ -1,10 +1,10 @@
-/* Tests of the record store and the block store (blocks/db.c, store.c and
+/* Tests of the record store and the block store (blocks/db/db.c, store.c and
  * the journal, new-block log and eviction): transactions and reference
  * counts, persistence, locking between processes, verification, ranges,
  * iterators, concurrency and space reclamation; STORE_BENCH=1 adds
  * an ingest benchmark that reports MB/s and asserts nothing about it. */
 
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 
 #include <errno.h>
 #include <ftw.h>

@@ -1,8 +1,8 @@
-/* Tests of the uploader and the barrier (fs/uploader.c): their state
+/* Tests of the uploader and the barrier (net/cluster/uploader.c): their state
  * transitions, with a real new-block log (a blk_db in a temporary
- * directory) and the nodes faked at struct bfs_node_ops. */
+ * directory) and the nodes faked at struct cl_node_ops. */
 
-#include "fs/uploader.h"
+#include "net/cluster/uploader.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "blocks/clock.h"
+#include "blocks/base/clock.h"
 #include "tests/unit/check.h"
 
 #define NNODES 5
@@ -31,14 +31,14 @@ struct fake_node {
 	bool down;	 /* up() says false */
 	bool hold;	 /* sends wait until released */
 	int put_status;	 /* what a send completes with */
-	int sync_status; /* 0, -errno, or BFS_SYNC_NO_ANSWER */
+	int sync_status; /* 0, -errno, or CL_SYNC_NO_ANSWER */
 	unsigned sends, syncs;
 	struct blk_cid acked[MAXSENDS]; /* fragments it acknowledged */
 	unsigned nacked;
 };
 
 struct pending {
-	struct bfs_send *s;
+	struct cl_send *s;
 	unsigned node;
 	struct blk_cid cid;
 	struct net_buf *buf; /* the fake's reference */
@@ -59,7 +59,7 @@ static struct {
 
 static int fake_send(void *arg, unsigned node,
 		     const uint8_t hdr[EC_FRAG_HDR_LEN], struct net_buf *buf,
-		     const void *data, size_t len, struct bfs_send *s)
+		     const void *data, size_t len, struct cl_send *s)
 {
 	struct ec_frag_hdr h;
 
@@ -86,7 +86,7 @@ static int fake_sync(void *arg, const bool *nodes, unsigned n,
 		if (!nodes[i])
 			continue;
 		fk.node[i].syncs++;
-		if (fk.node[i].sync_status != BFS_SYNC_NO_ANSWER)
+		if (fk.node[i].sync_status != CL_SYNC_NO_ANSWER)
 			status[i] = fk.node[i].sync_status;
 	}
 	pthread_mutex_unlock(&fk.lock);
@@ -219,7 +219,7 @@ struct env {
 	char dir[64];
 	struct blk_db *db;
 	struct pl_map *pl;
-	struct bfs_uploader *u;
+	struct cl_uploader *u;
 	struct blk_cid cid[MAXBLOCKS];
 	unsigned rank[MAXBLOCKS][NNODES];
 	unsigned nblocks;
@@ -259,7 +259,7 @@ static void env_open_store(struct env *e, unsigned nnodes)
 static void env_start(struct env *e, unsigned nnodes, unsigned copies,
 		      unsigned sync_timeout_ms)
 {
-	struct bfs_uploader_config uc = {
+	struct cl_uploader_config uc = {
 	    .lay = {.db = e->db,
 		    .pl = e->pl,
 		    .names = names,
@@ -271,7 +271,7 @@ static void env_start(struct env *e, unsigned nnodes, unsigned copies,
 	    .retry_ms = 100,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
 	};
-	REQUIRE(bfs_uploader_new(&uc, &e->u) == 0);
+	REQUIRE(cl_uploader_new(&uc, &e->u) == 0);
 }
 
 /* A store, fake nodes, and an uploader for replicas:@copies. */
@@ -284,9 +284,9 @@ static void env_open(struct env *e, unsigned nnodes, unsigned copies,
 
 static void env_close(struct env *e)
 {
-	bfs_uploader_stop(e->u);
+	cl_uploader_stop(e->u);
 	fake_stop();
-	bfs_uploader_free(e->u);
+	cl_uploader_free(e->u);
 	pl_map_free(e->pl);
 	blk_db_close(e->db);
 	nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -309,7 +309,7 @@ static unsigned commit_block(struct env *e, uint64_t seed)
 	REQUIRE(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
 	if (e->u)
-		bfs_uploader_kick(e->u);
+		cl_uploader_kick(e->u);
 	return i;
 }
 
@@ -366,7 +366,7 @@ static uint64_t now_ms(void)
 static bool wait_backlog(struct env *e, uint64_t want)
 {
 	for (int i = 0; i < 500; i++) {
-		if (bfs_uploader_backlog(e->u) == want)
+		if (cl_uploader_backlog(e->u) == want)
 			return true;
 		usleep(10000);
 	}
@@ -392,7 +392,7 @@ static void test_barrier_idle(void)
 	struct env e;
 
 	env_open(&e, NNODES, 3, 2000);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	for (unsigned i = 0; i < NNODES; i++)
 		CHECK(fake_count(i, true) == 0);
 	env_close(&e);
@@ -403,15 +403,15 @@ static void test_barrier_idle(void)
  * fragments. */
 static void test_all_homes(void)
 {
-	struct bfs_upload_stats st;
+	struct cl_upload_stats st;
 	bool took[NNODES] = {0};
 	struct env e;
 
 	env_open(&e, NNODES, 3, 5000);
 	for (unsigned b = 0; b < 8; b++)
 		commit_block(&e, b + 1);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
-	CHECK(bfs_uploader_backlog(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_backlog(e.u) == 0);
 	CHECK(log_records(&e) == 0);
 	for (unsigned b = 0; b < e.nblocks; b++) {
 		for (unsigned r = 0; r < NNODES; r++)
@@ -422,13 +422,13 @@ static void test_all_homes(void)
 	}
 	for (unsigned i = 0; i < NNODES; i++)
 		CHECK((fake_count(i, true) > 0) == took[i]);
-	bfs_uploader_stats(e.u, &st);
+	cl_uploader_stats(e.u, &st);
 	CHECK(st.blocks == 8 && st.bytes == 8 * 4096);
 	CHECK(st.misplaced == 0 && st.failures == 0);
 	/* a second barrier has nothing to sync */
 	for (unsigned i = 0; i < NNODES; i++)
 		fake_set(i, false, false, 0, -EIO);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	env_close(&e);
 }
 
@@ -446,17 +446,17 @@ static void test_waits_for_last_ack(void)
 	b = commit_block_on(&e, held, 3);
 	CHECK(wait_queued(1));
 	usleep(100000);
-	CHECK(bfs_uploader_backlog(e.u) == 1);
+	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(log_records(&e) == 1);
 	t0 = now_ms();
-	CHECK(bfs_uploader_barrier(e.u) == -EIO);
+	CHECK(cl_uploader_barrier(e.u) == -EIO);
 	CHECK(now_ms() - t0 >= 250);
 	CHECK(log_records(&e) == 1);
 	fake_set(held, false, false, 0, 0);
 	CHECK(wait_backlog(&e, 0));
 	CHECK(log_records(&e) == 0);
 	CHECK(fake_acked(held, &e.cid[b]));
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	env_close(&e);
 }
 
@@ -464,14 +464,14 @@ static void test_waits_for_last_ack(void)
  * spare, and the block is marked for repair. */
 static void test_spare(bool down)
 {
-	struct bfs_upload_stats st;
+	struct cl_upload_stats st;
 	unsigned bad = 1, b, r;
 	struct env e;
 
 	env_open(&e, NNODES, 3, 5000);
 	fake_set(bad, down, false, down ? 0 : -ENOSPC, 0);
 	b = commit_block_on(&e, bad, 3);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	CHECK(log_records(&e) == 0);
 	for (r = 0; r < 3; r++)
 		CHECK(fake_acked(e.rank[b][r], &e.cid[b]) ==
@@ -481,7 +481,7 @@ static void test_spare(bool down)
 	CHECK(fake_count(bad, false) == (down ? 0u : 1u));
 	CHECK(fake_count(bad, true) == 0);
 	CHECK(repair_marked(&e, &e.cid[b]));
-	bfs_uploader_stats(e.u, &st);
+	cl_uploader_stats(e.u, &st);
 	CHECK(st.blocks == 1 && st.misplaced == 1);
 	CHECK(st.failures == (down ? 0u : 1u));
 	env_close(&e);
@@ -498,10 +498,10 @@ static void test_stall_and_retry(void)
 	fake_set(2, true, false, 0, 0);
 	b = commit_block(&e, 7);
 	usleep(300000);
-	CHECK(bfs_uploader_backlog(e.u) == 1);
+	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(fake_count(2, false) == 0);
 	fake_set(2, false, false, 0, 0);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	CHECK(log_records(&e) == 0);
 	for (unsigned i = 0; i < 3; i++)
 		CHECK(fake_acked(i, &e.cid[b]));
@@ -522,13 +522,13 @@ static void test_sync_fails(int status)
 	fake_set(bad, false, false, 0, status);
 	commit_block_on(&e, bad, 3);
 	t0 = now_ms();
-	CHECK(bfs_uploader_barrier(e.u) == -EIO);
+	CHECK(cl_uploader_barrier(e.u) == -EIO);
 	CHECK(now_ms() - t0 >= 450);
 	syncs = fake_count(bad, true);
 	CHECK(syncs >= 2);
 	CHECK(log_records(&e) == 0);
 	fake_set(bad, false, false, 0, 0);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	CHECK(fake_count(bad, true) == syncs + 1);
 	env_close(&e);
 }
@@ -545,16 +545,16 @@ static void test_stop_keeps_log(void)
 	commit_block(&e, 11);
 	commit_block(&e, 12);
 	CHECK(wait_queued(6));
-	bfs_uploader_closing(e.u);
-	CHECK(bfs_uploader_barrier(e.u) == -EIO);
-	CHECK(bfs_uploader_backlog(e.u) == 2);
-	bfs_uploader_stop(e.u);
+	cl_uploader_closing(e.u);
+	CHECK(cl_uploader_barrier(e.u) == -EIO);
+	CHECK(cl_uploader_backlog(e.u) == 2);
+	cl_uploader_stop(e.u);
 	fake_stop();
 	CHECK(log_records(&e) == 2);
-	bfs_uploader_free(e.u);
+	cl_uploader_free(e.u);
 
 	fake_start();
-	struct bfs_uploader_config uc = {
+	struct cl_uploader_config uc = {
 	    .lay = {.db = e.db,
 		    .pl = e.pl,
 		    .names = names,
@@ -565,9 +565,9 @@ static void test_stop_keeps_log(void)
 	    .sync_timeout_ms = 5000,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
 	};
-	REQUIRE(bfs_uploader_new(&uc, &e.u) == 0);
-	CHECK(bfs_uploader_backlog(e.u) == 2);
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	REQUIRE(cl_uploader_new(&uc, &e.u) == 0);
+	CHECK(cl_uploader_backlog(e.u) == 2);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	CHECK(log_records(&e) == 0);
 	env_close(&e);
 }
@@ -610,9 +610,9 @@ static void test_evicted_not_done(void)
 	env_start(&e, NNODES, 3, 300);
 	CHECK(wait_backlog(&e, 1)); /* the deleted block is done */
 	t0 = now_ms();
-	CHECK(bfs_uploader_barrier(e.u) == -EIO);
+	CHECK(cl_uploader_barrier(e.u) == -EIO);
 	CHECK(now_ms() - t0 >= 250);
-	CHECK(bfs_uploader_backlog(e.u) == 1);
+	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(log_records(&e) == 1);
 	for (unsigned i = 0; i < NNODES; i++)
 		CHECK(fake_count(i, false) == 0);
@@ -621,7 +621,7 @@ static void test_evicted_not_done(void)
 	fill_random(data, sizeof(data), 32);
 	CHECK(blk_store_fill(e.db, &e.cid[a], data, sizeof(data)) == 0);
 	CHECK(wait_backlog(&e, 0));
-	CHECK(bfs_uploader_barrier(e.u) == 0);
+	CHECK(cl_uploader_barrier(e.u) == 0);
 	CHECK(log_records(&e) == 0);
 	for (unsigned r = 0; r < NNODES; r++)
 		CHECK(fake_acked(e.rank[a][r], &e.cid[a]) == (r < 3));
@@ -638,7 +638,7 @@ int main(void)
 	test_spare(false);
 	test_spare(true);
 	test_stall_and_retry();
-	test_sync_fails(BFS_SYNC_NO_ANSWER);
+	test_sync_fails(CL_SYNC_NO_ANSWER);
 	test_sync_fails(-EIO);
 	test_stop_keeps_log();
 	test_evicted_not_done();

@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #include "blocks/cid.h"
-#include "blocks/store.h"
+#include "blocks/store/store.h"
 #include "fs/bfs-int.h"
 #include "fs/bfs.h"
 #include "fs/extent.h"

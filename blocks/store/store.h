@@ -1,0 +1,128 @@
+/* The block store: content-addressed blocks with reference counts, kept in
+ * the record store's (db.h) "blocks" and "refs" column families and
+ * changed together with callers' records through its transactions.
+ *
+ * Invariants (kept by blk_txn_commit under the db's ref lock):
+ *  1. A block is in the "blocks" column family iff its reference count in
+ *     "refs" is > 0 and it is not evicted.
+ *  2. Every change a transaction makes — caller records, reference counts,
+ *     block bytes, the stats record — lands in one WriteBatch: after a crash
+ *     either all of it is there or none of it.
+ *  3. Stats (block count, unique bytes, referenced bytes, evicted bytes)
+ *     equal the sums over "refs" at every commit.
+ *  4. A block that a record of the new-block log names (its upload is
+ *     pending) is never evicted: blk_store_evict checks, under the same
+ *     lock, the count of records per CID that commits and the log's
+ *     retirement keep (newlog.c N3).
+ *
+ * Durability: records and reference counts go to the WAL without syncing
+ * (they survive the death of the process, not of the machine). The bytes of
+ * large new blocks skip the WAL and become durable at the next memtable
+ * flush (journal.c). blk_db_sync() makes everything committed so far
+ * durable. After a crash, blocks whose bytes were not durable yet are
+ * dropped at open (their reference records go too) and listed by
+ * blk_db_lost_blocks(): the caller must then drop its own records that
+ * point at them. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blocks/cid.h"
+#include "blocks/db/db.h"
+
+struct blk_store_stats {
+	uint64_t blocks; /* distinct blocks stored */
+	uint64_t bytes;	 /* their total length */
+	uint64_t
+	    ref_bytes; /* sum of length x refcount: logical bytes referenced */
+	uint64_t remote_bytes; /* of bytes, those evicted (not held here) */
+};
+
+/* 1 if the block is stored (its bytes here or evicted), 0 if not, -EIO,
+ * -EUCLEAN (a corrupt refs record). Reads "refs" only. */
+int blk_store_has(struct blk_db *db, const struct blk_cid *cid);
+/* Whole block as a malloc'd copy: 0, -ENOENT (the bytes are not here:
+ * not stored, or evicted; blk_store_has tells which), -ENOMEM, -EIO; with
+ * verify_on_read, -EBADMSG when the bytes do not hash to @cid. */
+int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
+		  size_t *len);
+/* Copy bytes [off, off+len) of a block into @dst without an intermediate
+ * copy. Returns the bytes copied (short at the block's end, 0 from an @off
+ * at or past it), -ENOENT, -EIO, -EBADMSG (verify_on_read). */
+int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
+		       uint64_t off, void *dst, size_t len);
+/* Reference count and length of a stored block: 0, -ENOENT, -EIO,
+ * -EUCLEAN. */
+int blk_store_refs(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
+		   uint32_t *len);
+/* References, length, and whether the bytes are here: 0, -ENOENT, -EIO,
+ * -EUCLEAN. */
+int blk_store_info(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
+		   uint32_t *len, bool *local);
+/* The totals as of the last commit (kept in memory): always 0. */
+int blk_store_stats(struct blk_db *db, struct blk_store_stats *st);
+
+/* Add one reference to a block. @data/@len are its bytes, used if the block
+ * is not stored yet at commit (or is evicted); they must stay valid until
+ * commit returns. @data NULL means "bytes not supplied": the block must
+ * then be stored already at commit; an empty block is passed with a
+ * non-NULL @data and @len 0. 0, -ENOMEM, -EINVAL (@len > UINT32_MAX). */
+int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid, const void *data,
+		size_t len);
+/* Drop one reference; the block is deleted when its count reaches 0.
+ * 0 or -ENOMEM. */
+int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid);
+
+/* Eviction (evict.c): drop a block's bytes but keep its references, for a
+ * block that peers hold. Reads of it then fail with -ENOENT until it is
+ * filled again. Returns the bytes freed (0 if evicted already), -EBUSY
+ * (a new-block log record names it: not handed on yet, invariant 4),
+ * -ENOENT (not stored), -EIO, -EUCLEAN, -EROFS. */
+int blk_store_evict(struct blk_db *db, const struct blk_cid *cid);
+/* Evict stored blocks in CID order, as blk_store_evict does, until at
+ * least @goal bytes have been freed or every block has been tried (blocks
+ * evicted already free nothing). A block that fails to evict is skipped.
+ * *@freed and *@count are set to the bytes freed and the blocks evicted,
+ * also on error. Returns 0; -EROFS (nothing tried), -ENOMEM, or the first
+ * other error met (a failed eviction, -ENOENT of a block deleted meanwhile
+ * and -EBUSY of one not handed on aside, or -EIO when the walk over "refs"
+ * broke off). */
+int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
+			 uint64_t *count);
+/* Put an evicted block's bytes back (after fetching them): 0 (also when
+ * the block is not evicted, or its length differs: then nothing is
+ * written), -ENOENT (no longer referenced), -EBADMSG (the bytes do not
+ * hash to @cid), -ENOMEM, -EIO, -EUCLEAN, -EROFS. */
+int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
+		   const void *data, size_t len);
+/* Write good bytes over a stored block whose local copy is damaged (a
+ * read of it failed RocksDB's checksum, -EIO, or its CID, -EBADMSG), after
+ * checking them against @cid; an evicted block is filled (blk_store_fill).
+ * The bytes go through the WAL, as one record; the damaged copy is left
+ * to compaction. 0, -ENOENT (no longer referenced), -EBADMSG (the bytes do
+ * not hash to @cid), -EINVAL (not the block's length), -ENOMEM, -EIO,
+ * -ENOSPC, -EUCLEAN, -EROFS. */
+int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
+		      const void *data, size_t len);
+
+/* Blocks whose bytes did not survive a crash, found by blk_db_open: their
+ * reference records are gone and the statistics no longer count them.
+ * Returns how many, with the CIDs in *cids (owned by @db, valid until
+ * blk_db_forget_lost or close). Not thread-safe: for the opener, before
+ * it shares @db. */
+size_t blk_db_lost_blocks(struct blk_db *db, const struct blk_cid **cids);
+/* Drop the list once the caller has dealt with it. */
+void blk_db_forget_lost(struct blk_db *db);
+
+/* The next sequence number of the new-block log (newlog.c): every record
+ * below it was committed. 0 when the log is not kept, and on a read-only
+ * database (which does not load the log). */
+uint64_t blk_db_newlog_head(struct blk_db *db);
+/* Add a new-block log record for every block whose bytes are held here
+ * (not evicted), so that the consumer hands each on again: for when a
+ * node lost fragments it had acknowledged. *@queued says how many, also
+ * on error (records are added in commits of up to 1024). 0, -ENOENT (the
+ * log is not kept), -EROFS, -ENOMEM, -EIO. */
+int blk_newlog_requeue(struct blk_db *db, uint64_t *queued);

@@ -1,0 +1,354 @@
+/* 'blockfs cluster create': a local cluster's cluster file and one node
+ * directory per node, each with its own CURVE key pair. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blocks/cdc.h"
+#include "fs/cmd/cmd.h"
+#include "net/cluster/config.h"
+#include "net/wire/keys.h"
+
+static const char cluster_usage_text[] =
+    "Usage: blockfs cluster create DIR --nodes N [OPTIONS]\n"
+    "\n"
+    "Create a local cluster: DIR/cluster.conf and one node directory per\n"
+    "node (DIR/node1 ... DIR/nodeN), each with its own CURVE key pair.\n"
+    "Nodes listen on 127.0.0.1, one port each from the base port.\n"
+    "\n"
+    "Options:\n"
+    "  -n, --nodes N            number of nodes (1-256)\n"
+    "  -r, --redundancy POLICY  replicas:N or ec:K+M (default "
+    "replicas:min(3,N))\n"
+    "  -p, --base-port PORT     first node's port (default 7401)\n"
+    "      --chunker KIND       fastcdc (default) or fixed\n"
+    "      --chunk-size SIZE    average chunk size (default 256K)\n"
+    "  -h, --help               show this help\n"
+    "\n"
+    "Exit status: 0 created, 1 failed, 2 usage error.\n";
+
+static const struct option cluster_longopts[] = {
+    {"nodes", required_argument, NULL, 'n'},
+    {"redundancy", required_argument, NULL, 'r'},
+    {"base-port", required_argument, NULL, 'p'},
+    {"chunker", required_argument, NULL, 'c'},
+    {"chunk-size", required_argument, NULL, 's'},
+    CMD_OPT_HELP,
+    {0},
+};
+
+static const struct cmd_spec cluster_cmd =
+    CMD_SPEC("cluster create", "n:r:p:h", cluster_longopts, cluster_usage_text,
+	     1, "cluster create needs exactly one DIR");
+
+/* What the cluster is made of. */
+struct cluster_args {
+	long nodes, port;
+	const char *redundancy, *chunker;
+	uint64_t avg;
+	char rbuf[32]; /* the default redundancy */
+};
+
+static int cluster_opt(void *ctx, int c, const char *arg)
+{
+	struct cluster_args *a = ctx;
+	const char *name = cluster_cmd.name;
+	char *end;
+
+	switch (c) {
+	case 'n':
+		a->nodes = strtol(arg, &end, 10);
+		if (*end || a->nodes < 1 || a->nodes > CL_MAX_NODES)
+			return cmd_usage_error(name, "invalid node count '%s'",
+					       arg);
+		break;
+	case 'r':
+		a->redundancy = arg;
+		break;
+	case 'p':
+		a->port = strtol(arg, &end, 10);
+		if (*end || a->port < 1 || a->port > 65000)
+			return cmd_usage_error(name, "invalid port '%s'", arg);
+		break;
+	case 'c':
+		if (strcmp(arg, "fastcdc") && strcmp(arg, "fixed"))
+			return cmd_usage_error(name, "unknown chunker '%s'",
+					       arg);
+		a->chunker = arg;
+		break;
+	case 's':
+		if (cl_parse_size(arg, &a->avg) || a->avg < 256 ||
+		    a->avg > (16u << 20) || (a->avg & (a->avg - 1)))
+			return cmd_usage_error(
+			    name,
+			    "invalid chunk size '%s' (a power "
+			    "of two, 256 to 16M)",
+			    arg);
+		break;
+	}
+	return CMD_CONTINUE;
+}
+
+/* The options that must be given, and the redundancy the cluster can
+ * meet. CMD_CONTINUE, or the exit status after saying why. */
+static int cluster_check_args(struct cluster_args *a)
+{
+	unsigned k, m;
+
+	if (!a->nodes)
+		return cmd_usage_error(cluster_cmd.name, "--nodes is required");
+	if (!a->redundancy) {
+		snprintf(a->rbuf, sizeof(a->rbuf), "replicas:%ld",
+			 a->nodes < 3 ? a->nodes : 3);
+		a->redundancy = a->rbuf;
+	}
+	if (cl_parse_redundancy(a->redundancy, &k, &m))
+		return cmd_usage_error(cluster_cmd.name,
+				       "invalid redundancy '%s' (replicas:N or "
+				       "ec:K+M)",
+				       a->redundancy);
+	if (k + m > a->nodes) {
+		cmd_err("%s needs %u nodes, the cluster has %ld", a->redundancy,
+			k + m, a->nodes);
+		return EXIT_USAGE;
+	}
+	return CMD_CONTINUE;
+}
+
+/* DIR exists and holds neither a cluster file nor a node directory that
+ * would be overwritten. 0, or -errno after saying why. */
+static int cluster_check_dir(const char *dir, long nodes)
+{
+	char path[PATH_MAX];
+
+	if (mkdir(dir, 0755) && errno != EEXIST) {
+		int e = -errno;
+		cmd_err("cannot create %s: %s", dir, strerror(errno));
+		return e;
+	}
+	snprintf(path, sizeof(path), "%s/cluster.conf", dir);
+	if (access(path, F_OK) == 0) {
+		cmd_err("%s already exists; refusing to overwrite a cluster "
+			"(remove the directory to start over)",
+			path);
+		return -EEXIST;
+	}
+	/* A node directory holds a node's keys and data: never replace one,
+	 * whether or not the cluster file beside it survived. */
+	for (long i = 1; i <= nodes; i++) {
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/node%ld", dir, i);
+		if (lstat(path, &st) == 0) {
+			cmd_err("%s already exists (a node of another "
+				"cluster?); refusing to replace its keys "
+				"(remove it, or create the cluster in another "
+				"directory)",
+				path);
+			return -EEXIST;
+		}
+	}
+	return 0;
+}
+
+/* Write @data to @path atomically (temporary name, fsync, rename). 0 or
+ * -errno. */
+static int write_file(const char *path, const char *data, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(data), done = 0;
+	int e = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t n = write(fd, data + done, len - done);
+		if (n < 0) {
+			e = -errno;
+			close(fd);
+			goto out_unlink;
+		}
+		done += (size_t)n;
+	}
+	if (fsync(fd) || close(fd)) {
+		e = -errno;
+		goto out_unlink;
+	}
+	if (rename(tmp, path)) {
+		e = -errno;
+		goto out_unlink;
+	}
+	return 0;
+out_unlink:
+	unlink(tmp);
+	return e;
+}
+
+/* The growing text of the cluster file. */
+struct conf_text {
+	char *buf;
+	size_t cap, len;
+};
+
+/* Make node @i of cluster @id in @dir: its directory, key pair and
+ * node.conf (which names the cluster it belongs to); its section goes to
+ * @conf. 0, or -errno after saying why. */
+static int cluster_make_node(const char *dir, const char *id, long i, long port,
+			     struct conf_text *conf)
+{
+	char pub[NET_KEY_Z85_LEN + 1], sec[NET_KEY_Z85_LEN + 1];
+	char ndir[PATH_MAX], file[PATH_MAX + 32], text[512];
+	int ret = net_keypair_generate(pub, sec);
+
+	if (ret) {
+		cmd_err("cannot generate CURVE keys: %s", strerror(-ret));
+		return ret;
+	}
+	snprintf(ndir, sizeof(ndir), "%s/node%ld", dir, i);
+	if (mkdir(ndir, 0700)) {
+		ret = -errno;
+		cmd_err("cannot create %s: %s", ndir, strerror(errno));
+		return ret;
+	}
+	snprintf(file, sizeof(file), "%s/curve.key", ndir);
+	snprintf(text, sizeof(text), "%s\n", sec);
+	if ((ret = write_file(file, text, 0600)) == 0) {
+		snprintf(file, sizeof(file), "%s/curve.pub", ndir);
+		snprintf(text, sizeof(text), "%s\n", pub);
+		ret = write_file(file, text, 0644);
+	}
+	if (!ret) {
+		snprintf(file, sizeof(file), "%s/node.conf", ndir);
+		snprintf(text, sizeof(text),
+			 "# blockfs node configuration\n"
+			 "[node]\n"
+			 "name = node%ld\n"
+			 "cluster = %s\n",
+			 i, id);
+		ret = write_file(file, text, 0644);
+	}
+	if (ret) {
+		cmd_err("cannot write %s: %s", file, strerror(-ret));
+		return ret;
+	}
+	conf->len +=
+	    (size_t)snprintf(conf->buf + conf->len, conf->cap - conf->len,
+			     "\n[node node%ld]\n"
+			     "address = tcp://127.0.0.1:%ld\n"
+			     "public_key = %s\n"
+			     "zone = zone%ld\n"
+			     "weight = 1\n",
+			     i, port + i - 1, pub, i);
+	return 0;
+}
+
+/* The [cluster] section, for a new cluster id. */
+static void cluster_conf_head(const struct cluster_args *a, const char *id,
+			      struct conf_text *conf)
+{
+	uint32_t cmin, cmax;
+
+	cdc_sizes_for_avg((uint32_t)a->avg, &cmin, &cmax);
+
+	conf->len += (size_t)snprintf(
+	    conf->buf + conf->len, conf->cap - conf->len,
+	    "# blockfs cluster file: every node and client reads the same "
+	    "one.\n"
+	    "[cluster]\n"
+	    "id = %s\n"
+	    "nodes = %ld\n"
+	    "redundancy = %s\n"
+	    "chunker = %s\n"
+	    "chunk_min = %llu\n"
+	    "chunk_avg = %llu\n"
+	    "chunk_max = %llu\n",
+	    id, a->nodes, a->redundancy, a->chunker, (unsigned long long)cmin,
+	    (unsigned long long)a->avg, (unsigned long long)cmax);
+}
+
+/* The same cluster file in every node directory, then in DIR. 0, or
+ * -errno after saying why. */
+static int cluster_write_conf(const char *dir, long nodes, const char *conf)
+{
+	char file[PATH_MAX];
+	int ret = 0;
+
+	for (long i = 1; !ret && i <= nodes + 1; i++) {
+		if (i <= nodes)
+			snprintf(file, sizeof(file), "%s/node%ld/cluster.conf",
+				 dir, i);
+		else
+			snprintf(file, sizeof(file), "%s/cluster.conf", dir);
+		ret = write_file(file, conf, 0644);
+		if (ret)
+			cmd_err("cannot write %s: %s", file, strerror(-ret));
+	}
+	return ret;
+}
+
+/* Make the cluster in @dir. 0, or -errno after saying why. */
+static int cluster_create(const struct cluster_args *a, const char *dir)
+{
+	uint8_t idraw[16];
+	char id[33];
+	struct conf_text conf = {.cap = 1024 + (size_t)a->nodes * 256};
+	int ret = -ENOMEM;
+
+	randombytes_buf(idraw, sizeof(idraw));
+	sodium_bin2hex(id, sizeof(id), idraw, sizeof(idraw));
+	conf.buf = malloc(conf.cap);
+	if (!conf.buf) {
+		cmd_err("out of memory");
+		goto out;
+	}
+	cluster_conf_head(a, id, &conf);
+	for (long i = 1; i <= a->nodes; i++) {
+		ret = cluster_make_node(dir, id, i, a->port, &conf);
+		if (ret)
+			goto out;
+	}
+	ret = cluster_write_conf(dir, a->nodes, conf.buf);
+	if (ret)
+		goto out;
+	printf("created cluster %s (%s) in %s:\n", id, a->redundancy, dir);
+	for (long i = 1; i <= a->nodes; i++)
+		printf("  %s/node%ld\n", dir, i);
+out:
+	free(conf.buf);
+	return ret;
+}
+
+int cmd_cluster(int argc, char **argv)
+{
+	struct cluster_args a = {
+	    .port = 7401, .chunker = "fastcdc", .avg = CDC_DEFAULT_AVG};
+
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		cmd_usage(&cluster_cmd, stdout);
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "create"))
+		return cmd_usage_error("cluster", "cluster: expected 'create'");
+	int st = cmd_parse(&cluster_cmd, argc - 1, argv + 1, cluster_opt, &a);
+	if (st != CMD_CONTINUE)
+		return st;
+	st = cluster_check_args(&a);
+	if (st != CMD_CONTINUE)
+		return st;
+	const char *dir = argv[1 + optind];
+	if (cluster_check_dir(dir, a.nodes))
+		return 1;
+	if (sodium_init() < 0) {
+		cmd_err("libsodium failed to initialise");
+		return 1;
+	}
+	return cluster_create(&a, dir) ? 1 : 0;
+}

@@ -1,0 +1,77 @@
+/* The cluster file and a node directory's own configuration, read with
+ * inih (Debian's libinih: a small, well-kept INI parser). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blocks/cdc.h"
+
+#define CL_MAX_NODES 256
+
+/* Blocks shorter than this are stored as M+1 whole replicas under ec:K+M
+ * (the same fault tolerance, no tiny fragments; DESIGN.md §8). 64 KiB is
+ * FastCDC's default minimum chunk: every chunk cut inside a file's data is
+ * erasure coded (at 4+2 its fragments are 16 KiB or more), and what falls
+ * below is what should not be -- small files, file tails, DAG nodes. A
+ * block of 64 KiB coded 4+2 would cost 4+2 fragment records and, to read,
+ * 4 requests where a replica costs 1; replicating it costs 3x instead of
+ * 1.5x of bytes that are few. */
+#define CL_EC_MIN_DEFAULT (64u << 10)
+
+struct cl_node_info {
+	char name[64];
+	char address[128];
+	char public_key[41];
+	char zone[64];
+	double weight;
+};
+
+struct cl_cluster {
+	char id[64];
+	char redundancy[32];
+	uint32_t ec_min; /* "ec_min = SIZE": see CL_EC_MIN_DEFAULT */
+	enum cdc_kind chunker;
+	uint32_t chunk_min, chunk_avg, chunk_max;
+	unsigned nnodes;
+	struct cl_node_info nodes[CL_MAX_NODES];
+};
+
+/* Parse a cluster file. 0, or -errno with a message naming the file and
+ * line in @err. */
+int cl_cluster_load(const char *path, struct cl_cluster *c, char *err,
+		    size_t errlen);
+
+/* The node directory's name (from NODE_DIR/node.conf). 0 or -errno with a
+ * message. */
+int cl_node_name(const char *node_dir, char *name, size_t len, char *err,
+		 size_t errlen);
+
+/* The node's "capacity = SIZE" from NODE_DIR/node.conf: 0 (and 0 in
+ * *capacity when the file does not set one) or -EINVAL. */
+int cl_node_capacity(const char *node_dir, uint64_t *capacity);
+
+/* The id of the cluster the node belongs to, "cluster = ID" in
+ * NODE_DIR/node.conf (written by 'blockfs cluster create'), into @id:
+ * 0, or -ENOENT when the file names none (a node directory made before
+ * it did) or cannot be read. */
+int cl_node_cluster_id(const char *node_dir, char *id, size_t len);
+
+/* Parse "256K", "1M", "2G", "4096" into bytes; 0 or -EINVAL. */
+int cl_parse_size(const char *s, uint64_t *out);
+
+/* Parse a redundancy policy "replicas:N" or "ec:K+M"; 0 or -EINVAL. */
+int cl_parse_redundancy(const char *s, unsigned *k, unsigned *m);
+
+/* Parse an ec_min size ("64K", "0": code every block); at most
+ * CL_EC_MIN_MAX. 0 or -EINVAL. */
+#define CL_EC_MIN_MAX (64u << 20)
+int cl_parse_ec_min(const char *s, uint32_t *out);
+
+/* How a block of @len bytes is stored under the policy K+M (@k, @m) with
+ * threshold @ec_min: as *@bk data and *@bm parity fragments. K+M itself,
+ * except that with K > 1 a block shorter than @ec_min becomes M+1 whole
+ * replicas (K = 1): every block survives the loss of any M nodes either
+ * way. Replication (K = 1) is never changed. */
+void cl_block_coding(unsigned k, unsigned m, uint32_t ec_min, uint64_t len,
+		     unsigned *bk, unsigned *bm);
