@@ -27,12 +27,14 @@
  *      v  (flush_commit: cl_engine_kick wakes the uploader)
  *   queued      a newlog record; counted by cl_engine_backlog
  *      |  uploader_main (net/cluster/uploader.c): read_log, job_prepare,
- * job_start, v  place_fragment (one PUT per fragment) uploading   fragments in
- * flight to their placement |  handle_completion (all K+M acknowledged), then
- * retire deletes v  the newlog record and moves the watermark uploaded    on
- * K+M nodes, in their WALs |  cl_engine_barrier (from bfs_fsync_meta and v
- * bfs_sync_all): wait_uploaded, then SYNC to every node written synced durable
- * on its placement
+ *      v  job_start, place_fragment (one PUT per fragment)
+ *   uploading   fragments in flight to their placement
+ *      |  handle_completion (all K+M acknowledged), then retire deletes
+ *      v  the newlog record and moves the watermark
+ *   uploaded    on K+M nodes, in their WALs
+ *      |  cl_engine_barrier (from bfs_fsync_meta and
+ *      v  bfs_sync_all): wait_uploaded, then SYNC to every node written
+ *   synced      durable on its placement
  *
  *   evicted     bytes gone from the local store, refs record kept:
  *               evict_blocks (maint.c) -> blk_store_evict, once nothing is
