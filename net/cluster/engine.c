@@ -39,8 +39,7 @@ struct cl_engine {
 	struct cl_bcache *cache;
 };
 
-/* ---- the uploader's node functions (net/cluster/uploader.h) ---------
- */
+/* ---- the uploader's node functions (net/cluster/uploader.h) ------- */
 
 static void put_done(struct net_op *op, void *arg)
 {
