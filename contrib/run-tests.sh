@@ -62,6 +62,9 @@ c_sources() {
 c_sources | xargs clang-format --dry-run --Werror ||
   die "C sources are not formatted: run git ls-files '*.c' '*.h' | xargs clang-format -i"
 
+step "layers: no file includes a header of a layer above it"
+"$top/contrib/check-layers.sh" || die "a file includes a layer above its own (see above)"
+
 # Warnings are errors here (meson's werror option, off by default so that
 # a packager's compiler never breaks the build).
 step "build: build/ (debugoptimized)"
