@@ -262,8 +262,7 @@ static int compare_stored(struct blk_fragstore *fs, const uint8_t *name,
 	int rc;
 
 	make_key(TAG_FRAG, name, fkey);
-	rc = blk_db_get_val(fs->db, fs->cf, fkey, sizeof(fkey), BLK_GET_NO_CRC,
-			    &v);
+	rc = blk_db_get_val(fs->db, fs->cf, fkey, sizeof(fkey), 0, &v);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
@@ -359,8 +358,7 @@ int blk_fragstore_get(struct blk_fragstore *fs,
 	uint8_t key[BLK_FRAGSTORE_KEY_LEN];
 
 	make_key(TAG_FRAG, name, key);
-	return blk_db_get_val(fs->db, fs->cf, key, sizeof(key), BLK_GET_NO_CRC,
-			      out);
+	return blk_db_get_val(fs->db, fs->cf, key, sizeof(key), 0, out);
 }
 
 int blk_fragstore_has(struct blk_fragstore *fs,

@@ -121,9 +121,11 @@ int blk_fragstore_put(struct blk_fragstore *fs,
 		      const void *data, uint32_t len,
 		      struct blk_frag_put_result *res);
 
-/* The stored value of @name (header, then bytes), read without copying
- * and without RocksDB's own checksum: the caller checks the value end to
- * end. 0 (free *@out with blk_val_free), -ENOENT or -EIO. */
+/* The stored value of @name (header, then bytes), read without copying,
+ * with RocksDB's checksums of every table block and blob record it reads
+ * (a damaged table file gives -EIO, never a crash or other bytes; the
+ * caller still checks the value end to end). 0 (free *@out with
+ * blk_val_free), -ENOENT or -EIO. */
 int blk_fragstore_get(struct blk_fragstore *fs,
 		      const uint8_t name[BLK_FRAG_NAME_LEN],
 		      struct blk_val **out);
