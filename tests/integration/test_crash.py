@@ -133,6 +133,7 @@ class EcCluster:
                          client=True)
         self.mnt = self.c.mnt
         self.rotted = set()  # nodes whose store the harness damaged
+        self.rebuilt = []    # every node started empty, in order
 
     @property
     def log(self):
@@ -185,6 +186,7 @@ class EcCluster:
                 self.move_db_aside(i)
                 self.c.servers[i].start()
                 rebuilt.append(i)
+        self.rebuilt += rebuilt
         return rebuilt
 
     def move_db_aside(self, i):
@@ -211,6 +213,7 @@ class EcCluster:
             self.move_db_aside(i)
             s.start()
             rebuilt.append(i)
+        self.rebuilt += rebuilt
         return rebuilt
 
     def wait_ready(self):
@@ -511,6 +514,9 @@ class Run:
             self.rots += 'rotted' in what
             t = time.monotonic()
             rebuilt = []
+            # nodes rebuilt from here on: by restart_nodes, or by
+            # wait_ready when one said its database is damaged once up
+            mark = len(getattr(env, 'rebuilt', []))
             if victims:
                 # before anything is read
                 rebuilt = env.restart_nodes(victims, self.rotted)
@@ -521,7 +527,8 @@ class Run:
                 env.start_daemon()
             env.wait_ready()
             self.spent['restarts'] += time.monotonic() - t
-            if frags and 'rotted' in what and rot_node not in rebuilt:
+            if frags and 'rotted' in what and \
+                    rot_node not in env.rebuilt[mark:]:
                 self.check_loss(rot_node, frags, what)
             if 'daemon' in actions:
                 self.check_crash(what, rotted_mount)
