@@ -108,7 +108,7 @@ static int name_free(struct bfs *fs, uint64_t parent, const char *name)
  * held): a new transaction in *t and the operation's time in *ts. */
 static int ns_txn(struct bfs *fs, struct blk_txn **t, struct timespec *ts)
 {
-	*t = blk_txn_new(fs->db);
+	*t = blk_txn_new(fs->store);
 	if (!*t)
 		return -ENOMEM;
 	bfs_now(ts);
@@ -493,7 +493,7 @@ static void rename_txn(struct blk_txn *t, struct rename_set *rs,
 }
 
 /* Flush regular file @ino and order its blocks before every later
- * commit (blk_db_settle). 0 or -errno. */
+ * commit (blk_store_settle). 0 or -errno. */
 static int settle_file(struct bfs *fs, uint64_t ino)
 {
 	struct bfs_inode *ip;
@@ -503,7 +503,7 @@ static int settle_file(struct bfs *fs, uint64_t ino)
 		return ret == -ENOENT ? 0 : ret;
 	ret = bfs_flush_inode(fs, ip, true, NULL);
 	bfs_iput(fs, ip);
-	return ret ? ret : blk_db_settle(fs->db);
+	return ret ? ret : blk_store_settle(fs->store);
 }
 
 /* Before a rename that replaces a regular file (ext4's auto_da_alloc):

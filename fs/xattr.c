@@ -68,7 +68,7 @@ static int xattr_change(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	if (remove)
 		flags = XATTR_REPLACE;
 	size_t klen = bfs_xattr_key(key, ip->ino, name, nlen);
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
@@ -135,7 +135,7 @@ static int acl_set(struct bfs *fs, struct bfs_inode *ip, int ns,
 		return acl_remove(fs, ip, ns);
 	size_t len = bfs_acl_encode(&acl, buf);
 	size_t klen = bfs_xattr_key(key, ip->ino, name, strlen(name));
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);

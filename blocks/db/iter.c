@@ -1,7 +1,7 @@
 /* Record store iterators: a bounded, snapshot walk over the keys of one
  * column family that share a prefix. */
 
-#include "blocks/store/store-int.h"
+#include "blocks/db/db-int.h"
 
 #include <stdlib.h>
 #include <string.h>

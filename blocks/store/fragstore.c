@@ -54,14 +54,14 @@ void blk_fragstore_frag_key(const uint8_t name[BLK_FRAG_NAME_LEN],
 	make_key(TAG_FRAG, name, out);
 }
 
-static void stats_put(struct blk_fragstore *fs, struct blk_txn *t,
+static void stats_put(struct blk_fragstore *fs, struct blk_batch *t,
 		      uint64_t used, uint64_t count)
 {
 	uint8_t v[STATS_LEN];
 
 	blk_put_le64(v, used);
 	blk_put_le64(v + 8, count);
-	blk_txn_put(t, fs->cf, STATS_KEY, sizeof(STATS_KEY), v, sizeof(v));
+	blk_batch_put(t, fs->cf, STATS_KEY, sizeof(STATS_KEY), v, sizeof(v));
 }
 
 /* Count the index entries into fs->used and fs->count. */
@@ -96,7 +96,7 @@ static int load_lost(struct blk_fragstore *fs)
 {
 	uint8_t v[LOST_LEN];
 	struct blk_wal_damage wd;
-	struct blk_txn *t;
+	struct blk_batch *t;
 	int64_t n;
 	int rc;
 
@@ -113,14 +113,14 @@ static int load_lost(struct blk_fragstore *fs)
 		return 0;
 	fs->lost_now = wd.records;
 	fs->lost += wd.records;
-	t = blk_txn_new(fs->db);
+	t = blk_batch_new(fs->db);
 	if (!t)
 		return -ENOMEM;
 	blk_put_le64(v, fs->lost);
 	blk_put_le64(v + 8, 0); /* reserved */
-	blk_txn_put(t, fs->cf, LOST_KEY, sizeof(LOST_KEY), v, sizeof(v));
-	rc = blk_txn_commit(t, true);
-	blk_txn_free(t);
+	blk_batch_put(t, fs->cf, LOST_KEY, sizeof(LOST_KEY), v, sizeof(v));
+	rc = blk_batch_commit(t, BLK_WRITE_SYNC);
+	blk_batch_free(t);
 	return rc == -EROFS ? 0 : rc;
 }
 
@@ -147,6 +147,11 @@ static int load_usage(struct blk_fragstore *fs)
 	return load_lost(fs);
 }
 
+int blk_fragstore_register(struct blk_cf_registry *r)
+{
+	return blk_cf_register(r, "frags", BLK_CF_LARGE);
+}
+
 int blk_fragstore_open(struct blk_db *db, const struct blk_fragstore_options *o,
 		       struct blk_fragstore **out)
 {
@@ -154,8 +159,7 @@ int blk_fragstore_open(struct blk_db *db, const struct blk_fragstore_options *o,
 	int rc;
 
 	*out = NULL;
-	if (!db || !o || o->cf < BLK_CF_USER || o->cf >= BLK_DB_MAX_CFS ||
-	    o->head_len == 0)
+	if (!db || !o || !blk_db_cf_open(db, o->cf) || o->head_len == 0)
 		return -EINVAL;
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
@@ -283,7 +287,7 @@ static int compare_stored(struct blk_fragstore *fs, const uint8_t *name,
 
 /* The checks and the commit of put, with mu held (invariants 2-4): @t
  * holds the fragment's records; adds the 'S' record and commits it. */
-static int put_locked(struct blk_fragstore *fs, struct blk_txn *t,
+static int put_locked(struct blk_fragstore *fs, struct blk_batch *t,
 		      const uint8_t *name, const void *data, uint32_t len,
 		      struct blk_frag_put_result *res)
 {
@@ -309,7 +313,7 @@ static int put_locked(struct blk_fragstore *fs, struct blk_txn *t,
 	used = fs->used - oldlen + vlen;
 	count = fs->count + (oldlen ? 0 : 1);
 	stats_put(fs, t, used, count);
-	rc = blk_txn_commit(t, false);
+	rc = blk_batch_commit(t, 0);
 	if (rc == 0) {
 		fs->used = used;
 		fs->count = count;
@@ -326,25 +330,25 @@ int blk_fragstore_put(struct blk_fragstore *fs,
 {
 	uint8_t fkey[BLK_FRAGSTORE_KEY_LEN], ikey[BLK_FRAGSTORE_KEY_LEN],
 	    ival[INDEX_LEN];
-	struct blk_txn *t;
+	struct blk_batch *t;
 	int rc;
 
 	*res = (struct blk_frag_put_result){0};
 	make_key(TAG_FRAG, name, fkey);
 	make_key(TAG_INDEX, name, ikey);
 	blk_put_le32(ival, len);
-	t = blk_txn_new(fs->db);
+	t = blk_batch_new(fs->db);
 	if (!t)
 		return -ENOMEM;
 	/* The bytes are copied into the batch outside the lock; only the
 	 * check of what is stored and the usage record need it. */
-	blk_txn_put2(t, fs->cf, fkey, sizeof(fkey), head, fs->head_len, data,
-		     len);
-	blk_txn_put(t, fs->cf, ikey, sizeof(ikey), ival, sizeof(ival));
+	blk_batch_put2(t, fs->cf, fkey, sizeof(fkey), head, fs->head_len, data,
+		       len);
+	blk_batch_put(t, fs->cf, ikey, sizeof(ikey), ival, sizeof(ival));
 	pthread_mutex_lock(&fs->mu);
 	rc = put_locked(fs, t, name, data, len, res);
 	pthread_mutex_unlock(&fs->mu);
-	blk_txn_free(t);
+	blk_batch_free(t);
 	if (rc == -ENOSPC)
 		res->disk_short = disk_short(fs, fs->head_len + (uint64_t)len);
 	return rc;
@@ -424,7 +428,7 @@ static int name_cmp(const void *a, const void *b, void *base)
 
 /* Add to @t the deletion of the names in @order (sorted, so a name given
  * twice is counted once), with mu held, then the 'S' record, and commit. */
-static int delete_locked(struct blk_fragstore *fs, struct blk_txn *t,
+static int delete_locked(struct blk_fragstore *fs, struct blk_batch *t,
 			 const uint8_t *names, const uint32_t *order,
 			 uint32_t n, uint8_t *gone)
 {
@@ -452,15 +456,15 @@ static int delete_locked(struct blk_fragstore *fs, struct blk_txn *t,
 		if (!vlen)
 			continue;
 		make_key(TAG_INDEX, name, key);
-		blk_txn_delete(t, fs->cf, key, sizeof(key));
+		blk_batch_delete(t, fs->cf, key, sizeof(key));
 		key[0] = TAG_FRAG;
-		blk_txn_delete(t, fs->cf, key, sizeof(key));
+		blk_batch_delete(t, fs->cf, key, sizeof(key));
 		used -= vlen;
 		count--;
 		gone[order[i] / 8] |= (uint8_t)(1u << order[i] % 8);
 	}
 	stats_put(fs, t, used, count);
-	rc = blk_txn_commit(t, false);
+	rc = blk_batch_commit(t, 0);
 	if (rc == 0) {
 		fs->used = used;
 		fs->count = count;
@@ -472,12 +476,12 @@ int blk_fragstore_delete(struct blk_fragstore *fs, const uint8_t *names,
 			 uint32_t n, uint8_t *gone)
 {
 	uint32_t *order = malloc((n ? n : 1) * sizeof(*order));
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_batch *t = blk_batch_new(fs->db);
 	int rc;
 
 	if (!order || !t) {
 		free(order);
-		blk_txn_free(t);
+		blk_batch_free(t);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < n; i++)
@@ -486,7 +490,7 @@ int blk_fragstore_delete(struct blk_fragstore *fs, const uint8_t *names,
 	pthread_mutex_lock(&fs->mu);
 	rc = delete_locked(fs, t, names, order, n, gone);
 	pthread_mutex_unlock(&fs->mu);
-	blk_txn_free(t);
+	blk_batch_free(t);
 	free(order);
 	return rc;
 }
