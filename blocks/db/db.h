@@ -223,6 +223,25 @@ const void *blk_iter_value(struct blk_iter *it, size_t *len);
 int blk_iter_status(struct blk_iter *it);
 void blk_iter_free(struct blk_iter *it); /* NULL is fine */
 
+/* A walk over the records of @cf whose keys start with @prefix, from the
+ * later of @prefix and @start (NULL: the prefix), in byte order, on one
+ * snapshot (blk_iter_new). Keys shorter than @klen_min or longer than
+ * @klen_max (0: no limit) are skipped, or, with @klen_err, end the walk
+ * with that error. @fn gets each other record; it returns 0 to go on,
+ * anything else to end the walk with that. blk_db_walk returns 0, @fn's
+ * non-zero return, @klen_err, -ENOMEM, -EINVAL (bad @cf) or -EIO (the
+ * iteration broke off). */
+struct blk_walk {
+	const void *prefix, *start;
+	size_t plen, slen;
+	size_t klen_min, klen_max;
+	int klen_err;
+	int (*fn)(void *arg, const uint8_t *key, size_t klen,
+		  const uint8_t *val, size_t vlen);
+	void *arg;
+};
+int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w);
+
 /* Batches: collect record changes, then commit them atomically. Nothing
  * reaches the database before blk_batch_commit. Not thread-safe per batch;
  * any number of batches may be built in parallel. */

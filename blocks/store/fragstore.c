@@ -380,38 +380,46 @@ int blk_fragstore_has(struct blk_fragstore *fs,
 	return n == -ENOENT ? 0 : (int)n;
 }
 
+struct scan {
+	const uint8_t *after; /* its 'I' key, or NULL */
+	blk_frag_scan_fn fn;
+	void *arg;
+};
+
+/* One 'I' record of blk_fragstore_scan's walk. */
+static int scan_one(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
+		    size_t vlen)
+{
+	const struct scan *sc = arg;
+
+	if (vlen != INDEX_LEN)
+		return 0;
+	if (sc->after && memcmp(k, sc->after, klen) == 0)
+		return 0; /* @after itself */
+	return sc->fn(sc->arg, k + 1, blk_get_le32(v));
+}
+
 int blk_fragstore_scan(struct blk_fragstore *fs,
 		       const uint8_t after[BLK_FRAG_NAME_LEN],
 		       blk_frag_scan_fn fn, void *arg)
 {
 	const uint8_t tag = TAG_INDEX;
 	uint8_t start[BLK_FRAGSTORE_KEY_LEN];
-	struct blk_iter *it;
-	int rc = 0;
+	struct scan sc = {after ? start : NULL, fn, arg};
+	const struct blk_walk w = {
+	    .prefix = &tag,
+	    .plen = 1,
+	    .start = sc.after,
+	    .slen = after ? sizeof(start) : 0,
+	    .klen_min = BLK_FRAGSTORE_KEY_LEN,
+	    .klen_max = BLK_FRAGSTORE_KEY_LEN,
+	    .fn = scan_one,
+	    .arg = &sc,
+	};
 
 	if (after)
 		make_key(TAG_INDEX, after, start);
-	it = blk_iter_new(fs->db, fs->cf, &tag, 1, after ? start : NULL,
-			  after ? sizeof(start) : 0);
-	if (!it)
-		return -ENOMEM;
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, vlen;
-		const uint8_t *k = blk_iter_key(it, &klen);
-		const uint8_t *v = blk_iter_value(it, &vlen);
-
-		if (klen != BLK_FRAGSTORE_KEY_LEN || vlen != INDEX_LEN)
-			continue;
-		if (after && memcmp(k, start, klen) == 0)
-			continue; /* @after itself */
-		rc = fn(arg, k + 1, blk_get_le32(v));
-		if (rc != 0)
-			break;
-	}
-	if (rc == 0)
-		rc = blk_iter_status(it);
-	blk_iter_free(it);
-	return rc;
+	return blk_db_walk(fs->db, fs->cf, &w);
 }
 
 /* ---- delete ---- */
