@@ -167,31 +167,8 @@ static int block_cmp_stored(struct tstore *db, const struct block *b)
 	return rc;
 }
 
-static int commit_ref(struct tstore *db, const struct block *b)
-{
-	struct blk_txn *t = blk_txn_new(db->st);
-	int rc;
-
-	REQUIRE(t);
-	REQUIRE(blk_txn_ref(t, &b->cid, b->data, b->len) == 0);
-	rc = blk_txn_commit(t, false);
-	blk_txn_free(t);
-	return rc;
-}
-
-static int commit_unref(struct tstore *db, const struct block *b)
-{
-	struct blk_txn *t = blk_txn_new(db->st);
-	int rc;
-
-	REQUIRE(t);
-	REQUIRE(blk_txn_unref(t, &b->cid) == 0);
-	rc = blk_txn_commit(t, false);
-	blk_txn_free(t);
-	return rc;
-}
-
-/* One commit that drops a reference to @old and adds one to @new. */
+/* One commit that drops a reference to @old and adds one to @new (either
+ * may be NULL). */
 static int commit_replace(struct tstore *db, const struct block *old,
 			  const struct block *new)
 {
@@ -199,11 +176,23 @@ static int commit_replace(struct tstore *db, const struct block *old,
 	int rc;
 
 	REQUIRE(t);
-	REQUIRE(blk_txn_unref(t, &old->cid) == 0);
-	REQUIRE(blk_txn_ref(t, &new->cid, new->data, new->len) == 0);
+	if (old)
+		REQUIRE(blk_txn_unref(t, &old->cid) == 0);
+	if (new)
+		REQUIRE(blk_txn_ref(t, &new->cid, new->data, new->len) == 0);
 	rc = blk_txn_commit(t, false);
 	blk_txn_free(t);
 	return rc;
+}
+
+static int commit_ref(struct tstore *db, const struct block *b)
+{
+	return commit_replace(db, NULL, b);
+}
+
+static int commit_unref(struct tstore *db, const struct block *b)
+{
+	return commit_replace(db, b, NULL);
 }
 
 static uint64_t refs_of(struct tstore *db, const struct block *b)
