@@ -1,6 +1,6 @@
 /* The WAL-less journal: large new blocks written without the WAL, the
  * records that track them until they are durable, making them durable at
- * blk_db_sync, and finding at open those a crash took. */
+ * blk_store_sync, and finding at open those a crash took. */
 
 /*
  * Invariants:
@@ -12,7 +12,7 @@
  *      "blocks" has been flushed. journal_sync gets there either by
  *      flushing "blocks" (more than RELOG_MAX bytes pending) or by writing
  *      the few pending blocks again through the WAL; either way it then
- *      deletes the journal records it covered (blk_db_sync; blk_db_settle
+ *      deletes the journal records it covered (blk_store_sync; blk_store_settle
  *      does the same without the WAL fsync, which is enough to order the
  *      blocks before every later commit). Records below
  *      s->journal_first are gone; s->journal_bytes counts the bytes of
@@ -32,7 +32,7 @@
  *      and is reported by blk_store_lost_blocks(), so the caller can drop what
  *      points at it — unless the new-block log shows it was handed on
  *      already, then peers hold it and it is only marked evicted. Only
- *      bytes never covered by blk_db_sync are lost that way, and only when
+ *      bytes never covered by blk_store_sync are lost that way, and only when
  *      the process dies, which is the contract of an unsynced write.
  */
 
@@ -272,7 +272,7 @@ static int recovery_write(struct blk_store *s, struct recovery *rv)
 	return 0;
 }
 
-/* At open, read-write, before @db is shared (J3): check every journaled
+/* At open, read-write, before @s is shared (J3): check every journaled
  * block, clear the journal in the same synced batch, fill s->lost and set
  * the journal's counters past its last record. 0, -ENOMEM, -EIO,
  * -EUCLEAN. */

@@ -4,7 +4,7 @@
 
 /*
  * "newlog" maps a u64 BE sequence number to a binary CID. It exists only
- * when blk_db_options.newlog asked for it (or an earlier open created it).
+ * when blk_store_options.newlog asked for it (or an earlier open created it).
  *
  * Invariants:
  *  N1. newlog_append takes its sequence number from the store_delta of a
@@ -288,7 +288,7 @@ static int index_add(struct newlog_index *ix, const uint8_t *key,
 
 /* Load the log into *@out (NULL when it is not kept: an empty index) and
  * into s->pending (N3), and set s->newlog_seq past its last record. At
- * open, before @db is shared. 0, -ENOMEM, -EIO. */
+ * open, before @s is shared. 0, -ENOMEM, -EIO. */
 int newlog_index_load(struct blk_store *s, struct newlog_index **out)
 {
 	struct newlog_index *ix;
@@ -354,7 +354,7 @@ bool newlog_index_has(const struct newlog_index *ix, const void *cid,
 
 /* Add the deletion of every record of @cid to @wb: neighbours in the
  * sorted index may hold the same CID (stored, deleted, stored again).
- * s->pending drops them at once: @wb is written before @db is shared,
+ * s->pending drops them at once: @wb is written before @s is shared,
  * or the open fails. */
 void newlog_index_drop(const struct newlog_index *ix, struct blk_store *s,
 		       rocksdb_writebatch_t *wb, const void *cid, size_t clen)

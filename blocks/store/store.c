@@ -20,7 +20,7 @@
  *      s->ref_lock, so concurrent commits see each other's results and
  *      counts stay exact. Commits are therefore serialised, including their
  *      WAL append (and fsync, for a sync commit); durability is a separate
- *      barrier (blk_db_sync). Transactions that change only records do not
+ *      barrier (blk_store_sync). Transactions that change only records do not
  *      take the lock (txn.c T2).
  *  S2. s->stats mirrors the stats record, under ref_lock. It is loaded at
  *      open and replaced only after a successful write (store_delta_publish),
