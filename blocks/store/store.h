@@ -202,9 +202,9 @@ int blk_store_rewrite(struct blk_store *s, const struct blk_cid *cid,
 
 /* Blocks whose bytes did not survive a crash, found by blk_store_open: their
  * reference records are gone and the statistics no longer count them.
- * Returns how many, with the CIDs in *cids (owned by @db, valid until
+ * Returns how many, with the CIDs in *cids (owned by @s, valid until
  * blk_store_forget_lost or close). Not thread-safe: for the opener, before
- * it shares @db. */
+ * it shares @s. */
 size_t blk_store_lost_blocks(struct blk_store *s, const struct blk_cid **cids);
 /* Drop the list once the caller has dealt with it. */
 void blk_store_forget_lost(struct blk_store *s);
