@@ -59,6 +59,9 @@ struct blk_batch {
 };
 
 int blk_rdb_errno(char *rerr); /* frees @rerr; -ENOSPC or -EIO */
+/* Format a message into @err (@errlen bytes; NULL or 0: none). */
+void blk_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 		  rocksdb_pinnableslice_t **ps);
 /* @cf's handle: NULL for a bad handle or a family not open. */

@@ -95,10 +95,7 @@ int blk_rdb_errno(char *rerr)
 	return rc;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void blk_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -133,21 +130,23 @@ static void open_message(int rc, const char *path, const char *msg, char *err,
 {
 	switch (rc) {
 	case -EBUSY:
-		set_err(err, errlen,
-			"node database %s is in use by another process (%s)",
-			path, msg);
+		blk_set_err(
+		    err, errlen,
+		    "node database %s is in use by another process (%s)", path,
+		    msg);
 		break;
 	case -ENOENT:
-		set_err(err, errlen, "no node database in %s (%s)", path, msg);
+		blk_set_err(err, errlen, "no node database in %s (%s)", path,
+			    msg);
 		break;
 	case -EACCES:
-		set_err(err, errlen,
-			"permission denied opening node database %s (%s)", path,
-			msg);
+		blk_set_err(err, errlen,
+			    "permission denied opening node database %s (%s)",
+			    path, msg);
 		break;
 	default:
-		set_err(err, errlen, "cannot open node database %s: %s", path,
-			msg);
+		blk_set_err(err, errlen, "cannot open node database %s: %s",
+			    path, msg);
 		break;
 	}
 }
@@ -557,10 +556,10 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 	if (!o)
 		o = &defaults;
 	if (o->cfs && o->cfs->err) {
-		set_err(err, errlen,
-			"bad column families for %s: a name reserved or "
-			"registered twice, or more than %d",
-			path, BLK_DB_MAX_CFS);
+		blk_set_err(err, errlen,
+			    "bad column families for %s: a name reserved or "
+			    "registered twice, or more than %d",
+			    path, BLK_DB_MAX_CFS);
 		return o->cfs->err;
 	}
 	db = db_new(path, o);
@@ -585,7 +584,8 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 	return 0;
 
 nomem:
-	set_err(err, errlen, "out of memory opening node database %s", path);
+	blk_set_err(err, errlen, "out of memory opening node database %s",
+		    path);
 fail:
 	blk_db_close(db);
 	plan_free(&plan);

@@ -32,7 +32,6 @@
 #include "blocks/base/bytes.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,20 +105,6 @@ static int find_families(struct blk_store *s)
 	return s->blocks && s->refs ? 0 : -ENOENT;
 }
 
-static void say(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int blk_store_open(struct blk_db *db, const struct blk_store_options *o,
 		   struct blk_store **out, char *err, size_t errlen)
 {
@@ -129,8 +114,8 @@ int blk_store_open(struct blk_db *db, const struct blk_store_options *o,
 
 	*out = NULL;
 	if (!s) {
-		say(err, errlen, "out of memory opening node database %s",
-		    path);
+		blk_set_err(err, errlen,
+			    "out of memory opening node database %s", path);
 		return -ENOMEM;
 	}
 	s->db = db;
@@ -140,7 +125,8 @@ int blk_store_open(struct blk_db *db, const struct blk_store_options *o,
 	pthread_mutex_init(&s->ref_lock, NULL);
 	rc = find_families(s);
 	if (rc < 0) {
-		say(err, errlen,
+		blk_set_err(
+		    err, errlen,
 		    "no node database in %s (column family 'blocks' or 'refs' "
 		    "missing)",
 		    path);
@@ -148,17 +134,18 @@ int blk_store_open(struct blk_db *db, const struct blk_store_options *o,
 	}
 	rc = store_load_stats(s);
 	if (rc < 0) {
-		say(err, errlen,
-		    "cannot read block statistics of node database %s", path);
+		blk_set_err(err, errlen,
+			    "cannot read block statistics of node database %s",
+			    path);
 		goto fail;
 	}
 	if (!s->read_only) {
 		rc = journal_recover(s);
 		if (rc < 0) {
-			say(err, errlen,
-			    "cannot replay the block journal of node "
-			    "database %s: %s",
-			    path, strerror(-rc));
+			blk_set_err(err, errlen,
+				    "cannot replay the block journal of node "
+				    "database %s: %s",
+				    path, strerror(-rc));
 			goto fail;
 		}
 	}
