@@ -24,21 +24,20 @@
  * the chunk seen so far) and h, and both are updated byte by byte exactly as
  * a one-shot pass would, so the caller may cut the stream anywhere.
  *
- * Speed: the per-byte dependency h -> (h << 1) + g is a shift-and-add; on
- * the Xeon we measured (Sapphire Rapids class) a scaled lea has two cycles
- * of latency, so a naive loop runs at two cycles per byte (~1.9 GB/s).
- * gear_find() takes three bytes per step (gear_step3()) and re-associates
- * the hash as h3 = (h << 3) + ((g0 << 2) + (g1 << 1) + g2), so the chain
- * through h is one shift-and-add per three bytes; the two intermediate
- * hashes, (h << 1) + g0 and (h << 2) + ((g0 << 1) + g1), are off the chain.
- * Three, not four, because scale 8 is the largest a single lea can do.
- * Every byte keeps its own test-and-branch (one fused uop): or-ing the
+ * Speed: the per-byte dependency h -> (h << 1) + g is a shift-and-add, a
+ * scaled lea of more than one cycle of latency, so a naive loop is bound
+ * by that chain. gear_find() takes three bytes per step (gear_step3()) and
+ * re-associates the hash as h3 = (h << 3) + ((g0 << 2) + (g1 << 1) + g2), so
+ * the chain through h is one shift-and-add per three bytes; the two
+ * intermediate hashes, (h << 1) + g0 and (h << 2) + ((g0 << 1) + g1), are off
+ * the chain. Three, not four, because scale 8 is the largest a single lea can
+ * do. Every byte keeps its own test-and-branch (one fused uop): or-ing the
  * tests together, as a four-byte step did before, costs more than it saves.
- * The loop is then near the issue width, ~4.7 fused uops per byte (two
- * loads, ~1.7 lea, one test-and-branch); going further needs SIMD. It
- * computes the very same hashes, so boundaries are unchanged;
- * tests/unit/test-cdc.c checks this against a byte-by-byte reference, and
- * tests/unit/cdc-bench.c measures it.
+ * The loop is then near the issue width (two loads, under two lea and one
+ * test-and-branch per byte); going further needs SIMD. It computes the
+ * very same hashes, so boundaries are unchanged; tests/unit/test-cdc.c
+ * checks this against a byte-by-byte reference. Measure with
+ * tests/unit/cdc-bench.c (its output recalls the figures behind this).
  */
 
 #include "blocks/cdc.h"

@@ -109,6 +109,10 @@ struct bfs {
 	struct bfs_config cfg;
 	char *node_dir;
 	struct blk_db *db;
+	struct blk_store *store; /* the block store on @db */
+	/* The handles of the fragment store's and the engine's families in
+	 * @db (bfs.c open_db). */
+	unsigned cf_frags, cf_repair;
 	struct cl_engine *peers; /* NULL: a single node */
 	uint64_t max_extent;	 /* longest extent any mount of this fs wrote */
 
@@ -346,7 +350,7 @@ int bfs_space_admit(struct bfs *fs, uint64_t len);
 int bfs_space_claim(struct bfs *fs, uint64_t len);
 /* Give @len bytes of reservation back. */
 void bfs_space_unclaim(struct bfs *fs, uint64_t len);
-/* The reserve: free bytes writes leave alone (blk_db_compact may use
+/* The reserve: free bytes writes leave alone (blk_store_compact may use
  * half of it). */
 uint64_t bfs_space_reserve(struct bfs *fs);
 /* Say how the last compaction went (@err: 0 or its errno) where

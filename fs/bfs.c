@@ -12,6 +12,7 @@
 
 #include "blocks/base/clock.h"
 #include "blocks/base/log.h"
+#include "blocks/store/fragstore.h"
 
 bool bfs_read_only(const struct bfs *fs)
 {
@@ -21,6 +22,21 @@ bool bfs_read_only(const struct bfs *fs)
 struct blk_db *bfs_db(struct bfs *fs)
 {
 	return fs->db;
+}
+
+struct blk_store *bfs_store(struct bfs *fs)
+{
+	return fs->store;
+}
+
+unsigned bfs_cf_frags(struct bfs *fs)
+{
+	return fs->cf_frags;
+}
+
+unsigned bfs_cf_repair(struct bfs *fs)
+{
+	return fs->cf_repair;
 }
 
 void bfs_set_engine(struct bfs *fs, struct cl_engine *peers)
@@ -48,7 +64,7 @@ static int mkfs(struct bfs *fs)
 	    .ctime = ts,
 	    .btime = ts,
 	};
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t) {
 		bfs_inode_free(root);
 		return -ENOMEM;
@@ -127,22 +143,53 @@ static void say_wal_damage(struct bfs *fs, const char *path)
 			    (unsigned long long)wd.records);
 }
 
-/* Open the database in @path (cfg.node_dir/db). A read-only open of a
- * node never mounted creates its empty filesystem first. */
+/* Open the database in @path and the block store on it. */
+static int open_store(struct bfs *fs, const char *path,
+		      const struct blk_db_options *o,
+		      const struct blk_store_options *so, char *err,
+		      size_t errlen)
+{
+	int ret = blk_db_open(path, o, &fs->db, err, errlen);
+
+	if (!ret)
+		ret = blk_store_open(fs->db, so, &fs->store, err, errlen);
+	if (ret) {
+		blk_db_close(fs->db);
+		fs->db = NULL;
+	}
+	return ret;
+}
+
+/* Open the database in @path (cfg.node_dir/db) as a mounted node has it:
+ * the filesystem's column families (first: their handles are the BFS_CF_*
+ * constants), the block store's, the fragment store's (the node's server)
+ * and the cluster engine's. A read-only open of a node never mounted
+ * creates its empty filesystem first. */
 static int open_db(struct bfs *fs, const char *path, bool full, char *err,
 		   size_t errlen)
 {
 	const struct bfs_config *cfg = &fs->cfg;
-	struct blk_db_options o = {
-	    .extra_cfs = bfs_cf_names,
-	    .large_cfs = bfs_large_cf_names,
+	struct blk_cf_registry reg = {0};
+	struct blk_store_options so = {
 	    .newlog = cfg->newlog,
-	    .cache_bytes = cfg->cache_bytes,
 	    .verify_on_read = cfg->verify_reads,
+	};
+	struct blk_db_options o = {
+	    .cfs = &reg,
+	    .cache_bytes = cfg->cache_bytes,
 	    .create = !cfg->read_only,
 	    .read_only = cfg->read_only,
 	};
-	int ret = blk_db_open(path, &o, &fs->db, err, errlen);
+	int frags, repair;
+
+	/* A failed registration is kept in reg.err: the open fails. */
+	bfs_meta_register(&reg);
+	blk_store_register(&reg, &so);
+	frags = blk_fragstore_register(&reg);
+	repair = cl_engine_register(&reg);
+	fs->cf_frags = frags < 0 ? 0 : (unsigned)frags;
+	fs->cf_repair = repair < 0 ? 0 : (unsigned)repair;
+	int ret = open_store(fs, path, &o, &so, err, errlen);
 	if (ret == -ENOENT && full) {
 		snprintf(
 		    err, errlen,
@@ -160,7 +207,7 @@ static int open_db(struct bfs *fs, const char *path, bool full, char *err,
 		if (!ret)
 			ret = bfs_close(tmp);
 		if (!ret)
-			ret = blk_db_open(path, &o, &fs->db, err, errlen);
+			ret = open_store(fs, path, &o, &so, err, errlen);
 	}
 	if (!ret)
 		say_wal_damage(fs, path);
@@ -356,7 +403,7 @@ int bfs_sync_all(struct bfs *fs)
 			bfs_iput(fs, ip);
 		}
 	}
-	int ret = blk_db_sync(fs->db);
+	int ret = blk_store_sync(fs->store);
 	if (!ret && fs->peers && !fs->cfg.read_only)
 		ret = cl_engine_barrier(fs->peers);
 	return first ? first : ret;
@@ -420,6 +467,7 @@ int bfs_close(struct bfs *fs)
 		int r = bfs_maint_final(fs);
 		ret = ret ? ret : r;
 	}
+	blk_store_close(fs->store);
 	blk_db_close(fs->db);
 	free(fs->damage_said);
 	free(fs->node_dir);

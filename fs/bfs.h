@@ -162,6 +162,11 @@ int bfs_sync_all(struct bfs *fs);
  * open until it is detached. */
 void bfs_set_engine(struct bfs *fs, struct cl_engine *peers);
 struct blk_db *bfs_db(struct bfs *fs);
+struct blk_store *bfs_store(struct bfs *fs);
+/* The handles of the node's other families in bfs_db: the fragment store's
+ * (blk_fragstore_register) and the cluster engine's (cl_engine_register). */
+unsigned bfs_cf_frags(struct bfs *fs);
+unsigned bfs_cf_repair(struct bfs *fs);
 
 /* Inode references. bfs_iget loads an inode (refs+1). bfs_iput drops one;
  * bfs_forget drops kernel lookups. An unlinked inode's data is freed when
@@ -260,7 +265,7 @@ int bfs_fsync(struct bfs *fs, struct bfs_inode *ip, bool durable);
 /* close(2) of a handle of @ip (@writer: opened for writing): chunk what
  * is buffered into the local store, without syncing it. The close of a
  * writer of a file truncated to zero since (ip->da_close) also orders
- * the file's blocks before every later commit (blk_db_settle), as ext4's
+ * the file's blocks before every later commit (blk_store_settle), as ext4's
  * auto_da_alloc does: a file rewritten in place (O_TRUNC, then write)
  * holds its new content after a crash that keeps anything done after the
  * close. 0 or -errno. */

@@ -27,46 +27,53 @@ int bfs_extent_list_push(struct bfs_extent_list *l, const struct bfs_extent *e)
 	return 0;
 }
 
+struct extents_in {
+	uint64_t start, end;
+	struct bfs_extent_list *out;
+};
+
+#define EXTENTS_PAST_END 1
+
+/* One record of bfs_extents_in's walk. */
+static int extent_in(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
+		     size_t vlen)
+{
+	struct extents_in *x = arg;
+	struct bfs_extent e;
+
+	e.off = blk_get_be64(k + 8);
+	if (e.off >= x->end)
+		return EXTENTS_PAST_END;
+	if (bfs_extent_decode(v, vlen, &e.len, &e.forced, &e.cid))
+		return -EUCLEAN;
+	if (e.off + e.len <= x->start)
+		return 0;
+	return bfs_extent_list_push(x->out, &e);
+}
+
 int bfs_extents_in(struct blk_db *db, unsigned cf, uint64_t ino, uint64_t start,
 		   uint64_t end, uint64_t lookback, struct bfs_extent_list *out)
 {
 	uint8_t prefix[8], from[16];
-	int ret = 0;
+	struct extents_in x = {start, end, out};
+	const struct blk_walk w = {
+	    .prefix = prefix,
+	    .plen = 8,
+	    .start = from,
+	    .slen = 16,
+	    .klen_min = 16,
+	    .klen_max = 16,
+	    .klen_err = -EUCLEAN,
+	    .fn = extent_in,
+	    .arg = &x,
+	};
 
 	if (start >= end)
 		return 0;
 	bfs_ino_key(prefix, ino);
 	bfs_extent_key(from, ino, start > lookback ? start - lookback : 0);
-	struct blk_iter *it = blk_iter_new(db, cf, prefix, 8, from, 16);
-	if (!it)
-		return -ENOMEM;
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, vlen;
-		const uint8_t *k = blk_iter_key(it, &klen);
-		const uint8_t *v = blk_iter_value(it, &vlen);
-		struct bfs_extent e;
-
-		if (klen != 16) {
-			ret = -EUCLEAN;
-			break;
-		}
-		e.off = blk_get_be64(k + 8);
-		if (e.off >= end)
-			break;
-		if (bfs_extent_decode(v, vlen, &e.len, &e.forced, &e.cid)) {
-			ret = -EUCLEAN;
-			break;
-		}
-		if (e.off + e.len <= start)
-			continue;
-		ret = bfs_extent_list_push(out, &e);
-		if (ret)
-			break;
-	}
-	if (!ret)
-		ret = blk_iter_status(it);
-	blk_iter_free(it);
-	return ret;
+	int ret = blk_db_walk(db, cf, &w);
+	return ret == EXTENTS_PAST_END ? 0 : ret;
 }
 
 /* Decode the iterator's record into c->e; c->valid false at the end. */

@@ -329,7 +329,7 @@ static int punch(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 	uint64_t end = off + len;
 	int ret = 0;
 
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t) {
 		bfs_space_unclaim(fs, claimed);
 		return -ENOMEM;

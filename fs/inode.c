@@ -210,7 +210,7 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 	bfs_resv_drop(fs, ip, 0, UINT64_MAX);
 	pthread_mutex_unlock(&ip->lock);
 	if (ip->rec.nlink && ip->attr_dirty && !fs->cfg.read_only) {
-		struct blk_txn *t = blk_txn_new(fs->db);
+		struct blk_txn *t = blk_txn_new(fs->store);
 		int ret = t ? 0 : -ENOMEM;
 		if (t) {
 			bfs_txn_put_inode(t, ip);
@@ -404,7 +404,7 @@ int bfs_write_attrs(struct bfs *fs)
 		pthread_mutex_unlock(&fs->itab_lock);
 		if (!n)
 			break;
-		struct blk_txn *t = blk_txn_new(fs->db);
+		struct blk_txn *t = blk_txn_new(fs->store);
 		int ret = t ? 0 : -ENOMEM;
 		pthread_mutex_lock(&fs->ns_lock);
 		for (size_t i = 0; i < n; i++) {
@@ -466,7 +466,7 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	if (sized && !S_ISREG(ip->rec.mode))
 		return -EINVAL;
 
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t)
 		return -ENOMEM;
 	bool lazy = (valid & BFS_SET_LAZY) && !sized;
@@ -563,7 +563,7 @@ int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip)
 
 	if (fs->cfg.read_only)
 		return 0;
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t)
 		return -ENOMEM;
 	bfs_ino_key(prefix, ip->ino);

@@ -30,13 +30,13 @@ static void evict_blocks(struct bfs *fs)
 	struct blk_store_stats st;
 	uint64_t local, goal, freed = 0, n = 0;
 
-	if (!fs->cfg.local_max || !fs->peers || blk_store_stats(fs->db, &st))
+	if (!fs->cfg.local_max || !fs->peers || blk_store_stats(fs->store, &st))
 		return;
 	local = st.bytes - st.remote_bytes;
 	if (local <= fs->cfg.local_max || cl_engine_backlog(fs->peers))
 		return;
 	goal = local - fs->cfg.local_max + fs->cfg.local_max / 10;
-	(void)blk_store_evict_upto(fs->db, goal, &freed, &n);
+	(void)blk_store_evict_upto(fs->store, goal, &freed, &n);
 	if (n)
 		blk_log_info("evicted %llu blocks (%llu MiB) held by peers",
 			     (unsigned long long)n,
@@ -78,7 +78,7 @@ static void check_lost(struct bfs *fs)
 	}
 	if (!more)
 		return;
-	int ret = blk_newlog_requeue(fs->db, &queued);
+	int ret = blk_store_newlog_requeue(fs->store, &queued);
 	for (unsigned i = 0; i < n; i++) {
 		if (lost[i] == UINT64_MAX || lost[i] <= seen[i])
 			continue;
@@ -137,7 +137,7 @@ static void compact(struct bfs *fs)
 	struct blk_db_compact_stats cs;
 
 	fs->freed = 0;
-	int ret = blk_db_compact(fs->db, bfs_space_reserve(fs), &cs);
+	int ret = blk_store_compact(fs->store, bfs_space_reserve(fs), &cs);
 	bfs_space_compacted(fs, ret);
 	if (ret)
 		blk_log_err("compaction failed: %s (the node database's LOG "
@@ -154,7 +154,7 @@ static void compact(struct bfs *fs)
 			     cs.gc_passes);
 	fs->overhead = 0;
 	if (blk_db_disk_usage(fs->db, &disk) == 0 &&
-	    blk_store_stats(fs->db, &st) == 0 && disk > st.bytes)
+	    blk_store_stats(fs->store, &st) == 0 && disk > st.bytes)
 		fs->overhead = disk - st.bytes;
 	bfs_space_forget(fs); /* look at the room again */
 }
@@ -172,11 +172,11 @@ static void maint_period(struct bfs *fs, unsigned period)
 	/* Bound what a crash can take of unsynced data, as a local
 	 * filesystem's periodic commit does (blocks/store/journal.c J1). */
 	if (period % SYNC_PERIODS == 0) {
-		int r = blk_db_sync(fs->db);
+		int r = blk_store_sync(fs->store);
 		if (r)
 			blk_log_err("periodic sync failed: %s", strerror(-r));
 	}
-	if (blk_store_stats(fs->db, &st) == 0)
+	if (blk_store_stats(fs->store, &st) == 0)
 		cur = st.bytes;
 	if (cur < prev)
 		fs->freed += prev - cur;
@@ -194,7 +194,7 @@ static void reclaim_now(struct bfs *fs)
 	uint64_t cur = fs->maint_prev;
 	bool did = false;
 
-	if (blk_store_stats(fs->db, &st) == 0)
+	if (blk_store_stats(fs->store, &st) == 0)
 		cur = st.bytes;
 	if (cur < fs->maint_prev)
 		fs->freed += fs->maint_prev - cur;
@@ -272,7 +272,7 @@ int bfs_maint_start(struct bfs *fs)
 {
 	struct blk_store_stats st;
 
-	if (blk_store_stats(fs->db, &st) == 0)
+	if (blk_store_stats(fs->store, &st) == 0)
 		fs->maint_prev = st.bytes;
 	int ret = -pthread_create(&fs->maint, NULL, maint_main, fs);
 	if (!ret)
@@ -282,13 +282,13 @@ int bfs_maint_start(struct bfs *fs)
 
 int bfs_maint_final(struct bfs *fs)
 {
-	int ret = blk_db_sync(fs->db);
+	int ret = blk_store_sync(fs->store);
 	/* Give back the space of whatever was deleted since the last
 	 * compaction (including files freed just now). */
 	struct blk_store_stats st = {0};
-	blk_store_stats(fs->db, &st);
+	blk_store_stats(fs->store, &st);
 	if (fs->freed || st.bytes < fs->maint_prev) {
-		int r = blk_db_compact(fs->db, bfs_space_reserve(fs), NULL);
+		int r = blk_store_compact(fs->store, bfs_space_reserve(fs), NULL);
 		bfs_space_compacted(fs, r);
 		if (r)
 			blk_log_err("compaction at unmount failed: %s",

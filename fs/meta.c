@@ -4,10 +4,27 @@
 #include <errno.h>
 #include <string.h>
 
-const char *const bfs_cf_names[] = {"inodes", "dirents", "extents", "xattrs",
-				    "meta",   "frags",	 "repair",  NULL};
-/* Those holding large values: fragments (blob files, as "blocks"). */
-const char *const bfs_large_cf_names[] = {"frags", NULL};
+int bfs_meta_register(struct blk_cf_registry *r)
+{
+	static const char *const names[BFS_CF_COUNT] = {
+	    [BFS_CF_INODES] = "inodes",	  [BFS_CF_DIRENTS] = "dirents",
+	    [BFS_CF_EXTENTS] = "extents", [BFS_CF_XATTRS] = "xattrs",
+	    [BFS_CF_META] = "meta",
+	};
+
+	if (r->n) {
+		if (!r->err)
+			r->err = -EINVAL;
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < BFS_CF_COUNT; i++) {
+		int h = blk_cf_register(r, names[i], 0);
+
+		if (h < 0)
+			return h;
+	}
+	return 0;
+}
 
 #define INODE_REC_VERSION 1
 

@@ -1,14 +1,24 @@
-/* The filesystem's records in the node database: inodes, directory entries,
- * extent maps and xattrs, their keys and their versioned binary encodings.
+/* The filesystem's records in the node database: inodes, directory
+ * entries, extent maps and xattrs, their keys and their versioned binary
+ * encodings.
  *
- * Column families (after the store's own "blocks" and "refs"):
- *   inodes   ino(be64)                 -> struct bfs_inode_rec (+ symlink
- * target) dirents  parent(be64) name         -> ino(le64) type(u8) extents
- * ino(be64) offset(be64)    -> len(le32) cid(binary) xattrs   ino(be64) name ->
- * value meta     ascii key                 -> value (format, next inode,
- * orphans) Big-endian numbers in keys keep RocksDB's byte order equal to
- * numeric order, so a prefix scan lists a directory or walks a file's extents
- * in offset order. Every extent covers one whole block: [offset, offset+len).
+ * Column families (the core's own; the node's database holds others'):
+ *
+ *   inodes   ino(be64)
+ *            -> struct bfs_inode_rec (+ symlink target)
+ *   dirents  parent(be64) name
+ *            -> ino(le64) type(u8)
+ *   extents  ino(be64) offset(be64)
+ *            -> len(le32) cid(binary)
+ *   xattrs   ino(be64) name
+ *            -> value
+ *   meta     ascii key
+ *            -> value (format, next inode, orphans)
+ *
+ * Big-endian numbers in keys keep RocksDB's byte order equal to numeric
+ * order, so a prefix scan lists a directory or walks a file's extents in
+ * offset order. Every extent covers one whole block: [offset,
+ * offset+len).
  */
 #pragma once
 
@@ -21,19 +31,20 @@
 #include "blocks/cid.h"
 #include "blocks/store/store.h"
 
+/* The core's column families, by handle: bfs_meta_register adds them
+ * first to a registry, so that their handles are these constants. */
 enum {
-	BFS_CF_INODES = BLK_CF_USER,
+	BFS_CF_INODES,
 	BFS_CF_DIRENTS,
 	BFS_CF_EXTENTS,
 	BFS_CF_XATTRS,
 	BFS_CF_META,
-	BFS_CF_FRAGS,  /* this node's fragments, as its server keeps them */
-	BFS_CF_REPAIR, /* binary CID -> reason: blocks to repair */
+	BFS_CF_COUNT,
 };
 
-extern const char *const bfs_cf_names[]; /* NULL-terminated, in that order */
-extern const char
-    *const bfs_large_cf_names[]; /* of those, the large-value ones */
+/* Add the core's column families to @r, which must be empty (else
+ * -EINVAL, also kept in @r->err): 0 or the error of blk_cf_register. */
+int bfs_meta_register(struct blk_cf_registry *r);
 
 #define BFS_FORMAT_VERSION 1
 #define BFS_ROOT_INO 1

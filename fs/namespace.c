@@ -108,7 +108,7 @@ static int name_free(struct bfs *fs, uint64_t parent, const char *name)
  * held): a new transaction in *t and the operation's time in *ts. */
 static int ns_txn(struct bfs *fs, struct blk_txn **t, struct timespec *ts)
 {
-	*t = blk_txn_new(fs->db);
+	*t = blk_txn_new(fs->store);
 	if (!*t)
 		return -ENOMEM;
 	bfs_now(ts);
@@ -493,7 +493,7 @@ static void rename_txn(struct blk_txn *t, struct rename_set *rs,
 }
 
 /* Flush regular file @ino and order its blocks before every later
- * commit (blk_db_settle). 0 or -errno. */
+ * commit (blk_store_settle). 0 or -errno. */
 static int settle_file(struct bfs *fs, uint64_t ino)
 {
 	struct bfs_inode *ip;
@@ -503,7 +503,7 @@ static int settle_file(struct bfs *fs, uint64_t ino)
 		return ret == -ENOENT ? 0 : ret;
 	ret = bfs_flush_inode(fs, ip, true, NULL);
 	bfs_iput(fs, ip);
-	return ret ? ret : blk_db_settle(fs->db);
+	return ret ? ret : blk_store_settle(fs->store);
 }
 
 /* Before a rename that replaces a regular file (ext4's auto_da_alloc):
@@ -588,47 +588,53 @@ void bfs_dir_free(struct bfs_dir *d)
 	d->loaded = false;
 }
 
+struct dir_load {
+	struct bfs_dir *d;
+	size_t cap;
+};
+
+/* One record of bfs_dir_load's walk. */
+static int dir_load_one(void *arg, const uint8_t *k, size_t klen,
+			const uint8_t *v, size_t vlen)
+{
+	struct dir_load *l = arg;
+	struct bfs_dir *d = l->d;
+	struct bfs_dirent e;
+
+	if (bfs_dirent_decode(v, vlen, &e.ino, &e.dtype))
+		return 0; /* fsck's business; skip the bad entry */
+	e.name = strndup((const char *)k + 8, klen - 8);
+	if (!e.name)
+		return -ENOMEM;
+	if (d->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 32;
+		struct bfs_dirent *ne = realloc(d->ents, cap * sizeof(*ne));
+		if (!ne) {
+			free(e.name);
+			return -ENOMEM;
+		}
+		d->ents = ne;
+		l->cap = cap;
+	}
+	d->ents[d->n++] = e;
+	return 0;
+}
+
 int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d)
 {
 	uint8_t prefix[8];
-	size_t cap = 0;
-	int ret = 0;
+	struct dir_load l = {d, 0};
+	const struct blk_walk w = {
+	    .prefix = prefix,
+	    .plen = 8,
+	    .klen_min = 9, /* a name */
+	    .fn = dir_load_one,
+	    .arg = &l,
+	};
 
 	bfs_dir_free(d);
 	bfs_ino_key(prefix, dp->ino);
-	struct blk_iter *it =
-	    blk_iter_new(fs->db, BFS_CF_DIRENTS, prefix, 8, NULL, 0);
-	if (!it)
-		return -ENOMEM;
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, vlen;
-		const char *k = blk_iter_key(it, &klen);
-		const uint8_t *v = blk_iter_value(it, &vlen);
-		struct bfs_dirent e;
-
-		if (klen <= 8 || bfs_dirent_decode(v, vlen, &e.ino, &e.dtype))
-			continue; /* fsck's business; skip the bad entry */
-		e.name = strndup(k + 8, klen - 8);
-		if (!e.name) {
-			ret = -ENOMEM;
-			break;
-		}
-		if (d->n == cap) {
-			cap = cap ? cap * 2 : 32;
-			struct bfs_dirent *ne =
-			    realloc(d->ents, cap * sizeof(*ne));
-			if (!ne) {
-				free(e.name);
-				ret = -ENOMEM;
-				break;
-			}
-			d->ents = ne;
-		}
-		d->ents[d->n++] = e;
-	}
-	if (!ret)
-		ret = blk_iter_status(it);
-	blk_iter_free(it);
+	int ret = blk_db_walk(fs->db, BFS_CF_DIRENTS, &w);
 	if (ret)
 		bfs_dir_free(d);
 	else

@@ -40,16 +40,16 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 	if (damage) {
 		int r = fs->cfg.read_only
 			    ? -EROFS
-			    : blk_store_rewrite(fs->db, cid, *data, *len);
+			    : blk_store_rewrite(fs->store, cid, *data, *len);
 		bfs_damage_healed(fs, ino, cid, damage, r);
 		return 0;
 	}
 	struct blk_store_stats st;
 	bool room = !fs->cfg.local_max ||
-		    (blk_store_stats(fs->db, &st) == 0 &&
+		    (blk_store_stats(fs->store, &st) == 0 &&
 		     st.bytes - st.remote_bytes + *len <= fs->cfg.local_max);
 	if (!fs->cfg.read_only && room) {
-		int r = blk_store_fill(fs->db, cid, *data, *len);
+		int r = blk_store_fill(fs->store, cid, *data, *len);
 		if (r && r != -ENOENT)
 			blk_log_warn("cannot keep a fetched block: %s",
 				     strerror(-r));
@@ -63,7 +63,7 @@ bool bfs_block_evicted(struct bfs *fs, const struct blk_cid *cid)
 	uint32_t blen;
 	bool local = true;
 
-	return blk_store_info(fs->db, cid, &refs, &blen, &local) == 0 && !local;
+	return blk_store_info(fs->store, cid, &refs, &blen, &local) == 0 && !local;
 }
 
 /* bfs_block_read, for a block of inode @ino (0: not known). */
@@ -71,7 +71,7 @@ static int64_t block_read(struct bfs *fs, uint64_t ino,
 			  const struct blk_cid *cid, uint64_t off, void *dst,
 			  size_t len)
 {
-	int64_t got = blk_store_read(fs->db, cid, off, dst, len);
+	int64_t got = blk_store_read(fs->store, cid, off, dst, len);
 	void *data;
 	size_t dlen;
 
@@ -100,7 +100,7 @@ int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 static int block_get(struct bfs *fs, uint64_t ino, const struct blk_cid *cid,
 		     void **data, size_t *len)
 {
-	int ret = blk_store_get(fs->db, cid, data, len);
+	int ret = blk_store_get(fs->store, cid, data, len);
 
 	if ((ret != -ENOENT && !local_damaged(ret)) || !fs->peers)
 		return ret;
@@ -223,7 +223,7 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 
 	if (off == e->off && len == e->len) {
 		int64_t got =
-		    ml ? blk_store_read(fs->db, &e->cid, 0, dst, len)
+		    ml ? blk_store_read(fs->store, &e->cid, 0, dst, len)
 		       : block_read(fs, f->ip->ino, &e->cid, 0, dst, len);
 		if ((got == -ENOENT || local_damaged(got)) && ml && fs->peers)
 			return missing_add(ml, &e->cid, 0, len, at, false, got);
@@ -236,7 +236,7 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 		void *data;
 		size_t dlen;
 
-		ret = ml ? blk_store_get(fs->db, &e->cid, &data, &dlen)
+		ret = ml ? blk_store_get(fs->store, &e->cid, &data, &dlen)
 			 : block_get(fs, f->ip->ino, &e->cid, &data, &dlen);
 		if (ret) {
 			pthread_mutex_unlock(&f->lock);

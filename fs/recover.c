@@ -119,7 +119,7 @@ static int fix_stored(struct bfs *fs, uint64_t ino, uint64_t bytes)
 
 static int delete_extent(struct bfs *fs, const void *key, size_t klen)
 {
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 
 	if (!t)
 		return -ENOMEM;
@@ -199,7 +199,7 @@ static int drop_extents_in(struct bfs *fs,
 int bfs_drop_lost_extents(struct bfs *fs)
 {
 	const struct blk_cid *lost;
-	size_t nlost = blk_db_lost_blocks(fs->db, &lost);
+	size_t nlost = blk_store_lost_blocks(fs->store, &lost);
 	uint8_t(*keys)[BLK_CID_MAX_BYTES];
 	uint64_t dropped = 0;
 
@@ -218,8 +218,8 @@ int bfs_drop_lost_extents(struct bfs *fs)
 		blk_log_warn("%zu blocks written before a crash were lost; "
 			     "dropped %llu extents pointing at them",
 			     nlost, (unsigned long long)dropped);
-		blk_db_forget_lost(fs->db);
-		ret = blk_db_sync(fs->db);
+		blk_store_forget_lost(fs->store);
+		ret = blk_store_sync(fs->store);
 	}
 	return ret;
 }

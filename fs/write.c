@@ -14,7 +14,7 @@
  *      |  flush_commit (blk_txn_commit), under ext_lock + ip->lock; a tail
  *      v  without a content-defined cut goes back to "written"
  *   committed   in the extent map, in the store's WAL (unsynced)
- *      |  blk_db_sync: bfs_fsync_meta, bfs_sync_all, the maintenance
+ *      |  blk_store_sync: bfs_fsync_meta, bfs_sync_all, the maintenance
  *      v  thread every SYNC_PERIODS (maint.c)
  *   durable     on the local disk
  *
@@ -492,7 +492,7 @@ static int64_t flush_build(struct bfs *fs, struct bfs_inode *ip, bool final,
 		ret = fill_run(fs, ip, &(*runs)[i], exts);
 	if (ret)
 		return ret;
-	*t = blk_txn_new(fs->db);
+	*t = blk_txn_new(fs->store);
 	if (!*t)
 		return -ENOMEM;
 	return build_txn(fs, ip, *t, *runs, *nruns, exts, final, stored_delta);
@@ -687,7 +687,7 @@ int bfs_close_flush(struct bfs *fs, struct bfs_inode *ip, bool writer)
 	bool settle = ip->da_close;
 	ip->da_close = false;
 	pthread_mutex_unlock(&ip->lock);
-	if (settle && (ret = blk_db_settle(fs->db))) {
+	if (settle && (ret = blk_store_settle(fs->store))) {
 		pthread_mutex_lock(&ip->lock);
 		ip->da_close = true;
 		pthread_mutex_unlock(&ip->lock);
@@ -699,7 +699,7 @@ int bfs_fsync_meta(struct bfs *fs)
 {
 	int ret = bfs_write_attrs(fs);
 	if (!ret)
-		ret = blk_db_sync(fs->db);
+		ret = blk_store_sync(fs->store);
 	/* The promise of fsync: on the placement at full redundancy. */
 	if (!ret && fs->peers && !fs->cfg.read_only)
 		ret = cl_engine_barrier(fs->peers);

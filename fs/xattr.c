@@ -68,7 +68,7 @@ static int xattr_change(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	if (remove)
 		flags = XATTR_REPLACE;
 	size_t klen = bfs_xattr_key(key, ip->ino, name, nlen);
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
@@ -135,7 +135,7 @@ static int acl_set(struct bfs *fs, struct bfs_inode *ip, int ns,
 		return acl_remove(fs, ip, ns);
 	size_t len = bfs_acl_encode(&acl, buf);
 	size_t klen = bfs_xattr_key(key, ip->ino, name, strlen(name));
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_txn *t = blk_txn_new(fs->store);
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_lock(&ip->lock);
@@ -236,46 +236,63 @@ int64_t bfs_getxattr(struct bfs *fs, struct bfs_inode *ip, const char *name,
 	return r;
 }
 
+struct list_walk {
+	char *list;
+	size_t size;
+	const struct bfs_cred *cr;
+	bool *hidden;
+	size_t total;
+};
+
+/* One record of bfs_listxattr's walk. */
+static int list_one(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
+		    size_t vlen)
+{
+	struct list_walk *l = arg;
+	size_t nlen = klen - 8;
+	char name[256];
+
+	(void)v;
+	(void)vlen;
+	memcpy(name, k + 8, nlen);
+	name[nlen] = 0;
+	/* Names stored before namespaces were checked, in none that get
+	 * and remove accept, stay out of the list. */
+	int ns = name_ns(name);
+	if (ns < 0)
+		return 0;
+	if (ns == NS_TRUSTED && l->cr && !l->cr->sys_admin) {
+		if (l->hidden)
+			*l->hidden = true;
+		return 0;
+	}
+	if (l->size && l->total + nlen + 1 <= l->size)
+		memcpy(l->list + l->total, name, nlen + 1);
+	l->total += nlen + 1;
+	return 0;
+}
+
 int64_t bfs_listxattr(struct bfs *fs, struct bfs_inode *ip, char *list,
 		      size_t size, const struct bfs_cred *cr, bool *hidden)
 {
 	uint8_t prefix[8];
-	char name[256];
-	size_t total = 0;
+	struct list_walk l = {list, size, cr, hidden, 0};
+	const struct blk_walk w = {
+	    .prefix = prefix,
+	    .plen = 8,
+	    .klen_max = 8 + 255, /* a name */
+	    .fn = list_one,
+	    .arg = &l,
+	};
+	size_t total;
 
 	if (hidden)
 		*hidden = false;
 	bfs_ino_key(prefix, ip->ino);
-	struct blk_iter *it =
-	    blk_iter_new(fs->db, BFS_CF_XATTRS, prefix, 8, NULL, 0);
-	if (!it)
-		return -ENOMEM;
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen;
-		const char *k = blk_iter_key(it, &klen);
-		size_t nlen = klen - 8;
-		if (nlen >= sizeof(name))
-			continue;
-		memcpy(name, k + 8, nlen);
-		name[nlen] = 0;
-		/* Names stored before namespaces were checked, in none
-		 * that get and remove accept, stay out of the list. */
-		int ns = name_ns(name);
-		if (ns < 0)
-			continue;
-		if (ns == NS_TRUSTED && cr && !cr->sys_admin) {
-			if (hidden)
-				*hidden = true;
-			continue;
-		}
-		if (size && total + nlen + 1 <= size)
-			memcpy(list + total, name, nlen + 1);
-		total += nlen + 1;
-	}
-	int ret = blk_iter_status(it);
-	blk_iter_free(it);
+	int ret = blk_db_walk(fs->db, BFS_CF_XATTRS, &w);
 	if (ret)
 		return ret;
+	total = l.total;
 	if (size && total > size)
 		return -ERANGE;
 	return (int64_t)total;

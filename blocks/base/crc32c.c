@@ -2,16 +2,17 @@
  * function supplied to RocksDB in place of its table-driven one.
  *
  * Why. Debian builds librocksdb portable (without -msse4.2), so its
- * crc32c::Extend runs a slicing-by-4 table loop at about 0.77 GB/s on this
- * machine. RocksDB checksums every byte it writes to the WAL and to blob
- * files, and every blob it reads back: `perf record` of the mount while it
- * copied 1 GiB into a replicas:3 cluster put 25% of its cycles in that loop
- * (BlobLogWriter::ConstructBlobHeader alone 17.5%), and each storage node
- * pays it twice per byte received (WAL, then blob file).
+ * crc32c::Extend runs a slicing-by-4 table loop, several times slower
+ * than the instruction. RocksDB checksums every byte it writes to the WAL
+ * and to blob files, and every blob it reads back, so that loop is a large
+ * share of a mount's CPU and each storage node pays it twice per byte
+ * received (WAL, then blob file). Measure the two with test-crc32c (it
+ * prints both rates), their share with `perf record` of a copy into a
+ * cluster.
  *
  * How. librocksdb calls rocksdb::crc32c::Extend(uint32_t, const char *,
- * size_t) through its PLT at all 37 call sites (objdump of
- * librocksdb.so.7.8.3), so a definition of that symbol exported by the
+ * size_t) through its PLT at every call site (objdump -d of
+ * librocksdb.so shows it), so a definition of that symbol exported by the
  * executable takes its place for the whole process (ELF symbol
  * interposition; the build exports it with --export-dynamic-symbol). It is
  * the same function — CRC32C with the usual inversions, chainable — so

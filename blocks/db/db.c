@@ -1,18 +1,18 @@
-/* The record store: the node's RocksDB opened with options tuned for large
- * content-addressed values, its column families, plain records, syncing,
- * compaction and the space it takes. */
+/* The record store: one RocksDB opened with options tuned for large
+ * content-addressed values, the registry of its column families, plain
+ * records, syncing, compaction and the space it takes. */
 
 /*
- * Column families. "default" (unused, RocksDB insists on it), the block
- * store's "blocks", "refs", "journal" and "newlog" (the last only when asked
- * for or found on disk), then the caller's extra_cfs in order; db->cf[] is
- * indexed by BLK_CF_*. Column families found on disk that nobody asked for
- * are opened too (RocksDB refuses a read-write open otherwise) and kept in
- * db->all only. A read-only open cannot create anything: a caller's column
- * family that does not exist yet gets a NULL handle and reads as empty.
+ * Column families. "default" (unused, RocksDB insists on it), then the
+ * registry's in order (those flagged BLK_CF_IF_PRESENT only when found on
+ * disk); db->cf[] is indexed by handle, the registry's index. Column
+ * families found on disk that nobody registered are opened too (RocksDB
+ * refuses a read-write open otherwise) and kept in db->all only. A
+ * read-only open cannot create anything: a registered family that does
+ * not exist yet gets a NULL handle and reads as empty.
  */
 
-#include "blocks/store/store-int.h"
+#include "blocks/db/db-int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,8 +31,8 @@
 #define DEFAULT_CACHE_BYTES (64 * MiB)
 
 /* Options, chosen for this workload; see db_options() and cf_options(). */
-#define BLOCKS_WRITE_BUFFER (32 * MiB)
-#define BLOCKS_MAX_WRITE_BUFFERS 2
+#define LARGE_WRITE_BUFFER (32 * MiB)
+#define LARGE_MAX_WRITE_BUFFERS 2
 #define SMALL_WRITE_BUFFER (32 * MiB)
 #define SMALL_MAX_WRITE_BUFFERS 3
 #define DB_WRITE_BUFFER (64 * MiB)
@@ -65,8 +65,8 @@
  *   a rename), and RocksDB 7.8 cannot even do it for our records: its log
  *   reader (db/log_reader.cc, ReadRecord) does not reset the record
  *   checksum it hands to the replay when it abandons a record spanning
- *   blocks, so the next such record fails "Write batch content corrupted"
- *   and the open fails after all (a fragment or a large block is such a
+ *   log pages, so the next such record fails "Write batch content
+ *   corrupted" and the open fails after all (any large value is such a
  *   record; still so in RocksDB's main branch).
  * - kPointInTimeRecovery (RocksDB's default, chosen): replay up to the
  *   first bad record, then stop. What remains is a state the database
@@ -79,17 +79,10 @@
 #define WAL_POINT_IN_TIME 2
 
 enum cf_kind {
-	CF_KIND_BLOCKS,
-	CF_KIND_REFS,
-	CF_KIND_SMALL, /* callers' records and "default" */
+	CF_KIND_LARGE, /* BLK_CF_LARGE */
+	CF_KIND_RAW,   /* BLK_CF_RAW */
+	CF_KIND_SMALL, /* the others and "default" */
 	CF_KINDS,
-};
-
-static const char *const own_names[BLK_CF_USER] = {
-    [BLK_CF_BLOCKS] = "blocks",
-    [BLK_CF_REFS] = "refs",
-    [BLK_CF_JOURNAL] = "journal",
-    [BLK_CF_NEWLOG] = "newlog",
 };
 
 /* The errno of a RocksDB error message, which it frees: -ENOSPC when the
@@ -102,10 +95,7 @@ int blk_rdb_errno(char *rerr)
 	return rc;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void blk_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -140,29 +130,31 @@ static void open_message(int rc, const char *path, const char *msg, char *err,
 {
 	switch (rc) {
 	case -EBUSY:
-		set_err(err, errlen,
-			"node database %s is in use by another process (%s)",
-			path, msg);
+		blk_set_err(
+		    err, errlen,
+		    "node database %s is in use by another process (%s)", path,
+		    msg);
 		break;
 	case -ENOENT:
-		set_err(err, errlen, "no node database in %s (%s)", path, msg);
+		blk_set_err(err, errlen, "no node database in %s (%s)", path,
+			    msg);
 		break;
 	case -EACCES:
-		set_err(err, errlen,
-			"permission denied opening node database %s (%s)", path,
-			msg);
+		blk_set_err(err, errlen,
+			    "permission denied opening node database %s (%s)",
+			    path, msg);
 		break;
 	default:
-		set_err(err, errlen, "cannot open node database %s: %s", path,
-			msg);
+		blk_set_err(err, errlen, "cannot open node database %s: %s",
+			    path, msg);
 		break;
 	}
 }
 
-/* Table options shared by every column family: the one LRU block cache and
- * a full bloom filter, which makes the point lookups by random CID (and a
- * lookup of a block not stored yet, the common case on ingest) cost no disk
- * read for keys that are absent. The filter is owned by the table options,
+/* Table options shared by every column family: the one LRU cache and a
+ * full bloom filter, which makes point lookups by random key (and a lookup
+ * of a key not stored yet, the common case on ingest) cost no disk read
+ * for keys that are absent. The filter is owned by the table options,
  * whose contents the table factory copies. */
 static void set_table_options(rocksdb_options_t *o, rocksdb_cache_t *cache)
 {
@@ -178,21 +170,22 @@ static void set_table_options(rocksdb_options_t *o, rocksdb_cache_t *cache)
 }
 
 /*
- * The options of "blocks" (and of callers' large-value families).
+ * The options of large-value families (BLK_CF_LARGE).
  *
- * Values are mostly 64 KiB - 1 MiB chunks. Blob files keep them out of the
- * LSM tree, so compaction moves only keys and blob references instead of
- * rewriting the data at every level. DAG nodes below 4 KiB stay inline in
- * the SSTs, where they share data blocks and the block cache.
+ * Values are mostly 64 KiB - 1 MiB chunks of file data. Blob files keep
+ * them out of the LSM tree, so compaction moves only keys and blob
+ * references instead of rewriting the data at every level. Values below
+ * 4 KiB stay inline in the SSTs, where they share table pages and the
+ * cache.
  *
- * No compression anywhere in this family: file data is often already
- * compressed, DAG nodes are mostly hashes, and on two cores the CPU is
+ * No compression anywhere in these families: file data is often already
+ * compressed, small values are mostly hashes, and on two cores the CPU is
  * better spent on hashing and erasure coding.
  *
- * Blob GC is off in the background: block keys are random hashes, so every
+ * Blob GC is off in the background: keys are random hashes, so every
  * routine compaction touches keys in every blob file and GC would rewrite
- * live file data over and over. Space of deleted blocks comes back through
- * blk_db_compact, which the filesystem runs after large deletions. Blob
+ * live file data over and over. Space of deleted values comes back
+ * through blk_db_compact, which its owner runs after large deletions. Blob
  * files are small, 1/128 of the file system (1 to 64 MiB), so that it can
  * free space with room for a few of them.
  *
@@ -201,7 +194,7 @@ static void set_table_options(rocksdb_options_t *o, rocksdb_cache_t *cache)
  * blob writes, and the daemon's memory stays bounded (what memtables hold
  * is resident).
  */
-static void set_blocks_options(rocksdb_options_t *o, uint64_t blob_size)
+static void set_large_options(rocksdb_options_t *o, uint64_t blob_size)
 {
 	rocksdb_options_set_enable_blob_files(o, 1);
 	rocksdb_options_set_min_blob_size(o, MIN_BLOB_SIZE);
@@ -211,9 +204,8 @@ static void set_blocks_options(rocksdb_options_t *o, uint64_t blob_size)
 	rocksdb_options_set_blob_gc_age_cutoff(o, 1.0);
 	rocksdb_options_set_blob_compaction_readahead_size(o, BLOB_READAHEAD);
 	rocksdb_options_set_compression(o, rocksdb_no_compression);
-	rocksdb_options_set_write_buffer_size(o, BLOCKS_WRITE_BUFFER);
-	rocksdb_options_set_max_write_buffer_number(o,
-						    BLOCKS_MAX_WRITE_BUFFERS);
+	rocksdb_options_set_write_buffer_size(o, LARGE_WRITE_BUFFER);
+	rocksdb_options_set_max_write_buffer_number(o, LARGE_MAX_WRITE_BUFFERS);
 }
 
 /* Per column family options, by what the family holds. */
@@ -224,10 +216,10 @@ static void set_cf_options(rocksdb_options_t *o, enum cf_kind kind,
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
 
 	switch (kind) {
-	case CF_KIND_BLOCKS:
-		set_blocks_options(o, blob_size);
+	case CF_KIND_LARGE:
+		set_large_options(o, blob_size);
 		break;
-	case CF_KIND_REFS:
+	case CF_KIND_RAW:
 		/* Hashed keys and counters do not compress. */
 		rocksdb_options_set_compression(o, rocksdb_no_compression);
 		rocksdb_options_set_write_buffer_size(o, SMALL_WRITE_BUFFER);
@@ -329,8 +321,8 @@ static rocksdb_options_t *db_options(const struct blk_db_options *o,
 	 * hundreds of MiB dirty for one long stall at fsync time. */
 	rocksdb_options_set_bytes_per_sync(dbo, BYTES_PER_SYNC);
 	rocksdb_options_set_wal_bytes_per_sync(dbo, BYTES_PER_SYNC);
-	/* Bound all memtables together, and the WAL: the WAL also holds the
-	 * block bytes until they are flushed to blob files, and small column
+	/* Bound all memtables together, and the WAL: the WAL also holds
+	 * large values until they are flushed to blob files, and small column
 	 * families that rarely fill a memtable would otherwise pin old WAL
 	 * files forever. Past the limit RocksDB flushes them. */
 	rocksdb_options_set_db_write_buffer_size(dbo, DB_WRITE_BUFFER);
@@ -350,81 +342,42 @@ static bool name_in(const char *name, char **list, size_t n)
 	return false;
 }
 
-static bool is_large(const struct blk_db_options *o, const char *name)
+int blk_cf_register(struct blk_cf_registry *r, const char *name, unsigned flags)
 {
-	for (size_t i = 0; o->large_cfs && o->large_cfs[i]; i++)
-		if (!strcmp(o->large_cfs[i], name))
-			return true;
-	return false;
-}
+	int rc = 0;
 
-static bool is_store_name(const char *name)
-{
-	for (unsigned i = 0; i < BLK_CF_USER; i++)
-		if (!strcmp(own_names[i], name))
-			return true;
-	return false;
-}
-
-static bool is_own_name(const struct blk_db_options *o, unsigned ncf,
-			const char *name)
-{
-	if (is_store_name(name))
-		return true;
-	for (unsigned i = 0; i + BLK_CF_USER < ncf; i++)
-		if (!strcmp(o->extra_cfs[i], name))
-			return true;
-	return false;
-}
-
-static const char *cf_name(const struct blk_db_options *o, unsigned i)
-{
-	return i < BLK_CF_USER ? own_names[i] : o->extra_cfs[i - BLK_CF_USER];
-}
-
-static enum cf_kind cf_kind_of(const struct blk_db_options *o, unsigned i)
-{
-	if (i == BLK_CF_BLOCKS)
-		return CF_KIND_BLOCKS;
-	if (i == BLK_CF_REFS)
-		return CF_KIND_REFS;
-	if (i >= BLK_CF_USER && is_large(o, o->extra_cfs[i - BLK_CF_USER]))
-		return CF_KIND_BLOCKS;
-	return CF_KIND_SMALL;
-}
-
-/* Count the column families @o asks for (*@ncf, the block store's
- * included) and check their names: 0 or -EINVAL with a message. */
-static int check_names(const struct blk_db_options *o, unsigned *ncf, char *err,
-		       size_t errlen)
-{
-	unsigned n = BLK_CF_USER;
-
-	for (; o->extra_cfs && o->extra_cfs[n - BLK_CF_USER]; n++) {
-		const char *name = o->extra_cfs[n - BLK_CF_USER];
-
-		if (n >= BLK_DB_MAX_CFS) {
-			set_err(err, errlen,
-				"too many column families (max %d)",
-				BLK_DB_MAX_CFS - BLK_CF_USER);
-			return -EINVAL;
-		}
-		if (!*name || !strcmp(name, "default") || is_store_name(name)) {
-			set_err(err, errlen,
-				"column family name '%s' is reserved", name);
-			return -EINVAL;
-		}
-		for (unsigned j = BLK_CF_USER; j < n; j++) {
-			if (!strcmp(o->extra_cfs[j - BLK_CF_USER], name)) {
-				set_err(err, errlen,
-					"column family '%s' is named twice",
-					name);
-				return -EINVAL;
-			}
-		}
+	if (!name || !*name || !strcmp(name, "default"))
+		rc = -EINVAL;
+	for (unsigned i = 0; rc == 0 && i < r->n; i++)
+		if (!strcmp(r->cf[i].name, name))
+			rc = -EINVAL;
+	if (rc == 0 && r->n >= BLK_DB_MAX_CFS)
+		rc = -E2BIG;
+	if (rc) {
+		if (!r->err)
+			r->err = rc;
+		return rc;
 	}
-	*ncf = n;
-	return 0;
+	r->cf[r->n].name = name;
+	r->cf[r->n].flags = flags;
+	return (int)r->n++;
+}
+
+static bool is_registered(const struct blk_db *db, const char *name)
+{
+	for (unsigned i = 0; i < db->ncf; i++)
+		if (!strcmp(db->def[i].name, name))
+			return true;
+	return false;
+}
+
+static enum cf_kind cf_kind_of(unsigned flags)
+{
+	if (flags & BLK_CF_LARGE)
+		return CF_KIND_LARGE;
+	if (flags & BLK_CF_RAW)
+		return CF_KIND_RAW;
+	return CF_KIND_SMALL;
 }
 
 /* What blk_db_open hands RocksDB: the options, and the column families to
@@ -498,15 +451,12 @@ static void plan_add(struct open_plan *p, const char *name,
 	p->slot[p->n++] = slot;
 }
 
-/* Decide which column families to open: "default", ours (newlog only when
- * asked for or present; on a read-only open only those present, "blocks"
- * and "refs" required), then unknown ones on disk. 0, -ENOMEM, or -ENOENT
- * with a message. */
-static int plan_families(struct open_plan *p, const struct blk_db_options *o,
-			 unsigned ncf, const char *path, char *err,
-			 size_t errlen)
+/* Decide which column families to open: "default", the registered ones
+ * (IF_PRESENT ones only when present; on a read-only open only those
+ * present), then unknown ones on disk. 0 or -ENOMEM. */
+static int plan_families(struct open_plan *p, const struct blk_db *db)
 {
-	size_t max = 1 + ncf + p->nexisting;
+	size_t max = 1 + db->ncf + p->nexisting;
 
 	p->names = calloc(max, sizeof(*p->names));
 	p->opts = calloc(max, sizeof(*p->opts));
@@ -514,27 +464,20 @@ static int plan_families(struct open_plan *p, const struct blk_db_options *o,
 	if (!p->names || !p->opts || !p->slot)
 		return -ENOMEM;
 	plan_add(p, "default", p->dbo, -1);
-	for (unsigned i = 0; i < ncf; i++) {
-		const char *name = cf_name(o, i);
+	for (unsigned i = 0; i < db->ncf; i++) {
+		const char *name = db->def[i].name;
+		unsigned flags = db->def[i].flags;
 		bool found = name_in(name, p->existing, p->nexisting);
 
-		if (i == BLK_CF_NEWLOG && !o->newlog && !found)
-			continue; /* only when asked for, see db.h */
-		if (o->read_only && !found) {
-			if (i < BLK_CF_JOURNAL) {
-				set_err(err, errlen,
-					"no node database in %s (column family "
-					"'%s' missing)",
-					path, name);
-				return -ENOENT;
-			}
+		if ((flags & BLK_CF_IF_PRESENT) && !found)
+			continue;
+		if (db->read_only && !found)
 			continue; /* reads as empty */
-		}
-		plan_add(p, name, p->kind[cf_kind_of(o, i)], (int)i);
+		plan_add(p, name, p->kind[cf_kind_of(flags)], (int)i);
 	}
 	for (size_t i = 0; i < p->nexisting; i++)
 		if (strcmp(p->existing[i], "default") &&
-		    !is_own_name(o, ncf, p->existing[i]))
+		    !is_registered(db, p->existing[i]))
 			plan_add(p, p->existing[i], p->kind[CF_KIND_SMALL], -1);
 	return 0;
 }
@@ -570,8 +513,7 @@ static int open_rdb(struct blk_db *db, const struct open_plan *p,
 	return 0;
 }
 
-static struct blk_db *db_new(const char *path, const struct blk_db_options *o,
-			     unsigned ncf)
+static struct blk_db *db_new(const char *path, const struct blk_db_options *o)
 {
 	struct blk_db *db = calloc(1, sizeof(*db));
 
@@ -583,12 +525,12 @@ static struct blk_db *db_new(const char *path, const struct blk_db_options *o,
 		return NULL;
 	}
 	db->read_only = o->read_only;
-	db->verify = o->verify_on_read;
 	db->blob_size = blob_file_size(path);
-	db->ncf = ncf;
-	pthread_mutex_init(&db->ref_lock, NULL);
+	if (o->cfs) {
+		db->ncf = o->cfs->n;
+		memcpy(db->def, o->cfs->cf, sizeof(db->def));
+	}
 	pthread_mutex_init(&db->compact_lock, NULL);
-	pthread_mutex_init(&db->sync_lock, NULL);
 	db->cache = rocksdb_cache_create_lru(
 	    o->cache_bytes ? o->cache_bytes : DEFAULT_CACHE_BYTES);
 	db->ropts = rocksdb_readoptions_create();
@@ -602,53 +544,32 @@ static struct blk_db *db_new(const char *path, const struct blk_db_options *o,
 	return db;
 }
 
-/* The block store's state: its statistics, then (read-write) the journal's
- * replay, which may find lost blocks. */
-static int open_store(struct blk_db *db, const char *path, char *err,
-		      size_t errlen)
-{
-	int rc = store_load_stats(db);
-
-	if (rc < 0) {
-		set_err(err, errlen,
-			"cannot read block statistics of node database %s",
-			path);
-		return rc;
-	}
-	if (db->read_only)
-		return 0;
-	rc = journal_recover(db);
-	if (rc < 0)
-		set_err(err, errlen,
-			"cannot replay the block journal of node database %s: "
-			"%s",
-			path, strerror(-rc));
-	return rc;
-}
-
 int blk_db_open(const char *path, const struct blk_db_options *o,
 		struct blk_db **out, char *err, size_t errlen)
 {
 	static const struct blk_db_options defaults = {0};
 	struct open_plan plan = {0};
 	struct blk_db *db;
-	unsigned ncf;
 	int rc;
 
 	*out = NULL;
 	if (!o)
 		o = &defaults;
-	rc = check_names(o, &ncf, err, errlen);
-	if (rc < 0)
-		return rc;
-	db = db_new(path, o, ncf);
+	if (o->cfs && o->cfs->err) {
+		blk_set_err(err, errlen,
+			    "bad column families for %s: a name reserved or "
+			    "registered twice, or more than %d",
+			    path, BLK_DB_MAX_CFS);
+		return o->cfs->err;
+	}
+	db = db_new(path, o);
 	if (!db) {
 		rc = -ENOMEM;
 		goto nomem;
 	}
 	rc = plan_init(&plan, o, db, path, err, errlen);
 	if (rc == 0)
-		rc = plan_families(&plan, o, ncf, path, err, errlen);
+		rc = plan_families(&plan, db);
 	/* Advisory: a log that cannot be read fails the open below. */
 	if (rc == 0 && !o->read_only && wal_scan(path, &db->wal_damage) < 0)
 		memset(&db->wal_damage, 0, sizeof(db->wal_damage));
@@ -656,8 +577,6 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 		rc = open_rdb(db, &plan, path, err, errlen);
 	if (rc == -ENOMEM)
 		goto nomem;
-	if (rc == 0)
-		rc = open_store(db, path, err, errlen);
 	if (rc < 0)
 		goto fail;
 	plan_free(&plan);
@@ -665,7 +584,8 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
 	return 0;
 
 nomem:
-	set_err(err, errlen, "out of memory opening node database %s", path);
+	blk_set_err(err, errlen, "out of memory opening node database %s",
+		    path);
 fail:
 	blk_db_close(db);
 	plan_free(&plan);
@@ -692,49 +612,38 @@ void blk_db_close(struct blk_db *db)
 	rocksdb_writeoptions_destroy(db->wopts_sync);
 	rocksdb_writeoptions_destroy(db->wopts_nowal);
 	rocksdb_cache_destroy(db->cache);
-	pthread_mutex_destroy(&db->ref_lock);
 	pthread_mutex_destroy(&db->compact_lock);
-	pthread_mutex_destroy(&db->sync_lock);
-	free(db->lost);
-	newlog_pending_free(db);
 	free(db->all);
 	free(db->path);
 	free(db);
 }
 
-/* The journal's bytes first (journal.c), then one WAL fsync. */
 int blk_db_sync(struct blk_db *db)
 {
 	char *rerr = NULL;
-	int rc;
 
 	if (db->read_only)
 		return 0;
-	pthread_mutex_lock(&db->sync_lock);
-	rc = journal_sync(db);
-	if (rc == 0) {
-		rocksdb_flush_wal(db->rdb, 1, &rerr);
-		if (rerr)
-			rc = blk_rdb_errno(rerr);
-	}
-	pthread_mutex_unlock(&db->sync_lock);
-	return rc;
+	rocksdb_flush_wal(db->rdb, 1, &rerr);
+	return rerr ? blk_rdb_errno(rerr) : 0;
 }
 
-/* The journal's bytes (journal.c), without the WAL fsync: the WAL is
- * written in commit order, so whatever a crash keeps of it is a prefix,
- * and every commit made after this returns is kept only with these
- * blocks. */
-int blk_db_settle(struct blk_db *db)
+int blk_db_cf_find(struct blk_db *db, const char *name)
 {
-	int rc;
+	for (unsigned i = 0; i < db->ncf; i++)
+		if (!strcmp(db->def[i].name, name))
+			return (int)i;
+	return -ENOENT;
+}
 
-	if (db->read_only)
-		return 0;
-	pthread_mutex_lock(&db->sync_lock);
-	rc = journal_sync(db);
-	pthread_mutex_unlock(&db->sync_lock);
-	return rc;
+bool blk_db_cf_open(struct blk_db *db, unsigned cf)
+{
+	return blk_db_cf(db, cf) != NULL;
+}
+
+bool blk_db_read_only(struct blk_db *db)
+{
+	return db->read_only;
 }
 
 void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out)
@@ -747,14 +656,14 @@ void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out)
  * the live data.
  *
  * A blob file goes once no SST refers to it and all its blobs are dead
- * (RocksDB deletes it itself). So the first pass compacts "blocks" and
- * "refs" over their whole range with blob GC off: deleted keys are
- * dropped, and the blob files that held only deleted blocks go. That pass
+ * (RocksDB deletes it itself). So the first pass compacts the families
+ * asked for over their whole range with blob GC off: deleted keys are
+ * dropped, and the blob files that held only deleted values go. That pass
  * writes only SSTs (keys and blob references, about 1/1000 of the data)
  * and gives back the space of files written and deleted together, the
  * common case.
  *
- * Garbage in blob files that still hold live blocks (files written side
+ * Garbage in blob files that still hold live values (files written side
  * by side, one of them deleted) needs the live blobs rewritten before the
  * file can go, and a compaction frees its inputs only once its outputs
  * are written: room for the live part first. Blob GC with age cutoff 1.0
@@ -767,15 +676,15 @@ void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out)
  * deletes and flushes), and a quarter of the free room beyond it, which
  * counts as pending in blk_db_space while the pass runs so that writers
  * leave it alone. The rewritten blobs go to new files, so the next pass
- * takes the next oldest, with the room the last one gave back. Passes stop when
- * the garbage is gone, after one round of the blob files, when the room
- * does not allow one file, or on an error.
+ * takes the next oldest, with the room the last one gave back. Passes
+ * stop when the garbage is gone, after one round of the blob files, when
+ * the room does not allow one file, or on an error.
  *
  * Blob files are 1/128 of the file system: the filesystem's reserve is
  * 1/32 (fs/space.c), so on a disk that filled up a pass of one file (it
- * may pass the size by one value) fits in half of it. The cost is more files: 1
- * TiB of blocks in 16384 of 64 MiB, instead of the 256 MiB files before (whose
- * flushes wrote files of one 32 MiB memtable anyway).
+ * may pass the size by one value) fits in half of it. The cost is more
+ * files: 1 TiB of values in 16384 of 64 MiB, instead of the 256 MiB files
+ * before (whose flushes wrote files of one 32 MiB memtable anyway).
  *
  * Errors: rocksdb_compact_range does not return one; a compaction that
  * failed in the background counts in "rocksdb.background-errors", which
@@ -830,8 +739,9 @@ static uint64_t largest_blob_file(struct blk_db *db)
 	return big;
 }
 
-/* Set blob GC of "blocks" on (with age cutoff @cutoff) or off. */
-static void set_gc(struct blk_db *db, bool on, double cutoff, char **rerr)
+/* Set blob GC of @cf on (with age cutoff @cutoff) or off. */
+static void set_gc(struct blk_db *db, rocksdb_column_family_handle_t *cf,
+		   bool on, double cutoff, char **rerr)
 {
 	static const char *const keys[] = {
 	    "enable_blob_garbage_collection",
@@ -840,23 +750,22 @@ static void set_gc(struct blk_db *db, bool on, double cutoff, char **rerr)
 	const char *vals[] = {on ? "true" : "false", cut};
 
 	snprintf(cut, sizeof(cut), "%.6f", cutoff);
-	rocksdb_set_options_cf(db->rdb, db->cf[BLK_CF_BLOCKS], 2, keys, vals,
-			       rerr);
+	rocksdb_set_options_cf(db->rdb, cf, 2, keys, vals, rerr);
 }
 
-/* Compact "blocks" (and, with @refs, "refs") over their whole range,
- * forcing the bottommost level too. */
-static void compact_all(struct blk_db *db, bool refs)
+/* Compact the @n families @cfs over their whole range, forcing the
+ * bottommost level too. */
+static void compact_all(struct blk_db *db, const unsigned *cfs, size_t n)
 {
 	rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
 
 	rocksdb_compactoptions_set_bottommost_level_compaction(
 	    co, BOTTOMMOST_FORCE_OPTIMIZED);
-	rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_BLOCKS], co, NULL,
-				     0, NULL, 0);
-	if (refs)
-		rocksdb_compact_range_cf_opt(db->rdb, db->cf[BLK_CF_REFS], co,
-					     NULL, 0, NULL, 0);
+	for (size_t i = 0; i < n; i++)
+		if (blk_db_cf(db, cfs[i]))
+			rocksdb_compact_range_cf_opt(db->rdb,
+						     blk_db_cf(db, cfs[i]), co,
+						     NULL, 0, NULL, 0);
 	rocksdb_compactoptions_destroy(co);
 }
 
@@ -875,12 +784,13 @@ static int bg_error(struct blk_db *db, uint64_t before)
 	return free_room(db) < 2 * db->blob_size ? -ENOSPC : -EIO;
 }
 
-/* The GC passes (see above); @errs is the background error count before
- * the first pass. 0 or the errno of bg_error or an option change. */
-static int gc_passes(struct blk_db *db, uint64_t reserve, uint64_t errs,
-		     struct blk_db_compact_stats *cs)
+/* The GC passes (see above) over the blob files of family @cf; @errs is
+ * the background error count before the first pass. 0 or the errno of
+ * bg_error or an option change. */
+static int gc_passes(struct blk_db *db, unsigned cf, uint64_t reserve,
+		     uint64_t errs, struct blk_db_compact_stats *cs)
 {
-	rocksdb_column_family_handle_t *b = db->cf[BLK_CF_BLOCKS];
+	rocksdb_column_family_handle_t *b = db->cf[cf];
 	uint64_t round = prop_int(db, b, "rocksdb.num-blob-files");
 	uint64_t done = 0;
 	char *rerr = NULL;
@@ -910,13 +820,13 @@ static int gc_passes(struct blk_db *db, uint64_t reserve, uint64_t errs,
 		atomic_store(&db->compact_hold,
 			     n * big > in_res ? n * big - in_res : 0);
 		/* RocksDB takes the oldest floor(cutoff * files) files. */
-		set_gc(db, true, n == files ? 1.0 : ((double)n + 0.5) / files,
-		       &rerr);
+		set_gc(db, b, true,
+		       n == files ? 1.0 : ((double)n + 0.5) / files, &rerr);
 		if (rerr)
 			break;
-		compact_all(db, false);
+		compact_all(db, &cf, 1);
 		atomic_store(&db->compact_hold, 0);
-		set_gc(db, false, 1.0, &rerr);
+		set_gc(db, b, false, 1.0, &rerr);
 		rc = bg_error(db, errs);
 		done += n;
 		cs->gc_passes++;
@@ -941,10 +851,11 @@ int blk_db_flush(struct blk_db *db)
 	return rerr ? blk_rdb_errno(rerr) : 0;
 }
 
-int blk_db_compact(struct blk_db *db, uint64_t reserve,
-		   struct blk_db_compact_stats *cs)
+int blk_db_compact(struct blk_db *db, const unsigned *cfs, size_t n,
+		   uint64_t reserve, struct blk_db_compact_stats *cs)
 {
 	struct blk_db_compact_stats dummy;
+	rocksdb_column_family_handle_t *b;
 	uint64_t errs;
 	int rc = 0;
 
@@ -953,6 +864,8 @@ int blk_db_compact(struct blk_db *db, uint64_t reserve,
 	memset(cs, 0, sizeof(*cs));
 	if (db->read_only)
 		return -EROFS;
+	if (!n || !(b = blk_db_cf(db, cfs[0])))
+		return -EINVAL;
 	pthread_mutex_lock(&db->compact_lock);
 	errs = prop_int(db, NULL, "rocksdb.background-errors");
 
@@ -960,16 +873,14 @@ int blk_db_compact(struct blk_db *db, uint64_t reserve,
 	rc = blk_db_flush(db);
 	if (rc)
 		goto out;
-	cs->blob_bytes_before =
-	    prop_int(db, db->cf[BLK_CF_BLOCKS], "rocksdb.total-blob-file-size");
-	compact_all(db, true);
+	cs->blob_bytes_before = prop_int(db, b, "rocksdb.total-blob-file-size");
+	compact_all(db, cfs, n);
 	rc = bg_error(db, errs);
 	if (rc == 0)
-		rc = gc_passes(db, reserve, errs, cs);
-	cs->blob_bytes_after =
-	    prop_int(db, db->cf[BLK_CF_BLOCKS], "rocksdb.total-blob-file-size");
-	cs->garbage_after = prop_int(db, db->cf[BLK_CF_BLOCKS],
-				     "rocksdb.live-blob-file-garbage-size");
+		rc = gc_passes(db, cfs[0], reserve, errs, cs);
+	cs->blob_bytes_after = prop_int(db, b, "rocksdb.total-blob-file-size");
+	cs->garbage_after =
+	    prop_int(db, b, "rocksdb.live-blob-file-garbage-size");
 out:
 	pthread_mutex_unlock(&db->compact_lock);
 	return rc;
@@ -1026,8 +937,6 @@ int blk_db_disk_usage(struct blk_db *db, uint64_t *bytes)
 	return rc;
 }
 
-/* @cf's handle: NULL for an index never opened or a family a read-only
- * open found missing. */
 rocksdb_column_family_handle_t *blk_db_cf(struct blk_db *db, unsigned cf)
 {
 	return cf < db->ncf ? db->cf[cf] : NULL;

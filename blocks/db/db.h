@@ -1,11 +1,14 @@
 /* The record store: one RocksDB database with named column families, plain
- * records, snapshot iterators and atomic transactions (one WriteBatch
- * each). The block store (store.h) keeps its own column families in it and
- * extends its transactions with block references.
+ * records, snapshot iterators and atomic batches (one WriteBatch each). It
+ * knows nothing of what its owners keep in it (where "block" appears in
+ * blocks/db/ it is RocksDB's or the file system's word: table pages, the
+ * WAL's 32 KiB pages, st_blocks): each owner adds its column
+ * families to a registry, and whoever composes them opens the database
+ * with it.
  *
  * Every call returns 0 (or a count) on success and a negative errno on
  * failure; none of them exits or prints. A database may be used from any
- * number of threads; a transaction or an iterator from one at a time. */
+ * number of threads; a batch or an iterator from one at a time. */
 #pragma once
 
 #include <stdbool.h>
@@ -13,65 +16,73 @@
 #include <stdint.h>
 
 struct blk_db;
-struct blk_txn;
+struct blk_batch;
 struct blk_iter;
-
-/* Column families, by index. The first BLK_CF_USER are the block store's
- * (store.h); callers' own ones follow from BLK_CF_USER in the order given
- * in blk_db_options.extra_cfs. */
-enum {
-	BLK_CF_BLOCKS =
-	    0, /* binary CID -> block bytes (large values in blob files) */
-	BLK_CF_REFS = 1, /* binary CID -> refcount (u64 LE) + length (u32 LE) */
-	BLK_CF_JOURNAL =
-	    2, /* u64 BE seq -> binary CID: block bytes not yet durable */
-	BLK_CF_NEWLOG = 3, /* u64 BE seq -> binary CID: new blocks (opt-in) */
-	BLK_CF_USER = 4,
-};
 
 #define BLK_DB_MAX_CFS 16
 
+/* How a column family is kept (its flags in the registry):
+ *   BLK_CF_LARGE       large values: blob files, no compression, large
+ *                      memtables
+ *   BLK_CF_RAW         small values that do not compress (hashes,
+ *                      counters): no compression
+ *   BLK_CF_IF_PRESENT  opened when on disk, never created
+ * Others: small values, LZ4. */
+#define BLK_CF_LARGE 0x1u
+#define BLK_CF_RAW 0x2u
+#define BLK_CF_IF_PRESENT 0x4u
+
+/*
+ * The column-family registry: the families to open, by name, each with
+ * its flags. A family's handle, which every record call takes, is its
+ * index here: the order of registration. "default" (which RocksDB insists
+ * on) is not in it. Families found on disk that nobody registered are
+ * opened too (RocksDB refuses a read-write open otherwise) and kept
+ * untouched: no handle names them.
+ *
+ * Zero-initialise it, register, then hand it to blk_db_open. Not
+ * thread-safe; it may be freed once the open returns.
+ */
+struct blk_cf_def {
+	const char *name; /* must outlive the open */
+	unsigned flags;	  /* BLK_CF_* */
+};
+struct blk_cf_registry {
+	struct blk_cf_def cf[BLK_DB_MAX_CFS];
+	unsigned n;
+	int err; /* the first failed registration's, 0 if none */
+};
+
+/* Add family @name: its handle (>= 0), or -EINVAL (empty, "default" or
+ * registered already) or -E2BIG (BLK_DB_MAX_CFS are), also kept in
+ * @r->err so that the open fails with it. */
+int blk_cf_register(struct blk_cf_registry *r, const char *name,
+		    unsigned flags);
+
 struct blk_db_options {
-	const char *const *extra_cfs; /* NULL-terminated, or NULL */
-	/* Those of extra_cfs that hold large values (fragments, ...): they
-	 * get the options of "blocks" (blob files, no compression, large
-	 * memtables). NULL-terminated, or NULL. */
-	const char *const *large_cfs;
-	size_t cache_bytes;  /* shared block cache; 0: default 64 MiB */
-	bool create;	     /* create the database if missing */
-	bool read_only;	     /* open without taking the write lock;
-			      * sees the writer's records, and its
-			      * block bytes up to its last sync */
-	bool verify_on_read; /* re-hash every block read against its CID */
-	/* Keep the new-block log: every commit that stores a block not
-	 * stored before also adds "newlog" record (next sequence number ->
-	 * binary CID) in the same batch, for a consumer that hands new
-	 * blocks on (to peers) and deletes each record once done, with
-	 * blk_txn_delete (store.h invariant 4: no block is evicted while a
-	 * record names it). After a crash, a block whose bytes were lost but
-	 * whose record is gone is kept, marked evicted (the consumer had
-	 * handed it on). */
-	bool newlog;
+	const struct blk_cf_registry *cfs; /* NULL: none */
+	size_t cache_bytes; /* RocksDB's LRU cache; 0: default 64 MiB */
+	bool create;	    /* create the database if missing */
+	bool read_only;	    /* open without taking the write lock; sees
+			     * the writer's records up to its last WAL
+			     * write, not what it wrote without the WAL
+			     * and has not flushed */
 };
 
 /* Open (or create) the database in directory @path.
  *
- * Column families named in @o->extra_cfs that are missing are created
- * (read-write only); a read-only open reads a missing one as empty. The
- * block store's state is loaded and its journal replayed (store.h: blocks
- * lost in a crash are then listed by blk_db_lost_blocks).
+ * The column families of @o->cfs that are missing are created (read-write
+ * only, and not those flagged BLK_CF_IF_PRESENT); a read-only open reads a
+ * missing one as empty.
  *
  * Returns 0 with *@out set, or a negative errno with *@out NULL and, if
  * @err is not NULL, a human-readable reason in @err (@errlen bytes,
  * NUL-terminated):
  *   -EBUSY   another process holds the database lock
- *   -ENOENT  no database there and !create (also: read_only and the
- *            block store's column families missing)
+ *   -ENOENT  no database there and !create
  *   -EACCES  permission denied
- *   -EINVAL  bad options: too many column families, a reserved or
- *            repeated name
+ *   -EINVAL, -E2BIG  a failed registration (@o->cfs->err)
  *   -ENOMEM  out of memory
- *   -EUCLEAN the block statistics record is corrupt
  *   -EIO     anything else RocksDB reports (corruption, ...) */
 int blk_db_open(const char *path, const struct blk_db_options *o,
 		struct blk_db **out, char *err, size_t errlen);
@@ -80,7 +91,7 @@ int blk_db_open(const char *path, const struct blk_db_options *o,
  * replays the log up to its first damaged record and drops every record
  * from there on (db.c says why that mode); open checks the log first
  * (walscan.c) and keeps what it found here. Every record is one committed
- * transaction (a fragment put, a block store commit): @records of them
+ * batch committed: @records of them
  * were dropped, starting at byte @offset of log @file. All zero when the
  * log was sound (or the open read-only). */
 struct blk_wal_damage {
@@ -90,43 +101,40 @@ struct blk_wal_damage {
 };
 void blk_db_wal_damage(struct blk_db *db, struct blk_wal_damage *out);
 
-/* Make everything committed so far durable (blk_db_sync) and flushed
- * (blk_db_flush), then close and free. NULL is fine. Waits for RocksDB's
- * background work. After it the write-ahead log holds nothing the database
- * needs, so a clean stop leaves no record that damage to the log could
- * take. */
+/* Make everything written through the WAL durable (blk_db_sync) and
+ * flushed (blk_db_flush), then close and free. NULL is fine. Waits for
+ * RocksDB's background work. After it the write-ahead log holds nothing
+ * the database needs, so a clean stop leaves no record that damage to the
+ * log could take. An owner that writes without the WAL makes that durable
+ * first (blk_store_close). */
 void blk_db_close(struct blk_db *db);
 
-/* Make every committed transaction durable: the bytes of blocks committed
- * since the last sync (written again through the WAL when they are few,
- * otherwise by flushing the block memtable), then one WAL fsync.
- * 0 (also on a read-only database: nothing to sync) or -EIO; -ENOSPC
- * when the file system is full. */
-int blk_db_sync(struct blk_db *db);
+/* The handle of column family @name as registered, or -ENOENT. */
+int blk_db_cf_find(struct blk_db *db, const char *name);
+/* Whether family @cf is open: false for a bad handle, or for a family a
+ * read-only open found missing or an IF_PRESENT one not on disk. */
+bool blk_db_cf_open(struct blk_db *db, unsigned cf);
+bool blk_db_read_only(struct blk_db *db);
 
-/* Order the blocks committed so far before every later commit: the bytes
- * of those that skipped the WAL (store.h) are written again through it,
- * or the block memtable is flushed when they are many, as blk_db_sync
- * does, but the WAL is not synced. A crash (of the process or of the
- * machine) that keeps a commit made after this returns keeps those blocks
- * too. Renames that replace a file call it (ext4's auto_da_alloc), so a
- * crash leaves the old content or the new, never a file of zeros.
- * 0 (also on a read-only database) or -EIO, -ENOMEM, -ENOSPC. */
-int blk_db_settle(struct blk_db *db);
+/* Make every batch committed so far durable: one WAL fsync. 0 (also on a
+ * read-only database: nothing to sync) or -EIO; -ENOSPC when the file
+ * system is full. Writes made without the WAL are their writer's to make
+ * durable (their owner's sync). */
+int blk_db_sync(struct blk_db *db);
 
 /* Write every column family's memtables out to SST and blob files, and
  * wait: what they hold stops counting as pending in blk_db_space, and
  * WAL files that held only it go. Durability is blk_db_sync's, not this:
- * a clean stop calls both (the sync first, so the journal's blocks go out
- * with the flush), leaving nothing in the WAL.
+ * a clean stop calls both (the sync first), leaving nothing in the WAL.
  * 0, -EROFS, -ENOSPC, -EIO. */
 int blk_db_flush(struct blk_db *db);
 
-/* Give the space of deleted blocks back to the file system: every column
- * family is flushed, then "blocks" and "refs" are compacted over their
- * whole range, which drops deleted blocks and the blob files that held only
- * those; then blob garbage collection rewrites the live blocks of the
- * blob files that also held deleted ones, in passes that each use at most
+/* Give the space of deleted records back to the file system: every column
+ * family is flushed, then the @n families @cfs are compacted over their
+ * whole range, which drops deleted records and the blob files that held
+ * only those; then blob garbage collection rewrites the live values of the
+ * blob files of @cfs[0] (a BLK_CF_LARGE family) that also held deleted
+ * ones, in passes that each use at most
  * half of the @reserve bytes writers leave free and a quarter of the room
  * beyond it (counted as pending by blk_db_space while they run): freeing
  * space needs room for one blob file (1/128 of the file system), never
@@ -147,8 +155,8 @@ struct blk_db_compact_stats {
 	uint64_t garbage_after;	    /* dead bytes left in blob files */
 	unsigned gc_passes;	    /* GC passes run */
 };
-int blk_db_compact(struct blk_db *db, uint64_t reserve,
-		   struct blk_db_compact_stats *cs);
+int blk_db_compact(struct blk_db *db, const unsigned *cfs, size_t n,
+		   uint64_t reserve, struct blk_db_compact_stats *cs);
 
 /* Room on the database's file system: @total and @avail bytes (statvfs,
  * what an unprivileged writer may use), and @pending bytes held in
@@ -187,9 +195,9 @@ int blk_db_delete(struct blk_db *db, unsigned cf, const void *key, size_t klen);
 /* A value read without copying it out of RocksDB: blk_val_data is valid
  * until blk_val_free, from any thread, and must not be written to.
  * BLK_GET_NO_CRC skips RocksDB's own (software CRC32C) checksum of the
- * blocks and blob records read: only for callers that check the bytes end
- * to end themselves, as the storage node does with every fragment's XXH3
- * checksum. 0, -ENOENT, -EINVAL (bad @cf) or -EIO. */
+ * table and blob records read: only for callers that check the bytes end
+ * to end themselves (the fragment store checks every fragment's XXH3). 0,
+ * -ENOENT, -EINVAL (bad @cf) or -EIO. */
 struct blk_val;
 #define BLK_GET_NO_CRC 1u
 int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key, size_t klen,
@@ -215,33 +223,57 @@ const void *blk_iter_value(struct blk_iter *it, size_t *len);
 int blk_iter_status(struct blk_iter *it);
 void blk_iter_free(struct blk_iter *it); /* NULL is fine */
 
-/* Transactions: collect record changes (and, through store.h, block
- * reference changes), then commit them atomically. Nothing reaches the
- * database before blk_txn_commit. Not thread-safe per transaction; any
- * number of transactions may be built in parallel. */
-struct blk_txn *blk_txn_new(struct blk_db *db); /* NULL on ENOMEM */
-void blk_txn_free(struct blk_txn *t);		/* NULL is fine */
+/* A walk over the records of @cf whose keys start with @prefix, from the
+ * later of @prefix and @start (NULL: the prefix), in byte order, on one
+ * snapshot (blk_iter_new). Keys shorter than @klen_min or longer than
+ * @klen_max (0: no limit) are skipped, or, with @klen_err, end the walk
+ * with that error. @fn gets each other record; it returns 0 to go on,
+ * anything else to end the walk with that. blk_db_walk returns 0, @fn's
+ * non-zero return, @klen_err, -ENOMEM, -EINVAL (bad @cf) or -EIO (the
+ * iteration broke off). */
+struct blk_walk {
+	const void *prefix, *start;
+	size_t plen, slen;
+	size_t klen_min, klen_max;
+	int klen_err;
+	int (*fn)(void *arg, const uint8_t *key, size_t klen,
+		  const uint8_t *val, size_t vlen);
+	void *arg;
+};
+int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w);
+
+/* Batches: collect record changes, then commit them atomically. Nothing
+ * reaches the database before blk_batch_commit. Not thread-safe per batch;
+ * any number of batches may be built in parallel. */
+struct blk_batch *blk_batch_new(struct blk_db *db); /* NULL on ENOMEM */
+void blk_batch_free(struct blk_batch *b);	    /* NULL is fine */
 /* Add a put or a delete of one record. A bad @cf is remembered and makes
  * the commit fail with -EINVAL. */
-void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
-		 const void *val, size_t vlen);
-/* As blk_txn_put, the value given in two parts (header and payload)
+void blk_batch_put(struct blk_batch *b, unsigned cf, const void *key,
+		   size_t klen, const void *val, size_t vlen);
+/* As blk_batch_put, the value given in two parts (header and payload)
  * that RocksDB joins as it copies them into the batch. */
-void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
-		  const void *v0, size_t l0, const void *v1, size_t l1);
-/* Deleting a "newlog" record also tells the block store that the block's
- * upload is done (store.h invariant 4); that commit takes its lock. */
-void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
-		    size_t klen);
-/* Apply everything atomically; with @sync, durably (WAL fsync).
- * Returns 0 (also for an empty transaction), or, with nothing applied:
+void blk_batch_put2(struct blk_batch *b, unsigned cf, const void *key,
+		    size_t klen, const void *v0, size_t l0, const void *v1,
+		    size_t l1);
+void blk_batch_delete(struct blk_batch *b, unsigned cf, const void *key,
+		      size_t klen);
+/* Records changed so far (puts and deletes). */
+size_t blk_batch_count(const struct blk_batch *b);
+/* Remember error @err (the first one sticks) for the commit to return. */
+void blk_batch_fail(struct blk_batch *b, int err);
+
+/* How blk_batch_commit writes. */
+#define BLK_WRITE_SYNC 1u /* durably: with a WAL fsync */
+#define BLK_WRITE_NO_WAL                                                       \
+	2u /* without the WAL: lost in a crash until the                       \
+	    * memtable's next flush */
+/* Apply everything atomically and empty the batch (an empty one writes
+ * nothing). Returns 0, or, with nothing applied:
  *   -ENOSPC  the file system is full
  *   -EIO     another RocksDB error
- *   -EUCLEAN a reference would drop below zero, a new block comes
- *            without its bytes, or a reference record is corrupt (a bug
- *            or corrupt metadata)
  *   -EINVAL  a put or delete named a bad column family
  *   -EROFS   the database is read-only
  *   -ENOMEM  out of memory
- * The transaction is spent either way: free it. */
-int blk_txn_commit(struct blk_txn *t, bool sync);
+ *   or the error given to blk_batch_fail. */
+int blk_batch_commit(struct blk_batch *b, unsigned flags);

@@ -1,8 +1,10 @@
 /* Record store iterators: a bounded, snapshot walk over the keys of one
- * column family that share a prefix. */
+ * column family that share a prefix, and blk_db_walk, the loop over one
+ * with its key length checks. */
 
-#include "blocks/store/store-int.h"
+#include "blocks/db/db-int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,4 +108,30 @@ void blk_iter_free(struct blk_iter *it)
 	if (it->ro)
 		rocksdb_readoptions_destroy(it->ro);
 	free(it);
+}
+
+int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w)
+{
+	struct blk_iter *it;
+	int rc = 0;
+
+	if (cf >= db->ncf)
+		return -EINVAL;
+	it = blk_iter_new(db, cf, w->prefix, w->plen, w->start, w->slen);
+	if (!it)
+		return -ENOMEM;
+	for (; rc == 0 && blk_iter_valid(it); blk_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = blk_iter_key(it, &klen);
+		const uint8_t *v = blk_iter_value(it, &vlen);
+
+		if (klen < w->klen_min || (w->klen_max && klen > w->klen_max))
+			rc = w->klen_err;
+		else
+			rc = w->fn(w->arg, k, klen, v, vlen);
+	}
+	if (rc == 0)
+		rc = blk_iter_status(it);
+	blk_iter_free(it);
+	return rc;
 }

@@ -28,7 +28,7 @@
  * died in: not damage, and never acknowledged.
  */
 
-#include "blocks/store/store-int.h"
+#include "blocks/db/db-int.h"
 
 #include <dirent.h>
 #include <errno.h>

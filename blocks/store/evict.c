@@ -14,7 +14,7 @@
 
 #include <errno.h>
 
-int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
+int blk_store_evict(struct blk_store *s, const struct blk_cid *cid)
 {
 	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_MAX], flags;
 	size_t klen = blk_cid_to_bytes(cid, key);
@@ -25,42 +25,41 @@ int blk_store_evict(struct blk_db *db, const struct blk_cid *cid)
 	char *rerr = NULL;
 	int rc;
 
-	if (db->read_only)
+	if (s->read_only)
 		return -EROFS;
-	pthread_mutex_lock(&db->ref_lock);
-	rc = store_read_refs(db, cid, &refs, &len, &flags);
+	pthread_mutex_lock(&s->ref_lock);
+	rc = store_read_refs(s, cid, &refs, &len, &flags);
 	if (rc <= 0 || (flags & REFS_EVICTED)) {
-		pthread_mutex_unlock(&db->ref_lock);
+		pthread_mutex_unlock(&s->ref_lock);
 		return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
 	}
-	if (newlog_pending_has(db, key, klen)) {
-		pthread_mutex_unlock(&db->ref_lock);
+	if (newlog_pending_has(s, key, klen)) {
+		pthread_mutex_unlock(&s->ref_lock);
 		return -EBUSY; /* not uploaded yet (store.h invariant 4) */
 	}
-	store_delta_begin(db, &d);
+	store_delta_begin(s, &d);
 	d.st.remote_bytes += len;
 	wb = rocksdb_writebatch_create();
-	rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_BLOCKS],
-				     (const char *)key, klen);
+	rocksdb_writebatch_delete_cf(wb, s->blocks, (const char *)key, klen);
 	rocksdb_writebatch_put_cf(
-	    wb, db->cf[BLK_CF_REFS], (const char *)key, klen, (const char *)v,
+	    wb, s->refs, (const char *)key, klen, (const char *)v,
 	    store_encode_refs(v, refs, len, flags | REFS_EVICTED));
-	store_put_stats(db, wb, &d.st);
-	rocksdb_write(db->rdb, db->wopts, wb, &rerr);
+	store_put_stats(s, wb, &d.st);
+	rocksdb_write(s->db->rdb, s->db->wopts, wb, &rerr);
 	rocksdb_writebatch_destroy(wb);
 	if (rerr) {
 		rc = blk_rdb_errno(rerr);
 	} else {
-		store_delta_publish(db, &d);
+		store_delta_publish(s, &d);
 		rc = (int)len;
 	}
-	pthread_mutex_unlock(&db->ref_lock);
+	pthread_mutex_unlock(&s->ref_lock);
 	return rc;
 }
 
 /* The walk sees the snapshot of "refs" taken when it starts; each block
  * is evicted under ref_lock on its own, so commits go on in between. */
-int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
+int blk_store_evict_upto(struct blk_store *s, uint64_t goal, uint64_t *freed,
 			 uint64_t *count)
 {
 	static const uint8_t prefix = REFS_CID_PREFIX;
@@ -68,9 +67,9 @@ int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
 	int rc = 0;
 
 	*freed = *count = 0;
-	if (db->read_only)
+	if (s->read_only)
 		return -EROFS;
-	it = blk_iter_new(db, BLK_CF_REFS, &prefix, 1, NULL, 0);
+	it = blk_iter_new(s->db, s->cf_refs, &prefix, 1, NULL, 0);
 	if (!it)
 		return -ENOMEM;
 	for (; blk_iter_valid(it) && *freed < goal; blk_iter_next(it)) {
@@ -81,7 +80,7 @@ int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
 
 		if (blk_cid_from_bytes(&cid, k, klen))
 			continue;
-		r = blk_store_evict(db, &cid);
+		r = blk_store_evict(s, &cid);
 		if (r > 0) {
 			*freed += (uint64_t)r;
 			(*count)++;
@@ -95,7 +94,7 @@ int blk_store_evict_upto(struct blk_db *db, uint64_t goal, uint64_t *freed,
 	return rc;
 }
 
-int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
+int blk_store_fill(struct blk_store *s, const struct blk_cid *cid,
 		   const void *data, size_t len)
 {
 	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_MAX], flags;
@@ -106,32 +105,31 @@ int blk_store_fill(struct blk_db *db, const struct blk_cid *cid,
 	uint32_t blen;
 	int rc;
 
-	if (db->read_only)
+	if (s->read_only)
 		return -EROFS;
 	if (!blk_cid_verify(cid, data, len))
 		return -EBADMSG;
-	t = blk_txn_new(db);
+	t = blk_txn_new(s);
 	if (!t)
 		return -ENOMEM;
-	pthread_mutex_lock(&db->ref_lock);
-	rc = store_read_refs(db, cid, &refs, &blen, &flags);
+	pthread_mutex_lock(&s->ref_lock);
+	rc = store_read_refs(s, cid, &refs, &blen, &flags);
 	if (rc <= 0 || !(flags & REFS_EVICTED) || blen != len) {
-		pthread_mutex_unlock(&db->ref_lock);
+		pthread_mutex_unlock(&s->ref_lock);
 		blk_txn_free(t);
 		return rc < 0 ? rc : rc == 0 ? -ENOENT : 0;
 	}
-	store_delta_begin(db, &d);
+	store_delta_begin(s, &d);
 	d.st.remote_bytes -= len;
 	journal_put_bytes(t, (const char *)key, klen, data, len, false, &d);
 	rocksdb_writebatch_put_cf(
-	    t->wb, db->cf[BLK_CF_REFS], (const char *)key, klen,
-	    (const char *)v,
+	    t->wb, s->refs, (const char *)key, klen, (const char *)v,
 	    store_encode_refs(v, refs, blen, flags & ~REFS_EVICTED));
-	store_put_stats(db, t->wb, &d.st);
+	store_put_stats(s, t->wb, &d.st);
 	rc = blk_txn_write(t, false);
 	if (rc == 0)
-		store_delta_publish(db, &d);
-	pthread_mutex_unlock(&db->ref_lock);
+		store_delta_publish(s, &d);
+	pthread_mutex_unlock(&s->ref_lock);
 	blk_txn_free(t);
 	return rc;
 }

@@ -54,14 +54,14 @@ void blk_fragstore_frag_key(const uint8_t name[BLK_FRAG_NAME_LEN],
 	make_key(TAG_FRAG, name, out);
 }
 
-static void stats_put(struct blk_fragstore *fs, struct blk_txn *t,
+static void stats_put(struct blk_fragstore *fs, struct blk_batch *t,
 		      uint64_t used, uint64_t count)
 {
 	uint8_t v[STATS_LEN];
 
 	blk_put_le64(v, used);
 	blk_put_le64(v + 8, count);
-	blk_txn_put(t, fs->cf, STATS_KEY, sizeof(STATS_KEY), v, sizeof(v));
+	blk_batch_put(t, fs->cf, STATS_KEY, sizeof(STATS_KEY), v, sizeof(v));
 }
 
 /* Count the index entries into fs->used and fs->count. */
@@ -96,7 +96,7 @@ static int load_lost(struct blk_fragstore *fs)
 {
 	uint8_t v[LOST_LEN];
 	struct blk_wal_damage wd;
-	struct blk_txn *t;
+	struct blk_batch *t;
 	int64_t n;
 	int rc;
 
@@ -113,14 +113,14 @@ static int load_lost(struct blk_fragstore *fs)
 		return 0;
 	fs->lost_now = wd.records;
 	fs->lost += wd.records;
-	t = blk_txn_new(fs->db);
+	t = blk_batch_new(fs->db);
 	if (!t)
 		return -ENOMEM;
 	blk_put_le64(v, fs->lost);
 	blk_put_le64(v + 8, 0); /* reserved */
-	blk_txn_put(t, fs->cf, LOST_KEY, sizeof(LOST_KEY), v, sizeof(v));
-	rc = blk_txn_commit(t, true);
-	blk_txn_free(t);
+	blk_batch_put(t, fs->cf, LOST_KEY, sizeof(LOST_KEY), v, sizeof(v));
+	rc = blk_batch_commit(t, BLK_WRITE_SYNC);
+	blk_batch_free(t);
 	return rc == -EROFS ? 0 : rc;
 }
 
@@ -147,6 +147,11 @@ static int load_usage(struct blk_fragstore *fs)
 	return load_lost(fs);
 }
 
+int blk_fragstore_register(struct blk_cf_registry *r)
+{
+	return blk_cf_register(r, "frags", BLK_CF_LARGE);
+}
+
 int blk_fragstore_open(struct blk_db *db, const struct blk_fragstore_options *o,
 		       struct blk_fragstore **out)
 {
@@ -154,8 +159,7 @@ int blk_fragstore_open(struct blk_db *db, const struct blk_fragstore_options *o,
 	int rc;
 
 	*out = NULL;
-	if (!db || !o || o->cf < BLK_CF_USER || o->cf >= BLK_DB_MAX_CFS ||
-	    o->head_len == 0)
+	if (!db || !o || !blk_db_cf_open(db, o->cf) || o->head_len == 0)
 		return -EINVAL;
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
@@ -282,7 +286,7 @@ static int compare_stored(struct blk_fragstore *fs, const uint8_t *name,
 
 /* The checks and the commit of put, with mu held (invariants 2-4): @t
  * holds the fragment's records; adds the 'S' record and commits it. */
-static int put_locked(struct blk_fragstore *fs, struct blk_txn *t,
+static int put_locked(struct blk_fragstore *fs, struct blk_batch *t,
 		      const uint8_t *name, const void *data, uint32_t len,
 		      struct blk_frag_put_result *res)
 {
@@ -308,7 +312,7 @@ static int put_locked(struct blk_fragstore *fs, struct blk_txn *t,
 	used = fs->used - oldlen + vlen;
 	count = fs->count + (oldlen ? 0 : 1);
 	stats_put(fs, t, used, count);
-	rc = blk_txn_commit(t, false);
+	rc = blk_batch_commit(t, 0);
 	if (rc == 0) {
 		fs->used = used;
 		fs->count = count;
@@ -325,25 +329,25 @@ int blk_fragstore_put(struct blk_fragstore *fs,
 {
 	uint8_t fkey[BLK_FRAGSTORE_KEY_LEN], ikey[BLK_FRAGSTORE_KEY_LEN],
 	    ival[INDEX_LEN];
-	struct blk_txn *t;
+	struct blk_batch *t;
 	int rc;
 
 	*res = (struct blk_frag_put_result){0};
 	make_key(TAG_FRAG, name, fkey);
 	make_key(TAG_INDEX, name, ikey);
 	blk_put_le32(ival, len);
-	t = blk_txn_new(fs->db);
+	t = blk_batch_new(fs->db);
 	if (!t)
 		return -ENOMEM;
 	/* The bytes are copied into the batch outside the lock; only the
 	 * check of what is stored and the usage record need it. */
-	blk_txn_put2(t, fs->cf, fkey, sizeof(fkey), head, fs->head_len, data,
-		     len);
-	blk_txn_put(t, fs->cf, ikey, sizeof(ikey), ival, sizeof(ival));
+	blk_batch_put2(t, fs->cf, fkey, sizeof(fkey), head, fs->head_len, data,
+		       len);
+	blk_batch_put(t, fs->cf, ikey, sizeof(ikey), ival, sizeof(ival));
 	pthread_mutex_lock(&fs->mu);
 	rc = put_locked(fs, t, name, data, len, res);
 	pthread_mutex_unlock(&fs->mu);
-	blk_txn_free(t);
+	blk_batch_free(t);
 	if (rc == -ENOSPC)
 		res->disk_short = disk_short(fs, fs->head_len + (uint64_t)len);
 	return rc;
@@ -374,38 +378,46 @@ int blk_fragstore_has(struct blk_fragstore *fs,
 	return n == -ENOENT ? 0 : (int)n;
 }
 
+struct scan {
+	const uint8_t *after; /* its 'I' key, or NULL */
+	blk_frag_scan_fn fn;
+	void *arg;
+};
+
+/* One 'I' record of blk_fragstore_scan's walk. */
+static int scan_one(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
+		    size_t vlen)
+{
+	const struct scan *sc = arg;
+
+	if (vlen != INDEX_LEN)
+		return 0;
+	if (sc->after && memcmp(k, sc->after, klen) == 0)
+		return 0; /* @after itself */
+	return sc->fn(sc->arg, k + 1, blk_get_le32(v));
+}
+
 int blk_fragstore_scan(struct blk_fragstore *fs,
 		       const uint8_t after[BLK_FRAG_NAME_LEN],
 		       blk_frag_scan_fn fn, void *arg)
 {
 	const uint8_t tag = TAG_INDEX;
 	uint8_t start[BLK_FRAGSTORE_KEY_LEN];
-	struct blk_iter *it;
-	int rc = 0;
+	struct scan sc = {after ? start : NULL, fn, arg};
+	const struct blk_walk w = {
+	    .prefix = &tag,
+	    .plen = 1,
+	    .start = sc.after,
+	    .slen = after ? sizeof(start) : 0,
+	    .klen_min = BLK_FRAGSTORE_KEY_LEN,
+	    .klen_max = BLK_FRAGSTORE_KEY_LEN,
+	    .fn = scan_one,
+	    .arg = &sc,
+	};
 
 	if (after)
 		make_key(TAG_INDEX, after, start);
-	it = blk_iter_new(fs->db, fs->cf, &tag, 1, after ? start : NULL,
-			  after ? sizeof(start) : 0);
-	if (!it)
-		return -ENOMEM;
-	for (; blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, vlen;
-		const uint8_t *k = blk_iter_key(it, &klen);
-		const uint8_t *v = blk_iter_value(it, &vlen);
-
-		if (klen != BLK_FRAGSTORE_KEY_LEN || vlen != INDEX_LEN)
-			continue;
-		if (after && memcmp(k, start, klen) == 0)
-			continue; /* @after itself */
-		rc = fn(arg, k + 1, blk_get_le32(v));
-		if (rc != 0)
-			break;
-	}
-	if (rc == 0)
-		rc = blk_iter_status(it);
-	blk_iter_free(it);
-	return rc;
+	return blk_db_walk(fs->db, fs->cf, &w);
 }
 
 /* ---- delete ---- */
@@ -422,7 +434,7 @@ static int name_cmp(const void *a, const void *b, void *base)
 
 /* Add to @t the deletion of the names in @order (sorted, so a name given
  * twice is counted once), with mu held, then the 'S' record, and commit. */
-static int delete_locked(struct blk_fragstore *fs, struct blk_txn *t,
+static int delete_locked(struct blk_fragstore *fs, struct blk_batch *t,
 			 const uint8_t *names, const uint32_t *order,
 			 uint32_t n, uint8_t *gone)
 {
@@ -450,15 +462,15 @@ static int delete_locked(struct blk_fragstore *fs, struct blk_txn *t,
 		if (!vlen)
 			continue;
 		make_key(TAG_INDEX, name, key);
-		blk_txn_delete(t, fs->cf, key, sizeof(key));
+		blk_batch_delete(t, fs->cf, key, sizeof(key));
 		key[0] = TAG_FRAG;
-		blk_txn_delete(t, fs->cf, key, sizeof(key));
+		blk_batch_delete(t, fs->cf, key, sizeof(key));
 		used -= vlen;
 		count--;
 		gone[order[i] / 8] |= (uint8_t)(1u << order[i] % 8);
 	}
 	stats_put(fs, t, used, count);
-	rc = blk_txn_commit(t, false);
+	rc = blk_batch_commit(t, 0);
 	if (rc == 0) {
 		fs->used = used;
 		fs->count = count;
@@ -470,12 +482,12 @@ int blk_fragstore_delete(struct blk_fragstore *fs, const uint8_t *names,
 			 uint32_t n, uint8_t *gone)
 {
 	uint32_t *order = malloc((n ? n : 1) * sizeof(*order));
-	struct blk_txn *t = blk_txn_new(fs->db);
+	struct blk_batch *t = blk_batch_new(fs->db);
 	int rc;
 
 	if (!order || !t) {
 		free(order);
-		blk_txn_free(t);
+		blk_batch_free(t);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < n; i++)
@@ -484,7 +496,7 @@ int blk_fragstore_delete(struct blk_fragstore *fs, const uint8_t *names,
 	pthread_mutex_lock(&fs->mu);
 	rc = delete_locked(fs, t, names, order, n, gone);
 	pthread_mutex_unlock(&fs->mu);
-	blk_txn_free(t);
+	blk_batch_free(t);
 	free(order);
 	return rc;
 }

@@ -46,7 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "blocks/store/store.h"
+#include "blocks/db/db.h"
 
 #define BLK_FRAG_NAME_LEN 37
 /* Key of a fragment's 'F' (or 'I') record: a tag byte, then the name. */
@@ -61,8 +61,13 @@ typedef int (*blk_frag_check_fn)(void *arg,
 				 const uint8_t name[BLK_FRAG_NAME_LEN],
 				 const void *val, size_t len);
 
+/* Add the fragment store's column family, "frags" (large values), to
+ * @r: its handle, for blk_fragstore_options.cf, or the error of
+ * blk_cf_register. */
+int blk_fragstore_register(struct blk_cf_registry *r);
+
 struct blk_fragstore_options {
-	/* The column family: BLK_CF_USER + i of @db. */
+	/* The column family (blk_fragstore_register's handle), open in @db. */
 	unsigned cf;
 	size_t head_len;   /* bytes of every fragment's header, > 0 */
 	uint64_t capacity; /* bytes; puts beyond it fail with -ENOSPC */

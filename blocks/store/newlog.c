@@ -4,17 +4,17 @@
 
 /*
  * "newlog" maps a u64 BE sequence number to a binary CID. It exists only
- * when blk_db_options.newlog asked for it (or an earlier open created it).
+ * when blk_store_options.newlog asked for it (or an earlier open created it).
  *
  * Invariants:
  *  N1. newlog_append takes its sequence number from the store_delta of a
- *      commit under ref_lock, and db->newlog_seq advances only once that
+ *      commit under ref_lock, and s->newlog_seq advances only once that
  *      commit is written (store_delta_publish): every number below
- *      blk_db_newlog_head() belongs to a committed record, and numbers
+ *      blk_store_newlog_head() belongs to a committed record, and numbers
  *      follow commit order.
  *  N2. A block's record is present until the consumer deletes it: at open,
  *      a journaled block without one had been handed on (journal.c J3).
- *  N3. Whenever ref_lock is free, db->pending counts exactly, per CID, the
+ *  N3. Whenever ref_lock is free, s->pending counts exactly, per CID, the
  *      records that name it. It is loaded with the log at open; a commit
  *      adds the CIDs of its records once its batch is written
  *      (newlog_commit_publish, room made before the write); a transaction
@@ -44,24 +44,29 @@
 bool newlog_append(struct blk_txn *t, const char *key, size_t klen,
 		   struct store_delta *d)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 	uint8_t seq[8];
 
-	if (!db->cf[BLK_CF_NEWLOG])
+	if (!s->newlog)
 		return false;
 	blk_put_be64(seq, d->nseq++);
-	rocksdb_writebatch_put_cf(t->wb, db->cf[BLK_CF_NEWLOG],
-				  (const char *)seq, sizeof(seq), key, klen);
+	rocksdb_writebatch_put_cf(t->wb, s->newlog, (const char *)seq,
+				  sizeof(seq), key, klen);
 	return true;
 }
 
-uint64_t blk_db_newlog_head(struct blk_db *db)
+unsigned blk_store_newlog_cf(struct blk_store *s)
+{
+	return s->cf_newlog;
+}
+
+uint64_t blk_store_newlog_head(struct blk_store *s)
 {
 	uint64_t v;
 
-	pthread_mutex_lock(&db->ref_lock);
-	v = db->newlog_seq;
-	pthread_mutex_unlock(&db->ref_lock);
+	pthread_mutex_lock(&s->ref_lock);
+	v = s->newlog_seq;
+	pthread_mutex_unlock(&s->ref_lock);
 	return v;
 }
 
@@ -166,18 +171,18 @@ static void pending_del(struct newlog_pending *p, const void *cid, size_t clen)
 
 /* Whether a record of the log names @cid: its upload is pending. Under
  * ref_lock. */
-bool newlog_pending_has(const struct blk_db *db, const void *cid, size_t clen)
+bool newlog_pending_has(const struct blk_store *s, const void *cid, size_t clen)
 {
-	const struct newlog_pending *p = &db->pending;
+	const struct newlog_pending *p = &s->pending;
 
 	return p->cap && clen <= BLK_CID_MAX_BYTES &&
 	       pending_slot(p, cid, clen)->n > 0;
 }
 
-void newlog_pending_free(struct blk_db *db)
+void newlog_pending_free(struct blk_store *s)
 {
-	free(db->pending.v);
-	memset(&db->pending, 0, sizeof(db->pending));
+	free(s->pending.v);
+	memset(&s->pending, 0, sizeof(s->pending));
 }
 
 /* Note that @t deletes the record @seq (8 bytes, big-endian). 0 or
@@ -200,12 +205,12 @@ static int retire_cmp(const void *a, const void *b)
 }
 
 /* Under ref_lock, before @t's batch is written: read the CIDs of the
- * records @t deletes (each once), and make room in db->pending for the
+ * records @t deletes (each once), and make room in s->pending for the
  * records its first @nrefs reference changes add. 0, -ENOMEM, -EIO;
  * nothing is changed then. */
 int newlog_commit_prepare(struct blk_txn *t, size_t nrefs)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 	size_t n = 0, more = 0;
 
 	if (t->nretire > 1)
@@ -218,7 +223,7 @@ int newlog_commit_prepare(struct blk_txn *t, size_t nrefs)
 			continue; /* deleted twice: one record */
 		t->retire[n] = *r;
 		r = &t->retire[n++];
-		len = blk_db_get_into(db, BLK_CF_NEWLOG, r->seq, 8, r->cid,
+		len = blk_db_get_into(s->db, s->cf_newlog, r->seq, 8, r->cid,
 				      sizeof(r->cid));
 		if (len < 0 && len != -ENOENT)
 			return -EIO;
@@ -229,21 +234,21 @@ int newlog_commit_prepare(struct blk_txn *t, size_t nrefs)
 	t->nretire = n;
 	for (size_t i = 0; i < nrefs; i++)
 		more += t->refs[i].logged;
-	return more ? pending_reserve(&db->pending, more) : 0;
+	return more ? pending_reserve(&s->pending, more) : 0;
 }
 
-/* Under ref_lock, once @t's batch is written: db->pending follows it. */
+/* Under ref_lock, once @t's batch is written: s->pending follows it. */
 void newlog_commit_publish(struct blk_txn *t, size_t nrefs)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 
 	for (size_t i = 0; i < nrefs; i++)
 		if (t->refs[i].logged)
-			pending_add(&db->pending, t->refs[i].key,
+			pending_add(&s->pending, t->refs[i].key,
 				    t->refs[i].klen);
 	for (size_t i = 0; i < t->nretire; i++)
 		if (t->retire[i].clen)
-			pending_del(&db->pending, t->retire[i].cid,
+			pending_del(&s->pending, t->retire[i].cid,
 				    t->retire[i].clen);
 }
 
@@ -282,19 +287,19 @@ static int index_add(struct newlog_index *ix, const uint8_t *key,
 }
 
 /* Load the log into *@out (NULL when it is not kept: an empty index) and
- * into db->pending (N3), and set db->newlog_seq past its last record. At
- * open, before @db is shared. 0, -ENOMEM, -EIO. */
-int newlog_index_load(struct blk_db *db, struct newlog_index **out)
+ * into s->pending (N3), and set s->newlog_seq past its last record. At
+ * open, before @s is shared. 0, -ENOMEM, -EIO. */
+int newlog_index_load(struct blk_store *s, struct newlog_index **out)
 {
 	struct newlog_index *ix;
 	struct blk_iter *it;
 	int rc = 0;
 
 	*out = NULL;
-	if (!db->cf[BLK_CF_NEWLOG])
+	if (!s->newlog)
 		return 0;
 	ix = calloc(1, sizeof(*ix));
-	it = ix ? blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0) : NULL;
+	it = ix ? blk_iter_new(s->db, s->cf_newlog, NULL, 0, NULL, 0) : NULL;
 	if (!it) {
 		free(ix);
 		return -ENOMEM;
@@ -308,12 +313,12 @@ int newlog_index_load(struct blk_db *db, struct newlog_index **out)
 			continue;
 		rc = index_add(ix, key, cid, clen);
 		if (rc == 0 && clen)
-			rc = pending_reserve(&db->pending, 1);
+			rc = pending_reserve(&s->pending, 1);
 		if (rc < 0)
 			break;
 		if (clen)
-			pending_add(&db->pending, cid, clen);
-		db->newlog_seq = blk_get_be64(key) + 1;
+			pending_add(&s->pending, cid, clen);
+		s->newlog_seq = blk_get_be64(key) + 1;
 	}
 	if (rc == 0)
 		rc = blk_iter_status(it);
@@ -349,9 +354,9 @@ bool newlog_index_has(const struct newlog_index *ix, const void *cid,
 
 /* Add the deletion of every record of @cid to @wb: neighbours in the
  * sorted index may hold the same CID (stored, deleted, stored again).
- * db->pending drops them at once: @wb is written before @db is shared,
+ * s->pending drops them at once: @wb is written before @s is shared,
  * or the open fails. */
-void newlog_index_drop(const struct newlog_index *ix, struct blk_db *db,
+void newlog_index_drop(const struct newlog_index *ix, struct blk_store *s,
 		       rocksdb_writebatch_t *wb, const void *cid, size_t clen)
 {
 	const struct newlog_ent *e = index_find(ix, cid, clen);
@@ -365,9 +370,9 @@ void newlog_index_drop(const struct newlog_index *ix, struct blk_db *db,
 	while (hi + 1 < ix->n && !newlog_ent_cmp(&ix->v[hi + 1], e))
 		hi++;
 	for (size_t i = lo; i <= hi; i++) {
-		rocksdb_writebatch_delete_cf(wb, db->cf[BLK_CF_NEWLOG],
+		rocksdb_writebatch_delete_cf(wb, s->newlog,
 					     (const char *)ix->v[i].seq, 8);
-		pending_del(&db->pending, cid, clen);
+		pending_del(&s->pending, cid, clen);
 	}
 }
 
@@ -379,36 +384,36 @@ void newlog_index_free(struct newlog_index *ix)
 	free(ix);
 }
 
-/* Blocks added to the log per commit by blk_newlog_requeue. */
+/* Blocks added to the log per commit by blk_store_newlog_requeue. */
 #define REQUEUE_BATCH 1024
 
 /* Append a record for each of the @n binary CIDs in @keys (@klen bytes
  * each at most, lengths in @lens), in one commit under ref_lock (N1). */
-static int requeue_commit(struct blk_db *db, const uint8_t *keys,
+static int requeue_commit(struct blk_store *s, const uint8_t *keys,
 			  const size_t *lens, size_t n)
 {
-	struct blk_txn *t = blk_txn_new(db);
+	struct blk_txn *t = blk_txn_new(s);
 	struct store_delta d;
 	int rc;
 
 	if (!t)
 		return -ENOMEM;
-	pthread_mutex_lock(&db->ref_lock);
-	store_delta_begin(db, &d);
+	pthread_mutex_lock(&s->ref_lock);
+	store_delta_begin(s, &d);
 	for (size_t i = 0; i < n; i++)
 		newlog_append(t, (const char *)keys + i * BLK_CID_MAX_BYTES,
 			      lens[i], &d);
 	rc = blk_txn_write(t, false);
 	if (rc == 0)
-		store_delta_publish(db, &d);
-	pthread_mutex_unlock(&db->ref_lock);
+		store_delta_publish(s, &d);
+	pthread_mutex_unlock(&s->ref_lock);
 	blk_txn_free(t);
 	return rc;
 }
 
 /* The walk over "refs" reads a snapshot: a block deleted meanwhile gets a
  * record all the same, which the consumer finds deleted (N2 allows it). */
-int blk_newlog_requeue(struct blk_db *db, uint64_t *queued)
+int blk_store_newlog_requeue(struct blk_store *s, uint64_t *queued)
 {
 	const uint8_t prefix = REFS_CID_PREFIX;
 	uint8_t *keys = malloc((size_t)REQUEUE_BATCH * BLK_CID_MAX_BYTES);
@@ -417,10 +422,10 @@ int blk_newlog_requeue(struct blk_db *db, uint64_t *queued)
 	int rc = 0;
 
 	*queued = 0;
-	if (db->read_only || !db->cf[BLK_CF_NEWLOG])
-		rc = db->read_only ? -EROFS : -ENOENT;
+	if (s->read_only || !s->newlog)
+		rc = s->read_only ? -EROFS : -ENOENT;
 	else if (!keys || !lens ||
-		 !(it = blk_iter_new(db, BLK_CF_REFS, &prefix, 1, NULL, 0)))
+		 !(it = blk_iter_new(s->db, s->cf_refs, &prefix, 1, NULL, 0)))
 		rc = -ENOMEM;
 	for (; rc == 0 && it && blk_iter_valid(it); blk_iter_next(it)) {
 		size_t klen, vlen;
@@ -437,7 +442,7 @@ int blk_newlog_requeue(struct blk_db *db, uint64_t *queued)
 		memcpy(keys + n * BLK_CID_MAX_BYTES, k, klen);
 		lens[n++] = klen;
 		if (n == REQUEUE_BATCH) {
-			rc = requeue_commit(db, keys, lens, n);
+			rc = requeue_commit(s, keys, lens, n);
 			*queued += rc == 0 ? n : 0;
 			n = 0;
 		}
@@ -445,7 +450,7 @@ int blk_newlog_requeue(struct blk_db *db, uint64_t *queued)
 	if (rc == 0 && it)
 		rc = blk_iter_status(it);
 	if (rc == 0 && n) {
-		rc = requeue_commit(db, keys, lens, n);
+		rc = requeue_commit(s, keys, lens, n);
 		*queued += rc == 0 ? n : 0;
 	}
 	blk_iter_free(it);

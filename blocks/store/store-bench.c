@@ -5,7 +5,7 @@
  *
  *   blocks     as a mount stores new blocks: blk_txn_ref per block (large
  *              blocks skip the WAL and are journaled, journal.c J1), then
- *              blk_db_sync (memtable flush into blob files);
+ *              blk_store_sync (memtable flush into blob files);
  *   fragments  as a storage node stores puts: a 64-byte header and the
  *              bytes in a large-value column family through the WAL, then
  *              blk_db_sync (WAL fsync). The memtable flush that later
@@ -55,14 +55,15 @@ static void fill(uint8_t *p, size_t n, uint64_t *s)
 
 static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 {
-	static const char *const cfs[] = {"frags", NULL};
-	struct blk_db_options o = {
-	    .extra_cfs = cfs, .large_cfs = cfs, .create = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .create = true};
+	int frags_cf = blk_cf_register(&reg, "frags", BLK_CF_LARGE);
 	size_t len = value_kib * KiB, n = size_mb * MiB / len;
 	uint8_t *buf = malloc(len + FRAG_HDR);
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	char path[4096], err[256];
 	struct blk_db *db = NULL;
+	struct blk_store *st = NULL;
 	struct bench_clock a, b;
 	double mbps, cpu;
 	int rc = 1;
@@ -71,13 +72,15 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 		 (long)getpid(), frags ? "frags" : "blocks");
 	if (!buf)
 		goto out;
-	if (blk_db_open(path, &o, &db, err, sizeof(err)) < 0) {
+	if (blk_store_register(&reg, NULL) < 0 || frags_cf < 0 ||
+	    blk_db_open(path, &o, &db, err, sizeof(err)) < 0 ||
+	    blk_store_open(db, NULL, &st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "store-bench: %s: %s\n", path, err);
 		goto out;
 	}
 	a = bench_clock_now();
 	for (size_t i = 0; i < n; i++) {
-		struct blk_txn *t = blk_txn_new(db);
+		struct blk_txn *t = blk_txn_new(st);
 		struct blk_cid cid = {.codec = 0x55};
 		uint8_t key[40];
 		int r;
@@ -91,8 +94,8 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 		if (frags) {
 			key[0] = 'f';
 			memcpy(key + 1, buf, 39);
-			blk_txn_put2(t, BLK_CF_USER, key, sizeof(key), buf,
-				     FRAG_HDR, buf + FRAG_HDR, len);
+			blk_txn_put2(t, (unsigned)frags_cf, key, sizeof(key),
+				     buf, FRAG_HDR, buf + FRAG_HDR, len);
 			r = 0;
 		} else {
 			r = blk_txn_ref(t, &cid, buf, len);
@@ -106,10 +109,12 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 			goto out;
 		}
 	}
-	if (blk_db_sync(db) < 0) {
+	if (blk_store_sync(st) < 0) {
 		fprintf(stderr, "store-bench: sync failed\n");
 		goto out;
 	}
+	blk_store_close(st);
+	st = NULL;
 	blk_db_close(db); /* waits for the flush into blob files */
 	db = NULL;
 	b = bench_clock_now();
@@ -118,8 +123,8 @@ static int run(const char *dir, bool frags, size_t size_mb, size_t value_kib)
 	       frags ? "fragments" : "blocks", mbps, cpu, n, value_kib);
 	rc = 0;
 out:
-	if (db)
-		blk_db_close(db);
+	blk_store_close(st);
+	blk_db_close(db);
 	if (bench_rm_tree(path) != 0 && errno != ENOENT)
 		fprintf(stderr, "store-bench: could not remove %s: %s\n", path,
 			strerror(errno));

@@ -1,7 +1,7 @@
-/* What the record store, the block store, the journal, the new-block log
- * and eviction share inside blocks/: the database and transaction structs,
- * the "refs" record format and the steps of a reference-changing commit.
- * Not for use outside blocks/. */
+/* What the block store, its journal, its new-block log and eviction share
+ * inside blocks/store/: the store and transaction structs, the "refs"
+ * record format and the steps of a reference-changing commit. Not for use
+ * outside blocks/store/. */
 #pragma once
 
 #include <pthread.h>
@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks/db/db-int.h"
 #include "blocks/store/store.h"
 
 /* refs values: count u64 LE, length u32 LE, then an optional flags byte
@@ -40,31 +41,22 @@ struct newlog_pending {
 };
 
 /*
- * The database. Lock order: sync_lock before ref_lock; compact_lock is
- * never held together with another of them.
+ * The block store. Lock order: sync_lock before ref_lock (the db's
+ * compact_lock is never held together with either).
  */
-struct blk_db {
-	/* Set by blk_db_open, read-only after. */
-	rocksdb_t *rdb;
-	char *path;
+struct blk_store {
+	/* Set by blk_store_open, read-only after. */
+	struct blk_db *db;
 	bool read_only;
 	bool verify;
-	/* By BLK_CF_* index; NULL when a read-only open found it missing, or
-	 * for "newlog" when it is not kept. */
-	rocksdb_column_family_handle_t *cf[BLK_DB_MAX_CFS];
-	unsigned ncf;
-	/* Every handle opened (including "default" and unknown ones), for
-	 * flushing and closing. */
-	rocksdb_column_family_handle_t **all;
-	size_t nall;
-	rocksdb_cache_t *cache;
-	rocksdb_readoptions_t *ropts;
-	rocksdb_readoptions_t *ropts_nocrc; /* BLK_GET_NO_CRC */
-	rocksdb_writeoptions_t *wopts;
-	rocksdb_writeoptions_t *wopts_sync;
-	rocksdb_writeoptions_t *wopts_nowal;
+	/* The handles of "blocks", "refs", "journal" and "newlog" and their
+	 * RocksDB families (NULL when the db did not open one: "newlog" not
+	 * kept, "journal" missing on a read-only open). */
+	unsigned cf_blocks, cf_refs, cf_journal, cf_newlog;
+	rocksdb_column_family_handle_t *blocks, *refs, *journal, *newlog;
 
-	/* Serialises blk_db_sync (its journal work and WAL fsync). */
+	/* Serialises blk_store_sync and blk_store_settle (their journal work
+	 * and WAL fsync). */
 	pthread_mutex_t sync_lock;
 	/* The commit lock: serialises every read-compute-write of "refs"
 	 * (store.c) with the batch write that publishes it, so the counters
@@ -75,34 +67,21 @@ struct blk_db {
 	 * at once, and a lock each would only be three locks taken
 	 * together around every commit. */
 	pthread_mutex_t ref_lock;
-	/* Serialises blk_db_compact (it changes and restores an option). */
-	pthread_mutex_t compact_lock;
-	/* Bytes of blob files, 1/128 of the file system (db.c). Set by
-	 * db_new, read-only after. */
-	uint64_t blob_size;
-	/* Room a running GC pass may fill (blk_db_compact), counted as
-	 * pending by blk_db_space; written under compact_lock, read by
-	 * anyone. */
-	_Atomic uint64_t compact_hold;
 
 	struct blk_store_stats stats; /* ref_lock; mirrors the stats record */
 	/* The WAL-less journal (journal.c): the next sequence number, the
-	 * lowest one that may still have a record (written by blk_db_sync
-	 * only, which also holds sync_lock), and the bytes of the blocks
-	 * journaled since the last sync. All ref_lock. */
+	 * lowest one that may still have a record (written by
+	 * blk_store_sync only, which also holds sync_lock), and the bytes of
+	 * the blocks journaled since the last sync. All ref_lock. */
 	uint64_t journal_seq, journal_first, journal_bytes;
 	uint64_t newlog_seq; /* ref_lock: next new-block log number */
 	/* ref_lock: the CIDs the new-block log names (newlog.c N3), which
-	 * eviction refuses. Filled at open (read-write) before @db is
+	 * eviction refuses. Filled at open (read-write) before the store is
 	 * shared. */
 	struct newlog_pending pending;
 
-	/* The write-ahead log's damage found at open (walscan.c): set by
-	 * blk_db_open, read-only after. */
-	struct blk_wal_damage wal_damage;
-
-	/* Blocks found lost at open (journal.c). Written by blk_db_open,
-	 * then the opener's (blk_db_lost_blocks): no lock. */
+	/* Blocks found lost at open (journal.c). Written by blk_store_open,
+	 * then the opener's (blk_store_lost_blocks): no lock. */
 	struct blk_cid *lost;
 	size_t nlost;
 };
@@ -125,10 +104,12 @@ struct txn_retire {
 	uint8_t clen;
 };
 
-/* A transaction: owned by one thread at a time (db.h). */
+/* A transaction: owned by one thread at a time (store.h). */
 struct blk_txn {
-	struct blk_db *db;
-	rocksdb_writebatch_t *wb; /* records, refs, stats: through the WAL */
+	struct blk_store *s;
+	/* records, refs, stats: through the WAL; wb is rec->wb */
+	struct blk_batch *rec;
+	rocksdb_writebatch_t *wb;
 	rocksdb_writebatch_t *bb; /* block bytes without WAL (journal.c) */
 	struct txn_ref *refs;	  /* reference changes, applied at commit */
 	size_t nrefs;
@@ -147,39 +128,30 @@ struct store_delta {
 	uint64_t nseq;	 /* next new-block log sequence number */
 };
 
-/* db.c: the record store. */
-int blk_rdb_errno(char *rerr); /* frees @rerr; -ENOSPC or -EIO */
-int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
-		  rocksdb_pinnableslice_t **ps);
-rocksdb_column_family_handle_t *blk_db_cf(struct blk_db *db, unsigned cf);
-int blk_key_cmp(const void *a, size_t alen, const void *b, size_t blen);
-int blk_slice_dup(rocksdb_pinnableslice_t *ps, void **out, size_t *len);
-void *blk_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
-
 /* txn.c: write @t's batches (WAL-less block bytes first, so no reference
  * record is ever visible before its block). 0, -ENOSPC or -EIO. */
 int blk_txn_write(struct blk_txn *t, bool sync);
 
 /* store.c: the block store. */
-int store_load_stats(struct blk_db *db);
+int store_load_stats(struct blk_store *s);
 int store_commit_refs(struct blk_txn *t, bool sync);
 int store_parse_refs(const uint8_t *v, size_t n, uint64_t *refs, uint32_t *len,
 		     uint8_t *flags);
 size_t store_encode_refs(uint8_t *v, uint64_t refs, uint32_t len,
 			 uint8_t flags);
-int store_read_refs(struct blk_db *db, const struct blk_cid *cid,
+int store_read_refs(struct blk_store *s, const struct blk_cid *cid,
 		    uint64_t *refs, uint32_t *len, uint8_t *flags);
-void store_put_stats(struct blk_db *db, rocksdb_writebatch_t *wb,
+void store_put_stats(struct blk_store *s, rocksdb_writebatch_t *wb,
 		     const struct blk_store_stats *st);
-void store_delta_begin(struct blk_db *db, struct store_delta *d);
-void store_delta_publish(struct blk_db *db, const struct store_delta *d);
+void store_delta_begin(struct blk_store *s, struct store_delta *d);
+void store_delta_publish(struct blk_store *s, const struct store_delta *d);
 
 /* journal.c: the WAL-less journal of new block bytes. */
 void journal_put_bytes(struct blk_txn *t, const char *key, size_t klen,
 		       const void *data, size_t len, bool wal,
 		       struct store_delta *d);
-int journal_sync(struct blk_db *db);
-int journal_recover(struct blk_db *db);
+int journal_sync(struct blk_store *s);
+int journal_recover(struct blk_store *s);
 
 /* newlog.c: the new-block log. */
 bool newlog_append(struct blk_txn *t, const char *key, size_t klen,
@@ -187,17 +159,13 @@ bool newlog_append(struct blk_txn *t, const char *key, size_t klen,
 int newlog_txn_retire(struct blk_txn *t, const void *seq);
 int newlog_commit_prepare(struct blk_txn *t, size_t nrefs);
 void newlog_commit_publish(struct blk_txn *t, size_t nrefs);
-bool newlog_pending_has(const struct blk_db *db, const void *cid, size_t clen);
-void newlog_pending_free(struct blk_db *db);
+bool newlog_pending_has(const struct blk_store *s, const void *cid,
+			size_t clen);
+void newlog_pending_free(struct blk_store *s);
 struct newlog_index;
-int newlog_index_load(struct blk_db *db, struct newlog_index **out);
+int newlog_index_load(struct blk_store *s, struct newlog_index **out);
 bool newlog_index_has(const struct newlog_index *ix, const void *cid,
 		      size_t clen);
-void newlog_index_drop(const struct newlog_index *ix, struct blk_db *db,
+void newlog_index_drop(const struct newlog_index *ix, struct blk_store *s,
 		       rocksdb_writebatch_t *wb, const void *cid, size_t clen);
 void newlog_index_free(struct newlog_index *ix);
-
-/* Check the write-ahead log in database directory @dir before RocksDB
- * replays it (walscan.c): *@out says what the replay will drop. 0, or
- * -errno of reading it (then *@out says nothing). */
-int wal_scan(const char *dir, struct blk_wal_damage *out);

@@ -17,12 +17,12 @@
  *      blk_db_put/blk_txn_put, which the corruption tests do on purpose,
  *      but then the invariants are theirs to keep). It reads the current
  *      counts, computes the new ones and writes the batch while holding
- *      db->ref_lock, so concurrent commits see each other's results and
+ *      s->ref_lock, so concurrent commits see each other's results and
  *      counts stay exact. Commits are therefore serialised, including their
  *      WAL append (and fsync, for a sync commit); durability is a separate
- *      barrier (blk_db_sync). Transactions that change only records do not
+ *      barrier (blk_store_sync). Transactions that change only records do not
  *      take the lock (txn.c T2).
- *  S2. db->stats mirrors the stats record, under ref_lock. It is loaded at
+ *  S2. s->stats mirrors the stats record, under ref_lock. It is loaded at
  *      open and replaced only after a successful write (store_delta_publish),
  *      so it never shows a state that is not on disk (in the WAL).
  */
@@ -32,6 +32,7 @@
 #include "blocks/base/bytes.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,15 +40,15 @@
 #define STATS_VALUE_LEN 32
 static const char STATS_KEY[1] = {0x00};
 
-/* Load db->stats from the stats record (none: all zero). 0, -EUCLEAN for
+/* Load s->stats from the stats record (none: all zero). 0, -EUCLEAN for
  * a record of the wrong size, or an error of blk_db_get_into. */
-int store_load_stats(struct blk_db *db)
+int store_load_stats(struct blk_store *s)
 {
 	int64_t n;
 	uint8_t v[STATS_VALUE_LEN];
 
-	memset(&db->stats, 0, sizeof(db->stats));
-	n = blk_db_get_into(db, BLK_CF_REFS, STATS_KEY, sizeof(STATS_KEY), v,
+	memset(&s->stats, 0, sizeof(s->stats));
+	n = blk_db_get_into(s->db, s->cf_refs, STATS_KEY, sizeof(STATS_KEY), v,
 			    sizeof(v));
 	if (n == -ENOENT)
 		return 0;
@@ -55,16 +56,165 @@ int store_load_stats(struct blk_db *db)
 		return (int)n;
 	if (n != STATS_VALUE_LEN && n != STATS_VALUE_OLD)
 		return -EUCLEAN;
-	db->stats.blocks = blk_get_le64(v);
-	db->stats.bytes = blk_get_le64(v + 8);
-	db->stats.ref_bytes = blk_get_le64(v + 16);
+	s->stats.blocks = blk_get_le64(v);
+	s->stats.bytes = blk_get_le64(v + 8);
+	s->stats.ref_bytes = blk_get_le64(v + 16);
 	if (n == STATS_VALUE_LEN)
-		db->stats.remote_bytes = blk_get_le64(v + 24);
+		s->stats.remote_bytes = blk_get_le64(v + 24);
 	return 0;
 }
 
+int blk_store_register(struct blk_cf_registry *r,
+		       const struct blk_store_options *o)
+{
+	int rc[4];
+
+	rc[0] = blk_cf_register(r, "blocks", BLK_CF_LARGE);
+	rc[1] = blk_cf_register(r, "refs", BLK_CF_RAW);
+	rc[2] = blk_cf_register(r, "journal", 0);
+	/* Only when asked for, or found on disk (store.h). */
+	rc[3] = blk_cf_register(r, "newlog",
+				o && o->newlog ? 0 : BLK_CF_IF_PRESENT);
+	for (int i = 0; i < 4; i++)
+		if (rc[i] < 0)
+			return rc[i];
+	return 0;
+}
+
+/* The store's handles in @s->db: 0 or -ENOENT (not registered). */
+static int find_families(struct blk_store *s)
+{
+	int h[4] = {
+	    blk_db_cf_find(s->db, "blocks"),
+	    blk_db_cf_find(s->db, "refs"),
+	    blk_db_cf_find(s->db, "journal"),
+	    blk_db_cf_find(s->db, "newlog"),
+	};
+
+	for (int i = 0; i < 4; i++)
+		if (h[i] < 0)
+			return -ENOENT;
+	s->cf_blocks = (unsigned)h[0];
+	s->cf_refs = (unsigned)h[1];
+	s->cf_journal = (unsigned)h[2];
+	s->cf_newlog = (unsigned)h[3];
+	s->blocks = blk_db_cf(s->db, s->cf_blocks);
+	s->refs = blk_db_cf(s->db, s->cf_refs);
+	s->journal = blk_db_cf(s->db, s->cf_journal);
+	s->newlog = blk_db_cf(s->db, s->cf_newlog);
+	return s->blocks && s->refs ? 0 : -ENOENT;
+}
+
+int blk_store_open(struct blk_db *db, const struct blk_store_options *o,
+		   struct blk_store **out, char *err, size_t errlen)
+{
+	struct blk_store *s = calloc(1, sizeof(*s));
+	const char *path = db->path;
+	int rc;
+
+	*out = NULL;
+	if (!s) {
+		blk_set_err(err, errlen,
+			    "out of memory opening node database %s", path);
+		return -ENOMEM;
+	}
+	s->db = db;
+	s->read_only = db->read_only;
+	s->verify = o && o->verify_on_read;
+	pthread_mutex_init(&s->sync_lock, NULL);
+	pthread_mutex_init(&s->ref_lock, NULL);
+	rc = find_families(s);
+	if (rc < 0) {
+		blk_set_err(
+		    err, errlen,
+		    "no node database in %s (column family 'blocks' or 'refs' "
+		    "missing)",
+		    path);
+		goto fail;
+	}
+	rc = store_load_stats(s);
+	if (rc < 0) {
+		blk_set_err(err, errlen,
+			    "cannot read block statistics of node database %s",
+			    path);
+		goto fail;
+	}
+	if (!s->read_only) {
+		rc = journal_recover(s);
+		if (rc < 0) {
+			blk_set_err(err, errlen,
+				    "cannot replay the block journal of node "
+				    "database %s: %s",
+				    path, strerror(-rc));
+			goto fail;
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	blk_store_close(s);
+	return rc;
+}
+
+void blk_store_close(struct blk_store *s)
+{
+	if (!s)
+		return;
+	if (!s->read_only && s->blocks)
+		blk_store_sync(s);
+	pthread_mutex_destroy(&s->ref_lock);
+	pthread_mutex_destroy(&s->sync_lock);
+	free(s->lost);
+	newlog_pending_free(s);
+	free(s);
+}
+
+struct blk_db *blk_store_db(struct blk_store *s)
+{
+	return s->db;
+}
+
+/* The journal's bytes first (journal.c), then one WAL fsync. */
+int blk_store_sync(struct blk_store *s)
+{
+	int rc;
+
+	if (s->read_only)
+		return 0;
+	pthread_mutex_lock(&s->sync_lock);
+	rc = journal_sync(s);
+	if (rc == 0)
+		rc = blk_db_sync(s->db);
+	pthread_mutex_unlock(&s->sync_lock);
+	return rc;
+}
+
+/* The journal's bytes (journal.c), without the WAL fsync: the WAL is
+ * written in commit order, so whatever a crash keeps of it is a prefix,
+ * and every commit made after this returns is kept only with these
+ * blocks. */
+int blk_store_settle(struct blk_store *s)
+{
+	int rc;
+
+	if (s->read_only)
+		return 0;
+	pthread_mutex_lock(&s->sync_lock);
+	rc = journal_sync(s);
+	pthread_mutex_unlock(&s->sync_lock);
+	return rc;
+}
+
+int blk_store_compact(struct blk_store *s, uint64_t reserve,
+		      struct blk_db_compact_stats *cs)
+{
+	const unsigned cfs[2] = {s->cf_blocks, s->cf_refs};
+
+	return blk_db_compact(s->db, cfs, 2, reserve, cs);
+}
+
 /* Add the stats record for @st to @wb. */
-void store_put_stats(struct blk_db *db, rocksdb_writebatch_t *wb,
+void store_put_stats(struct blk_store *s, rocksdb_writebatch_t *wb,
 		     const struct blk_store_stats *st)
 {
 	uint8_t v[STATS_VALUE_LEN];
@@ -73,9 +223,8 @@ void store_put_stats(struct blk_db *db, rocksdb_writebatch_t *wb,
 	blk_put_le64(v + 8, st->bytes);
 	blk_put_le64(v + 16, st->ref_bytes);
 	blk_put_le64(v + 24, st->remote_bytes);
-	rocksdb_writebatch_put_cf(wb, db->cf[BLK_CF_REFS], STATS_KEY,
-				  sizeof(STATS_KEY), (const char *)v,
-				  sizeof(v));
+	rocksdb_writebatch_put_cf(wb, s->refs, STATS_KEY, sizeof(STATS_KEY),
+				  (const char *)v, sizeof(v));
 }
 
 /* Decode a refs value: 0, or -EUCLEAN for a wrong size or unknown flags. */
@@ -106,14 +255,14 @@ size_t store_encode_refs(uint8_t *v, uint64_t refs, uint32_t len, uint8_t flags)
 
 /* Look the refs record of @cid up: 1 (filled in), 0 (absent), -EIO, or
  * -EUCLEAN for a corrupt record. */
-int store_read_refs(struct blk_db *db, const struct blk_cid *cid,
+int store_read_refs(struct blk_store *s, const struct blk_cid *cid,
 		    uint64_t *refs, uint32_t *len, uint8_t *flags)
 {
 	uint8_t key[BLK_CID_MAX_BYTES], v[REFS_VALUE_MAX];
 	size_t klen = blk_cid_to_bytes(cid, key);
 	int64_t n;
 
-	n = blk_db_get_into(db, BLK_CF_REFS, key, klen, v, sizeof(v));
+	n = blk_db_get_into(s->db, s->cf_refs, key, klen, v, sizeof(v));
 	if (n == -ENOENT)
 		return 0;
 	if (n < 0)
@@ -125,48 +274,48 @@ int store_read_refs(struct blk_db *db, const struct blk_cid *cid,
 }
 
 /* Start a change of reference records: called with ref_lock held. */
-void store_delta_begin(struct blk_db *db, struct store_delta *d)
+void store_delta_begin(struct blk_store *s, struct store_delta *d)
 {
-	d->st = db->stats;
-	d->jseq = db->journal_seq;
+	d->st = s->stats;
+	d->jseq = s->journal_seq;
 	d->jbytes = 0;
-	d->nseq = db->newlog_seq;
+	d->nseq = s->newlog_seq;
 }
 
 /* Publish @d once its batches are written (S2): still under ref_lock. */
-void store_delta_publish(struct blk_db *db, const struct store_delta *d)
+void store_delta_publish(struct blk_store *s, const struct store_delta *d)
 {
-	db->stats = d->st;
-	db->journal_seq = d->jseq;
-	db->journal_bytes += d->jbytes;
-	db->newlog_seq = d->nseq;
+	s->stats = d->st;
+	s->journal_seq = d->jseq;
+	s->journal_bytes += d->jbytes;
+	s->newlog_seq = d->nseq;
 }
 
 /* By store.h invariant 1 "refs" answers for "blocks" without reading a
  * blob. */
-int blk_store_has(struct blk_db *db, const struct blk_cid *cid)
+int blk_store_has(struct blk_store *s, const struct blk_cid *cid)
 {
 	uint64_t refs;
 	uint32_t len;
 	uint8_t flags;
 
-	return store_read_refs(db, cid, &refs, &len, &flags);
+	return store_read_refs(s, cid, &refs, &len, &flags);
 }
 
-int blk_store_refs(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
-		   uint32_t *len)
+int blk_store_refs(struct blk_store *s, const struct blk_cid *cid,
+		   uint64_t *refs, uint32_t *len)
 {
 	uint8_t flags;
-	int rc = store_read_refs(db, cid, refs, len, &flags);
+	int rc = store_read_refs(s, cid, refs, len, &flags);
 
 	return rc == 0 ? -ENOENT : rc < 0 ? rc : 0;
 }
 
-int blk_store_info(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
-		   uint32_t *len, bool *local)
+int blk_store_info(struct blk_store *s, const struct blk_cid *cid,
+		   uint64_t *refs, uint32_t *len, bool *local)
 {
 	uint8_t flags = 0;
-	int rc = store_read_refs(db, cid, refs, len, &flags);
+	int rc = store_read_refs(s, cid, refs, len, &flags);
 
 	if (rc == 0)
 		return -ENOENT;
@@ -176,48 +325,48 @@ int blk_store_info(struct blk_db *db, const struct blk_cid *cid, uint64_t *refs,
 	return 0;
 }
 
-int blk_store_stats(struct blk_db *db, struct blk_store_stats *st)
+int blk_store_stats(struct blk_store *s, struct blk_store_stats *st)
 {
-	pthread_mutex_lock(&db->ref_lock);
-	*st = db->stats;
-	pthread_mutex_unlock(&db->ref_lock);
+	pthread_mutex_lock(&s->ref_lock);
+	*st = s->stats;
+	pthread_mutex_unlock(&s->ref_lock);
 	return 0;
 }
 
 /* Pinned block bytes, verified against @cid when the database was opened
  * with verify_on_read: 0, -ENOENT, -EIO, -EBADMSG. */
-static int get_block(struct blk_db *db, const struct blk_cid *cid,
+static int get_block(struct blk_store *s, const struct blk_cid *cid,
 		     rocksdb_pinnableslice_t **ps, const char **v, size_t *n)
 {
 	uint8_t key[BLK_CID_MAX_BYTES];
 	size_t klen = blk_cid_to_bytes(cid, key);
 	int rc;
 
-	rc = blk_db_pinned(db, BLK_CF_BLOCKS, key, klen, ps);
+	rc = blk_db_pinned(s->db, s->cf_blocks, key, klen, ps);
 	if (rc < 0)
 		return rc;
 	*v = rocksdb_pinnableslice_value(*ps, n);
-	if (db->verify && !blk_cid_verify(cid, *v, *n)) {
+	if (s->verify && !blk_cid_verify(cid, *v, *n)) {
 		rocksdb_pinnableslice_destroy(*ps);
 		return -EBADMSG;
 	}
 	return 0;
 }
 
-int blk_store_get(struct blk_db *db, const struct blk_cid *cid, void **data,
+int blk_store_get(struct blk_store *s, const struct blk_cid *cid, void **data,
 		  size_t *len)
 {
 	rocksdb_pinnableslice_t *ps;
 	const char *v;
 	size_t n;
-	int rc = get_block(db, cid, &ps, &v, &n);
+	int rc = get_block(s, cid, &ps, &v, &n);
 
 	return rc < 0 ? rc : blk_slice_dup(ps, data, len);
 }
 
 /* Under ref_lock, so that no commit deletes the block in between and has
  * this write bring its bytes back (invariant 1). */
-int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
+int blk_store_rewrite(struct blk_store *s, const struct blk_cid *cid,
 		      const void *data, size_t len)
 {
 	uint8_t key[BLK_CID_MAX_BYTES], flags;
@@ -227,22 +376,22 @@ int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
 	char *rerr = NULL;
 	int rc;
 
-	if (db->read_only)
+	if (s->read_only)
 		return -EROFS;
 	if (!blk_cid_verify(cid, data, len))
 		return -EBADMSG;
-	pthread_mutex_lock(&db->ref_lock);
-	rc = store_read_refs(db, cid, &refs, &blen, &flags);
+	pthread_mutex_lock(&s->ref_lock);
+	rc = store_read_refs(s, cid, &refs, &blen, &flags);
 	if (rc == 1 && (flags & REFS_EVICTED)) {
-		pthread_mutex_unlock(&db->ref_lock);
-		return blk_store_fill(db, cid, data, len);
+		pthread_mutex_unlock(&s->ref_lock);
+		return blk_store_fill(s, cid, data, len);
 	}
 	if (rc == 1 && blen != len)
 		rc = -EINVAL;
 	else if (rc == 1)
-		rocksdb_put_cf(db->rdb, db->wopts, db->cf[BLK_CF_BLOCKS],
+		rocksdb_put_cf(s->db->rdb, s->db->wopts, s->blocks,
 			       (const char *)key, klen, data, len, &rerr);
-	pthread_mutex_unlock(&db->ref_lock);
+	pthread_mutex_unlock(&s->ref_lock);
 	if (rerr)
 		return blk_rdb_errno(rerr);
 	return rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
@@ -250,7 +399,7 @@ int blk_store_rewrite(struct blk_db *db, const struct blk_cid *cid,
 
 /* The value is read pinned (from the block cache, the memtable or the blob
  * file's read buffer) and only [off, off+len) is copied. */
-int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
+int64_t blk_store_read(struct blk_store *s, const struct blk_cid *cid,
 		       uint64_t off, void *dst, size_t len)
 {
 	rocksdb_pinnableslice_t *ps;
@@ -258,7 +407,7 @@ int64_t blk_store_read(struct blk_db *db, const struct blk_cid *cid,
 	size_t n;
 	int rc;
 
-	rc = get_block(db, cid, &ps, &v, &n);
+	rc = get_block(s, cid, &ps, &v, &n);
 	if (rc < 0)
 		return rc;
 	if (off >= n)
@@ -381,14 +530,14 @@ static int refs_get_alloc(struct refs_get *g, size_t n)
 /* Read the refs records of @t's @g->n aggregated CIDs. */
 static void refs_get_read(struct blk_txn *t, struct refs_get *g)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 
 	for (size_t i = 0; i < g->n; i++) {
 		g->keys[i] = (const char *)t->refs[i].key;
 		g->klens[i] = t->refs[i].klen;
-		g->cfs[i] = db->cf[BLK_CF_REFS];
+		g->cfs[i] = s->refs;
 	}
-	rocksdb_multi_get_cf(db->rdb, db->ropts, g->cfs, g->n, g->keys,
+	rocksdb_multi_get_cf(s->db->rdb, s->db->ropts, g->cfs, g->n, g->keys,
 			     g->klens, g->vals, g->vlens, g->errs);
 }
 
@@ -396,12 +545,11 @@ static void refs_get_read(struct blk_txn *t, struct refs_get *g)
 static void drop_block(struct blk_txn *t, const struct txn_ref *r, uint64_t cur,
 		       uint32_t len, uint8_t flags, struct store_delta *d)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 	const char *key = (const char *)r->key;
 
-	rocksdb_writebatch_delete_cf(t->wb, db->cf[BLK_CF_BLOCKS], key,
-				     r->klen);
-	rocksdb_writebatch_delete_cf(t->wb, db->cf[BLK_CF_REFS], key, r->klen);
+	rocksdb_writebatch_delete_cf(t->wb, s->blocks, key, r->klen);
+	rocksdb_writebatch_delete_cf(t->wb, s->refs, key, r->klen);
 	d->st.blocks--;
 	d->st.bytes -= len;
 	d->st.ref_bytes -= cur * len;
@@ -419,7 +567,7 @@ static void drop_block(struct blk_txn *t, const struct txn_ref *r, uint64_t cur,
 static int apply_ref(struct blk_txn *t, struct txn_ref *r, const char *val,
 		     size_t vlen, bool wal, struct store_delta *d)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 	const char *key = (const char *)r->key;
 	uint64_t cur = 0;
 	uint32_t len = 0;
@@ -457,7 +605,7 @@ static int apply_ref(struct blk_txn *t, struct txn_ref *r, const char *val,
 	}
 	/* unsigned wrap-around adds a negative delta correctly */
 	rocksdb_writebatch_put_cf(
-	    t->wb, db->cf[BLK_CF_REFS], key, r->klen, (const char *)v,
+	    t->wb, s->refs, key, r->klen, (const char *)v,
 	    store_encode_refs(v, cur + (uint64_t)r->delta, len, flags));
 	d->st.ref_bytes += (uint64_t)r->delta * len;
 	return 0;
@@ -483,7 +631,7 @@ static int apply_refs(struct blk_txn *t, struct refs_get *g,
 				       wal, d);
 	}
 	if (rc == 0)
-		store_put_stats(t->db, t->wb, &d->st);
+		store_put_stats(t->s, t->wb, &d->st);
 	return rc;
 }
 
@@ -493,7 +641,7 @@ static int apply_refs(struct blk_txn *t, struct refs_get *g,
  * reference changes and deletions. */
 int store_commit_refs(struct blk_txn *t, bool sync)
 {
-	struct blk_db *db = t->db;
+	struct blk_store *s = t->s;
 	struct store_delta d;
 	struct refs_get g = {0};
 	size_t n = aggregate_refs(t->refs, t->nrefs);
@@ -508,8 +656,8 @@ int store_commit_refs(struct blk_txn *t, bool sync)
 		rc = refs_get_alloc(&g, n);
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&db->ref_lock);
-	store_delta_begin(db, &d);
+	pthread_mutex_lock(&s->ref_lock);
+	store_delta_begin(s, &d);
 	if (n)
 		rc = apply_refs(t, &g, &d);
 	if (rc == 0)
@@ -517,10 +665,10 @@ int store_commit_refs(struct blk_txn *t, bool sync)
 	if (rc == 0)
 		rc = blk_txn_write(t, sync);
 	if (rc == 0) {
-		store_delta_publish(db, &d);
+		store_delta_publish(s, &d);
 		newlog_commit_publish(t, n);
 	}
-	pthread_mutex_unlock(&db->ref_lock);
+	pthread_mutex_unlock(&s->ref_lock);
 	t->nretire = 0;
 	refs_get_free(&g);
 	return rc;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks/store/fragstore.h"
 #include "blocks/store/store.h"
 #include "fs/bfs.h"
 #include "fs/cmd/cmd.h"
@@ -107,16 +108,16 @@ fail:
 	return -EINVAL;
 }
 
-/* The server on @db for the node, admitting the cluster's keys. 0, or
- * -errno after saying why. */
+/* The server on @db (fragments in family @cf) for the node, admitting
+ * the cluster's keys. 0, or -errno after saying why. */
 static int serve_start(const struct serve_run *s, struct blk_db *db,
-		       struct net_server **srv)
+		       unsigned cf, struct net_server **srv)
 {
 	struct net_server_config sc = {
 	    .public_key = s->pub,
 	    .secret_key = s->sec,
 	    .db = db,
-	    .cf = BFS_CF_FRAGS,
+	    .cf = cf,
 	    .data_dir = s->db_path,
 	    .capacity = s->capacity ? s->capacity : node_capacity(s->node_dir),
 	    .workers = (unsigned)s->workers,
@@ -167,15 +168,16 @@ static void serve_until_signal(const struct serve_run *s,
 	net_server_free(srv);
 }
 
-/* Open the node's database (the layout of a mount of this node, so that
- * a node can be served and mounted in turn), serve, close. Stopping
+/* Open the node's database with the fragment store's column family (the
+ * others a mount of this node added are opened and kept untouched, so
+ * that a node can be served and mounted in turn), serve, close. Stopping
  * flushes the memtables, so the write-ahead log holds nothing after a
  * clean stop. 0, or -errno after saying why. */
 static int serve_run(struct serve_run *s)
 {
-	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
-				   .large_cfs = bfs_large_cf_names,
-				   .create = true};
+	struct blk_cf_registry reg = {0};
+	int frags = blk_fragstore_register(&reg);
+	struct blk_db_options o = {.cfs = &reg, .create = true};
 	struct blk_db *db = NULL;
 	struct net_server *srv = NULL;
 	sigset_t set;
@@ -199,7 +201,7 @@ static int serve_run(struct serve_run *s)
 			s->name, s->db_path, wd.file,
 			(unsigned long long)wd.offset,
 			(unsigned long long)wd.records);
-	ret = serve_start(s, db, &srv);
+	ret = serve_start(s, db, (unsigned)frags, &srv);
 	if (ret)
 		goto out_db;
 	/* The database is ours (RocksDB locks it): so is the node's lock,

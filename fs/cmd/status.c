@@ -16,6 +16,7 @@
 #include "fs/cmd/node.h"
 #include "net/client/client.h"
 #include "net/cluster/cluster-net.h"
+#include "net/cluster/engine.h"
 
 /* One node as this node sees it. */
 struct node_view {
@@ -218,13 +219,16 @@ static int status_opt(void *ctx, int c, const char *arg)
 static int status_read_db(const char *node_dir, struct blk_store_stats *st,
 			  uint64_t *disk, struct cluster_view *cv)
 {
-	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
-				   .read_only = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .read_only = true};
 	char path[PATH_MAX], err[1024] = "";
 	struct blk_db *db = NULL;
+	struct blk_store *bs = NULL;
 	struct stat sb;
-	int ret = 0;
+	int ret = 0, repair;
 
+	blk_store_register(&reg, NULL);
+	repair = cl_engine_register(&reg);
 	snprintf(path, sizeof(path), "%s/db", node_dir);
 	if (stat(path, &sb))
 		return 0;
@@ -239,11 +243,19 @@ static int status_read_db(const char *node_dir, struct blk_store_stats *st,
 		cmd_err("%s", err);
 		return ret;
 	}
-	ret = blk_store_stats(db, st);
+	/* A node only ever served has no block store: nothing stored. */
+	ret = blk_store_open(db, NULL, &bs, err, sizeof(err));
+	if (!ret) {
+		blk_store_stats(bs, st);
+		cv->pending = count_records(db, blk_store_newlog_cf(bs));
+	} else if (ret == -ENOENT) {
+		memset(st, 0, sizeof(*st));
+		ret = 0;
+	}
 	if (!ret)
 		ret = blk_db_disk_usage(db, disk);
-	cv->pending = count_records(db, BLK_CF_NEWLOG);
-	cv->repair = count_records(db, BFS_CF_REPAIR);
+	cv->repair = count_records(db, (unsigned)repair);
+	blk_store_close(bs);
 	blk_db_close(db);
 	if (ret)
 		cmd_err("cannot read the node's statistics: %s",

@@ -349,12 +349,17 @@ static int open_client(struct cl_engine *p, char *err, size_t errlen)
 	return ret;
 }
 
+int cl_engine_register(struct blk_cf_registry *r)
+{
+	return blk_cf_register(r, "repair", 0);
+}
+
 /* The fetcher, the block cache and the uploader. */
 static int open_engine(struct cl_engine *p, char *err, size_t errlen)
 {
 	const struct cl_engine_config *c = &p->cfg;
 	const struct cl_layout lay = {
-	    .db = c->db,
+	    .store = c->store,
 	    .pl = p->pl,
 	    .codec = p->codec,
 	    .names = p->names,

@@ -27,7 +27,9 @@ struct cl_engine_config {
 	const char *self;	/* this node's name in the cluster file */
 	const char *public_key; /* its CURVE key pair, Z85 */
 	const char *secret_key;
-	struct blk_db *db;    /* opened with newlog = true */
+	struct blk_db *db; /* the node's database */
+	/* The block store on @db, opened with newlog = true. */
+	struct blk_store *store;
 	unsigned frags_cf;    /* where this node's server keeps fragments */
 	unsigned repair_cf;   /* binary CID -> reason: blocks to repair */
 	unsigned k, m;	      /* redundancy: K data + M parity fragments */
@@ -39,6 +41,11 @@ struct cl_engine_config {
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
 	bool serve;		  /* run this node's server in this process */
 };
+
+/* Add the engine's column family, "repair" (binary CID -> reason: blocks
+ * to repair), to @r: its handle, for repair_cf, or the error of
+ * blk_cf_register. */
+int cl_engine_register(struct blk_cf_registry *r);
 
 /* Start the server (if asked and this node is in the cluster file), the
  * client, the uploader (which resumes the new-block log where it stands)

@@ -456,7 +456,7 @@ static struct fetch *fetch_new(struct cl_fetcher *fe, const struct blk_cid *cid,
 	f->cid = cid;
 	f->k0 = fe->cfg.lay.k;
 	f->m0 = fe->cfg.lay.m;
-	if (blk_store_info(fe->cfg.lay.db, cid, &refs, &blen, &local) == 0)
+	if (blk_store_info(fe->cfg.lay.store, cid, &refs, &blen, &local) == 0)
 		cl_layout_coding(&fe->cfg.lay, blen, &f->k0, &f->m0);
 	pthread_mutex_init(&f->lock, NULL);
 	blk_cond_init(&f->cond);

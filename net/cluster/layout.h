@@ -11,7 +11,8 @@
 
 /* Set up by the engine; read-only, and every pointer outlives the users. */
 struct cl_layout {
-	struct blk_db *db;	  /* the local store (block lengths) */
+	/* The local block store (block lengths, the new-block log). */
+	struct blk_store *store;
 	const struct pl_map *pl;  /* placement over the @n nodes */
 	struct ec_codec *codec;	  /* the policy's K+M codec when K > 1 */
 	const char *const *names; /* node names, for messages */

@@ -283,7 +283,7 @@ static int job_prepare(struct cl_uploader *u, struct job *j)
 	size_t len;
 	int ret;
 
-	ret = blk_store_get(u->cfg.lay.db, &j->cid, &data, &len);
+	ret = blk_store_get(u->cfg.lay.store, &j->cid, &data, &len);
 	if (ret < 0)
 		return ret;
 	/* Short blocks: M+1 replicas on the first M+1 nodes of the order. */
@@ -348,7 +348,7 @@ static void job_unread(struct cl_uploader *u, struct job *j)
  * reference left: nothing to upload) rather than evicted. */
 static bool job_deleted(struct cl_uploader *u, const struct job *j)
 {
-	return blk_store_has(u->cfg.lay.db, &j->cid) == 0;
+	return blk_store_has(u->cfg.lay.store, &j->cid) == 0;
 }
 
 /* A job for log record @seq naming @cid (@clen bytes): prepared, unread
@@ -400,7 +400,9 @@ static void read_records(struct cl_uploader *u, uint64_t from, uint64_t head,
 
 	*next = from;
 	blk_put_be64(start, from);
-	it = blk_iter_new(u->cfg.lay.db, BLK_CF_NEWLOG, NULL, 0, start, 8);
+	it = blk_iter_new(blk_store_db(u->cfg.lay.store),
+			  blk_store_newlog_cf(u->cfg.lay.store), NULL, 0, start,
+			  8);
 	for (; it && blk_iter_valid(it); blk_iter_next(it)) {
 		size_t klen, clen;
 		const uint8_t *key = blk_iter_key(it, &klen);
@@ -439,7 +441,7 @@ static void read_records(struct cl_uploader *u, uint64_t from, uint64_t head,
 static void read_log(struct cl_uploader *u)
 {
 	const unsigned window = u->cfg.window ? u->cfg.window : DEFAULT_WINDOW;
-	uint64_t head = blk_db_newlog_head(u->cfg.lay.db), next;
+	uint64_t head = blk_store_newlog_head(u->cfg.lay.store), next;
 	struct job *first = NULL;
 
 	if (u->njobs >= window || u->read_seq >= head)
@@ -519,14 +521,15 @@ static void handle_completion(struct cl_uploader *u, struct completion *c)
  * misplaced ones for repair) in one transaction, and free the jobs. */
 static void retire_commit(struct cl_uploader *u, struct job *first, unsigned n)
 {
-	struct blk_txn *t = blk_txn_new(u->cfg.lay.db);
+	struct blk_txn *t = blk_txn_new(u->cfg.lay.store);
 	int ret;
 
 	for (struct job *j = first; t && j; j = j->next) {
 		uint8_t key[8];
 
 		blk_put_be64(key, j->seq);
-		blk_txn_delete(t, BLK_CF_NEWLOG, key, 8);
+		blk_txn_delete(t, blk_store_newlog_cf(u->cfg.lay.store), key,
+			       8);
 		if (j->misplaced && j->cklen)
 			blk_txn_put(t, u->cfg.repair_cf, j->ckey, j->cklen,
 				    "misplaced", 9);
@@ -635,7 +638,7 @@ void cl_uploader_kick(struct cl_uploader *u)
 
 uint64_t cl_uploader_backlog(struct cl_uploader *u)
 {
-	uint64_t head = blk_db_newlog_head(u->cfg.lay.db), w;
+	uint64_t head = blk_store_newlog_head(u->cfg.lay.store), w;
 
 	pthread_mutex_lock(&u->lock);
 	w = u->watermark;
@@ -655,7 +658,7 @@ void cl_uploader_throttle(struct cl_uploader *u)
 	pthread_mutex_lock(&u->lock);
 	pthread_cond_signal(&u->wake);
 	while (!u->stop &&
-	       blk_db_newlog_head(u->cfg.lay.db) - u->watermark > max &&
+	       blk_store_newlog_head(u->cfg.lay.store) - u->watermark > max &&
 	       pthread_cond_timedwait(&u->done, &u->lock, &ts) == 0)
 		;
 	pthread_mutex_unlock(&u->lock);
@@ -795,7 +798,7 @@ void cl_uploader_closing(struct cl_uploader *u)
  * within the barrier's deadline, which *@deadline receives. 0 or -EIO. */
 static int barrier_upload(struct cl_uploader *u, struct timespec *deadline)
 {
-	uint64_t target = blk_db_newlog_head(u->cfg.lay.db);
+	uint64_t target = blk_store_newlog_head(u->cfg.lay.store);
 	unsigned tmo = sync_timeout(u);
 	bool closing;
 
@@ -914,10 +917,11 @@ int cl_uploader_barrier(struct cl_uploader *u)
 }
 
 /* The first record left in the log: records below it are done. */
-static uint64_t log_first(struct blk_db *db)
+static uint64_t log_first(struct blk_store *s)
 {
-	struct blk_iter *it = blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
-	uint64_t seq = blk_db_newlog_head(db);
+	struct blk_iter *it = blk_iter_new(
+	    blk_store_db(s), blk_store_newlog_cf(s), NULL, 0, NULL, 0);
+	uint64_t seq = blk_store_newlog_head(s);
 
 	if (it && blk_iter_valid(it)) {
 		size_t klen;
@@ -943,7 +947,7 @@ int cl_uploader_new(const struct cl_uploader_config *cfg,
 	pthread_mutex_init(&u->lock, NULL);
 	blk_cond_init(&u->wake);
 	blk_cond_init(&u->done);
-	u->read_seq = log_first(cfg->lay.db);
+	u->read_seq = log_first(cfg->lay.store);
 	u->watermark = u->read_seq;
 	ret = -pthread_create(&u->thread, NULL, uploader_main, u);
 	if (ret < 0) {

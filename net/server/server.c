@@ -587,7 +587,8 @@ static int open_store(struct net_server *s, const struct net_server_config *cfg)
 
 static int check_config(const struct net_server_config *cfg)
 {
-	if (!cfg || !cfg->endpoint || !cfg->db || cfg->cf < BLK_CF_USER ||
+	if (!cfg || !cfg->endpoint || !cfg->db ||
+	    !blk_db_cf_open(cfg->db, cfg->cf) ||
 	    !net_key_valid(cfg->public_key) ||
 	    !net_key_valid(cfg->secret_key) ||
 	    (cfg->nallowed && !cfg->allowed_keys) ||

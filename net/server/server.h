@@ -106,8 +106,8 @@ struct net_server_config {
 	/* Their names for messages (NULL, or NULL entries: the key). */
 	const char *const *allowed_names;
 	/* Where fragments live: an open database and the index of a column
-	 * family of its own (BLK_CF_USER + i). The caller keeps the db open
-	 * until net_server_free returns. */
+	 * family of its own (blk_fragstore_register). The caller keeps the db
+	 * open until net_server_free returns. */
 	struct blk_db *db;
 	unsigned cf;
 	uint64_t capacity; /* bytes; PUTs beyond it fail with -ENOSPC */

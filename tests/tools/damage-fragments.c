@@ -10,14 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blocks/store/store.h"
+#include "blocks/store/fragstore.h"
 #include "ec/fragment.h"
-#include "fs/meta.h"
 
 int main(int argc, char **argv)
 {
-	struct blk_db_options o = {.extra_cfs = bfs_cf_names,
-				   .large_cfs = bfs_large_cf_names};
+	/* The fragment store's family only: the node's others are opened
+	 * and kept untouched. */
+	struct blk_cf_registry reg = {0};
+	int frags = blk_fragstore_register(&reg);
+	struct blk_db_options o = {.cfs = &reg};
 	const uint8_t tag = 'F';
 	struct blk_db *db = NULL;
 	struct blk_iter *it;
@@ -34,7 +36,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "damage-fragments: %s\n", err);
 		return 1;
 	}
-	it = blk_iter_new(db, BFS_CF_FRAGS, &tag, 1, NULL, 0);
+	it = blk_iter_new(db, (unsigned)frags, &tag, 1, NULL, 0);
 	for (; it && blk_iter_valid(it); blk_iter_next(it)) {
 		size_t klen, vlen;
 		const void *key = blk_iter_key(it, &klen);
@@ -50,7 +52,7 @@ int main(int argc, char **argv)
 		}
 		memcpy(copy, val, vlen);
 		copy[EC_FRAG_HDR_LEN + (vlen - EC_FRAG_HDR_LEN) / 2] ^= 0xff;
-		ret = blk_db_put(db, BFS_CF_FRAGS, key, klen, copy, vlen);
+		ret = blk_db_put(db, (unsigned)frags, key, klen, copy, vlen);
 		free(copy);
 		if (ret)
 			break;

@@ -9,7 +9,8 @@
  * by the wall clock and by the thread's CPU time (steadier when the machine
  * is shared: time spent descheduled is not counted).
  * The cut count and a hash of the cut offsets are printed too, so two builds
- * can be seen to agree. */
+ * can be seen to agree, and last the figures blocks/cdc.c's design rests
+ * on, to compare. */
 
 #include "blocks/cdc.h"
 
@@ -128,6 +129,13 @@ int main(int argc, char **argv)
 	printf("cdc-bench: median %.0f MB/s (%.0f MB/s of CPU time) over %ld "
 	       "rounds\n",
 	       median(mbs, rounds), median(cpu, rounds), rounds);
+	printf("cdc-bench: for comparison (blocks/cdc.c, a Sapphire Rapids "
+	       "class Xeon): a scaled lea has two\n"
+	       "  cycles of latency, so a one-byte-per-step gear loop runs at "
+	       "two cycles per byte,\n"
+	       "  ~1.9 GB/s; gear_find's three-byte step issues ~4.7 fused "
+	       "uops per byte (two loads,\n"
+	       "  ~1.7 lea, one test-and-branch)\n");
 	free(cpu);
 	free(mbs);
 	free(p);

@@ -154,6 +154,12 @@ static void bench(void)
 	if (t1 > 0 && t2 > 0)
 		printf("64 MiB: ours %.0f MB/s, RocksDB's %.0f MB/s\n",
 		       len / t1 / 1e6, len / t2 / 1e6);
+	printf("  (RocksDB's is Debian's portable slicing-by-4 loop: "
+	       "0.77 GB/s on the machine of blocks/base/crc32c.c's\n"
+	       "  decision, where perf record put 25%% of a mount's "
+	       "cycles in it while it copied 1 GiB into a\n"
+	       "  replicas:3 cluster, 17.5%% in "
+	       "BlobLogWriter::ConstructBlobHeader alone)\n");
 	free(buf);
 }
 
@@ -162,8 +168,11 @@ static void bench(void)
 static void test_store_roundtrip(void)
 {
 	char dir[] = "/tmp/test-crc32c-XXXXXX";
-	struct blk_db_options o = {.create = true, .verify_on_read = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .create = true};
+	struct blk_store_options so = {.verify_on_read = true};
 	struct blk_db *db = NULL;
+	struct blk_store *st = NULL;
 	char err[256];
 	size_t len = 300 << 10;
 	uint8_t *data = xmalloc(len);
@@ -173,23 +182,28 @@ static void test_store_roundtrip(void)
 
 	REQUIRE(mkdtemp(dir));
 	fill_random(data, len, 11);
+	REQUIRE(blk_store_register(&reg, &so) == 0);
 	REQUIRE(blk_db_open(dir, &o, &db, err, sizeof(err)) == 0);
+	REQUIRE(blk_store_open(db, &so, &st, err, sizeof(err)) == 0);
 	blk_cid_compute(&cid, BLK_CODEC_RAW, data, len);
 	{
-		struct blk_txn *t = blk_txn_new(db);
+		struct blk_txn *t = blk_txn_new(st);
 
 		REQUIRE(t);
 		CHECK(blk_txn_ref(t, &cid, data, len) == 0);
 		CHECK(blk_txn_commit(t, false) == 0);
 		blk_txn_free(t);
 	}
-	CHECK(blk_db_sync(db) == 0);
+	CHECK(blk_store_sync(st) == 0);
+	blk_store_close(st);
 	blk_db_close(db);
 	db = NULL;
 	REQUIRE(blk_db_open(dir, &o, &db, err, sizeof(err)) == 0);
-	CHECK(blk_store_get(db, &cid, &back, &blen) == 0);
+	REQUIRE(blk_store_open(db, &so, &st, err, sizeof(err)) == 0);
+	CHECK(blk_store_get(st, &cid, &back, &blen) == 0);
 	CHECK(blen == len && back && !memcmp(back, data, len));
 	free(back);
+	blk_store_close(st);
 	blk_db_close(db);
 	free(data);
 	{

@@ -228,7 +228,9 @@ static void test_extents(void)
 	char err[256], cmd[300];
 
 	CHECK(mkdtemp(dir) != NULL);
-	struct blk_db_options o = {.extra_cfs = bfs_cf_names, .create = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .create = true};
+	CHECK(bfs_meta_register(&reg) == 0);
 	CHECK(blk_db_open(dir, &o, &db, err, sizeof(err)) == 0);
 
 	/* ino 7: [0,100) [100,300) hole [500,600) [600,1000); ino 8 next

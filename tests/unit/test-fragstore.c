@@ -21,8 +21,8 @@
 
 #define HEAD 8
 
-static const char *const extra_cfs[] = {"frags", NULL};
-enum { CF_FRAGS = BLK_CF_USER };
+/* The fragment store's family, the only one registered: handle 0. */
+enum { CF_FRAGS = 0 };
 
 struct env {
 	char dir[64];
@@ -65,9 +65,11 @@ static int store_open(struct env *e)
 
 static void env_open(struct env *e, bool fresh)
 {
-	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .create = true};
 	char err[256] = "";
 
+	REQUIRE(blk_fragstore_register(&reg) == CF_FRAGS);
 	if (fresh) {
 		strcpy(e->dir, "/tmp/test-fragstore.XXXXXX");
 		REQUIRE(mkdtemp(e->dir));
@@ -530,7 +532,8 @@ static void test_rotted_tables(void)
 static void test_bad_options(void)
 {
 	struct env e = {.capacity = 1};
-	struct blk_fragstore_options o = {.cf = BLK_CF_REFS, .head_len = HEAD};
+	/* A family that is not open. */
+	struct blk_fragstore_options o = {.cf = CF_FRAGS + 1, .head_len = HEAD};
 	struct blk_fragstore *fs = (void *)&e;
 
 	env_open(&e, true);

@@ -8,6 +8,7 @@
  * (1 GiB in 1 MiB fragments; NET_BENCH_MIB overrides the size; NET_BENCH=only
  * runs it alone) that asserts nothing. */
 
+#include "blocks/store/fragstore.h"
 #include "net/client/client.h"
 #include "net/server/server.h"
 
@@ -44,8 +45,8 @@
 #define UNDER_ASAN 0
 #endif
 
-static const char *const extra_cfs[] = {"frags", NULL};
-enum { CF_FRAGS = BLK_CF_USER };
+/* The fragment store's family, the only one registered: handle 0. */
+enum { CF_FRAGS = 0 };
 
 struct keypair {
 	char pub[NET_KEY_Z85_LEN + 1], sec[NET_KEY_Z85_LEN + 1];
@@ -86,8 +87,10 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 static void db_open(struct env *e)
 {
 	char path[96], err[256] = "";
-	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .create = true};
 
+	REQUIRE(blk_fragstore_register(&reg) == CF_FRAGS);
 	snprintf(path, sizeof(path), "%s/db", e->dir);
 	REQUIRE(blk_db_open(path, &o, &e->db, err, sizeof(err)) == 0);
 }

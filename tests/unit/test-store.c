@@ -22,7 +22,7 @@
 #define MiB (1024 * 1024)
 
 static const char *const extra_cfs[] = {"inodes", "dirents", "meta", NULL};
-enum { CF_INODES = BLK_CF_USER, CF_DIRENTS, CF_META };
+enum { CF_INODES, CF_DIRENTS, CF_META };
 
 struct tmp {
 	char dir[64];
@@ -48,20 +48,70 @@ static void tmp_remove(struct tmp *t)
 	nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static struct blk_db *open_db(const char *path, bool create, bool ro,
+/* A database and the block store on it, as every test opens them: the
+ * caller's column families first (their handles are 0, 1, ...), then the
+ * store's. */
+struct tstore {
+	struct blk_db *db;
+	struct blk_store *st;
+};
+
+struct topts {
+	const char *const *extra_cfs; /* NULL-terminated, or NULL */
+	bool create, read_only, verify_on_read, newlog;
+};
+
+static int topen(const char *path, const struct topts *o, struct tstore **out,
+		 char *err, size_t errlen)
+{
+	struct blk_cf_registry reg = {0};
+	struct blk_store_options so = {.verify_on_read = o->verify_on_read,
+				       .newlog = o->newlog};
+	struct blk_db_options dbo = {
+	    .cfs = &reg, .create = o->create, .read_only = o->read_only};
+	struct tstore *t = calloc(1, sizeof(*t));
+	int rc;
+
+	*out = NULL;
+	REQUIRE(t);
+	for (size_t i = 0; o->extra_cfs && o->extra_cfs[i]; i++)
+		blk_cf_register(&reg, o->extra_cfs[i], 0);
+	blk_store_register(&reg, &so);
+	rc = blk_db_open(path, &dbo, &t->db, err, errlen);
+	if (rc == 0)
+		rc = blk_store_open(t->db, &so, &t->st, err, errlen);
+	if (rc < 0) {
+		blk_db_close(t->db);
+		free(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+static void tclose(struct tstore *t)
+{
+	if (!t)
+		return;
+	blk_store_close(t->st);
+	blk_db_close(t->db);
+	free(t);
+}
+
+static struct tstore *open_db(const char *path, bool create, bool ro,
 			      bool verify)
 {
-	struct blk_db_options o = {
+	struct topts o = {
 	    .extra_cfs = extra_cfs,
 	    .create = create,
 	    .read_only = ro,
 	    .verify_on_read = verify,
 	};
-	struct blk_db *db = NULL;
+	struct tstore *db = NULL;
 	char err[512] = "";
 	int rc;
 
-	rc = blk_db_open(path, &o, &db, err, sizeof(err));
+	rc = topen(path, &o, &db, err, sizeof(err));
 	if (rc < 0)
 		fprintf(stderr, "open %s: %d %s\n", path, rc, err);
 	REQUIRE(rc == 0 && db);
@@ -105,11 +155,11 @@ static void block_free(struct block *b)
 }
 
 /* 0 if the store holds exactly @b's bytes. */
-static int block_cmp_stored(struct blk_db *db, const struct block *b)
+static int block_cmp_stored(struct tstore *db, const struct block *b)
 {
 	void *data = NULL;
 	size_t len = 0;
-	int rc = blk_store_get(db, &b->cid, &data, &len);
+	int rc = blk_store_get(db->st, &b->cid, &data, &len);
 
 	if (rc == 0)
 		rc = len == b->len && !memcmp(data, b->data, len) ? 0 : 1;
@@ -117,51 +167,40 @@ static int block_cmp_stored(struct blk_db *db, const struct block *b)
 	return rc;
 }
 
-static int commit_ref(struct blk_db *db, const struct block *b)
-{
-	struct blk_txn *t = blk_txn_new(db);
-	int rc;
-
-	REQUIRE(t);
-	REQUIRE(blk_txn_ref(t, &b->cid, b->data, b->len) == 0);
-	rc = blk_txn_commit(t, false);
-	blk_txn_free(t);
-	return rc;
-}
-
-static int commit_unref(struct blk_db *db, const struct block *b)
-{
-	struct blk_txn *t = blk_txn_new(db);
-	int rc;
-
-	REQUIRE(t);
-	REQUIRE(blk_txn_unref(t, &b->cid) == 0);
-	rc = blk_txn_commit(t, false);
-	blk_txn_free(t);
-	return rc;
-}
-
-/* One commit that drops a reference to @old and adds one to @new. */
-static int commit_replace(struct blk_db *db, const struct block *old,
+/* One commit that drops a reference to @old and adds one to @new (either
+ * may be NULL). */
+static int commit_replace(struct tstore *db, const struct block *old,
 			  const struct block *new)
 {
-	struct blk_txn *t = blk_txn_new(db);
+	struct blk_txn *t = blk_txn_new(db->st);
 	int rc;
 
 	REQUIRE(t);
-	REQUIRE(blk_txn_unref(t, &old->cid) == 0);
-	REQUIRE(blk_txn_ref(t, &new->cid, new->data, new->len) == 0);
+	if (old)
+		REQUIRE(blk_txn_unref(t, &old->cid) == 0);
+	if (new)
+		REQUIRE(blk_txn_ref(t, &new->cid, new->data, new->len) == 0);
 	rc = blk_txn_commit(t, false);
 	blk_txn_free(t);
 	return rc;
 }
 
-static uint64_t refs_of(struct blk_db *db, const struct block *b)
+static int commit_ref(struct tstore *db, const struct block *b)
+{
+	return commit_replace(db, NULL, b);
+}
+
+static int commit_unref(struct tstore *db, const struct block *b)
+{
+	return commit_replace(db, b, NULL);
+}
+
+static uint64_t refs_of(struct tstore *db, const struct block *b)
 {
 	uint64_t refs = 0;
 	uint32_t len = 0;
 
-	if (blk_store_refs(db, &b->cid, &refs, &len) < 0)
+	if (blk_store_refs(db->st, &b->cid, &refs, &len) < 0)
 		return 0;
 	return refs;
 }
@@ -169,7 +208,7 @@ static uint64_t refs_of(struct blk_db *db, const struct block *b)
 static void test_roundtrip(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b[4];
 	struct blk_txn *t;
 	struct blk_store_stats st;
@@ -187,7 +226,7 @@ static void test_roundtrip(void)
 	block_make(&b[2], 300 * KiB, 3);
 	block_make(&b[3], 0, 4);
 
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	REQUIRE(t);
 	for (int i = 0; i < 4; i++)
 		CHECK(blk_txn_ref(t, &b[i].cid, b[i].data, b[i].len) == 0);
@@ -197,20 +236,21 @@ static void test_roundtrip(void)
 
 	for (int i = 0; i < 4; i++) {
 		CHECK(block_cmp_stored(db, &b[i]) == 0);
-		CHECK(blk_store_has(db, &b[i].cid) == 1);
-		CHECK(blk_store_refs(db, &b[i].cid, &refs, &len) == 0);
+		CHECK(blk_store_has(db->st, &b[i].cid) == 1);
+		CHECK(blk_store_refs(db->st, &b[i].cid, &refs, &len) == 0);
 		CHECK(refs == 1 && len == b[i].len);
 	}
-	CHECK(blk_db_get(db, CF_INODES, "ino1", 4, &val, &vlen) == 0);
+	CHECK(blk_db_get(db->db, CF_INODES, "ino1", 4, &val, &vlen) == 0);
 	CHECK(vlen == 6 && val && !memcmp(val, "record", 6));
 	free(val);
-	CHECK(blk_db_get_into(db, CF_INODES, "ino1", 4, buf, sizeof(buf)) == 6);
+	CHECK(blk_db_get_into(db->db, CF_INODES, "ino1", 4, buf, sizeof(buf)) ==
+	      6);
 	CHECK(!memcmp(buf, "reco", 4));
-	CHECK(blk_db_get(db, CF_INODES, "nope", 4, &val, &vlen) == -ENOENT);
-	CHECK(blk_db_get(db, CF_META, "ino1", 4, &val, &vlen) == -ENOENT);
-	CHECK(blk_db_get(db, 15, "ino1", 4, &val, &vlen) == -EINVAL);
+	CHECK(blk_db_get(db->db, CF_INODES, "nope", 4, &val, &vlen) == -ENOENT);
+	CHECK(blk_db_get(db->db, CF_META, "ino1", 4, &val, &vlen) == -ENOENT);
+	CHECK(blk_db_get(db->db, 15, "ino1", 4, &val, &vlen) == -EINVAL);
 
-	CHECK(blk_store_stats(db, &st) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0);
 	CHECK(st.blocks == 4);
 	CHECK(st.bytes == 100 + 5000 + 300 * KiB);
 	CHECK(st.ref_bytes == st.bytes);
@@ -220,37 +260,37 @@ static void test_roundtrip(void)
 		struct block m;
 
 		block_make(&m, 10, 99);
-		CHECK(blk_store_has(db, &m.cid) == 0);
-		CHECK(blk_store_get(db, &m.cid, &val, &vlen) == -ENOENT);
-		CHECK(blk_store_read(db, &m.cid, 0, buf, 4) == -ENOENT);
-		CHECK(blk_store_refs(db, &m.cid, &refs, &len) == -ENOENT);
+		CHECK(blk_store_has(db->st, &m.cid) == 0);
+		CHECK(blk_store_get(db->st, &m.cid, &val, &vlen) == -ENOENT);
+		CHECK(blk_store_read(db->st, &m.cid, 0, buf, 4) == -ENOENT);
+		CHECK(blk_store_refs(db->st, &m.cid, &refs, &len) == -ENOENT);
 		block_free(&m);
 	}
 
 	/* Deleting a record; an empty transaction; a bad column family. */
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_delete(t, CF_INODES, "ino1", 4);
 	CHECK(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	CHECK(blk_db_get(db, CF_INODES, "ino1", 4, &val, &vlen) == -ENOENT);
-	t = blk_txn_new(db);
+	CHECK(blk_db_get(db->db, CF_INODES, "ino1", 4, &val, &vlen) == -ENOENT);
+	t = blk_txn_new(db->st);
 	CHECK(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_put(t, 15, "k", 1, "v", 1);
 	CHECK(blk_txn_commit(t, false) == -EINVAL);
 	blk_txn_free(t);
 
 	for (int i = 0; i < 4; i++)
 		block_free(&b[i]);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
 static void test_refcounts(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b;
 	struct blk_store_stats st;
 	struct blk_txn *t;
@@ -264,52 +304,52 @@ static void test_refcounts(void)
 	CHECK(commit_ref(db, &b) == 0);
 	CHECK(commit_ref(db, &b) == 0);
 	CHECK(refs_of(db, &b) == 2);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == 1 && st.bytes == b.len && st.ref_bytes == 2 * b.len);
 
 	CHECK(commit_unref(db, &b) == 0);
-	CHECK(blk_store_has(db, &b.cid) == 1);
+	CHECK(blk_store_has(db->st, &b.cid) == 1);
 	CHECK(refs_of(db, &b) == 1);
 	CHECK(block_cmp_stored(db, &b) == 0);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == 1 && st.bytes == b.len && st.ref_bytes == b.len);
 
 	CHECK(commit_unref(db, &b) == 0);
-	CHECK(blk_store_has(db, &b.cid) == 0);
-	CHECK(blk_store_get(db, &b.cid, &val, &vlen) == -ENOENT);
-	blk_store_stats(db, &st);
+	CHECK(blk_store_has(db->st, &b.cid) == 0);
+	CHECK(blk_store_get(db->st, &b.cid, &val, &vlen) == -ENOENT);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == 0 && st.bytes == 0 && st.ref_bytes == 0);
 
 	/* Going below zero is refused. */
 	CHECK(commit_unref(db, &b) == -EUCLEAN);
 
 	/* ref + unref of a new block in one transaction cancel out. */
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_ref(t, &b.cid, b.data, b.len);
 	blk_txn_unref(t, &b.cid);
 	CHECK(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	CHECK(blk_store_has(db, &b.cid) == 0);
+	CHECK(blk_store_has(db->st, &b.cid) == 0);
 
 	/* A known block can be referenced without its bytes. */
 	CHECK(commit_ref(db, &b) == 0);
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_ref(t, &b.cid, NULL, 0);
 	CHECK(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
 	CHECK(refs_of(db, &b) == 2);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.ref_bytes == 2 * b.len);
 
 	block_free(&b);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
 static void test_dedup(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b, c;
 	struct blk_store_stats st;
 	struct blk_txn *t;
@@ -321,13 +361,13 @@ static void test_dedup(void)
 
 	CHECK(commit_ref(db, &b) == 0);
 	CHECK(commit_ref(db, &b) == 0);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == 1);
 	CHECK(st.bytes == b.len);
 	CHECK(st.ref_bytes == 2 * b.len);
 
 	/* The same CID twice in one transaction. */
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_ref(t, &c.cid, c.data, c.len);
 	blk_txn_ref(t, &c.cid, c.data, c.len);
 	blk_txn_ref(t, &b.cid, b.data, b.len);
@@ -335,21 +375,21 @@ static void test_dedup(void)
 	blk_txn_free(t);
 	CHECK(refs_of(db, &c) == 2);
 	CHECK(refs_of(db, &b) == 3);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == 2);
 	CHECK(st.bytes == b.len + c.len);
 	CHECK(st.ref_bytes == 3 * b.len + 2 * c.len);
 
 	block_free(&b);
 	block_free(&c);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
 static void test_atomicity(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block a, b, c;
 	struct blk_store_stats before, after;
 	struct blk_txn *t;
@@ -362,58 +402,58 @@ static void test_atomicity(void)
 	block_make(&b, 80 * KiB, 31);
 	block_make(&c, 90 * KiB, 32);
 	CHECK(commit_ref(db, &c) == 0);
-	blk_store_stats(db, &before);
+	blk_store_stats(db->st, &before);
 
 	/* An unref of a block that is not there. */
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_put(t, CF_META, "key", 3, "val", 3);
 	blk_txn_ref(t, &a.cid, a.data, a.len);
 	blk_txn_unref(t, &c.cid);
 	blk_txn_unref(t, &b.cid);
 	CHECK(blk_txn_commit(t, false) == -EUCLEAN);
 	blk_txn_free(t);
-	CHECK(blk_db_get(db, CF_META, "key", 3, &val, &vlen) == -ENOENT);
-	CHECK(blk_store_has(db, &a.cid) == 0);
+	CHECK(blk_db_get(db->db, CF_META, "key", 3, &val, &vlen) == -ENOENT);
+	CHECK(blk_store_has(db->st, &a.cid) == 0);
 	CHECK(refs_of(db, &c) == 1);
-	blk_store_stats(db, &after);
+	blk_store_stats(db->st, &after);
 	CHECK(!memcmp(&before, &after, sizeof(before)));
 
 	/* More unrefs than references. */
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_put(t, CF_META, "key", 3, "val", 3);
 	blk_txn_unref(t, &c.cid);
 	blk_txn_unref(t, &c.cid);
 	CHECK(blk_txn_commit(t, false) == -EUCLEAN);
 	blk_txn_free(t);
 	CHECK(refs_of(db, &c) == 1);
-	CHECK(blk_db_get(db, CF_META, "key", 3, &val, &vlen) == -ENOENT);
+	CHECK(blk_db_get(db->db, CF_META, "key", 3, &val, &vlen) == -ENOENT);
 
 	/* A new block without its bytes. */
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_put(t, CF_META, "key", 3, "val", 3);
 	blk_txn_ref(t, &a.cid, a.data, a.len);
 	blk_txn_ref(t, &b.cid, NULL, 0);
 	CHECK(blk_txn_commit(t, false) == -EUCLEAN);
 	blk_txn_free(t);
-	CHECK(blk_store_has(db, &a.cid) == 0);
-	CHECK(blk_store_has(db, &b.cid) == 0);
-	CHECK(blk_db_get(db, CF_META, "key", 3, &val, &vlen) == -ENOENT);
-	blk_store_stats(db, &after);
+	CHECK(blk_store_has(db->st, &a.cid) == 0);
+	CHECK(blk_store_has(db->st, &b.cid) == 0);
+	CHECK(blk_db_get(db->db, CF_META, "key", 3, &val, &vlen) == -ENOENT);
+	blk_store_stats(db->st, &after);
 	CHECK(!memcmp(&before, &after, sizeof(before)));
 
 	block_free(&a);
 	block_free(&b);
 	block_free(&c);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
 static void test_reopen(void)
 {
 	static const char *const more_cfs[] = {"inodes", "xattrs", NULL};
-	struct blk_db_options o = {.create = false};
+	struct topts o = {.create = false};
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b[3];
 	struct blk_store_stats st, st2;
 	struct blk_txn *t;
@@ -424,12 +464,12 @@ static void test_reopen(void)
 
 	/* Nothing there and !create. */
 	db = NULL;
-	rc = blk_db_open(tmp.db, &o, &db, err, sizeof(err));
+	rc = topen(tmp.db, &o, &db, err, sizeof(err));
 	CHECK(rc == -ENOENT && !db);
 	CHECK(strstr(err, tmp.db) != NULL);
 	printf("  missing database: %s\n", err);
 	o.read_only = true;
-	CHECK(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == -ENOENT);
+	CHECK(topen(tmp.db, &o, &db, err, sizeof(err)) == -ENOENT);
 	/* Bad options. */
 	{
 		static const char *const bad[] = {"meta", "refs", NULL};
@@ -437,12 +477,11 @@ static void test_reopen(void)
 		o.extra_cfs = bad;
 		o.create = true;
 		o.read_only = false;
-		CHECK(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) ==
-		      -EINVAL);
+		CHECK(topen(tmp.db, &o, &db, err, sizeof(err)) == -EINVAL);
 	}
 
 	db = open_db(tmp.db, true, false, false);
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	for (int i = 0; i < 3; i++) {
 		block_make(&b[i], (size_t)(i + 1) * 100 * KiB, 40 + i);
 		blk_txn_ref(t, &b[i].cid, b[i].data, b[i].len);
@@ -451,40 +490,42 @@ static void test_reopen(void)
 	blk_txn_put(t, CF_DIRENTS, "d", 1, "entry", 5);
 	CHECK(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	CHECK(blk_db_sync(db) == 0);
-	blk_store_stats(db, &st);
-	blk_db_close(db);
+	CHECK(blk_store_sync(db->st) == 0);
+	blk_store_stats(db->st, &st);
+	tclose(db);
 
 	db = open_db(tmp.db, false, false, true);
 	for (int i = 0; i < 3; i++)
 		CHECK(block_cmp_stored(db, &b[i]) == 0);
 	CHECK(refs_of(db, &b[0]) == 2);
-	CHECK(blk_db_get_into(db, CF_DIRENTS, "d", 1, buf, sizeof(buf)) == 5);
-	blk_store_stats(db, &st2);
+	CHECK(blk_db_get_into(db->db, CF_DIRENTS, "d", 1, buf, sizeof(buf)) ==
+	      5);
+	blk_store_stats(db->st, &st2);
 	CHECK(!memcmp(&st, &st2, sizeof(st)));
 	CHECK(st2.blocks == 3 && st2.ref_bytes == st2.bytes + b[0].len);
-	blk_db_close(db);
+	tclose(db);
 
 	/* A new caller column family is created; ones not named are kept. */
 	o.extra_cfs = more_cfs;
 	o.create = false;
 	o.read_only = false;
 	db = NULL;
-	CHECK(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	CHECK(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 	if (db) {
-		CHECK(blk_db_put(db, BLK_CF_USER + 1, "x", 1, "attr", 4) == 0);
+		CHECK(blk_db_put(db->db, 1, "x", 1, "attr", 4) == 0);
 		CHECK(block_cmp_stored(db, &b[1]) == 0);
-		blk_db_close(db);
+		tclose(db);
 	}
 	db = open_db(tmp.db, false, false, false);
-	CHECK(blk_db_get_into(db, CF_DIRENTS, "d", 1, buf, sizeof(buf)) == 5);
-	blk_db_close(db);
+	CHECK(blk_db_get_into(db->db, CF_DIRENTS, "d", 1, buf, sizeof(buf)) ==
+	      5);
+	tclose(db);
 	db = NULL;
-	CHECK(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	CHECK(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 	if (db) {
-		CHECK(blk_db_get_into(db, BLK_CF_USER + 1, "x", 1, buf,
-				      sizeof(buf)) == 4);
-		blk_db_close(db);
+		CHECK(blk_db_get_into(db->db, 1, "x", 1, buf, sizeof(buf)) ==
+		      4);
+		tclose(db);
 	}
 
 	for (int i = 0; i < 3; i++)
@@ -500,16 +541,16 @@ static void test_reopen(void)
  * database to be busy, "ro" expects to read what the parent committed. */
 static int child_main(const char *mode, const char *path)
 {
-	struct blk_db_options o = {.extra_cfs = extra_cfs};
-	struct blk_db *db = NULL;
+	struct topts o = {.extra_cfs = extra_cfs};
+	struct tstore *db = NULL;
 	char err[512] = "";
 	int rc;
 
 	if (!strcmp(mode, "rw")) {
 		o.create = true;
-		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		rc = topen(path, &o, &db, err, sizeof(err));
 		printf("  child read-write open: %d: %s\n", rc, err);
-		blk_db_close(db);
+		tclose(db);
 		return rc == -EBUSY && strstr(err, "in use") ? 0 : 1;
 	}
 	if (!strcmp(mode, "ro")) {
@@ -520,23 +561,23 @@ static int child_main(const char *mode, const char *path)
 
 		o.read_only = true;
 		o.verify_on_read = true;
-		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		rc = topen(path, &o, &db, err, sizeof(err));
 		if (rc < 0) {
 			printf("  child read-only open: %d: %s\n", rc, err);
 			return 1;
 		}
 		block_make(&b, CHILD_BLOCK_LEN, CHILD_BLOCK_SEED);
 		bad |= block_cmp_stored(db, &b) != 0;
-		bad |= blk_db_get_into(db, CF_META, "parent", 6, buf,
+		bad |= blk_db_get_into(db->db, CF_META, "parent", 6, buf,
 				       sizeof(buf)) != 5;
-		blk_store_stats(db, &st);
+		blk_store_stats(db->st, &st);
 		bad |= st.blocks != 1 || st.bytes != b.len;
-		bad |= blk_db_put(db, CF_META, "x", 1, "y", 1) != -EROFS;
-		bad |= blk_db_sync(db) != 0;
-		bad |= blk_db_compact(db, 0, NULL) != -EROFS;
+		bad |= blk_db_put(db->db, CF_META, "x", 1, "y", 1) != -EROFS;
+		bad |= blk_store_sync(db->st) != 0;
+		bad |= blk_store_compact(db->st, 0, NULL) != -EROFS;
 		printf("  child read-only open: %s\n", bad ? "wrong" : "ok");
 		block_free(&b);
-		blk_db_close(db);
+		tclose(db);
 		return bad;
 	}
 	if (!strcmp(mode, "crash-newlog")) {
@@ -547,7 +588,7 @@ static int child_main(const char *mode, const char *path)
 
 		o.create = true;
 		o.newlog = true;
-		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		rc = topen(path, &o, &db, err, sizeof(err));
 		if (rc < 0)
 			return 1;
 		block_make(&b, 256 * KiB, 11);
@@ -556,7 +597,7 @@ static int child_main(const char *mode, const char *path)
 		block_make(&b, 256 * KiB, 12);
 		rc |= commit_ref(db, &b);
 		block_free(&b);
-		rc |= blk_db_delete(db, BLK_CF_NEWLOG, k0, 8);
+		rc |= blk_db_delete(db->db, blk_store_newlog_cf(db->st), k0, 8);
 		fflush(NULL);
 		_exit(rc ? 1 : 0);
 	}
@@ -567,7 +608,7 @@ static int child_main(const char *mode, const char *path)
 		struct block a, b, c, d;
 
 		o.create = true;
-		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		rc = topen(path, &o, &db, err, sizeof(err));
 		if (rc < 0)
 			return 1;
 		block_make(&a, 256 * KiB, 20);
@@ -575,7 +616,7 @@ static int child_main(const char *mode, const char *path)
 		block_make(&c, 256 * KiB, 22);
 		block_make(&d, 256 * KiB, 23);
 		rc |= commit_ref(db, &a);
-		rc |= blk_db_sync(db);
+		rc |= blk_store_sync(db->st);
 		rc |= commit_replace(db, &a, &b);
 		rc |= commit_ref(db, &c);
 		rc |= commit_replace(db, &b, &c);
@@ -597,7 +638,7 @@ static int child_main(const char *mode, const char *path)
 		bool big = !strcmp(mode, "crash-big");
 
 		o.create = true;
-		rc = blk_db_open(path, &o, &db, err, sizeof(err));
+		rc = topen(path, &o, &db, err, sizeof(err));
 		if (rc < 0)
 			return 1;
 		if (big) {
@@ -610,10 +651,10 @@ static int child_main(const char *mode, const char *path)
 		block_make(&b, 256 * KiB, 1);
 		rc |= commit_ref(db, &b);
 		block_free(&b);
-		rc |= blk_db_sync(db);
+		rc |= blk_store_sync(db->st);
 		block_make(&b, 256 * KiB, 2);
 		rc |= commit_ref(db, &b);
-		rc |= blk_db_put(db, CF_META, "after", 5, "sync", 4);
+		rc |= blk_db_put(db->db, CF_META, "after", 5, "sync", 4);
 		block_free(&b);
 		block_make(&b, 1000, 3);
 		rc |= commit_ref(db, &b);
@@ -657,7 +698,7 @@ static void test_crash(void)
 
 	for (int m = 0; m < 2; m++) {
 		struct tmp tmp;
-		struct blk_db *db;
+		struct tstore *db;
 		struct block b1, b2, b3, b4;
 		const struct blk_cid *lost;
 		struct blk_store_stats st;
@@ -674,13 +715,14 @@ static void test_crash(void)
 		block_make(&b4, 300 * KiB, 4);
 		CHECK(block_cmp_stored(db, &b1) == 0 && refs_of(db, &b1) == 1);
 		CHECK(block_cmp_stored(db, &b3) == 0 && refs_of(db, &b3) == 1);
-		CHECK(blk_store_has(db, &b4.cid) == 0);
-		CHECK(blk_db_get_into(db, CF_META, "after", 5, buf,
+		CHECK(blk_store_has(db->st, &b4.cid) == 0);
+		CHECK(blk_db_get_into(db->db, CF_META, "after", 5, buf,
 				      sizeof(buf)) == 4);
 		/* b2 was never synced: its bytes died with the memtable. */
-		n = blk_db_lost_blocks(db, &lost);
+		n = blk_store_lost_blocks(db->st, &lost);
 		CHECK(n == 1 && blk_cid_equal(&lost[0], &b2.cid));
-		CHECK(blk_store_has(db, &b2.cid) == 0 && refs_of(db, &b2) == 0);
+		CHECK(blk_store_has(db->st, &b2.cid) == 0 &&
+		      refs_of(db, &b2) == 0);
 		for (int i = 0; big && i < 40; i++) {
 			struct block b;
 
@@ -688,21 +730,21 @@ static void test_crash(void)
 			CHECK(block_cmp_stored(db, &b) == 0);
 			block_free(&b);
 		}
-		CHECK(blk_store_stats(db, &st) == 0);
+		CHECK(blk_store_stats(db->st, &st) == 0);
 		CHECK(st.blocks == 2 + (big ? 40 : 0));
 		CHECK(st.bytes == b1.len + b3.len + (big ? 40ull * MiB : 0));
 		CHECK(st.ref_bytes == st.bytes);
-		blk_db_forget_lost(db);
-		CHECK(blk_db_lost_blocks(db, &lost) == 0);
+		blk_store_forget_lost(db->st);
+		CHECK(blk_store_lost_blocks(db->st, &lost) == 0);
 		/* The journal is clear: a second open finds nothing lost, and
 		 * the store goes on working. */
-		blk_db_close(db);
+		tclose(db);
 		db = open_db(tmp.db, false, false, true);
-		CHECK(blk_db_lost_blocks(db, &lost) == 0);
+		CHECK(blk_store_lost_blocks(db->st, &lost) == 0);
 		CHECK(commit_ref(db, &b2) == 0 &&
 		      block_cmp_stored(db, &b2) == 0);
-		CHECK(blk_db_sync(db) == 0);
-		blk_db_close(db);
+		CHECK(blk_store_sync(db->st) == 0);
+		tclose(db);
 		block_free(&b1);
 		block_free(&b2);
 		block_free(&b3);
@@ -718,7 +760,7 @@ static void test_crash(void)
 static void test_crash_replace(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block a, b, c, d;
 	const struct blk_cid *lost;
 	size_t n;
@@ -732,10 +774,10 @@ static void test_crash_replace(void)
 	block_make(&d, 256 * KiB, 23);
 	CHECK(refs_of(db, &a) == 0 && refs_of(db, &b) == 0);
 	CHECK(block_cmp_stored(db, &c) == 0 && refs_of(db, &c) == 2);
-	n = blk_db_lost_blocks(db, &lost);
+	n = blk_store_lost_blocks(db->st, &lost);
 	CHECK(n == 1 && blk_cid_equal(&lost[0], &d.cid));
-	blk_db_forget_lost(db);
-	blk_db_close(db);
+	blk_store_forget_lost(db->st);
+	tclose(db);
 	block_free(&a);
 	block_free(&b);
 	block_free(&c);
@@ -746,10 +788,11 @@ static void test_crash_replace(void)
 /* Delete the new-block log records from @seq to @end (exclusive) in one
  * transaction, as the uploader does once their blocks are handed on, each
  * @times times; returns how many there were. */
-static int retire_log(struct blk_db *db, uint64_t seq, uint64_t end, int times)
+static int retire_log(struct tstore *db, uint64_t seq, uint64_t end, int times)
 {
-	struct blk_iter *it = blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
-	struct blk_txn *t = blk_txn_new(db);
+	struct blk_iter *it =
+	    blk_iter_new(db->db, blk_store_newlog_cf(db->st), NULL, 0, NULL, 0);
+	struct blk_txn *t = blk_txn_new(db->st);
 	int n = 0;
 
 	REQUIRE(it && t);
@@ -763,7 +806,7 @@ static int retire_log(struct blk_db *db, uint64_t seq, uint64_t end, int times)
 		if (klen != 8 || s < seq || s >= end)
 			continue;
 		for (int i = 0; i < times; i++)
-			blk_txn_delete(t, BLK_CF_NEWLOG, k, klen);
+			blk_txn_delete(t, blk_store_newlog_cf(db->st), k, klen);
 		n++;
 	}
 	blk_iter_free(it);
@@ -777,10 +820,10 @@ static int retire_log(struct blk_db *db, uint64_t seq, uint64_t end, int times)
  * consumed) is kept as evicted, one not handed on is lost. */
 static void test_evict(void)
 {
-	struct blk_db_options o = {
+	struct topts o = {
 	    .extra_cfs = extra_cfs, .create = true, .newlog = true};
 	struct tmp tmp;
-	struct blk_db *db = NULL;
+	struct tstore *db = NULL;
 	struct block a, b;
 	struct blk_store_stats st;
 	const struct blk_cid *lost;
@@ -793,71 +836,74 @@ static void test_evict(void)
 	int n;
 
 	tmp_make(&tmp);
-	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	REQUIRE(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 	block_make(&a, 200 * KiB, 21);
 	block_make(&b, 1000, 22);
-	CHECK(blk_db_newlog_head(db) == 0);
+	CHECK(blk_store_newlog_head(db->st) == 0);
 	CHECK(commit_ref(db, &a) == 0 && commit_ref(db, &a) == 0);
 	CHECK(commit_ref(db, &b) == 0);
-	CHECK(blk_db_newlog_head(db) == 2); /* a once, b once */
+	CHECK(blk_store_newlog_head(db->st) == 2); /* a once, b once */
 	/* handed on: their records go (test_evict_pending) */
 	CHECK(retire_log(db, 0, UINT64_MAX, 1) == 2);
 
-	CHECK(blk_store_evict(db, &a.cid) == (int)a.len);
-	CHECK(blk_store_evict(db, &a.cid) == 0);
-	CHECK(blk_store_info(db, &a.cid, &refs, &len, &local) == 0);
+	CHECK(blk_store_evict(db->st, &a.cid) == (int)a.len);
+	CHECK(blk_store_evict(db->st, &a.cid) == 0);
+	CHECK(blk_store_info(db->st, &a.cid, &refs, &len, &local) == 0);
 	CHECK(refs == 2 && len == a.len && !local);
-	CHECK(blk_store_get(db, &a.cid, &data, &dlen) == -ENOENT);
-	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == a.len);
+	CHECK(blk_store_get(db->st, &a.cid, &data, &dlen) == -ENOENT);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.remote_bytes == a.len);
 	CHECK(st.bytes == a.len + b.len);
 	a.data[0] ^= 1;
-	CHECK(blk_store_fill(db, &a.cid, a.data, a.len) == -EBADMSG);
+	CHECK(blk_store_fill(db->st, &a.cid, a.data, a.len) == -EBADMSG);
 	a.data[0] ^= 1;
-	CHECK(blk_store_fill(db, &a.cid, a.data, a.len) == 0);
+	CHECK(blk_store_fill(db->st, &a.cid, a.data, a.len) == 0);
 	CHECK(block_cmp_stored(db, &a) == 0);
-	CHECK(blk_store_info(db, &a.cid, &refs, &len, &local) == 0 && local);
-	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0);
+	CHECK(blk_store_info(db->st, &a.cid, &refs, &len, &local) == 0 &&
+	      local);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.remote_bytes == 0);
 	/* Evicted blocks go when their last reference does. */
-	CHECK(blk_store_evict(db, &a.cid) == (int)a.len);
+	CHECK(blk_store_evict(db->st, &a.cid) == (int)a.len);
 	CHECK(commit_unref(db, &a) == 0 && commit_unref(db, &a) == 0);
-	CHECK(blk_store_has(db, &a.cid) == 0);
-	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0 &&
+	CHECK(blk_store_has(db->st, &a.cid) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.remote_bytes == 0 &&
 	      st.bytes == b.len && st.blocks == 1);
 	/* Written again while evicted: the bytes come back. */
-	CHECK(blk_store_evict(db, &b.cid) == (int)b.len);
+	CHECK(blk_store_evict(db->st, &b.cid) == (int)b.len);
 	CHECK(commit_ref(db, &b) == 0 && block_cmp_stored(db, &b) == 0);
-	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0);
-	CHECK(blk_store_evict(db, &b.cid) == (int)b.len);
-	blk_db_close(db);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.remote_bytes == 0);
+	CHECK(blk_store_evict(db->st, &b.cid) == (int)b.len);
+	tclose(db);
 	/* Stats and flags survive a reopen. */
-	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
-	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == b.len);
-	CHECK(blk_db_newlog_head(db) == 0); /* an empty log numbers anew */
-	blk_db_close(db);
+	REQUIRE(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.remote_bytes == b.len);
+	CHECK(blk_store_newlog_head(db->st) ==
+	      0); /* an empty log numbers anew */
+	tclose(db);
 	tmp_remove(&tmp);
 	block_free(&a);
 	block_free(&b);
 
 	tmp_make(&tmp);
 	CHECK(run_child("crash-newlog", tmp.db) == 0);
-	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	REQUIRE(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 	block_make(&a, 256 * KiB, 11);
 	block_make(&b, 256 * KiB, 12);
-	CHECK(blk_db_lost_blocks(db, &lost) == 1 &&
+	CHECK(blk_store_lost_blocks(db->st, &lost) == 1 &&
 	      blk_cid_equal(&lost[0], &b.cid));
-	CHECK(blk_store_info(db, &a.cid, &refs, &len, &local) == 0 &&
+	CHECK(blk_store_info(db->st, &a.cid, &refs, &len, &local) == 0 &&
 	      refs == 1 && !local);
-	CHECK(blk_store_has(db, &b.cid) == 0);
-	CHECK(blk_store_stats(db, &st) == 0 && st.blocks == 1 &&
+	CHECK(blk_store_has(db->st, &b.cid) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.blocks == 1 &&
 	      st.remote_bytes == a.len);
 	n = 0;
-	struct blk_iter *it = blk_iter_new(db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
+	struct blk_iter *it =
+	    blk_iter_new(db->db, blk_store_newlog_cf(db->st), NULL, 0, NULL, 0);
 	for (; blk_iter_valid(it); blk_iter_next(it))
 		n++;
 	blk_iter_free(it);
 	CHECK(n == 0);
-	CHECK(blk_db_newlog_head(db) == 2);
-	blk_db_close(db);
+	CHECK(blk_store_newlog_head(db->st) == 2);
+	tclose(db);
 	block_free(&a);
 	block_free(&b);
 	tmp_remove(&tmp);
@@ -868,10 +914,10 @@ static void test_evict(void)
  * nowhere else yet. Once its records are retired it is. */
 static void test_evict_pending(void)
 {
-	struct blk_db_options o = {
+	struct topts o = {
 	    .extra_cfs = extra_cfs, .create = true, .newlog = true};
 	struct tmp tmp;
-	struct blk_db *db = NULL;
+	struct tstore *db = NULL;
 	struct block a, b;
 	struct blk_store_stats st;
 	uint64_t freed = 1, count = 1;
@@ -880,22 +926,23 @@ static void test_evict_pending(void)
 	size_t dlen;
 
 	tmp_make(&tmp);
-	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	REQUIRE(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 	block_make(&a, 100000, 31);
 	block_make(&b, 5000, 32);
 	CHECK(commit_ref(db, &a) == 0); /* record 0 */
-	CHECK(blk_store_evict(db, &a.cid) == -EBUSY);
-	CHECK(blk_store_get(db, &a.cid, &data, &dlen) == 0 && dlen == a.len);
+	CHECK(blk_store_evict(db->st, &a.cid) == -EBUSY);
+	CHECK(blk_store_get(db->st, &a.cid, &data, &dlen) == 0 &&
+	      dlen == a.len);
 	free(data);
-	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == 0);
+	CHECK(blk_store_evict_upto(db->st, UINT64_MAX, &freed, &count) == 0);
 	CHECK(freed == 0 && count == 0);
-	CHECK(blk_store_stats(db, &st) == 0 && st.remote_bytes == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.remote_bytes == 0);
 	CHECK(block_cmp_stored(db, &a) == 0);
 
 	/* The count of records is loaded with the log at open. */
-	blk_db_close(db);
-	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
-	CHECK(blk_store_evict(db, &a.cid) == -EBUSY);
+	tclose(db);
+	REQUIRE(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	CHECK(blk_store_evict(db->st, &a.cid) == -EBUSY);
 	CHECK(block_cmp_stored(db, &a) == 0);
 
 	/* Stored, deleted, stored again: two records name b, and b stays
@@ -904,21 +951,21 @@ static void test_evict_pending(void)
 	CHECK(commit_ref(db, &b) == 0); /* record 1 */
 	CHECK(commit_unref(db, &b) == 0);
 	CHECK(commit_ref(db, &b) == 0); /* record 2 */
-	CHECK(blk_db_newlog_head(db) == 3);
+	CHECK(blk_store_newlog_head(db->st) == 3);
 	CHECK(retire_log(db, 1, 2, 2) == 1);
-	CHECK(blk_store_evict(db, &b.cid) == -EBUSY);
+	CHECK(blk_store_evict(db->st, &b.cid) == -EBUSY);
 	CHECK(retire_log(db, 2, 3, 1) == 1);
-	CHECK(blk_store_evict(db, &b.cid) == (int)b.len);
+	CHECK(blk_store_evict(db->st, &b.cid) == (int)b.len);
 
 	/* Handed on: now a goes, and only its bytes. */
-	CHECK(blk_store_evict(db, &a.cid) == -EBUSY);
+	CHECK(blk_store_evict(db->st, &a.cid) == -EBUSY);
 	CHECK(retire_log(db, 0, 1, 1) == 1);
-	CHECK(blk_store_evict(db, &a.cid) == (int)a.len);
-	CHECK(blk_store_get(db, &a.cid, &data, &dlen) == -ENOENT);
-	CHECK(blk_store_has(db, &a.cid) == 1);
-	CHECK(blk_store_stats(db, &st) == 0 &&
+	CHECK(blk_store_evict(db->st, &a.cid) == (int)a.len);
+	CHECK(blk_store_get(db->st, &a.cid, &data, &dlen) == -ENOENT);
+	CHECK(blk_store_has(db->st, &a.cid) == 1);
+	CHECK(blk_store_stats(db->st, &st) == 0 &&
 	      st.remote_bytes == a.len + b.len);
-	blk_db_close(db);
+	tclose(db);
 	block_free(&a);
 	block_free(&b);
 	tmp_remove(&tmp);
@@ -929,18 +976,18 @@ static void test_evict_pending(void)
 static void test_evict_pending_many(void)
 {
 	enum { N = 1500, AGAIN = 100, ROUND = 97 };
-	struct blk_db_options o = {
+	struct topts o = {
 	    .extra_cfs = extra_cfs, .create = true, .newlog = true};
 	static struct block b[N];
 	static uint32_t order[N + AGAIN];
 	static bool retired[N + AGAIN];
 	struct tmp tmp;
-	struct blk_db *db = NULL;
+	struct tstore *db = NULL;
 	char err[256];
 	unsigned wrong = 0;
 
 	tmp_make(&tmp);
-	REQUIRE(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+	REQUIRE(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 	for (uint32_t i = 0; i < N; i++) {
 		block_make(&b[i], 64, 1000 + i);
 		CHECK(commit_ref(db, &b[i]) == 0); /* record i */
@@ -950,7 +997,7 @@ static void test_evict_pending_many(void)
 		CHECK(commit_unref(db, &b[i]) == 0);
 		CHECK(commit_ref(db, &b[i]) == 0);
 	}
-	CHECK(blk_db_newlog_head(db) == N + AGAIN);
+	CHECK(blk_store_newlog_head(db->st) == N + AGAIN);
 	for (uint32_t i = 0; i < N + AGAIN; i++)
 		order[i] = i;
 	for (uint32_t i = N + AGAIN - 1; i > 0; i--) {
@@ -961,7 +1008,7 @@ static void test_evict_pending_many(void)
 		order[j] = x;
 	}
 	for (uint32_t done = 0; done < N + AGAIN; done += ROUND) {
-		struct blk_txn *t = blk_txn_new(db);
+		struct blk_txn *t = blk_txn_new(db->st);
 
 		REQUIRE(t);
 		for (uint32_t k = done; k < done + ROUND && k < N + AGAIN;
@@ -971,7 +1018,7 @@ static void test_evict_pending_many(void)
 			for (int x = 0; x < 8; x++)
 				key[x] = (uint8_t)((uint64_t)order[k] >>
 						   (56 - 8 * x));
-			blk_txn_delete(t, BLK_CF_NEWLOG, key, 8);
+			blk_txn_delete(t, blk_store_newlog_cf(db->st), key, 8);
 			retired[order[k]] = true;
 		}
 		CHECK(blk_txn_commit(t, false) == 0);
@@ -979,13 +1026,13 @@ static void test_evict_pending_many(void)
 		for (uint32_t i = 0; i < N; i++) {
 			bool left =
 			    !retired[i] || (i < AGAIN && !retired[N + i]);
-			int r = blk_store_evict(db, &b[i].cid);
+			int r = blk_store_evict(db->st, &b[i].cid);
 
 			wrong += left ? r != -EBUSY : r != 0 && r != 64;
 		}
 	}
 	CHECK(wrong == 0);
-	blk_db_close(db);
+	tclose(db);
 	for (uint32_t i = 0; i < N; i++)
 		block_free(&b[i]);
 	tmp_remove(&tmp);
@@ -1003,13 +1050,13 @@ static int cid_order(const void *a, const void *b)
 	return c ? c : (int)lx - (int)ly;
 }
 
-static bool is_local(struct blk_db *db, const struct block *b)
+static bool is_local(struct tstore *db, const struct block *b)
 {
 	uint64_t refs;
 	uint32_t len;
 	bool local = false;
 
-	CHECK(blk_store_info(db, &b->cid, &refs, &len, &local) == 0);
+	CHECK(blk_store_info(db->st, &b->cid, &refs, &len, &local) == 0);
 	return local;
 }
 
@@ -1019,7 +1066,7 @@ static void test_evict_upto(void)
 {
 	enum { N = 8 };
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b[N];
 	struct blk_store_stats st;
 	uint64_t freed, count, rest = 0;
@@ -1031,13 +1078,13 @@ static void test_evict_upto(void)
 		CHECK(commit_ref(db, &b[i]) == 0);
 	}
 	qsort(b, N, sizeof(b[0]), cid_order);
-	CHECK(blk_store_evict(db, &b[1].cid) == (int)b[1].len);
+	CHECK(blk_store_evict(db->st, &b[1].cid) == (int)b[1].len);
 
-	CHECK(blk_store_evict_upto(db, 0, &freed, &count) == 0);
+	CHECK(blk_store_evict_upto(db->st, 0, &freed, &count) == 0);
 	CHECK(freed == 0 && count == 0 && is_local(db, &b[0]));
 
 	/* b[0] does not reach the goal, b[1] is evicted already, b[2] does. */
-	CHECK(blk_store_evict_upto(db, b[0].len + 1, &freed, &count) == 0);
+	CHECK(blk_store_evict_upto(db->st, b[0].len + 1, &freed, &count) == 0);
 	CHECK(freed == b[0].len + b[2].len && count == 2);
 	CHECK(!is_local(db, &b[0]) && !is_local(db, &b[2]));
 	for (int i = 3; i < N; i++) {
@@ -1045,23 +1092,24 @@ static void test_evict_upto(void)
 		rest += b[i].len;
 	}
 
-	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == 0);
+	CHECK(blk_store_evict_upto(db->st, UINT64_MAX, &freed, &count) == 0);
 	CHECK(freed == rest && count == N - 3);
-	CHECK(blk_store_stats(db, &st) == 0 && st.blocks == N &&
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.blocks == N &&
 	      st.remote_bytes == st.bytes);
-	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == 0);
+	CHECK(blk_store_evict_upto(db->st, UINT64_MAX, &freed, &count) == 0);
 	CHECK(freed == 0 && count == 0);
 	/* The references stay; filling brings a block back. */
 	CHECK(refs_of(db, &b[4]) == 1);
-	CHECK(blk_store_fill(db, &b[4].cid, b[4].data, b[4].len) == 0);
+	CHECK(blk_store_fill(db->st, &b[4].cid, b[4].data, b[4].len) == 0);
 	CHECK(block_cmp_stored(db, &b[4]) == 0);
-	blk_db_close(db);
+	tclose(db);
 
 	db = open_db(tmp.db, false, true, false);
 	freed = count = 1;
-	CHECK(blk_store_evict_upto(db, UINT64_MAX, &freed, &count) == -EROFS);
+	CHECK(blk_store_evict_upto(db->st, UINT64_MAX, &freed, &count) ==
+	      -EROFS);
 	CHECK(freed == 0 && count == 0);
-	blk_db_close(db);
+	tclose(db);
 	for (int i = 0; i < N; i++)
 		block_free(&b[i]);
 	tmp_remove(&tmp);
@@ -1069,9 +1117,9 @@ static void test_evict_upto(void)
 
 static void test_locking(void)
 {
-	struct blk_db_options o = {.extra_cfs = extra_cfs, .create = true};
+	struct topts o = {.extra_cfs = extra_cfs, .create = true};
 	struct tmp tmp;
-	struct blk_db *db, *db2 = NULL;
+	struct tstore *db, *db2 = NULL;
 	struct block b;
 	struct blk_txn *t;
 	char err[512] = "";
@@ -1079,32 +1127,32 @@ static void test_locking(void)
 	tmp_make(&tmp);
 	db = open_db(tmp.db, true, false, false);
 	block_make(&b, CHILD_BLOCK_LEN, CHILD_BLOCK_SEED);
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	blk_txn_ref(t, &b.cid, b.data, b.len);
 	blk_txn_put(t, CF_META, "parent", 6, "hello", 5);
 	CHECK(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
 
 	/* Same process: RocksDB's own lock table. */
-	CHECK(blk_db_open(tmp.db, &o, &db2, err, sizeof(err)) == -EBUSY);
+	CHECK(topen(tmp.db, &o, &db2, err, sizeof(err)) == -EBUSY);
 	CHECK(!db2 && strstr(err, "in use"));
 	/* Another process: the file lock. */
 	CHECK(run_child("rw", tmp.db) == 0);
 	/* Read-only while this process holds it read-write: the child
 	 * replays the WAL, and sees block bytes once they are synced
 	 * (large ones skip the WAL; journal.c J1). */
-	CHECK(blk_db_sync(db) == 0);
+	CHECK(blk_store_sync(db->st) == 0);
 	CHECK(run_child("ro", tmp.db) == 0);
 
 	block_free(&b);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
 static void test_verify(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b;
 	uint8_t key[BLK_CID_MAX_BYTES], *bad, buf[16];
 	size_t klen;
@@ -1116,25 +1164,26 @@ static void test_verify(void)
 	block_make(&b, 100 * KiB, 50);
 	CHECK(commit_ref(db, &b) == 0);
 	CHECK(block_cmp_stored(db, &b) == 0);
-	CHECK(blk_store_read(db, &b.cid, 10, buf, sizeof(buf)) == 16);
+	CHECK(blk_store_read(db->st, &b.cid, 10, buf, sizeof(buf)) == 16);
 
 	bad = malloc(b.len);
 	REQUIRE(bad);
 	memcpy(bad, b.data, b.len);
 	bad[b.len / 2] ^= 0x01;
 	klen = blk_cid_to_bytes(&b.cid, key);
-	CHECK(blk_db_put(db, BLK_CF_BLOCKS, key, klen, bad, b.len) == 0);
-	CHECK(blk_store_get(db, &b.cid, &val, &vlen) == -EBADMSG);
-	CHECK(blk_store_read(db, &b.cid, 10, buf, sizeof(buf)) == -EBADMSG);
-	blk_db_close(db);
+	CHECK(blk_db_put(db->db, blk_db_cf_find(db->db, "blocks"), key, klen,
+			 bad, b.len) == 0);
+	CHECK(blk_store_get(db->st, &b.cid, &val, &vlen) == -EBADMSG);
+	CHECK(blk_store_read(db->st, &b.cid, 10, buf, sizeof(buf)) == -EBADMSG);
+	tclose(db);
 
 	db = open_db(tmp.db, false, false, false);
-	CHECK(blk_store_get(db, &b.cid, &val, &vlen) == 0);
+	CHECK(blk_store_get(db->st, &b.cid, &val, &vlen) == 0);
 	CHECK(vlen == b.len && val && !memcmp(val, bad, b.len));
 	free(val);
-	CHECK(blk_store_read(db, &b.cid, b.len / 2, buf, 1) == 1);
+	CHECK(blk_store_read(db->st, &b.cid, b.len / 2, buf, 1) == 1);
 	CHECK(buf[0] == bad[b.len / 2]);
-	blk_db_close(db);
+	tclose(db);
 
 	free(bad);
 	block_free(&b);
@@ -1144,7 +1193,7 @@ static void test_verify(void)
 static void test_read_ranges(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block b[2];
 	uint8_t *buf;
 
@@ -1159,39 +1208,41 @@ static void test_read_ranges(void)
 		size_t n = b[i].len;
 
 		CHECK(commit_ref(db, &b[i]) == 0);
-		CHECK(blk_store_read(db, &b[i].cid, 100, buf, 50) == 50);
+		CHECK(blk_store_read(db->st, &b[i].cid, 100, buf, 50) == 50);
 		CHECK(!memcmp(buf, b[i].data + 100, 50));
-		CHECK(blk_store_read(db, &b[i].cid, 0, buf, n) == (int64_t)n);
+		CHECK(blk_store_read(db->st, &b[i].cid, 0, buf, n) ==
+		      (int64_t)n);
 		CHECK(!memcmp(buf, b[i].data, n));
-		CHECK(blk_store_read(db, &b[i].cid, n - 10, buf, 50) == 10);
+		CHECK(blk_store_read(db->st, &b[i].cid, n - 10, buf, 50) == 10);
 		CHECK(!memcmp(buf, b[i].data + n - 10, 10));
-		CHECK(blk_store_read(db, &b[i].cid, n, buf, 50) == 0);
-		CHECK(blk_store_read(db, &b[i].cid, n + 5000, buf, 50) == 0);
-		CHECK(blk_store_read(db, &b[i].cid, 5, buf, 0) == 0);
+		CHECK(blk_store_read(db->st, &b[i].cid, n, buf, 50) == 0);
+		CHECK(blk_store_read(db->st, &b[i].cid, n + 5000, buf, 50) ==
+		      0);
+		CHECK(blk_store_read(db->st, &b[i].cid, 5, buf, 0) == 0);
 	}
 	/* The same after a flush, when reads come from SST and blob file. */
-	blk_db_close(db);
+	tclose(db);
 	db = open_db(tmp.db, false, false, true);
-	CHECK(blk_db_compact(db, 0, NULL) == 0);
-	CHECK(blk_store_read(db, &b[1].cid, 150 * KiB, buf, 100 * KiB) ==
+	CHECK(blk_store_compact(db->st, 0, NULL) == 0);
+	CHECK(blk_store_read(db->st, &b[1].cid, 150 * KiB, buf, 100 * KiB) ==
 	      50 * KiB);
 	CHECK(!memcmp(buf, b[1].data + 150 * KiB, 50 * KiB));
-	CHECK(blk_store_read(db, &b[0].cid, 999, buf, 100) == 1);
+	CHECK(blk_store_read(db->st, &b[0].cid, 999, buf, 100) == 1);
 	CHECK(buf[0] == b[0].data[999]);
 
 	free(buf);
 	block_free(&b[0]);
 	block_free(&b[1]);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
 /* Keys iterated, joined with '|'; "!" marks a failed status. */
-static void iter_keys(struct blk_db *db, const char *prefix, size_t plen,
+static void iter_keys(struct tstore *db, const char *prefix, size_t plen,
 		      const char *start, size_t slen, char *out, size_t cap)
 {
 	struct blk_iter *it =
-	    blk_iter_new(db, CF_DIRENTS, prefix, plen, start, slen);
+	    blk_iter_new(db->db, CF_DIRENTS, prefix, plen, start, slen);
 	size_t o = 0;
 
 	REQUIRE(it);
@@ -1228,7 +1279,7 @@ static void test_iter(void)
 	    "b/1", "\xff\x01", "\xff\xff", "\xff\xff\x00x",
 	};
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct blk_txn *t;
 	struct blk_iter *it;
 	char out[512];
@@ -1236,7 +1287,7 @@ static void test_iter(void)
 
 	tmp_make(&tmp);
 	db = open_db(tmp.db, true, false, false);
-	t = blk_txn_new(db);
+	t = blk_txn_new(db->st);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		size_t len = strlen(keys[i]);
 
@@ -1275,10 +1326,10 @@ static void test_iter(void)
 	CHECK(n == 9);
 
 	/* A snapshot: later writes are not seen. */
-	it = blk_iter_new(db, CF_DIRENTS, "a/", 2, NULL, 0);
+	it = blk_iter_new(db->db, CF_DIRENTS, "a/", 2, NULL, 0);
 	REQUIRE(it);
-	CHECK(blk_db_put(db, CF_DIRENTS, "a/4", 3, "a/4", 3) == 0);
-	CHECK(blk_db_put(db, CF_DIRENTS, "a/0", 3, "a/0", 3) == 0);
+	CHECK(blk_db_put(db->db, CF_DIRENTS, "a/4", 3, "a/4", 3) == 0);
+	CHECK(blk_db_put(db->db, CF_DIRENTS, "a/0", 3, "a/0", 3) == 0);
 	n = 0;
 	for (; blk_iter_valid(it); blk_iter_next(it))
 		n++;
@@ -1286,33 +1337,32 @@ static void test_iter(void)
 	blk_iter_free(it);
 	iter_keys(db, "a/", 2, NULL, 0, out, sizeof(out));
 	CHECK(!strcmp(out, "a/0|a/1|a/2|a/3|a/4|"));
-	CHECK(blk_iter_new(db, 15, NULL, 0, NULL, 0) == NULL);
+	CHECK(blk_iter_new(db->db, 15, NULL, 0, NULL, 0) == NULL);
 
-	blk_db_close(db);
+	tclose(db);
 
 	/* Read-only: a caller column family that does not exist yet reads
 	 * as empty. */
 	{
 		static const char *const cfs[] = {"inodes", "dirents", "meta",
 						  "newcf", NULL};
-		struct blk_db_options o = {.extra_cfs = cfs, .read_only = true};
+		struct topts o = {.extra_cfs = cfs, .read_only = true};
 		char err[256];
 		void *val;
 		size_t vlen;
 
 		db = NULL;
-		CHECK(blk_db_open(tmp.db, &o, &db, err, sizeof(err)) == 0);
+		CHECK(topen(tmp.db, &o, &db, err, sizeof(err)) == 0);
 		if (db) {
-			it =
-			    blk_iter_new(db, BLK_CF_USER + 3, NULL, 0, NULL, 0);
+			it = blk_iter_new(db->db, 3, NULL, 0, NULL, 0);
 			CHECK(it && !blk_iter_valid(it) &&
 			      blk_iter_status(it) == 0);
 			blk_iter_free(it);
-			CHECK(blk_db_get(db, BLK_CF_USER + 3, "k", 1, &val,
-					 &vlen) == -ENOENT);
+			CHECK(blk_db_get(db->db, 3, "k", 1, &val, &vlen) ==
+			      -ENOENT);
 			iter_keys(db, "a/", 2, NULL, 0, out, sizeof(out));
 			CHECK(!strcmp(out, "a/0|a/1|a/2|a/3|a/4|"));
-			blk_db_close(db);
+			tclose(db);
 		}
 	}
 	tmp_remove(&tmp);
@@ -1323,7 +1373,7 @@ static void test_iter(void)
 #define SHARED_BLOCKS 64
 
 struct thread_arg {
-	struct blk_db *db;
+	struct tstore *db;
 	struct block *blocks;
 	uint64_t seed;
 	int64_t counts[SHARED_BLOCKS]; /* this thread's references */
@@ -1344,7 +1394,7 @@ static void *thread_main(void *p)
 	uint64_t x = a->seed;
 
 	for (int i = 0; i < THREAD_TXNS; i++) {
-		struct blk_txn *t = blk_txn_new(a->db);
+		struct blk_txn *t = blk_txn_new(a->db->st);
 		int64_t delta[SHARED_BLOCKS] = {0};
 		int ops = 1 + (int)(rnd(&x) % 4);
 
@@ -1376,7 +1426,7 @@ static void *thread_main(void *p)
 static void test_threads(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct block blocks[SHARED_BLOCKS];
 	struct thread_arg args[THREADS];
 	pthread_t th[THREADS];
@@ -1407,7 +1457,7 @@ static void test_threads(void)
 		for (int i = 0; i < THREADS; i++)
 			n += args[i].counts[k];
 		exact += refs_of(db, &blocks[k]) == (uint64_t)n &&
-			 blk_store_has(db, &blocks[k].cid) == (n > 0) &&
+			 blk_store_has(db->st, &blocks[k].cid) == (n > 0) &&
 			 (n == 0 || block_cmp_stored(db, &blocks[k]) == 0);
 		if (n > 0) {
 			want.blocks++;
@@ -1416,7 +1466,7 @@ static void test_threads(void)
 		}
 	}
 	CHECK(exact == SHARED_BLOCKS);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == want.blocks && st.bytes == want.bytes &&
 	      st.ref_bytes == want.ref_bytes);
 	printf("  %d threads x %d txns: %llu blocks, %llu bytes referenced\n",
@@ -1424,14 +1474,14 @@ static void test_threads(void)
 	       (unsigned long long)(st.ref_bytes));
 
 	/* The persisted stats record agrees after a reopen. */
-	blk_db_close(db);
+	tclose(db);
 	db = open_db(tmp.db, false, false, false);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(!memcmp(&st, &want, sizeof(st)));
 
 	for (int k = 0; k < SHARED_BLOCKS; k++)
 		block_free(&blocks[k]);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
@@ -1463,11 +1513,11 @@ static void stream_free(struct stream *s)
 }
 
 /* Reference (or drop) blocks [0, n) in transactions of @per blocks. */
-static int stream_commit(struct blk_db *db, struct stream *s, size_t per,
+static int stream_commit(struct tstore *db, struct stream *s, size_t per,
 			 bool unref)
 {
 	for (size_t i = 0; i < s->n; i += per) {
-		struct blk_txn *t = blk_txn_new(db);
+		struct blk_txn *t = blk_txn_new(db->st);
 		int rc;
 
 		REQUIRE(t);
@@ -1490,7 +1540,7 @@ static int stream_commit(struct blk_db *db, struct stream *s, size_t per,
 static void test_disk_usage(void)
 {
 	struct tmp tmp;
-	struct blk_db *db;
+	struct tstore *db;
 	struct stream s;
 	struct blk_store_stats st;
 	uint64_t full = 0, empty = 0;
@@ -1499,18 +1549,18 @@ static void test_disk_usage(void)
 	db = open_db(tmp.db, true, false, false);
 	stream_make(&s, 800, 256 * KiB, 80); /* 200 MiB */
 	CHECK(stream_commit(db, &s, 8, false) == 0);
-	CHECK(blk_db_sync(db) == 0);
-	CHECK(blk_db_disk_usage(db, &full) == 0);
+	CHECK(blk_store_sync(db->st) == 0);
+	CHECK(blk_db_disk_usage(db->db, &full) == 0);
 	CHECK(full >= 200ull * MiB);
 
 	CHECK(stream_commit(db, &s, 8, true) == 0);
-	blk_store_stats(db, &st);
+	blk_store_stats(db->st, &st);
 	CHECK(st.blocks == 0 && st.bytes == 0 && st.ref_bytes == 0);
-	CHECK(blk_db_compact(db, 0, NULL) == 0);
+	CHECK(blk_store_compact(db->st, 0, NULL) == 0);
 	/* Obsolete files are deleted by RocksDB right after the compaction;
 	 * give it a moment rather than race it. */
 	for (int i = 0; i < 50; i++) {
-		CHECK(blk_db_disk_usage(db, &empty) == 0);
+		CHECK(blk_db_disk_usage(db->db, &empty) == 0);
 		if (empty < 16ull * MiB)
 			break;
 		usleep(100 * 1000);
@@ -1519,10 +1569,10 @@ static void test_disk_usage(void)
 	       "dropping them and compacting\n",
 	       (double)full / MiB, (double)empty / MiB);
 	CHECK(empty < full / 8);
-	CHECK(blk_store_has(db, &s.cids[0]) == 0);
+	CHECK(blk_store_has(db->st, &s.cids[0]) == 0);
 
 	stream_free(&s);
-	blk_db_close(db);
+	tclose(db);
 	tmp_remove(&tmp);
 }
 
@@ -1544,7 +1594,7 @@ static void bench(void)
 
 	for (size_t r = 0; r < sizeof(per_txn) / sizeof(per_txn[0]); r++) {
 		struct tmp tmp;
-		struct blk_db *db;
+		struct tstore *db;
 		struct stream s;
 		double t0, t1, t2;
 		uint64_t du = 0;
@@ -1555,14 +1605,14 @@ static void bench(void)
 		t0 = now();
 		CHECK(stream_commit(db, &s, per_txn[r], false) == 0);
 		t1 = now();
-		CHECK(blk_db_sync(db) == 0);
+		CHECK(blk_store_sync(db->st) == 0);
 		t2 = now();
-		blk_db_disk_usage(db, &du);
+		blk_db_disk_usage(db->db, &du);
 		printf("  bench: %zu x 256 KiB, %zu per txn: %.0f MB/s "
 		       "(%.2f s; + WAL sync %.3f s; %.0f MiB on disk)\n",
 		       n, per_txn[r], (double)(n * len) / 1e6 / (t1 - t0),
 		       t1 - t0, t2 - t1, (double)du / MiB);
-		blk_db_close(db);
+		tclose(db);
 		stream_free(&s);
 		tmp_remove(&tmp);
 	}

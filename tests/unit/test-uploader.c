@@ -20,8 +20,8 @@
 #define MAXBLOCKS 32
 #define MAXSENDS 256
 
-static const char *const extra_cfs[] = {"repair", NULL};
-enum { CF_REPAIR = BLK_CF_USER };
+/* The engine's family, registered first: handle 0. */
+enum { CF_REPAIR = 0 };
 static const char *const names[NNODES] = {"node0", "node1", "node2", "node3",
 					  "node4"};
 
@@ -218,6 +218,7 @@ static unsigned fake_queued(void)
 struct env {
 	char dir[64];
 	struct blk_db *db;
+	struct blk_store *st;
 	struct pl_map *pl;
 	struct cl_uploader *u;
 	struct blk_cid cid[MAXBLOCKS];
@@ -239,8 +240,9 @@ static int rm_one(const char *path, const struct stat *st, int flag,
  * nodes; no uploader yet (env_start). */
 static void env_open_store(struct env *e, unsigned nnodes)
 {
-	struct blk_db_options o = {
-	    .extra_cfs = extra_cfs, .create = true, .newlog = true};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg, .create = true};
+	struct blk_store_options so = {.newlog = true};
 	struct pl_node nodes[NNODES];
 	char path[96], err[256] = "";
 
@@ -248,7 +250,10 @@ static void env_open_store(struct env *e, unsigned nnodes)
 	strcpy(e->dir, "/tmp/test-uploader.XXXXXX");
 	REQUIRE(mkdtemp(e->dir));
 	snprintf(path, sizeof(path), "%s/db", e->dir);
+	REQUIRE(blk_cf_register(&reg, "repair", 0) == CF_REPAIR);
+	REQUIRE(blk_store_register(&reg, &so) == 0);
 	REQUIRE(blk_db_open(path, &o, &e->db, err, sizeof(err)) == 0);
+	REQUIRE(blk_store_open(e->db, &so, &e->st, err, sizeof(err)) == 0);
 	for (unsigned i = 0; i < nnodes; i++)
 		nodes[i] = (struct pl_node){names[i], names[i], 1.0};
 	REQUIRE(pl_map_new(nodes, nnodes, &e->pl) == 0);
@@ -260,7 +265,7 @@ static void env_start(struct env *e, unsigned nnodes, unsigned copies,
 		      unsigned sync_timeout_ms)
 {
 	struct cl_uploader_config uc = {
-	    .lay = {.db = e->db,
+	    .lay = {.store = e->st,
 		    .pl = e->pl,
 		    .names = names,
 		    .n = nnodes,
@@ -288,6 +293,7 @@ static void env_close(struct env *e)
 	fake_stop();
 	cl_uploader_free(e->u);
 	pl_map_free(e->pl);
+	blk_store_close(e->st);
 	blk_db_close(e->db);
 	nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -304,7 +310,7 @@ static unsigned commit_block(struct env *e, uint64_t seed)
 	fill_random(data, sizeof(data), seed);
 	blk_cid_compute(&e->cid[i], BLK_CODEC_RAW, data, sizeof(data));
 	REQUIRE(pl_rank(e->pl, &e->cid[i], e->rank[i], NNODES) > 0);
-	t = blk_txn_new(e->db);
+	t = blk_txn_new(e->st);
 	REQUIRE(t && blk_txn_ref(t, &e->cid[i], data, sizeof(data)) == 0);
 	REQUIRE(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
@@ -333,7 +339,7 @@ static unsigned commit_block_on(struct env *e, unsigned node, unsigned homes)
 static unsigned log_records(struct env *e)
 {
 	struct blk_iter *it =
-	    blk_iter_new(e->db, BLK_CF_NEWLOG, NULL, 0, NULL, 0);
+	    blk_iter_new(e->db, blk_store_newlog_cf(e->st), NULL, 0, NULL, 0);
 	unsigned n = 0;
 
 	for (; it && blk_iter_valid(it); blk_iter_next(it))
@@ -555,7 +561,7 @@ static void test_stop_keeps_log(void)
 
 	fake_start();
 	struct cl_uploader_config uc = {
-	    .lay = {.db = e.db,
+	    .lay = {.store = e.st,
 		    .pl = e.pl,
 		    .names = names,
 		    .n = NNODES,
@@ -589,23 +595,24 @@ static void test_evicted_not_done(void)
 
 	env_open_store(&e, NNODES);
 	gone = commit_block(&e, 31); /* record 0 */
-	t = blk_txn_new(e.db);
+	t = blk_txn_new(e.st);
 	REQUIRE(t && blk_txn_unref(t, &e.cid[gone]) == 0);
 	REQUIRE(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	CHECK(blk_store_has(e.db, &e.cid[gone]) == 0);
+	CHECK(blk_store_has(e.st, &e.cid[gone]) == 0);
 	a = commit_block(&e, 32); /* record 1 */
 	/* a was handed on once (its record retired) and evicted, and a
 	 * record names it again */
-	t = blk_txn_new(e.db);
+	t = blk_txn_new(e.st);
 	REQUIRE(t);
-	blk_txn_delete(t, BLK_CF_NEWLOG, seq1, 8);
+	blk_txn_delete(t, blk_store_newlog_cf(e.st), seq1, 8);
 	REQUIRE(blk_txn_commit(t, false) == 0);
 	blk_txn_free(t);
-	CHECK(blk_store_evict(e.db, &e.cid[a]) == 4096);
+	CHECK(blk_store_evict(e.st, &e.cid[a]) == 4096);
 	klen = blk_cid_to_bytes(&e.cid[a], key);
-	CHECK(blk_db_put(e.db, BLK_CF_NEWLOG, seq1, 8, key, klen) == 0);
-	CHECK(blk_db_newlog_head(e.db) == 2);
+	CHECK(blk_db_put(e.db, blk_store_newlog_cf(e.st), seq1, 8, key, klen) ==
+	      0);
+	CHECK(blk_store_newlog_head(e.st) == 2);
 
 	env_start(&e, NNODES, 3, 300);
 	CHECK(wait_backlog(&e, 1)); /* the deleted block is done */
@@ -619,7 +626,7 @@ static void test_evicted_not_done(void)
 
 	/* The bytes are back (a read fetched them): the job goes on. */
 	fill_random(data, sizeof(data), 32);
-	CHECK(blk_store_fill(e.db, &e.cid[a], data, sizeof(data)) == 0);
+	CHECK(blk_store_fill(e.st, &e.cid[a], data, sizeof(data)) == 0);
 	CHECK(wait_backlog(&e, 0));
 	CHECK(cl_uploader_barrier(e.u) == 0);
 	CHECK(log_records(&e) == 0);

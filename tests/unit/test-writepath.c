@@ -381,7 +381,7 @@ static void check_extent_shape(struct mfile *m, struct bfs_extent_list *out)
 static void check_extent_blocks(struct mfile *m, struct cidset *live)
 {
 	struct bfs_extent_list l = {0};
-	struct blk_db *db = bfs_db(S.fs);
+	struct blk_store *db = bfs_store(S.fs);
 	uint64_t covered = 0, pos = 0;
 
 	check_extent_shape(m, &l);
@@ -487,12 +487,13 @@ static void checkpoint(void)
 		uint32_t len;
 		if (!c->used)
 			continue;
-		MCHECK(blk_store_refs(bfs_db(S.fs), &c->cid, &refs, &len) == 0);
+		MCHECK(blk_store_refs(bfs_store(S.fs), &c->cid, &refs, &len) ==
+		       0);
 		MCHECK(refs == c->count);
 		bytes += c->len;
 		ref_bytes += c->count * c->len;
 	}
-	MCHECK(blk_store_stats(bfs_db(S.fs), &st) == 0);
+	MCHECK(blk_store_stats(bfs_store(S.fs), &st) == 0);
 	MCHECK(st.blocks == live.n);
 	MCHECK(st.bytes == bytes);
 	MCHECK(st.ref_bytes == ref_bytes);
@@ -511,7 +512,7 @@ static void check_all_freed(void)
 	MCHECK(!blk_iter_valid(it));
 	MCHECK(blk_iter_status(it) == 0);
 	blk_iter_free(it);
-	MCHECK(blk_store_stats(db, &st) == 0);
+	MCHECK(blk_store_stats(bfs_store(S.fs), &st) == 0);
 	MCHECK(st.blocks == 0 && st.bytes == 0 && st.ref_bytes == 0);
 	for (size_t i = 0; i < S.seen.cap && !S.broken; i++) {
 		const struct cident *c = &S.seen.v[i];
@@ -520,8 +521,9 @@ static void check_all_freed(void)
 		bool local;
 		if (!c->used)
 			continue;
-		MCHECK(blk_store_has(db, &c->cid) == 0);
-		int ret = blk_store_info(db, &c->cid, &refs, &len, &local);
+		MCHECK(blk_store_has(bfs_store(S.fs), &c->cid) == 0);
+		int ret = blk_store_info(bfs_store(S.fs), &c->cid, &refs, &len,
+					 &local);
 		MCHECK(ret == -ENOENT || (ret == 0 && refs == 0));
 	}
 }

@@ -1,6 +1,6 @@
-/* Record store transactions: record changes collected in a WriteBatch,
- * with the block store's reference changes (store.c) and the WAL-less
- * block bytes (journal.c) beside it, committed together. */
+/* Block store transactions: a record batch (db.h) with the reference
+ * changes (store.c) and the WAL-less block bytes (journal.c) beside it,
+ * committed together. */
 
 /*
  * Invariants:
@@ -20,14 +20,19 @@
 #include <errno.h>
 #include <stdlib.h>
 
-struct blk_txn *blk_txn_new(struct blk_db *db)
+struct blk_txn *blk_txn_new(struct blk_store *s)
 {
 	struct blk_txn *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return NULL;
-	t->db = db;
-	t->wb = rocksdb_writebatch_create();
+	t->s = s;
+	t->rec = blk_batch_new(s->db);
+	if (!t->rec) {
+		free(t);
+		return NULL;
+	}
+	t->wb = t->rec->wb;
 	t->bb = rocksdb_writebatch_create();
 	return t;
 }
@@ -36,66 +41,41 @@ void blk_txn_free(struct blk_txn *t)
 {
 	if (!t)
 		return;
-	rocksdb_writebatch_destroy(t->wb);
+	blk_batch_free(t->rec);
 	rocksdb_writebatch_destroy(t->bb);
 	free(t->refs);
 	free(t->retire);
 	free(t);
 }
 
-/* @cf's handle for a transaction; a bad @cf is remembered and makes the
- * commit fail with -EINVAL. */
-static rocksdb_column_family_handle_t *txn_cf(struct blk_txn *t, unsigned cf)
-{
-	rocksdb_column_family_handle_t *h = blk_db_cf(t->db, cf);
-
-	if (!h && !t->err)
-		t->err = -EINVAL;
-	return h;
-}
-
 void blk_txn_put(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		 const void *val, size_t vlen)
 {
-	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
-
-	if (!h)
-		return;
-	rocksdb_writebatch_put_cf(t->wb, h, key, klen, val, vlen);
+	blk_batch_put(t->rec, cf, key, klen, val, vlen);
 }
 
 void blk_txn_put2(struct blk_txn *t, unsigned cf, const void *key, size_t klen,
 		  const void *v0, size_t l0, const void *v1, size_t l1)
 {
-	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
-	const char *kl[1] = {key}, *vl[2] = {v0, v1};
-	size_t ks[1] = {klen}, vs[2] = {l0, l1};
-
-	if (!h)
-		return;
-	rocksdb_writebatch_putv_cf(t->wb, h, 1, kl, ks, 2, vl, vs);
+	blk_batch_put2(t->rec, cf, key, klen, v0, l0, v1, l1);
 }
 
 void blk_txn_delete(struct blk_txn *t, unsigned cf, const void *key,
 		    size_t klen)
 {
-	rocksdb_column_family_handle_t *h = txn_cf(t, cf);
-
-	if (!h)
-		return;
-	if (cf == BLK_CF_NEWLOG && klen == 8 && newlog_txn_retire(t, key) < 0) {
-		if (!t->err)
-			t->err = -ENOMEM;
+	if (t->s->newlog && cf == t->s->cf_newlog && klen == 8 &&
+	    newlog_txn_retire(t, key) < 0) {
+		blk_batch_fail(t->rec, -ENOMEM);
 		return;
 	}
-	rocksdb_writebatch_delete_cf(t->wb, h, key, klen);
+	blk_batch_delete(t->rec, cf, key, klen);
 }
 
 /* Should the second write fail, the first leaves bytes without a
  * reference: space, not a wrong answer. */
 int blk_txn_write(struct blk_txn *t, bool sync)
 {
-	struct blk_db *db = t->db;
+	struct blk_db *db = t->s->db;
 	char *rerr = NULL;
 
 	if (rocksdb_writebatch_count(t->bb) > 0)
@@ -112,10 +92,12 @@ int blk_txn_commit(struct blk_txn *t, bool sync)
 {
 	int rc = 0;
 
-	if (t->db->read_only)
+	if (t->s->read_only)
 		return -EROFS;
 	if (t->err)
 		return t->err;
+	if (t->rec->err)
+		return t->rec->err;
 	if (t->nrefs > 0 || t->nretire > 0)
 		rc = store_commit_refs(t, sync); /* T2 */
 	else if (rocksdb_writebatch_count(t->wb) > 0)
