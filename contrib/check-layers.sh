@@ -84,7 +84,7 @@ done < <(git ls-files '*.c' '*.h' 2>/dev/null || find blocks ec net fs -name '*.
 # The libraries below fs/ build without libfuse: storage nodes and the
 # engine's repair run where no FUSE is.
 for m in blocks/meson.build ec/meson.build net/meson.build; do
-	if grep -n 'fuse' "$m"; then
+	if grep -nE 'fuse_dep|fuse3' "$m"; then
 		echo "$m: a library below fs/ depends on libfuse"
 		bad=1
 	fi

@@ -31,7 +31,6 @@ struct blk_db {
 	size_t nall;
 	rocksdb_cache_t *cache;
 	rocksdb_readoptions_t *ropts;
-	rocksdb_readoptions_t *ropts_nocrc; /* BLK_GET_NO_CRC */
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_writeoptions_t *wopts_nowal;

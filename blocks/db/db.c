@@ -534,8 +534,6 @@ static struct blk_db *db_new(const char *path, const struct blk_db_options *o)
 	db->cache = rocksdb_cache_create_lru(
 	    o->cache_bytes ? o->cache_bytes : DEFAULT_CACHE_BYTES);
 	db->ropts = rocksdb_readoptions_create();
-	db->ropts_nocrc = rocksdb_readoptions_create();
-	rocksdb_readoptions_set_verify_checksums(db->ropts_nocrc, 0);
 	db->wopts = rocksdb_writeoptions_create();
 	db->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(db->wopts_sync, 1);
@@ -607,7 +605,6 @@ void blk_db_close(struct blk_db *db)
 		rocksdb_close(db->rdb);
 	/* db_new created these */
 	rocksdb_readoptions_destroy(db->ropts);
-	rocksdb_readoptions_destroy(db->ropts_nocrc);
 	rocksdb_writeoptions_destroy(db->wopts);
 	rocksdb_writeoptions_destroy(db->wopts_sync);
 	rocksdb_writeoptions_destroy(db->wopts_nowal);
@@ -942,12 +939,12 @@ rocksdb_column_family_handle_t *blk_db_cf(struct blk_db *db, unsigned cf)
 	return cf < db->ncf ? db->cf[cf] : NULL;
 }
 
-/* Look @key up in @cf. Returns 0 with *@ps set (destroy it), -ENOENT
- * (also for a column family a read-only open found missing), -EINVAL for a
- * column family index that was never opened, or -EIO. */
-static int get_pinned_opts(struct blk_db *db, unsigned cf, const void *key,
-			   size_t klen, const rocksdb_readoptions_t *ro,
-			   rocksdb_pinnableslice_t **ps)
+/* Look @key up in @cf, with checksums verified. Returns 0 with *@ps set
+ * (destroy it), -ENOENT (also for a column family a read-only open found
+ * missing), -EINVAL for a column family index that was never opened, or
+ * -EIO. */
+int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+		  rocksdb_pinnableslice_t **ps)
 {
 	rocksdb_column_family_handle_t *h;
 	char *rerr = NULL;
@@ -957,29 +954,20 @@ static int get_pinned_opts(struct blk_db *db, unsigned cf, const void *key,
 	h = db->cf[cf];
 	if (!h)
 		return -ENOENT;
-	*ps = rocksdb_get_pinned_cf(db->rdb, ro, h, key, klen, &rerr);
+	*ps = rocksdb_get_pinned_cf(db->rdb, db->ropts, h, key, klen, &rerr);
 	if (rerr)
 		return blk_rdb_errno(rerr);
 	return *ps ? 0 : -ENOENT;
 }
 
-/* As get_pinned_opts, with checksums verified. */
-int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
-		  rocksdb_pinnableslice_t **ps)
-{
-	return get_pinned_opts(db, cf, key, klen, db->ropts, ps);
-}
-
 /* The handle is the pinnable slice itself. */
 int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key, size_t klen,
-		   unsigned flags, struct blk_val **out)
+		   struct blk_val **out)
 {
 	rocksdb_pinnableslice_t *ps;
 	int rc;
 
-	rc = get_pinned_opts(
-	    db, cf, key, klen,
-	    (flags & BLK_GET_NO_CRC) ? db->ropts_nocrc : db->ropts, &ps);
+	rc = blk_db_pinned(db, cf, key, klen, &ps);
 	if (rc < 0)
 		return rc;
 	*out = (struct blk_val *)ps;

@@ -193,15 +193,13 @@ int blk_db_put(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 int blk_db_delete(struct blk_db *db, unsigned cf, const void *key, size_t klen);
 
 /* A value read without copying it out of RocksDB: blk_val_data is valid
- * until blk_val_free, from any thread, and must not be written to.
- * BLK_GET_NO_CRC skips RocksDB's own (software CRC32C) checksum of the
- * table and blob records read: only for callers that check the bytes end
- * to end themselves (the fragment store checks every fragment's XXH3). 0,
- * -ENOENT, -EINVAL (bad @cf) or -EIO. */
+ * until blk_val_free, from any thread, and must not be written to. Read
+ * with RocksDB's checksums, as every read is: a damaged table file gives
+ * -EIO (with them off, Debian's librocksdb asserts on a damaged block).
+ * 0, -ENOENT, -EINVAL (bad @cf) or -EIO. */
 struct blk_val;
-#define BLK_GET_NO_CRC 1u
 int blk_db_get_val(struct blk_db *db, unsigned cf, const void *key, size_t klen,
-		   unsigned flags, struct blk_val **out);
+		   struct blk_val **out);
 const void *blk_val_data(const struct blk_val *v, size_t *len);
 void blk_val_free(struct blk_val *v); /* NULL is fine */
 

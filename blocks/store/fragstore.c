@@ -266,7 +266,7 @@ static int compare_stored(struct blk_fragstore *fs, const uint8_t *name,
 	int rc;
 
 	make_key(TAG_FRAG, name, fkey);
-	rc = blk_db_get_val(fs->db, fs->cf, fkey, sizeof(fkey), 0, &v);
+	rc = blk_db_get_val(fs->db, fs->cf, fkey, sizeof(fkey), &v);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
@@ -362,7 +362,7 @@ int blk_fragstore_get(struct blk_fragstore *fs,
 	uint8_t key[BLK_FRAGSTORE_KEY_LEN];
 
 	make_key(TAG_FRAG, name, key);
-	return blk_db_get_val(fs->db, fs->cf, key, sizeof(key), 0, out);
+	return blk_db_get_val(fs->db, fs->cf, key, sizeof(key), out);
 }
 
 int blk_fragstore_has(struct blk_fragstore *fs,

@@ -449,9 +449,11 @@ static bool rot_table(const char *dir, uint64_t at)
 static int read_rotted(const char *dir, unsigned n)
 {
 	struct env c = {.capacity = 64 << 20};
-	struct blk_db_options o = {.extra_cfs = extra_cfs};
+	struct blk_cf_registry reg = {0};
+	struct blk_db_options o = {.cfs = &reg};
 	char err[256] = "";
 
+	REQUIRE(blk_fragstore_register(&reg) == CF_FRAGS);
 	strcpy(c.dir, dir);
 	if (blk_db_open(c.dir, &o, &c.db, err, sizeof(err)))
 		return 0;
