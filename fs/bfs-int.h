@@ -47,8 +47,7 @@
 #define SPACE_FULL_MARGIN (1ull << 20) /* status: full below reserve + this */
 /* What one more empty file or directory costs on disk, for statfs's free
  * files: its record, its directory entry and their share of RocksDB's
- * overhead. Measured: 37 bytes a file after compaction for 100,000 empty
- * files with short names; a 255-byte name alone costs more, so 256. */
+ * overhead, rounded up to what a 255-byte name alone costs. */
 #define BFS_INODE_BYTES 256
 
 #define COMPACT_AFTER (128ull << 20)

@@ -51,11 +51,6 @@ struct bfs_config {
 	bool nodiratime; /* listing a directory leaves its atime */
 };
 
-/* What the cluster layer (net/cluster/engine.c) does for the filesystem, so
- * that this file needs no network: fetch a block missing from the local store,
- * learn that new blocks were committed, wait until everything committed is on
- * its placement (fsync), hold writers back while uploads lag, and say how many
- * blocks still wait for upload (eviction waits for none). */
 /* Read-only attribute of the root directory: the mount's own view of the
  * cluster's nodes, one line per node, "NAME up|down LATENCY_US\n" (latency
  * of the last heartbeats, 1 for the mount's own node, 0 before any). Not
@@ -187,7 +182,7 @@ bool bfs_access(struct bfs *fs, struct bfs_inode *ip);
 bool bfs_file_access(struct bfs *fs, struct bfs_file *f, bool closing);
 
 /* Namespace. Every function returning an inode returns it referenced
- * (bfs_iput it) and counts one kernel lookup when @lookup is true. */
+ * (bfs_iput it); the caller counts the kernel's lookup (bfs_ref_lookup). */
 int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
 	       struct bfs_inode **out);
 /* @mode is the mode asked for (with its type), before @umask: a new inode

@@ -886,9 +886,8 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	}
 	/* Keep the workers: libfuse retires idle ones beyond the idle
 	 * limit, and each new worker faults in a fresh stack and a fresh
-	 * 1 MiB request buffer (measured: ~300 threads created during one
-	 * 1 GiB copy with a limit of 4, and most of the daemon's page
-	 * faults). */
+	 * 1 MiB request buffer, so a low limit makes a long copy create
+	 * and fault in threads over and over. */
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	fuse_loop_cfg_set_idle_threads(lc, 16);
 	/* The stop signals reach this thread only (see bfs_fuse_run): the

@@ -706,7 +706,6 @@ int bfs_fsync_meta(struct bfs *fs)
 	return ret;
 }
 
-/* Cut the file's extent map at @size (the caller owns ip->editing). */
 void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			struct bfs_tail *tail)
 {
@@ -747,6 +746,9 @@ static int truncate_head(struct bfs *fs, const struct bfs_extent *e,
 	return 0;
 }
 
+/* Cut the file's extent map at @size in @t: the extents past it go, the
+ * one straddling it keeps its head as a new block (*keep, for the caller
+ * to free after the commit). Under bfs_truncate's locks. */
 static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			    const struct bfs_tail *tail, struct blk_txn *t,
 			    int64_t *stored_delta, void **keep)
