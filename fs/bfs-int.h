@@ -81,13 +81,22 @@ struct hash_job {
  * bfs_set_engine, before requests run) and only read afterwards.
  *
  * Lock order (outer first; none is held across a FUSE reply, and none
- * across a fetch from the cluster except by the last pass of a read
- * whose extent map keeps changing, bfs_read, and a truncate whose
- * prefetched block went, bfs_truncate, and a fallocate punch whose
- * prefetched edge block went, falloc.c punch):
+ * across a fetch from the cluster except by a truncate whose prefetched
+ * block went, bfs_truncate, and a fallocate punch whose prefetched edge
+ * block went, falloc.c punch; the read path never is, bfs_read):
  *   ns_lock          namespace: every create, link, unlink, rename, and
  *                    bfs_write_attrs; the only holder of several inodes'
  *                    ip->lock at once
+ *   ip->editing      NETWORK WAIT. A sleeping lock: a flag under ip->lock,
+ *                    waited for on ip->cond. A flush owns an inode's
+ *                    extents with it (flush_take .. flush_pass) and reads
+ *                    old blocks back while holding it (fill_run), which
+ *                    may fetch them from the cluster. Taken and waited
+ *                    for holding no lock but ip->lock (bfs_edit_lock lets
+ *                    go of ext_lock to wait). Its holder may take
+ *                    ext_lock, ip->lock and every lock below; it never
+ *                    takes ns_lock or waits for another inode's editing,
+ *                    and no holder of ns_lock or ext_lock waits for it
  *   ip->ext_lock     an inode's extent map vs. its flushing buffer
  *   ip->lock         an inode's record, buffers and flush state
  *     f->lock        an open file's cached block: alone or under

@@ -83,7 +83,9 @@ struct bfs_inode {
 	/* lock to read; the ip->editing holder fills it under lock, reads
 	 * it without, and empties it under ext_lock + lock */
 	struct wbuf flushing;
-	bool editing;	      /* lock: a flush or truncate owns the extents */
+	/* lock: a flush owns the extents; a sleeping lock held across
+	 * network waits (its place in the lock order: fs/bfs-int.h) */
+	bool editing;
 	bool queued;	      /* lock: on the flush queue */
 	int flush_err;	      /* lock: sticky background flush error */
 	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
