@@ -11,6 +11,7 @@
 #include "blocks/cid.h"
 #include "blocks/store/store.h"
 #include "fs/bfs.h"
+#include "fs/wbuf.h"
 #include "net/cluster/engine.h"
 
 #define ITAB_BUCKETS (1u << 14)
@@ -55,6 +56,78 @@
 #define RECLAIM_IDLE_MS 1000  /* ... unless a round ended this recently */
 #define MAINT_PERIOD_S 2
 #define SYNC_PERIODS 3 /* the store is synced every SYNC_PERIODS periods */
+
+/* A range of a file that fallocate reserved room for: [off, end). */
+struct bfs_resv {
+	uint64_t off, end;
+};
+
+/* An inode in memory. Lock order: ext_lock before lock (the order of
+ * both among the filesystem's locks is on struct bfs, below). */
+struct bfs_inode {
+	uint64_t ino;		 /* constant */
+	struct bfs_inode *hnext; /* itab_lock: itab bucket chain */
+	uint64_t nlookup;	 /* itab_lock: kernel references */
+	uint32_t refs;		 /* itab_lock: our references */
+
+	pthread_rwlock_t ext_lock; /* the extent map vs. ip->flushing */
+	/* ext_lock (changed held exclusively, read held shared): bumped at
+	 * every change of the extent map, so a reader that dropped ext_lock
+	 * to fetch blocks can tell whether what it read still stands */
+	uint64_t ext_gen;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* lock: editing finished */
+	/* lock; nlink and the file type also change only under ns_lock,
+	 * so namespace operations read them under ns_lock alone */
+	struct bfs_inode_rec rec;
+	char *target;	   /* symlink target, NUL-terminated: set before the
+			    * inode is in the table, constant after */
+	struct wbuf dirty; /* lock */
+	/* lock to read; the ip->editing holder fills it under lock, reads
+	 * it without, and empties it under ext_lock + lock */
+	struct wbuf flushing;
+	/* lock: a flush owns the extents; a sleeping lock held across
+	 * network waits (its place in the lock order: struct bfs) */
+	bool editing;
+	bool queued;	      /* lock: on the flush queue */
+	int flush_err;	      /* lock: sticky background flush error */
+	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
+	bool attr_dirty;      /* lock: record changed, not yet written */
+	/* lock: truncated to zero since a writer last closed it; that
+	 * close orders the file's blocks before later commits (ext4's
+	 * auto_da_alloc), so a rewrite in place survives a crash whole */
+	bool da_close;
+	bool attr_listed;		 /* itab_lock: on fs->attr_dirty */
+	struct bfs_inode *anext, *aprev; /* itab_lock */
+	uint32_t nopen;			 /* lock: open file handles */
+	/* Room fallocate set aside for later writes (falloc.c): sorted,
+	 * disjoint ranges, their total in resv_bytes (also counted in
+	 * fs->space_claimed). In memory only: given back by writes into
+	 * them, punch, truncate, and when the inode leaves memory. */
+	struct bfs_resv *resv;	 /* lock */
+	size_t nresv, cresv;	 /* lock */
+	uint64_t resv_bytes;	 /* lock */
+	struct bfs_inode *qnext; /* q_lock */
+};
+
+/* An open file: the last block read, so sequential reads of a block
+ * smaller than the read size do not fetch it again. f->lock is taken
+ * alone or under ip->ext_lock, never together with ip->lock, and never
+ * held across a fetch from the cluster. */
+struct bfs_file {
+	struct bfs_inode *ip; /* constant */
+	bool writer;	      /* constant: opened for writing */
+	bool reader;	      /* constant: opened read-only */
+	bool accessed; /* atomic: a read through it counted (bfs_access) */
+	struct bfs_file *prev, *next; /* itab_lock: fs->files */
+	pthread_mutex_t lock;
+	struct blk_cid cid; /* lock */
+	void *data;	    /* lock */
+	size_t len;	    /* lock */
+	bool cached;	    /* lock: cid, data and len hold a block */
+	uint64_t next_off;  /* lock: where a sequential read goes on */
+	uint64_t ahead;	    /* lock: prefetch asked up to here */
+};
 
 /* A chunk of a run (write.c): where content-defined chunking cut it. */
 struct chunk {

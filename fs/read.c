@@ -99,13 +99,16 @@ int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 
 /* ---- the read path ----------------------------------------------------- */
 
-int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
+int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, bool writer,
+		  struct bfs_file **out)
 {
 	struct bfs_file *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_init(&f->lock, NULL);
 	f->ip = ip;
+	f->writer = writer;
+	f->reader = !writer;
 	pthread_mutex_lock(&fs->itab_lock);
 	ip->refs++;
 	f->next = fs->files;
@@ -118,6 +121,16 @@ int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
 	pthread_mutex_unlock(&ip->lock);
 	*out = f;
 	return 0;
+}
+
+struct bfs_inode *bfs_file_inode(const struct bfs_file *f)
+{
+	return f->ip;
+}
+
+bool bfs_file_writer(const struct bfs_file *f)
+{
+	return f->writer;
 }
 
 void bfs_read_done(struct bfs *fs, struct bfs_file *f)

@@ -332,7 +332,7 @@ static bool read_eq(struct mfile *m, uint64_t off, size_t len)
 	struct bfs_file *f = m->f;
 	bool tmp = !f;
 
-	if (tmp && bfs_open_file(S.fs, m->ip, &f))
+	if (tmp && bfs_open_file(S.fs, m->ip, false, &f))
 		return false;
 	uint64_t want = off < m->size ? umin(len, m->size - off) : 0;
 	int64_t got = bfs_read(S.fs, f, off, S.buf, len);
@@ -751,7 +751,7 @@ static void step(void)
 		if (m->f)
 			handle_close(m);
 		else
-			MCHECK(bfs_open_file(S.fs, m->ip, &m->f) == 0);
+			MCHECK(bfs_open_file(S.fs, m->ip, true, &m->f) == 0);
 	} else if (r < 925) {
 		op_replace(m, slot);
 	} else if (r < 970) {
