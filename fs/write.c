@@ -384,7 +384,7 @@ static int put_chunks(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 	    .cids = cids,
 	    .zero = zero,
 	};
-	bfs_hash_chunks(fs, &job);
+	bfs_hash_chunks(&fs->hasher, &job);
 	for (size_t k = 0; !ret && k < n; k++) {
 		const uint8_t *p = r->buf + (ch[k].off - r->ea);
 		uint8_t key[16], val[BFS_EXTENT_VAL_MAX];

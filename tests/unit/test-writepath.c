@@ -454,7 +454,7 @@ static void check_reservations(void)
 		total += ip->resv_bytes;
 		pthread_mutex_unlock(&ip->lock);
 	}
-	MCHECK(__atomic_load_n(&S.fs->space_claimed, __ATOMIC_RELAXED) ==
+	MCHECK(__atomic_load_n(&S.fs->space.claimed, __ATOMIC_RELAXED) ==
 	       total);
 }
 
@@ -787,7 +787,7 @@ static void finish(void)
 	checkpoint();
 	check_all_freed();
 	/* every reservation went with its file's data */
-	MCHECK(__atomic_load_n(&S.fs->space_claimed, __ATOMIC_RELAXED) == 0);
+	MCHECK(__atomic_load_n(&S.fs->space.claimed, __ATOMIC_RELAXED) == 0);
 	op_log("remount");
 	fs_close();
 	fs_open();
