@@ -2,6 +2,7 @@
  * the cluster, extents overlaid with the buffers, read-ahead. */
 #include "fs/bfs-int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,28 @@
 #include "fs/extent.h"
 
 /* ---- blocks, local or fetched ------------------------------------------ */
+
+/* Debug builds count the extent-map locks the read path holds on this
+ * thread, and fetch_block checks that a read holds none: the read path
+ * never waits on the network under a lock (fs/bfs-int.h, lock order). */
+#ifndef NDEBUG
+static __thread unsigned read_ext_locked;
+#define READ_EXT_LOCKED(d) (read_ext_locked += (unsigned)(d))
+#else
+#define READ_EXT_LOCKED(d) ((void)0)
+#endif
+
+static void ext_rdlock(struct bfs_inode *ip)
+{
+	pthread_rwlock_rdlock(&ip->ext_lock);
+	READ_EXT_LOCKED(1);
+}
+
+static void ext_unlock(struct bfs_inode *ip)
+{
+	READ_EXT_LOCKED(-1);
+	pthread_rwlock_unlock(&ip->ext_lock);
+}
 
 /* Whether @err, from a read of the local store, says the local copy of the
  * block is damaged: RocksDB's checksum (-EIO: blob files carry a CRC32C
@@ -34,6 +57,7 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 
 	if (!fs->peers)
 		return -EIO;
+	assert(read_ext_locked == 0);
 	ret = cl_engine_fetch(fs->peers, cid, data, len);
 	if (ret)
 		return ret;
@@ -457,12 +481,12 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 	for (unsigned pass = 0;; pass++) {
 		struct bfs_extent_list exts = {0};
 
-		pthread_rwlock_rdlock(&ip->ext_lock);
+		ext_rdlock(ip);
 		pthread_mutex_lock(&ip->lock);
 		uint64_t size = ip->rec.size;
 		pthread_mutex_unlock(&ip->lock);
 		if (off >= size) {
-			pthread_rwlock_unlock(&ip->ext_lock);
+			ext_unlock(ip);
 			len = 0;
 			break;
 		}
@@ -478,11 +502,11 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 			ret = read_extents(fs, f, &exts, off, buf, len, &ml);
 		bfs_extent_list_free(&exts);
 		if (!ret && ml.n) {
-			pthread_rwlock_unlock(&ip->ext_lock);
+			ext_unlock(ip);
 			ret = read_fetch(fs, f, &ml, off, buf);
-			pthread_rwlock_rdlock(&ip->ext_lock);
+			ext_rdlock(ip);
 			if (!ret && ip->ext_gen != gen) {
-				pthread_rwlock_unlock(&ip->ext_lock);
+				ext_unlock(ip);
 				continue; /* the map changed: read again */
 			}
 		}
@@ -492,7 +516,7 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 			wbuf_overlay(&ip->dirty, off, buf, len);
 			pthread_mutex_unlock(&ip->lock);
 		}
-		pthread_rwlock_unlock(&ip->ext_lock);
+		ext_unlock(ip);
 		break;
 	}
 	missing_list_free(&ml);
