@@ -43,9 +43,8 @@
 #define SPACE_LOOK_NS (10 * 1000000ull)
 #define SPACE_NEAR (256ull << 20) /* look on every write below this */
 #define SPACE_WARN_NS (60 * 1000000000ull)
-#define SPACE_FLUSH_NS                                                         \
-	(1000000000ull)		   /* a flush for room at most this often      \
-				    */
+/* a flush for room at most this often */
+#define SPACE_FLUSH_NS (1000000000ull)
 #define SPACE_GARBAGE (4ull << 20) /* worth a compaction when room is short */
 #define SPACE_FULL_MARGIN (1ull << 20) /* status: full below reserve + this */
 /* What one more empty file or directory costs on disk, for statfs's free
