@@ -93,28 +93,12 @@ static bool set_fsname(struct mount_cfg *mc, const char *val, uint64_t v)
 }
 
 /* The atime options are the daemon's: FUSE leaves atime to it. As in
- * mount(8), the last of noatime/atime/relatime/strictatime wins. */
-static bool set_relatime(struct mount_cfg *mc, const char *val, uint64_t v)
+ * mount(8), the last of noatime/atime/relatime/strictatime wins; @v is
+ * the row's value, an enum bfs_atime. */
+static bool set_atime(struct mount_cfg *mc, const char *val, uint64_t v)
 {
 	(void)val;
-	(void)v;
-	mc->fs.atime = BFS_ATIME_RELATIME;
-	return true;
-}
-
-static bool set_noatime(struct mount_cfg *mc, const char *val, uint64_t v)
-{
-	(void)val;
-	(void)v;
-	mc->fs.atime = BFS_ATIME_NOATIME;
-	return true;
-}
-
-static bool set_strictatime(struct mount_cfg *mc, const char *val, uint64_t v)
-{
-	(void)val;
-	(void)v;
-	mc->fs.atime = BFS_ATIME_STRICT;
+	mc->fs.atime = (enum bfs_atime)v;
 	return true;
 }
 
@@ -211,14 +195,16 @@ const struct mount_opt mount_opts[] = {
 	     "its ACL once: setfacl then fails)"},
     {"noacl", MOPT_DAEMON, MOPT_FLAG, FIELD(acl), .value = 0,
      .same_help = true},
-    {"relatime", MOPT_DAEMON, MOPT_FLAG, .set = set_relatime,
+    {"relatime", MOPT_DAEMON, MOPT_FLAG, .set = set_atime,
+     .value = BFS_ATIME_RELATIME,
      .help = "a read updates atime when it is not newer than\n"
 	     "mtime or ctime, or a day old (the default)"},
-    {"atime", MOPT_BOTH, MOPT_FLAG, .set = set_relatime, .same_help = true},
-    {"noatime", MOPT_BOTH, MOPT_FLAG, .set = set_noatime,
-     .help = "reads never update atime"},
-    {"strictatime", MOPT_DAEMON, MOPT_FLAG, .set = set_strictatime,
-     .help = "every read updates atime"},
+    {"atime", MOPT_BOTH, MOPT_FLAG, .set = set_atime,
+     .value = BFS_ATIME_RELATIME, .same_help = true},
+    {"noatime", MOPT_BOTH, MOPT_FLAG, .set = set_atime,
+     .value = BFS_ATIME_NOATIME, .help = "reads never update atime"},
+    {"strictatime", MOPT_DAEMON, MOPT_FLAG, .set = set_atime,
+     .value = BFS_ATIME_STRICT, .help = "every read updates atime"},
     {"nodiratime", MOPT_DAEMON, MOPT_FLAG, .set = set_nodiratime,
      .help = "listing a directory leaves its atime"},
     {"nosuid", MOPT_KERNEL, MOPT_FLAG, .help = "passed to the kernel"},
@@ -387,7 +373,7 @@ static int mount_opt_proc(void *data, const char *arg, int key,
 		if (o->parse != MOPT_FLAG)
 			return opt_valued(mc, o, arg);
 		if (o->set)
-			o->set(mc, arg, 0);
+			o->set(mc, arg, (uint64_t)o->value);
 		if (o->where != MOPT_DAEMON)
 			opt_kernel(mc, arg);
 		return 0;

@@ -61,12 +61,12 @@ struct mount_opt {
 	enum mount_opt_where where;
 	enum mount_opt_parse parse;
 	size_t field; /* a flag without .set: its int in struct mount_cfg */
-	int value;    /* ... and what the flag sets it to */
+	int value;    /* ... and what the flag sets it to (or gives .set) */
 	uint64_t min, max;
 	bool pow2;
 	const char *choices;
 	/* Store the value (@val as given, @v as parsed); false refuses it.
-	 * For a flag, @v is 0. */
+	 * For a flag, @v is .value. */
 	bool (*set)(struct mount_cfg *mc, const char *val, uint64_t v);
 	const char *arg;  /* --help: what the value is ("SIZE") */
 	const char *must; /* the error: what the value must be */
