@@ -633,8 +633,8 @@ static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 		n = bfs_getxattr(FS(req), ip, name, buf, size);
 		bfs_iput(FS(req), ip);
 	} else if (!n) {
-		/* The caller's capabilities cost a read of /proc (about 10
-		 * us a listxattr): looked at only when it matters. */
+		/* The caller's capabilities cost a read of /proc: looked
+		 * at only when it matters. */
 		bool hidden;
 		n = bfs_listxattr(FS(req), ip, buf, size, &cr, &hidden);
 		if (hidden) {
