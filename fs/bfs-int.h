@@ -1,6 +1,7 @@
-/* The filesystem core's private header: struct bfs, its lock order, and
- * what the files of the core (bfs.c, inode.c, namespace.c, write.c,
- * flush.c, space.c, read.c, damage.c, xattr.c, maint.c, recover.c) share. */
+/* The filesystem core's private header: struct bfs, its sub-objects and
+ * its lock order, the inode and open-file structs, and what the files of
+ * the core (bfs.c, inode.c, namespace.c, write.c, flush.c, hash.c,
+ * space.c, read.c, damage.c, xattr.c, maint.c, recover.c) share. */
 #pragma once
 
 #include <pthread.h>
@@ -11,6 +12,8 @@
 #include "blocks/cid.h"
 #include "blocks/store/store.h"
 #include "fs/bfs.h"
+#include "fs/hash.h"
+#include "fs/wbuf.h"
 #include "net/cluster/engine.h"
 
 #define ITAB_BUCKETS (1u << 14)
@@ -40,15 +43,13 @@
 #define SPACE_LOOK_NS (10 * 1000000ull)
 #define SPACE_NEAR (256ull << 20) /* look on every write below this */
 #define SPACE_WARN_NS (60 * 1000000000ull)
-#define SPACE_FLUSH_NS                                                         \
-	(1000000000ull)		   /* a flush for room at most this often      \
-				    */
+/* a flush for room at most this often */
+#define SPACE_FLUSH_NS (1000000000ull)
 #define SPACE_GARBAGE (4ull << 20) /* worth a compaction when room is short */
 #define SPACE_FULL_MARGIN (1ull << 20) /* status: full below reserve + this */
 /* What one more empty file or directory costs on disk, for statfs's free
  * files: its record, its directory entry and their share of RocksDB's
- * overhead. Measured: 37 bytes a file after compaction for 100,000 empty
- * files with short names; a 255-byte name alone costs more, so 256. */
+ * overhead, rounded up to what a 255-byte name alone costs. */
 #define BFS_INODE_BYTES 256
 
 #define COMPACT_AFTER (128ull << 20)
@@ -57,24 +58,149 @@
 #define MAINT_PERIOD_S 2
 #define SYNC_PERIODS 3 /* the store is synced every SYNC_PERIODS periods */
 
-/* A chunk of a run (write.c): where content-defined chunking cut it. */
-struct chunk {
-	uint64_t off; /* file offset */
-	uint32_t len;
-	bool natural; /* a content-defined cut, not the end of the data */
+/* A range of a file that fallocate reserved room for: [off, end). */
+struct bfs_resv {
+	uint64_t off, end;
 };
 
-/* One run's chunks to hash (flush.c): items are claimed with an atomic
- * counter by the flusher and the helper thread alike. */
-struct hash_job {
-	const uint8_t *base;
-	uint64_t base_off;
-	const struct chunk *ch;
-	size_t n;
-	struct blk_cid *cids;
-	bool *zero;
-	size_t next;	/* atomic: next item to claim */
-	unsigned users; /* hp_lock: helpers inside */
+/* An inode in memory. Lock order: ext_lock before lock (the order of
+ * both among the filesystem's locks is on struct bfs, below). */
+struct bfs_inode {
+	uint64_t ino;		 /* constant */
+	struct bfs_inode *hnext; /* itab_lock: itab bucket chain */
+	uint64_t nlookup;	 /* itab_lock: kernel references */
+	uint32_t refs;		 /* itab_lock: our references */
+
+	pthread_rwlock_t ext_lock; /* the extent map vs. ip->flushing */
+	/* ext_lock (changed held exclusively, read held shared): bumped at
+	 * every change of the extent map, so a reader that dropped ext_lock
+	 * to fetch blocks can tell whether what it read still stands */
+	uint64_t ext_gen;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* lock: editing finished */
+	/* lock; nlink and the file type also change only under ns_lock,
+	 * so namespace operations read them under ns_lock alone */
+	struct bfs_inode_rec rec;
+	char *target;	   /* symlink target, NUL-terminated: set before the
+			    * inode is in the table, constant after */
+	struct wbuf dirty; /* lock */
+	/* lock to read; the ip->editing holder fills it under lock, reads
+	 * it without, and empties it under ext_lock + lock */
+	struct wbuf flushing;
+	/* lock: a flush owns the extents; a sleeping lock held across
+	 * network waits (its place in the lock order: struct bfs) */
+	bool editing;
+	bool queued;	      /* lock: on the flush queue */
+	int flush_err;	      /* lock: sticky background flush error */
+	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
+	bool attr_dirty;      /* lock: record changed, not yet written */
+	/* lock: truncated to zero since a writer last closed it; that
+	 * close orders the file's blocks before later commits (ext4's
+	 * auto_da_alloc), so a rewrite in place survives a crash whole */
+	bool da_close;
+	bool attr_listed;		 /* itab_lock: on fs->attr_dirty */
+	struct bfs_inode *anext, *aprev; /* itab_lock */
+	uint32_t nopen;			 /* lock: open file handles */
+	/* Room fallocate set aside for later writes (falloc.c): sorted,
+	 * disjoint ranges, their total in resv_bytes (also counted in
+	 * fs->space.claimed). In memory only: given back by writes into
+	 * them, punch, truncate, and when the inode leaves memory. */
+	struct bfs_resv *resv;	 /* lock */
+	size_t nresv, cresv;	 /* lock */
+	uint64_t resv_bytes;	 /* lock */
+	struct bfs_inode *qnext; /* fs->fq.lock */
+};
+
+/* An open file: the last block read, so sequential reads of a block
+ * smaller than the read size do not fetch it again. f->lock is taken
+ * alone or under ip->ext_lock, never together with ip->lock, and never
+ * held across a fetch from the cluster. */
+struct bfs_file {
+	struct bfs_inode *ip; /* constant */
+	bool writer;	      /* constant: opened for writing */
+	bool reader;	      /* constant: opened read-only */
+	bool accessed; /* atomic: a read through it counted (bfs_access) */
+	struct bfs_file *prev, *next; /* itab_lock: fs->files */
+	pthread_mutex_t lock;
+	struct blk_cid cid; /* lock */
+	void *data;	    /* lock */
+	size_t len;	    /* lock */
+	bool cached;	    /* lock: cid, data and len hold a block */
+	uint64_t next_off;  /* lock: where a sequential read goes on */
+	uint64_t ahead;	    /* lock: prefetch asked up to here */
+};
+
+/* The flush queue (flush.c): inodes waiting for a background flush, the
+ * threads that flush them, and the count of dirty memory writers are
+ * held back on. Lock: lock (a leaf). Started by bfs_flushq_start, stopped
+ * (queue emptied, threads joined) by bfs_flushq_stop. */
+struct bfs_flushq {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	       /* lock: the queue has an inode */
+	pthread_cond_t drain;	       /* lock: dirty_bytes went down */
+	struct bfs_inode *head, *tail; /* lock, linked by ip->qnext */
+	bool stop;		       /* lock: the flushers stop */
+	/* All dirty + flushing bytes. An atomic, changed under lock (so
+	 * that a waiter on drain cannot miss a drop) and under the
+	 * inode's ip->lock with its buffers; read without a lock. */
+	uint64_t dirty_bytes;
+	pthread_t *threads; /* start/stop only */
+	unsigned nthreads;  /* start/stop only: those that started */
+};
+
+/* The maintenance thread (maint.c): deferred attributes, eviction, the
+ * periodic sync and space reclamation: deleted blocks leave garbage in
+ * blob files until a compaction; the thread runs one once enough was
+ * freed and writes have paused, and bfs_close runs a last one
+ * (bfs_maint_final). Lock: lock (a leaf). */
+struct bfs_maint {
+	pthread_t thread; /* start/stop only */
+	bool started;	  /* start/stop only */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* lock: stop, kick or gen changed */
+	bool stop;	     /* lock */
+	/* A writer short of room asks for a compaction now
+	 * (bfs_maint_reclaim): it sets kick and waits on cond for gen to
+	 * move; reclaimed says whether that round compacted, idle_at
+	 * (CLOCK_MONOTONIC ms) when a round last ended. All lock. */
+	bool kick;
+	bool reclaimed;
+	uint64_t gen;
+	uint64_t idle_at;
+	/* The thread's own: set by bfs_maint_start before it starts, read
+	 * by bfs_maint_final after it was joined. */
+	uint64_t freed;	   /* bytes freed since the last compaction */
+	uint64_t prev;	   /* stored bytes at the last look */
+	uint64_t overhead; /* disk bytes past stored bytes that the last
+			    * compaction left */
+};
+
+/* Room on the node directory's file system (space.c): the last look at
+ * it, taken again every SPACE_LOOK_NS or on every write once little is
+ * left, and the room fallocate set aside. Lock: lock (a leaf, held
+ * across the store's blk_db_space). No thread: init/destroy only. */
+struct bfs_space {
+	pthread_mutex_t lock;
+	uint64_t avail;	  /* lock: free bytes, less the reserve */
+	uint64_t pending; /* lock: memtable bytes not written */
+	uint64_t total;	  /* lock */
+	uint64_t at;	  /* lock: CLOCK_MONOTONIC ns of the look */
+	uint64_t warned;  /* lock: when ENOSPC was last logged */
+	uint64_t flushed; /* lock: when a writer short of room last flushed
+			   * the memtables */
+	/* Room set aside by fallocate (the sum of every inode's
+	 * resv_bytes): an atomic, added to under lock (so that two claims
+	 * cannot both take the last room), taken from without. */
+	uint64_t claimed;
+};
+
+/* Blocks whose damage the log reported (damage.c), so that it says so
+ * once per block, not once per read: a ring of the last ones. Lock: lock
+ * (a leaf). */
+struct bfs_damage {
+	pthread_mutex_t lock;
+	struct blk_cid *said; /* lock */
+	size_t n, next;	      /* lock */
 };
 
 /*
@@ -82,26 +208,39 @@ struct hash_job {
  * bfs_set_engine, before requests run) and only read afterwards.
  *
  * Lock order (outer first; none is held across a FUSE reply, and none
- * across a fetch from the cluster except by the last pass of a read
- * whose extent map keeps changing, bfs_read, and a truncate whose
- * prefetched block went, bfs_truncate, and a fallocate punch whose
- * prefetched edge block went, falloc.c punch):
+ * across a fetch from the cluster except by a truncate whose prefetched
+ * block went, bfs_truncate, and a fallocate punch whose prefetched edge
+ * block went, falloc.c punch; the read path never is, bfs_read):
  *   ns_lock          namespace: every create, link, unlink, rename, and
  *                    bfs_write_attrs; the only holder of several inodes'
  *                    ip->lock at once
+ *   ip->editing      NETWORK WAIT. A sleeping lock: a flag under ip->lock,
+ *                    waited for on ip->cond. A flush owns an inode's
+ *                    extents with it (flush_take .. flush_pass) and reads
+ *                    old blocks back while holding it (fill_run), which
+ *                    may fetch them from the cluster. Taken and waited
+ *                    for holding no lock but ip->lock (bfs_edit_lock lets
+ *                    go of ext_lock to wait). Its holder may take
+ *                    ext_lock, ip->lock and every lock below; it never
+ *                    takes ns_lock or waits for another inode's editing,
+ *                    and no holder of ns_lock or ext_lock waits for it
  *   ip->ext_lock     an inode's extent map vs. its flushing buffer
  *   ip->lock         an inode's record, buffers and flush state
  *     f->lock        an open file's cached block: alone or under
  *                    ext_lock, never together with ip->lock
  *   itab_lock        the inode table, reference counts, attr_dirty, files
- *   q_lock           the flush queue and the dirty-memory count's waiters
- *   space_lock       the last look at the node's file system (space.c)
- *   maint_lock       the maintenance thread's stop flag and wakeup
- *   hp_lock          the hash helper's job
- *   damage_lock      the blocks reported as damaged (damage.c)
+ *   fq.lock          the flush queue and the dirty-memory count's waiters
+ *                    (struct bfs_flushq, flush.c)
+ *   space.lock       the last look at the node's file system
+ *                    (struct bfs_space, space.c)
+ *   mt.lock          the maintenance thread's stop flag and wakeup
+ *                    (struct bfs_maint, maint.c)
+ *   hasher.lock      the hash helper's job (struct bfs_hasher, hash.c)
+ *   damage.lock      the blocks reported as damaged
+ *                    (struct bfs_damage, damage.c)
  *   count_lock       the inode count, across its commit
  * The last six are leaves of this list: none is held while another lock
- * of it is taken (space_lock is held across the store's blk_db_space).
+ * of it is taken (space.lock is held across the store's blk_db_space).
  * The store's own locks (blocks/store/store.c) and the cluster engine's
  * (through cl_engine_kick, under ext_lock + ip->lock) come after all of these.
  */
@@ -142,75 +281,15 @@ struct bfs {
 	 * inode and writes its record itself. */
 	struct bfs_inode *attr_dirty; /* itab_lock, linked by anext/aprev */
 
-	pthread_mutex_t q_lock;
-	pthread_cond_t q_cond;		   /* q_lock: the queue has an inode */
-	pthread_cond_t q_drain;		   /* q_lock: dirty_bytes went down */
-	struct bfs_inode *q_head, *q_tail; /* q_lock */
-	bool q_stop;			   /* q_lock: the flushers stop */
-	/* All dirty + flushing bytes. An atomic, changed under q_lock (so
-	 * that a waiter on q_drain cannot miss a drop) and under the
-	 * inode's ip->lock with its buffers; read without a lock. */
-	uint64_t dirty_bytes;
-	pthread_t *flushers; /* bfs_open/bfs_close only */
-	unsigned nflushers;  /* bfs_open/bfs_close only */
-
-	/* Space reclamation: deleted blocks leave garbage in blob files
-	 * until a compaction; the maintenance thread runs one once enough
-	 * was freed and writes have paused, and bfs_close runs a last one. */
-	pthread_t maint;    /* bfs_open/bfs_close only */
-	bool maint_started; /* bfs_open/bfs_close only */
-	pthread_mutex_t maint_lock;
-	pthread_cond_t maint_cond; /* maint_lock: maint_stop, maint_kick or
-				    * maint_gen changed */
-	bool maint_stop;	   /* maint_lock */
-	/* A writer short of room asks for a compaction now
-	 * (bfs_maint_reclaim): it sets maint_kick and waits on maint_cond
-	 * for maint_gen to move; maint_reclaimed says whether that round
-	 * compacted, maint_idle_at (CLOCK_MONOTONIC ms) when a round last
-	 * ended. All maint_lock. */
-	bool maint_kick;
-	bool maint_reclaimed;
-	uint64_t maint_gen;
-	uint64_t maint_idle_at;
-	/* The maintenance thread's own: set by bfs_maint_start before it
-	 * starts, read by bfs_maint_final after it was joined. */
-	uint64_t freed;	     /* bytes freed since the last compaction */
-	uint64_t maint_prev; /* stored bytes at the last look */
-	uint64_t overhead;   /* disk bytes past stored bytes that the last
-			      * compaction left */
-
-	/* A helper thread that hashes chunks beside the flusher. */
-	pthread_mutex_t hp_lock;
-	pthread_cond_t hp_cond, hp_done; /* hp_lock */
-	struct hash_job *hp_job;	 /* hp_lock: the job helpers may join */
-	pthread_t hp_thread;		 /* bfs_open/bfs_close only */
-	bool hp_started;		 /* bfs_open/bfs_close only */
-	bool hp_stop;			 /* hp_lock */
-
-	/* Room on the node directory's file system (space.c): the last
-	 * look at it, taken again every SPACE_LOOK_NS or on every write
-	 * once little is left. */
-	pthread_mutex_t space_lock;
-	uint64_t space_avail;	/* space_lock: free bytes, less the reserve */
-	uint64_t space_pending; /* space_lock: memtable bytes not written */
-	uint64_t space_total;	/* space_lock */
-	uint64_t space_at;	/* space_lock: CLOCK_MONOTONIC ns of the look */
-	uint64_t space_warned;	/* space_lock: when ENOSPC was last logged */
-	uint64_t space_flushed; /* space_lock: when a writer short of room
-				 * last flushed the memtables */
-	/* Room set aside by fallocate (the sum of every inode's
-	 * resv_bytes): an atomic, added to under space_lock (so that two
-	 * claims cannot both take the last room), taken from without. */
-	uint64_t space_claimed;
+	struct bfs_flushq fq;	  /* flush.c */
+	struct bfs_maint mt;	  /* maint.c */
+	struct bfs_space space;	  /* space.c */
+	struct bfs_damage damage; /* damage.c */
+	/* A helper thread that hashes chunks beside the flusher (hash.c). */
+	struct bfs_hasher hasher;
 
 	/* Counters for the log at unmount (relaxed atomics). */
 	uint64_t n_flushes, n_hashed, n_committed, n_sync_flushes;
-
-	/* Blocks whose damage the log reported (damage.c), so that it says
-	 * so once per block, not once per read: a ring of the last ones. */
-	pthread_mutex_t damage_lock;
-	struct blk_cid *damage_said;  /* damage_lock */
-	size_t damage_n, damage_next; /* damage_lock */
 };
 
 /* ---- inode.c: records, the inode table, deferred attributes ---------- */
@@ -313,28 +392,29 @@ uint64_t bfs_resv_overlap(const struct bfs_inode *ip, uint64_t off,
 void bfs_resv_drop(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		   uint64_t end);
 
-/* ---- flush.c: dirty memory, the flush queue, the hash helper -------- */
+/* ---- flush.c: dirty memory, the flush queue ------------------------- */
 
 /* Add @delta to the dirty bytes; waiting writers wake when it drops. */
 void bfs_dirty_account(struct bfs *fs, int64_t delta);
 /* Queue @ip for a background flush (takes a reference); the caller set
  * ip->queued. */
 void bfs_enqueue(struct bfs *fs, struct bfs_inode *ip);
-/* Start cfg.flushers flusher threads (fs->nflushers counts those that
+void bfs_flushq_init(struct bfs_flushq *fq);
+/* Start cfg.flushers flusher threads (fs->fq.nthreads counts those that
  * started); 0 or -errno. */
-int bfs_flushers_start(struct bfs *fs);
-/* Start the hash helper thread; false if it could not start (hashing
- * then runs on the flushers alone). */
-bool bfs_hash_helper_start(struct bfs *fs);
-void bfs_hash_helper_stop(struct bfs *fs);
-/* Hash every chunk of @j, with the helper thread if it is free. */
-void bfs_hash_chunks(struct bfs *fs, struct hash_job *j);
+int bfs_flushq_start(struct bfs *fs);
+/* Stop the flushers once they emptied the queue, and join them; a no-op
+ * if they never started. */
+void bfs_flushq_stop(struct bfs *fs);
+void bfs_flushq_destroy(struct bfs_flushq *fq);
 /* Hold a writer of @ip back while dirty memory is over cfg.dirty_max;
  * 0 or the error of the flush it forced. */
 int bfs_throttle(struct bfs *fs, struct bfs_inode *ip);
 
 /* ---- space.c: room on the node's file system ------------------------- */
 
+void bfs_space_init(struct bfs_space *sp);
+void bfs_space_destroy(struct bfs_space *sp);
 /* Bytes writes may still add, looking at the file system again when the
  * last look is old or little was left (@fresh: always). *total
  * (optional) gets the file system's size, 0 if it was never seen. */
@@ -362,6 +442,9 @@ void bfs_space_compacted(struct bfs *fs, int err);
 
 /* ---- damage.c: naming damaged data in the log --------------------- */
 
+void bfs_damage_init(struct bfs_damage *d);
+/* Frees the ring too. */
+void bfs_damage_destroy(struct bfs_damage *d);
 /* The path of @ino in the filesystem ("/dir/file",
  * one of them for an inode of several links) into @buf: 0, -ENOENT (no
  * directory entry names it: unlinked), -ENAMETOOLONG, -ELOOP, -ENOMEM,
@@ -392,8 +475,12 @@ int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 
 /* ---- maint.c: eviction, periodic sync, compaction -------------------- */
 
+void bfs_maint_init(struct bfs_maint *mt);
 /* Start the maintenance thread; 0 or -errno. */
 int bfs_maint_start(struct bfs *fs);
+/* Stop the maintenance thread and join it (if it started). */
+void bfs_maint_stop(struct bfs *fs);
+void bfs_maint_destroy(struct bfs_maint *mt);
 /* At unmount, after the threads stopped: sync the store and compact if
  * anything was freed since the last compaction. 0 or the sync's error. */
 int bfs_maint_final(struct bfs *fs);

@@ -99,16 +99,23 @@ static void init_locks(struct bfs *fs)
 	pthread_mutex_init(&fs->ns_lock, NULL);
 	pthread_mutex_init(&fs->count_lock, NULL);
 	pthread_mutex_init(&fs->itab_lock, NULL);
-	pthread_mutex_init(&fs->q_lock, NULL);
-	blk_cond_init(&fs->q_cond);
-	blk_cond_init(&fs->q_drain);
-	pthread_mutex_init(&fs->space_lock, NULL);
-	pthread_mutex_init(&fs->maint_lock, NULL);
-	blk_cond_init(&fs->maint_cond);
-	pthread_mutex_init(&fs->hp_lock, NULL);
-	pthread_mutex_init(&fs->damage_lock, NULL);
-	blk_cond_init(&fs->hp_cond);
-	blk_cond_init(&fs->hp_done);
+	bfs_flushq_init(&fs->fq);
+	bfs_space_init(&fs->space);
+	bfs_maint_init(&fs->mt);
+	bfs_hasher_init(&fs->hasher);
+	bfs_damage_init(&fs->damage);
+}
+
+static void destroy_locks(struct bfs *fs)
+{
+	bfs_damage_destroy(&fs->damage);
+	bfs_hasher_destroy(&fs->hasher);
+	bfs_maint_destroy(&fs->mt);
+	bfs_space_destroy(&fs->space);
+	bfs_flushq_destroy(&fs->fq);
+	pthread_mutex_destroy(&fs->itab_lock);
+	pthread_mutex_destroy(&fs->count_lock);
+	pthread_mutex_destroy(&fs->ns_lock);
 }
 
 /* RocksDB cannot open for writing on a full file system (it writes a
@@ -317,11 +324,11 @@ static int recover(struct bfs *fs, char *err, size_t errlen)
 
 static int start_threads(struct bfs *fs)
 {
-	int ret = bfs_flushers_start(fs);
+	int ret = bfs_flushq_start(fs);
 
 	if (ret || fs->cfg.read_only)
 		return ret;
-	bfs_hash_helper_start(fs);
+	bfs_hasher_start(&fs->hasher);
 	return bfs_maint_start(fs);
 }
 
@@ -335,13 +342,13 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	if (!fs)
 		return -ENOMEM;
 	fs->cfg = *cfg;
+	init_locks(fs);
 	fs->node_dir = strdup(cfg->node_dir);
 	fs->itab = calloc(ITAB_BUCKETS, sizeof(*fs->itab));
 	if (!fs->node_dir || !fs->itab) {
 		ret = -ENOMEM;
 		goto fail;
 	}
-	init_locks(fs);
 	uint64_t avail = 0;
 	bool full = check_room(fs, &avail);
 	snprintf(path, sizeof(path), "%s/db", fs->cfg.node_dir);
@@ -413,22 +420,9 @@ int bfs_sync_all(struct bfs *fs)
  * queue first), then the hash helper. */
 static void stop_threads(struct bfs *fs)
 {
-	if (fs->flushers) {
-		pthread_mutex_lock(&fs->maint_lock);
-		fs->maint_stop = true;
-		pthread_cond_broadcast(&fs->maint_cond);
-		pthread_mutex_unlock(&fs->maint_lock);
-		pthread_mutex_lock(&fs->q_lock);
-		fs->q_stop = true;
-		pthread_cond_broadcast(&fs->q_cond);
-		pthread_mutex_unlock(&fs->q_lock);
-		if (fs->maint_started)
-			pthread_join(fs->maint, NULL);
-		for (unsigned i = 0; i < fs->nflushers; i++)
-			pthread_join(fs->flushers[i], NULL);
-		free(fs->flushers);
-	}
-	bfs_hash_helper_stop(fs);
+	bfs_maint_stop(fs);
+	bfs_flushq_stop(fs);
+	bfs_hasher_stop(&fs->hasher);
 }
 
 int bfs_close(struct bfs *fs)
@@ -440,7 +434,7 @@ int bfs_close(struct bfs *fs)
 	/* Handles the kernel never released (the session ended first). */
 	while (fs->files)
 		bfs_release_file(fs, fs->files);
-	if (fs->db && fs->flushers)
+	if (fs->db && fs->fq.threads)
 		ret = bfs_sync_all(fs);
 	if (fs->n_flushes)
 		blk_log_info("%llu flushes (%llu by writers over the memory "
@@ -469,7 +463,7 @@ int bfs_close(struct bfs *fs)
 	}
 	blk_store_close(fs->store);
 	blk_db_close(fs->db);
-	free(fs->damage_said);
+	destroy_locks(fs);
 	free(fs->node_dir);
 	free(fs);
 	return ret;

@@ -16,7 +16,6 @@
 #include "blocks/store/store.h"
 #include "fs/cred.h"
 #include "fs/meta.h"
-#include "fs/wbuf.h"
 
 struct bfs;
 struct cl_engine; /* net/cluster/engine.h */
@@ -28,11 +27,6 @@ enum bfs_atime {
 			     * old */
 	BFS_ATIME_NOATIME,  /* never */
 	BFS_ATIME_STRICT,   /* at every read */
-};
-
-/* A range of a file that fallocate reserved room for: [off, end). */
-struct bfs_resv {
-	uint64_t off, end;
 };
 
 struct bfs_config {
@@ -51,11 +45,6 @@ struct bfs_config {
 	bool nodiratime; /* listing a directory leaves its atime */
 };
 
-/* What the cluster layer (net/cluster/engine.c) does for the filesystem, so
- * that this file needs no network: fetch a block missing from the local store,
- * learn that new blocks were committed, wait until everything committed is on
- * its placement (fsync), hold writers back while uploads lag, and say how many
- * blocks still wait for upload (eviction waits for none). */
 /* Read-only attribute of the root directory: the mount's own view of the
  * cluster's nodes, one line per node, "NAME up|down LATENCY_US\n" (latency
  * of the last heartbeats, 1 for the mount's own node, 0 before any). Not
@@ -64,70 +53,10 @@ struct bfs_config {
 #define BFS_XATTR_NODES "blockfs.nodes"
 #define BFS_XATTR_PREFIX "blockfs."
 
-/* An inode in memory. Lock order: ext_lock before lock (the order of
- * both among the filesystem's locks is on struct bfs, fs/bfs-int.h). */
-struct bfs_inode {
-	uint64_t ino;		 /* constant */
-	struct bfs_inode *hnext; /* itab_lock: itab bucket chain */
-	uint64_t nlookup;	 /* itab_lock: kernel references */
-	uint32_t refs;		 /* itab_lock: our references */
-
-	pthread_rwlock_t ext_lock; /* the extent map vs. ip->flushing */
-	/* ext_lock (changed held exclusively, read held shared): bumped at
-	 * every change of the extent map, so a reader that dropped ext_lock
-	 * to fetch blocks can tell whether what it read still stands */
-	uint64_t ext_gen;
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* lock: editing finished */
-	/* lock; nlink and the file type also change only under ns_lock,
-	 * so namespace operations read them under ns_lock alone */
-	struct bfs_inode_rec rec;
-	char *target;	   /* symlink target, NUL-terminated: set before the
-			    * inode is in the table, constant after */
-	struct wbuf dirty; /* lock */
-	/* lock to read; the ip->editing holder fills it under lock, reads
-	 * it without, and empties it under ext_lock + lock */
-	struct wbuf flushing;
-	bool editing;	      /* lock: a flush or truncate owns the extents */
-	bool queued;	      /* lock: on the flush queue */
-	int flush_err;	      /* lock: sticky background flush error */
-	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
-	bool attr_dirty;      /* lock: record changed, not yet written */
-	/* lock: truncated to zero since a writer last closed it; that
-	 * close orders the file's blocks before later commits (ext4's
-	 * auto_da_alloc), so a rewrite in place survives a crash whole */
-	bool da_close;
-	bool attr_listed;		 /* itab_lock: on fs->attr_dirty */
-	struct bfs_inode *anext, *aprev; /* itab_lock */
-	uint32_t nopen;			 /* lock: open file handles */
-	/* Room fallocate set aside for later writes (falloc.c): sorted,
-	 * disjoint ranges, their total in resv_bytes (also counted in
-	 * fs->space_claimed). In memory only: given back by writes into
-	 * them, punch, truncate, and when the inode leaves memory. */
-	struct bfs_resv *resv;	 /* lock */
-	size_t nresv, cresv;	 /* lock */
-	uint64_t resv_bytes;	 /* lock */
-	struct bfs_inode *qnext; /* q_lock */
-};
-
-/* An open file: the last block read, so sequential reads of a block
- * smaller than the read size do not fetch it again. f->lock is taken
- * alone or under ip->ext_lock, never together with ip->lock, and never
- * held across a fetch from the cluster. */
-struct bfs_file {
-	struct bfs_inode *ip; /* constant */
-	bool writer;	      /* constant: opened for writing */
-	bool reader;	      /* constant: opened read-only */
-	bool accessed; /* atomic: a read through it counted (bfs_access) */
-	struct bfs_file *prev, *next; /* itab_lock: fs->files */
-	pthread_mutex_t lock;
-	struct blk_cid cid; /* lock */
-	void *data;	    /* lock */
-	size_t len;	    /* lock */
-	bool cached;	    /* lock: cid, data and len hold a block */
-	uint64_t next_off;  /* lock: where a sequential read goes on */
-	uint64_t ahead;	    /* lock: prefetch asked up to here */
-};
+/* An inode in memory and an open file: private to the core
+ * (fs/bfs-int.h); the functions below take and give them. */
+struct bfs_inode;
+struct bfs_file;
 
 struct bfs_dirent {
 	uint64_t ino;
@@ -177,6 +106,10 @@ void bfs_ref_lookup(struct bfs *fs, struct bfs_inode *ip);
 void bfs_forget(struct bfs *fs, uint64_t ino, uint64_t n);
 
 void bfs_stat(struct bfs_inode *ip, struct stat *st);
+/* The inode number of @ip. */
+uint64_t bfs_inode_ino(const struct bfs_inode *ip);
+/* The file type and permission bits of @ip (st_mode). */
+mode_t bfs_inode_mode(struct bfs_inode *ip);
 
 /* A read of @ip (a file read, a directory listed): its atime moves to now
  * when the mount's atime rule (cfg.atime, cfg.nodiratime) says so. The
@@ -192,7 +125,7 @@ bool bfs_access(struct bfs *fs, struct bfs_inode *ip);
 bool bfs_file_access(struct bfs *fs, struct bfs_file *f, bool closing);
 
 /* Namespace. Every function returning an inode returns it referenced
- * (bfs_iput it) and counts one kernel lookup when @lookup is true. */
+ * (bfs_iput it); the caller counts the kernel's lookup (bfs_ref_lookup). */
 int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
 	       struct bfs_inode **out);
 /* @mode is the mode asked for (with its type), before @umask: a new inode
@@ -247,8 +180,14 @@ unsigned bfs_killpriv(struct bfs_inode *ip, const struct bfs_cred *c);
 int bfs_dir_load(struct bfs *fs, struct bfs_inode *dp, struct bfs_dir *d);
 void bfs_dir_free(struct bfs_dir *d);
 
-/* Files. */
-int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out);
+/* Files. A handle of @ip opened for writing (@writer) or read-only:
+ * takes a reference to @ip. */
+int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, bool writer,
+		  struct bfs_file **out);
+/* The inode of a handle (constant while it is open). */
+struct bfs_inode *bfs_file_inode(const struct bfs_file *f);
+/* Whether the handle was opened for writing. */
+bool bfs_file_writer(const struct bfs_file *f);
 /* Release a handle: starts the file's final flush in the background and
  * returns its sticky error (so close(2) can report it). */
 int bfs_release_file(struct bfs *fs, struct bfs_file *f);

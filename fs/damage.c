@@ -1,6 +1,7 @@
-/* Damaged data in the log: the path of an inode (a reverse lookup through
- * the directory entries), and the one line per block that says its local
- * copy was unreadable, or healed from the cluster, naming file and CID. */
+/* Damaged data in the log (struct bfs_damage): the path of an inode (a
+ * reverse lookup through the directory entries), and the one line per
+ * block that says its local copy was unreadable, or healed from the
+ * cluster, naming file and CID. */
 #include "fs/bfs-int.h"
 
 #include <errno.h>
@@ -99,27 +100,39 @@ void bfs_ino_describe(struct bfs *fs, uint64_t ino, char *buf, size_t len)
 		snprintf(buf, len, "(path unknown: %s)", strerror(-ret));
 }
 
+void bfs_damage_init(struct bfs_damage *d)
+{
+	pthread_mutex_init(&d->lock, NULL);
+}
+
+void bfs_damage_destroy(struct bfs_damage *d)
+{
+	free(d->said);
+	d->said = NULL;
+	pthread_mutex_destroy(&d->lock);
+}
+
 /* Whether @cid is reported already; if not, it is from now on. */
 static bool said_before(struct bfs *fs, const struct blk_cid *cid)
 {
 	bool said = false;
 
-	pthread_mutex_lock(&fs->damage_lock);
-	for (size_t i = 0; i < fs->damage_n && !said; i++)
-		said = blk_cid_equal(&fs->damage_said[i], cid);
+	pthread_mutex_lock(&fs->damage.lock);
+	for (size_t i = 0; i < fs->damage.n && !said; i++)
+		said = blk_cid_equal(&fs->damage.said[i], cid);
 	if (!said) {
-		if (!fs->damage_said)
-			fs->damage_said =
-			    calloc(DAMAGE_SAID_MAX, sizeof(*fs->damage_said));
-		if (fs->damage_said) {
-			fs->damage_said[fs->damage_next] = *cid;
-			fs->damage_next =
-			    (fs->damage_next + 1) % DAMAGE_SAID_MAX;
-			if (fs->damage_n < DAMAGE_SAID_MAX)
-				fs->damage_n++;
+		if (!fs->damage.said)
+			fs->damage.said =
+			    calloc(DAMAGE_SAID_MAX, sizeof(*fs->damage.said));
+		if (fs->damage.said) {
+			fs->damage.said[fs->damage.next] = *cid;
+			fs->damage.next =
+			    (fs->damage.next + 1) % DAMAGE_SAID_MAX;
+			if (fs->damage.n < DAMAGE_SAID_MAX)
+				fs->damage.n++;
 		}
 	}
-	pthread_mutex_unlock(&fs->damage_lock);
+	pthread_mutex_unlock(&fs->damage.lock);
 	return said;
 }
 

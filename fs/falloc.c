@@ -219,7 +219,7 @@ static int reserve_holes(struct bfs *fs, struct bfs_inode *ip,
 	if (added < claimed)
 		bfs_space_unclaim(fs, claimed - added);
 	else if (added > claimed) /* a write took some meanwhile */
-		__atomic_add_fetch(&fs->space_claimed, added - claimed,
+		__atomic_add_fetch(&fs->space.claimed, added - claimed,
 				   __ATOMIC_RELAXED);
 	return ret;
 }

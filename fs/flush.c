@@ -1,5 +1,6 @@
-/* Background flushing: dirty-memory accounting, the flush queue and its
- * threads, writer throttling, and the hash helper thread. */
+/* The flush queue (struct bfs_flushq): the inodes waiting for a background
+ * flush, the flusher threads, the count of dirty memory, and the writers
+ * it holds back. */
 #include "fs/bfs-int.h"
 
 #include <errno.h>
@@ -14,31 +15,32 @@ void bfs_dirty_account(struct bfs *fs, int64_t delta)
 {
 	if (!delta)
 		return;
-	pthread_mutex_lock(&fs->q_lock);
-	__atomic_fetch_add(&fs->dirty_bytes, (uint64_t)delta, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&fs->fq.lock);
+	__atomic_fetch_add(&fs->fq.dirty_bytes, (uint64_t)delta,
+			   __ATOMIC_RELAXED);
 	if (delta < 0)
-		pthread_cond_broadcast(&fs->q_drain);
-	pthread_mutex_unlock(&fs->q_lock);
+		pthread_cond_broadcast(&fs->fq.drain);
+	pthread_mutex_unlock(&fs->fq.lock);
 }
 
 uint64_t bfs_dirty_bytes(struct bfs *fs)
 {
-	return __atomic_load_n(&fs->dirty_bytes, __ATOMIC_RELAXED);
+	return __atomic_load_n(&fs->fq.dirty_bytes, __ATOMIC_RELAXED);
 }
 
 /* Queue @ip for a background flush; the caller set ip->queued. */
 void bfs_enqueue(struct bfs *fs, struct bfs_inode *ip)
 {
 	bfs_inode_ref(fs, ip);
-	pthread_mutex_lock(&fs->q_lock);
+	pthread_mutex_lock(&fs->fq.lock);
 	ip->qnext = NULL;
-	if (fs->q_tail)
-		fs->q_tail->qnext = ip;
+	if (fs->fq.tail)
+		fs->fq.tail->qnext = ip;
 	else
-		fs->q_head = ip;
-	fs->q_tail = ip;
-	pthread_cond_signal(&fs->q_cond);
-	pthread_mutex_unlock(&fs->q_lock);
+		fs->fq.head = ip;
+	fs->fq.tail = ip;
+	pthread_cond_signal(&fs->fq.cond);
+	pthread_mutex_unlock(&fs->fq.lock);
 }
 
 void bfs_flush_async(struct bfs *fs, struct bfs_inode *ip)
@@ -57,19 +59,19 @@ static void *flusher_main(void *arg)
 	struct bfs *fs = arg;
 
 	for (;;) {
-		pthread_mutex_lock(&fs->q_lock);
-		while (!fs->q_head && !fs->q_stop)
-			pthread_cond_wait(&fs->q_cond, &fs->q_lock);
-		struct bfs_inode *ip = fs->q_head;
+		pthread_mutex_lock(&fs->fq.lock);
+		while (!fs->fq.head && !fs->fq.stop)
+			pthread_cond_wait(&fs->fq.cond, &fs->fq.lock);
+		struct bfs_inode *ip = fs->fq.head;
 		if (!ip) {
-			pthread_mutex_unlock(&fs->q_lock);
+			pthread_mutex_unlock(&fs->fq.lock);
 			break;
 		}
-		fs->q_head = ip->qnext;
-		if (!fs->q_head)
-			fs->q_tail = NULL;
-		bool stopping = fs->q_stop; /* read under q_lock */
-		pthread_mutex_unlock(&fs->q_lock);
+		fs->fq.head = ip->qnext;
+		if (!fs->fq.head)
+			fs->fq.tail = NULL;
+		bool stopping = fs->fq.stop; /* read under fq.lock */
+		pthread_mutex_unlock(&fs->fq.lock);
 
 		pthread_mutex_lock(&ip->lock);
 		ip->queued = false;
@@ -96,100 +98,49 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
-int bfs_flushers_start(struct bfs *fs)
+void bfs_flushq_init(struct bfs_flushq *fq)
+{
+	pthread_mutex_init(&fq->lock, NULL);
+	blk_cond_init(&fq->cond);
+	blk_cond_init(&fq->drain);
+}
+
+int bfs_flushq_start(struct bfs *fs)
 {
 	unsigned n = fs->cfg.flushers ? fs->cfg.flushers : 2;
 
-	fs->flushers = calloc(n, sizeof(pthread_t));
-	if (!fs->flushers)
+	fs->fq.threads = calloc(n, sizeof(pthread_t));
+	if (!fs->fq.threads)
 		return -ENOMEM;
-	for (fs->nflushers = 0; fs->nflushers < n; fs->nflushers++) {
-		int ret = -pthread_create(&fs->flushers[fs->nflushers], NULL,
-					  flusher_main, fs);
+	for (fs->fq.nthreads = 0; fs->fq.nthreads < n; fs->fq.nthreads++) {
+		int ret = -pthread_create(&fs->fq.threads[fs->fq.nthreads],
+					  NULL, flusher_main, fs);
 		if (ret)
 			return ret;
 	}
 	return 0;
 }
 
-static void hash_items(struct hash_job *j)
+void bfs_flushq_stop(struct bfs *fs)
 {
-	for (;;) {
-		size_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-		if (k >= j->n)
-			break;
-		const uint8_t *p = j->base + (j->ch[k].off - j->base_off);
-		j->zero[k] = bfs_all_zero(p, j->ch[k].len);
-		if (!j->zero[k])
-			blk_cid_compute(&j->cids[k], BLK_CODEC_RAW, p,
-					j->ch[k].len);
-	}
-}
-
-static void *hash_helper_main(void *arg)
-{
-	struct bfs *fs = arg;
-
-	pthread_mutex_lock(&fs->hp_lock);
-	for (;;) {
-		while (!fs->hp_stop &&
-		       (!fs->hp_job ||
-			__atomic_load_n(&fs->hp_job->next, __ATOMIC_RELAXED) >=
-			    fs->hp_job->n))
-			pthread_cond_wait(&fs->hp_cond, &fs->hp_lock);
-		if (fs->hp_stop)
-			break;
-		struct hash_job *j = fs->hp_job;
-		j->users++;
-		pthread_mutex_unlock(&fs->hp_lock);
-		hash_items(j);
-		pthread_mutex_lock(&fs->hp_lock);
-		j->users--;
-		pthread_cond_broadcast(&fs->hp_done);
-	}
-	pthread_mutex_unlock(&fs->hp_lock);
-	return NULL;
-}
-
-bool bfs_hash_helper_start(struct bfs *fs)
-{
-	fs->hp_started =
-	    pthread_create(&fs->hp_thread, NULL, hash_helper_main, fs) == 0;
-	return fs->hp_started;
-}
-
-void bfs_hash_helper_stop(struct bfs *fs)
-{
-	if (!fs->hp_started)
+	if (!fs->fq.threads)
 		return;
-	pthread_mutex_lock(&fs->hp_lock);
-	fs->hp_stop = true;
-	pthread_cond_broadcast(&fs->hp_cond);
-	pthread_mutex_unlock(&fs->hp_lock);
-	pthread_join(fs->hp_thread, NULL);
+	pthread_mutex_lock(&fs->fq.lock);
+	fs->fq.stop = true;
+	pthread_cond_broadcast(&fs->fq.cond);
+	pthread_mutex_unlock(&fs->fq.lock);
+	for (unsigned i = 0; i < fs->fq.nthreads; i++)
+		pthread_join(fs->fq.threads[i], NULL);
+	free(fs->fq.threads);
+	fs->fq.threads = NULL;
+	fs->fq.nthreads = 0;
 }
 
-void bfs_hash_chunks(struct bfs *fs, struct hash_job *j)
+void bfs_flushq_destroy(struct bfs_flushq *fq)
 {
-	bool posted = false;
-
-	if (fs->hp_started && j->n > 1) {
-		pthread_mutex_lock(&fs->hp_lock);
-		if (!fs->hp_job) {
-			fs->hp_job = j;
-			posted = true;
-			pthread_cond_signal(&fs->hp_cond);
-		}
-		pthread_mutex_unlock(&fs->hp_lock);
-	}
-	hash_items(j);
-	if (posted) {
-		pthread_mutex_lock(&fs->hp_lock);
-		fs->hp_job = NULL;
-		while (j->users)
-			pthread_cond_wait(&fs->hp_done, &fs->hp_lock);
-		pthread_mutex_unlock(&fs->hp_lock);
-	}
+	pthread_cond_destroy(&fq->drain);
+	pthread_cond_destroy(&fq->cond);
+	pthread_mutex_destroy(&fq->lock);
 }
 
 /* Over the memory bound, a writer first chunks its own file (a flush that
@@ -205,15 +156,15 @@ int bfs_throttle(struct bfs *fs, struct bfs_inode *ip)
 	int ret = bfs_flush_inode(fs, ip, false, NULL);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&fs->q_lock);
+	pthread_mutex_lock(&fs->fq.lock);
 	for (int waited = 0; bfs_dirty_bytes(fs) > fs->cfg.dirty_max &&
 			     waited < THROTTLE_WAIT_MS;
 	     waited += 100) {
 		struct timespec ts;
 		blk_deadline(&ts, 100);
-		pthread_cond_timedwait(&fs->q_drain, &fs->q_lock, &ts);
+		pthread_cond_timedwait(&fs->fq.drain, &fs->fq.lock, &ts);
 	}
-	pthread_mutex_unlock(&fs->q_lock);
+	pthread_mutex_unlock(&fs->fq.lock);
 	bool over = bfs_dirty_bytes(fs) > fs->cfg.dirty_max;
 	if (over)
 		ret = bfs_flush_inode(fs, ip, true, NULL);

@@ -40,7 +40,7 @@ static void fill_entry(fuse_req_t req, struct bfs_inode *ip,
 		       struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
-	e->ino = ip->ino;
+	e->ino = bfs_inode_ino(ip);
 	e->generation = 1;
 	e->attr_timeout = ctx(req)->timeout;
 	e->entry_timeout = ctx(req)->timeout;
@@ -317,20 +317,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ret = -EROFS;
 	/* The kernel hands O_TRUNC to open (FUSE_CAP_ATOMIC_O_TRUNC) instead
 	 * of a setattr before it: the truncation is ours to do. */
-	if (!ret && (fi->flags & O_TRUNC) && S_ISREG(ip->rec.mode)) {
+	if (!ret && (fi->flags & O_TRUNC) && S_ISREG(bfs_inode_mode(ip))) {
 		struct stat st = {.st_size = 0};
 		ret = bfs_setattr(FS(req), ip, &st,
 				  BFS_SET_SIZE | killpriv(req, ip));
 	}
 	if (!ret)
-		ret = bfs_open_file(FS(req), ip, &f);
+		ret = bfs_open_file(FS(req), ip,
+				    (fi->flags & O_ACCMODE) != O_RDONLY, &f);
 	bfs_iput(FS(req), ip);
 	if (ret) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	f->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
-	f->reader = !f->writer;
 	fi->fh = (uint64_t)(uintptr_t)f;
 	set_file_flags(fi);
 	if (fuse_reply_open(req, fi) == -ENOENT)
@@ -351,7 +350,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	ret = bfs_open_file(FS(req), ip, &f);
+	ret = bfs_open_file(FS(req), ip, true, &f);
 	if (ret) {
 		bfs_iput(FS(req), ip);
 		fuse_reply_err(req, -ret);
@@ -360,7 +359,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fill_entry(req, ip, &e);
 	bfs_ref_lookup(FS(req), ip);
 	bfs_iput(FS(req), ip);
-	f->writer = true;
 	fi->fh = (uint64_t)(uintptr_t)f;
 	set_file_flags(fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
@@ -398,7 +396,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
-	int64_t n = bfs_write(FS(req), FH(fi)->ip, (uint64_t)off, buf, size);
+	int64_t n = bfs_write(FS(req), bfs_file_inode(FH(fi)), (uint64_t)off,
+			      buf, size);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -417,8 +416,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * read: drop it before close(2) returns. */
 	if (bfs_file_access(FS(req), FH(fi), true))
 		fuse_lowlevel_notify_inval_inode(ctx(req)->se, ino, -1, 0);
-	fuse_reply_err(req,
-		       -bfs_close_flush(FS(req), FH(fi)->ip, FH(fi)->writer));
+	fuse_reply_err(req, -bfs_close_flush(FS(req), bfs_file_inode(FH(fi)),
+					     bfs_file_writer(FH(fi))));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -437,7 +436,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 	(void)datasync;
 	if (fi && fi->fh) {
-		ret = bfs_fsync(FS(req), FH(fi)->ip, true);
+		ret = bfs_fsync(FS(req), bfs_file_inode(FH(fi)), true);
 	} else {
 		ret = bfs_iget(FS(req), ino, &ip);
 		if (!ret) {
@@ -634,8 +633,8 @@ static void xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name,
 		n = bfs_getxattr(FS(req), ip, name, buf, size);
 		bfs_iput(FS(req), ip);
 	} else if (!n) {
-		/* The caller's capabilities cost a read of /proc (about 10
-		 * us a listxattr): looked at only when it matters. */
+		/* The caller's capabilities cost a read of /proc: looked
+		 * at only when it matters. */
 		bool hidden;
 		n = bfs_listxattr(FS(req), ip, buf, size, &cr, &hidden);
 		if (hidden) {
@@ -682,8 +681,9 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 			 off_t length, struct fuse_file_info *fi)
 {
 	(void)ino;
-	fuse_reply_err(req, -bfs_fallocate(FS(req), FH(fi)->ip, mode,
-					   (uint64_t)offset, (uint64_t)length));
+	fuse_reply_err(req,
+		       -bfs_fallocate(FS(req), bfs_file_inode(FH(fi)), mode,
+				      (uint64_t)offset, (uint64_t)length));
 }
 
 /* Workers of op_lseek that may wait at once in launder(), of the 16
@@ -725,9 +725,10 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 {
 	if (off >= 0)
 		launder(req, ino, off);
-	int64_t r = off < 0 ? -ENXIO
-			    : bfs_seek_data_hole(FS(req), FH(fi)->ip,
-						 (uint64_t)off, whence);
+	int64_t r = off < 0
+			? -ENXIO
+			: bfs_seek_data_hole(FS(req), bfs_file_inode(FH(fi)),
+					     (uint64_t)off, whence);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
@@ -886,9 +887,8 @@ int bfs_fuse_run(struct bfs *fs, const struct bfs_mount_opts *opts,
 	}
 	/* Keep the workers: libfuse retires idle ones beyond the idle
 	 * limit, and each new worker faults in a fresh stack and a fresh
-	 * 1 MiB request buffer (measured: ~300 threads created during one
-	 * 1 GiB copy with a limit of 4, and most of the daemon's page
-	 * faults). */
+	 * 1 MiB request buffer, so a low limit makes a long copy create
+	 * and fault in threads over and over. */
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	fuse_loop_cfg_set_idle_threads(lc, 16);
 	/* The stop signals reach this thread only (see bfs_fuse_run): the

@@ -285,6 +285,19 @@ void bfs_forget(struct bfs *fs, uint64_t ino, uint64_t n)
 		evict(fs, ip);
 }
 
+uint64_t bfs_inode_ino(const struct bfs_inode *ip)
+{
+	return ip->ino;
+}
+
+mode_t bfs_inode_mode(struct bfs_inode *ip)
+{
+	pthread_mutex_lock(&ip->lock);
+	mode_t mode = ip->rec.mode;
+	pthread_mutex_unlock(&ip->lock);
+	return mode;
+}
+
 void bfs_stat(struct bfs_inode *ip, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));

@@ -1,5 +1,5 @@
-/* The maintenance thread: deferred attributes, eviction of blocks peers
- * hold, the periodic store sync, and compaction. */
+/* The maintenance thread (struct bfs_maint): deferred attributes, eviction
+ * of blocks peers hold, the periodic store sync, and compaction. */
 #include "fs/bfs-int.h"
 
 #include <errno.h>
@@ -106,7 +106,7 @@ static void check_lost(struct bfs *fs)
 }
 
 /* Whether to compact now that the store holds @cur bytes (it held @prev
- * at the last look, fs->freed were freed since the last compaction): when
+ * at the last look, fs->mt.freed were freed since the last compaction): when
  * enough is garbage and the store is quiet; on a small or nearly full
  * file system, sooner. */
 static bool compact_due(struct bfs *fs, uint64_t prev, uint64_t cur)
@@ -117,26 +117,26 @@ static bool compact_due(struct bfs *fs, uint64_t prev, uint64_t cur)
 	if (total && total / 8 < after)
 		after = total / 8;
 	bool short_room = room < after;
-	if (fs->freed && short_room)
+	if (fs->mt.freed && short_room)
 		after = 0;
-	if (fs->freed > 0 && fs->freed >= after && cur <= prev)
+	if (fs->mt.freed > 0 && fs->mt.freed >= after && cur <= prev)
 		return true;
 	/* Room is short and the disk holds garbage the sampling of stored
 	 * bytes missed (blocks stored and deleted between two looks):
 	 * compact too, once more garbage than the overhead the last
 	 * compaction left has piled up. */
 	return short_room && blk_db_disk_usage(fs->db, &disk) == 0 &&
-	       disk > cur + fs->overhead + SPACE_GARBAGE;
+	       disk > cur + fs->mt.overhead + SPACE_GARBAGE;
 }
 
 static void compact(struct bfs *fs)
 {
 	struct blk_store_stats st;
-	uint64_t disk, freed = fs->freed;
+	uint64_t disk, freed = fs->mt.freed;
 
 	struct blk_db_compact_stats cs;
 
-	fs->freed = 0;
+	fs->mt.freed = 0;
 	int ret = blk_store_compact(fs->store, bfs_space_reserve(fs), &cs);
 	bfs_space_compacted(fs, ret);
 	if (ret)
@@ -152,10 +152,10 @@ static void compact(struct bfs *fs)
 			     (unsigned long long)(cs.blob_bytes_after >> 20),
 			     (unsigned long long)(cs.garbage_after >> 20),
 			     cs.gc_passes);
-	fs->overhead = 0;
+	fs->mt.overhead = 0;
 	if (blk_db_disk_usage(fs->db, &disk) == 0 &&
 	    blk_store_stats(fs->store, &st) == 0 && disk > st.bytes)
-		fs->overhead = disk - st.bytes;
+		fs->mt.overhead = disk - st.bytes;
 	bfs_space_forget(fs); /* look at the room again */
 }
 
@@ -163,7 +163,7 @@ static void compact(struct bfs *fs)
 static void maint_period(struct bfs *fs, unsigned period)
 {
 	struct blk_store_stats st;
-	uint64_t prev = fs->maint_prev, cur = prev;
+	uint64_t prev = fs->mt.prev, cur = prev;
 
 	bfs_write_attrs(fs);
 	if (fs->peers && (period == 1 || period % LOST_PERIODS == 0))
@@ -179,8 +179,8 @@ static void maint_period(struct bfs *fs, unsigned period)
 	if (blk_store_stats(fs->store, &st) == 0)
 		cur = st.bytes;
 	if (cur < prev)
-		fs->freed += prev - cur;
-	fs->maint_prev = cur;
+		fs->mt.freed += prev - cur;
+	fs->mt.prev = cur;
 	if (compact_due(fs, prev, cur))
 		compact(fs);
 }
@@ -191,26 +191,26 @@ static void maint_period(struct bfs *fs, unsigned period)
 static void reclaim_now(struct bfs *fs)
 {
 	struct blk_store_stats st;
-	uint64_t cur = fs->maint_prev;
+	uint64_t cur = fs->mt.prev;
 	bool did = false;
 
 	if (blk_store_stats(fs->store, &st) == 0)
 		cur = st.bytes;
-	if (cur < fs->maint_prev)
-		fs->freed += fs->maint_prev - cur;
-	fs->maint_prev = cur;
-	if (fs->freed) {
+	if (cur < fs->mt.prev)
+		fs->mt.freed += fs->mt.prev - cur;
+	fs->mt.prev = cur;
+	if (fs->mt.freed) {
 		compact(fs);
 		did = true;
 	}
-	pthread_mutex_lock(&fs->maint_lock);
-	fs->maint_gen++;
-	fs->maint_reclaimed = did;
+	pthread_mutex_lock(&fs->mt.lock);
+	fs->mt.gen++;
+	fs->mt.reclaimed = did;
 	/* What it could give back is back: writers that still find no
 	 * room do not wait for another round at once. */
-	fs->maint_idle_at = mono_ms();
-	pthread_cond_broadcast(&fs->maint_cond);
-	pthread_mutex_unlock(&fs->maint_lock);
+	fs->mt.idle_at = mono_ms();
+	pthread_cond_broadcast(&fs->mt.cond);
+	pthread_mutex_unlock(&fs->mt.lock);
 }
 
 static void *maint_main(void *arg)
@@ -222,15 +222,15 @@ static void *maint_main(void *arg)
 		int rc = 0;
 
 		blk_deadline(&ts, MAINT_PERIOD_S * 1000);
-		pthread_mutex_lock(&fs->maint_lock);
+		pthread_mutex_lock(&fs->mt.lock);
 		/* Until the deadline (rc ETIMEDOUT) or a writer's call, past
 		 * spurious wakeups. */
-		while (!fs->maint_stop && !fs->maint_kick && rc == 0)
-			rc = pthread_cond_timedwait(&fs->maint_cond,
-						    &fs->maint_lock, &ts);
-		bool stop = fs->maint_stop, kick = fs->maint_kick;
-		fs->maint_kick = false;
-		pthread_mutex_unlock(&fs->maint_lock);
+		while (!fs->mt.stop && !fs->mt.kick && rc == 0)
+			rc = pthread_cond_timedwait(&fs->mt.cond, &fs->mt.lock,
+						    &ts);
+		bool stop = fs->mt.stop, kick = fs->mt.kick;
+		fs->mt.kick = false;
+		pthread_mutex_unlock(&fs->mt.lock);
 		if (stop)
 			break;
 		if (kick)
@@ -246,25 +246,23 @@ bool bfs_maint_reclaim(struct bfs *fs)
 	struct timespec ts;
 	int rc = 0;
 
-	if (!fs->maint_started)
+	if (!fs->mt.started)
 		return false;
-	pthread_mutex_lock(&fs->maint_lock);
-	uint64_t gen = fs->maint_gen;
+	pthread_mutex_lock(&fs->mt.lock);
+	uint64_t gen = fs->mt.gen;
 	/* A round just ended: do not ask again at once (every write on a
 	 * full disk would). */
-	if (fs->maint_idle_at &&
-	    mono_ms() - fs->maint_idle_at < RECLAIM_IDLE_MS) {
-		pthread_mutex_unlock(&fs->maint_lock);
+	if (fs->mt.idle_at && mono_ms() - fs->mt.idle_at < RECLAIM_IDLE_MS) {
+		pthread_mutex_unlock(&fs->mt.lock);
 		return false;
 	}
-	fs->maint_kick = true;
-	pthread_cond_broadcast(&fs->maint_cond);
+	fs->mt.kick = true;
+	pthread_cond_broadcast(&fs->mt.cond);
 	blk_deadline(&ts, RECLAIM_WAIT_MS);
-	while (!fs->maint_stop && fs->maint_gen == gen && rc == 0)
-		rc = pthread_cond_timedwait(&fs->maint_cond, &fs->maint_lock,
-					    &ts);
-	bool ran = fs->maint_gen != gen && fs->maint_reclaimed;
-	pthread_mutex_unlock(&fs->maint_lock);
+	while (!fs->mt.stop && fs->mt.gen == gen && rc == 0)
+		rc = pthread_cond_timedwait(&fs->mt.cond, &fs->mt.lock, &ts);
+	bool ran = fs->mt.gen != gen && fs->mt.reclaimed;
+	pthread_mutex_unlock(&fs->mt.lock);
 	return ran;
 }
 
@@ -273,11 +271,34 @@ int bfs_maint_start(struct bfs *fs)
 	struct blk_store_stats st;
 
 	if (blk_store_stats(fs->store, &st) == 0)
-		fs->maint_prev = st.bytes;
-	int ret = -pthread_create(&fs->maint, NULL, maint_main, fs);
+		fs->mt.prev = st.bytes;
+	int ret = -pthread_create(&fs->mt.thread, NULL, maint_main, fs);
 	if (!ret)
-		fs->maint_started = true;
+		fs->mt.started = true;
 	return ret;
+}
+
+void bfs_maint_init(struct bfs_maint *mt)
+{
+	pthread_mutex_init(&mt->lock, NULL);
+	blk_cond_init(&mt->cond);
+}
+
+void bfs_maint_stop(struct bfs *fs)
+{
+	pthread_mutex_lock(&fs->mt.lock);
+	fs->mt.stop = true;
+	pthread_cond_broadcast(&fs->mt.cond);
+	pthread_mutex_unlock(&fs->mt.lock);
+	if (fs->mt.started)
+		pthread_join(fs->mt.thread, NULL);
+	fs->mt.started = false;
+}
+
+void bfs_maint_destroy(struct bfs_maint *mt)
+{
+	pthread_cond_destroy(&mt->cond);
+	pthread_mutex_destroy(&mt->lock);
 }
 
 int bfs_maint_final(struct bfs *fs)
@@ -287,8 +308,9 @@ int bfs_maint_final(struct bfs *fs)
 	 * compaction (including files freed just now). */
 	struct blk_store_stats st = {0};
 	blk_store_stats(fs->store, &st);
-	if (fs->freed || st.bytes < fs->maint_prev) {
-		int r = blk_store_compact(fs->store, bfs_space_reserve(fs), NULL);
+	if (fs->mt.freed || st.bytes < fs->mt.prev) {
+		int r =
+		    blk_store_compact(fs->store, bfs_space_reserve(fs), NULL);
 		bfs_space_compacted(fs, r);
 		if (r)
 			blk_log_err("compaction at unmount failed: %s",

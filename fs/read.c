@@ -2,6 +2,7 @@
  * the cluster, extents overlaid with the buffers, read-ahead. */
 #include "fs/bfs-int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,28 @@
 #include "fs/extent.h"
 
 /* ---- blocks, local or fetched ------------------------------------------ */
+
+/* Debug builds count the extent-map locks the read path holds on this
+ * thread, and fetch_block checks that a read holds none: the read path
+ * never waits on the network under a lock (fs/bfs-int.h, lock order). */
+#ifndef NDEBUG
+static __thread unsigned read_ext_locked;
+#define READ_EXT_LOCKED(d) (read_ext_locked += (unsigned)(d))
+#else
+#define READ_EXT_LOCKED(d) ((void)0)
+#endif
+
+static void ext_rdlock(struct bfs_inode *ip)
+{
+	pthread_rwlock_rdlock(&ip->ext_lock);
+	READ_EXT_LOCKED(1);
+}
+
+static void ext_unlock(struct bfs_inode *ip)
+{
+	READ_EXT_LOCKED(-1);
+	pthread_rwlock_unlock(&ip->ext_lock);
+}
 
 /* Whether @err, from a read of the local store, says the local copy of the
  * block is damaged: RocksDB's checksum (-EIO: blob files carry a CRC32C
@@ -34,6 +57,7 @@ static int fetch_block(struct bfs *fs, const struct blk_cid *cid, void **data,
 
 	if (!fs->peers)
 		return -EIO;
+	assert(read_ext_locked == 0);
 	ret = cl_engine_fetch(fs->peers, cid, data, len);
 	if (ret)
 		return ret;
@@ -63,7 +87,8 @@ bool bfs_block_evicted(struct bfs *fs, const struct blk_cid *cid)
 	uint32_t blen;
 	bool local = true;
 
-	return blk_store_info(fs->store, cid, &refs, &blen, &local) == 0 && !local;
+	return blk_store_info(fs->store, cid, &refs, &blen, &local) == 0 &&
+	       !local;
 }
 
 /* bfs_block_read, for a block of inode @ino (0: not known). */
@@ -97,25 +122,18 @@ int64_t bfs_block_read(struct bfs *fs, const struct blk_cid *cid, uint64_t off,
 	return block_read(fs, 0, cid, off, dst, len);
 }
 
-static int block_get(struct bfs *fs, uint64_t ino, const struct blk_cid *cid,
-		     void **data, size_t *len)
-{
-	int ret = blk_store_get(fs->store, cid, data, len);
-
-	if ((ret != -ENOENT && !local_damaged(ret)) || !fs->peers)
-		return ret;
-	return fetch_block(fs, cid, data, len, ret == -ENOENT ? 0 : ret, ino);
-}
-
 /* ---- the read path ----------------------------------------------------- */
 
-int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
+int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, bool writer,
+		  struct bfs_file **out)
 {
 	struct bfs_file *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_init(&f->lock, NULL);
 	f->ip = ip;
+	f->writer = writer;
+	f->reader = !writer;
 	pthread_mutex_lock(&fs->itab_lock);
 	ip->refs++;
 	f->next = fs->files;
@@ -128,6 +146,16 @@ int bfs_open_file(struct bfs *fs, struct bfs_inode *ip, struct bfs_file **out)
 	pthread_mutex_unlock(&ip->lock);
 	*out = f;
 	return 0;
+}
+
+struct bfs_inode *bfs_file_inode(const struct bfs_file *f)
+{
+	return f->ip;
+}
+
+bool bfs_file_writer(const struct bfs_file *f)
+{
+	return f->writer;
 }
 
 void bfs_read_done(struct bfs *fs, struct bfs_file *f)
@@ -175,10 +203,21 @@ struct missing {
 	int damage; /* 0, or the local read's error: heal the local copy */
 };
 
-/* The pieces of one read pass that wait for the cluster. */
+/* A block a read fetched, kept until the read ends so that a later pass
+ * of the same read takes it from here instead of the cluster. */
+struct fetched {
+	struct blk_cid cid;
+	void *data;
+	size_t len;
+};
+
+/* One read's pieces that wait for the cluster (the last pass's), and the
+ * blocks it fetched so far (every pass's). */
 struct missing_list {
 	struct missing *v;
 	size_t n, cap;
+	struct fetched *got;
+	size_t ngot, capgot;
 };
 
 static int missing_add(struct missing_list *ml, const struct blk_cid *cid,
@@ -198,34 +237,79 @@ static int missing_add(struct missing_list *ml, const struct blk_cid *cid,
 	return 0;
 }
 
-/* Keep block @cid (@data, @len bytes, taken) as the handle's cached
+/* The block @cid if this read fetched it already, else NULL. */
+static const struct fetched *fetched_find(const struct missing_list *ml,
+					  const struct blk_cid *cid)
+{
+	for (size_t i = 0; i < ml->ngot; i++)
+		if (blk_cid_equal(&ml->got[i].cid, cid))
+			return &ml->got[i];
+	return NULL;
+}
+
+/* Keep block @cid (@data, @len bytes, taken) for the rest of the read. */
+static int fetched_add(struct missing_list *ml, const struct blk_cid *cid,
+		       void *data, size_t len)
+{
+	if (ml->ngot == ml->capgot) {
+		size_t cap = ml->capgot ? 2 * ml->capgot : 4;
+		struct fetched *v = realloc(ml->got, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		ml->got = v;
+		ml->capgot = cap;
+	}
+	ml->got[ml->ngot++] = (struct fetched){*cid, data, len};
+	return 0;
+}
+
+static void missing_list_free(struct missing_list *ml)
+{
+	for (size_t i = 0; i < ml->ngot; i++)
+		free(ml->got[i].data);
+	free(ml->got);
+	free(ml->v);
+}
+
+/* Keep a copy of block @cid (@data, @len bytes) as the handle's cached
  * block. f->lock held. */
 static void file_cache_set(struct bfs_file *f, const struct blk_cid *cid,
-			   void *data, size_t len)
+			   const void *data, size_t len)
 {
+	void *copy = malloc(len ? len : 1);
+
+	if (!copy)
+		return; /* only a cache */
+	memcpy(copy, data, len);
 	free(f->data);
-	f->data = data;
+	f->data = copy;
 	f->len = len;
 	f->cid = *cid;
 	f->cached = true;
 }
 
-/* Copy [off, off+len) of extent @e into @dst, through the handle's block
- * cache when the read wants part of the block. Called with ext_lock held
- * shared. With @ml, only local blocks are read and a piece whose block is
- * not local goes on @ml (for read_fetch, with no lock held); without, such
- * a block is fetched here, under ext_lock (the last resort of bfs_read). */
+/* Copy [off, off+len) of extent @e into @dst: from a block this read
+ * fetched already, through the handle's block cache when the read wants
+ * part of the block, or from the local store. Called with ext_lock held
+ * shared, so it never fetches: a piece whose block is not local (or whose
+ * local copy is damaged) goes on @ml, for read_fetch with no lock held. */
 static int read_extent(struct bfs *fs, struct bfs_file *f,
 		       const struct bfs_extent *e, uint64_t off, uint8_t *dst,
 		       size_t len, size_t at, struct missing_list *ml)
 {
+	const struct fetched *fe = fetched_find(ml, &e->cid);
+	bool part = off != e->off || len != e->len;
 	int ret = 0;
 
-	if (off == e->off && len == e->len) {
-		int64_t got =
-		    ml ? blk_store_read(fs->store, &e->cid, 0, dst, len)
-		       : block_read(fs, f->ip->ino, &e->cid, 0, dst, len);
-		if ((got == -ENOENT || local_damaged(got)) && ml && fs->peers)
+	if (fe) {
+		if (off - e->off + len > fe->len)
+			return -EIO;
+		memcpy(dst, (uint8_t *)fe->data + (off - e->off), len);
+		return 0;
+	}
+	if (!part) {
+		int64_t got = blk_store_read(fs->store, &e->cid, 0, dst, len);
+		if ((got == -ENOENT || local_damaged(got)) && fs->peers)
 			return missing_add(ml, &e->cid, 0, len, at, false, got);
 		if (got < 0)
 			return (int)got;
@@ -236,17 +320,19 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 		void *data;
 		size_t dlen;
 
-		ret = ml ? blk_store_get(fs->store, &e->cid, &data, &dlen)
-			 : block_get(fs, f->ip->ino, &e->cid, &data, &dlen);
+		ret = blk_store_get(fs->store, &e->cid, &data, &dlen);
 		if (ret) {
 			pthread_mutex_unlock(&f->lock);
-			if ((ret == -ENOENT || local_damaged(ret)) && ml &&
-			    fs->peers)
+			if ((ret == -ENOENT || local_damaged(ret)) && fs->peers)
 				return missing_add(ml, &e->cid, off - e->off,
 						   len, at, true, ret);
 			return ret;
 		}
-		file_cache_set(f, &e->cid, data, dlen);
+		free(f->data);
+		f->data = data;
+		f->len = dlen;
+		f->cid = e->cid;
+		f->cached = true;
 	}
 	if (off - e->off + len > f->len)
 		ret = -EIO;
@@ -257,36 +343,42 @@ static int read_extent(struct bfs *fs, struct bfs_file *f,
 }
 
 /* Fetch the blocks of @ml from the cluster, holding no lock, and copy
- * their pieces into @buf (the read's bytes from file offset @off); a
- * block read in part stays in the handle's cache. 0 or -errno. */
+ * their pieces into @buf (the read's bytes from file offset @off). Each
+ * block is fetched once per read and kept in @ml for later passes; a
+ * block read in part also goes to the handle's cache. 0 or -errno. */
 static int read_fetch(struct bfs *fs, struct bfs_file *f,
-		      const struct missing_list *ml, uint64_t off, uint8_t *buf)
+		      struct missing_list *ml, uint64_t off, uint8_t *buf)
 {
 	for (size_t i = 0; i < ml->n; i++) {
 		const struct missing *m = &ml->v[i];
-		void *data;
-		size_t dlen;
-		int ret = fetch_block(fs, &m->cid, &data, &dlen, m->damage,
-				      f->ip->ino);
+		const struct fetched *fe = fetched_find(ml, &m->cid);
 
-		if (ret) {
-			bfs_damage_unreadable(fs, f->ip->ino,
-					      off + m->at - m->boff, &m->cid,
-					      ret);
-			return ret;
+		if (!fe) {
+			void *data;
+			size_t dlen;
+			int ret = fetch_block(fs, &m->cid, &data, &dlen,
+					      m->damage, f->ip->ino);
+			if (ret) {
+				bfs_damage_unreadable(fs, f->ip->ino,
+						      off + m->at - m->boff,
+						      &m->cid, ret);
+				return ret;
+			}
+			ret = fetched_add(ml, &m->cid, data, dlen);
+			if (ret) {
+				free(data);
+				return ret;
+			}
+			fe = &ml->got[ml->ngot - 1];
 		}
-		if (m->boff + m->len > dlen) {
-			free(data);
+		if (m->boff + m->len > fe->len)
 			return -EIO;
+		memcpy(buf + m->at, (uint8_t *)fe->data + m->boff, m->len);
+		if (m->part) {
+			pthread_mutex_lock(&f->lock);
+			file_cache_set(f, &m->cid, fe->data, fe->len);
+			pthread_mutex_unlock(&f->lock);
 		}
-		memcpy(buf + m->at, (uint8_t *)data + m->boff, m->len);
-		if (!m->part) {
-			free(data);
-			continue;
-		}
-		pthread_mutex_lock(&f->lock);
-		file_cache_set(f, &m->cid, data, dlen);
-		pthread_mutex_unlock(&f->lock);
 	}
 	return 0;
 }
@@ -365,19 +457,20 @@ static int read_extents(struct bfs *fs, struct bfs_file *f,
 	return ret;
 }
 
-/* Passes of bfs_read that fetch with no lock held before the last one
- * fetches under ext_lock (the extent map changing under each of them). */
-#define READ_UNLOCKED_PASSES 3
-
 /*
  * A read: the extent map, then ip->flushing and ip->dirty over it
- * (invariant 1 of write.c), all under ext_lock held shared. A block that
- * is not local is not fetched under the lock: the pass notes its pieces,
- * drops the lock, fetches them (read_fetch), and takes the lock again;
- * if the extent map did not change meanwhile (ip->ext_gen), the bytes
- * read stand and only the buffers are laid over them. Otherwise the read
- * starts again; after READ_UNLOCKED_PASSES such passes the last one
- * fetches under the lock, so a read always ends.
+ * (invariant 1 of write.c), all under ext_lock held shared. No lock is
+ * held while a block comes from the cluster: a pass that meets a block
+ * that is not local notes its pieces, drops the lock, fetches them
+ * (read_fetch), and takes the lock again. If the extent map did not
+ * change meanwhile (ip->ext_gen), the bytes read stand and only the
+ * buffers are laid over them. Otherwise the read starts again, taking
+ * the blocks it fetched already from its own list (blocks are named by
+ * their content, so a block fetched for the old map is right for the
+ * new one wherever the new map names it). So a pass that does not end
+ * the read fetched a block that no earlier pass of it had; the blocks a
+ * pass meets that are neither local nor fetched must have been written
+ * by a flush, uploaded and evicted while the pass before fetched.
  */
 int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 		 size_t len)
@@ -388,14 +481,13 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 
 	for (unsigned pass = 0;; pass++) {
 		struct bfs_extent_list exts = {0};
-		bool last = pass == READ_UNLOCKED_PASSES;
 
-		pthread_rwlock_rdlock(&ip->ext_lock);
+		ext_rdlock(ip);
 		pthread_mutex_lock(&ip->lock);
 		uint64_t size = ip->rec.size;
 		pthread_mutex_unlock(&ip->lock);
 		if (off >= size) {
-			pthread_rwlock_unlock(&ip->ext_lock);
+			ext_unlock(ip);
 			len = 0;
 			break;
 		}
@@ -408,15 +500,14 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 		ret = bfs_extents_in(fs->db, BFS_CF_EXTENTS, ip->ino, off,
 				     off + len, fs->max_extent, &exts);
 		if (!ret)
-			ret = read_extents(fs, f, &exts, off, buf, len,
-					   last ? NULL : &ml);
+			ret = read_extents(fs, f, &exts, off, buf, len, &ml);
 		bfs_extent_list_free(&exts);
 		if (!ret && ml.n) {
-			pthread_rwlock_unlock(&ip->ext_lock);
+			ext_unlock(ip);
 			ret = read_fetch(fs, f, &ml, off, buf);
-			pthread_rwlock_rdlock(&ip->ext_lock);
+			ext_rdlock(ip);
 			if (!ret && ip->ext_gen != gen) {
-				pthread_rwlock_unlock(&ip->ext_lock);
+				ext_unlock(ip);
 				continue; /* the map changed: read again */
 			}
 		}
@@ -426,10 +517,10 @@ int64_t bfs_read(struct bfs *fs, struct bfs_file *f, uint64_t off, void *buf,
 			wbuf_overlay(&ip->dirty, off, buf, len);
 			pthread_mutex_unlock(&ip->lock);
 		}
-		pthread_rwlock_unlock(&ip->ext_lock);
+		ext_unlock(ip);
 		break;
 	}
-	free(ml.v);
+	missing_list_free(&ml);
 	if (ret)
 		return ret == -ENOENT || ret == -EBADMSG || ret == -EUCLEAN
 			   ? -EIO

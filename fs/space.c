@@ -1,5 +1,5 @@
-/* Room on the node directory's file system: what writes may still add,
- * the ENOSPC admission of writes, and statfs. */
+/* Room on the node directory's file system (struct bfs_space): what
+ * writes may still add, the ENOSPC admission of writes, and statfs. */
 #include "fs/bfs-int.h"
 
 #include <errno.h>
@@ -29,100 +29,110 @@ static uint64_t space_reserve(uint64_t total)
 				       : r;
 }
 
-/* The room left by the last look (space_lock held), looking at the file
+/* The room left by the last look (space.lock held), looking at the file
  * system again when that look is old or little was left. */
 static uint64_t room_locked(struct bfs *fs, bool fresh)
 {
 	uint64_t t = mono_ns();
 	/* dirty bytes and room set aside by fallocate */
 	uint64_t held = bfs_dirty_bytes(fs) +
-			__atomic_load_n(&fs->space_claimed, __ATOMIC_RELAXED);
+			__atomic_load_n(&fs->space.claimed, __ATOMIC_RELAXED);
 
-	if (fresh || t - fs->space_at >= SPACE_LOOK_NS ||
-	    fs->space_avail < fs->space_pending + held + SPACE_NEAR) {
+	if (fresh || t - fs->space.at >= SPACE_LOOK_NS ||
+	    fs->space.avail < fs->space.pending + held + SPACE_NEAR) {
 		struct blk_db_space sp;
 
 		if (blk_db_space(fs->db, &sp) == 0) {
 			uint64_t r = space_reserve(sp.total);
-			fs->space_total = sp.total;
-			fs->space_avail = sp.avail > r ? sp.avail - r : 0;
-			fs->space_pending = sp.pending;
-			fs->space_at = t;
+			fs->space.total = sp.total;
+			fs->space.avail = sp.avail > r ? sp.avail - r : 0;
+			fs->space.pending = sp.pending;
+			fs->space.at = t;
 		}
 	}
-	uint64_t used = fs->space_pending + held;
-	return fs->space_avail > used ? fs->space_avail - used : 0;
+	uint64_t used = fs->space.pending + held;
+	return fs->space.avail > used ? fs->space.avail - used : 0;
+}
+
+void bfs_space_init(struct bfs_space *sp)
+{
+	pthread_mutex_init(&sp->lock, NULL);
+}
+
+void bfs_space_destroy(struct bfs_space *sp)
+{
+	pthread_mutex_destroy(&sp->lock);
 }
 
 uint64_t bfs_space_room(struct bfs *fs, bool fresh, uint64_t *total)
 {
-	pthread_mutex_lock(&fs->space_lock);
+	pthread_mutex_lock(&fs->space.lock);
 	uint64_t room = room_locked(fs, fresh);
 	if (total)
-		*total = fs->space_total;
-	pthread_mutex_unlock(&fs->space_lock);
+		*total = fs->space.total;
+	pthread_mutex_unlock(&fs->space.lock);
 	return room;
 }
 
 void bfs_space_forget(struct bfs *fs)
 {
-	pthread_mutex_lock(&fs->space_lock);
-	fs->space_at = 0;
-	pthread_mutex_unlock(&fs->space_lock);
+	pthread_mutex_lock(&fs->space.lock);
+	fs->space.at = 0;
+	pthread_mutex_unlock(&fs->space.lock);
 }
 
 /* Whether the room is short by no more than what memtables hold, and no
  * writer flushed them in the last SPACE_FLUSH_NS (then this one will):
- * space_lock held. Memtables count as used until their flush writes them
+ * space.lock held. Memtables count as used until their flush writes them
  * out, and a memtable whose blocks went through the WAL too (fsync of a
  * few blocks) holds their bytes twice until then; with writes refused it
  * would never fill, and the flush that frees its WAL would never come. */
 static bool flush_helps(struct bfs *fs, uint64_t room, uint64_t len, uint64_t t)
 {
-	if (!fs->space_pending || room + fs->space_pending < len ||
-	    (fs->space_flushed && t - fs->space_flushed < SPACE_FLUSH_NS))
+	if (!fs->space.pending || room + fs->space.pending < len ||
+	    (fs->space.flushed && t - fs->space.flushed < SPACE_FLUSH_NS))
 		return false;
-	fs->space_flushed = t;
+	fs->space.flushed = t;
 	return true;
 }
 
 /* 0 if @len more bytes fit, else -ENOSPC; with @claim the bytes are
- * set aside (fs->space_claimed) in the same look, and a refusal is not
+ * set aside (fs->space.claimed) in the same look, and a refusal is not
  * logged. */
 static int space_admit(struct bfs *fs, uint64_t len, bool claim)
 {
-	pthread_mutex_lock(&fs->space_lock);
+	pthread_mutex_lock(&fs->space.lock);
 	uint64_t room = room_locked(fs, false);
 	uint64_t t = mono_ns();
 	if (room < len && flush_helps(fs, room, len, t)) {
-		pthread_mutex_unlock(&fs->space_lock);
+		pthread_mutex_unlock(&fs->space.lock);
 		int r = blk_db_flush(fs->db);
 		if (r)
 			blk_log_err(
 			    "flushing memtables to make room failed: %s",
 			    strerror(-r));
-		pthread_mutex_lock(&fs->space_lock);
+		pthread_mutex_lock(&fs->space.lock);
 		room = room_locked(fs, true);
 	}
 	/* Deleted blocks may hold the room until the next compaction: have
 	 * it now rather than refuse. */
 	if (room < len) {
-		pthread_mutex_unlock(&fs->space_lock);
+		pthread_mutex_unlock(&fs->space.lock);
 		bool ran = bfs_maint_reclaim(fs);
-		pthread_mutex_lock(&fs->space_lock);
+		pthread_mutex_lock(&fs->space.lock);
 		if (ran)
 			room = room_locked(fs, true);
 	}
 	int ret = room >= len ? 0 : -ENOSPC;
 	if (!ret && claim)
-		__atomic_add_fetch(&fs->space_claimed, len, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&fs->space.claimed, len, __ATOMIC_RELAXED);
 	bool warn =
 	    ret && !claim &&
-	    (!fs->space_warned || t - fs->space_warned >= SPACE_WARN_NS);
+	    (!fs->space.warned || t - fs->space.warned >= SPACE_WARN_NS);
 	if (warn)
-		fs->space_warned = t;
-	uint64_t total = fs->space_total;
-	pthread_mutex_unlock(&fs->space_lock);
+		fs->space.warned = t;
+	uint64_t total = fs->space.total;
+	pthread_mutex_unlock(&fs->space.lock);
 	if (warn)
 		blk_log_err("%s is full: writes fail with ENOSPC (%llu bytes "
 			    "left, %llu of %llu kept in reserve); delete files "
@@ -145,7 +155,7 @@ int bfs_space_claim(struct bfs *fs, uint64_t len)
 
 void bfs_space_unclaim(struct bfs *fs, uint64_t len)
 {
-	__atomic_sub_fetch(&fs->space_claimed, len, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&fs->space.claimed, len, __ATOMIC_RELAXED);
 }
 
 int bfs_statfs(struct bfs *fs, struct statvfs *st)

@@ -18,29 +18,8 @@
  *      v  thread every SYNC_PERIODS (maint.c)
  *   durable     on the local disk
  *
- * States of a block (a chunk's content, by CID), and what moves it on:
- *
- *   stored      refs record and bytes in the store: blk_txn_commit
- *      |        (blocks/store/store.c apply_refs, put_bytes; large new blocks
- *      |        skip the WAL, journaled: blocks/store/journal.c J1)
- *      |  same batch, when cfg.newlog: apply_refs adds a "newlog" record
- *      v  (flush_commit: cl_engine_kick wakes the uploader)
- *   queued      a newlog record; counted by cl_engine_backlog
- *      |  uploader_main (net/cluster/uploader.c): read_log, job_prepare,
- *      v  job_start, place_fragment (one PUT per fragment)
- *   uploading   fragments in flight to their placement
- *      |  handle_completion (all K+M acknowledged), then retire deletes
- *      v  the newlog record and moves the watermark
- *   uploaded    on K+M nodes, in their WALs
- *      |  cl_engine_barrier (from bfs_fsync_meta and
- *      v  bfs_sync_all): wait_uploaded, then SYNC to every node written
- *   synced      durable on its placement
- *
- *   evicted     bytes gone from the local store, refs record kept:
- *               evict_blocks (maint.c) -> blk_store_evict, once nothing is
- *               queued and local bytes pass cfg.local_max; a read brings
- *               the bytes back (bfs_block_read -> cl_engine_fetch ->
- *               blk_store_fill). Eviction needs "uploaded", not "synced".
+ * The states of a block once a flush stored it are drawn once, where the
+ * code that moves them lives: net/cluster/uploader.c.
  *
  * Invariants:
  *  1. A byte of a file lives in exactly one of: ip->dirty (newest),
@@ -72,6 +51,7 @@
  */
 #include "fs/bfs-int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +72,47 @@ struct run {
 	bool start_anchored, end_anchored;
 	uint64_t keep; /* [keep, eb) goes back to the buffer */
 };
+
+/* Debug-build checks of the byte-range states above, called at their
+ * transitions (compiled out with NDEBUG, as SQLite's assert_pager_state):
+ *   idle      !ip->editing: ip->flushing is empty, written bytes are in
+ *             ip->dirty or the extent map
+ *   flushing  ip->editing: ip->flushing holds what flush_take took, until
+ *             flush_commit empties it
+ * and both buffers are well formed (sorted, disjoint segments whose
+ * lengths add up to their byte count). ip->lock held, or ip->editing
+ * owned (the flushing buffer is then the holder's). */
+#ifndef NDEBUG
+static void assert_wbuf(const struct wbuf *w)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < w->n; i++) {
+		assert(i == 0 || w->segs[i - 1].off + w->segs[i - 1].len <=
+				     w->segs[i].off);
+		sum += w->segs[i].len;
+	}
+	assert(sum == w->bytes);
+}
+
+static void assert_idle(const struct bfs_inode *ip)
+{
+	assert(!ip->editing);
+	assert(ip->flushing.n == 0 && ip->flushing.bytes == 0);
+}
+
+static void assert_flushing(const struct bfs_inode *ip)
+{
+	assert(ip->editing);
+	assert(ip->flushing.n > 0);
+	assert_wbuf(&ip->flushing);
+	assert_wbuf(&ip->dirty);
+}
+#else
+#define assert_wbuf(w) ((void)0)
+#define assert_idle(ip) ((void)0)
+#define assert_flushing(ip) ((void)0)
+#endif
 
 bool bfs_all_zero(const uint8_t *p, size_t n)
 {
@@ -363,7 +384,7 @@ static int put_chunks(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 	    .cids = cids,
 	    .zero = zero,
 	};
-	bfs_hash_chunks(fs, &job);
+	bfs_hash_chunks(&fs->hasher, &job);
 	for (size_t k = 0; !ret && k < n; k++) {
 		const uint8_t *p = r->buf + (ch[k].off - r->ea);
 		uint8_t key[16], val[BFS_EXTENT_VAL_MAX];
@@ -459,6 +480,7 @@ static int flush_take(struct bfs *fs, struct bfs_inode *ip, uint64_t limit,
 	pthread_mutex_lock(&ip->lock);
 	while (ip->editing)
 		pthread_cond_wait(&ip->cond, &ip->lock);
+	assert_idle(ip);
 	if (!ip->dirty.n || fs->cfg.read_only) {
 		ret = ip->flush_err;
 		ip->flush_err = 0;
@@ -473,6 +495,7 @@ static int flush_take(struct bfs *fs, struct bfs_inode *ip, uint64_t limit,
 		 * word. */
 		if (ip->dirty.n)
 			*final = false;
+		assert_flushing(ip);
 	}
 	pthread_mutex_unlock(&ip->lock);
 	return ret;
@@ -523,17 +546,27 @@ static int flush_commit(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 				       r->eb - r->keep);
 	}
 	if (ret) {
+		uint64_t taken = ip->flushing.bytes;
+		bool lost = false;
 		for (size_t i = 0; i < ip->flushing.n; i++) {
 			struct wb_seg *s = &ip->flushing.segs[i];
-			if (wbuf_write_under(&ip->dirty, s->off, s->data,
-					     s->len))
-				blk_log_err("inode %llu: out of memory putting "
-					    "back unflushed data",
-					    (unsigned long long)ip->ino);
+			if (!wbuf_write_under(&ip->dirty, s->off, s->data,
+					      s->len))
+				continue;
+			lost = true;
+			blk_log_err("inode %llu: out of memory putting "
+				    "back unflushed data",
+				    (unsigned long long)ip->ino);
 		}
 		ip->flush_err = ret;
+		/* invariant 5: all of it is back, under newer writes, unless
+		 * memory ran out (logged) */
+		assert(lost || ip->dirty.bytes >= taken);
+		(void)taken;
+		(void)lost;
 	}
 	wbuf_clear(&ip->flushing);
+	assert_wbuf(&ip->dirty);
 	return ret;
 }
 
@@ -575,6 +608,7 @@ static int flush_pass(struct bfs *fs, struct bfs_inode *ip, bool final,
 	/* Left-over bytes wait for a flush_at more before the next try. */
 	ip->flush_floor = final || ret ? 0 : after;
 	ip->editing = false;
+	assert_idle(ip);
 	pthread_cond_broadcast(&ip->cond);
 	pthread_mutex_unlock(&ip->lock);
 	pthread_rwlock_unlock(&ip->ext_lock);
@@ -706,7 +740,6 @@ int bfs_fsync_meta(struct bfs *fs)
 	return ret;
 }
 
-/* Cut the file's extent map at @size (the caller owns ip->editing). */
 void bfs_truncate_fetch(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			struct bfs_tail *tail)
 {
@@ -747,6 +780,9 @@ static int truncate_head(struct bfs *fs, const struct bfs_extent *e,
 	return 0;
 }
 
+/* Cut the file's extent map at @size in @t: the extents past it go, the
+ * one straddling it keeps its head as a new block (*keep, for the caller
+ * to free after the commit). Under bfs_truncate's locks. */
 static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			    const struct bfs_tail *tail, struct blk_txn *t,
 			    int64_t *stored_delta, void **keep)
@@ -797,6 +833,7 @@ int bfs_truncate(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 	int64_t stored_delta = 0;
 	int ret = 0;
 
+	assert_idle(ip);
 	if (size > BFS_FILE_MAX)
 		return -EFBIG;
 	if (size < ip->rec.size) {

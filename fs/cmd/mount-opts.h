@@ -31,16 +31,66 @@ struct mount_cfg {
 	char opt_err[PATH_MAX + 128]; /* why an option was refused */
 };
 
-/* The fstab-only options as shell patterns ("comment=*", "x-*"), NULL
- * ended: mount(8), systemd and other programs read them, blockfs mount
- * discards them, and mount.blockfs drops them before it calls blockfs
- * (it reads this list from 'blockfs mount --fstab-options'). */
-extern const char *const mount_fstab_only[];
+/* Where an option goes. */
+enum mount_opt_where {
+	MOPT_DAEMON,  /* a field of struct mount_cfg (the daemon's config) */
+	MOPT_KERNEL,  /* passed on to the kernel's mount (mc->extra) */
+	MOPT_BOTH,    /* both: the daemon's, and the kernel's mount takes it */
+	MOPT_DISCARD, /* accepted and dropped (what the mount always does) */
+	/* fstab-only, a shell pattern ("comment=*", "x-*"): mount(8),
+	 * systemd and other programs read it, blockfs mount discards it,
+	 * and mount.blockfs drops it before it calls blockfs (it reads the
+	 * list from 'blockfs mount --fstab-options') */
+	MOPT_FSTAB,
+};
 
-/* Print mount_fstab_only, one pattern a line (--fstab-options). */
+/* How an option's value is parsed. */
+enum mount_opt_parse {
+	MOPT_FLAG,   /* no value: sets .field to .value, or calls .set */
+	MOPT_SIZE,   /* a size (cl_parse_size) in [.min, .max], a power of
+		      * two with .pow2 */
+	MOPT_NUMBER, /* a decimal integer in [.min, .max] */
+	MOPT_ENUM,   /* one of .choices ("a|b"): .set gets its index */
+	MOPT_STRING, /* not empty, without ',' */
+	MOPT_CUSTOM, /* .set parses the text itself */
+};
+
+/* One mount option: a row of mount_opts. */
+struct mount_opt {
+	const char *name;
+	enum mount_opt_where where;
+	enum mount_opt_parse parse;
+	size_t field; /* a flag without .set: its int in struct mount_cfg */
+	int value;    /* ... and what the flag sets it to (or gives .set) */
+	uint64_t min, max;
+	bool pow2;
+	const char *choices;
+	/* Store the value (@val as given, @v as parsed); false refuses it.
+	 * For a flag, @v is .value. */
+	bool (*set)(struct mount_cfg *mc, const char *val, uint64_t v);
+	const char *arg;  /* --help: what the value is ("SIZE") */
+	const char *must; /* the error: what the value must be */
+	/* --help: what it does, lines split with '\n'; NULL: not listed,
+	 * or (with same_help) in the item of the row above */
+	const char *help;
+	bool same_help;
+	/* for tests/unit/test-mount-opts.c: a value it takes, one it
+	 * refuses (valued options only) */
+	const char *valid, *invalid;
+};
+
+/* Every mount option, fstab-only ones included, in the order of --help. */
+extern const struct mount_opt mount_opts[];
+extern const size_t mount_nopts;
+
+/* Print the mount options' --help items, one per row with help (and the
+ * rows that share it), the fstab-only ones left out. */
+void mount_opts_usage(FILE *f);
+
+/* Print the fstab-only options, one pattern a line (--fstab-options). */
 void mount_fstab_print(FILE *f);
 
-/* Print mount_fstab_only as a --help item: the list, wrapped and
+/* Print the fstab-only options as a --help item: the list, wrapped and
  * indented, then what they do. */
 void mount_fstab_usage(FILE *f);
 

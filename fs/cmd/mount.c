@@ -38,44 +38,7 @@ static const char mount_usage_head[] =
     "                  pattern a line (mount.blockfs drops them)\n"
     "  -h, --help      show this help\n"
     "\n"
-    "Mount options:\n"
-    "  ro, rw                read-only or read-write (default rw)\n"
-    "  allow_other, noallow_other\n"
-    "                        let other users use the mount, the kernel\n"
-    "                        checking file modes (default: allow_other\n"
-    "                        when root mounts, else noallow_other)\n"
-    "  chunker=fastcdc|fixed chunking for new data (default: cluster file)\n"
-    "  chunk_size=SIZE       average chunk size, a power of two\n"
-    "  cache_size=SIZE       blocks kept in the local store once their\n"
-    "                        placement holds them (default 4G; 0: all)\n"
-    "  db_cache=SIZE         RocksDB block cache (default 64M)\n"
-    "  redundancy=POLICY     replicas:N or ec:K+M for new blocks (default:\n"
-    "                        the cluster file's)\n"
-    "  ec_min=SIZE           under ec:K+M, blocks shorter than this are\n"
-    "                        stored as M+1 replicas (default: the cluster\n"
-    "                        file's ec_min, else 64K; 0: code them all)\n"
-    "  sync_timeout=SECONDS  how long fsync waits for the placement before\n"
-    "                        it fails with EIO (default 60)\n"
-    "  dirty_max=SIZE        unchunked write data held in memory (default "
-    "32M)\n"
-    "  read_ahead=SIZE       kernel read-ahead for the mount (default 1M;\n"
-    "                        needs root)\n"
-    "  verify                re-hash every block read against its CID\n"
-    "                        (RocksDB checksums catch bit rot either way)\n"
-    "  fsname=NAME           name shown in /proc/mounts\n"
-    "  nonempty              allow mounting over a non-empty directory\n"
-    "  sync, async, dirsync  sync: every write(2) returns once durable,\n"
-    "                        as after fsync (slow); passed to the kernel\n"
-    "  acl, noacl            POSIX ACLs, stored and enforced (default acl;\n"
-    "                        noacl saves the kernel asking each file for\n"
-    "                        its ACL once: setfacl then fails)\n"
-    "  relatime, atime       a read updates atime when it is not newer than\n"
-    "                        mtime or ctime, or a day old (the default)\n"
-    "  noatime               reads never update atime\n"
-    "  strictatime           every read updates atime\n"
-    "  nodiratime            listing a directory leaves its atime\n"
-    "  nosuid, nodev, noexec, suid, dev, exec\n"
-    "                        passed to the kernel\n";
+    "Mount options:\n";
 
 static const char mount_usage_tail[] =
     "\n"
@@ -88,6 +51,7 @@ static const char mount_usage_tail[] =
 /* The mount options' --help after mount_usage_head. */
 static void mount_usage_more(FILE *f)
 {
+	mount_opts_usage(f);
 	mount_fstab_usage(f);
 	fputs(mount_usage_tail, f);
 }

@@ -34,6 +34,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -332,7 +334,7 @@ static bool read_eq(struct mfile *m, uint64_t off, size_t len)
 	struct bfs_file *f = m->f;
 	bool tmp = !f;
 
-	if (tmp && bfs_open_file(S.fs, m->ip, &f))
+	if (tmp && bfs_open_file(S.fs, m->ip, false, &f))
 		return false;
 	uint64_t want = off < m->size ? umin(len, m->size - off) : 0;
 	int64_t got = bfs_read(S.fs, f, off, S.buf, len);
@@ -454,7 +456,7 @@ static void check_reservations(void)
 		total += ip->resv_bytes;
 		pthread_mutex_unlock(&ip->lock);
 	}
-	MCHECK(__atomic_load_n(&S.fs->space_claimed, __ATOMIC_RELAXED) ==
+	MCHECK(__atomic_load_n(&S.fs->space.claimed, __ATOMIC_RELAXED) ==
 	       total);
 }
 
@@ -753,7 +755,7 @@ static void step(void)
 		if (m->f)
 			handle_close(m);
 		else
-			MCHECK(bfs_open_file(S.fs, m->ip, &m->f) == 0);
+			MCHECK(bfs_open_file(S.fs, m->ip, true, &m->f) == 0);
 	} else if (r < 925) {
 		op_replace(m, slot);
 	} else if (r < 970) {
@@ -789,7 +791,7 @@ static void finish(void)
 	checkpoint();
 	check_all_freed();
 	/* every reservation went with its file's data */
-	MCHECK(__atomic_load_n(&S.fs->space_claimed, __ATOMIC_RELAXED) == 0);
+	MCHECK(__atomic_load_n(&S.fs->space.claimed, __ATOMIC_RELAXED) == 0);
 	op_log("remount");
 	fs_close();
 	fs_open();
@@ -842,6 +844,96 @@ static void run(enum cdc_kind chunker)
 	       S.broken ? ", stopped at a mismatch" : "");
 }
 
+/* ---- ip->editing: the lock held across network waits ----------------------
+ */
+
+struct fsync_arg {
+	struct bfs *fs;
+	struct bfs_inode *ip;
+	int ret;
+};
+
+static void *fsync_main(void *arg)
+{
+	struct fsync_arg *a = arg;
+
+	a->ret = bfs_fsync(a->fs, a->ip, false);
+	return NULL;
+}
+
+/* A flush holds ip->editing while it reads old blocks, maybe from the
+ * cluster (fill_run): neither readers nor writers of the file wait for
+ * it, only the next flush or truncate does, and that one goes on once
+ * it is let go. The test holds editing itself, as a flush stuck on the
+ * network would; a wait where there must be none ends it (alarm). */
+static void test_editing(void)
+{
+	char dir[] = "/tmp/test-writepath-editing.XXXXXX";
+	char err[256] = "";
+	struct bfs *fs;
+	struct bfs_inode *ip = NULL;
+	struct bfs_file *f = NULL;
+	enum { LEN = 64 << 10 };
+	uint8_t *want = xmalloc(LEN), *got = xmalloc(LEN);
+
+	REQUIRE(mkdtemp(dir));
+	struct bfs_config cfg = {
+	    .node_dir = dir,
+	    .chunker = CDC_FIXED,
+	    .chunk_min = 1024,
+	    .chunk_avg = 4096,
+	    .chunk_max = 4096,
+	    .cache_bytes = 8u << 20,
+	    .dirty_max = 64u << 20,
+	    .flush_at = 8u << 20,
+	    .flushers = 1,
+	};
+	REQUIRE(bfs_open(&cfg, &fs, err, sizeof(err)) == 0);
+	REQUIRE(bfs_mknod(fs, BFS_ROOT_INO, "e", S_IFREG | 0644, 0, 0, getuid(),
+			  getgid(), NULL, &ip) == 0);
+	REQUIRE(bfs_open_file(fs, ip, true, &f) == 0);
+	for (size_t i = 0; i < LEN; i++)
+		want[i] = (uint8_t)(i * 7 + 1);
+	CHECK(bfs_write(fs, ip, 0, want, LEN) == LEN);
+	CHECK(bfs_fsync(fs, ip, false) == 0); /* now in the extent map */
+
+	alarm(60);
+	pthread_mutex_lock(&ip->lock);
+	while (ip->editing)
+		pthread_cond_wait(&ip->cond, &ip->lock);
+	ip->editing = true;
+	pthread_mutex_unlock(&ip->lock);
+
+	memset(want + 1000, 0xee, 5000);
+	CHECK(bfs_write(fs, ip, 1000, want + 1000, 5000) == 5000);
+	CHECK(bfs_read(fs, f, 0, got, LEN) == LEN);
+	CHECK(memcmp(got, want, LEN) == 0);
+	struct fsync_arg a = {fs, ip, -1};
+	pthread_t t;
+	REQUIRE(pthread_create(&t, NULL, fsync_main, &a) == 0);
+
+	pthread_mutex_lock(&ip->lock);
+	ip->editing = false;
+	pthread_cond_broadcast(&ip->cond);
+	pthread_mutex_unlock(&ip->lock);
+	pthread_join(t, NULL);
+	CHECK(a.ret == 0);
+	alarm(0);
+	pthread_mutex_lock(&ip->lock);
+	CHECK(ip->dirty.n == 0 && !ip->editing);
+	pthread_mutex_unlock(&ip->lock);
+	memset(got, 0, LEN);
+	CHECK(bfs_read(fs, f, 0, got, LEN) == LEN);
+	CHECK(memcmp(got, want, LEN) == 0);
+
+	CHECK(bfs_release_file(fs, f) == 0);
+	bfs_iput(fs, ip);
+	CHECK(bfs_close(fs) == 0);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(want);
+	free(got);
+}
+
 int main(void)
 {
 	const char *env = getenv("WRITEPATH_SEED");
@@ -864,6 +956,7 @@ int main(void)
 	if (!env || !strcmp(env, "fastcdc"))
 		run(CDC_FASTCDC);
 	free(S.buf);
+	test_editing();
 	printf("writepath: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
