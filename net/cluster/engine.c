@@ -299,6 +299,7 @@ static int open_server(struct cl_engine *p, char *err, size_t errlen)
 	    .cf = p->cfg.frags_cf,
 	    .data_dir = p->cfg.data_dir,
 	    .capacity = p->cfg.capacity,
+	    .fault_corrupt_get = p->cfg.fault_corrupt_get,
 	};
 	ret = cl_cluster_server_new(cl, (unsigned)p->self, &sc, &p->srv);
 	if (ret < 0) {

@@ -38,6 +38,8 @@ struct cl_engine_config {
 	uint64_t backlog_max; /* blocks queued before writers wait (0: 1024) */
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
 	bool serve;		  /* run this node's server in this process */
+	/* Test only: its server's net_server_config.fault_corrupt_get. */
+	unsigned fault_corrupt_get;
 };
 
 /* Start the server (if asked and this node is in the cluster file), the

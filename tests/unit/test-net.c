@@ -1413,10 +1413,17 @@ static void test_fault_switch(void)
 	uint8_t *d = NULL;
 	size_t len = 0, diff = 0;
 
-	/* Switched on through the environment. */
-	setenv("BLOCKFS_FAULT_CORRUPT_GET", "1", 1);
-	env_up(&e, 1ull << 30, false);
-	unsetenv("BLOCKFS_FAULT_CORRUPT_GET");
+	/* The names BLOCKFS_FAULT_CORRUPT_GET takes (the command reads it
+	 * and sets the config's field). */
+	CHECK(net_fault_parse("1") == NET_FAULT_FLIP);
+	CHECK(net_fault_parse("flip") == NET_FAULT_FLIP);
+	CHECK(net_fault_parse("forge") == NET_FAULT_FORGE);
+	CHECK(net_fault_parse("lie") == NET_FAULT_LIE);
+	CHECK(net_fault_parse("0") == NET_FAULT_NONE);
+	CHECK(net_fault_parse(NULL) == NET_FAULT_NONE);
+
+	/* Switched on through the config. */
+	env_up(&e, 1ull << 30, net_fault_parse("1"));
 	c = client_new(e.endpoint, NULL);
 	raw = client_new(e.endpoint, &o);
 	frag_make(&f, 10000, 0);
@@ -1447,8 +1454,8 @@ static void test_fault_switch(void)
 }
 
 #else
-/* Without -Dfault_injection=true the switch is not there: the
- * environment is not read, and the config field is refused. */
+/* Without -Dfault_injection=true the switch is not there: the server
+ * reads no environment, and the config field is refused. */
 static void test_fault_switch(void)
 {
 	struct net_client *c;
