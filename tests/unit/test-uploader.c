@@ -33,6 +33,8 @@ struct fake_node {
 	int put_status;	 /* what a send completes with */
 	int sync_status; /* 0, -errno, or CL_SYNC_NO_ANSWER */
 	unsigned sends, syncs;
+	unsigned done;			/* completions that have run */
+	unsigned ups;			/* up() asked about it */
 	struct blk_cid acked[MAXSENDS]; /* fragments it acknowledged */
 	unsigned nacked;
 };
@@ -99,6 +101,7 @@ static bool fake_up(void *arg, unsigned node)
 
 	(void)arg;
 	pthread_mutex_lock(&fk.lock);
+	fk.node[node].ups++;
 	up = !fk.node[node].down;
 	pthread_mutex_unlock(&fk.lock);
 	return up;
@@ -140,6 +143,7 @@ static void *fake_main(void *arg)
 		net_buf_unref(p.buf);
 		p.s->done(p.s, status);
 		pthread_mutex_lock(&fk.lock);
+		fk.node[p.node].done++;
 	}
 	pthread_mutex_unlock(&fk.lock);
 	return NULL;
@@ -180,6 +184,27 @@ static void fake_set(unsigned node, bool down, bool hold, int put_status,
 	fk.node[node].sync_status = sync_status;
 	pthread_cond_signal(&fk.cond);
 	pthread_mutex_unlock(&fk.lock);
+}
+
+/* Completions run for node @node's sends, and times up() was asked. */
+static unsigned fake_done(unsigned node)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fk.lock);
+	n = fk.node[node].done;
+	pthread_mutex_unlock(&fk.lock);
+	return n;
+}
+
+static unsigned fake_ups(unsigned node)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fk.lock);
+	n = fk.node[node].ups;
+	pthread_mutex_unlock(&fk.lock);
+	return n;
 }
 
 static unsigned fake_count(unsigned node, bool syncs)
@@ -384,6 +409,30 @@ static bool wait_queued(unsigned n)
 	return false;
 }
 
+/* Wait (at most 5 s) until @n completions have run for node @node's
+ * sends. */
+static bool wait_done(unsigned node, unsigned n)
+{
+	for (int i = 0; i < 500; i++) {
+		if (fake_done(node) >= n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* Wait (at most 5 s) until the uploader has asked @n times whether node
+ * @node is up. */
+static bool wait_ups(unsigned node, unsigned n)
+{
+	for (int i = 0; i < 500; i++) {
+		if (fake_ups(node) >= n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 /* Nothing written: the barrier passes at once and syncs nobody. */
@@ -444,8 +493,12 @@ static void test_waits_for_last_ack(void)
 	held = 2;
 	fake_set(held, false, true, 0, 0);
 	b = commit_block_on(&e, held, 3);
+	/* The uploader has run: the held home has its send, and the other
+	 * two homes' completions have run. */
 	CHECK(wait_queued(1));
-	usleep(100000);
+	for (unsigned r = 0; r < 3; r++)
+		if (e.rank[b][r] != held)
+			CHECK(wait_done(e.rank[b][r], 1));
 	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(log_records(&e) == 1);
 	t0 = now_ms();
@@ -497,7 +550,11 @@ static void test_stall_and_retry(void)
 	env_open(&e, 3, 3, 5000);
 	fake_set(2, true, false, 0, 0);
 	b = commit_block(&e, 7);
-	usleep(300000);
+	/* The uploader has run and tried again: the live nodes' sends are
+	 * done, and it asked about the down node at the first try and at
+	 * two retries since. */
+	CHECK(wait_done(0, 1) && wait_done(1, 1));
+	CHECK(wait_ups(2, 3));
 	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(fake_count(2, false) == 0);
 	fake_set(2, false, false, 0, 0);
