@@ -17,6 +17,7 @@
 #include "fs/cmd/daemon.h"
 #include "fs/cmd/mount-opts.h"
 #include "fs/cmd/node.h"
+#include "fs/cmd/progress.h"
 #include "fs/fuse.h"
 #include "net/cluster/engine.h"
 #include "net/server/server.h"
@@ -406,6 +407,7 @@ static int mount_open(struct mount_run *r)
 	    .data_dir = r->db_path,
 	    .sync_timeout_ms = mc->sync_timeout_ms,
 	    .serve = true,
+	    .progress = cmd_progress_draw,
 #ifdef BFS_FAULT_INJECTION
 	    .fault_corrupt_get =
 		net_fault_parse(getenv("BLOCKFS_FAULT_CORRUPT_GET")),

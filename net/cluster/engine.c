@@ -442,6 +442,8 @@ static int open_engine(struct cl_engine *p, char *err, size_t errlen)
 	    .backlog_max = c->backlog_max,
 	    .sync_timeout_ms = c->sync_timeout_ms,
 	    .ops = {node_send, node_sync, node_up, p},
+	    .progress = c->progress,
+	    .progress_arg = c->progress_arg,
 	};
 	int ret;
 

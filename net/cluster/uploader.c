@@ -44,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blocks/base/bytes.h"
 #include "blocks/base/clock.h"
@@ -740,14 +739,16 @@ static void drain_report(struct cl_uploader *u)
 		    down);
 }
 
-/* Unmount: upload everything committed before @target, showing progress
- * on stderr (a terminal) or in the log, until the close deadline, which
+/* Unmount: upload everything committed before @target, telling the
+ * progress to cfg.progress (or the log), until the close deadline, which
  * moves one sync timeout past every moment blocks go out. 0 once the
  * queue is empty; -EIO (said once, with what is left and which nodes are
  * down) when the deadline passes. */
 static int drain(struct cl_uploader *u, uint64_t target)
 {
-	bool tty = isatty(STDERR_FILENO), shown = false, moved = false;
+	cl_progress_fn progress = u->cfg.progress;
+	bool shown = false, moved = false;
+	uint64_t total = 0;
 	int ret = 0;
 
 	for (;;) {
@@ -760,22 +761,26 @@ static int drain(struct cl_uploader *u, uint64_t target)
 			ret = -EIO;
 			break;
 		}
-		if (tty)
-			fprintf(stderr,
-				"\rblockfs: uploading: %llu blocks left   ",
-				(unsigned long long)before);
+		if (before > total)
+			total = before;
+		if (progress && progress(u->cfg.progress_arg, total - before,
+					 total, "uploading"))
+			shown = true;
 		else
 			blk_log_info("unmount: %llu blocks left to upload",
 				     (unsigned long long)before);
-		shown = true;
 		blk_deadline(&step, 1000);
 		wait_uploaded(u, target, &step);
 		moved = cl_uploader_backlog(u) < before;
 	}
 	if (moved)
 		close_deadline_passed(u, true);
-	if (tty && shown)
-		fprintf(stderr, "\n");
+	if (progress && shown) {
+		uint64_t left = cl_uploader_backlog(u);
+
+		progress(u->cfg.progress_arg, left < total ? total - left : 0,
+			 total, NULL);
+	}
 	if (ret)
 		drain_report(u);
 	return ret;

@@ -590,8 +590,58 @@ static void test_sync_fails(int status)
 	env_close(&e);
 }
 
+/* What the uploader told its progress function. */
+static struct {
+	unsigned steps, ends;
+	uint64_t first_done, first_total, last_done, last_total;
+	char what[32];
+} prog;
+
+static bool fake_progress(void *arg, uint64_t done, uint64_t total,
+			  const char *what)
+{
+	(void)arg;
+	pthread_mutex_lock(&fk.lock);
+	if (!what) {
+		prog.ends++;
+		prog.last_done = done;
+		prog.last_total = total;
+	} else if (!prog.steps++) {
+		prog.first_done = done;
+		prog.first_total = total;
+		snprintf(prog.what, sizeof(prog.what), "%s", what);
+	}
+	pthread_mutex_unlock(&fk.lock);
+	return true;
+}
+
+static unsigned progress_steps(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fk.lock);
+	n = prog.steps;
+	pthread_mutex_unlock(&fk.lock);
+	return n;
+}
+
+struct bg_barrier {
+	struct cl_uploader *u;
+	int ret;
+	pthread_t thread;
+};
+
+static void *bg_barrier_main(void *arg)
+{
+	struct bg_barrier *bg = arg;
+
+	bg->ret = cl_uploader_barrier(bg->u);
+	return NULL;
+}
+
 /* Unmount: the barrier drains the queue; stopping leaves what is not
- * done in the log for the next uploader, which resumes there. */
+ * done in the log for the next uploader, which resumes there, and drains
+ * it at its own unmount, telling the progress function. */
 static void test_stop_keeps_log(void)
 {
 	struct env e;
@@ -610,7 +660,10 @@ static void test_stop_keeps_log(void)
 	CHECK(log_records(&e) == 2);
 	cl_uploader_free(e.u);
 
+	/* The blocks do not go until the drain has shown its first step. */
 	fake_start();
+	for (unsigned i = 0; i < NNODES; i++)
+		fake_set(i, false, true, 0, 0);
 	struct cl_uploader_config uc = {
 	    .lay = {.db = e.db,
 		    .pl = e.pl,
@@ -621,11 +674,24 @@ static void test_stop_keeps_log(void)
 	    .repair_cf = CF_REPAIR,
 	    .sync_timeout_ms = 5000,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
+	    .progress = fake_progress,
 	};
 	REQUIRE(cl_uploader_new(&uc, &e.u) == 0);
 	CHECK(cl_uploader_backlog(e.u) == 2);
-	CHECK(cl_uploader_barrier(e.u) == 0);
+	cl_uploader_closing(e.u);
+	struct bg_barrier bg = {.u = e.u};
+	REQUIRE(pthread_create(&bg.thread, NULL, bg_barrier_main, &bg) == 0);
+	for (int i = 0; i < 500 && progress_steps() == 0; i++)
+		usleep(10000);
+	for (unsigned i = 0; i < NNODES; i++)
+		fake_set(i, false, false, 0, 0);
+	pthread_join(bg.thread, NULL);
+	CHECK(bg.ret == 0);
 	CHECK(log_records(&e) == 0);
+	CHECK(prog.steps >= 1 && prog.ends == 1);
+	CHECK(!strcmp(prog.what, "uploading"));
+	CHECK(prog.first_done == 0 && prog.first_total == 2);
+	CHECK(prog.last_done == 2 && prog.last_total == 2);
 	env_close(&e);
 }
 
