@@ -186,23 +186,13 @@ static void fake_set(unsigned node, bool down, bool hold, int put_status,
 	pthread_mutex_unlock(&fk.lock);
 }
 
-/* Completions run for node @node's sends, and times up() was asked. */
-static unsigned fake_done(unsigned node)
+/* A counter guarded by fk.lock (of fk, or prog below), read under it. */
+static unsigned fake_read(const unsigned *counter)
 {
 	unsigned n;
 
 	pthread_mutex_lock(&fk.lock);
-	n = fk.node[node].done;
-	pthread_mutex_unlock(&fk.lock);
-	return n;
-}
-
-static unsigned fake_ups(unsigned node)
-{
-	unsigned n;
-
-	pthread_mutex_lock(&fk.lock);
-	n = fk.node[node].ups;
+	n = *counter;
 	pthread_mutex_unlock(&fk.lock);
 	return n;
 }
@@ -409,24 +399,13 @@ static bool wait_queued(unsigned n)
 	return false;
 }
 
-/* Wait (at most 5 s) until @n completions have run for node @node's
- * sends. */
-static bool wait_done(unsigned node, unsigned n)
+/* Wait (at most 5 s) until a counter guarded by fk.lock is at least @n:
+ * completions run for a node's sends (.done), times the uploader asked
+ * whether a node is up (.ups), progress steps told (prog.steps). */
+static bool wait_counter(const unsigned *counter, unsigned n)
 {
 	for (int i = 0; i < 500; i++) {
-		if (fake_done(node) >= n)
-			return true;
-		usleep(10000);
-	}
-	return false;
-}
-
-/* Wait (at most 5 s) until the uploader has asked @n times whether node
- * @node is up. */
-static bool wait_ups(unsigned node, unsigned n)
-{
-	for (int i = 0; i < 500; i++) {
-		if (fake_ups(node) >= n)
+		if (fake_read(counter) >= n)
 			return true;
 		usleep(10000);
 	}
@@ -498,7 +477,7 @@ static void test_waits_for_last_ack(void)
 	CHECK(wait_queued(1));
 	for (unsigned r = 0; r < 3; r++)
 		if (e.rank[b][r] != held)
-			CHECK(wait_done(e.rank[b][r], 1));
+			CHECK(wait_counter(&fk.node[e.rank[b][r]].done, 1));
 	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(log_records(&e) == 1);
 	t0 = now_ms();
@@ -553,8 +532,9 @@ static void test_stall_and_retry(void)
 	/* The uploader has run and tried again: the live nodes' sends are
 	 * done, and it asked about the down node at the first try and at
 	 * two retries since. */
-	CHECK(wait_done(0, 1) && wait_done(1, 1));
-	CHECK(wait_ups(2, 3));
+	CHECK(wait_counter(&fk.node[0].done, 1));
+	CHECK(wait_counter(&fk.node[1].done, 1));
+	CHECK(wait_counter(&fk.node[2].ups, 3));
 	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(fake_count(2, false) == 0);
 	fake_set(2, false, false, 0, 0);
@@ -590,7 +570,7 @@ static void test_sync_fails(int status)
 	env_close(&e);
 }
 
-/* What the uploader told its progress function. */
+/* What the uploader told its progress function. fk.lock guards it. */
 static struct {
 	unsigned steps, ends;
 	uint64_t first_done, first_total, last_done, last_total;
@@ -613,16 +593,6 @@ static bool fake_progress(void *arg, uint64_t done, uint64_t total,
 	}
 	pthread_mutex_unlock(&fk.lock);
 	return true;
-}
-
-static unsigned progress_steps(void)
-{
-	unsigned n;
-
-	pthread_mutex_lock(&fk.lock);
-	n = prog.steps;
-	pthread_mutex_unlock(&fk.lock);
-	return n;
 }
 
 struct bg_barrier {
@@ -681,8 +651,7 @@ static void test_stop_keeps_log(void)
 	cl_uploader_closing(e.u);
 	struct bg_barrier bg = {.u = e.u};
 	REQUIRE(pthread_create(&bg.thread, NULL, bg_barrier_main, &bg) == 0);
-	for (int i = 0; i < 500 && progress_steps() == 0; i++)
-		usleep(10000);
+	CHECK(wait_counter(&prog.steps, 1));
 	for (unsigned i = 0; i < NNODES; i++)
 		fake_set(i, false, false, 0, 0);
 	pthread_join(bg.thread, NULL);
