@@ -3,34 +3,14 @@
  * Vandermonde matrix with gf-complete's region multiply for M >= 3; K = 1 is
  * plain replication and M = 0 a plain split.
  *
- * Methods, measured on this machine (Xeon with AVX-512, 2 vCPUs, shared and
- * noisy), Jerasure's own calls on 64-byte aligned buffers, 4+2 on 1 MiB
- * blocks, decode with 2 data fragments lost, MB/s of block bytes:
- *
- *   method                                   encode        decode
- *   Vandermonde RS w=8, matrix_encode         6200-11100    8500-10200
- *   reed_sol_r6 (m=2), w=8                    6900-8700     8500-10200
- *   Cauchy bit-matrix, smart schedule, w=8:
- *     packet  2 KiB                           8800-10600    8900-9400
- *     packet  4 KiB                           9200-11600    7000-9600
- *     packet  8 KiB                          11100-12100    8900-10900
- *     packet 16 KiB                          11600-12500    8600-10500
- *     packet 32 KiB                           7700-10900    6100-9400
- *   (ranges over 5 runs; Cauchy decode builds its schedule on every call,
- *   jerasure_schedule_decode_lazy, which this codec caches instead)
- *
- *   command: build-ec/ec/ec-bench --jerasure 4 2 1048576
- *
- * Cauchy with 16 KiB packets is the fastest for 4+2, and for 2+1 (35.8 vs
- * 29.8 GB/s), 3+2 and 8+2. It loses from M = 3 on, since its XOR count grows
- * with M * w: 6+3 encode/decode 4.6/1.8 GB/s against RS 6.2/5.9, 8+3
- * 3.2/1.6 against 4.4/4.5, 10+4 2.5/1.7 against 4.2/4.2. Hence the rule:
- * M <= 2 Cauchy, M >= 3 Vandermonde RS; a function of (K, M) only.
- * `build-ec/ec/ec-bench [K M [BLOCK_BYTES]]` prints what this codec does,
- * which includes copying the block into the caller's data fragments:
- * 4+2 on 1 MiB encodes at 7500 MB/s and decodes at 8400-9900 MB/s with 2
- * data fragments lost (26000 MB/s when all data is present, a copy); on
- * 4 KiB blocks 3400 and 2700 MB/s; 10+4 on 1 MiB 3700-4300 and 3600-4100.
+ * Method rule: M <= 2 Cauchy bit-matrix with a smart schedule and 16 KiB
+ * packets, M >= 3 Vandermonde RS; a function of (K, M) only. Cauchy with
+ * 16 KiB packets was the fastest method for 2+1, 3+2, 4+2 and 8+2; it
+ * loses from M = 3 on, since its XOR count grows with M * w. Measure with
+ * build/ec/ec-bench: `ec-bench --jerasure K M [BLOCK_BYTES]` prints every
+ * method and packet size on Jerasure's own calls, `ec-bench K M
+ * [BLOCK_BYTES]` what this codec does (the figures that decided are in the
+ * commit that moved them out of this comment).
  *
  * Fragment size for K > 1: fs = ceil(block_len / K) rounded up to
  * EC_FRAG_ALIGN = W * 16 = 128 bytes, whatever the method. With Cauchy each

@@ -17,8 +17,10 @@
 #include "fs/cmd/daemon.h"
 #include "fs/cmd/mount-opts.h"
 #include "fs/cmd/node.h"
+#include "fs/cmd/progress.h"
 #include "fs/fuse.h"
 #include "net/cluster/engine.h"
+#include "net/server/server.h"
 
 static const char mount_usage_head[] =
     "Usage: blockfs mount NODE_DIR MOUNTPOINT [-o OPTIONS] [-f] [-d]\n"
@@ -370,6 +372,11 @@ static int mount_open(struct mount_run *r)
 	    .data_dir = r->db_path,
 	    .sync_timeout_ms = mc->sync_timeout_ms,
 	    .serve = true,
+	    .progress = cmd_progress_draw,
+#ifdef BFS_FAULT_INJECTION
+	    .fault_corrupt_get =
+		net_fault_parse(getenv("BLOCKFS_FAULT_CORRUPT_GET")),
+#endif
 	};
 	ret = cl_engine_open(&pc, &r->peers, r->err, sizeof(r->err));
 	if (ret)

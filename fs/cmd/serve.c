@@ -121,6 +121,10 @@ static int serve_start(const struct serve_run *s, struct blk_db *db,
 	    .data_dir = s->db_path,
 	    .capacity = s->capacity ? s->capacity : node_capacity(s->node_dir),
 	    .workers = (unsigned)s->workers,
+#ifdef BFS_FAULT_INJECTION
+	    .fault_corrupt_get =
+		net_fault_parse(getenv("BLOCKFS_FAULT_CORRUPT_GET")),
+#endif
 	};
 	int ret = cl_cluster_server_new(s->cl, (unsigned)s->self, &sc, srv);
 	if (ret == -EIO)

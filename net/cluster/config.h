@@ -6,8 +6,7 @@
 #include <stdint.h>
 
 #include "blocks/cdc.h"
-
-#define CL_MAX_NODES 256
+#include "net/cluster/placement.h" /* CL_MAX_NODES: nodes in a cluster */
 
 /* Blocks shorter than this are stored as M+1 whole replicas under ec:K+M
  * (the same fault tolerance, no tiny fragments; DESIGN.md §8). 64 KiB is

@@ -6,7 +6,8 @@
  * each have their own lock, and no call of the engine holds two of them:
  * the uploader calls the node functions below (net_client_submit and
  * net_client_peer_state, which take the client's queue lock) with its
- * lock held, and the client runs completions holding none of its own. */
+ * lock held, the fetcher with none, and the client runs completions
+ * holding none of its own. */
 #include "net/cluster/engine.h"
 
 #include <errno.h>
@@ -104,6 +105,72 @@ static bool node_up(void *arg, unsigned node)
 
 	net_client_peer_state(p->cl, node, &up, NULL);
 	return up;
+}
+
+/* ---- the fetcher's node functions (net/cluster/fetcher.h) --------- */
+
+/* One GET: the reply the fetcher sees, and the op that owns its bytes. */
+struct node_get {
+	struct cl_frag_reply r;
+	struct net_op *op;
+	cl_get_done_fn done;
+	void *done_arg;
+};
+
+static void node_get_release(struct cl_frag_reply *r)
+{
+	struct node_get *g = (struct node_get *)r; /* r is its first field */
+
+	net_op_free(g->op);
+	free(g);
+}
+
+static void node_get_done(struct net_op *op, void *arg)
+{
+	struct node_get *g = arg;
+	const struct net_op_result *res = net_op_result(op);
+
+	g->r.status = res ? res->status : -EIO;
+	if (res && res->status == 0) {
+		g->r.frag = res->frag;
+		g->r.data = res->data;
+		g->r.len = res->len;
+	}
+	g->done(&g->r, g->done_arg);
+}
+
+static int node_get(void *arg, unsigned node, const struct blk_cid *cid,
+		    unsigned index, cl_get_done_fn done, void *done_arg)
+{
+	struct cl_engine *p = arg;
+	struct net_fref ref = {.cid = *cid, .index = (uint8_t)index};
+	struct node_get *g = calloc(1, sizeof(*g));
+	int ret;
+
+	if (!g)
+		return -ENOMEM;
+	g->op = net_op_new_get(&ref);
+	if (!g->op) {
+		free(g);
+		return -ENOMEM;
+	}
+	g->r.node = node;
+	g->r.release = node_get_release;
+	g->done = done;
+	g->done_arg = done_arg;
+	ret = net_client_submit(p->cl, node, g->op, node_get_done, g);
+	if (ret < 0)
+		node_get_release(&g->r); /* the op is still ours */
+	return ret == -ENOMEM ? -EIO : ret;
+}
+
+static uint64_t node_latency(void *arg, unsigned node)
+{
+	struct cl_engine *p = arg;
+	uint64_t lat = 0;
+
+	net_client_peer_state(p->cl, node, NULL, &lat);
+	return lat;
 }
 
 /* ---- calls -------------------------------------------------------------- */
@@ -299,6 +366,7 @@ static int open_server(struct cl_engine *p, char *err, size_t errlen)
 	    .cf = p->cfg.frags_cf,
 	    .data_dir = p->cfg.data_dir,
 	    .capacity = p->cfg.capacity,
+	    .fault_corrupt_get = p->cfg.fault_corrupt_get,
 	};
 	ret = cl_cluster_server_new(cl, (unsigned)p->self, &sc, &p->srv);
 	if (ret < 0) {
@@ -368,7 +436,10 @@ static int open_engine(struct cl_engine *p, char *err, size_t errlen)
 	    .m = c->m,
 	    .ec_min = c->ec_min,
 	};
-	struct cl_fetcher_config fc = {.lay = lay, .cl = p->cl};
+	struct cl_fetcher_config fc = {
+	    .lay = lay,
+	    .ops = {node_get, node_up, node_latency, p},
+	};
 	struct cl_uploader_config uc = {
 	    .lay = lay,
 	    .repair_cf = c->repair_cf,
@@ -376,6 +447,8 @@ static int open_engine(struct cl_engine *p, char *err, size_t errlen)
 	    .backlog_max = c->backlog_max,
 	    .sync_timeout_ms = c->sync_timeout_ms,
 	    .ops = {node_send, node_sync, node_up, p},
+	    .progress = c->progress,
+	    .progress_arg = c->progress_arg,
 	};
 	int ret;
 

@@ -19,6 +19,7 @@
 #include "blocks/cid.h"
 #include "blocks/store/store.h"
 #include "net/cluster/config.h"
+#include "net/cluster/uploader.h" /* cl_progress_fn */
 
 struct cl_engine;
 
@@ -40,6 +41,11 @@ struct cl_engine_config {
 	uint64_t backlog_max; /* blocks queued before writers wait (0: 1024) */
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
 	bool serve;		  /* run this node's server in this process */
+	/* Test only: its server's net_server_config.fault_corrupt_get. */
+	unsigned fault_corrupt_get;
+	/* The unmount's upload progress (uploader.h; NULL: logged). */
+	cl_progress_fn progress;
+	void *progress_arg;
 };
 
 /* Add the engine's column family, "repair" (binary CID -> reason: blocks
@@ -57,8 +63,8 @@ int cl_engine_open(const struct cl_engine_config *cfg, struct cl_engine **out,
 		   char *err, size_t errlen);
 
 /* Unmount begins (no more writes come). From now on a barrier waits for
- * the whole upload queue, showing progress on stderr when it is a
- * terminal and logging it otherwise, and every barrier and the drain of
+ * the whole upload queue, telling its progress to cfg.progress (or, with
+ * none, the log), and every barrier and the drain of
  * cl_engine_close share one deadline: the sync timeout, restarted
  * whenever blocks go out. So with every node down the whole unmount waits
  * one sync timeout. Any thread; NULL is fine. */

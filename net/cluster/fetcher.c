@@ -13,10 +13,12 @@
  * the fetch fails that way, the teacher is banned for this block and the
  * fetch starts again without it, up to MAX_BANS times.
  *
- * Locks: each fetch has its own (struct fetch, below), which the client's
+ * Locks: each fetch has its own (struct fetch, below), which the GETs'
  * completions take; fe->lock guards the block counters only. No path
- * takes both. A fetch's lock is dropped around net_client_submit and
- * released while it waits for replies (pthread_cond_timedwait). */
+ * takes both. A fetch's lock is dropped around cl_fetch_ops.get and
+ * released while it waits for replies (pthread_cond_timedwait).
+ *
+ * The nodes are reached only through struct cl_fetch_ops (fetcher.h). */
 #include "net/cluster/fetcher.h"
 
 #include <errno.h>
@@ -32,8 +34,8 @@
 #include "net/cluster/config.h"
 #include "net/cluster/plan.h"
 
-#define HEDGE_MS 300 /* a fetch asks the next node after this long */
-#define FETCH_DEADLINE_MS 20000
+#define HEDGE_MS 300 /* default: a fetch asks the next node after this */
+#define FETCH_DEADLINE_MS 20000 /* default */
 #define MAX_BANS 3 /* nodes banned for teaching a wrong coding, per fetch */
 /* Choices of K decoded at most when a fragment lies (C(14, 10) = 1001
  * for 10+4). */
@@ -49,13 +51,13 @@ struct cl_fetcher {
 };
 
 /* What one fetch has asked and received. Only its thread touches it,
- * except @lock's fields, which the client's completions fill. */
+ * except @lock's fields, which the GETs' completions fill. */
 struct fetch {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		   /* lock: a reply came */
-	unsigned outstanding;		   /* lock */
-	struct net_op *done[CL_MAX_NODES]; /* lock: replies to look at */
-	unsigned ndone;			   /* lock */
+	pthread_cond_t cond;			  /* lock: a reply came */
+	unsigned outstanding;			  /* lock */
+	struct cl_frag_reply *done[CL_MAX_NODES]; /* lock: replies to look at */
+	unsigned ndone;				  /* lock */
 
 	const struct blk_cid *cid;
 	unsigned rank[CL_MAX_NODES]; /* the block's placement */
@@ -75,7 +77,7 @@ struct fetch {
 	unsigned nc, next;
 	uint64_t asked[CL_MAX_NODES]; /* bit x of [node]: index x asked */
 	uint8_t *frags[EC_MAX_FRAGS];
-	struct net_op *keep[EC_MAX_FRAGS]; /* owners of frags[] */
+	struct cl_frag_reply *keep[EC_MAX_FRAGS]; /* owners of frags[] */
 	unsigned have;
 	/* Hostile nodes (design note above): who taught the coding, how
 	 * many fragments disagreed with it, and nodes not to ask. */
@@ -93,10 +95,13 @@ enum frag_check {
 
 static bool peer_up(struct cl_fetcher *fe, unsigned i)
 {
-	bool up = false;
+	return fe->cfg.ops.up(fe->cfg.ops.arg, i);
+}
 
-	net_client_peer_state(fe->cfg.cl, i, &up, NULL);
-	return up;
+static void reply_free(struct cl_frag_reply *r)
+{
+	if (r)
+		r->release(r);
 }
 
 /* A wrong answer seen (counted for the unmount log). */
@@ -105,27 +110,30 @@ static void count_reject(struct cl_fetcher *fe)
 	atomic_fetch_add_explicit(&fe->rejects, 1, memory_order_relaxed);
 }
 
-/* The fetch order for the coding @f->k + @f->m (net/cluster/plan.h), from what
- * the client knows of the nodes now. */
+/* The fetch order for the coding @f->k + @f->m (net/cluster/plan.h), from
+ * what the node functions know of the nodes now. */
 static void plan_fetch(struct cl_fetcher *fe, struct fetch *f)
 {
 	bool up[CL_MAX_NODES] = {0};
 	uint64_t lat[CL_MAX_NODES] = {0};
 
-	for (unsigned i = 0; i < f->nrank; i++)
-		net_client_peer_state(fe->cfg.cl, f->rank[i], &up[f->rank[i]],
-				      &lat[f->rank[i]]);
+	for (unsigned i = 0; i < f->nrank; i++) {
+		unsigned n = f->rank[i];
+
+		up[n] = peer_up(fe, n);
+		lat[n] = fe->cfg.ops.latency_us(fe->cfg.ops.arg, n);
+	}
 	f->nc = cl_plan_fetch(f->rank, f->nrank, f->k, f->m, up, lat, f->cand,
 			      CL_MAX_NODES);
 	f->next = 0;
 }
 
-static void get_done(struct net_op *op, void *arg)
+static void get_done(struct cl_frag_reply *r, void *arg)
 {
 	struct fetch *f = arg;
 
 	pthread_mutex_lock(&f->lock);
-	f->done[f->ndone++] = op;
+	f->done[f->ndone++] = r;
 	f->outstanding--;
 	pthread_cond_signal(&f->cond);
 	pthread_mutex_unlock(&f->lock);
@@ -137,27 +145,23 @@ static bool send_get(struct cl_fetcher *fe, struct fetch *f)
 {
 	while (f->next < f->nc) {
 		const struct cl_cand *c = &f->cand[f->next++];
-		struct net_fref ref = {.cid = *f->cid,
-				       .index = (uint8_t)c->index};
-		struct net_op *op;
 
 		if (f->frags[c->index] || f->banned[c->node] ||
 		    (f->asked[c->node] >> c->index & 1) ||
 		    !peer_up(fe, c->node))
 			continue;
-		op = net_op_new_get(&ref);
-		if (!op)
-			return false;
 		f->asked[c->node] |= 1ull << c->index;
 		f->outstanding++;
 		atomic_fetch_add_explicit(&fe->gets_sent[c->node], 1,
 					  memory_order_relaxed);
 		pthread_mutex_unlock(&f->lock);
-		int r = net_client_submit(fe->cfg.cl, c->node, op, get_done, f);
+		int r = fe->cfg.ops.get(fe->cfg.ops.arg, c->node, f->cid,
+					c->index, get_done, f);
 		pthread_mutex_lock(&f->lock);
 		if (r < 0) {
-			net_op_free(op);
 			f->outstanding--;
+			if (r == -ENOMEM)
+				return false;
 			continue;
 		}
 		return true;
@@ -225,8 +229,8 @@ static int fetch_learn(struct cl_fetcher *fe, struct fetch *f,
  * before the first), FRAG_OTHER_CODING if it is one of this block that
  * disagrees with the coding learnt, else -ENOENT (the node has no such
  * fragment), another negative status, or -EBADMSG. Fragment checksums
- * were checked by the client. */
-static int check_frag(const struct fetch *f, const struct net_op_result *r)
+ * were checked by the node functions. */
+static int check_frag(const struct fetch *f, const struct cl_frag_reply *r)
 {
 	if (r->status < 0)
 		return r->status;
@@ -241,39 +245,38 @@ static int check_frag(const struct fetch *f, const struct net_op_result *r)
 
 /* A reply that is not kept: note who disagreed, or say what was wrong. */
 static void drop_reply(struct cl_fetcher *fe, struct fetch *f,
-		       const struct net_op_result *res, int c)
+		       const struct cl_frag_reply *res, int c)
 {
 	char name[BLK_CID_STR_MAX];
 
 	if (c == FRAG_OTHER_CODING) {
 		/* the liar is the teacher or this node: told at the end */
 		f->disagreed++;
-		f->disagreeing[res->peer] = true;
+		f->disagreeing[res->node] = true;
 	} else if (c < 0 && c != -ENOENT) {
 		if (c == -EBADMSG)
 			count_reject(fe);
 		blk_cid_to_string(f->cid, name);
 		blk_log_warn("fetch %s: node %s: %s", name,
-			     res ? fe->cfg.lay.names[res->peer] : "?",
-			     strerror(-c));
+			     fe->cfg.lay.names[res->node], strerror(-c));
 	}
 }
 
 /* Look at one reply (f->lock held): keep its fragment, or drop it.
  * 0, or a negative errno when the fetch cannot go on (-ENOMEM). */
-static int take_reply(struct cl_fetcher *fe, struct fetch *f, struct net_op *op)
+static int take_reply(struct cl_fetcher *fe, struct fetch *f,
+		      struct cl_frag_reply *res)
 {
-	const struct net_op_result *res = net_op_result(op);
-	int c = res ? check_frag(f, res) : -EIO;
+	int c = check_frag(f, res);
 
 	if (c == FRAG_FITS && !f->known) {
 		c = fetch_learn(fe, f, &res->frag);
 		if (c < 0 && c != -EBADMSG) {
-			net_op_free(op);
+			reply_free(res);
 			return c;
 		}
 		if (c == 0)
-			f->teacher = (int)res->peer;
+			f->teacher = (int)res->node;
 	}
 	if (c == FRAG_FITS && f->k == 1 &&
 	    !blk_cid_verify(f->cid, res->data, res->len)) {
@@ -283,12 +286,12 @@ static int take_reply(struct cl_fetcher *fe, struct fetch *f, struct net_op *op)
 	}
 	if (c == FRAG_FITS && !f->frags[res->frag.index]) {
 		f->frags[res->frag.index] = (uint8_t *)res->data;
-		f->keep[res->frag.index] = op;
+		f->keep[res->frag.index] = res;
 		f->have++;
 		return 0;
 	}
 	drop_reply(fe, f, res, c);
-	net_op_free(op);
+	reply_free(res);
 	return 0;
 }
 
@@ -319,7 +322,7 @@ static int collect(struct cl_fetcher *fe, struct fetch *f, bool all,
 
 			if (blk_deadline_passed(deadline))
 				return 0;
-			blk_deadline(&hedge, HEDGE_MS);
+			blk_deadline(&hedge, fe->cfg.hedge_ms);
 			/* ...and one more each time they are slow. */
 			if (pthread_cond_timedwait(&f->cond, &f->lock,
 						   &hedge) == ETIMEDOUT &&
@@ -336,16 +339,16 @@ static int collect(struct cl_fetcher *fe, struct fetch *f, bool all,
 	}
 }
 
-/* Wait for the requests still out (bounded by the client's timeouts) and
+/* Wait for the requests still out (bounded by the nodes' timeouts) and
  * drop every reply and fragment: the fetch starts afresh. f->lock held. */
 static void fetch_reset(struct fetch *f)
 {
 	while (f->outstanding)
 		pthread_cond_wait(&f->cond, &f->lock);
 	while (f->ndone)
-		net_op_free(f->done[--f->ndone]);
+		reply_free(f->done[--f->ndone]);
 	for (unsigned i = 0; i < EC_MAX_FRAGS; i++) {
-		net_op_free(f->keep[i]);
+		reply_free(f->keep[i]);
 		f->keep[i] = NULL;
 		f->frags[i] = NULL;
 	}
@@ -456,7 +459,8 @@ static struct fetch *fetch_new(struct cl_fetcher *fe, const struct blk_cid *cid,
 	f->cid = cid;
 	f->k0 = fe->cfg.lay.k;
 	f->m0 = fe->cfg.lay.m;
-	if (blk_store_info(fe->cfg.lay.store, cid, &refs, &blen, &local) == 0)
+	if (fe->cfg.lay.store &&
+	    blk_store_info(fe->cfg.lay.store, cid, &refs, &blen, &local) == 0)
 		cl_layout_coding(&fe->cfg.lay, blen, &f->k0, &f->m0);
 	pthread_mutex_init(&f->lock, NULL);
 	blk_cond_init(&f->cond);
@@ -481,7 +485,7 @@ static int fetch_rounds(struct cl_fetcher *fe, struct fetch *f, uint8_t **block)
 	unsigned bans = 0;
 	int ret;
 
-	blk_deadline(&deadline, FETCH_DEADLINE_MS);
+	blk_deadline(&deadline, fe->cfg.deadline_ms);
 	for (;;) {
 		f->k = f->k0;
 		f->m = f->m0;
@@ -582,6 +586,10 @@ int cl_fetcher_new(const struct cl_fetcher_config *cfg, struct cl_fetcher **out)
 	if (!fe)
 		return -ENOMEM;
 	fe->cfg = *cfg;
+	if (!fe->cfg.hedge_ms)
+		fe->cfg.hedge_ms = HEDGE_MS;
+	if (!fe->cfg.deadline_ms)
+		fe->cfg.deadline_ms = FETCH_DEADLINE_MS;
 	pthread_mutex_init(&fe->lock, NULL);
 	*out = fe;
 	return 0;

@@ -65,9 +65,17 @@
  *    PL_STACK_NODES positive-weight nodes.
  */
 
+/* Node counts. CL_MAX_NODES is the one bound on a cluster: the cluster
+ * file refuses more nodes (config.c), and the engine's per-node arrays
+ * (engine, uploader, fetcher, fs/maint.c) are this long. Placement
+ * computes without allocating for up to that many positive-weight nodes
+ * (PL_STACK_NODES), so a cluster's placement never allocates. pl_map_new
+ * itself takes maps of up to PL_MAX_NODES, a limit of this code only
+ * (tests and tools; above PL_STACK_NODES a placement allocates). */
+#define CL_MAX_NODES 256
+#define PL_STACK_NODES ((unsigned)CL_MAX_NODES)
 #define PL_MAX_NODES 65536u
-#define PL_STACK_NODES 256u /* no allocation per call up to this many */
-#define PL_MIN_WEIGHT 1e-6  /* positive weights must lie in [MIN, MAX] */
+#define PL_MIN_WEIGHT 1e-6 /* positive weights must lie in [MIN, MAX] */
 #define PL_MAX_WEIGHT 1e15
 
 struct pl_node {

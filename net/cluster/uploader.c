@@ -1,18 +1,43 @@
 /* The uploader: the new-block log's consumer and the sync barrier; see
  * uploader.h.
  *
- * A block's states here, with the function that moves it on:
+ * The lifecycle of a block (a chunk's content, by CID): the one diagram
+ * of it, with one set of names for the whole system (fs/write.c points
+ * here). In capitals the states of a job of this file, which
+ * assert_job_state checks at every transition in debug builds; in lower
+ * case the states outside a job.
  *
- *   logged   --read_log-------------------------------> sending
- *   logged   --read_log (not a CID, or deleted)-------> done
- *   logged   --read_log (referenced, bytes not here)--> unread
- *   unread   --job_retry (retry_at passed, read)------> sending
- *   unread   --job_retry (deleted meanwhile)----------> done
- *   sending  --handle_completion (K+M acknowledged)---> done
- *   sending  --place_fragment (no node left)----------> stalled
- *   stalled  --uploader_main (retry_at passed)--------> sending
- *   done     --retire (record deleted)----------------> gone; the
- *                                                        watermark moves
+ *   stored     refs record and bytes in the local store: blk_txn_commit
+ *      |       (blocks/store); in the same batch a new-block log record
+ *      v       (cfg.newlog); the writer then kicks the uploader
+ *              (fs/write.c flush_commit: cl_engine_kick)
+ *   queued     a log record no job holds yet (cl_uploader_backlog counts
+ *      |       from here to UPLOADED); the uploader thread's read_log:
+ *      |--read_log--------------------------------------> UPLOADING
+ *      |--read_log (not a CID, or deleted: nothing to do)-> UPLOADED
+ *      '--read_log (referenced, bytes not here)---------> UNREAD
+ *   UNREAD     --job_retry (retry_at passed, read)------> UPLOADING
+ *   UNREAD     --job_retry (deleted meanwhile)----------> UPLOADED
+ *   UPLOADING  --place_fragment (no node left)----------> STALLED
+ *   STALLED    --job_retry (retry_at passed)------------> UPLOADING
+ *   UPLOADING  --handle_completion (K+M acknowledged)---> UPLOADED
+ *   UPLOADED   --retire (record deleted, the watermark moves)--> uploaded
+ *   uploaded   on K+M nodes (its placement or spares), in their WALs
+ *      |  cl_uploader_barrier: wait_uploaded, then a SYNC to every node
+ *      v  written since the last barrier
+ *   synced     durable on its placement
+ *
+ *   evicted    bytes gone from the local store, refs record kept
+ *              (fs/maint.c evict_blocks -> blk_store_evict); only an
+ *              uploaded block may be evicted (not "synced": the WALs
+ *              suffice), and a read fetches the bytes back
+ *              (cl_engine_fetch -> blk_store_fill). A block evicted while
+ *              queued (a store written before that was refused) makes
+ *              its job UNREAD (invariant 5).
+ *
+ * A job's state is a function of its flags (job_state): done ->
+ * UPLOADED, else unread -> UNREAD, else stalled -> STALLED, else
+ * UPLOADING. A STALLED job may still have sends in flight.
  *
  * Invariants (under u->lock):
  *  1. The jobs are in sequence order; every record below the first job's
@@ -37,6 +62,7 @@
  * it held. */
 #include "net/cluster/uploader.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -44,7 +70,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blocks/base/bytes.h"
 #include "blocks/base/clock.h"
@@ -127,6 +152,67 @@ struct cl_uploader {
 	bool close_reported;		/* lock: what is left was said */
 	struct cl_upload_stats st;	/* lock */
 };
+
+/* ---- job states (the diagram at the top) -------------------------- */
+
+enum job_state { JOB_UNREAD, JOB_UPLOADING, JOB_STALLED, JOB_UPLOADED };
+#define JS(s) (1u << JOB_##s)
+
+#ifndef NDEBUG
+static enum job_state job_state(const struct job *j)
+{
+	if (j->done)
+		return JOB_UPLOADED;
+	if (j->unread)
+		return JOB_UNREAD;
+	return j->stalled ? JOB_STALLED : JOB_UPLOADING;
+}
+
+/* Check that @j is in one of @states (JS(...) | ...) and that what that
+ * state promises holds, as SQLite's pager.c does with
+ * assert_pager_state. Returns 1, for assert(). u->lock held, or @j
+ * private to the uploader thread. */
+static int assert_job_state(const struct job *j, unsigned states)
+{
+	enum job_state s = job_state(j);
+	unsigned held = 0;
+
+	assert(states & (1u << s));
+	assert(j->want <= EC_MAX_FRAGS);
+	assert(j->ok + j->inflight <= j->want);
+	/* invariant 3: no node holds two fragments of the block */
+	for (unsigned i = 0; i < j->want; i++) {
+		if (j->holder[i] < 0)
+			continue;
+		held++;
+		assert(j->placed[j->holder[i]]);
+		for (unsigned x = 0; x < i; x++)
+			assert(j->holder[x] != j->holder[i]);
+	}
+	switch (s) {
+	case JOB_UNREAD:
+		/* its bytes were not here: nothing sent, nothing to send */
+		assert(!j->buf && j->stalled);
+		assert(j->ok == 0 && j->inflight == 0 && held == 0);
+		break;
+	case JOB_UPLOADING:
+		/* every fragment has a node (acknowledged or on its way) */
+		assert(j->buf && j->want >= 1);
+		assert(held == j->want);
+		break;
+	case JOB_STALLED:
+		/* some fragment found no node: it waits for retry_at */
+		assert(j->buf && j->want >= 1 && held < j->want);
+		break;
+	case JOB_UPLOADED:
+		/* every fragment acknowledged, or nothing was to be sent */
+		assert(j->inflight == 0);
+		assert(j->ok == j->want || j->ok == 0);
+		break;
+	}
+	return 1;
+}
+#endif
 
 /* A send finished (another thread): hand it to the uploader thread. */
 static void send_done(struct cl_send *s, int status)
@@ -225,6 +311,7 @@ static void place_fragment(struct cl_uploader *u, struct job *j, unsigned i)
 	j->stalled = true;
 	blk_deadline(&j->retry_at,
 		     u->cfg.retry_ms ? u->cfg.retry_ms : DEFAULT_RETRY_MS);
+	assert(assert_job_state(j, JS(STALLED)));
 }
 
 /* Fragments of a block sent as copies (K = 1): every one is the block.
@@ -310,6 +397,7 @@ static void job_start(struct cl_uploader *u, struct job *j)
 	for (unsigned i = 0; i < j->want; i++)
 		if (j->holder[i] < 0)
 			place_fragment(u, j, i);
+	assert(assert_job_state(j, JS(UPLOADING) | JS(STALLED)));
 }
 
 static void job_free(struct job *j)
@@ -335,6 +423,7 @@ static void job_unread(struct cl_uploader *u, struct job *j)
 	j->stalled = true;
 	blk_deadline(&j->retry_at,
 		     u->cfg.retry_ms ? u->cfg.retry_ms : DEFAULT_RETRY_MS);
+	assert(assert_job_state(j, JS(UNREAD)));
 	if (j->warned)
 		return;
 	j->warned = true;
@@ -367,6 +456,7 @@ static struct job *job_from_record(struct cl_uploader *u, uint64_t seq,
 	if (clen > sizeof(j->ckey) ||
 	    blk_cid_from_bytes(&j->cid, cid, clen) < 0) {
 		j->done = true; /* not a CID: drop the record */
+		assert(assert_job_state(j, JS(UPLOADED)));
 		return j;
 	}
 	memcpy(j->ckey, cid, clen);
@@ -374,6 +464,7 @@ static struct job *job_from_record(struct cl_uploader *u, uint64_t seq,
 	ret = job_prepare(u, j);
 	if (ret == -ENOENT && job_deleted(u, j)) {
 		j->done = true; /* deleted already */
+		assert(assert_job_state(j, JS(UPLOADED)));
 	} else if (ret == -ENOENT) {
 		job_unread(u, j); /* evicted: not done (invariant 5) */
 	} else if (ret < 0) {
@@ -500,6 +591,7 @@ static void handle_completion(struct cl_uploader *u, struct completion *c)
 {
 	struct job *j = c->job;
 
+	assert(assert_job_state(j, JS(UPLOADING) | JS(STALLED)));
 	j->inflight--;
 	if (c->status == 0) {
 		j->ok++;
@@ -514,6 +606,7 @@ static void handle_completion(struct cl_uploader *u, struct completion *c)
 	} else {
 		send_failed(u, c, c->status);
 	}
+	assert(assert_job_state(j, JS(UPLOADING) | JS(STALLED) | JS(UPLOADED)));
 	free(c);
 }
 
@@ -554,6 +647,8 @@ static void retire(struct cl_uploader *u)
 
 	for (struct job *j = u->head; j && j->done && !j->inflight;
 	     j = j->next) {
+		assert(assert_job_state(j, JS(UPLOADED)));
+		assert(!last || last->seq < j->seq); /* invariant 1 */
 		last = j;
 		n++;
 	}
@@ -579,6 +674,7 @@ static void retire(struct cl_uploader *u)
  * job is in flight. u->lock held. */
 static void job_retry(struct cl_uploader *u, struct job *j)
 {
+	assert(assert_job_state(j, JS(UNREAD) | JS(STALLED)));
 	if (j->unread) {
 		pthread_mutex_unlock(&u->lock);
 		int ret = job_prepare(u, j);
@@ -592,6 +688,7 @@ static void job_retry(struct cl_uploader *u, struct job *j)
 		j->stalled = false;
 		if (deleted) {
 			j->done = true;
+			assert(assert_job_state(j, JS(UPLOADED)));
 			return;
 		}
 	}
@@ -743,14 +840,16 @@ static void drain_report(struct cl_uploader *u)
 		    down);
 }
 
-/* Unmount: upload everything committed before @target, showing progress
- * on stderr (a terminal) or in the log, until the close deadline, which
+/* Unmount: upload everything committed before @target, telling the
+ * progress to cfg.progress (or the log), until the close deadline, which
  * moves one sync timeout past every moment blocks go out. 0 once the
  * queue is empty; -EIO (said once, with what is left and which nodes are
  * down) when the deadline passes. */
 static int drain(struct cl_uploader *u, uint64_t target)
 {
-	bool tty = isatty(STDERR_FILENO), shown = false, moved = false;
+	cl_progress_fn progress = u->cfg.progress;
+	bool shown = false, moved = false;
+	uint64_t total = 0;
 	int ret = 0;
 
 	for (;;) {
@@ -763,22 +862,26 @@ static int drain(struct cl_uploader *u, uint64_t target)
 			ret = -EIO;
 			break;
 		}
-		if (tty)
-			fprintf(stderr,
-				"\rblockfs: uploading: %llu blocks left   ",
-				(unsigned long long)before);
+		if (before > total)
+			total = before;
+		if (progress && progress(u->cfg.progress_arg, total - before,
+					 total, "uploading"))
+			shown = true;
 		else
 			blk_log_info("unmount: %llu blocks left to upload",
 				     (unsigned long long)before);
-		shown = true;
 		blk_deadline(&step, 1000);
 		wait_uploaded(u, target, &step);
 		moved = cl_uploader_backlog(u) < before;
 	}
 	if (moved)
 		close_deadline_passed(u, true);
-	if (tty && shown)
-		fprintf(stderr, "\n");
+	if (progress && shown) {
+		uint64_t left = cl_uploader_backlog(u);
+
+		progress(u->cfg.progress_arg, left < total ? total - left : 0,
+			 total, NULL);
+	}
 	if (ret)
 		drain_report(u);
 	return ret;

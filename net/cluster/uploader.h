@@ -75,6 +75,16 @@ struct cl_node_ops {
 	void *arg;
 };
 
+/* Progress of a long job (the unmount's upload): @done of @total blocks
+ * so far, the job named by @what ("uploading"); called about once a
+ * second from the thread doing it. Returns whether it showed it: when it
+ * did not (stderr is no terminal now), the job logs the step instead.
+ * After a step it showed, one more call at the end with @what NULL (the
+ * job is over, done or not; the result is ignored). The command draws it
+ * (fs/cmd/progress.h): library code never writes to the terminal. */
+typedef bool (*cl_progress_fn)(void *arg, uint64_t done, uint64_t total,
+			       const char *what);
+
 struct cl_uploader_config {
 	struct cl_layout lay;	  /* its db opened with newlog = true */
 	unsigned repair_cf;	  /* binary CID -> reason: blocks to repair */
@@ -84,6 +94,9 @@ struct cl_uploader_config {
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
 	unsigned retry_ms;	  /* a stalled block is tried again (0: 1 s) */
 	struct cl_node_ops ops;
+	/* The unmount's upload progress (NULL: logged). */
+	cl_progress_fn progress;
+	void *progress_arg;
 };
 
 /* Upload counters. */
@@ -118,9 +131,9 @@ void cl_uploader_throttle(struct cl_uploader *u);
 int cl_uploader_barrier(struct cl_uploader *u);
 
 /* Unmount begins (no more writes come). From now on a barrier waits for
- * the whole upload queue, showing progress on stderr when it is a
- * terminal and logging it otherwise, and every barrier shares one
- * deadline: the sync timeout, restarted whenever blocks go out. */
+ * the whole upload queue, telling its progress to cfg.progress (or, with
+ * none, the log), and every barrier shares one deadline: the sync
+ * timeout, restarted whenever blocks go out. */
 void cl_uploader_closing(struct cl_uploader *u);
 
 /* Stop the thread (barriers still waiting return -EIO). What is queued

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "blocks/base/log.h"
 #include "net/wire/keys.h"
 
 #define UNKNOWN_KEYS 16 /* unknown keys whose refusals are rate-limited */
@@ -154,7 +155,7 @@ static void refusal_logv(struct net_refusals *r, struct ratelog *rl,
 	if (r->log)
 		r->log(r->log_arg, msg);
 	else
-		fprintf(stderr, "blockfs: warning: %s\n", msg);
+		blk_log_warn("%s", msg);
 }
 
 void net_refusals_peer(struct net_refusals *r, unsigned slot,

@@ -25,7 +25,7 @@ struct net_refusals;
 
 /* @keys: the @nallowed cluster keys (Z85), @names their names (NULL, or
  * NULL entries: the key is the name). @log and @log_arg as in
- * net_server_config (NULL: stderr); @interval_ms > 0. 0 or -ENOMEM. */
+ * net_server_config (NULL: blk_log_warn); @interval_ms > 0. 0 or -ENOMEM. */
 int net_refusals_new(const char *const *keys, const char *const *names,
 		     size_t nallowed, void (*log)(void *arg, const char *msg),
 		     void *log_arg, uint64_t interval_ms,

@@ -44,6 +44,7 @@
 #include <zmq.h>
 
 #include "blocks/base/bytes.h"
+#include "blocks/base/log.h"
 #include "blocks/store/fragstore.h"
 #include "net/server/proxy.h"
 #include "net/server/refusals.h"
@@ -237,7 +238,7 @@ static int do_put(struct net_server *s, const struct net_req *q, unsigned slot)
 		if (s->log)
 			s->log(s->log_arg, msg);
 		else
-			fprintf(stderr, "blockfs: error: %s\n", msg);
+			blk_log_err("%s", msg);
 	}
 	return rc;
 }
@@ -604,20 +605,28 @@ static int check_config(const struct net_server_config *cfg)
 	return 0;
 }
 
-/* The GET fault of @cfg, or of BLOCKFS_FAULT_CORRUPT_GET. */
+/* The GET fault of @cfg (compiled in with fault injection only). */
 static void set_fault(struct net_server *s, const struct net_server_config *cfg)
 {
 #ifdef BFS_FAULT_INJECTION
-	const char *env = getenv("BLOCKFS_FAULT_CORRUPT_GET");
-
 	s->fault_corrupt_get = cfg->fault_corrupt_get;
-	if (env && (!strcmp(env, "1") || !strcmp(env, "flip")))
-		s->fault_corrupt_get = NET_FAULT_FLIP;
-	else if (env && !strcmp(env, "forge"))
-		s->fault_corrupt_get = NET_FAULT_FORGE;
-	else if (env && !strcmp(env, "lie"))
-		s->fault_corrupt_get = NET_FAULT_LIE;
+#else
+	(void)s;
+	(void)cfg;
 #endif
+}
+
+unsigned net_fault_parse(const char *name)
+{
+	if (!name)
+		return NET_FAULT_NONE;
+	if (!strcmp(name, "1") || !strcmp(name, "flip"))
+		return NET_FAULT_FLIP;
+	if (!strcmp(name, "forge"))
+		return NET_FAULT_FORGE;
+	if (!strcmp(name, "lie"))
+		return NET_FAULT_LIE;
+	return NET_FAULT_NONE;
 }
 
 /* The ZAP handler first (a CURVE server with no handler would admit

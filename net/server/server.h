@@ -121,18 +121,18 @@ struct net_server_config {
 	unsigned peer_max_requests;
 	uint64_t peer_max_bytes;
 	uint64_t max_bytes;
-	/* Refusals: where their messages go (NULL: stderr, as "blockfs:
-	 * warning: ..."), and at most one per peer and kind per this many ms
-	 * (0: NET_SERVER_DEFAULT_LOG_INTERVAL_MS). @log may run on any of the
+	/* Refusals and the damaged-database error: where their messages go
+	 * (NULL: the log, blk_log_warn / blk_log_err), and at most one
+	 * refusal per peer and kind per this many ms (0:
+	 * NET_SERVER_DEFAULT_LOG_INTERVAL_MS). @log may run on any of the
 	 * server's threads, never two at once. */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
 	unsigned log_interval_ms;
 	/* Test only, in a build with -Dfault_injection=true (else non-zero
-	 * is -EOPNOTSUPP and the environment is not read): GET replies lie
-	 * (a hostile or broken peer), in the way of enum net_fault. Also set
-	 * by BLOCKFS_FAULT_CORRUPT_GET in the environment when the server is
-	 * created: "1" (or "flip"), "forge", "lie". */
+	 * is -EOPNOTSUPP): GET replies lie (a hostile or broken peer), in the
+	 * way of enum net_fault. The command sets it from
+	 * BLOCKFS_FAULT_CORRUPT_GET (net_fault_parse). */
 	unsigned fault_corrupt_get;
 };
 
@@ -148,6 +148,10 @@ enum net_fault {
 	 * one byte shorter: a lie about the coding */
 	NET_FAULT_LIE,
 };
+
+/* The fault named @name, as BLOCKFS_FAULT_CORRUPT_GET spells it: "1" (or
+ * "flip"), "forge", "lie"; anything else, or NULL, is NET_FAULT_NONE. */
+unsigned net_fault_parse(const char *name);
 
 /* Create the server and start serving. Returns 0, or:
  *   -EINVAL      a missing or malformed field (keys, endpoint, cf)

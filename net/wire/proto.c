@@ -100,23 +100,132 @@ void net_status_decode(const uint8_t *buf, size_t len, struct net_status *st)
 	st->lost = len >= NET_STATUS_LEN ? blk_get_le64(buf + 32) : 0;
 }
 
+/* ---- the frames of each op (proto.h's table), for encoders and decoders */
+
+/* What follows the header frame: a body of one of these kinds. */
+enum body {
+	BODY_NONE,   /* nothing */
+	BODY_FRAG,   /* the 64-byte fragment header, then its frag_len bytes */
+	BODY_FREF,   /* one fref */
+	BODY_FREFS,  /* count packed frefs */
+	BODY_CURSOR, /* an fref, or an empty frame (from the start) */
+	BODY_STATUS, /* the STATUS record (NET_STATUS_LEN, or _V1) */
+	BODY_BITMAP, /* net_bitmap_len(count) bytes */
+	BODY_ITEMS,  /* count packed LIST items */
+};
+
+/* Each kind's frames after the header, and the header's count: 0 for the
+ * kinds without one (count_max 0), else count_min..count_max. */
+static const struct {
+	uint8_t frames;
+	uint32_t count_min, count_max;
+} BODIES[] = {
+    [BODY_NONE] = {0, 0, 0},
+    [BODY_FRAG] = {2, 0, 0},
+    [BODY_FREF] = {1, 0, 0},
+    [BODY_FREFS] = {1, 1, NET_MAX_REFS},
+    [BODY_CURSOR] = {1, 1, NET_MAX_LIST}, /* count: the most items wanted */
+    [BODY_STATUS] = {1, 0, 0},
+    [BODY_BITMAP] = {1, 1, NET_MAX_REFS},
+    [BODY_ITEMS] = {1, 0, NET_MAX_LIST},
+};
+
+/* Each op's request and reply (status 0) bodies. Ops not in the table
+ * (0, HEAD_GET, HEAD_CAS: reserved) are not served. */
+static const struct {
+	bool known;
+	uint8_t req, rep; /* enum body */
+} OPS[NET_OP_MAX + 1] = {
+    [NET_OP_PING] = {true, BODY_NONE, BODY_NONE},
+    [NET_OP_PUT] = {true, BODY_FRAG, BODY_NONE},
+    [NET_OP_GET] = {true, BODY_FREF, BODY_FRAG},
+    [NET_OP_HAVE] = {true, BODY_FREFS, BODY_BITMAP},
+    [NET_OP_DELETE] = {true, BODY_FREFS, BODY_BITMAP},
+    [NET_OP_LIST] = {true, BODY_CURSOR, BODY_ITEMS},
+    [NET_OP_STATUS] = {true, BODY_NONE, BODY_STATUS},
+    [NET_OP_SYNC] = {true, BODY_NONE, BODY_NONE},
+};
+
+static bool op_known(unsigned op)
+{
+	return op <= NET_OP_MAX && OPS[op].known;
+}
+
+/* A body's fields, as a request or a reply holds them. */
+struct body_fields {
+	const uint8_t *frag_raw; /* FRAG */
+	struct ec_frag_hdr frag;
+	const void *data;
+	size_t len;
+	struct net_fref ref; /* FREF; CURSOR if has_ref */
+	bool has_ref;
+	const uint8_t *packed; /* FREFS, BITMAP, ITEMS */
+	struct net_status st;  /* STATUS */
+};
+
+/* Frames of body @kind of @b into @out, @small (NET_STATUS_LEN +
+ * NET_FREF_LEN bytes) holding what is encoded here; sets *@count to 0 for
+ * a kind without one. The number of frames, or -EINVAL (count out of
+ * range). */
+static int encode_body(unsigned kind, uint32_t *count,
+		       const struct body_fields *b, uint8_t *small,
+		       struct net_frame *out)
+{
+	if (BODIES[kind].count_max == 0)
+		*count = 0;
+	else if (*count < BODIES[kind].count_min ||
+		 *count > BODIES[kind].count_max)
+		return -EINVAL;
+	switch (kind) {
+	case BODY_FRAG:
+		out[0] = (struct net_frame){b->frag_raw, EC_FRAG_HDR_LEN};
+		out[1] = (struct net_frame){b->data, b->len};
+		break;
+	case BODY_FREF:
+		net_fref_encode(&b->ref, small);
+		out[0] = (struct net_frame){small, NET_FREF_LEN};
+		break;
+	case BODY_FREFS:
+		out[0] = (struct net_frame){b->packed,
+					    (size_t)*count * NET_FREF_LEN};
+		break;
+	case BODY_CURSOR:
+		if (b->has_ref)
+			net_fref_encode(&b->ref, small);
+		out[0] =
+		    (struct net_frame){small, b->has_ref ? NET_FREF_LEN : 0};
+		break;
+	case BODY_STATUS:
+		net_status_encode(&b->st, small);
+		out[0] = (struct net_frame){small, NET_STATUS_LEN};
+		break;
+	case BODY_BITMAP:
+		out[0] = (struct net_frame){b->packed, net_bitmap_len(*count)};
+		break;
+	case BODY_ITEMS:
+		out[0] = (struct net_frame){b->packed,
+					    (size_t)*count * NET_LIST_ITEM_LEN};
+		break;
+	}
+	return BODIES[kind].frames;
+}
+
 /* The fragment header and bytes of a PUT request or a GET reply. */
 static int decode_frag(const struct net_frame *hf, const struct net_frame *df,
-		       struct ec_frag_hdr *h, const uint8_t **raw,
-		       const void **data, size_t *len)
+		       struct body_fields *b)
 {
 	int rc;
 
 	if (hf->len != EC_FRAG_HDR_LEN)
 		return -EMSGSIZE;
-	rc = ec_frag_hdr_parse(hf->data, hf->len, h);
+	rc = ec_frag_hdr_parse(hf->data, hf->len, &b->frag);
 	if (rc < 0)
 		return -EINVAL;
-	if (df->len != h->frag_len)
+	if (df->len != b->frag.frag_len)
 		return -EMSGSIZE;
-	*raw = hf->data;
-	*data = df->data;
-	*len = df->len;
+	b->frag_raw = hf->data;
+	b->data = df->data;
+	b->len = df->len;
 	return 0;
 }
 
@@ -131,29 +240,75 @@ static int check_frefs(const uint8_t *p, uint32_t n)
 	return 0;
 }
 
-/* Frames a request of @op must have, header included; 0 if not an op. */
-static size_t req_frames(unsigned op)
+/* Packed LIST items: likewise. */
+static int check_items(const uint8_t *p, uint32_t n)
 {
-	switch (op) {
-	case NET_OP_PING:
-	case NET_OP_STATUS:
-	case NET_OP_SYNC:
-		return 1;
-	case NET_OP_GET:
-	case NET_OP_HAVE:
-	case NET_OP_DELETE:
-	case NET_OP_LIST:
-		return 2;
-	case NET_OP_PUT:
-		return 3;
-	default:
-		return 0;
-	}
+	struct net_list_item it;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (net_list_item_decode(p + (size_t)i * NET_LIST_ITEM_LEN,
+					 &it) < 0)
+			return -EINVAL;
+	return 0;
 }
+
+/* Body @kind from the @n frames @f after the header, whose count is
+ * @count, into @b. 0, -EINVAL (frames, a count that must be 0 or is
+ * under the least, a field), -EMSGSIZE (lengths, a count over the
+ * limit). */
+static int decode_body(unsigned kind, uint32_t count, const struct net_frame *f,
+		       size_t n, struct body_fields *b)
+{
+	if (n != BODIES[kind].frames)
+		return -EINVAL;
+	if (count < BODIES[kind].count_min || count > BODIES[kind].count_max)
+		return BODIES[kind].count_max && count > BODIES[kind].count_max
+			   ? -EMSGSIZE
+			   : -EINVAL;
+	switch (kind) {
+	case BODY_FRAG:
+		return decode_frag(&f[0], &f[1], b);
+	case BODY_FREF:
+		if (f[0].len != NET_FREF_LEN)
+			return -EMSGSIZE;
+		return net_fref_decode(f[0].data, &b->ref);
+	case BODY_FREFS:
+		if (f[0].len != (size_t)count * NET_FREF_LEN)
+			return -EMSGSIZE;
+		b->packed = f[0].data;
+		return check_frefs(b->packed, count);
+	case BODY_CURSOR:
+		if (f[0].len == 0)
+			return 0;
+		if (f[0].len != NET_FREF_LEN)
+			return -EMSGSIZE;
+		b->has_ref = true;
+		return net_fref_decode(f[0].data, &b->ref);
+	case BODY_STATUS:
+		if (f[0].len != NET_STATUS_LEN && f[0].len != NET_STATUS_LEN_V1)
+			return -EMSGSIZE;
+		net_status_decode(f[0].data, f[0].len, &b->st);
+		return 0;
+	case BODY_BITMAP:
+		if (f[0].len != net_bitmap_len(count))
+			return -EMSGSIZE;
+		b->packed = f[0].data;
+		return 0;
+	case BODY_ITEMS:
+		if (f[0].len != (size_t)count * NET_LIST_ITEM_LEN)
+			return -EMSGSIZE;
+		b->packed = f[0].data;
+		return check_items(b->packed, count);
+	}
+	return 0;
+}
+
+/* ---- requests and replies ------------------------------------------- */
 
 int net_req_decode(const struct net_frame *f, size_t n, struct net_req *r)
 {
 	const struct net_hdr *h = &r->hdr;
+	struct body_fields b = {0};
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -164,60 +319,27 @@ int net_req_decode(const struct net_frame *f, size_t n, struct net_req *r)
 		return rc;
 	if (h->flags != 0)
 		return -EPROTO; /* a reply, or MORE: not in a request */
-	if (h->op == NET_OP_HEAD_GET || h->op == NET_OP_HEAD_CAS ||
-	    req_frames(h->op) == 0)
+	if (!op_known(h->op))
 		return -EOPNOTSUPP;
-	if (n != req_frames(h->op))
+	if (n != 1u + BODIES[OPS[h->op].req].frames)
 		return -EINVAL;
 	if (h->status != 0 || (h->op != NET_OP_PING && h->arg != 0))
 		return -EINVAL;
-
-	switch (h->op) {
-	case NET_OP_PING:
-	case NET_OP_STATUS:
-	case NET_OP_SYNC:
-	case NET_OP_PUT:
-	case NET_OP_GET:
-		if (h->count != 0)
-			return -EINVAL;
-		break;
-	default:
-		break;
-	}
-
-	switch (h->op) {
-	case NET_OP_PUT:
-		return decode_frag(&f[1], &f[2], &r->frag, &r->frag_raw,
-				   &r->data, &r->len);
-	case NET_OP_GET:
-		if (f[1].len != NET_FREF_LEN)
-			return -EMSGSIZE;
-		return net_fref_decode(f[1].data, &r->ref);
-	case NET_OP_HAVE:
-	case NET_OP_DELETE:
-		if (h->count < 1 || h->count > NET_MAX_REFS)
-			return h->count ? -EMSGSIZE : -EINVAL;
-		if (f[1].len != (size_t)h->count * NET_FREF_LEN)
-			return -EMSGSIZE;
-		r->refs = f[1].data;
-		return check_frefs(r->refs, h->count);
-	case NET_OP_LIST:
-		if (h->count < 1 || h->count > NET_MAX_LIST)
-			return h->count ? -EMSGSIZE : -EINVAL;
-		if (f[1].len == 0)
-			return 0;
-		if (f[1].len != NET_FREF_LEN)
-			return -EMSGSIZE;
-		r->has_cursor = true;
-		return net_fref_decode(f[1].data, &r->ref);
-	default:
-		return 0;
-	}
+	rc = decode_body(OPS[h->op].req, h->count, f + 1, n - 1, &b);
+	r->frag_raw = b.frag_raw;
+	r->frag = b.frag;
+	r->data = b.data;
+	r->len = b.len;
+	r->ref = b.ref;
+	r->has_cursor = h->op == NET_OP_LIST && b.has_ref;
+	r->refs = b.packed;
+	return rc;
 }
 
 int net_rep_decode(const struct net_frame *f, size_t n, struct net_rep *r)
 {
 	const struct net_hdr *h = &r->hdr;
+	struct body_fields b = {0};
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -230,8 +352,7 @@ int net_rep_decode(const struct net_frame *f, size_t n, struct net_rep *r)
 		return -EPROTO;
 	if ((h->flags & NET_F_MORE) && h->op != NET_OP_LIST)
 		return -EINVAL;
-	if (h->op == NET_OP_HEAD_GET || h->op == NET_OP_HEAD_CAS ||
-	    req_frames(h->op) == 0) {
+	if (!op_known(h->op)) {
 		/* The server's answer to an op it does not know: fine as an
 		 * error reply, not as a success. */
 		if (h->status < 0 && n == 1)
@@ -247,114 +368,58 @@ int net_rep_decode(const struct net_frame *f, size_t n, struct net_rep *r)
 	}
 	if (h->op != NET_OP_PING && h->arg != 0)
 		return -EINVAL;
-
-	switch (h->op) {
-	case NET_OP_PING:
-	case NET_OP_PUT:
-	case NET_OP_SYNC:
-		if (n != 1 || h->count != 0)
-			return -EINVAL;
-		return 0;
-	case NET_OP_GET:
-		if (n != 3 || h->count != 0)
-			return -EINVAL;
-		return decode_frag(&f[1], &f[2], &r->frag, &r->frag_raw,
-				   &r->data, &r->len);
-	case NET_OP_STATUS:
-		if (n != 2 || h->count != 0)
-			return -EINVAL;
-		if (f[1].len != NET_STATUS_LEN && f[1].len != NET_STATUS_LEN_V1)
-			return -EMSGSIZE;
-		net_status_decode(f[1].data, f[1].len, &r->st);
-		return 0;
-	case NET_OP_HAVE:
-	case NET_OP_DELETE:
-		if (n != 2)
-			return -EINVAL;
-		if (h->count < 1 || h->count > NET_MAX_REFS)
-			return h->count ? -EMSGSIZE : -EINVAL;
-		if (f[1].len != net_bitmap_len(h->count))
-			return -EMSGSIZE;
-		r->bitmap = f[1].data;
-		return 0;
-	case NET_OP_LIST:
-		if (n != 2)
-			return -EINVAL;
-		if (h->count > NET_MAX_LIST)
-			return -EMSGSIZE;
-		if (f[1].len != (size_t)h->count * NET_LIST_ITEM_LEN)
-			return -EMSGSIZE;
-		r->items = f[1].data;
-		for (uint32_t i = 0; i < h->count; i++) {
-			struct net_list_item it;
-
-			if (net_list_item_decode(
-				r->items + (size_t)i * NET_LIST_ITEM_LEN, &it) <
-			    0)
-				return -EINVAL;
-		}
-		return 0;
-	default:
-		return -EOPNOTSUPP;
-	}
+	rc = decode_body(OPS[h->op].rep, h->count, f + 1, n - 1, &b);
+	r->frag_raw = b.frag_raw;
+	r->frag = b.frag;
+	r->data = b.data;
+	r->len = b.len;
+	r->bitmap = h->op == NET_OP_LIST ? NULL : b.packed;
+	r->items = h->op == NET_OP_LIST ? b.packed : NULL;
+	r->st = b.st;
+	return rc;
 }
 
 int net_req_encode(const struct net_req *r, uint8_t *scratch,
 		   struct net_frame *out)
 {
 	struct net_hdr h = r->hdr;
-	uint8_t *small = scratch + NET_HDR_LEN;
-	int n = 1;
+	const struct body_fields b = {
+	    .frag_raw = r->frag_raw,
+	    .data = r->data,
+	    .len = r->len,
+	    .ref = r->ref,
+	    .has_ref = r->has_cursor,
+	    .packed = r->refs,
+	};
+	int n;
 
 	h.flags = 0;
 	h.status = 0;
 	if (h.op != NET_OP_PING)
 		h.arg = 0;
-	switch (h.op) {
-	case NET_OP_PING:
-	case NET_OP_STATUS:
-	case NET_OP_SYNC:
-		h.count = 0;
-		break;
-	case NET_OP_PUT:
-		h.count = 0;
-		out[n++] = (struct net_frame){r->frag_raw, EC_FRAG_HDR_LEN};
-		out[n++] = (struct net_frame){r->data, r->len};
-		break;
-	case NET_OP_GET:
-		h.count = 0;
-		net_fref_encode(&r->ref, small);
-		out[n++] = (struct net_frame){small, NET_FREF_LEN};
-		break;
-	case NET_OP_HAVE:
-	case NET_OP_DELETE:
-		if (h.count < 1 || h.count > NET_MAX_REFS)
-			return -EINVAL;
-		out[n++] =
-		    (struct net_frame){r->refs, (size_t)h.count * NET_FREF_LEN};
-		break;
-	case NET_OP_LIST:
-		if (h.count < 1 || h.count > NET_MAX_LIST)
-			return -EINVAL;
-		if (r->has_cursor)
-			net_fref_encode(&r->ref, small);
-		out[n++] =
-		    (struct net_frame){small, r->has_cursor ? NET_FREF_LEN : 0};
-		break;
-	default:
+	if (!op_known(h.op))
 		return -EINVAL;
-	}
+	n = encode_body(OPS[h.op].req, &h.count, &b, scratch + NET_HDR_LEN,
+			out + 1);
+	if (n < 0)
+		return n;
 	net_hdr_encode(&h, scratch);
 	out[0] = (struct net_frame){scratch, NET_HDR_LEN};
-	return n;
+	return 1 + n;
 }
 
 int net_rep_encode(const struct net_rep *r, uint8_t *scratch,
 		   struct net_frame *out)
 {
 	struct net_hdr h = r->hdr;
-	uint8_t *small = scratch + NET_HDR_LEN;
-	int n = 1;
+	const struct body_fields b = {
+	    .frag_raw = r->frag_raw,
+	    .data = r->data,
+	    .len = r->len,
+	    .packed = h.op == NET_OP_LIST ? r->items : r->bitmap,
+	    .st = r->st,
+	};
+	int n;
 
 	h.flags = (uint16_t)(NET_F_REPLY | (h.flags & NET_F_MORE));
 	if (h.op != NET_OP_LIST)
@@ -371,39 +436,13 @@ int net_rep_encode(const struct net_rep *r, uint8_t *scratch,
 		out[0] = (struct net_frame){scratch, NET_HDR_LEN};
 		return 1;
 	}
-	switch (h.op) {
-	case NET_OP_PING:
-	case NET_OP_PUT:
-	case NET_OP_SYNC:
-		h.count = 0;
-		break;
-	case NET_OP_GET:
-		h.count = 0;
-		out[n++] = (struct net_frame){r->frag_raw, EC_FRAG_HDR_LEN};
-		out[n++] = (struct net_frame){r->data, r->len};
-		break;
-	case NET_OP_STATUS:
-		h.count = 0;
-		net_status_encode(&r->st, small);
-		out[n++] = (struct net_frame){small, NET_STATUS_LEN};
-		break;
-	case NET_OP_HAVE:
-	case NET_OP_DELETE:
-		if (h.count < 1 || h.count > NET_MAX_REFS)
-			return -EINVAL;
-		out[n++] =
-		    (struct net_frame){r->bitmap, net_bitmap_len(h.count)};
-		break;
-	case NET_OP_LIST:
-		if (h.count > NET_MAX_LIST)
-			return -EINVAL;
-		out[n++] = (struct net_frame){r->items, (size_t)h.count *
-							    NET_LIST_ITEM_LEN};
-		break;
-	default:
+	if (!op_known(h.op))
 		return -EINVAL;
-	}
+	n = encode_body(OPS[h.op].rep, &h.count, &b, scratch + NET_HDR_LEN,
+			out + 1);
+	if (n < 0)
+		return n;
 	net_hdr_encode(&h, scratch);
 	out[0] = (struct net_frame){scratch, NET_HDR_LEN};
-	return n;
+	return 1 + n;
 }

@@ -75,6 +75,7 @@ struct env {
 	struct blk_db *db;
 	struct net_server *srv;
 	char endpoint[256];
+	struct net_client *c; /* env_open's client, or NULL */
 };
 
 static int rm_one(const char *path, const struct stat *st, int flag,
@@ -189,6 +190,7 @@ static void env_up(struct env *e, uint64_t capacity, bool fault)
 
 static void env_down(struct env *e)
 {
+	net_client_free(e->c);
 	net_server_free(e->srv);
 	blk_db_close(e->db);
 	nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -233,6 +235,33 @@ static struct net_client *client_new(const char *endpoint,
 					     net_server_release,
 					     local_srv) == 0);
 	return c;
+}
+
+/* Most tests' setup: a server with @capacity bytes on a new database
+ * (GET replies corrupted with @fault) and a client of it, which env_down
+ * frees. */
+static struct net_client *env_open(struct env *e, uint64_t capacity, bool fault)
+{
+	env_up(e, capacity, fault);
+	e->c = client_new(e->endpoint, NULL);
+	return e->c;
+}
+
+/* Restart the server of env_open on a new endpoint (with @reopen_db, its
+ * database too), with a new client. */
+static struct net_client *env_restart(struct env *e, uint64_t capacity,
+				      bool reopen_db)
+{
+	net_client_free(e->c);
+	net_server_free(e->srv);
+	if (reopen_db) {
+		blk_db_close(e->db);
+		db_open(e);
+	}
+	REQUIRE(server_start(e, "tcp://127.0.0.1:*", capacity, false) == 0);
+	local_srv = local_mode ? e->srv : NULL;
+	e->c = client_new(e->endpoint, NULL);
+	return e->c;
 }
 
 /* ---- fragments ---- */
@@ -345,8 +374,7 @@ static void test_ops(void)
 	uint64_t rtt = 0, used = 0;
 	int rel0;
 
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 
 	CHECK(net_client_ping(c, 0, &rtt) == 0);
 	CHECK(rtt > 0);
@@ -472,14 +500,10 @@ static void test_ops(void)
 	CHECK(net_client_sync(c, 0) == 0);
 
 	/* Usage survives a restart of the server and of the database. */
-	net_server_free(e.srv);
-	blk_db_close(e.db);
-	db_open(&e);
-	REQUIRE(server_start(&e, "tcp://127.0.0.1:*", 1ull << 30, false) == 0);
+	c = env_restart(&e, 1ull << 30, true);
 	net_server_status(e.srv, &st);
 	CHECK(st.fragments == 7 && st.used == used);
 
-	net_client_free(c);
 	for (int i = 0; i < 10; i++)
 		frag_free(&f[i]);
 	env_down(&e);
@@ -494,8 +518,7 @@ static void test_checksums(void)
 	uint8_t key[NET_SERVER_KEY_LEN], *val, *d;
 	size_t vlen, len;
 
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 
 	/* PUT with bytes that do not match the header's checksum. */
 	frag_make(&f, 5000, 0);
@@ -531,7 +554,6 @@ static void test_checksums(void)
 	CHECK(d && len == f.len && memcmp(d, f.data, len) == 0);
 	free(d);
 
-	net_client_free(c);
 	frag_free(&f);
 	frag_free(&g);
 	env_down(&e);
@@ -545,8 +567,7 @@ static void test_capacity(void)
 	struct net_status st;
 
 	/* Room for two 4 KiB fragments with their headers, not three. */
-	env_up(&e, 3 * 4096, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 3 * 4096, false);
 	for (int i = 0; i < 3; i++)
 		frag_make(&f[i], 4096, 0);
 	CHECK(put_sync(c, &f[0]) == 0);
@@ -571,7 +592,6 @@ static void test_capacity(void)
 	}
 	CHECK(put_sync(c, &f[2]) == 0);
 	CHECK(net_client_status(c, 0, &st) == 0 && st.fragments == 2);
-	net_client_free(c);
 	for (int i = 0; i < 3; i++)
 		frag_free(&f[i]);
 	env_down(&e);
@@ -930,8 +950,7 @@ static void test_immutable(void)
 	size_t vlen;
 
 	srv_opts.log_interval_ms = 300;
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 	log_reset();
 	memset(&cid, 0x5a, sizeof(cid));
 	cid.codec = BLK_CODEC_RAW;
@@ -999,7 +1018,6 @@ static void test_immutable(void)
 	net_server_counters(e.srv, &cnt);
 	CHECK(cnt.refused[NET_REFUSED_PUT] == 2);
 
-	net_client_free(c);
 	frag_free(&a);
 	frag_free(&b);
 	frag_free(&copy);
@@ -1020,8 +1038,7 @@ static void test_delete(void)
 	struct net_op *op;
 	uint8_t map[1];
 
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 	log_reset();
 	for (int i = 0; i < 3; i++) {
 		frag_make(&f[i], 2000, (uint8_t)i);
@@ -1051,7 +1068,6 @@ static void test_delete(void)
 	CHECK(net_server_delete(e.srv, refs, 2, map) == 0 &&
 	      net_bitmap_get(map, 0) && net_bitmap_get(map, 1));
 	CHECK(net_client_status(c, 0, &st) == 0 && st.fragments == 1);
-	net_client_free(c);
 	for (int i = 0; i < 3; i++)
 		frag_free(&f[i]);
 	env_down(&e);
@@ -1067,20 +1083,15 @@ static void test_full(void)
 	struct frag f, g;
 	struct net_server_counters cnt;
 
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 	frag_make(&f, 4000, 0);
 	frag_make(&g, 4000, 0);
 	CHECK(put_sync(c, &f) == 0);
-	net_client_free(c);
-	net_server_free(e.srv);
 
 	/* The disk under the database has less free than the reserve. */
 	srv_opts.data_dir = e.dir;
 	srv_opts.disk_reserve = 1ull << 62;
-	REQUIRE(server_start(&e, "tcp://127.0.0.1:*", 1ull << 30, false) == 0);
-	local_srv = local_mode ? e.srv : NULL;
-	c = client_new(e.endpoint, NULL);
+	c = env_restart(&e, 1ull << 30, false);
 	log_reset();
 	CHECK(put_sync(c, &g) == -ENOSPC);
 	CHECK(put_sync(c, &g) == -ENOSPC);
@@ -1093,7 +1104,6 @@ static void test_full(void)
 	CHECK(cnt.refused[NET_REFUSED_FULL] == 2);
 	srv_opts.data_dir = NULL;
 	srv_opts.disk_reserve = 0;
-	net_client_free(c);
 	frag_free(&f);
 	frag_free(&g);
 	env_down(&e);
@@ -1334,8 +1344,7 @@ static void test_concurrent(void)
 	struct net_status st;
 	uint64_t t0;
 
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 	t0 = now_ms();
 	for (int i = 0; i < 4; i++) {
 		p[i] = (struct putter){.c = c, .nth = i, .count = 1500};
@@ -1348,7 +1357,6 @@ static void test_concurrent(void)
 	CHECK(net_client_status(c, 0, &st) == 0 && st.fragments == 6000);
 	printf("concurrent: 6000 PUTs of 4 KiB from 4 threads in %llu ms\n",
 	       (unsigned long long)(now_ms() - t0));
-	net_client_free(c);
 	env_down(&e);
 }
 
@@ -1416,11 +1424,17 @@ static void test_fault_switch(void)
 	uint8_t *d = NULL;
 	size_t len = 0, diff = 0;
 
-	/* Switched on through the environment. */
-	setenv("BLOCKFS_FAULT_CORRUPT_GET", "1", 1);
-	env_up(&e, 1ull << 30, false);
-	unsetenv("BLOCKFS_FAULT_CORRUPT_GET");
-	c = client_new(e.endpoint, NULL);
+	/* The names BLOCKFS_FAULT_CORRUPT_GET takes (the command reads it
+	 * and sets the config's field). */
+	CHECK(net_fault_parse("1") == NET_FAULT_FLIP);
+	CHECK(net_fault_parse("flip") == NET_FAULT_FLIP);
+	CHECK(net_fault_parse("forge") == NET_FAULT_FORGE);
+	CHECK(net_fault_parse("lie") == NET_FAULT_LIE);
+	CHECK(net_fault_parse("0") == NET_FAULT_NONE);
+	CHECK(net_fault_parse(NULL) == NET_FAULT_NONE);
+
+	/* Switched on through the config. */
+	c = env_open(&e, 1ull << 30, net_fault_parse("1"));
 	raw = client_new(e.endpoint, &o);
 	frag_make(&f, 10000, 0);
 	CHECK(put_sync(c, &f) == 0);
@@ -1434,24 +1448,21 @@ static void test_fault_switch(void)
 	CHECK(diff == 1);
 	free(d);
 	net_client_free(raw);
-	net_client_free(c);
 	env_down(&e);
 
 	/* Off by default. */
-	env_up(&e, 1ull << 30, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 30, false);
 	CHECK(put_sync(c, &f) == 0);
 	d = NULL;
 	CHECK(get_sync(c, &f.ref, &d, &len) == 0);
 	free(d);
-	net_client_free(c);
 	env_down(&e);
 	frag_free(&f);
 }
 
 #else
-/* Without -Dfault_injection=true the switch is not there: the
- * environment is not read, and the config field is refused. */
+/* Without -Dfault_injection=true the switch is not there: the server
+ * reads no environment, and the config field is refused. */
 static void test_fault_switch(void)
 {
 	struct net_client *c;
@@ -1493,8 +1504,7 @@ static void bench_put(void)
 	uint64_t t0, t1, t2;
 	int ok = 0;
 
-	env_up(&e, 1ull << 40, false);
-	c = client_new(e.endpoint, NULL);
+	c = env_open(&e, 1ull << 40, false);
 	/* 64 distinct 1 MiB buffers, each sent many times with a varying
 	 * first word (so every fragment is new). */
 	pool = malloc((size_t)mib * MiB);
@@ -1533,7 +1543,6 @@ static void bench_put(void)
 	       (unsigned long long)(t1 - t0),
 	       (double)mib * MiB / 1e6 / ((double)(t2 - t0) / 1e3));
 	net_batch_free(b);
-	net_client_free(c);
 	env_down(&e);
 	free(pool);
 }

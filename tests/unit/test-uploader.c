@@ -33,6 +33,8 @@ struct fake_node {
 	int put_status;	 /* what a send completes with */
 	int sync_status; /* 0, -errno, or CL_SYNC_NO_ANSWER */
 	unsigned sends, syncs;
+	unsigned done;			/* completions that have run */
+	unsigned ups;			/* up() asked about it */
 	struct blk_cid acked[MAXSENDS]; /* fragments it acknowledged */
 	unsigned nacked;
 };
@@ -99,6 +101,7 @@ static bool fake_up(void *arg, unsigned node)
 
 	(void)arg;
 	pthread_mutex_lock(&fk.lock);
+	fk.node[node].ups++;
 	up = !fk.node[node].down;
 	pthread_mutex_unlock(&fk.lock);
 	return up;
@@ -140,6 +143,7 @@ static void *fake_main(void *arg)
 		net_buf_unref(p.buf);
 		p.s->done(p.s, status);
 		pthread_mutex_lock(&fk.lock);
+		fk.node[p.node].done++;
 	}
 	pthread_mutex_unlock(&fk.lock);
 	return NULL;
@@ -180,6 +184,17 @@ static void fake_set(unsigned node, bool down, bool hold, int put_status,
 	fk.node[node].sync_status = sync_status;
 	pthread_cond_signal(&fk.cond);
 	pthread_mutex_unlock(&fk.lock);
+}
+
+/* A counter guarded by fk.lock (of fk, or prog below), read under it. */
+static unsigned fake_read(const unsigned *counter)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fk.lock);
+	n = *counter;
+	pthread_mutex_unlock(&fk.lock);
+	return n;
 }
 
 static unsigned fake_count(unsigned node, bool syncs)
@@ -390,6 +405,19 @@ static bool wait_queued(unsigned n)
 	return false;
 }
 
+/* Wait (at most 5 s) until a counter guarded by fk.lock is at least @n:
+ * completions run for a node's sends (.done), times the uploader asked
+ * whether a node is up (.ups), progress steps told (prog.steps). */
+static bool wait_counter(const unsigned *counter, unsigned n)
+{
+	for (int i = 0; i < 500; i++) {
+		if (fake_read(counter) >= n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 /* Nothing written: the barrier passes at once and syncs nobody. */
@@ -450,8 +478,12 @@ static void test_waits_for_last_ack(void)
 	held = 2;
 	fake_set(held, false, true, 0, 0);
 	b = commit_block_on(&e, held, 3);
+	/* The uploader has run: the held home has its send, and the other
+	 * two homes' completions have run. */
 	CHECK(wait_queued(1));
-	usleep(100000);
+	for (unsigned r = 0; r < 3; r++)
+		if (e.rank[b][r] != held)
+			CHECK(wait_counter(&fk.node[e.rank[b][r]].done, 1));
 	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(log_records(&e) == 1);
 	t0 = now_ms();
@@ -503,7 +535,12 @@ static void test_stall_and_retry(void)
 	env_open(&e, 3, 3, 5000);
 	fake_set(2, true, false, 0, 0);
 	b = commit_block(&e, 7);
-	usleep(300000);
+	/* The uploader has run and tried again: the live nodes' sends are
+	 * done, and it asked about the down node at the first try and at
+	 * two retries since. */
+	CHECK(wait_counter(&fk.node[0].done, 1));
+	CHECK(wait_counter(&fk.node[1].done, 1));
+	CHECK(wait_counter(&fk.node[2].ups, 3));
 	CHECK(cl_uploader_backlog(e.u) == 1);
 	CHECK(fake_count(2, false) == 0);
 	fake_set(2, false, false, 0, 0);
@@ -539,8 +576,48 @@ static void test_sync_fails(int status)
 	env_close(&e);
 }
 
+/* What the uploader told its progress function. fk.lock guards it. */
+static struct {
+	unsigned steps, ends;
+	uint64_t first_done, first_total, last_done, last_total;
+	char what[32];
+} prog;
+
+static bool fake_progress(void *arg, uint64_t done, uint64_t total,
+			  const char *what)
+{
+	(void)arg;
+	pthread_mutex_lock(&fk.lock);
+	if (!what) {
+		prog.ends++;
+		prog.last_done = done;
+		prog.last_total = total;
+	} else if (!prog.steps++) {
+		prog.first_done = done;
+		prog.first_total = total;
+		snprintf(prog.what, sizeof(prog.what), "%s", what);
+	}
+	pthread_mutex_unlock(&fk.lock);
+	return true;
+}
+
+struct bg_barrier {
+	struct cl_uploader *u;
+	int ret;
+	pthread_t thread;
+};
+
+static void *bg_barrier_main(void *arg)
+{
+	struct bg_barrier *bg = arg;
+
+	bg->ret = cl_uploader_barrier(bg->u);
+	return NULL;
+}
+
 /* Unmount: the barrier drains the queue; stopping leaves what is not
- * done in the log for the next uploader, which resumes there. */
+ * done in the log for the next uploader, which resumes there, and drains
+ * it at its own unmount, telling the progress function. */
 static void test_stop_keeps_log(void)
 {
 	struct env e;
@@ -559,7 +636,10 @@ static void test_stop_keeps_log(void)
 	CHECK(log_records(&e) == 2);
 	cl_uploader_free(e.u);
 
+	/* The blocks do not go until the drain has shown its first step. */
 	fake_start();
+	for (unsigned i = 0; i < NNODES; i++)
+		fake_set(i, false, true, 0, 0);
 	struct cl_uploader_config uc = {
 	    .lay = {.store = e.st,
 		    .pl = e.pl,
@@ -570,11 +650,23 @@ static void test_stop_keeps_log(void)
 	    .repair_cf = CF_REPAIR,
 	    .sync_timeout_ms = 5000,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
+	    .progress = fake_progress,
 	};
 	REQUIRE(cl_uploader_new(&uc, &e.u) == 0);
 	CHECK(cl_uploader_backlog(e.u) == 2);
-	CHECK(cl_uploader_barrier(e.u) == 0);
+	cl_uploader_closing(e.u);
+	struct bg_barrier bg = {.u = e.u};
+	REQUIRE(pthread_create(&bg.thread, NULL, bg_barrier_main, &bg) == 0);
+	CHECK(wait_counter(&prog.steps, 1));
+	for (unsigned i = 0; i < NNODES; i++)
+		fake_set(i, false, false, 0, 0);
+	pthread_join(bg.thread, NULL);
+	CHECK(bg.ret == 0);
 	CHECK(log_records(&e) == 0);
+	CHECK(prog.steps >= 1 && prog.ends == 1);
+	CHECK(!strcmp(prog.what, "uploading"));
+	CHECK(prog.first_done == 0 && prog.first_total == 2);
+	CHECK(prog.last_done == 2 && prog.last_total == 2);
 	env_close(&e);
 }
 
