@@ -67,35 +67,37 @@ static int store_put(struct blk_source *s, const struct blk_cid *cid,
 }
 
 /* "refs" keys that are CIDs (store.c), skipping evicted blocks. */
+struct each_ctx {
+	blk_source_each_fn fn;
+	void *arg;
+};
+
+/* One "refs" record: a block held here unless evicted or unparsable. */
+static int each_ref(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
+		    size_t vlen)
+{
+	const struct each_ctx *c = arg;
+	struct blk_cid cid;
+	uint64_t refs;
+	uint32_t len;
+	uint8_t flags;
+
+	if (blk_cid_from_bytes(&cid, k, klen) ||
+	    store_parse_refs(v, vlen, &refs, &len, &flags) < 0 ||
+	    (flags & REFS_EVICTED))
+		return 0;
+	return c->fn(c->arg, &cid, len);
+}
+
 static int store_each(struct blk_source *s, blk_source_each_fn fn, void *arg)
 {
 	static const uint8_t prefix = REFS_CID_PREFIX;
 	struct blk_store *st = store_of(s);
-	struct blk_iter *it;
-	int rc = 0;
+	struct each_ctx c = {fn, arg};
+	const struct blk_walk w = {
+	    .prefix = &prefix, .plen = 1, .fn = each_ref, .arg = &c};
 
-	it = blk_iter_new(st->db, st->cf_refs, &prefix, 1, NULL, 0);
-	if (!it)
-		return -ENOMEM;
-	for (; rc == 0 && blk_iter_valid(it); blk_iter_next(it)) {
-		size_t klen, vlen;
-		const uint8_t *k = blk_iter_key(it, &klen);
-		const uint8_t *v = blk_iter_value(it, &vlen);
-		struct blk_cid cid;
-		uint64_t refs;
-		uint32_t len;
-		uint8_t flags;
-
-		if (blk_cid_from_bytes(&cid, k, klen) ||
-		    store_parse_refs(v, vlen, &refs, &len, &flags) < 0)
-			continue;
-		if (!(flags & REFS_EVICTED))
-			rc = fn(arg, &cid, len);
-	}
-	if (rc == 0)
-		rc = blk_iter_status(it);
-	blk_iter_free(it);
-	return rc;
+	return blk_db_walk(st->db, st->cf_refs, &w);
 }
 
 static void store_free(struct blk_source *s)
