@@ -254,8 +254,9 @@ static int stored_len(struct blk_fragstore *fs, const uint8_t *name,
 }
 
 /* What is stored under @name, against the bytes @data put: 1 the same
- * bytes, 0 no sound fragment there (missing, or failing the check: replace
- * it), -EEXIST another sound fragment, or -errno of the read. */
+ * bytes, 0 no sound fragment there (missing, failing the check, or a
+ * record RocksDB cannot read back -- its table or blob file damaged: -EIO:
+ * replace it), -EEXIST another sound fragment, or -errno of the read. */
 static int compare_stored(struct blk_fragstore *fs, const uint8_t *name,
 			  const void *data, uint32_t len)
 {
@@ -267,7 +268,10 @@ static int compare_stored(struct blk_fragstore *fs, const uint8_t *name,
 
 	make_key(TAG_FRAG, name, fkey);
 	rc = blk_db_get_val(fs->db, fs->cf, fkey, sizeof(fkey), &v);
-	if (rc == -ENOENT)
+	/* Every read checks RocksDB's checksums, so -EIO is a record that
+	 * fails them: it is no sound fragment (invariant 3 keeps only those),
+	 * and refusing the put would keep its block below redundancy. */
+	if (rc == -ENOENT || rc == -EIO)
 		return 0;
 	if (rc < 0)
 		return rc;
