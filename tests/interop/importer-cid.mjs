@@ -46,7 +46,9 @@
 //
 // Exit status: 0 the CID was printed; 2 usage error or unreadable DIR.
 
-import { writeFile } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { CarWriter } from '@ipld/car/writer'
 import * as dagPb from '@ipld/dag-pb'
 import { exporter } from 'ipfs-unixfs-exporter'
@@ -84,7 +86,7 @@ async function * candidates (dir, wrap, skipped, walked) {
         yield meta
         break
       case 'file':
-        yield { ...meta, content: fileBytes(e.abs) }
+        yield { ...meta, content: fileBytes(e.abs, Number(e.st.size)) }
         break
       case 'symlink':
         yield { ...meta, link: await linkTarget(e.abs) }
@@ -153,12 +155,10 @@ async function entriesByPath (root, walked, sink) {
 
 async function writeCar (path, root, blocks) {
   const { writer, out } = CarWriter.create([root])
-  const chunks = []
-  const collect = (async () => { for await (const c of out) chunks.push(c) })()
+  const done = pipeline(Readable.from(out), createWriteStream(path))
   for (const b of blocks.values()) await writer.put(b)
   await writer.close()
-  await collect
-  await writeFile(path, Buffer.concat(chunks))
+  await done
 }
 
 async function main () {
