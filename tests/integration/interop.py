@@ -208,7 +208,8 @@ def car_check(car, tree, meta=False, root=None, timeout=SCRIPT_TIMEOUT):
     block canonical, the same names in every directory, every file
     byte-identical, every symlink's target (with meta, modes and mtimes
     too). Returns the summary (dirs, files, bytes, symlinks, skipped,
-    blocks: {total, raw, dag-pb, dag-cbor, other}); raises InteropMismatch
+    blocks: {total, raw, dag-pb, dag-cbor, other, unreached}: blocks the
+    comparison never read, e.g. attribute blocks); raises InteropMismatch
     listing the differences."""
     args = ['--json', '--max-report', '1000000']
     if meta:

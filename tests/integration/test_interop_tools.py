@@ -95,6 +95,7 @@ def test_car_check(interop_tools, tmp_path):
         (3, 4, 1)
     assert summary['skipped'] == 1
     assert summary['blocks']['raw'] >= 200
+    assert summary['blocks']['unreached'] == 0
 
     with open(os.path.join(tree, 'dir', 'sub', 'chunks'), 'r+b') as f:
         f.seek(150_000)

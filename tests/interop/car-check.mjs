@@ -24,11 +24,13 @@
 //      the same target. FIFOs, sockets and device nodes in DIR have no UnixFS
 //      type: their names are left out of the comparison and counted.
 //
-// Prints a summary on stdout. Exit status: 0 identical; 1 different (each
+// Blocks the comparison did not read (not reachable from the root through
+// the tree, e.g. attribute blocks or heads) are counted as "unreached", not
+// a difference. Prints a summary on stdout. Exit status: 0 identical; 1 different (each
 // difference on stderr, one a line, or in the JSON); 2 usage error, or CAR
 // or DIR cannot be read at all.
 
-import { lstat, open, readdir } from 'node:fs/promises'
+import { lstat, open, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CarIndexedReader } from '@ipld/car/indexed-reader'
 import * as dagPb from '@ipld/dag-pb'
@@ -54,7 +56,9 @@ class Check {
     this.meta = meta
     this.differences = []
     this.counts = { dirs: 0, files: 0, bytes: 0, symlinks: 0, skipped: 0 }
-    this.blocks = { total: 0, raw: 0, 'dag-pb': 0, 'dag-cbor': 0, other: 0 }
+    this.blocks = { total: 0, raw: 0, 'dag-pb': 0, 'dag-cbor': 0, other: 0, unreached: 0 }
+    this.reached = new Set()
+    this.cids = new Set()
   }
 
   differ (path, what) {
@@ -66,6 +70,7 @@ class Check {
 async function checkBlocks (reader, c) {
   for await (const { cid, bytes } of reader.blocks()) {
     c.blocks.total++
+    c.cids.add(cid.toString())
     c.blocks[CODEC_NAMES[cid.code] ?? 'other']++
     const ok = await blockMatchesCid(cid, bytes)
     if (ok === null) {
@@ -86,9 +91,10 @@ async function checkBlocks (reader, c) {
 }
 
 /** The blockstore the exporter reads: the CAR's blocks, by CID. */
-function carStore (reader) {
+function carStore (reader, c) {
   return {
     async * get (cid) {
+      c.reached.add(cid.toString())
       const block = await reader.get(cid)
       if (block == null) throw new Error(`block ${cid} is not in the CAR`)
       yield block.bytes
@@ -240,7 +246,7 @@ async function main () {
   const maxReport = positiveInt('max-report', values['max-report'])
   const c = new Check(values.meta)
 
-  const dirSt = await lstat(dir, { bigint: true })
+  const dirSt = await stat(dir, { bigint: true }) // DIR itself may be a link
   if (!dirSt.isDirectory()) throw new ScriptError(`${dir}: not a directory`)
   let reader
   try {
@@ -265,7 +271,7 @@ async function main () {
       root = roots[0]
     }
     await checkBlocks(reader, c)
-    const store = carStore(reader)
+    const store = carStore(reader, c)
     let entry = null
     try {
       entry = await exporter(root, store)
@@ -275,6 +281,7 @@ async function main () {
     if (entry != null) {
       await compareEntry('', entry, { abs: dir, kind: 'dir', st: dirSt }, store, c)
     }
+    for (const k of c.cids) if (!c.reached.has(k)) c.blocks.unreached++
     const ok = c.differences.length === 0
     const summary = { ok, root: root.toString(), ...c.counts, blocks: c.blocks, differences: c.differences }
     if (values.json) {
@@ -284,7 +291,8 @@ async function main () {
       process.stdout.write(`${NAME}: ${ok ? 'identical' : `${c.differences.length} differences`}: ` +
         `${c.counts.dirs} directories, ${c.counts.files} files (${c.counts.bytes} bytes), ` +
         `${c.counts.symlinks} symlinks match; ${b.total} blocks (raw ${b.raw}, dag-pb ${b['dag-pb']}, ` +
-        `dag-cbor ${b['dag-cbor']}, other ${b.other}); ${c.counts.skipped} special files in DIR left out\n`)
+        `dag-cbor ${b['dag-cbor']}, other ${b.other}; ${b.unreached} not reached from the root); ` +
+        `${c.counts.skipped} special files in DIR left out\n`)
     }
     if (!ok) {
       for (const d of c.differences.slice(0, maxReport)) process.stderr.write(`${NAME}: ${d}\n`)

@@ -15,8 +15,9 @@
 //                         and mtime, as the root of a blockfs snapshot is
 //   --json                print {"root", "entries": [{path, cid, type}],
 //                         "skipped": [{path, reason}]} instead of the root
-//   --car FILE            also write every block to FILE as a CAR v1 whose
-//                         root is the root CID (holds them all in memory)
+//   --car FILE            also write the blocks reachable from the root to
+//                         FILE as a CAR v1, depth-first (holds them all in
+//                         memory while importing)
 //   -h, --help            this text
 //
 // The import follows DESIGN.md §3's acceptance test: CIDv1, raw leaves,
@@ -153,10 +154,30 @@ async function entriesByPath (root, walked, sink) {
   return entries
 }
 
+/**
+ * Writes the blocks reachable from `root` as a CAR v1, depth-first in link
+ * order. The importer also puts blocks that end up unreferenced (a
+ * one-chunk file's raw leaf before it becomes a node holding the bytes; a
+ * directory's entry before its children replace it): those are left out.
+ */
 async function writeCar (path, root, blocks) {
   const { writer, out } = CarWriter.create([root])
   const done = pipeline(Readable.from(out), createWriteStream(path))
-  for (const b of blocks.values()) await writer.put(b)
+  const seen = new Set()
+  const stack = [root]
+  while (stack.length > 0) {
+    const cid = stack.pop()
+    const key = cid.toString()
+    if (seen.has(key)) continue
+    seen.add(key)
+    const b = blocks.get(key)
+    if (b == null) throw new ScriptError(`block ${key} is reachable from the root but was never put`)
+    await writer.put(b)
+    if (cid.code === dagPb.code) {
+      const links = dagPb.decode(b.bytes).Links
+      for (let i = links.length - 1; i >= 0; i--) stack.push(links[i].Hash)
+    }
+  }
   await writer.close()
   await done
 }

@@ -6,7 +6,7 @@
 // from the reference, 2 on a usage error or input they cannot read.
 
 import { createReadStream } from 'node:fs'
-import { lstat, readFile, readdir, readlink } from 'node:fs/promises'
+import { lstat, readFile, readdir, readlink, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -113,7 +113,7 @@ export function utf8Name (buf, what, where) {
  * Walks `root` in the order importer-cid gives entries to the importer,
  * yielding { rel, abs, kind, st } with kind 'dir', 'file', 'symlink' or
  * 'special' (FIFOs, sockets, devices: UnixFS has no such type). `rel` is ''
- * for the root itself; lstat: links are not followed.
+ * for the root itself; below the root, links are not followed (lstat).
  *
  * The order, and why (ipfs-unixfs-importer 17.1.1, dir-flat.js): a
  * directory is yielded before what it holds (its entry carries its mode and
@@ -129,7 +129,7 @@ export function utf8Name (buf, what, where) {
  * bytes + CID bytes) passes the threshold; non-empty subdirectories count 0.
  */
 export async function * walk (root) {
-  const st = await lstat(root, { bigint: true })
+  const st = await stat(root, { bigint: true }) // DIR itself may be a link
   if (!st.isDirectory()) throw new ScriptError(`${root}: not a directory`)
   yield { rel: '', abs: root, kind: 'dir', st }
   yield * walkDir(root, '', await listDir(root))

@@ -244,6 +244,7 @@ async function testCarCheck (s, tree, hasFifo) {
   const sum = JSON.parse(ok.stdout || '{}')
   expect(sum.files === 64 && sum.symlinks === 1 && sum.dirs === 5, `car-check counted 64 files, 1 symlink, 5 directories (${ok.stdout})`)
   expect(!hasFifo || sum.skipped === 1, 'the FIFO is left out and counted')
+  expect(sum.blocks?.unreached === 0, `importer-cid --car writes only blocks reachable from the root (${sum.blocks?.unreached} not)`)
   const shard = script('car-check.mjs', join(s, 'shard.car'), tree)
   expect(shard.code === 0, `car-check reads a HAMT-sharded directory (${shard.stderr.trim()})`)
 
