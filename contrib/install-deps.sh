@@ -11,7 +11,7 @@ set -euo pipefail
 build_pkgs=(
   meson ninja-build pkg-config gcc clang clang-format
   libclang-rt-dev
-  libfuse3-dev fuse3 libssl-dev
+  libfuse3-dev fuse3
   librocksdb-dev libsodium-dev libzmq3-dev
   libjerasure-dev libgf-complete-dev
   libxxhash-dev libcbor-dev libinih-dev libjansson-dev libssl-dev

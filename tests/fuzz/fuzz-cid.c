@@ -10,11 +10,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The input as a binary CID: to_bytes(from_bytes(b)) == b, and its text
- * form parses back to the same CID. */
+/* The input as a binary CID: to_bytes(from_bytes(b)) == b, its text form
+ * parses back to the same CID, and so does its type word when the codec
+ * fits the word's 16 bits. */
 static void check_binary(const uint8_t *data, size_t size)
 {
-	struct blk_cid cid, again;
+	struct blk_cid cid, again, typed;
 	uint8_t bin[BLK_CID_MAX_BYTES];
 	char str[BLK_CID_STR_MAX];
 
@@ -25,6 +26,14 @@ static void check_binary(const uint8_t *data, size_t size)
 	blk_cid_to_string(&cid, str);
 	if (blk_cid_from_string(&again, str) != 0 ||
 	    !blk_cid_equal(&cid, &again))
+		abort();
+	if (cid.codec > 0xffff)
+		return;
+	typed = cid;
+	typed.codec = 0;
+	typed.hash = BLK_HASH_BLAKE2B_256;
+	if (blk_cid_set_type(&typed, blk_cid_type(&cid)) != 0 ||
+	    !blk_cid_equal(&cid, &typed))
 		abort();
 }
 
