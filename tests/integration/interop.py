@@ -10,6 +10,8 @@ Use:
         cid = interop_tools.importer_root_cid(tree)
         interop_tools.car_check(car, tree)
         interop_tools.dagcbor_roundtrip(car)
+        # when a root CID differs, say where:
+        interop_tools.car_diff(blockfs_car, importer_car)
 
 Failures raise: InteropMismatch (an AssertionError) when the thing checked
 differs from the reference, with every difference the script listed;
@@ -251,6 +253,25 @@ def dagcbor_roundtrip(*paths, car=True, min_blocks=1, timeout=SCRIPT_TIMEOUT):
         raise InteropMismatch('DAG-CBOR blocks that do not round-trip '
                               f'through @ipld/dag-cbor:\n{res.stderr}', lines)
     return {'checked': out['checked'], 'blocks': out['blocks']}
+
+
+def car_diff(car_a, car_b, timeout=SCRIPT_TIMEOUT):
+    """Where the UnixFS trees at the roots of two CARs differ: [] when the
+    roots are equal, else [{'path', 'why', 'a', 'b'}] where each difference
+    starts, 'a' and 'b' describing the decoded nodes. For a failing root
+    CID comparison: car_diff(blockfs_export, importer's --car)."""
+    res = run_script('car-diff.mjs', '--json', car_a, car_b, timeout=timeout)
+    return _json(res, 'car-diff.mjs')['differences']
+
+
+def explain(differences, limit=20):
+    """car_diff's result as text for an assertion message."""
+    lines = []
+    for d in differences[:limit]:
+        lines += [f"{d['path']}: {d['why']}", f"  A {d['a']}", f"  B {d['b']}"]
+    if len(differences) > limit:
+        lines.append(f'... and {len(differences) - limit} more')
+    return '\n'.join(lines)
 
 
 def selftest(timeout=300):

@@ -113,6 +113,21 @@ def test_car_check(interop_tools, tmp_path):
     assert 'empty/new: missing from the CAR' in diffs
 
 
+def test_car_diff(interop_tools, tmp_path):
+    """car_diff finds where two imports of a tree differ: the file whose
+    mtime changed, described on both sides; nothing for equal CARs."""
+    tree = make_tree(tmp_path / 'tree')
+    a, b = str(tmp_path / 'a.car'), str(tmp_path / 'b.car')
+    interop_tools.importer_entries(tree, car=a)
+    assert interop_tools.car_diff(a, a) == []
+    os.utime(os.path.join(tree, 'dir', 'small'), ns=(0, 5))
+    interop_tools.importer_entries(tree, car=b)
+    diffs = interop_tools.car_diff(a, b)
+    assert [d['path'] for d in diffs] == ['dir/small'], \
+        interop_tools.explain(diffs)
+    assert 'mtime 0.000000005' in diffs[0]['b']
+
+
 def test_car_check_refuses_garbage(interop_tools, tmp_path):
     """Not a CAR: a mismatch that says so, not a crash or a pass."""
     tree = make_tree(tmp_path / 'tree')

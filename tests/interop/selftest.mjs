@@ -248,6 +248,16 @@ async function testCarCheck (s, tree, hasFifo) {
   const shard = script('car-check.mjs', join(s, 'shard.car'), tree)
   expect(shard.code === 0, `car-check reads a HAMT-sharded directory (${shard.stderr.trim()})`)
 
+  const same = script('car-diff.mjs', join(s, 'tree.car'), join(s, 'tree.car'))
+  expect(same.code === 0 && /the same tree/.test(same.stdout), `car-diff of a CAR with itself: the same (${same.stderr.trim()})`)
+  const d = script('car-diff.mjs', '--json', join(s, 'tree.car'), join(s, 'shard.car'))
+  const dj = JSON.parse(d.stdout || '{}')
+  const paths = (dj.differences ?? []).map((x) => x.path)
+  expect(d.code === 1 && paths.includes('many') && paths.includes('sub/deeper/big') && !paths.includes('/'),
+    `car-diff names where two imports differ, not their ancestors (${paths})`)
+  expect(/hamt-sharded-directory/.test(dj.differences?.find((x) => x.path === 'many')?.b ?? ''),
+    'car-diff describes the differing nodes')
+
   const other = join(s, 'other')
   copyTree(tree, other)
   const big = join(other, 'sub', 'deeper', 'big')
