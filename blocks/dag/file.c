@@ -55,6 +55,7 @@ struct blk_dag_file {
 	blk_dag_emit_fn emit;
 	blk_dag_read_fn read;
 	void *ctx;
+	enum blk_hash hash;
 	struct level *levels[BLK_DAG_FILE_MAX_DEPTH + 1];
 	uint64_t file_size;
 	bool done; /* finished or failed */
@@ -85,7 +86,17 @@ int blk_dag_file_new(struct blk_dag_file **out,
 	f->emit = emit;
 	f->read = read;
 	f->ctx = ctx;
+	f->hash = BLK_HASH_DEFAULT;
 	*out = f;
+	return 0;
+}
+
+int blk_dag_file_set_hash(struct blk_dag_file *f, enum blk_hash hash)
+{
+	if (f->done || f->levels[0] ||
+	    (hash != BLK_HASH_SHA2_256 && hash != BLK_HASH_BLAKE2B_256))
+		return -EINVAL;
+	f->hash = hash;
 	return 0;
 }
 
@@ -161,7 +172,7 @@ static int emit_node(struct blk_dag_file *f, const struct blk_unixfs *u,
 	rc = blk_pb_encode(&node, f->buf, plen, &plen);
 	if (rc < 0)
 		return rc;
-	blk_cid_compute(cid, BLK_CODEC_DAG_PB, f->buf, plen);
+	blk_cid_compute_hash(cid, f->hash, BLK_CODEC_DAG_PB, f->buf, plen);
 	*len = plen;
 	return f->emit ? f->emit(f->ctx, cid, f->buf, plen) : 0;
 }
@@ -314,7 +325,7 @@ int blk_dag_file_finish(struct blk_dag_file *f, struct blk_cid *root,
 		/* No leaves: the importer's chunker gives one empty chunk. */
 		struct blk_cid empty;
 
-		blk_cid_compute(&empty, BLK_CODEC_RAW, "", 0);
+		blk_cid_compute_hash(&empty, f->hash, BLK_CODEC_RAW, "", 0);
 		rc = push(f, 0, &(struct entry){.cid = empty});
 		if (rc < 0)
 			return rc;

@@ -196,6 +196,42 @@ static void test_errors(const uint8_t *content)
 	blk_dag_file_free(&f);
 }
 
+/* Another hash names the nodes with it; the shape stays the same. */
+static void test_hash(const uint8_t *content)
+{
+	struct run r = {.content = content};
+	struct blk_dag_file *f;
+	struct blk_cid leaf, root;
+	uint64_t fs, ds, ds_sha;
+
+	blk_cid_compute_hash(&leaf, BLK_HASH_BLAKE2B_256, BLK_CODEC_RAW,
+			     content, 100);
+	for (int pass = 0; pass < 2; pass++) {
+		REQUIRE(blk_dag_file_new(&f, NULL, emit, NULL, &r) == 0);
+		if (pass == 1)
+			CHECK(blk_dag_file_set_hash(f, BLK_HASH_BLAKE2B_256) ==
+			      0);
+		for (int i = 0; i < 200; i++)
+			CHECK(blk_dag_file_add_leaf(f, &leaf, 100) == 0);
+		CHECK(blk_dag_file_set_hash(f, BLK_HASH_SHA2_256) == -EINVAL);
+		CHECK(blk_dag_file_finish(f, &root, &fs, &ds) == 0);
+		blk_dag_file_free(&f);
+		CHECK(root.hash ==
+		      (pass ? BLK_HASH_BLAKE2B_256 : BLK_HASH_SHA2_256));
+		if (pass == 0)
+			ds_sha = ds;
+		else
+			CHECK(ds ==
+			      ds_sha + 2 * 2); /* the root links 2 nodes */
+	}
+	REQUIRE(blk_dag_file_new(&f, NULL, NULL, NULL, NULL) == 0);
+	CHECK(blk_dag_file_set_hash(f, (enum blk_hash)7) == -EINVAL);
+	CHECK(blk_dag_file_set_hash(f, BLK_HASH_BLAKE2B_256) == 0);
+	CHECK(blk_dag_file_finish(f, &root, &fs, &ds) == 0);
+	CHECK(root.hash == BLK_HASH_BLAKE2B_256 && root.codec == BLK_CODEC_RAW);
+	blk_dag_file_free(&f);
+}
+
 int main(void)
 {
 	uint64_t max = 0;
@@ -211,6 +247,7 @@ int main(void)
 	test_vectors(content);
 	test_empty_leaf();
 	test_errors(content);
+	test_hash(content);
 	free(content);
 	printf("dagfile: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
