@@ -49,6 +49,11 @@ int blk_dag_file_new(struct blk_dag_file **out,
 		     const struct blk_dag_file_meta *meta, blk_dag_emit_fn emit,
 		     blk_dag_read_fn read, void *ctx);
 
+/* Hash the nodes (and an empty file's leaf) with @hash instead of
+ * BLK_HASH_DEFAULT, for filesystems made with another hash. Only before the
+ * first leaf. Returns 0 or -EINVAL (after a leaf, or an unknown hash). */
+int blk_dag_file_set_hash(struct blk_dag_file *f, enum blk_hash hash);
+
 /* Append the next leaf: a raw block (codec BLK_CODEC_RAW) of @size bytes
  * (at most BLK_PB_MAX_BLOCK). Leaves of 0 bytes are skipped as the importer
  * skips them, but count in the grouping (only an empty file has one).
