@@ -150,20 +150,23 @@ static void test_layout(void)
 		CHECK(name_is(&sub_links[1], "02c"));
 		CHECK(!su.has_mode && !su.has_mtime);
 		CHECK(su.data_len == 1 && su.data[0] == 0x06);
-		memblocks_get(&mem, &links[1].cid, &block, &len);
+		free(sub_block);
+		REQUIRE(memblocks_get(&mem, &links[1].cid, &sub_block, &len) ==
+			0);
 		CHECK(links[1].tsize == len + 2);
-		free(block);
 		free(sub_block);
 	}
 	{
 		/* The root's Tsize: its block, a leaf, the sub-shard, a
 		 * leaf. */
 		size_t len;
+		void *again;
 
-		memblocks_get(&mem, &root, &block, &len);
+		REQUIRE(memblocks_get(&mem, &root, &again, &len) == 0);
 		CHECK(tsize == len + 1 + links[1].tsize + 1);
-		free(block);
+		free(again);
 	}
+	free(block);
 	memblocks_clear(&mem);
 
 	/* An empty HAMT: a root without links or bitfield. */
