@@ -12,11 +12,9 @@
 #include "blocks/dag/pb.h"
 #include "blocks/dag/unixfs.h"
 
-/* Bytes a plain directory's Data field may take beyond its links: UnixFS
- * { Type, mode, mtime } is at most 28 (rule 4 uses this bound whatever
- * the metadata, so that blk_dag_dir_will_shard needs none). */
-#define DIR_DATA_BOUND 64
-/* A plain directory's UnixFS Data: type, mode and mtime. */
+/* More than a plain directory's Data field takes beyond its links (UnixFS
+ * { Type, mode, mtime } and the field's header): rule 5 uses this bound
+ * whatever the metadata, so that blk_dag_dir_will_shard needs none. */
 #define DIR_DATA_MAX 64
 
 /*
@@ -181,7 +179,7 @@ int blk_dag_dir_add(struct blk_dag_dir *d, const void *name, size_t len,
 bool blk_dag_dir_will_shard(const struct blk_dag_dir *d)
 {
 	return d->peak > BLK_DAG_DIR_SHARD_THRESHOLD ||
-	       d->links_bytes + DIR_DATA_BOUND > BLK_PB_MAX_BLOCK;
+	       d->links_bytes + DIR_DATA_MAX > BLK_PB_MAX_BLOCK;
 }
 
 static int finish_hamt(struct blk_dag_dir *d,

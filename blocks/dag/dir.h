@@ -45,7 +45,13 @@
  * 3. A HAMT (fanout 256, hash murmur3-x64-64, see murmur3.h for the bits):
  *    see hamt.h for the shard layout, link names and bitfield.
  *
- * 4. Where blockfs departs: a plain directory whose block would be larger
+ * 4. Commits that change a few entries of a large sharded directory need
+ *    not rebuild it: blk_hamt_update (hamt.h) sets or removes one entry,
+ *    re-encoding only the shards on its path, with the same result as a
+ *    rebuild. Whether the directory stays sharded is the caller's to
+ *    decide (rule 2: keep the estimate with the entries).
+ *
+ * 5. Where blockfs departs: a plain directory whose block would be larger
  *    than BLK_PB_MAX_BLOCK (only possible with many subdirectories, which
  *    do not count in the estimate) is sharded instead: the importer would
  *    write a block IPFS cannot move. Two names whose 64-bit hashes are
@@ -101,14 +107,14 @@ int blk_dag_dir_add(struct blk_dag_dir *d, const void *name, size_t len,
 /* Number of entries added since new or reset. */
 size_t blk_dag_dir_count(const struct blk_dag_dir *d);
 
-/* True if finish would shard (rule 2 and 4). */
+/* True if finish would shard (rules 2 and 5). */
 bool blk_dag_dir_will_shard(const struct blk_dag_dir *d);
 
 /* Build the directory with @meta (NULL: no mode, no mtime; mode & 07777 is
  * kept), calling @emit (may be NULL) for every block, children before
  * parents, the root last; give the root's CID and Tsize. The entries stay
  * (finish may be called again, e.g. with other metadata). Returns 0, -EEXIST (a
- * name added twice), -EOVERFLOW (rule 4), -EINVAL (@meta's mtime_nsec past
+ * name added twice), -EOVERFLOW (rule 5), -EINVAL (@meta's mtime_nsec past
  * 999999999), -ENOMEM, or what @emit returned. */
 int blk_dag_dir_finish(struct blk_dag_dir *d,
 		       const struct blk_dag_file_meta *meta,

@@ -80,13 +80,17 @@ static size_t bitfield_bytes(const uint8_t bits[BITFIELD_BYTES], uint8_t *out)
 	return n;
 }
 
-/* Encode the shard whose @n links are in b->links[@depth], emit it and
- * give its CID and Tsize. */
-static int shard_finish(struct hamt_build *b, unsigned depth, size_t n,
-			const uint8_t bits[BITFIELD_BYTES], struct blk_cid *cid,
-			uint64_t *tsize)
+static int link_slot(const struct blk_pb_link *l);
+
+/* Encode the shard of the @n links @links (sorted, one per slot) at
+ * @depth, emit it and give its CID and Tsize. The bitfield comes from the
+ * links' names; the metadata goes on the root only. */
+static int shard_finish(struct hamt_build *b, unsigned depth,
+			const struct blk_pb_link *links, size_t n,
+			struct blk_cid *cid, uint64_t *tsize)
 {
-	uint8_t bf[BITFIELD_BYTES], data[SHARD_DATA_MAX];
+	uint8_t bits[BITFIELD_BYTES] = {0}, bf[BITFIELD_BYTES];
+	uint8_t data[SHARD_DATA_MAX];
 	struct blk_unixfs u = {
 	    .type = BLK_UNIXFS_HAMT_SHARD,
 	    .data = bf,
@@ -95,11 +99,16 @@ static int shard_finish(struct hamt_build *b, unsigned depth, size_t n,
 	    .has_fanout = true,
 	    .fanout = BLK_HAMT_FANOUT,
 	};
-	struct blk_pb_node node = {.links = b->links[depth], .n_links = n};
+	struct blk_pb_node node = {.links = links, .n_links = n};
 	uint64_t sum = 0;
 	size_t dlen, len;
 	int rc;
 
+	for (size_t i = 0; i < n; i++) {
+		int slot = link_slot(&links[i]);
+
+		bits[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	}
 	u.data_len = bitfield_bytes(bits, bf);
 	if (depth == 0 && b->meta) {
 		u.has_mode = b->meta->has_mode;
@@ -128,7 +137,7 @@ static int shard_finish(struct hamt_build *b, unsigned depth, size_t n,
 	if (rc)
 		return rc == -EINVAL ? -EOVERFLOW : rc;
 	for (size_t i = 0; i < n; i++)
-		sum += b->links[depth][i].tsize;
+		sum += links[i].tsize;
 	if (sum > BLK_PB_MAX_TSIZE - len)
 		return -EOVERFLOW;
 	blk_cid_compute_hash(cid, b->hash, BLK_CODEC_DAG_PB, b->buf, len);
@@ -142,7 +151,6 @@ static int shard_finish(struct hamt_build *b, unsigned depth, size_t n,
 static int build_level(struct hamt_build *b, size_t lo, size_t hi,
 		       unsigned depth, struct blk_cid *cid, uint64_t *tsize)
 {
-	uint8_t bits[BITFIELD_BYTES] = {0};
 	size_t n = 0;
 	int rc;
 
@@ -175,10 +183,9 @@ static int build_level(struct hamt_build *b, size_t lo, size_t hi,
 			if (rc)
 				return rc;
 		}
-		bits[slot / 8] |= (uint8_t)(1u << (slot % 8));
 		n++;
 	}
-	return shard_finish(b, depth, n, bits, cid, tsize);
+	return shard_finish(b, depth, b->links[depth], n, cid, tsize);
 }
 
 int blk_hamt_build(const struct blk_hamt_ent *ents, size_t n,
@@ -456,5 +463,208 @@ int blk_hamt_lookup(const struct blk_dag_dir_reader *r, const uint8_t *block,
 		prefix |= (uint64_t)slot << (56 - 8 * depth);
 	}
 	free(held);
+	return rc;
+}
+
+/* --- Updating one entry --- */
+
+/* One shard on the updated name's path, with room for one more link. */
+struct path_level {
+	void *block;
+	struct blk_pb_link links[BLK_HAMT_FANOUT + 1];
+	size_t n;
+	size_t pos; /* where the name's slot is, or would be inserted */
+	bool used;  /* the slot holds a link */
+};
+
+/* Fetch and decode the shards from the root down the path of hash @h in
+ * @lv, stopping at the shard whose slot is empty or holds a leaf; its
+ * depth in *@depth. */
+static int load_path(const struct blk_dag_dir_reader *r,
+		     const struct blk_cid *root, uint64_t h,
+		     struct path_level *lv, unsigned *depth)
+{
+	struct blk_cid at = *root;
+	uint64_t prefix = 0;
+
+	for (unsigned d = 0; d < BLK_HAMT_MAX_DEPTH; d++) {
+		struct path_level *p = &lv[d];
+		unsigned slot = slot_at(h, d);
+		uint8_t bits[BITFIELD_BYTES];
+		struct blk_pb_node node;
+		struct blk_pb_iter it;
+		size_t len;
+		int rc;
+
+		if (d == 0 && at.codec != BLK_CODEC_DAG_PB)
+			return -ENOTDIR;
+		rc = fetch_shard(r, &at, &p->block, &len);
+		if (rc == 0)
+			rc = check_shard(p->block, len, d, prefix, NULL, &it,
+					 bits);
+		if (rc == 0 && blk_pb_decode(p->block, len, &node, p->links,
+					     BLK_HAMT_FANOUT))
+			rc = -EBADMSG;
+		if (rc)
+			return rc == -ENOTDIR && d > 0 ? -EBADMSG : rc;
+		p->n = node.n_links;
+		for (p->pos = 0; p->pos < p->n; p->pos++)
+			if (link_slot(&p->links[p->pos]) >= (int)slot)
+				break;
+		p->used =
+		    p->pos < p->n && link_slot(&p->links[p->pos]) == (int)slot;
+		*depth = d;
+		if (!p->used || p->links[p->pos].name_len > 2)
+			return 0;
+		at = p->links[p->pos].cid;
+		prefix |= (uint64_t)slot << (56 - 8 * d);
+	}
+	return -EBADMSG; /* check_shard refuses sub-shards at depth 7 */
+}
+
+/* Put a sub-shard holding the leaf at lv[@depth].links[pos] and the new
+ * entry @e (their hashes differ, and agree on the first @depth + 1 bytes)
+ * in that leaf's place. */
+static int split_leaf(struct hamt_build *b, struct path_level *p,
+		      unsigned depth, const struct blk_hamt_ent *e)
+{
+	struct blk_pb_link *l = &p->links[p->pos];
+	struct blk_hamt_ent two[2] = {*e};
+	int rc;
+
+	two[1].name = l->name + 2;
+	two[1].name_len = l->name_len - 2;
+	two[1].hash = blk_murmur3_x64_64(two[1].name, two[1].name_len);
+	two[1].cid = &l->cid;
+	two[1].tsize = l->tsize;
+	if (two[1].hash == e->hash)
+		return -EOVERFLOW;
+	blk_hamt_sort(two, 2);
+	b->links = calloc(BLK_HAMT_MAX_DEPTH, sizeof(*b->links));
+	b->names = malloc(BLK_HAMT_MAX_DEPTH * sizeof(*b->names));
+	if (!b->links || !b->names)
+		return -ENOMEM;
+	b->ents = two;
+	rc = build_level(b, 0, 2, depth + 1, &l->cid, &l->tsize);
+	l->name_len = 2;
+	return rc;
+}
+
+/* Encode the path's shards again from @depth up, the last changed link of
+ * each in place; a shard below the root left with a single leaf is
+ * replaced by that leaf in its parent (hamt.h rule 2). */
+static int store_path(struct hamt_build *b, struct path_level *lv,
+		      unsigned depth, uint64_t h, struct blk_cid *root,
+		      uint64_t *tsize)
+{
+	uint8_t carry[2 + BLK_DAG_NAME_MAX];
+	struct blk_pb_link up = {0};
+	bool carrying = false;
+	int rc;
+
+	for (unsigned d = depth + 1; d-- > 0;) {
+		struct path_level *p = &lv[d];
+		unsigned slot = slot_at(h, d);
+
+		if (carrying) {
+			p->links[p->pos] = up;
+			carrying = false;
+		} else if (d < depth) {
+			p->links[p->pos].cid = up.cid;
+			p->links[p->pos].tsize = up.tsize;
+		}
+		if (d > 0 && p->n == 1 && p->links[0].name_len > 2) {
+			/* The leaf's name, prefixed with the parent's slot
+			 * (it may already sit in @carry). */
+			up = p->links[0];
+			memmove(carry + 2, up.name + 2, up.name_len - 2);
+			slot = slot_at(h, d - 1);
+			carry[0] = (uint8_t)hex_upper[slot >> 4];
+			carry[1] = (uint8_t)hex_upper[slot & 15];
+			up.name = carry;
+			carrying = true;
+			continue;
+		}
+		rc = shard_finish(b, d, p->links, p->n, &up.cid, &up.tsize);
+		if (rc)
+			return rc;
+	}
+	*root = up.cid;
+	*tsize = up.tsize;
+	return 0;
+}
+
+int blk_hamt_update(const struct blk_dag_dir_reader *r,
+		    const struct blk_cid *root, const uint8_t *name,
+		    size_t name_len, const struct blk_cid *cid, uint64_t tsize,
+		    const struct blk_dag_file_meta *meta, enum blk_hash hash,
+		    blk_dag_emit_fn emit, void *ctx, struct blk_cid *new_root,
+		    uint64_t *new_tsize)
+{
+	struct hamt_build b = {
+	    .meta = meta, .hash = hash, .emit = emit, .ctx = ctx};
+	struct blk_hamt_ent e = {
+	    .name = name, .name_len = name_len, .cid = cid, .tsize = tsize};
+	uint8_t leaf_name[2 + BLK_DAG_NAME_MAX];
+	struct path_level *lv, *p;
+	unsigned depth = 0, slot;
+	bool same;
+	int rc;
+
+	if (!blk_dag_name_valid(name, name_len) || tsize > BLK_PB_MAX_TSIZE ||
+	    (hash != BLK_HASH_SHA2_256 && hash != BLK_HASH_BLAKE2B_256) ||
+	    (meta && meta->has_mtime && meta->mtime_nsec > 999999999))
+		return -EINVAL;
+	lv = calloc(BLK_HAMT_MAX_DEPTH, sizeof(*lv));
+	if (!lv)
+		return -ENOMEM;
+	e.hash = blk_murmur3_x64_64(name, name_len);
+	rc = load_path(r, root, e.hash, lv, &depth);
+	if (rc)
+		goto out;
+
+	p = &lv[depth];
+	slot = slot_at(e.hash, depth);
+	same = p->used && p->links[p->pos].name_len == 2 + name_len &&
+	       !memcmp(p->links[p->pos].name + 2, name, name_len);
+	if (!cid) {
+		rc = -ENOENT;
+		if (!same)
+			goto out;
+		memmove(&p->links[p->pos], &p->links[p->pos + 1],
+			(p->n - p->pos - 1) * sizeof(p->links[0]));
+		p->n--;
+	} else if (p->used && !same) {
+		rc = split_leaf(&b, p, depth, &e);
+		if (rc)
+			goto out;
+	} else {
+		struct blk_pb_link l = {
+		    .cid = *cid,
+		    .name = leaf_name,
+		    .name_len = 2 + name_len,
+		    .has_name = true,
+		    .has_tsize = true,
+		    .tsize = tsize,
+		};
+
+		leaf_name[0] = (uint8_t)hex_upper[slot >> 4];
+		leaf_name[1] = (uint8_t)hex_upper[slot & 15];
+		memcpy(leaf_name + 2, name, name_len);
+		if (!p->used) {
+			memmove(&p->links[p->pos + 1], &p->links[p->pos],
+				(p->n - p->pos) * sizeof(p->links[0]));
+			p->n++;
+		}
+		p->links[p->pos] = l;
+	}
+	rc = store_path(&b, lv, depth, e.hash, new_root, new_tsize);
+out:
+	for (unsigned d = 0; d < BLK_HAMT_MAX_DEPTH; d++)
+		free(lv[d].block);
+	free(lv);
+	free(b.links);
+	free(b.names);
+	free(b.buf);
 	return rc;
 }

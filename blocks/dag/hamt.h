@@ -91,6 +91,26 @@ int blk_hamt_lookup(const struct blk_dag_dir_reader *r, const uint8_t *block,
 		    size_t len, const uint8_t *name, size_t name_len,
 		    struct blk_dag_dirent *out);
 
+/* Set (@cid not NULL) or remove (@cid NULL) the entry @name (@len bytes)
+ * -> @cid, @tsize in the HAMT whose root shard is @root, fetching with @r
+ * only the shards on the name's path, and emit only those shards again
+ * (and the sub-shards a split makes), bottom-up, with @meta on the root
+ * and CIDs hashed with @hash; give the new root's CID and Tsize. The
+ * result is the HAMT blk_hamt_build makes from the updated entries (rule
+ * 2: a slot taken by another name becomes a sub-shard; a shard below the
+ * root left with one entry is replaced by it). The caller decides whether
+ * the directory should still be a HAMT (dir.h rule 2). Returns 0, -ENOENT
+ * (removing a name that is not there), -ENOTDIR (@root is not a HAMT),
+ * -EBADMSG (a malformed shard on the path), -EOVERFLOW (the 64-bit hash of
+ * @name equals another name's), -EINVAL (a bad name, Tsize, hash or
+ * mtime), -ENOMEM, or what @r->fetch or @emit returned. */
+int blk_hamt_update(const struct blk_dag_dir_reader *r,
+		    const struct blk_cid *root, const uint8_t *name, size_t len,
+		    const struct blk_cid *cid, uint64_t tsize,
+		    const struct blk_dag_file_meta *meta, enum blk_hash hash,
+		    blk_dag_emit_fn emit, void *ctx, struct blk_cid *new_root,
+		    uint64_t *new_tsize);
+
 /* Check the root shard @block (@len bytes) as the reader does, not its
  * sub-shards, and fill @meta (may be NULL) with its mode and mtime.
  * Returns 0, -ENOTDIR (a valid UnixFS node, not a shard), or -EBADMSG. */

@@ -442,7 +442,7 @@ static void test_blake2b(void)
 	memblocks_clear(&mem);
 }
 
-/* Rule 4: a plain node past BLK_PB_MAX_BLOCK (only sub-directories, which
+/* Rule 5: a plain node past BLK_PB_MAX_BLOCK (only sub-directories, which
  * do not count in the estimate) is sharded instead, and reads back. */
 static void test_too_big_for_one_block(void)
 {

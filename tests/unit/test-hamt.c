@@ -15,6 +15,8 @@
 #include "memblocks.h"
 
 static struct memblocks mem;
+static const struct blk_dag_file_meta meta_700_root = {
+    .has_mode = true, .mode = 0700, .has_mtime = true, .mtime_sec = 7};
 static const struct blk_dag_dir_reader reader = {.fetch = memblocks_get,
 						 .ctx = &mem};
 
@@ -513,6 +515,144 @@ static void test_lookup_path(void)
 	memblocks_clear(&mem);
 }
 
+/* --- blk_hamt_update against a rebuild from scratch --- */
+
+#define UPD_NAMES 2002
+
+struct upd_state {
+	char names[UPD_NAMES][16];
+	bool present[UPD_NAMES];
+	struct blk_cid cid[UPD_NAMES];
+	uint64_t tsize[UPD_NAMES];
+};
+
+/* The HAMT of the present names, built from scratch (nothing emitted). */
+static void upd_rebuild(const struct upd_state *st,
+			const struct blk_dag_file_meta *meta,
+			struct blk_cid *root, uint64_t *tsize, bool keep)
+{
+	static struct blk_hamt_ent e[UPD_NAMES];
+	size_t n = 0;
+
+	for (size_t i = 0; i < UPD_NAMES; i++) {
+		if (!st->present[i])
+			continue;
+		e[n].name = (const uint8_t *)st->names[i];
+		e[n].name_len = strlen(st->names[i]);
+		e[n].hash = blk_murmur3_x64_64(e[n].name, e[n].name_len);
+		e[n].cid = &st->cid[i];
+		e[n].tsize = st->tsize[i];
+		n++;
+	}
+	blk_hamt_sort(e, n);
+	REQUIRE(blk_hamt_build(e, n, meta, BLK_HASH_SHA2_256,
+			       keep ? memblocks_put : NULL, &mem, root,
+			       tsize) == 0);
+}
+
+/* Apply one change to @st and to the HAMT @root incrementally; check the
+ * result against a rebuild and count the blocks it emitted. */
+static bool upd_step(struct upd_state *st, size_t i, bool set, uint32_t ver,
+		     const struct blk_dag_file_meta *meta, struct blk_cid *root,
+		     uint64_t *tsize, size_t *max_emitted)
+{
+	struct blk_cid want;
+	uint64_t want_tsize;
+	size_t before = mem.n;
+	int rc;
+
+	if (set) {
+		blk_cid_compute(&st->cid[i], BLK_CODEC_RAW, &ver, sizeof(ver));
+		st->tsize[i] = ver;
+	}
+	rc = blk_hamt_update(&reader, root, (const uint8_t *)st->names[i],
+			     strlen(st->names[i]), set ? &st->cid[i] : NULL,
+			     st->tsize[i], meta, BLK_HASH_SHA2_256,
+			     memblocks_put, &mem, root, tsize);
+	if (rc == -ENOENT && !set && !st->present[i])
+		return true;
+	if (rc)
+		return false;
+	st->present[i] = set;
+	if (mem.n - before > *max_emitted)
+		*max_emitted = mem.n - before;
+	upd_rebuild(st, meta, &want, &want_tsize, false);
+	return blk_cid_equal(&want, root) && want_tsize == *tsize;
+}
+
+static void test_update(void)
+{
+	static struct upd_state st;
+	struct blk_cid root, other;
+	uint64_t tsize, seed = 42;
+	size_t ok = 0, steps = 0, max_emitted = 0;
+
+	for (size_t i = 0; i < UPD_NAMES - 2; i++)
+		snprintf(st.names[i], sizeof(st.names[i]), "u%zu", i);
+	/* n2733 and n6206 share their first 3 hash bytes: sub-shards down
+	 * to depth 3 appear and collapse. */
+	strcpy(st.names[UPD_NAMES - 2], "n2733");
+	strcpy(st.names[UPD_NAMES - 1], "n6206");
+	for (size_t i = 0; i < UPD_NAMES; i += 2) {
+		st.present[i] = true;
+		blk_cid_compute(&st.cid[i], BLK_CODEC_RAW, &i, sizeof(i));
+		st.tsize[i] = i;
+	}
+	upd_rebuild(&st, &meta_700_root, &root, &tsize, true);
+
+	/* Random sets and removals. */
+	for (uint32_t v = 1; v <= 400; v++, steps++) {
+		size_t i = xorshift64(&seed) % UPD_NAMES;
+		bool set = !st.present[i] || xorshift64(&seed) % 3 == 0;
+
+		ok += upd_step(&st, i, set, v, &meta_700_root, &root, &tsize,
+			       &max_emitted);
+	}
+	/* The chain pair in, then everything else out, then one of the
+	 * pair: the chain collapses into a leaf of the root. */
+	ok += upd_step(&st, UPD_NAMES - 2, true, 1000, NULL, &root, &tsize,
+		       &max_emitted);
+	ok += upd_step(&st, UPD_NAMES - 1, true, 1001, NULL, &root, &tsize,
+		       &max_emitted);
+	steps += 2;
+	for (size_t i = 0; i < UPD_NAMES - 2; i++) {
+		if (!st.present[i])
+			continue;
+		ok += upd_step(&st, i, false, 0, NULL, &root, &tsize,
+			       &max_emitted);
+		steps++;
+	}
+	ok += upd_step(&st, UPD_NAMES - 2, false, 0, NULL, &root, &tsize,
+		       &max_emitted);
+	steps++;
+	CHECK(ok == steps);
+	/* At most a path of shards and a split's chain per change. */
+	CHECK(max_emitted <= 2 * BLK_HAMT_MAX_DEPTH);
+	{
+		struct blk_pb_link links[8];
+		struct blk_pb_node node;
+		struct blk_unixfs u;
+		void *block;
+
+		char want[8];
+
+		snprintf(want, sizeof(want), "%02Xn6206",
+			 (unsigned)(blk_murmur3_x64_64("n6206", 5) >> 56));
+		REQUIRE(decode(&root, &node, links, &u, &block) == 0);
+		CHECK(node.n_links == 1 && name_is(&links[0], want));
+		free(block);
+	}
+	/* Removing what is not there; updating what is not a HAMT. */
+	CHECK(blk_hamt_update(&reader, &root, (const uint8_t *)"zz", 2, NULL, 0,
+			      NULL, BLK_HASH_SHA2_256, memblocks_put, &mem,
+			      &other, &tsize) == -ENOENT);
+	blk_cid_compute(&other, BLK_CODEC_RAW, "x", 1);
+	CHECK(blk_hamt_update(&reader, &other, (const uint8_t *)"zz", 2, &other,
+			      1, NULL, BLK_HASH_SHA2_256, memblocks_put, &mem,
+			      &root, &tsize) == -ENOTDIR);
+	memblocks_clear(&mem);
+}
+
 int main(void)
 {
 	test_murmur3();
@@ -520,6 +660,7 @@ int main(void)
 	test_reader_refuses();
 	test_plain_refuses();
 	test_lookup_path();
+	test_update();
 	printf("test-hamt: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
