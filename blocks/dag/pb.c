@@ -11,9 +11,12 @@
  *  1. blk_pb_decode accepts exactly the byte strings blk_pb_encode writes:
  *     keys in that order and no other, minimal varints, nothing after Data,
  *     links sorted. So a block that decodes re-encodes to itself, and one
- *     node has one CID. (@ipld/dag-pb's decoder is laxer: it also takes
- *     Data before the links and non-minimal varints, which its encoder
- *     never writes.)
+ *     node has one CID. This is stricter than the dag-pb spec, which asks
+ *     decoders to accept Data before the links (old IPFS data has it) and
+ *     not to sort on decode, and than @ipld/dag-pb's decoder, which also
+ *     takes non-minimal varints: none of these is ever written by the
+ *     reference encoder or by blockfs, and a block in such a form would
+ *     not survive a decode and re-encode with its CID.
  *  2. The decoder reads only within [buf, buf + len), keeps views into it,
  *     and allocates nothing: the caller bounds the links it stores.
  *  3. Links compare as @ipld/dag-pb's linkComparator: bytewise over the
