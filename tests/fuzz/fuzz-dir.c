@@ -1,7 +1,9 @@
 /* libFuzzer target for the directory reader (blocks/dag/dir.c, hamt.c):
  * decode a directory node, walk it and look its names up, fetching shards
  * from the input; never crash, lookups agree with the walk, and a plain
- * directory that reads rebuilds to the same CID.
+ * directory that reads rebuilds to the same CID. A HAMT that reads also
+ * has an entry removed and one added (blk_hamt_update), and must read
+ * back with exactly that change.
  *
  * Input: either one block (the directory's root), or the byte 0xB1, a
  * count k (1..8) and k blocks, each a 2-byte big-endian length and its
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "blocks/dag/dir.h"
+#include "blocks/dag/hamt.h"
 #include "blocks/dag/pb.h"
 
 /* Not assert(): it must hold in every build type. */
@@ -26,6 +29,8 @@
 
 #define MAX_BLOCKS 8
 #define MAX_ENTRIES 4096
+/* Blocks an update may emit: a path and a split's chain. */
+#define MAX_NEW (2 * BLK_HAMT_MAX_DEPTH + 2)
 
 struct input {
 	size_t k;
@@ -33,6 +38,11 @@ struct input {
 	size_t len[MAX_BLOCKS];
 	struct blk_cid cid[MAX_BLOCKS];
 	size_t fetches;
+	/* What updates emitted, served by fetch before the input's. */
+	size_t n_new;
+	uint8_t *new_block[MAX_NEW];
+	size_t new_len[MAX_NEW];
+	struct blk_cid new_cid[MAX_NEW];
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -77,6 +87,16 @@ static int fetch(void *ctx, const struct blk_cid *cid, void **data, size_t *len)
 	 * may fetch many: bound the work per input. */
 	if (++in->fetches > 4096)
 		return -ELOOP;
+	for (size_t j = 0; j < in->n_new; j++) {
+		if (!blk_cid_equal(cid, &in->new_cid[j]))
+			continue;
+		*data = malloc(in->new_len[j] ? in->new_len[j] : 1);
+		if (!*data)
+			return -ENOMEM;
+		memcpy(*data, in->new_block[j], in->new_len[j]);
+		*len = in->new_len[j];
+		return 0;
+	}
 	for (size_t j = 0; j < in->k; j++)
 		if (blk_cid_equal(cid, &in->cid[j]))
 			i = j;
@@ -85,6 +105,23 @@ static int fetch(void *ctx, const struct blk_cid *cid, void **data, size_t *len)
 		return -ENOMEM;
 	memcpy(*data, in->block[i], in->len[i]);
 	*len = in->len[i];
+	return 0;
+}
+
+static int keep_new(void *ctx, const struct blk_cid *cid, const uint8_t *block,
+		    size_t len)
+{
+	struct input *in = ctx;
+	size_t i = in->n_new;
+
+	REQUIRE(i < MAX_NEW);
+	in->new_block[i] = malloc(len ? len : 1);
+	if (!in->new_block[i])
+		return -ENOMEM;
+	memcpy(in->new_block[i], block, len);
+	in->new_len[i] = len;
+	in->new_cid[i] = *cid;
+	in->n_new++;
 	return 0;
 }
 
@@ -140,6 +177,55 @@ static void rebuild(const struct input *in, const struct seen *s,
 	blk_dag_dir_free(&d);
 }
 
+static int count(void *arg, const struct blk_dag_dirent *e)
+{
+	(void)e;
+	++*(size_t *)arg;
+	return 0;
+}
+
+/* Remove the first entry listed, then add a name that was not there: the
+ * HAMT reads back with one entry less, then one more. */
+static void update(struct input *in, const struct blk_dag_dir_reader *r,
+		   const struct seen *s, const struct blk_dag_dir_info *info)
+{
+	struct blk_cid root = in->cid[0], leaf;
+	struct blk_dag_dirent e;
+	uint64_t tsize;
+	size_t n;
+	int rc;
+
+	if (!info->sharded || s->n == 0)
+		return;
+	in->fetches = 0;
+	rc = blk_hamt_update(r, &root, s->e[0].name, s->e[0].name_len, NULL, 0,
+			     &info->meta, BLK_HASH_SHA2_256, keep_new, in,
+			     &root, &tsize);
+	if (rc == -ELOOP)
+		return;
+	REQUIRE(rc == 0);
+	in->fetches = 0;
+	n = 0;
+	if (blk_dag_dir_each(r, &root, count, &n) == -ELOOP)
+		return;
+	REQUIRE(n == s->n - 1);
+	in->fetches = 0;
+	REQUIRE(blk_dag_dir_lookup(r, &root, s->e[0].name, s->e[0].name_len,
+				   &e) == -ENOENT);
+
+	blk_cid_compute(&leaf, BLK_CODEC_RAW, "new", 3);
+	in->fetches = 0;
+	rc = blk_hamt_update(r, &root, (const uint8_t *)"\x02new", 4, &leaf, 3,
+			     NULL, BLK_HASH_SHA2_256, keep_new, in, &root,
+			     &tsize);
+	if (rc == -ELOOP || rc == -EOVERFLOW)
+		return;
+	REQUIRE(rc == 0);
+	in->fetches = 0;
+	REQUIRE(blk_dag_dir_lookup(r, &root, "\x02new", 4, &e) == 0);
+	REQUIRE(blk_cid_equal(&e.cid, &leaf) && e.tsize == 3);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct seen s;
@@ -150,6 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc, decoded;
 
 	split(&in, data, size);
+	in.n_new = 0;
 	decoded = blk_dag_dir_decode(in.block[0], in.len[0], &info);
 	REQUIRE(decoded == 0 || decoded == -EBADMSG || decoded == -ENOTDIR);
 
@@ -176,5 +263,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in.fetches = 0;
 	rc = blk_dag_dir_lookup(&r, &in.cid[0], "\x01missing", 8, &e);
 	REQUIRE(rc == -ENOENT || rc == 0);
+
+	update(&in, &r, &s, &info);
+	for (size_t i = 0; i < in.n_new; i++)
+		free(in.new_block[i]);
 	return 0;
 }
