@@ -37,7 +37,13 @@
  *    passes 262144. blk_dag_dir_add takes entries in the same order and
  *    flags (BLK_DAG_DIR_SUBDIR) to reproduce it: add them in the order of
  *    the walk the importer was given (a depth-first walk visits a parent's
- *    entries in its own order).
+ *    entries in its own order). tests/interop's walk gives a directory's
+ *    non-empty subdirectories first: then none of them ever counts (at
+ *    its add the estimate is its own bytes alone), the decision is "the
+ *    final estimate passes 262144" whatever the order of adds, and
+ *    BLK_DAG_DIR_SUBDIR_IMPLICIT gives it. "Non-empty" is the importer's:
+ *    with at least one entry it imports (a directory holding only what
+ *    UnixFS cannot hold is an empty one to it).
  *    Names are bytes here; the importer's are JavaScript strings, so a name
  *    that is not valid UTF-8 has no importer equivalent. Before 16.1.2 the
  *    importer counted UTF-16 code units, not UTF-8 bytes (same for ASCII).
