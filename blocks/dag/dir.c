@@ -138,6 +138,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
+uint64_t blk_dag_dir_entry_estimate(size_t name_len, const struct blk_cid *cid)
+{
+	uint8_t b[BLK_CID_MAX_BYTES];
+
+	return name_len + blk_cid_to_bytes(cid, b);
+}
+
 int blk_dag_dir_add(struct blk_dag_dir *d, const void *name, size_t len,
 		    const struct blk_cid *cid, uint64_t tsize, unsigned flags)
 {
@@ -166,7 +173,7 @@ int blk_dag_dir_add(struct blk_dag_dir *d, const void *name, size_t len,
 	d->names_len += len;
 
 	cid_len = blk_cid_to_bytes(cid, cid_bytes);
-	est = len + cid_len;
+	est = blk_dag_dir_entry_estimate(len, cid);
 	if (!(flags & subdir))
 		d->estimate += est;
 	now = d->estimate + (flags & BLK_DAG_DIR_SUBDIR ? est : 0);

@@ -113,6 +113,12 @@ int blk_dag_dir_add(struct blk_dag_dir *d, const void *name, size_t len,
 /* Number of entries added since new or reset. */
 size_t blk_dag_dir_count(const struct blk_dag_dir *d);
 
+/* What an entry named with @name_len bytes -> @cid adds to the importer's
+ * estimate when it counts (rule 2): for a caller that keeps a directory's
+ * estimate between commits, to know whether blk_hamt_update still
+ * applies. */
+uint64_t blk_dag_dir_entry_estimate(size_t name_len, const struct blk_cid *cid);
+
 /* True if finish would shard (rules 2 and 5). */
 bool blk_dag_dir_will_shard(const struct blk_dag_dir *d);
 

@@ -392,6 +392,7 @@ static void test_errors(void)
 	}
 	CHECK(add_str(d, "...", &cid, 1, 0) == 0);
 	CHECK(blk_dag_dir_count(d) == 2);
+	CHECK(blk_dag_dir_entry_estimate(3, &cid) == 3 + 36);
 	CHECK(build(d, &bad, &root, &tsize) == -EINVAL);
 
 	/* A name twice: plain and sharded. */
