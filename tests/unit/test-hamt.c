@@ -334,14 +334,12 @@ static struct blk_cid root_with_a(const struct shard_spec *s)
 	return put_shard(&r);
 }
 
-static void test_reader_refuses(void)
+/* Shards down to depth 7 read; a sub-shard below it does not. */
+static void test_reader_depth(void)
 {
-	struct blk_cid leaf, root, sub;
+	struct blk_cid root;
 	struct shard_spec s;
-	uint8_t bf[32];
 	size_t n;
-
-	blk_cid_compute(&leaf, BLK_CODEC_RAW, "leaf", 4);
 
 	/* The well-formed ones first: every depth down to 7. */
 	for (unsigned d = 0; d < 8; d++) {
@@ -355,6 +353,19 @@ static void test_reader_refuses(void)
 	/* A sub-shard below depth 7: more than 64 bits of hash. */
 	root = chain_to_a(7, true);
 	CHECK(read_dir(&root, &n) == -EBADMSG);
+
+	memblocks_clear(&mem);
+}
+
+/* The bitfield must name exactly the links' slots. */
+static void test_reader_bitfield(void)
+{
+	struct blk_cid leaf, root;
+	struct shard_spec s;
+	uint8_t bf[32];
+	size_t n;
+
+	blk_cid_compute(&leaf, BLK_CODEC_RAW, "leaf", 4);
 
 	/* Bitfield and links disagree: slot 0x85 (byte 15 of 32, bit 5) and
 	 * slot 0xf8 (byte 0, bit 0) set, one link. */
@@ -387,6 +398,20 @@ static void test_reader_refuses(void)
 		CHECK(read_dir(&root, &n) == -EBADMSG);
 	}
 
+	memblocks_clear(&mem);
+}
+
+/* Link names: two upper-case hex digits of the slot the name hashes to,
+ * then a valid name; one link per slot. */
+static void test_reader_names(void)
+{
+	struct blk_cid leaf, root;
+	struct shard_spec s;
+	uint8_t bf[32];
+	size_t n;
+
+	blk_cid_compute(&leaf, BLK_CODEC_RAW, "leaf", 4);
+
 	/* Names: lower-case hex, the wrong slot, a bad entry name, no
 	 * name at all. */
 	s = (struct shard_spec){.fanout = 256, .hash_type = 0x22, .n = 1};
@@ -417,6 +442,18 @@ static void test_reader_refuses(void)
 	s.links[1] = link_to("85b", &leaf);
 	root = root_with_a(&s);
 	CHECK(read_dir(&root, &n) == -EBADMSG);
+
+	memblocks_clear(&mem);
+}
+
+/* Fanout, hash function, sub-shards that are not shards, files. */
+static void test_reader_fields(void)
+{
+	struct blk_cid leaf, root, sub;
+	struct shard_spec s;
+	size_t n;
+
+	blk_cid_compute(&leaf, BLK_CODEC_RAW, "leaf", 4);
 
 	/* Fanout and hash. */
 	s = (struct shard_spec){.fanout = 16, .hash_type = 0x22};
@@ -657,7 +694,10 @@ int main(void)
 {
 	test_murmur3();
 	test_layout();
-	test_reader_refuses();
+	test_reader_depth();
+	test_reader_bitfield();
+	test_reader_names();
+	test_reader_fields();
 	test_plain_refuses();
 	test_lookup_path();
 	test_update();
