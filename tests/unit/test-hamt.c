@@ -170,6 +170,18 @@ static void test_layout(void)
 	}
 	free(block);
 	memblocks_clear(&mem);
+}
+
+/* The empty HAMT, equal hashes, the deepest chain. */
+static void test_layout_edges(void)
+{
+	struct blk_hamt_ent e[2];
+	struct blk_pb_link links[8];
+	struct blk_pb_node node;
+	struct blk_unixfs u;
+	struct blk_cid root;
+	uint64_t tsize;
+	void *block;
 
 	/* An empty HAMT: a root without links or bitfield. */
 	REQUIRE(blk_hamt_build(NULL, 0, NULL, BLK_HASH_SHA2_256, memblocks_put,
@@ -694,6 +706,7 @@ int main(void)
 {
 	test_murmur3();
 	test_layout();
+	test_layout_edges();
 	test_reader_depth();
 	test_reader_bitfield();
 	test_reader_names();
