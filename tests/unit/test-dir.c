@@ -184,7 +184,51 @@ static const struct vector vectors[] = {
      PLAIN},
     {"utf8_5000", "bafybeiabsdl7334aove7d4d5r2tedgxfcssd76othlg3qr7ea6fitagn5a",
      441368, HAMT},
+    {"random2000_meta",
+     "bafybeidvgcblj6t4fvaljivqlb2mb56weqx5hhq5mj7aexwxzwxsrikmle", 188336,
+     PLAIN},
+    {"random6000",
+     "bafybeie557kqnqsmjeahjuyj53almxeqhakosqeyxeuf22k5qbfefcv32q", 615998,
+     HAMT},
 };
+
+/* The generator's randomFiles(): @n distinct pseudo-random names (an LCG,
+ * lengths 1..40 letters of an alphabet with two 2-byte UTF-8 ones, "."
+ * and ".." skipped), each a file holding its name and a newline. */
+static void add_random_files(struct blk_dag_dir *d, size_t n, uint32_t seed)
+{
+	static const char *alphabet[] = {
+	    "a", "b", "c", "d", "e", "f", "g",	      "h", "i", "j",
+	    "k", "l", "m", "n", "o", "p", "q",	      "r", "s", "t",
+	    "u", "v", "w", "x", "y", "z", "\xc3\xa9", "-", ".", "\xce\xa9"};
+	const size_t n_alpha = sizeof(alphabet) / sizeof(alphabet[0]);
+	char(*names)[128] = xmalloc(n * sizeof(*names));
+	uint32_t x = seed;
+	size_t have = 0;
+
+	while (have < n) {
+		char *name = names[have], content[130];
+		size_t len, dup = 0;
+
+		x = (x * 1103515245u + 12345u) & 0x7fffffff;
+		len = 1 + x % 40;
+		name[0] = 0;
+		for (size_t i = 0; i < len; i++) {
+			x = (x * 1103515245u + 12345u) & 0x7fffffff;
+			strcat(name, alphabet[x % n_alpha]);
+		}
+		if (!strcmp(name, ".") || !strcmp(name, ".."))
+			continue;
+		for (size_t i = 0; i < have && !dup; i++)
+			dup = !strcmp(names[i], name);
+		if (dup)
+			continue;
+		snprintf(content, sizeof(content), "%s\n", name);
+		REQUIRE(add_file(d, name, content) == 0);
+		have++;
+	}
+	free(names);
+}
 
 /* Feed @d the entries of case @name in the generator's order; *@meta gets
  * the directory's own metadata. */
@@ -205,6 +249,11 @@ static void feed(struct blk_dag_dir *d, const char *name,
 						      .has_mtime = true,
 						      .mtime_sec = 1700000000,
 						      .mtime_nsec = 123456789};
+	static const struct blk_dag_file_meta m4755 = {.has_mode = true,
+						       .mode = 04755,
+						       .has_mtime = true,
+						       .mtime_sec = 1,
+						       .mtime_nsec = 1};
 	unsigned n;
 
 	*meta = NULL;
@@ -241,6 +290,11 @@ static void feed(struct blk_dag_dir *d, const char *name,
 			  "\xc3\xbcn\xc3\xaf"
 			  "c\xc3\xb6"
 			  "d\xc3\xa9-");
+	} else if (!strcmp(name, "random2000_meta")) {
+		add_random_files(d, 2000, 1);
+		*meta = &m4755;
+	} else if (!strcmp(name, "random6000")) {
+		add_random_files(d, 6000, 2);
 	} else {
 		REQUIRE(!"a vector without its feed");
 	}

@@ -82,3 +82,25 @@ await dirCase('near_listed_subdir_first', [...subdirs(1, true), ...near])
 // UTF-8 bytes, not UTF-16 code units: 5000 * (17 + 36) passes 262144,
 // 5000 * (13 + 36) would not.
 await dirCase('utf8_5000', files(5000, (i) => `\u00fcn\u00efc\u00f6d\u00e9-${pad(i)}`))
+// Pseudo-random names (keep in sync with random_names() in test-dir.c):
+// an LCG, lengths 1..40, letters, '-', '.', and two 2-byte UTF-8 letters;
+// "." and ".." and repeats skipped.
+function randomNames (n, seed) {
+  const alphabet = [...'abcdefghijklmnopqrstuvwxyz', '\u00e9', '-', '.', '\u03a9']
+  let x = seed
+  const next = () => { x = (Math.imul(x, 1103515245) + 12345) & 0x7fffffff; return x }
+  const seen = new Set()
+  const out = []
+  while (out.length < n) {
+    let name = ''
+    const len = 1 + next() % 40
+    for (let i = 0; i < len; i++) name += alphabet[next() % alphabet.length]
+    if (name === '.' || name === '..' || seen.has(name)) continue
+    seen.add(name)
+    out.push(name)
+  }
+  return out
+}
+const randomFiles = (n, seed) => randomNames(n, seed).map(name => ({ path: name, content: enc.encode(name + '\n') }))
+await dirCase('random2000_meta', randomFiles(2000, 1), { mode: 0o4755, mtime: { secs: 1n, nsecs: 1 } })
+await dirCase('random6000', randomFiles(6000, 2))
