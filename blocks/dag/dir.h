@@ -61,9 +61,10 @@
  *    than BLK_PB_MAX_BLOCK (only possible with many subdirectories, which
  *    do not count in the estimate) is sharded instead: the importer would
  *    write a block IPFS cannot move. Two names whose 64-bit hashes are
- *    equal cannot be placed in 8 levels (the importer would rehash the
- *    name with a depth byte appended, which the Go implementation and our
- *    reader refuse): -EOVERFLOW.
+ *    equal cannot be placed in 8 levels: -EOVERFLOW. (The importer
+ *    would go on with the hash of the name and a depth byte, which our
+ *    reader refuses; for two names crafted to collide inside murmur3 that
+ *    hash collides again, at every depth.)
  */
 
 /* Longest name (bytes) of a directory entry: NAME_MAX. */
