@@ -35,14 +35,14 @@
  *    fanout 256, mode and mtime on the root shard only }. The bitfield has
  *    bit s set for every used slot s: it is the 256-bit integer
  *    sum(2^s) written big-endian in as few bytes as it takes (no leading
- *    zero byte; hamt-sharding's little-endian bytes, reversed by the
- *    importer "because Go uses big-endian").
+ *    zero byte): sparse-array's bitField() bytes, least significant
+ *    first without trailing zeros, which the importer reverses.
  * 5. A shard's Tsize is its block's bytes plus its links' Tsizes.
  *
  * The reader checks every shard it decodes: dag-pb and UnixFS strictly
  * (pb.h, unixfs.h), Type HAMTShard, fanout 256, hashType 0x22, a bitfield
- * of at most 32 bytes (leading zero bytes tolerated: Go writes none, older
- * writers might) with as many bits set as there are links, each link's
+ * of at most 32 bytes (leading zero bytes tolerated, though the importer
+ * writes none) with as many bits set as there are links, each link's
  * name two upper-case hex digits of a set slot (in increasing order, one
  * link per slot) plus, for an entry, a valid name (blk_dag_name_valid)
  * whose hash puts it in this very shard and slot; a sub-shard link (name
