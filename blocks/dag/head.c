@@ -206,5 +206,6 @@ int blk_head_verify(const struct blk_head *h, const uint8_t pk[32])
 
 void blk_head_cid(const uint8_t *buf, size_t len, struct blk_cid *out)
 {
-	blk_cid_compute(out, BLK_CODEC_DAG_CBOR, buf, len);
+	blk_cid_compute_hash(out, BLK_HASH_SHA2_256, BLK_CODEC_DAG_CBOR, buf,
+			     len);
 }
