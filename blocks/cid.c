@@ -1,5 +1,6 @@
-/* CIDv1 content identifiers with a blake2b-256 multihash: hashing, varints,
- * and the binary and base32 multibase text forms. */
+/* CIDv1 content identifiers with a sha2-256 or blake2b-256 multihash:
+ * hashing, varints, the type word, and the binary and base32 multibase
+ * text forms. */
 
 /*
  * Invariants:
@@ -17,8 +18,10 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define VARINT_MAX_BYTES 9
@@ -31,38 +34,106 @@
 
 static const char base32_alphabet[32] = "abcdefghijklmnopqrstuvwxyz234567";
 
-static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
+/* OpenSSL's sha2-256, fetched once: EVP_Digest with an implicit fetch per
+ * call costs a provider lookup per block. */
+static EVP_MD *sha256_md;
 
-static void sodium_init_once(void)
+static void hash_init_once(void)
 {
-	/* Failure (-1) leaves libsodium on its portable implementations;
-	 * crypto_generichash works either way, so there is nothing to do. */
-	if (sodium_init() < 0)
+	/* sodium_init failing (-1) leaves libsodium on its portable code;
+	 * crypto_generichash works either way. */
+	if (sodium_init() < 0) {
+		/* nothing to do */
+	}
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void sha2_256(uint8_t out[BLK_DIGEST_LEN], const void *data, size_t len)
+{
+	unsigned int n = BLK_DIGEST_LEN;
+
+	/* The default provider's sha2-256 cannot fail for a fetched digest
+	 * and a 32-byte output: failing here is a broken libcrypto. */
+	if (!sha256_md || !EVP_Digest(data, len, out, &n, sha256_md, NULL) ||
+	    n != BLK_DIGEST_LEN)
+		abort();
+}
+
+void blk_cid_compute_hash(struct blk_cid *out, enum blk_hash hash,
+			  uint64_t codec, const void *data, size_t len)
+{
+	pthread_once(&hash_once, hash_init_once);
+	out->codec = codec;
+	out->hash = hash;
+	if (hash == BLK_HASH_SHA2_256) {
+		sha2_256(out->digest, data, len);
 		return;
+	}
+	assert(hash == BLK_HASH_BLAKE2B_256);
+	/* Cannot fail: the output length is valid and there is no key. */
+	crypto_generichash(out->digest, sizeof(out->digest), data, len, NULL,
+			   0);
 }
 
 void blk_cid_compute(struct blk_cid *out, uint64_t codec, const void *data,
 		     size_t len)
 {
-	pthread_once(&sodium_once, sodium_init_once);
-	out->codec = codec;
-	/* Cannot fail: the output length is valid and there is no key. */
-	crypto_generichash(out->digest, sizeof(out->digest), data, len, NULL,
-			   0);
+	blk_cid_compute_hash(out, BLK_HASH_DEFAULT, codec, data, len);
 }
 
 bool blk_cid_verify(const struct blk_cid *cid, const void *data, size_t len)
 {
 	struct blk_cid got;
 
-	blk_cid_compute(&got, cid->codec, data, len);
+	if (cid->hash != BLK_HASH_SHA2_256 && cid->hash != BLK_HASH_BLAKE2B_256)
+		return false;
+	blk_cid_compute_hash(&got, cid->hash, cid->codec, data, len);
 	return sodium_memcmp(got.digest, cid->digest, BLK_DIGEST_LEN) == 0;
 }
 
 bool blk_cid_equal(const struct blk_cid *a, const struct blk_cid *b)
 {
-	return a->codec == b->codec &&
+	return a->codec == b->codec && a->hash == b->hash &&
 	       memcmp(a->digest, b->digest, BLK_DIGEST_LEN) == 0;
+}
+
+uint32_t blk_cid_type(const struct blk_cid *cid)
+{
+	return (uint32_t)(cid->codec & 0xffff) | (uint32_t)cid->hash << 16;
+}
+
+int blk_cid_set_type(struct blk_cid *cid, uint32_t type)
+{
+	uint32_t hash = type >> 16;
+
+	if (hash != BLK_HASH_BLAKE2B_256 && hash != BLK_HASH_SHA2_256)
+		return -EINVAL;
+	cid->codec = type & 0xffff;
+	cid->hash = (enum blk_hash)hash;
+	return 0;
+}
+
+const char *blk_hash_name(enum blk_hash hash)
+{
+	return hash == BLK_HASH_SHA2_256 ? "sha2-256" : "blake2b-256";
+}
+
+int blk_hash_from_name(const char *name, enum blk_hash *out)
+{
+	if (strcmp(name, "sha2-256") == 0)
+		*out = BLK_HASH_SHA2_256;
+	else if (strcmp(name, "blake2b-256") == 0)
+		*out = BLK_HASH_BLAKE2B_256;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* The multihash code of a hash function. */
+static uint64_t mh_code(enum blk_hash hash)
+{
+	return hash == BLK_HASH_SHA2_256 ? BLK_MH_SHA2_256 : BLK_MH_BLAKE2B_256;
 }
 
 size_t blk_varint_put(uint8_t *buf, uint64_t v)
@@ -117,7 +188,7 @@ size_t blk_cid_to_bytes(const struct blk_cid *cid, uint8_t *buf)
 
 	n += blk_varint_put(buf + n, 1);
 	n += blk_varint_put(buf + n, cid->codec);
-	n += blk_varint_put(buf + n, BLK_MH_BLAKE2B_256);
+	n += blk_varint_put(buf + n, mh_code(cid->hash));
 	n += blk_varint_put(buf + n, BLK_DIGEST_LEN);
 	memcpy(buf + n, cid->digest, BLK_DIGEST_LEN);
 	return n + BLK_DIGEST_LEN;
@@ -125,15 +196,15 @@ size_t blk_cid_to_bytes(const struct blk_cid *cid, uint8_t *buf)
 
 int blk_cid_from_bytes(struct blk_cid *out, const uint8_t *buf, size_t len)
 {
-	uint64_t version, codec, mh_code, mh_len;
+	uint64_t version, codec, mh, mh_len;
 	size_t pos = 0;
 
 	if (read_varint(buf, len, &pos, &version) < 0 || version != 1)
 		return -EINVAL;
 	if (read_varint(buf, len, &pos, &codec) < 0)
 		return -EINVAL;
-	if (read_varint(buf, len, &pos, &mh_code) < 0 ||
-	    mh_code != BLK_MH_BLAKE2B_256)
+	if (read_varint(buf, len, &pos, &mh) < 0 ||
+	    (mh != BLK_MH_SHA2_256 && mh != BLK_MH_BLAKE2B_256))
 		return -EINVAL;
 	if (read_varint(buf, len, &pos, &mh_len) < 0 ||
 	    mh_len != BLK_DIGEST_LEN)
@@ -142,6 +213,8 @@ int blk_cid_from_bytes(struct blk_cid *out, const uint8_t *buf, size_t len)
 		return -EINVAL;
 
 	out->codec = codec;
+	out->hash =
+	    mh == BLK_MH_SHA2_256 ? BLK_HASH_SHA2_256 : BLK_HASH_BLAKE2B_256;
 	memcpy(out->digest, buf + pos, BLK_DIGEST_LEN);
 	return 0;
 }

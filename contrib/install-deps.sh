@@ -13,7 +13,7 @@ build_pkgs=(
   libfuse3-dev fuse3
   librocksdb-dev libsodium-dev libzmq3-dev
   libjerasure-dev libgf-complete-dev
-  libxxhash-dev libcbor-dev libinih-dev libjansson-dev
+  libxxhash-dev libcbor-dev libinih-dev libjansson-dev libssl-dev
 )
 test_pkgs=(
   python3 python3-pytest python3-pytest-timeout python3-zmq

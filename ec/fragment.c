@@ -16,7 +16,7 @@ static void encode_fields(const struct ec_frag_hdr *h, uint8_t *out)
 	out[7] = h->index;
 	blk_put_le32(out + 8, h->block_len);
 	blk_put_le32(out + 12, h->frag_len);
-	blk_put_le32(out + 16, (uint32_t)h->cid.codec);
+	blk_put_le32(out + 16, blk_cid_type(&h->cid));
 	blk_put_le32(out + 20, 0);
 	memcpy(out + 24, h->cid.digest, BLK_DIGEST_LEN);
 }
@@ -45,11 +45,12 @@ int ec_frag_hdr_parse(const uint8_t *buf, size_t len, struct ec_frag_hdr *h)
 	h->index = buf[7];
 	h->block_len = blk_get_le32(buf + 8);
 	h->frag_len = blk_get_le32(buf + 12);
-	h->cid.codec = blk_get_le32(buf + 16);
 	memcpy(h->cid.digest, buf + 24, BLK_DIGEST_LEN);
 	h->checksum = blk_get_le64(buf + 56);
 	if (blk_get_le32(buf + 20) != 0)
 		return -EPROTO;
+	if (blk_cid_set_type(&h->cid, blk_get_le32(buf + 16)) < 0)
+		return -EINVAL;
 	if (h->k < 1 || h->k > EC_MAX_K || h->m > EC_MAX_M ||
 	    h->index >= h->k + h->m)
 		return -EINVAL;

@@ -14,9 +14,10 @@
  *     7   1 index      (0..k+m-1)
  *     8   4 block_len  (length of the whole block, 1..BLK_MAX)
  *    12   4 frag_len   (bytes that follow the header)
- *    16   4 codec      (the CID's multicodec)
+ *    16   4 type       (blk_cid_type: multicodec,
+ *                       hash function << 16)
  *    20   4 flags      (0; readers reject unknown bits)
- *    24  32 digest     (the CID's blake2b-256 digest)
+ *    24  32 digest     (the CID's digest)
  *    56   8 checksum   XXH3-64 of the fragment bytes, seeded with
  *                      XXH3-64 of header bytes [0, 56)
  *

@@ -61,6 +61,17 @@ int blk_rdb_errno(char *rerr); /* frees @rerr; -ENOSPC or -EIO */
 /* Format a message into @err (@errlen bytes; NULL or 0: none). */
 void blk_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Iterators and walks on @snap (NULL: the implicit snapshot of now). */
+struct blk_iter *blk_iter_new_at(struct blk_db *db,
+				 const rocksdb_snapshot_t *snap, unsigned cf,
+				 const void *prefix, size_t plen,
+				 const void *start, size_t slen);
+int blk_db_walk_at(struct blk_db *db, const rocksdb_snapshot_t *snap,
+		   unsigned cf, const struct blk_walk *w);
+/* blk_db_pinned with read options @ro (the snapshot's). */
+int blk_db_pinned_ro(struct blk_db *db, const rocksdb_readoptions_t *ro,
+		     unsigned cf, const void *key, size_t klen,
+		     rocksdb_pinnableslice_t **ps);
 int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 		  rocksdb_pinnableslice_t **ps);
 /* @cf's handle: NULL for a bad handle or a family not open. */

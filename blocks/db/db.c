@@ -943,8 +943,9 @@ rocksdb_column_family_handle_t *blk_db_cf(struct blk_db *db, unsigned cf)
  * (destroy it), -ENOENT (also for a column family a read-only open found
  * missing), -EINVAL for a column family index that was never opened, or
  * -EIO. */
-int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
-		  rocksdb_pinnableslice_t **ps)
+int blk_db_pinned_ro(struct blk_db *db, const rocksdb_readoptions_t *ro,
+		     unsigned cf, const void *key, size_t klen,
+		     rocksdb_pinnableslice_t **ps)
 {
 	rocksdb_column_family_handle_t *h;
 	char *rerr = NULL;
@@ -954,10 +955,16 @@ int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 	h = db->cf[cf];
 	if (!h)
 		return -ENOENT;
-	*ps = rocksdb_get_pinned_cf(db->rdb, db->ropts, h, key, klen, &rerr);
+	*ps = rocksdb_get_pinned_cf(db->rdb, ro, h, key, klen, &rerr);
 	if (rerr)
 		return blk_rdb_errno(rerr);
 	return *ps ? 0 : -ENOENT;
+}
+
+int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
+		  rocksdb_pinnableslice_t **ps)
+{
+	return blk_db_pinned_ro(db, db->ropts, cf, key, klen, ps);
 }
 
 /* The handle is the pinnable slice itself. */

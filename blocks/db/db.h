@@ -240,6 +240,24 @@ struct blk_walk {
 };
 int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w);
 
+/* Read views (snap.c): every column family as it was when blk_snap_new
+ * returned, for readers that need several records at one point in time
+ * while writers go on (a commit of the metadata). Reads return what the
+ * blk_db_ calls of the same name do. NULL on ENOMEM. Free every iterator
+ * made from a view before the view; a view holds old versions of the
+ * records it covers alive in RocksDB until freed, so keep it short. */
+struct blk_snap;
+struct blk_snap *blk_snap_new(struct blk_db *db);
+void blk_snap_free(struct blk_snap *s); /* NULL is fine */
+int blk_snap_get(struct blk_snap *s, unsigned cf, const void *key, size_t klen,
+		 void **val, size_t *vlen);
+int64_t blk_snap_get_into(struct blk_snap *s, unsigned cf, const void *key,
+			  size_t klen, void *buf, size_t cap);
+struct blk_iter *blk_snap_iter_new(struct blk_snap *s, unsigned cf,
+				   const void *prefix, size_t plen,
+				   const void *start, size_t slen);
+int blk_snap_walk(struct blk_snap *s, unsigned cf, const struct blk_walk *w);
+
 /* Batches: collect record changes, then commit them atomically. Nothing
  * reaches the database before blk_batch_commit. Not thread-safe per batch;
  * any number of batches may be built in parallel. */

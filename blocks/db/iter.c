@@ -22,9 +22,10 @@ struct blk_iter {
  * stops at the end of the prefix without comparing every key. It sees the
  * implicit snapshot RocksDB takes when it is created.
  */
-struct blk_iter *blk_iter_new(struct blk_db *db, unsigned cf,
-			      const void *prefix, size_t plen,
-			      const void *start, size_t slen)
+struct blk_iter *blk_iter_new_at(struct blk_db *db,
+				 const rocksdb_snapshot_t *snap, unsigned cf,
+				 const void *prefix, size_t plen,
+				 const void *start, size_t slen)
 {
 	struct blk_iter *it;
 	size_t ulen = plen;
@@ -49,6 +50,8 @@ struct blk_iter *blk_iter_new(struct blk_db *db, unsigned cf,
 		upper[ulen - 1] = (char)((uint8_t)upper[ulen - 1] + 1);
 
 	it->ro = rocksdb_readoptions_create();
+	if (snap)
+		rocksdb_readoptions_set_snapshot(it->ro, snap);
 	if (plen > 0)
 		rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->bounds,
 							    plen);
@@ -65,6 +68,13 @@ struct blk_iter *blk_iter_new(struct blk_db *db, unsigned cf,
 	else
 		rocksdb_iter_seek_to_first(it->it);
 	return it;
+}
+
+struct blk_iter *blk_iter_new(struct blk_db *db, unsigned cf,
+			      const void *prefix, size_t plen,
+			      const void *start, size_t slen)
+{
+	return blk_iter_new_at(db, NULL, cf, prefix, plen, start, slen);
 }
 
 bool blk_iter_valid(struct blk_iter *it)
@@ -110,14 +120,16 @@ void blk_iter_free(struct blk_iter *it)
 	free(it);
 }
 
-int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w)
+int blk_db_walk_at(struct blk_db *db, const rocksdb_snapshot_t *snap,
+		   unsigned cf, const struct blk_walk *w)
 {
 	struct blk_iter *it;
 	int rc = 0;
 
 	if (cf >= db->ncf)
 		return -EINVAL;
-	it = blk_iter_new(db, cf, w->prefix, w->plen, w->start, w->slen);
+	it = blk_iter_new_at(db, snap, cf, w->prefix, w->plen, w->start,
+			     w->slen);
 	if (!it)
 		return -ENOMEM;
 	for (; rc == 0 && blk_iter_valid(it); blk_iter_next(it)) {
@@ -134,4 +146,9 @@ int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w)
 		rc = blk_iter_status(it);
 	blk_iter_free(it);
 	return rc;
+}
+
+int blk_db_walk(struct blk_db *db, unsigned cf, const struct blk_walk *w)
+{
+	return blk_db_walk_at(db, NULL, cf, w);
 }

@@ -56,14 +56,15 @@ int net_hdr_decode(const void *buf, size_t len, struct net_hdr *h)
 
 void net_fref_encode(const struct net_fref *r, uint8_t out[NET_FREF_LEN])
 {
-	blk_put_le32(out, (uint32_t)r->cid.codec);
+	blk_put_le32(out, blk_cid_type(&r->cid));
 	memcpy(out + 4, r->cid.digest, BLK_DIGEST_LEN);
 	out[36] = r->index;
 }
 
 int net_fref_decode(const uint8_t *buf, struct net_fref *r)
 {
-	r->cid.codec = blk_get_le32(buf);
+	if (blk_cid_set_type(&r->cid, blk_get_le32(buf)) < 0)
+		return -EINVAL;
 	memcpy(r->cid.digest, buf + 4, BLK_DIGEST_LEN);
 	r->index = buf[36];
 	return r->index < EC_MAX_FRAGS ? 0 : -EINVAL;

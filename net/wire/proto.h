@@ -20,9 +20,10 @@
  *               HEAD_CAS requests: a sequence number (below); else 0
  *
  * A fragment reference ("fref", NET_FREF_LEN = 37 bytes) names one
- * fragment: u32 multicodec, the 32-byte blake2b-256 digest of the block,
- * u8 fragment index (< EC_MAX_FRAGS). Together with the index this is the
- * fixed-size form of a CID, as the fragment header itself stores it.
+ * fragment: u32 CID type word (blk_cid_type: multicodec in bits 0-15, hash
+ * function in bits 16-31, 0 there for blake2b-256), the 32-byte digest of
+ * the block, u8 fragment index (< EC_MAX_FRAGS). Together with the index this
+ * is the fixed-size form of a CID, as the fragment header itself stores it.
  *
  * Frames after the header, per op (request | reply when status == 0):
  *   PING    -                                | -

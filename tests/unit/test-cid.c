@@ -75,86 +75,160 @@ static uint8_t *make_input(enum input in, size_t *len)
 struct vector {
 	enum input input;
 	uint64_t codec;
+	enum blk_hash hash;
 	const char *text;
 	const char *hex;
 };
 
 /* Output of vectors/gen-cid-vectors.mjs (multiformats 14.0.5,
- * @multiformats/blake2 2.0.3). */
+ * @multiformats/blake2 2.0.3): blake2b-256 (what blockfs wrote before
+ * sha2-256), then sha2-256. */
 /* clang-format off */
 static const struct vector vectors[] = {
-	{ INPUT_EMPTY, BLK_CODEC_RAW,
+	{ INPUT_EMPTY, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzaceahfouoae3suhmxivmxlayez3kq5dzo7i53y654h7kvultprf7r2q",
 	  "0155a0e402200e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8" },
-	{ INPUT_EMPTY, BLK_CODEC_DAG_PB,
+	{ INPUT_EMPTY, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzaceahfouoae3suhmxivmxlayez3kq5dzo7i53y654h7kvultprf7r2q",
 	  "0170a0e402200e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8" },
-	{ INPUT_EMPTY, BLK_CODEC_DAG_CBOR,
+	{ INPUT_EMPTY, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzaceahfouoae3suhmxivmxlayez3kq5dzo7i53y654h7kvultprf7r2q",
 	  "0171a0e402200e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8" },
-	{ INPUT_HELLO, BLK_CODEC_RAW,
+	{ INPUT_HELLO, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzaceddrwbp5duohx57jfd7rrzmnwumt5eywifwme25jzsijjwua24ar4",
 	  "0155a0e40220c71b05fd1d1c7bf7e928ff18e58db5193e9316416cc26ba9cc9094da80d7011e" },
-	{ INPUT_HELLO, BLK_CODEC_DAG_PB,
+	{ INPUT_HELLO, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzaceddrwbp5duohx57jfd7rrzmnwumt5eywifwme25jzsijjwua24ar4",
 	  "0170a0e40220c71b05fd1d1c7bf7e928ff18e58db5193e9316416cc26ba9cc9094da80d7011e" },
-	{ INPUT_HELLO, BLK_CODEC_DAG_CBOR,
+	{ INPUT_HELLO, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzaceddrwbp5duohx57jfd7rrzmnwumt5eywifwme25jzsijjwua24ar4",
 	  "0171a0e40220c71b05fd1d1c7bf7e928ff18e58db5193e9316416cc26ba9cc9094da80d7011e" },
-	{ INPUT_ABC, BLK_CODEC_RAW,
+	{ INPUT_ABC, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzacec653aj4mnbds4rrohxt73uyk6nzjfsohoy4wpscojrmrqdi2urrs",
 	  "0155a0e40220bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319" },
-	{ INPUT_ABC, BLK_CODEC_DAG_PB,
+	{ INPUT_ABC, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzacec653aj4mnbds4rrohxt73uyk6nzjfsohoy4wpscojrmrqdi2urrs",
 	  "0170a0e40220bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319" },
-	{ INPUT_ABC, BLK_CODEC_DAG_CBOR,
+	{ INPUT_ABC, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzacec653aj4mnbds4rrohxt73uyk6nzjfsohoy4wpscojrmrqdi2urrs",
 	  "0171a0e40220bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319" },
-	{ INPUT_ZERO_BYTE, BLK_CODEC_RAW,
+	{ INPUT_ZERO_BYTE, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzaceabrocroowl3pn7d3bgakoi5congfmkx46dynwgaqlzj3t2mcejri",
 	  "0155a0e4022003170a2e7597b7b7e3d84c05391d139a62b157e78786d8c082f29dcf4c111314" },
-	{ INPUT_ZERO_BYTE, BLK_CODEC_DAG_PB,
+	{ INPUT_ZERO_BYTE, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzaceabrocroowl3pn7d3bgakoi5congfmkx46dynwgaqlzj3t2mcejri",
 	  "0170a0e4022003170a2e7597b7b7e3d84c05391d139a62b157e78786d8c082f29dcf4c111314" },
-	{ INPUT_ZERO_BYTE, BLK_CODEC_DAG_CBOR,
+	{ INPUT_ZERO_BYTE, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzaceabrocroowl3pn7d3bgakoi5congfmkx46dynwgaqlzj3t2mcejri",
 	  "0171a0e4022003170a2e7597b7b7e3d84c05391d139a62b157e78786d8c082f29dcf4c111314" },
-	{ INPUT_PATTERN_128, BLK_CODEC_RAW,
+	{ INPUT_PATTERN_128, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzacecbhqpdjz3gusodoras4nmqphna2io2mty5cdnrh3cf7ajienzghe",
 	  "0155a0e4022082783c69cecd49386e8825c6b20f3b41a43b4c9e3a21b627d88bf025046e4c72" },
-	{ INPUT_PATTERN_128, BLK_CODEC_DAG_PB,
+	{ INPUT_PATTERN_128, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzacecbhqpdjz3gusodoras4nmqphna2io2mty5cdnrh3cf7ajienzghe",
 	  "0170a0e4022082783c69cecd49386e8825c6b20f3b41a43b4c9e3a21b627d88bf025046e4c72" },
-	{ INPUT_PATTERN_128, BLK_CODEC_DAG_CBOR,
+	{ INPUT_PATTERN_128, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzacecbhqpdjz3gusodoras4nmqphna2io2mty5cdnrh3cf7ajienzghe",
 	  "0171a0e4022082783c69cecd49386e8825c6b20f3b41a43b4c9e3a21b627d88bf025046e4c72" },
-	{ INPUT_PATTERN_129, BLK_CODEC_RAW,
+	{ INPUT_PATTERN_129, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzacec3r4jgepqwvzruktfzsvoyfxh4a6lwn252e5hird5ctxmtpsf7gs",
 	  "0155a0e40220b71e24c47c2d5cc68a99732abb05b9f80f2ecdd7744e9d111f453bb26f917e69" },
-	{ INPUT_PATTERN_129, BLK_CODEC_DAG_PB,
+	{ INPUT_PATTERN_129, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzacec3r4jgepqwvzruktfzsvoyfxh4a6lwn252e5hird5ctxmtpsf7gs",
 	  "0170a0e40220b71e24c47c2d5cc68a99732abb05b9f80f2ecdd7744e9d111f453bb26f917e69" },
-	{ INPUT_PATTERN_129, BLK_CODEC_DAG_CBOR,
+	{ INPUT_PATTERN_129, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzacec3r4jgepqwvzruktfzsvoyfxh4a6lwn252e5hird5ctxmtpsf7gs",
 	  "0171a0e40220b71e24c47c2d5cc68a99732abb05b9f80f2ecdd7744e9d111f453bb26f917e69" },
-	{ INPUT_ZEROS_64K, BLK_CODEC_RAW,
+	{ INPUT_ZEROS_64K, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzacedps2c2ode744y3vtr4q42kw2x3vnbq7cxlnwzgmdcm27kc6cyt3s",
 	  "0155a0e40220df2d0b4e193fce63759c790e6956d5f756861f15d6db64cc1899afa85e1627b9" },
-	{ INPUT_ZEROS_64K, BLK_CODEC_DAG_PB,
+	{ INPUT_ZEROS_64K, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzacedps2c2ode744y3vtr4q42kw2x3vnbq7cxlnwzgmdcm27kc6cyt3s",
 	  "0170a0e40220df2d0b4e193fce63759c790e6956d5f756861f15d6db64cc1899afa85e1627b9" },
-	{ INPUT_ZEROS_64K, BLK_CODEC_DAG_CBOR,
+	{ INPUT_ZEROS_64K, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzacedps2c2ode744y3vtr4q42kw2x3vnbq7cxlnwzgmdcm27kc6cyt3s",
 	  "0171a0e40220df2d0b4e193fce63759c790e6956d5f756861f15d6db64cc1899afa85e1627b9" },
-	{ INPUT_PATTERN_1M, BLK_CODEC_RAW,
+	{ INPUT_PATTERN_1M, BLK_CODEC_RAW, BLK_HASH_BLAKE2B_256,
 	  "bafk2bzacebvngnjr2uhhpz5aruyh2dqtih4ts25j7en5nsggleillv5d47ok2",
 	  "0155a0e402206ad33531d50e77e7a08d307d0e1341f9396ba9f91bd6c8c65910b5d7a3e7dcad" },
-	{ INPUT_PATTERN_1M, BLK_CODEC_DAG_PB,
+	{ INPUT_PATTERN_1M, BLK_CODEC_DAG_PB, BLK_HASH_BLAKE2B_256,
 	  "bafykbzacebvngnjr2uhhpz5aruyh2dqtih4ts25j7en5nsggleillv5d47ok2",
 	  "0170a0e402206ad33531d50e77e7a08d307d0e1341f9396ba9f91bd6c8c65910b5d7a3e7dcad" },
-	{ INPUT_PATTERN_1M, BLK_CODEC_DAG_CBOR,
+	{ INPUT_PATTERN_1M, BLK_CODEC_DAG_CBOR, BLK_HASH_BLAKE2B_256,
 	  "bafy2bzacebvngnjr2uhhpz5aruyh2dqtih4ts25j7en5nsggleillv5d47ok2",
 	  "0171a0e402206ad33531d50e77e7a08d307d0e1341f9396ba9f91bd6c8c65910b5d7a3e7dcad" },
+	{ INPUT_EMPTY, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+	  "01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+	{ INPUT_EMPTY, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+	  "01701220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+	{ INPUT_EMPTY, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+	  "01711220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+	{ INPUT_HELLO, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+	  "01551220a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447" },
+	{ INPUT_HELLO, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+	  "01701220a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447" },
+	{ INPUT_HELLO, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+	  "01711220a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447" },
+	{ INPUT_ABC, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreif2pall7dybz7vecqka3zo24irdwabwdi4wc55jznaq75q7eaavvu",
+	  "01551220ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+	{ INPUT_ABC, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeif2pall7dybz7vecqka3zo24irdwabwdi4wc55jznaq75q7eaavvu",
+	  "01701220ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+	{ INPUT_ABC, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreif2pall7dybz7vecqka3zo24irdwabwdi4wc55jznaq75q7eaavvu",
+	  "01711220ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+	{ INPUT_ZERO_BYTE, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreidogqfzz75tpkmjzjke425xqcrmpcib2p5tg44hnbirumdbpl5adu",
+	  "015512206e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d" },
+	{ INPUT_ZERO_BYTE, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeidogqfzz75tpkmjzjke425xqcrmpcib2p5tg44hnbirumdbpl5adu",
+	  "017012206e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d" },
+	{ INPUT_ZERO_BYTE, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreidogqfzz75tpkmjzjke425xqcrmpcib2p5tg44hnbirumdbpl5adu",
+	  "017112206e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d" },
+	{ INPUT_PATTERN_128, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreigmksgkfxwb637e6wfs4j5ktr2scyd56ejq2falkwsnvudgkmbdky",
+	  "01551220cc548ca2dec1f6fe4f58b2e27aa9c7521607df1130d140b55a4dad0665302356" },
+	{ INPUT_PATTERN_128, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeigmksgkfxwb637e6wfs4j5ktr2scyd56ejq2falkwsnvudgkmbdky",
+	  "01701220cc548ca2dec1f6fe4f58b2e27aa9c7521607df1130d140b55a4dad0665302356" },
+	{ INPUT_PATTERN_128, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreigmksgkfxwb637e6wfs4j5ktr2scyd56ejq2falkwsnvudgkmbdky",
+	  "01711220cc548ca2dec1f6fe4f58b2e27aa9c7521607df1130d140b55a4dad0665302356" },
+	{ INPUT_PATTERN_129, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreieb5cnhwkirvktxsx46hverbs2h23gswagyhobzssave4tbugtvde",
+	  "0155122081e89a7b2911aaa7795f9e3d4910cb47d6cd2b00d83b8399481527261a1a7519" },
+	{ INPUT_PATTERN_129, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeieb5cnhwkirvktxsx46hverbs2h23gswagyhobzssave4tbugtvde",
+	  "0170122081e89a7b2911aaa7795f9e3d4910cb47d6cd2b00d83b8399481527261a1a7519" },
+	{ INPUT_PATTERN_129, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreieb5cnhwkirvktxsx46hverbs2h23gswagyhobzssave4tbugtvde",
+	  "0171122081e89a7b2911aaa7795f9e3d4910cb47d6cd2b00d83b8399481527261a1a7519" },
+	{ INPUT_ZEROS_64K, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreig6f4swazfav54xor6cxf2qlxalt467bxspjcpky4y4eoxjzkomge",
+	  "01551220de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31" },
+	{ INPUT_ZEROS_64K, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeig6f4swazfav54xor6cxf2qlxalt467bxspjcpky4y4eoxjzkomge",
+	  "01701220de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31" },
+	{ INPUT_ZEROS_64K, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreig6f4swazfav54xor6cxf2qlxalt467bxspjcpky4y4eoxjzkomge",
+	  "01711220de2f256064a0af797747c2b97505dc0b9f3df0de4f489eac731c23ae9ca9cc31" },
+	{ INPUT_PATTERN_1M, BLK_CODEC_RAW, BLK_HASH_SHA2_256,
+	  "bafkreiagw657w6bevibtqicrneldb2zg32crali3bcub5ed6yb2ezwfcqy",
+	  "0155122006b7bbfb7824aa03382051691630eb26de85102d1b08a81e907ec0744cd8a286" },
+	{ INPUT_PATTERN_1M, BLK_CODEC_DAG_PB, BLK_HASH_SHA2_256,
+	  "bafybeiagw657w6bevibtqicrneldb2zg32crali3bcub5ed6yb2ezwfcqy",
+	  "0170122006b7bbfb7824aa03382051691630eb26de85102d1b08a81e907ec0744cd8a286" },
+	{ INPUT_PATTERN_1M, BLK_CODEC_DAG_CBOR, BLK_HASH_SHA2_256,
+	  "bafyreiagw657w6bevibtqicrneldb2zg32crali3bcub5ed6yb2ezwfcqy",
+	  "0171122006b7bbfb7824aa03382051691630eb26de85102d1b08a81e907ec0744cd8a286" },
 };
 /* clang-format on */
 
@@ -192,11 +266,17 @@ static void test_vectors(void)
 		if (!data)
 			continue;
 		want_len = hex_decode(v->hex, want, sizeof(want));
-		CHECK(want_len == 38);
+		CHECK(want_len == (v->hash == BLK_HASH_SHA2_256 ? 36 : 38));
 
 		/* compute -> text and bytes equal the reference */
-		blk_cid_compute(&cid, v->codec, data, len);
-		CHECK(cid.codec == v->codec);
+		blk_cid_compute_hash(&cid, v->hash, v->codec, data, len);
+		CHECK(cid.codec == v->codec && cid.hash == v->hash);
+		if (v->hash == BLK_HASH_DEFAULT) {
+			struct blk_cid dflt;
+
+			blk_cid_compute(&dflt, v->codec, data, len);
+			CHECK(blk_cid_equal(&dflt, &cid));
+		}
 		n = blk_cid_to_string(&cid, str);
 		CHECK(n == strlen(v->text) && n < BLK_CID_STR_MAX);
 		CHECK(strcmp(str, v->text) == 0);
@@ -232,6 +312,48 @@ static void test_vectors(void)
 		CHECK(memcmp(a.digest, b.digest, BLK_DIGEST_LEN) == 0);
 		CHECK(blk_cid_verify(&b, "abc", 3));
 	}
+	/* same data and codec, other hash: different CIDs, each verifies
+	 * only with its own function */
+	{
+		struct blk_cid a, b;
+
+		blk_cid_compute_hash(&a, BLK_HASH_SHA2_256, BLK_CODEC_RAW,
+				     "abc", 3);
+		blk_cid_compute_hash(&b, BLK_HASH_BLAKE2B_256, BLK_CODEC_RAW,
+				     "abc", 3);
+		CHECK(!blk_cid_equal(&a, &b));
+		CHECK(blk_cid_verify(&a, "abc", 3) &&
+		      blk_cid_verify(&b, "abc", 3));
+		memcpy(b.digest, a.digest, BLK_DIGEST_LEN);
+		CHECK(!blk_cid_verify(&b, "abc", 3));
+		b.hash = (enum blk_hash)7;
+		CHECK(!blk_cid_verify(&b, "abc", 3));
+	}
+}
+
+/* The type word: codec and hash in, the same out; unknown hashes refused;
+ * a bare multicodec (what nodes wrote before) is blake2b-256. */
+static void test_type_word(void)
+{
+	struct blk_cid c = {.codec = BLK_CODEC_DAG_CBOR,
+			    .hash = BLK_HASH_SHA2_256};
+	struct blk_cid back;
+	enum blk_hash h;
+
+	CHECK(blk_cid_type(&c) == (0x71u | 1u << 16));
+	CHECK(blk_cid_set_type(&back, blk_cid_type(&c)) == 0);
+	CHECK(back.codec == c.codec && back.hash == c.hash);
+	CHECK(blk_cid_set_type(&back, 0x55) == 0);
+	CHECK(back.codec == 0x55 && back.hash == BLK_HASH_BLAKE2B_256);
+	CHECK(blk_cid_set_type(&back, 0x55 | 2u << 16) == -EINVAL);
+	CHECK(blk_cid_set_type(&back, 0xffff0055u) == -EINVAL);
+	CHECK(blk_hash_from_name("sha2-256", &h) == 0 &&
+	      h == BLK_HASH_SHA2_256);
+	CHECK(blk_hash_from_name("blake2b-256", &h) == 0 &&
+	      h == BLK_HASH_BLAKE2B_256);
+	CHECK(blk_hash_from_name("sha1", &h) == -EINVAL);
+	CHECK(strcmp(blk_hash_name(BLK_HASH_SHA2_256), "sha2-256") == 0);
+	CHECK(strcmp(blk_hash_name(BLK_HASH_BLAKE2B_256), "blake2b-256") == 0);
 }
 
 static void check_put(uint64_t v, const char *hex)
@@ -317,7 +439,8 @@ static void test_varints(void)
 /* A valid binary CID to mutate: raw, digest of "abc". */
 static size_t sample_bytes(uint8_t *buf, struct blk_cid *cid)
 {
-	blk_cid_compute(cid, BLK_CODEC_RAW, "abc", 3);
+	blk_cid_compute_hash(cid, BLK_HASH_BLAKE2B_256, BLK_CODEC_RAW, "abc",
+			     3);
 	return blk_cid_to_bytes(cid, buf);
 }
 
@@ -399,9 +522,11 @@ static void test_bytes_rejects(void)
 	check_bytes_fail("0055a0e40220" DIGEST_HEX);
 	check_bytes_fail("0255a0e40220" DIGEST_HEX);
 	check_bytes_fail("1220" DIGEST_HEX);
-	/* wrong multihash: sha2-256, blake2b-512, identity */
-	check_bytes_fail("01551220" DIGEST_HEX);
+	/* wrong multihash: sha2-512, blake2b-512, identity; and sha2-256
+	 * with a wrong length */
+	check_bytes_fail("01551320" DIGEST_HEX);
 	check_bytes_fail("0155c0e40220" DIGEST_HEX);
+	check_bytes_fail("0155121f" DIGEST_HEX_31);
 	check_bytes_fail("01550020" DIGEST_HEX);
 	/* wrong digest length, declared or actual */
 	check_bytes_fail("0155a0e4021f" DIGEST_HEX_31);
@@ -453,7 +578,8 @@ static void test_string_rejects(void)
 	struct blk_cid cid, out;
 	size_t i, n;
 
-	blk_cid_compute(&cid, BLK_CODEC_RAW, "abc", 3);
+	blk_cid_compute_hash(&cid, BLK_HASH_BLAKE2B_256, BLK_CODEC_RAW, "abc",
+			     3);
 	n = blk_cid_to_string(&cid, s);
 	CHECK(n == 62 && strcmp(s, ABC_RAW) == 0);
 	CHECK(blk_cid_from_string(&out, ABC_RAW) == 0 &&
@@ -728,6 +854,7 @@ static void test_robustness(void)
 int main(void)
 {
 	test_vectors();
+	test_type_word();
 	test_varints();
 	test_bytes_rejects();
 	test_string_rejects();

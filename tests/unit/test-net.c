@@ -963,6 +963,7 @@ static void test_immutable(void)
 	log_reset();
 	memset(&cid, 0x5a, sizeof(cid));
 	cid.codec = BLK_CODEC_RAW;
+	cid.hash = BLK_HASH_SHA2_256;
 	frag_make_ec(&a, &cid, 3000, 0);
 	frag_make_ec(&b, &cid, 3000, 0);
 
@@ -1205,6 +1206,7 @@ static void test_bounds(void)
 		    {h, sizeof(h)}, {fh, sizeof(fh)}, {buf, big}, {buf, big}};
 
 		memset(&fr.cid, 7, sizeof(fr.cid));
+		fr.cid.hash = BLK_HASH_SHA2_256;
 		ec_frag_hdr_seal(&fr, buf, fh);
 		net_hdr_encode(&(struct net_hdr){.op = NET_OP_PUT, .id = 22},
 			       h);

@@ -31,9 +31,10 @@ static void fill(void *p, size_t n)
 
 static struct net_fref some_ref(unsigned i)
 {
-	struct net_fref r;
+	struct net_fref r = {0};
 
 	r.cid.codec = BLK_CODEC_RAW;
+	r.cid.hash = i % 2 ? BLK_HASH_SHA2_256 : BLK_HASH_BLAKE2B_256;
 	fill(r.cid.digest, sizeof(r.cid.digest));
 	r.index = (uint8_t)(i % EC_MAX_FRAGS);
 	return r;

@@ -1618,6 +1618,67 @@ static void bench(void)
 	}
 }
 
+/* A read view sees every column family as of its creation: later puts,
+ * overwrites and deletes stay invisible to its gets, iterators and walks,
+ * while plain reads see them. */
+static int count_rec(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
+		     size_t vl)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_snapshot(void)
+{
+	struct tmp tmp;
+	struct tstore *db;
+	struct blk_snap *sn;
+	struct blk_iter *it;
+	char buf[16];
+	int n = 0;
+
+	tmp_make(&tmp);
+	db = open_db(tmp.db, true, false, false);
+	CHECK(blk_db_put(db->db, CF_DIRENTS, "k1", 2, "old", 3) == 0);
+	CHECK(blk_db_put(db->db, CF_META, "m", 1, "x", 1) == 0);
+	sn = blk_snap_new(db->db);
+	REQUIRE(sn);
+	CHECK(blk_db_put(db->db, CF_DIRENTS, "k1", 2, "new", 3) == 0);
+	CHECK(blk_db_put(db->db, CF_DIRENTS, "k2", 2, "add", 3) == 0);
+	CHECK(blk_db_delete(db->db, CF_META, "m", 1) == 0);
+
+	CHECK(blk_snap_get_into(sn, CF_DIRENTS, "k1", 2, buf, sizeof(buf)) ==
+		  3 &&
+	      memcmp(buf, "old", 3) == 0);
+	CHECK(blk_snap_get_into(sn, CF_DIRENTS, "k2", 2, buf, sizeof(buf)) ==
+	      -ENOENT);
+	CHECK(blk_snap_get_into(sn, CF_META, "m", 1, buf, sizeof(buf)) == 1);
+	CHECK(blk_db_get_into(db->db, CF_DIRENTS, "k1", 2, buf, sizeof(buf)) ==
+		  3 &&
+	      memcmp(buf, "new", 3) == 0);
+	CHECK(blk_db_get_into(db->db, CF_META, "m", 1, buf, 0) == -ENOENT);
+
+	it = blk_snap_iter_new(sn, CF_DIRENTS, "k", 1, NULL, 0);
+	REQUIRE(it);
+	for (; blk_iter_valid(it); blk_iter_next(it))
+		n++;
+	CHECK(n == 1 && blk_iter_status(it) == 0);
+	blk_iter_free(it);
+	n = 0;
+	CHECK(blk_snap_walk(sn, CF_DIRENTS,
+			    &(struct blk_walk){.fn = count_rec, .arg = &n}) ==
+		  0 &&
+	      n == 1);
+	n = 0;
+	CHECK(blk_db_walk(db->db, CF_DIRENTS,
+			  &(struct blk_walk){.fn = count_rec, .arg = &n}) ==
+		  0 &&
+	      n == 2);
+	blk_snap_free(sn);
+	tclose(db);
+	tmp_remove(&tmp);
+}
+
 int main(int argc, char **argv)
 {
 	const char *b = getenv("STORE_BENCH");
@@ -1641,6 +1702,7 @@ int main(int argc, char **argv)
 	test_verify();
 	test_read_ranges();
 	test_iter();
+	test_snapshot();
 	test_threads();
 	test_disk_usage();
 	if (b && *b && strcmp(b, "0"))

@@ -11,6 +11,7 @@
 
 import { CID } from 'multiformats/cid'
 import { blake2b256 } from '@multiformats/blake2/blake2b'
+import { sha256 } from 'multiformats/hashes/sha2'
 
 // Inputs; keep in sync with make_input() in test-cid.c.
 function pattern(n) {
@@ -36,10 +37,14 @@ const codecs = [['BLK_CODEC_RAW', 0x55], ['BLK_CODEC_DAG_PB', 0x70],
 
 const hex = (b) => Buffer.from(b).toString('hex')
 
-for (const [name, data] of inputs) {
-	const mh = await blake2b256.digest(data)
-	for (const [cname, code] of codecs) {
-		const cid = CID.createV1(code, mh)
-		console.log(`\t{ ${name}, ${cname},\n\t  "${cid.toString()}",\n\t  "${hex(cid.bytes)}" },`)
+// One table per hash function: BLK_HASH_BLAKE2B_256, then BLK_HASH_SHA2_256.
+for (const [hname, hasher] of [['BLK_HASH_BLAKE2B_256', blake2b256],
+			       ['BLK_HASH_SHA2_256', sha256]]) {
+	for (const [name, data] of inputs) {
+		const mh = await hasher.digest(data)
+		for (const [cname, code] of codecs) {
+			const cid = CID.createV1(code, mh)
+			console.log(`\t{ ${name}, ${cname}, ${hname},\n\t  "${cid.toString()}",\n\t  "${hex(cid.bytes)}" },`)
+		}
 	}
 }
