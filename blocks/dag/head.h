@@ -40,21 +40,22 @@ struct blk_head {
 };
 
 /* Sign @h with the Ed25519 secret key @sk (libsodium's 64-byte form) and
- * store the signature in h->sig. Returns 0, -EINVAL if @h does not encode
- * (a parent on seq 1 is allowed; nothing else is checked), or -EIO if
- * libsodium cannot be initialised. */
+ * store the signature in h->sig. Returns 0, -EINVAL if @h breaks the chain
+ * rule (seq >= 1; a parent exactly when seq > 1), or -EIO if libsodium
+ * cannot be initialised. */
 int blk_head_sign(struct blk_head *h, const uint8_t sk[64]);
 
 /* Encode @h with its signature into @buf (@cap bytes); the length in *@len.
- * Returns 0, or -ENOBUFS when @cap is too small (BLK_HEAD_MAX_BYTES always
- * suffices). */
+ * Returns 0, -ENOBUFS when @cap is too small (BLK_HEAD_MAX_BYTES always
+ * suffices), or -EINVAL if @h breaks the chain rule (see blk_head_sign). */
 int blk_head_encode(const struct blk_head *h, uint8_t *buf, size_t cap,
 		    size_t *len);
 
 /* Decode @len bytes at @buf strictly into @h. Returns 0; -ENOKEY when the
  * record is well-formed but has no "sig" (unsigned: h->sig is zeroed);
  * -EBADMSG for anything malformed: unknown or missing keys, wrong types or
- * lengths, non-canonical encoding, trailing bytes, v != 1. */
+ * lengths, non-canonical encoding, trailing bytes, v != 1, seq 0, a
+ * parent on seq 1 or none on a later seq. */
 int blk_head_decode(struct blk_head *h, const uint8_t *buf, size_t len);
 
 /* Check h->sig against the Ed25519 public key @pk. Returns 0, or -EBADMSG
