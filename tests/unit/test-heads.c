@@ -289,11 +289,9 @@ static bool refused(struct env *e, uint64_t expect, const struct rec *r,
 			(unsigned long long)c1.refused[NET_REFUSED_HEAD]);
 		return false;
 	}
-	if (log_count(e->local ? "refused head from"
-			       : "refused head from client",
-		      why) != 1) {
-		fprintf(stderr, "  no log line with '%s' (%u lines)\n", why,
-			nlog);
+	if (log_count("refused head from", why) != 1) {
+		fprintf(stderr, "  no log line with '%s' (%u lines: %s)\n", why,
+			nlog, log_lines[0]);
 		return false;
 	}
 	return true;
@@ -346,10 +344,8 @@ static void test_chain(bool local)
 		bad = head_make(fs2, 1, NULL, writer_a, now_ns(), fs_sk);
 		CHECK(refused(&e, 0, &bad, -ENOENT, "another filesystem"));
 	}
-	bad = head_ok(2, NULL, writer_a);
+	bad = head_ok(2, &h1, writer_a);
 	CHECK(refused(&e, 0, &bad, -ESTALE, "skipped head"));
-	bad = head_ok(1, &h1, writer_a); /* seq 1 with a parent */
-	CHECK(refused(&e, 0, &bad, -EINVAL, "wrong parent"));
 	CHECK(refused(&e, 1, &h1, -ESTALE, "stale head"));
 	CHECK(get_is(&e, 0, NULL));
 
@@ -366,8 +362,6 @@ static void test_chain(bool local)
 	CHECK(refused(&e, 0, &h2, -ESTALE, "stale head"));
 	CHECK(refused(&e, 2, &h2, -ESTALE, "stale head"));
 	bad = head_ok(2, &h2, writer_a); /* its parent is not seq 1 */
-	CHECK(refused(&e, 1, &bad, -EINVAL, "wrong parent"));
-	bad = head_ok(2, NULL, writer_a);
 	CHECK(refused(&e, 1, &bad, -EINVAL, "wrong parent"));
 	bad = head_ok(3, &h2, writer_a);
 	CHECK(refused(&e, 1, &bad, -ESTALE, "skipped head"));
