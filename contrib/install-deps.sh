@@ -10,7 +10,8 @@ set -euo pipefail
 
 build_pkgs=(
   meson ninja-build pkg-config gcc clang clang-format
-  libfuse3-dev fuse3
+  libclang-rt-dev
+  libfuse3-dev fuse3 libssl-dev
   librocksdb-dev libsodium-dev libzmq3-dev
   libjerasure-dev libgf-complete-dev
   libxxhash-dev libcbor-dev libinih-dev libjansson-dev libssl-dev
@@ -22,6 +23,13 @@ test_pkgs=(
 )
 
 die() { echo "install-deps: $*" >&2; exit 1; }
+
+# The interop tests run the reference IPFS libraries (tests/interop,
+# Node 20). A machine image that already has node (e.g. from NodeSource)
+# keeps it: Debian's nodejs would replace it with 18.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  test_pkgs+=(nodejs npm)
+fi
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (apt-get install); try: sudo $0"
 command -v apt-get >/dev/null || die "apt-get not found: this script is for Debian 12"
@@ -43,6 +51,11 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || die "apt-get update failed"
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
   || die "apt-get install failed for: ${missing[*]}"
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "install-deps: warning: node $(node --version 2>/dev/null || echo missing) is older than the 20 tests/interop was tested with" >&2
+fi
 
 # FUSE needs its device; on a machine without the module loaded, try to load it.
 if [ ! -e /dev/fuse ]; then

@@ -5,9 +5,12 @@
 #      compiles build-release/ (release) and build-clang/ (clang), all with
 #      -Werror;
 #   3. runs the C unit tests (meson test) in both;
-#   4. installs blockfs and mount.blockfs (meson install -C build), so that
+#   4. builds the libFuzzer targets (build-fuzz/, clang) and runs each for a
+#      bounded time (contrib/fuzz.sh);
+#   5. installs blockfs and mount.blockfs (meson install -C build), so that
 #      `mount -t blockfs` and fstab lines work;
-#   5. runs the pytest integration suite on real FUSE mounts.
+#   6. installs the reference IPFS libraries (npm ci in tests/interop) and
+#      runs the pytest integration suite on real FUSE mounts.
 # Exits non-zero if anything fails.
 #
 # Knobs (environment):
@@ -17,6 +20,8 @@
 #                        (default 1024, what the issue asks for)
 #   PYTEST_ARGS          extra pytest arguments, e.g. "-k rsync -x"
 #   SKIP_UNIT=1          skip the meson unit tests
+#   FUZZ_SECONDS         fuzzing time per target (default 20)
+#   SKIP_FUZZ=1          skip the fuzz build and run
 #   SKIP_INTEGRATION=1   skip the pytest integration tests
 #   SKIP_EXTRA_BUILDS=1  skip the compile-only release and clang builds
 set -euo pipefail
@@ -96,6 +101,14 @@ if [ "${SKIP_UNIT:-0}" != 1 ]; then
   meson test -C build-asan --print-errorlogs
 fi
 
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzz: every target for ${FUZZ_SECONDS:-20} s (contrib/fuzz.sh)"
+  # Its own ASAN_OPTIONS/UBSAN_OPTIONS: libFuzzer reports, not abort.
+  env -u ASAN_OPTIONS -u UBSAN_OPTIONS \
+    "$top/contrib/fuzz.sh" --seconds "${FUZZ_SECONDS:-20}" ||
+    die "fuzzing found a bug or could not build (see above)"
+fi
+
 step "install (meson install -C build)"
 meson install -C build --quiet
 # mount(8) looks for helpers in /sbin only; the meson install links it there
@@ -113,6 +126,15 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
   if [ "$build_dir" = build-asan ]; then
     export BLOCKFS_TEST_REQUIRE_FAULT=1
   fi
+  # The reference IPFS libraries the interop tests compare against, pinned
+  # by tests/interop/package-lock.json; without node they fail, not skip.
+  step "interop: npm ci in tests/interop"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    die "node and npm are needed by the interop tests (contrib/install-deps.sh)"
+  fi
+  (cd "$top/tests/interop" && npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci in tests/interop failed"
+  export BLOCKFS_TEST_REQUIRE_NODE=1
   # test_memory measures the daemon's RSS: without sanitizers; and
   # test_ec_any_two_nodes's 15 read-backs of 1 GiB run there too (time).
   export BLOCKFS_RSS_BIN="$top/build/fs/blockfs"
