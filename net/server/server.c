@@ -443,10 +443,13 @@ static int do_head_cas(struct net_server *s, const struct net_req *q,
 		net_refusals_peer(s->refusals, slot, NET_REFUSED_HEAD, "%s",
 				  why);
 	} else if (rc < 0) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "node: head: %s", why);
 		if (s->log)
-			s->log(s->log_arg, why);
+			s->log(s->log_arg, msg);
 		else
-			blk_log_err("head: %s", why);
+			blk_log_err("%s", msg);
 	}
 	return rc;
 }
