@@ -5,12 +5,15 @@
  * and its line in the log (malformed, unsigned, forged, another
  * filesystem, stale, replayed, skipped, wrong parent), the writer lease
  * (with lease times in the past and the future: no waiting), the heads
- * kept across a restart, a node without a filesystem, and the same CAS
- * through the local-peer path. */
+ * kept across a restart, a node without a filesystem, the same CAS
+ * through the local-peer path, and a node started from a cluster file
+ * (cl_cluster_server_new) with and without its [filesystem] section. */
 
 #include "blocks/dag/head.h"
 #include "blocks/store/fragstore.h"
 #include "net/client/client.h"
+#include "net/cluster/cluster-net.h"
+#include "net/cluster/config.h"
 #include "net/server/heads.h"
 #include "net/server/server.h"
 
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "net/wire/keys.h"
 #include "tests/unit/check.h"
@@ -453,6 +457,69 @@ static void test_ops_args(void)
 	net_op_free(op);
 }
 
+/* A node started as the commands start it, from a cluster file: the
+ * [filesystem] section is the filesystem it accepts heads of; without
+ * it, none. */
+static void test_from_cluster_file(bool with_section)
+{
+	char path[] = "/tmp/test-heads-conf-XXXXXX", text[1024], id[33], pk[65],
+	     err[256];
+	struct cl_cluster *cl = xmalloc(sizeof(*cl));
+	struct env e;
+	struct rec h1 = head_ok(1, NULL, writer_a);
+	int fd = mkstemp(path);
+
+	REQUIRE(fd >= 0);
+	sodium_bin2hex(id, sizeof(id), fs_id, sizeof(fs_id));
+	sodium_bin2hex(pk, sizeof(pk), fs_pk, sizeof(fs_pk));
+	snprintf(text, sizeof(text),
+		 "[cluster]\nid = c\n"
+		 "%s%s%s%s%s"
+		 "[node n1]\naddress = tcp://127.0.0.1:*\npublic_key = %s\n",
+		 with_section ? "[filesystem]\nid = " : "",
+		 with_section ? id : "", with_section ? "\npublic_key = " : "",
+		 with_section ? pk : "", with_section ? "\n" : "",
+		 node_key.pub);
+	REQUIRE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	REQUIRE(cl_cluster_load(path, cl, err, sizeof(err)) == 0);
+	unlink(path);
+	CHECK(cl->has_fs == with_section);
+
+	memset(&e, 0, sizeof(e));
+	strcpy(e.dir, "/tmp/test-heads.XXXXXX");
+	REQUIRE(mkdtemp(e.dir));
+	db_open(&e);
+	struct net_server_config sc = {
+	    .public_key = node_key.pub,
+	    .secret_key = node_key.sec,
+	    .db = e.db,
+	    .cf = CF_FRAGS,
+	    .has_heads = true,
+	    .heads_cf = CF_HEADS,
+	    .capacity = 1ull << 30,
+	    .log = capture_log,
+	};
+	REQUIRE(cl_cluster_server_new(cl, 0, &sc, &e.srv) == 0);
+	/* the node's own key is the cluster's: its client gets in */
+	struct net_peer_config peer = {.endpoint = net_server_endpoint(e.srv),
+				       .server_key = node_key.pub};
+	struct net_client_config cc = {.public_key = node_key.pub,
+				       .secret_key = node_key.sec,
+				       .peers = &peer,
+				       .npeers = 1};
+	REQUIRE(net_client_new(&cc, &e.c) == 0);
+	if (with_section) {
+		CHECK(cas(&e, 0, &h1) == 0);
+		CHECK(get_is(&e, 0, &h1));
+	} else {
+		CHECK(cas(&e, 0, &h1) == -EOPNOTSUPP);
+		CHECK(get_is(&e, 0, NULL));
+	}
+	env_down(&e);
+	free(cl);
+}
+
 int main(void)
 {
 	REQUIRE(sodium_init() >= 0);
@@ -471,6 +538,8 @@ int main(void)
 		test_lease(local);
 	}
 	test_no_fs();
+	test_from_cluster_file(true);
+	test_from_cluster_file(false);
 	printf("%u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
