@@ -43,13 +43,13 @@
  *                                              (u64s; nodes before lost was
  *                                              added send the first four)
  *   SYNC    -                                | -
- *   HEAD_GET fsid (NET_FSID_LEN = 16 bytes);  | the head record (1..
- *           arg = the seq wanted, 0: the       NET_HEAD_MAX_BYTES bytes)
- *           latest
- *   HEAD_CAS the new head record (1..         | -
- *           NET_HEAD_MAX_BYTES bytes); arg =
- *           the seq the writer believes
- *           current (0: none yet)
+ *   HEAD_GET fsid (NET_FSID_LEN = 16 bytes); | the head record (1..
+ *              arg: the seq wanted (0: the     NET_HEAD_MAX_BYTES bytes)
+ *              latest)
+ *   HEAD_CAS the new head record (1..        | -
+ *              NET_HEAD_MAX_BYTES bytes); arg:
+ *              the seq the writer believes
+ *              current (0: none yet)
  * A reply with status != 0 is the header frame alone.
  *
  * Limits: a batch (HAVE, DELETE) holds 1..NET_MAX_REFS frefs, a LIST asks
