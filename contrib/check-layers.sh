@@ -52,13 +52,13 @@ allowed() {
 	blocks/db) echo "blocks/base blocks" ;;
 	blocks/store) echo "blocks/base blocks blocks/db" ;;
 	blocks/dag) echo "blocks/base blocks blocks/db blocks/store" ;;
-	ec) echo "blocks/base blocks" ;;
-	net/wire) echo "blocks/base blocks ec" ;;
+	ec) echo "blocks/base blocks blocks/dag" ;;
+	net/wire) echo "blocks/base blocks blocks/dag ec" ;;
 	net/server | net/client)
-		echo "blocks/base blocks blocks/db blocks/store ec net/wire" ;;
+		echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire" ;;
 	net/cluster)
-		echo "blocks/base blocks blocks/db blocks/store ec net/wire net/server net/client" ;;
-	net) echo "blocks/base blocks ec net/wire net/server net/client net/cluster" ;;
+		echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client" ;;
+	net) echo "blocks/base blocks blocks/dag ec net/wire net/server net/client net/cluster" ;;
 	fs) echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client net/cluster" ;;
 	fs/cmd) echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client net/cluster fs" ;;
 	*) echo ANY ;;

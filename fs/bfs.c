@@ -13,6 +13,7 @@
 #include "blocks/base/clock.h"
 #include "blocks/base/log.h"
 #include "blocks/store/fragstore.h"
+#include "net/server/heads.h"
 
 bool bfs_read_only(const struct bfs *fs)
 {
@@ -194,6 +195,7 @@ static int open_db(struct bfs *fs, const char *path, bool full, char *err,
 	blk_store_register(&reg, &so);
 	frags = blk_fragstore_register(&reg);
 	repair = cl_engine_register(&reg);
+	net_heads_register(&reg); /* the node service's (engine.c) */
 	fs->cf_frags = frags < 0 ? 0 : (unsigned)frags;
 	fs->cf_repair = repair < 0 ? 0 : (unsigned)repair;
 	int ret = open_store(fs, path, &o, &so, err, errlen);

@@ -1,5 +1,6 @@
-/* 'blockfs cluster create': a local cluster's cluster file and one node
- * directory per node, each with its own CURVE key pair. */
+/* 'blockfs cluster create': a local cluster's cluster file, its
+ * filesystem's signing key, and one node directory per node, each with its
+ * own CURVE key pair. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,9 +19,20 @@
 static const char cluster_usage_text[] =
     "Usage: blockfs cluster create DIR --nodes N [OPTIONS]\n"
     "\n"
-    "Create a local cluster: DIR/cluster.conf and one node directory per\n"
-    "node (DIR/node1 ... DIR/nodeN), each with its own CURVE key pair.\n"
-    "Nodes listen on 127.0.0.1, one port each from the base port.\n"
+    "Create a local cluster: DIR/cluster.conf, the filesystem's key\n"
+    "DIR/filesystem.key, and one node directory per node (DIR/node1 ...\n"
+    "DIR/nodeN), each with its own CURVE key pair and a copy of the\n"
+    "cluster file. Nodes listen on 127.0.0.1, one port each from the base\n"
+    "port.\n"
+    "\n"
+    "The filesystem is named by a random id and an Ed25519 key pair: the\n"
+    "cluster file's [filesystem] section holds the id and the public key,\n"
+    "with which every node checks the heads (commits) it is sent.\n"
+    "DIR/filesystem.key (mode 0600) holds the secret key, as one line of\n"
+    "128 hex digits: libsodium's 64-byte Ed25519 secret key (the 32-byte\n"
+    "seed, then the public key). Whoever holds it can publish heads: keep\n"
+    "it safe, and copy it only to the machines that mount the filesystem\n"
+    "read-write; without it the filesystem can be read but never written.\n"
     "\n"
     "Options:\n"
     "  -n, --nodes N            number of nodes (1-256)\n"
@@ -29,6 +41,8 @@ static const char cluster_usage_text[] =
     "  -p, --base-port PORT     first node's port (default 7401)\n"
     "      --chunker KIND       fastcdc (default) or fixed\n"
     "      --chunk-size SIZE    average chunk size (default 256K)\n"
+    "      --hash HASH          sha2-256 (default) or blake2b-256: the hash\n"
+    "                           of the filesystem's CIDs\n"
     "  -h, --help               show this help\n"
     "\n"
     "Exit status: 0 created, 1 failed, 2 usage error.\n";
@@ -39,6 +53,7 @@ static const struct option cluster_longopts[] = {
     {"base-port", required_argument, NULL, 'p'},
     {"chunker", required_argument, NULL, 'c'},
     {"chunk-size", required_argument, NULL, 's'},
+    {"hash", required_argument, NULL, 'H'},
     CMD_OPT_HELP,
     {0},
 };
@@ -51,6 +66,7 @@ static const struct cmd_spec cluster_cmd =
 struct cluster_args {
 	long nodes, port;
 	const char *redundancy, *chunker;
+	enum blk_hash hash;
 	uint64_t avg;
 	char rbuf[32]; /* the default redundancy */
 };
@@ -81,6 +97,12 @@ static int cluster_opt(void *ctx, int c, const char *arg)
 			return cmd_usage_error(name, "unknown chunker '%s'",
 					       arg);
 		a->chunker = arg;
+		break;
+	case 'H':
+		if (blk_hash_from_name(arg, &a->hash))
+			return cmd_usage_error(
+			    name, "unknown hash '%s' (sha2-256 or blake2b-256)",
+			    arg);
 		break;
 	case 's':
 		if (cl_parse_size(arg, &a->avg) || a->avg < 256 ||
@@ -132,12 +154,15 @@ static int cluster_check_dir(const char *dir, long nodes)
 		cmd_err("cannot create %s: %s", dir, strerror(errno));
 		return e;
 	}
-	snprintf(path, sizeof(path), "%s/cluster.conf", dir);
-	if (access(path, F_OK) == 0) {
-		cmd_err("%s already exists; refusing to overwrite a cluster "
-			"(remove the directory to start over)",
-			path);
-		return -EEXIST;
+	static const char *const files[] = {"cluster.conf", "filesystem.key"};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (access(path, F_OK) == 0) {
+			cmd_err("%s already exists; refusing to overwrite a "
+				"cluster (remove the directory to start over)",
+				path);
+			return -EEXIST;
+		}
 	}
 	/* A node directory holds a node's keys and data: never replace one,
 	 * whether or not the cluster file beside it survived. */
@@ -273,6 +298,45 @@ static void cluster_conf_head(const struct cluster_args *a, const char *id,
 	    (unsigned long long)a->avg, (unsigned long long)cmax);
 }
 
+/* The filesystem: a new id and Ed25519 key pair, the secret key written
+ * to DIR/filesystem.key (0600, one line of hex) and the [filesystem]
+ * section to @conf. 0, or -errno after saying why. */
+static int cluster_make_fs(const struct cluster_args *a, const char *dir,
+			   struct conf_text *conf)
+{
+	uint8_t id[CL_FS_ID_LEN], pk[crypto_sign_PUBLICKEYBYTES],
+	    sk[crypto_sign_SECRETKEYBYTES];
+	char idhex[2 * sizeof(id) + 1], pkhex[2 * sizeof(pk) + 1];
+	char skhex[2 * sizeof(sk) + 2], file[PATH_MAX];
+	int ret;
+
+	_Static_assert(sizeof(pk) == CL_FS_PK_LEN, "Ed25519 public key");
+	randombytes_buf(id, sizeof(id));
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(idhex, sizeof(idhex), id, sizeof(id));
+	sodium_bin2hex(pkhex, sizeof(pkhex), pk, sizeof(pk));
+	sodium_bin2hex(skhex, sizeof(skhex), sk, sizeof(sk));
+	strcat(skhex, "\n");
+	snprintf(file, sizeof(file), "%s/filesystem.key", dir);
+	ret = write_file(file, skhex, 0600);
+	sodium_memzero(sk, sizeof(sk));
+	sodium_memzero(skhex, sizeof(skhex));
+	if (ret) {
+		cmd_err("cannot write %s: %s", file, strerror(-ret));
+		return ret;
+	}
+	conf->len += (size_t)snprintf(
+	    conf->buf + conf->len, conf->cap - conf->len,
+	    "\n# The filesystem: its heads are signed with the secret key in\n"
+	    "# filesystem.key, which is not in this file.\n"
+	    "[filesystem]\n"
+	    "id = %s\n"
+	    "public_key = %s\n"
+	    "hash = %s\n",
+	    idhex, pkhex, blk_hash_name(a->hash));
+	return 0;
+}
+
 /* The same cluster file in every node directory, then in DIR. 0, or
  * -errno after saying why. */
 static int cluster_write_conf(const char *dir, long nodes, const char *conf)
@@ -298,7 +362,7 @@ static int cluster_create(const struct cluster_args *a, const char *dir)
 {
 	uint8_t idraw[16];
 	char id[33];
-	struct conf_text conf = {.cap = 1024 + (size_t)a->nodes * 256};
+	struct conf_text conf = {.cap = 2048 + (size_t)a->nodes * 256};
 	int ret = -ENOMEM;
 
 	randombytes_buf(idraw, sizeof(idraw));
@@ -309,6 +373,9 @@ static int cluster_create(const struct cluster_args *a, const char *dir)
 		goto out;
 	}
 	cluster_conf_head(a, id, &conf);
+	ret = cluster_make_fs(a, dir, &conf);
+	if (ret)
+		goto out;
 	for (long i = 1; i <= a->nodes; i++) {
 		ret = cluster_make_node(dir, id, i, a->port, &conf);
 		if (ret)
@@ -320,6 +387,9 @@ static int cluster_create(const struct cluster_args *a, const char *dir)
 	printf("created cluster %s (%s) in %s:\n", id, a->redundancy, dir);
 	for (long i = 1; i <= a->nodes; i++)
 		printf("  %s/node%ld\n", dir, i);
+	printf("filesystem key: %s/filesystem.key (keep it safe: it writes "
+	       "the filesystem)\n",
+	       dir);
 out:
 	free(conf.buf);
 	return ret;
@@ -327,8 +397,10 @@ out:
 
 int cmd_cluster(int argc, char **argv)
 {
-	struct cluster_args a = {
-	    .port = 7401, .chunker = "fastcdc", .avg = CDC_DEFAULT_AVG};
+	struct cluster_args a = {.port = 7401,
+				 .chunker = "fastcdc",
+				 .avg = CDC_DEFAULT_AVG,
+				 .hash = BLK_HASH_DEFAULT};
 
 	if (argc >= 2 &&
 	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {

@@ -14,6 +14,7 @@
 #include "fs/cmd/daemon.h"
 #include "fs/cmd/node.h"
 #include "net/cluster/cluster-net.h"
+#include "net/server/heads.h"
 #include "net/server/server.h"
 
 static const char serve_usage_text[] =
@@ -108,16 +109,18 @@ fail:
 	return -EINVAL;
 }
 
-/* The server on @db (fragments in family @cf) for the node, admitting
- * the cluster's keys. 0, or -errno after saying why. */
+/* The server on @db (fragments in family @cf, heads in @heads_cf) for
+ * the node, admitting the cluster's keys. 0, or -errno after saying why. */
 static int serve_start(const struct serve_run *s, struct blk_db *db,
-		       unsigned cf, struct net_server **srv)
+		       unsigned cf, unsigned heads_cf, struct net_server **srv)
 {
 	struct net_server_config sc = {
 	    .public_key = s->pub,
 	    .secret_key = s->sec,
 	    .db = db,
 	    .cf = cf,
+	    .has_heads = true,
+	    .heads_cf = heads_cf,
 	    .data_dir = s->db_path,
 	    .capacity = s->capacity ? s->capacity : node_capacity(s->node_dir),
 	    .workers = (unsigned)s->workers,
@@ -172,15 +175,17 @@ static void serve_until_signal(const struct serve_run *s,
 	net_server_free(srv);
 }
 
-/* Open the node's database with the fragment store's column family (the
- * others a mount of this node added are opened and kept untouched, so
- * that a node can be served and mounted in turn), serve, close. Stopping
+/* Open the node's database with the fragment store's and the heads'
+ * column families (the others a mount of this node added are opened and
+ * kept untouched, so that a node can be served and mounted in turn),
+ * serve, close. Stopping
  * flushes the memtables, so the write-ahead log holds nothing after a
  * clean stop. 0, or -errno after saying why. */
 static int serve_run(struct serve_run *s)
 {
 	struct blk_cf_registry reg = {0};
 	int frags = blk_fragstore_register(&reg);
+	int heads = net_heads_register(&reg);
 	struct blk_db_options o = {.cfs = &reg, .create = true};
 	struct blk_db *db = NULL;
 	struct net_server *srv = NULL;
@@ -205,7 +210,7 @@ static int serve_run(struct serve_run *s)
 			s->name, s->db_path, wd.file,
 			(unsigned long long)wd.offset,
 			(unsigned long long)wd.records);
-	ret = serve_start(s, db, (unsigned)frags, &srv);
+	ret = serve_start(s, db, (unsigned)frags, (unsigned)heads, &srv);
 	if (ret)
 		goto out_db;
 	/* The database is ours (RocksDB locks it): so is the node's lock,

@@ -29,7 +29,9 @@ struct net_op {
 	/* request: written by its creator and at submission, then read-only */
 	struct net_req req;
 	uint8_t frag_raw[EC_FRAG_HDR_LEN];
-	uint8_t *refs;	     /* HAVE/DELETE: packed frefs, owned */
+	uint8_t *refs;		    /* HAVE/DELETE: packed frefs, owned */
+	uint8_t *head;		    /* HEAD_CAS: the record, owned */
+	uint8_t fsid[NET_FSID_LEN]; /* HEAD_GET */
 	struct net_buf *buf; /* PUT: holds req.data's bytes (net/wire/buf.h) */
 
 	/* where it is: the owner's (see client-impl.h's top) */

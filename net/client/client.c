@@ -632,6 +632,38 @@ int net_client_have(struct net_client *c, unsigned peer,
 	return rc;
 }
 
+int net_client_head_get(struct net_client *c, unsigned peer,
+			const uint8_t fsid[NET_FSID_LEN], uint64_t seq,
+			uint8_t *buf, size_t *len)
+{
+	struct net_op *op;
+	int rc;
+
+	*len = 0;
+	if (!fsid || !buf)
+		return -EINVAL;
+	rc = call_new(c, peer, net_op_new_head_get(fsid, seq), &op);
+	if (rc == 0) {
+		memcpy(buf, op->res.data, op->res.len);
+		*len = op->res.len;
+	}
+	net_op_free(op);
+	return rc;
+}
+
+int net_client_head_cas(struct net_client *c, unsigned peer, uint64_t expect,
+			const void *rec, size_t len)
+{
+	struct net_op *op;
+	int rc;
+
+	if (!rec || len == 0 || len > NET_HEAD_MAX_BYTES)
+		return -EINVAL;
+	rc = call_new(c, peer, net_op_new_head_cas(expect, rec, len), &op);
+	net_op_free(op);
+	return rc;
+}
+
 int net_client_list(struct net_client *c, unsigned peer,
 		    const struct net_fref *cursor, uint32_t limit,
 		    struct net_list_item *items, uint32_t *n, bool *more)

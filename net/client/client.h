@@ -21,9 +21,11 @@
  * endpoint, or cut off by a partition that heals, is UP again within about a
  * heartbeat of its return (2 s after a heal, measured).
  *
- * Every op here is idempotent, so an attempt with no reply within
- * timeout_ms is sent again after a backoff (backoff_ms, doubling), up to
- * max_attempts; then the op fails with -ETIMEDOUT. A node that answers
+ * Every op here but HEAD_CAS is idempotent, so an attempt with no reply
+ * within timeout_ms is sent again after a backoff (backoff_ms, doubling),
+ * up to max_attempts; then the op fails with -ETIMEDOUT. HEAD_CAS is sent
+ * again too: an attempt the node applied and whose reply was lost makes the
+ * next one -ESTALE (see net_op_new_head_cas). A node that answers
  * -EBUSY (too much of this client's in flight there) gets the op again
  * after a backoff (backoff_ms, doubling, at most 1 s), up to
  * NET_CLIENT_BUSY_RETRIES times, without counting against max_attempts;
@@ -136,6 +138,8 @@ struct net_op_result {
 	/* GET: the fragment (header already verified against the bytes) */
 	struct ec_frag_hdr frag;
 	const uint8_t *frag_raw; /* 64 bytes */
+	/* GET: the fragment bytes; HEAD_GET: the head record, as the node
+	 * sent it (1..NET_HEAD_MAX_BYTES bytes, not checked) */
 	const void *data;
 	size_t len;
 	/* HAVE and DELETE: bit i for fref i (net_bitmap_get) */
@@ -172,6 +176,41 @@ struct net_op *net_op_new_delete(const struct net_fref *refs, uint32_t n);
 /* LIST up to @limit (1..NET_MAX_LIST) fragments after @cursor (NULL: from
  * the start). */
 struct net_op *net_op_new_list(const struct net_fref *cursor, uint32_t limit);
+
+/* Heads (the node side: net/server/heads.h). Both constructors return
+ * NULL on ENOMEM or bad arguments, like the others.
+ *
+ * HEAD_GET: the head @seq (0: the node's latest) of filesystem @fsid
+ * (NET_FSID_LEN bytes, copied). Its result's data and len are the record
+ * as the node holds it, unchecked here: a node is not trusted, so decode
+ * and verify it (blk_head_decode, blk_head_verify with the filesystem's
+ * key, and the fs and seq asked for) before using it. Status -ENOENT: the
+ * node holds no such head (none at all, for seq 0).
+ *
+ * HEAD_CAS: ask the node to make the signed head record @rec (@len bytes,
+ * 1..NET_HEAD_MAX_BYTES, copied) its current head, @expect being the seq
+ * the writer believes current there (0: none yet). 0 means stored and
+ * synced on that node. The node's refusals are final (never retried):
+ *   -ESTALE      @expect is not the node's current seq, or the head's seq
+ *                is not @expect + 1. After a retry (result's attempts >
+ *                1) it may be an earlier attempt that was applied: read
+ *                the node's head (HEAD_GET, seq of the head) and compare
+ *                bytes. A node behind (it missed heads while down) is
+ *                brought forward by CASing the heads it lacks in order.
+ *   -EINVAL      its parent is not the CID of the node's current head
+ *   -EACCES      the node's current head is another writer's and its
+ *                lease has not expired by the node's clock
+ *   -EBADMSG     malformed, unsigned, or not signed by the filesystem key
+ *   -ENOENT      the head names another filesystem than the node's
+ *   -EOPNOTSUPP  the node's cluster file has no [filesystem] section, or
+ *                it keeps no heads (a node from before heads)
+ * and, as for every op, -ETIMEDOUT, -EHOSTDOWN, -EPROTO, -ECANCELED, or
+ * -EIO/-ENOSPC from the node's store. Publishing a head is the writer's
+ * loop over the nodes (fs/commit/); each node decides alone. */
+struct net_op *net_op_new_head_get(const uint8_t fsid[NET_FSID_LEN],
+				   uint64_t seq);
+struct net_op *net_op_new_head_cas(uint64_t expect, const void *rec,
+				   size_t len);
 
 /* Free an op that is done or was never submitted. NULL is fine. */
 void net_op_free(struct net_op *op);
@@ -228,6 +267,13 @@ int net_client_sync(struct net_client *c, unsigned peer);
 /* @bitmap receives net_bitmap_len(n) bytes. */
 int net_client_have(struct net_client *c, unsigned peer,
 		    const struct net_fref *refs, uint32_t n, uint8_t *bitmap);
+/* HEAD_GET into @buf (NET_HEAD_MAX_BYTES bytes), its length in *@len (0
+ * unless it returns 0); and HEAD_CAS. The ops' statuses (above). */
+int net_client_head_get(struct net_client *c, unsigned peer,
+			const uint8_t fsid[NET_FSID_LEN], uint64_t seq,
+			uint8_t *buf, size_t *len);
+int net_client_head_cas(struct net_client *c, unsigned peer, uint64_t expect,
+			const void *rec, size_t len);
 /* @items receives up to @limit entries, *@n how many, *@more whether the
  * listing goes on after the last one. */
 int net_client_list(struct net_client *c, unsigned peer,

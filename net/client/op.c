@@ -134,6 +134,43 @@ struct net_op *net_op_new_list(const struct net_fref *cursor, uint32_t limit)
 	return op;
 }
 
+struct net_op *net_op_new_head_get(const uint8_t fsid[NET_FSID_LEN],
+				   uint64_t seq)
+{
+	struct net_op *op;
+
+	if (!fsid)
+		return NULL;
+	op = op_new(NET_OP_HEAD_GET);
+	if (!op)
+		return NULL;
+	memcpy(op->fsid, fsid, NET_FSID_LEN);
+	op->req.fsid = op->fsid;
+	op->req.hdr.arg = seq;
+	return op;
+}
+
+struct net_op *net_op_new_head_cas(uint64_t expect, const void *rec, size_t len)
+{
+	struct net_op *op;
+
+	if (!rec || len == 0 || len > NET_HEAD_MAX_BYTES)
+		return NULL;
+	op = op_new(NET_OP_HEAD_CAS);
+	if (!op)
+		return NULL;
+	op->head = malloc(len);
+	if (!op->head) {
+		free(op);
+		return NULL;
+	}
+	memcpy(op->head, rec, len);
+	op->req.data = op->head;
+	op->req.len = len;
+	op->req.hdr.arg = expect;
+	return op;
+}
+
 void net_op_drop_reply(struct net_op *op)
 {
 	for (int i = 0; i < op->nrmsg; i++)
@@ -151,6 +188,7 @@ void net_op_free(struct net_op *op)
 	net_op_drop_reply(op);
 	net_buf_unref(op->buf);
 	free(op->refs);
+	free(op->head);
 	free(op);
 }
 
@@ -244,6 +282,10 @@ int net_op_accept_reply(struct net_client *c, struct net_op *op,
 		return 0;
 	case NET_OP_STATUS:
 		op->res.st = r->st;
+		return 0;
+	case NET_OP_HEAD_GET:
+		op->res.data = r->data;
+		op->res.len = r->len;
 		return 0;
 	default:
 		return 0;

@@ -20,6 +20,8 @@ int cl_cluster_server_new(const struct cl_cluster *cl, unsigned self,
 	sc->allowed_keys = keys;
 	sc->allowed_names = names;
 	sc->nallowed = cl->nnodes;
+	sc->fs_id = cl->has_fs ? cl->fs_id : NULL;
+	sc->fs_public_key = cl->has_fs ? cl->fs_public_key : NULL;
 	int ret = net_server_new(sc, out);
 	/* net_server_new copied what it keeps of the arrays */
 	sc->allowed_keys = sc->allowed_names = NULL;

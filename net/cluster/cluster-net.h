@@ -9,8 +9,10 @@
 #include "net/server/server.h"
 
 /* Start the server of node @self of @cl: @sc carries what is the node's
- * own (keys, database, column family, data_dir, capacity, workers); its
- * endpoint and allowed keys and names are filled in from @cl. 0, -EINVAL
+ * own (keys, database, column families, data_dir, capacity, workers); its
+ * endpoint, allowed keys and names, and the filesystem whose heads it
+ * accepts ([filesystem]: fs_id, fs_public_key) are filled in from @cl.
+ * 0, -EINVAL
  * (@self not in @cl), or the -errno of net_server_new. */
 int cl_cluster_server_new(const struct cl_cluster *cl, unsigned self,
 			  struct net_server_config *sc,

@@ -2,11 +2,15 @@
 #include "net/cluster/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int cl_parse_size(const char *s, uint64_t *out)
 {
@@ -45,6 +49,26 @@ int cl_parse_size(const char *s, uint64_t *out)
 	if (*end || (shift && v > (UINT64_MAX >> shift)))
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int cl_parse_hex(const char *s, uint8_t *out, size_t len)
+{
+	if (strlen(s) != 2 * len)
+		return -EINVAL;
+	for (size_t i = 0; i < 2 * len; i++) {
+		char c = s[i];
+		unsigned v = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+			     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+						    : 16;
+		if (v > 15)
+			return -EINVAL;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
 	return 0;
 }
 
@@ -101,6 +125,8 @@ struct parse_ctx {
 	unsigned nodes_decl; /* "[cluster] nodes = N", 0 if absent */
 	/* the line each setting was first seen on, 0 if not yet */
 	int cluster_seen[9];
+	int fs_seen[3]; /* [filesystem]: id, public_key, hash */
+	int fs_line;	/* where [filesystem] starts */
 	int node_seen[CL_MAX_NODES][5];
 	int node_line[CL_MAX_NODES]; /* where the node's section starts */
 };
@@ -110,6 +136,7 @@ static const char *const cluster_keys[] = {
     "chunk_avg", "chunk_max",  "nodes",	 NULL};
 static const char *const node_keys[] = {"address", "public_key", "zone",
 					"weight", NULL};
+static const char *const fs_keys[] = {"id", "public_key", "hash", NULL};
 
 /* An ini_reader that counts lines (a line longer than the reader's
  * buffer comes in pieces that share its number). */
@@ -296,6 +323,47 @@ static int on_node_section_kv(struct parse_ctx *p, const char *node,
 	return 1;
 }
 
+static int on_fs_kv(struct parse_ctx *p, const char *name, const char *value)
+{
+	struct cl_cluster *c = p->c;
+	int k = key_index(fs_keys, name);
+
+	if (k < 0)
+		return bad(p,
+			   "unknown setting '%s' in [filesystem] (known: id, "
+			   "public_key, hash)",
+			   name);
+	if (p->fs_seen[k])
+		return bad(p,
+			   "'%s' of [filesystem] set again (first on line "
+			   "%d): is the file duplicated?",
+			   name, p->fs_seen[k]);
+	p->fs_seen[k] = p->line;
+	if (!c->has_fs)
+		p->fs_line = p->section_line;
+	c->has_fs = true;
+	if (k == 0) {
+		if (cl_parse_hex(value, c->fs_id, CL_FS_ID_LEN))
+			return bad(p,
+				   "invalid filesystem id '%s' (32 hex "
+				   "digits)",
+				   value);
+		return 1;
+	}
+	if (k == 1) {
+		if (cl_parse_hex(value, c->fs_public_key, CL_FS_PK_LEN))
+			return bad(p,
+				   "invalid filesystem public_key '%s' (64 "
+				   "hex digits: an Ed25519 public key)",
+				   value);
+		return 1;
+	}
+	if (blk_hash_from_name(value, &c->hash))
+		return bad(p, "invalid hash '%s' (sha2-256 or blake2b-256)",
+			   value);
+	return 1;
+}
+
 static int on_kv(void *user, const char *section, const char *name,
 		 const char *value)
 {
@@ -303,14 +371,18 @@ static int on_kv(void *user, const char *section, const char *name,
 
 	if (!strcmp(section, "cluster"))
 		return on_cluster_kv(p, name, value);
+	if (!strcmp(section, "filesystem"))
+		return on_fs_kv(p, name, value);
 	if (!strncmp(section, "node ", 5))
 		return on_node_section_kv(p, section + 5, name, value);
 	if (!*section)
 		return bad(p,
-			   "setting '%s' outside a section ([cluster] or "
-			   "[node NAME])",
+			   "setting '%s' outside a section ([cluster], "
+			   "[filesystem] or [node NAME])",
 			   name);
-	return bad(p, "unknown section [%s] ([cluster] or [node NAME])",
+	return bad(p,
+		   "unknown section [%s] ([cluster], [filesystem] or [node "
+		   "NAME])",
 		   section);
 }
 
@@ -355,6 +427,13 @@ static int check_complete(struct parse_ctx *p)
 			}
 		}
 	}
+	if (c->has_fs && (!p->fs_seen[0] || !p->fs_seen[1])) {
+		p->err_line = p->fs_line;
+		snprintf(p->msg, sizeof(p->msg),
+			 "[filesystem] has no %s: the file is truncated?",
+			 !p->fs_seen[0] ? "id" : "public_key");
+		return -EINVAL;
+	}
 	if (p->nodes_decl && p->nodes_decl != c->nnodes) {
 		p->err_line = p->cluster_seen[7];
 		snprintf(p->msg, sizeof(p->msg),
@@ -385,6 +464,7 @@ int cl_cluster_load(const char *path, struct cl_cluster *c, char *err,
 	c->chunk_min = CDC_DEFAULT_MIN;
 	c->chunk_avg = CDC_DEFAULT_AVG;
 	c->chunk_max = CDC_DEFAULT_MAX;
+	c->hash = BLK_HASH_DEFAULT;
 	p->f = fopen(path, "r");
 	if (!p->f) {
 		ret = -errno;
@@ -426,6 +506,83 @@ out:
 		fclose(p->f);
 	free(p);
 	return ret;
+}
+
+/* The secret key text of @path: 0, or -errno with @err. */
+static int read_key_text(const char *path, char *text, size_t cap, char *err,
+			 size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot read the filesystem key %s: %s",
+			 path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
+		close(fd);
+		snprintf(err, errlen,
+			 "the filesystem key %s is readable by others than "
+			 "its owner (mode %03o): whoever reads it can write "
+			 "the filesystem; 'chmod 600 %s' and check who read "
+			 "it",
+			 path, (unsigned)(st.st_mode & 0777), path);
+		return -EPERM;
+	}
+	n = read(fd, text, cap - 1);
+	close(fd);
+	if (n < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot read the filesystem key %s: %s",
+			 path, strerror(e));
+		return -e;
+	}
+	text[n] = 0;
+	return 0;
+}
+
+int cl_fs_key_load(const char *path, const struct cl_cluster *c,
+		   uint8_t sk[CL_FS_SK_LEN], char *err, size_t errlen)
+{
+	char text[2 * CL_FS_SK_LEN + 8];
+	uint8_t pk[CL_FS_PK_LEN], check[CL_FS_SK_LEN];
+	int ret = read_key_text(path, text, sizeof(text), err, errlen);
+
+	if (ret)
+		return ret;
+	text[strcspn(text, "\r\n")] = 0;
+	ret = cl_parse_hex(text, sk, CL_FS_SK_LEN);
+	sodium_memzero(text, sizeof(text));
+	if (ret) {
+		snprintf(err, errlen,
+			 "%s is not a filesystem key (one line of %d hex "
+			 "digits)",
+			 path, 2 * CL_FS_SK_LEN);
+		return -EINVAL;
+	}
+	/* libsodium's form: the seed, then the public key it makes */
+	ret = crypto_sign_seed_keypair(pk, check, sk);
+	sodium_memzero(check, sizeof(check));
+	if (ret || memcmp(pk, sk + 32, sizeof(pk)) != 0) {
+		sodium_memzero(sk, CL_FS_SK_LEN);
+		snprintf(err, errlen, "%s is not a filesystem key (damaged?)",
+			 path);
+		return -EINVAL;
+	}
+	if (!c->has_fs || memcmp(pk, c->fs_public_key, sizeof(pk)) != 0) {
+		sodium_memzero(sk, CL_FS_SK_LEN);
+		snprintf(err, errlen,
+			 c->has_fs ? "%s is the key of another filesystem "
+				     "than the cluster file's public_key"
+				   : "%s: the cluster file has no [filesystem] "
+				     "section to check it against",
+			 path);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 struct node_ctx {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "blocks/cdc.h"
+#include "blocks/cid.h"
 #include "net/cluster/placement.h" /* CL_MAX_NODES: nodes in a cluster */
 
 /* Blocks shorter than this are stored as M+1 whole replicas under ec:K+M
@@ -26,6 +27,15 @@ struct cl_node_info {
 	double weight;
 };
 
+/* The filesystem of a cluster: its [filesystem] section, written by
+ * 'blockfs cluster create':
+ *   id = 32 hex digits          the filesystem id (16 bytes), in its heads
+ *   public_key = 64 hex digits  the Ed25519 key its heads are signed with
+ *   hash = sha2-256 | blake2b-256   the hash of new CIDs (default sha2-256)
+ * The secret key is not in the cluster file (DIR/filesystem.key). */
+#define CL_FS_ID_LEN 16
+#define CL_FS_PK_LEN 32
+
 struct cl_cluster {
 	char id[64];
 	char redundancy[32];
@@ -34,12 +44,32 @@ struct cl_cluster {
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	unsigned nnodes;
 	struct cl_node_info nodes[CL_MAX_NODES];
+	/* [filesystem]: has_fs is false for a file without the section (a
+	 * cluster made before filesystems had keys); fs_id and fs_public_key
+	 * are then zero and hash is BLK_HASH_DEFAULT. */
+	bool has_fs;
+	uint8_t fs_id[CL_FS_ID_LEN];
+	uint8_t fs_public_key[CL_FS_PK_LEN];
+	enum blk_hash hash;
 };
 
 /* Parse a cluster file. 0, or -errno with a message naming the file and
- * line in @err. */
+ * line in @err. A [filesystem] section must have both id and public_key;
+ * a file without one loads with has_fs false. */
 int cl_cluster_load(const char *path, struct cl_cluster *c, char *err,
 		    size_t errlen);
+
+/* The filesystem's secret key from @path (DIR/filesystem.key, as 'blockfs
+ * cluster create' writes it: one line of 128 hex digits, libsodium's
+ * 64-byte Ed25519 secret key) into @sk, checked against @c's
+ * [filesystem] public_key. 0, or -errno with a message in @err:
+ *   -ENOENT  no such file (or another error of open: its -errno)
+ *   -EPERM   the file is readable by others than its owner (chmod 600)
+ *   -EINVAL  not a key, or the key of another filesystem (or @c has no
+ *            [filesystem] section) */
+#define CL_FS_SK_LEN 64
+int cl_fs_key_load(const char *path, const struct cl_cluster *c,
+		   uint8_t sk[CL_FS_SK_LEN], char *err, size_t errlen);
 
 /* The node directory's name (from NODE_DIR/node.conf). 0 or -errno with a
  * message. */
@@ -55,6 +85,10 @@ int cl_node_capacity(const char *node_dir, uint64_t *capacity);
  * 0, or -ENOENT when the file names none (a node directory made before
  * it did) or cannot be read. */
 int cl_node_cluster_id(const char *node_dir, char *id, size_t len);
+
+/* Parse exactly 2 * @len hex digits (either case) of @s into @out: 0 or
+ * -EINVAL. */
+int cl_parse_hex(const char *s, uint8_t *out, size_t len);
 
 /* Parse "256K", "1M", "2G", "4096" into bytes; 0 or -EINVAL. */
 int cl_parse_size(const char *s, uint64_t *out);

@@ -24,6 +24,7 @@
 #include "net/cluster/fetcher.h"
 #include "net/cluster/placement.h"
 #include "net/cluster/uploader.h"
+#include "net/server/heads.h"
 #include "net/server/server.h"
 
 struct cl_engine {
@@ -359,11 +360,18 @@ static int open_server(struct cl_engine *p, char *err, size_t errlen)
 
 	if (!p->cfg.serve || p->self < 0)
 		return 0;
+	/* Heads, in their family when the database has it (the mount's
+	 * registry adds it: net_heads_register). */
+	int heads = blk_db_cf_find(p->cfg.db, NET_HEADS_CF);
+	bool has_heads =
+	    heads >= 0 && blk_db_cf_open(p->cfg.db, (unsigned)heads);
 	struct net_server_config sc = {
 	    .public_key = p->cfg.public_key,
 	    .secret_key = p->cfg.secret_key,
 	    .db = p->cfg.db,
 	    .cf = p->cfg.frags_cf,
+	    .has_heads = has_heads,
+	    .heads_cf = has_heads ? (unsigned)heads : 0,
 	    .data_dir = p->cfg.data_dir,
 	    .capacity = p->cfg.capacity,
 	    .fault_corrupt_get = p->cfg.fault_corrupt_get,

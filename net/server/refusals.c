@@ -28,6 +28,7 @@ static const char *const REFUSAL_NAMES[NET_REFUSED_KINDS] = {
     [NET_REFUSED_OVERWRITE] = "put",
     [NET_REFUSED_DELETE] = "delete",
     [NET_REFUSED_FULL] = "put",
+    [NET_REFUSED_HEAD] = "head",
 };
 
 struct ratelog {

@@ -46,6 +46,7 @@
 #include "blocks/base/bytes.h"
 #include "blocks/base/log.h"
 #include "blocks/store/fragstore.h"
+#include "net/server/heads.h"
 #include "net/server/proxy.h"
 #include "net/server/refusals.h"
 #include "net/server/zap.h"
@@ -71,6 +72,7 @@ struct net_server {
 	size_t nallowed;
 	unsigned fault_corrupt_get;    /* enum net_fault */
 	struct blk_fragstore *store;   /* its own lock */
+	struct net_heads *heads;       /* its own lock; NULL: none */
 	struct net_refusals *refusals; /* its own lock */
 	struct net_zap *zap;	       /* its own thread */
 	struct net_proxy *proxy;       /* its own thread */
@@ -83,6 +85,7 @@ struct net_server {
 	atomic_bool stop;	       /* lock-free: workers leave */
 	atomic_uint_fast64_t repaired; /* lock-free */
 	atomic_bool damaged_said;      /* lock-free: the log said so */
+	atomic_bool no_fs_said;	       /* lock-free: no [filesystem], said */
 };
 
 static unsigned slot_unknown(const struct net_server *s)
@@ -391,6 +394,66 @@ static int do_list(struct net_server *s, const struct net_req *q,
 	return 0;
 }
 
+static int do_head_get(struct net_server *s, const struct net_req *q,
+		       struct reply *r)
+{
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	if (!s->heads)
+		return -EOPNOTSUPP;
+	buf = malloc(NET_HEAD_MAX_BYTES);
+	if (!buf)
+		return -ENOMEM;
+	rc = net_heads_get(s->heads, q->fsid, q->hdr.arg, buf, &len);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	r->own = buf;
+	r->rep.data = buf;
+	r->rep.len = len;
+	return 0;
+}
+
+static int do_head_cas(struct net_server *s, const struct net_req *q,
+		       unsigned slot)
+{
+	char why[256];
+	int rc;
+
+	if (!s->heads)
+		return -EOPNOTSUPP;
+	rc = net_heads_cas(s->heads, q->hdr.arg, q->data, q->len, why,
+			   sizeof(why));
+	if (rc == -EOPNOTSUPP) {
+		if (!atomic_exchange(&s->no_fs_said, true)) {
+			static const char msg[] =
+			    "this node accepts no heads: its cluster file has "
+			    "no [filesystem] section (a cluster made before "
+			    "heads); HEAD_CAS is answered -EOPNOTSUPP";
+			if (s->log)
+				s->log(s->log_arg, msg);
+			else
+				blk_log_warn("%s", msg);
+		}
+	} else if (rc == -EBADMSG || rc == -ENOENT || rc == -ESTALE ||
+		   rc == -EINVAL || rc == -EACCES) {
+		net_refusals_peer(s->refusals, slot, NET_REFUSED_HEAD, "%s",
+				  why);
+	} else if (rc < 0) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "node: head: %s", why);
+		if (s->log)
+			s->log(s->log_arg, msg);
+		else
+			blk_log_err("%s", msg);
+	}
+	return rc;
+}
+
 static int handle(struct net_server *s, const struct net_req *q,
 		  struct reply *r, unsigned slot)
 {
@@ -419,6 +482,10 @@ static int handle(struct net_server *s, const struct net_req *q,
 		return 0;
 	case NET_OP_SYNC:
 		return blk_fragstore_sync(s->store);
+	case NET_OP_HEAD_GET:
+		return do_head_get(s, q, r);
+	case NET_OP_HEAD_CAS:
+		return do_head_cas(s, q, slot);
 	default:
 		return -EOPNOTSUPP;
 	}
@@ -592,6 +659,8 @@ static int check_config(const struct net_server_config *cfg)
 	    !blk_db_cf_open(cfg->db, cfg->cf) ||
 	    !net_key_valid(cfg->public_key) ||
 	    !net_key_valid(cfg->secret_key) ||
+	    (cfg->has_heads && !blk_db_cf_open(cfg->db, cfg->heads_cf)) ||
+	    !cfg->fs_id != !cfg->fs_public_key ||
 	    (cfg->nallowed && !cfg->allowed_keys) ||
 	    cfg->workers > NET_SERVER_MAX_WORKERS)
 		return -EINVAL;
@@ -687,6 +756,7 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 	atomic_init(&s->stop, false);
 	atomic_init(&s->repaired, 0);
 	atomic_init(&s->damaged_said, false);
+	atomic_init(&s->no_fs_said, false);
 	s->log = cfg->log;
 	s->log_arg = cfg->log_arg;
 	set_fault(s, cfg);
@@ -703,6 +773,9 @@ int net_server_new(const struct net_server_config *cfg, struct net_server **out)
 				      &s->refusals);
 	if (rc == 0)
 		rc = open_store(s, cfg);
+	if (rc == 0 && cfg->has_heads)
+		rc = net_heads_open(cfg->db, cfg->heads_cf, cfg->fs_id,
+				    cfg->fs_public_key, &s->heads);
 	if (rc == 0)
 		rc = start_serving(s, cfg);
 	if (rc < 0) {
@@ -727,6 +800,7 @@ void net_server_free(struct net_server *s)
 	if (s->own_ctx && s->ctx)
 		zmq_ctx_term(s->ctx);
 	blk_fragstore_close(s->store);
+	net_heads_close(s->heads);
 	net_refusals_free(s->refusals);
 	free(s->workers);
 	free(s);

@@ -47,8 +47,17 @@
  * delete, full) is logged, at most once per peer and kind per
  * log_interval_ms, with the count of those not logged since.
  *
+ * Heads (net/server/heads.h: records and invariants): HEAD_GET answers a
+ * stored head record of any filesystem; HEAD_CAS stores the next head of
+ * the cluster's filesystem (fs_id, fs_public_key) only if it decodes, is
+ * signed with the filesystem's key, follows the node's current head and
+ * respects the current writer's lease; every refusal is logged as
+ * NET_REFUSED_HEAD. A node that knows no filesystem (a cluster file
+ * without [filesystem]) answers HEAD_CAS -EOPNOTSUPP and says why once.
+ *
  * Durability: PUTs go to the WAL unsynced; SYNC makes them all durable
- * with one WAL sync (blk_db_sync), like NFS COMMIT. */
+ * with one WAL sync (blk_db_sync), like NFS COMMIT. An accepted head is
+ * synced before its reply. */
 #pragma once
 
 #include <stdbool.h>
@@ -79,6 +88,7 @@ enum net_refusal {
 	NET_REFUSED_OVERWRITE, /* other bytes under a stored (CID, index) */
 	NET_REFUSED_DELETE,    /* DELETE from a peer */
 	NET_REFUSED_FULL,      /* no room: capacity or disk */
+	NET_REFUSED_HEAD,      /* a head CAS refused (heads.h) */
 	NET_REFUSED_KINDS,
 };
 
@@ -111,6 +121,17 @@ struct net_server_config {
 	struct blk_db *db;
 	unsigned cf;
 	uint64_t capacity; /* bytes; PUTs beyond it fail with -ENOSPC */
+	/* Where heads live: with has_heads, the index of a column family of
+	 * @db of their own (net_heads_register, net/server/heads.h).
+	 * Without, HEAD_GET and HEAD_CAS answer -EOPNOTSUPP. */
+	bool has_heads;
+	unsigned heads_cf;
+	/* The filesystem whose heads HEAD_CAS accepts, from the cluster
+	 * file's [filesystem] section (cl_cluster_server_new fills them in):
+	 * its id (NET_FSID_LEN bytes) and Ed25519 public key (32 bytes),
+	 * copied. NULL: none, HEAD_CAS answers -EOPNOTSUPP. */
+	const uint8_t *fs_id;
+	const uint8_t *fs_public_key;
 	/* The database's directory: a PUT that would leave less than
 	 * disk_reserve bytes free on its file system gets -ENOSPC. NULL: no
 	 * such check (capacity and failing writes only). */

@@ -113,6 +113,8 @@ enum body {
 	BODY_STATUS, /* the STATUS record (NET_STATUS_LEN, or _V1) */
 	BODY_BITMAP, /* net_bitmap_len(count) bytes */
 	BODY_ITEMS,  /* count packed LIST items */
+	BODY_FSID,   /* a filesystem id, NET_FSID_LEN bytes */
+	BODY_HEAD,   /* a head record, 1..NET_HEAD_MAX_BYTES bytes */
 };
 
 /* Each kind's frames after the header, and the header's count: 0 for the
@@ -129,15 +131,18 @@ static const struct {
     [BODY_STATUS] = {1, 0, 0},
     [BODY_BITMAP] = {1, 1, NET_MAX_REFS},
     [BODY_ITEMS] = {1, 0, NET_MAX_LIST},
+    [BODY_FSID] = {1, 0, 0},
+    [BODY_HEAD] = {1, 0, 0},
 };
 
-/* Each op's request and reply (status 0) bodies. Ops not in the table
- * (0, HEAD_GET, HEAD_CAS: reserved) are not served. */
+/* Each op's request and reply (status 0) bodies, and whether the request
+ * carries an arg. Ops not in the table (0) are not served. */
 static const struct {
 	bool known;
 	uint8_t req, rep; /* enum body */
+	bool req_arg;
 } OPS[NET_OP_MAX + 1] = {
-    [NET_OP_PING] = {true, BODY_NONE, BODY_NONE},
+    [NET_OP_PING] = {true, BODY_NONE, BODY_NONE, true},
     [NET_OP_PUT] = {true, BODY_FRAG, BODY_NONE},
     [NET_OP_GET] = {true, BODY_FREF, BODY_FRAG},
     [NET_OP_HAVE] = {true, BODY_FREFS, BODY_BITMAP},
@@ -145,6 +150,8 @@ static const struct {
     [NET_OP_LIST] = {true, BODY_CURSOR, BODY_ITEMS},
     [NET_OP_STATUS] = {true, BODY_NONE, BODY_STATUS},
     [NET_OP_SYNC] = {true, BODY_NONE, BODY_NONE},
+    [NET_OP_HEAD_GET] = {true, BODY_FSID, BODY_HEAD, true},
+    [NET_OP_HEAD_CAS] = {true, BODY_HEAD, BODY_NONE, true},
 };
 
 static bool op_known(unsigned op)
@@ -156,8 +163,9 @@ static bool op_known(unsigned op)
 struct body_fields {
 	const uint8_t *frag_raw; /* FRAG */
 	struct ec_frag_hdr frag;
-	const void *data;
+	const void *data; /* FRAG; HEAD */
 	size_t len;
+	const uint8_t *fsid; /* FSID */
 	struct net_fref ref; /* FREF; CURSOR if has_ref */
 	bool has_ref;
 	const uint8_t *packed; /* FREFS, BITMAP, ITEMS */
@@ -167,7 +175,7 @@ struct body_fields {
 /* Frames of body @kind of @b into @out, @small (NET_STATUS_LEN +
  * NET_FREF_LEN bytes) holding what is encoded here; sets *@count to 0 for
  * a kind without one. The number of frames, or -EINVAL (count out of
- * range). */
+ * range, no fsid, a head of no bytes or too many). */
 static int encode_body(unsigned kind, uint32_t *count,
 		       const struct body_fields *b, uint8_t *small,
 		       struct net_frame *out)
@@ -206,6 +214,16 @@ static int encode_body(unsigned kind, uint32_t *count,
 	case BODY_ITEMS:
 		out[0] = (struct net_frame){b->packed,
 					    (size_t)*count * NET_LIST_ITEM_LEN};
+		break;
+	case BODY_FSID:
+		if (!b->fsid)
+			return -EINVAL;
+		out[0] = (struct net_frame){b->fsid, NET_FSID_LEN};
+		break;
+	case BODY_HEAD:
+		if (!b->data || b->len == 0 || b->len > NET_HEAD_MAX_BYTES)
+			return -EINVAL;
+		out[0] = (struct net_frame){b->data, b->len};
 		break;
 	}
 	return BODIES[kind].frames;
@@ -300,6 +318,17 @@ static int decode_body(unsigned kind, uint32_t count, const struct net_frame *f,
 			return -EMSGSIZE;
 		b->packed = f[0].data;
 		return check_items(b->packed, count);
+	case BODY_FSID:
+		if (f[0].len != NET_FSID_LEN)
+			return -EMSGSIZE;
+		b->fsid = f[0].data;
+		return 0;
+	case BODY_HEAD:
+		if (f[0].len == 0 || f[0].len > NET_HEAD_MAX_BYTES)
+			return -EMSGSIZE;
+		b->data = f[0].data;
+		b->len = f[0].len;
+		return 0;
 	}
 	return 0;
 }
@@ -324,13 +353,14 @@ int net_req_decode(const struct net_frame *f, size_t n, struct net_req *r)
 		return -EOPNOTSUPP;
 	if (n != 1u + BODIES[OPS[h->op].req].frames)
 		return -EINVAL;
-	if (h->status != 0 || (h->op != NET_OP_PING && h->arg != 0))
+	if (h->status != 0 || (!OPS[h->op].req_arg && h->arg != 0))
 		return -EINVAL;
 	rc = decode_body(OPS[h->op].req, h->count, f + 1, n - 1, &b);
 	r->frag_raw = b.frag_raw;
 	r->frag = b.frag;
 	r->data = b.data;
 	r->len = b.len;
+	r->fsid = b.fsid;
 	r->ref = b.ref;
 	r->has_cursor = h->op == NET_OP_LIST && b.has_ref;
 	r->refs = b.packed;
@@ -388,6 +418,7 @@ int net_req_encode(const struct net_req *r, uint8_t *scratch,
 	    .frag_raw = r->frag_raw,
 	    .data = r->data,
 	    .len = r->len,
+	    .fsid = r->fsid,
 	    .ref = r->ref,
 	    .has_ref = r->has_cursor,
 	    .packed = r->refs,
@@ -396,10 +427,10 @@ int net_req_encode(const struct net_req *r, uint8_t *scratch,
 
 	h.flags = 0;
 	h.status = 0;
-	if (h.op != NET_OP_PING)
-		h.arg = 0;
 	if (!op_known(h.op))
 		return -EINVAL;
+	if (!OPS[h.op].req_arg)
+		h.arg = 0;
 	n = encode_body(OPS[h.op].req, &h.count, &b, scratch + NET_HDR_LEN,
 			out + 1);
 	if (n < 0)

@@ -16,7 +16,8 @@
  *     8   8 request id, chosen by the client, echoed by the server
  *    16   4 status: i32, 0 in requests; 0 or -errno in replies
  *    20   4 count: number of items (HAVE, DELETE, LIST; see below), else 0
- *    24   8 arg: PING: opaque value echoed in the reply; else 0
+ *    24   8 arg: PING: opaque value echoed in the reply; HEAD_GET and
+ *               HEAD_CAS requests: a sequence number (below); else 0
  *
  * A fragment reference ("fref", NET_FREF_LEN = 37 bytes) names one
  * fragment: u32 CID type word (blk_cid_type: multicodec in bits 0-15, hash
@@ -42,12 +43,19 @@
  *                                              (u64s; nodes before lost was
  *                                              added send the first four)
  *   SYNC    -                                | -
- * A reply with status != 0 is the header frame alone. HEAD_GET and HEAD_CAS
- * are reserved: they decode as -EOPNOTSUPP until they are specified.
+ *   HEAD_GET fsid (NET_FSID_LEN = 16 bytes); | the head record (1..
+ *              arg: the seq wanted (0: the     NET_HEAD_MAX_BYTES bytes)
+ *              latest)
+ *   HEAD_CAS the new head record (1..        | -
+ *              NET_HEAD_MAX_BYTES bytes); arg:
+ *              the seq the writer believes
+ *              current (0: none yet)
+ * A reply with status != 0 is the header frame alone.
  *
  * Limits: a batch (HAVE, DELETE) holds 1..NET_MAX_REFS frefs, a LIST asks
  * for 1..NET_MAX_LIST items; PUT/GET bytes are 1..EC_MAX_BLOCK and must
- * match the fragment header's frag_len.
+ * match the fragment header's frag_len. A head record (blocks/dag/head.h:
+ * a signed DAG-CBOR map) is opaque here: only its length is checked.
  *
  * Decoding errors, so the server can answer with a meaningful status:
  *   -EPROTO      not our protocol: short or long header frame, bad magic,
@@ -64,7 +72,12 @@
  * that fail their checksum or CID), -EEXIST (other bytes are stored under
  * that fragment reference), -EPERM (DELETE from a peer), -ENOSPC (no room:
  * put it elsewhere), -EBUSY (too much in flight from this peer: send it
- * again later), -ENOENT (GET of a fragment not held).
+ * again later), -ENOENT (GET of a fragment not held; HEAD_GET of a head not
+ * held). HEAD_CAS is answered 0 (stored, synced) or refused with -EBADMSG
+ * (malformed, unsigned or forged), -ENOENT (another filesystem), -ESTALE
+ * (arg is not the node's current seq, or the seq does not follow it),
+ * -EINVAL (its parent is not the current head), -EACCES (another writer's
+ * lease holds), -EOPNOTSUPP (the node knows no filesystem).
  */
 #pragma once
 
@@ -84,6 +97,9 @@
 #define NET_MAX_REFS 65536   /* frefs in one HAVE or DELETE */
 #define NET_MAX_LIST 8192    /* items in one LIST page */
 #define NET_MAX_FRAMES 4     /* header included, in any valid message */
+#define NET_FSID_LEN 16	     /* a filesystem id */
+/* The largest head record (blocks/dag/head.h's BLK_HEAD_MAX_BYTES). */
+#define NET_HEAD_MAX_BYTES 1024
 /* Bytes of the largest valid message, all frames together: a PUT or GET of
  * a fragment of EC_MAX_BLOCK bytes. */
 #define NET_MAX_MSG_BYTES                                                      \
@@ -100,8 +116,8 @@ enum net_op_code {
 	NET_OP_LIST = 6,
 	NET_OP_STATUS = 7,
 	NET_OP_SYNC = 8,
-	NET_OP_HEAD_GET = 9,  /* reserved */
-	NET_OP_HEAD_CAS = 10, /* reserved */
+	NET_OP_HEAD_GET = 9,
+	NET_OP_HEAD_CAS = 10,
 	NET_OP_MAX = NET_OP_HEAD_CAS,
 };
 
@@ -153,11 +169,13 @@ struct net_frame {
 /* A request, as decoded or to be encoded. Pointers borrow the frames (or,
  * for encoding, the caller's buffers). */
 struct net_req {
-	struct net_hdr hdr;	 /* hdr.count: HAVE/DELETE frefs, LIST limit */
+	struct net_hdr hdr;	 /* hdr.count: HAVE/DELETE frefs, LIST limit;
+				  * hdr.arg: PING, HEAD_GET, HEAD_CAS */
 	const uint8_t *frag_raw; /* PUT: the 64 header bytes */
 	struct ec_frag_hdr frag; /* PUT: decoded from frag_raw */
-	const void *data;	 /* PUT: fragment bytes */
+	const void *data;	 /* PUT: fragment bytes; HEAD_CAS: the head */
 	size_t len;
+	const uint8_t *fsid; /* HEAD_GET: NET_FSID_LEN bytes */
 	struct net_fref ref; /* GET; LIST: the cursor if has_cursor */
 	bool has_cursor;     /* LIST */
 	const uint8_t *refs; /* HAVE/DELETE: hdr.count packed frefs */
@@ -168,7 +186,7 @@ struct net_rep {
 	struct net_hdr hdr;	 /* hdr.count: HAVE/DELETE bits, LIST items */
 	const uint8_t *frag_raw; /* GET */
 	struct ec_frag_hdr frag; /* GET: decoded from frag_raw */
-	const void *data;	 /* GET */
+	const void *data;	 /* GET; HEAD_GET: the head record */
 	size_t len;
 	const uint8_t *bitmap; /* HAVE/DELETE */
 	const uint8_t *items;  /* LIST: hdr.count packed items */

@@ -827,13 +827,22 @@ static void test_garbage(void)
 	/* An empty frame. */
 	zmq_send(s, "", 0, 0);
 	CHECK(raw_reply(s, &id) == -EPROTO);
-	/* Unknown and reserved ops: the id comes back. */
+	/* Unknown ops: the id comes back. */
 	net_hdr_encode(&(struct net_hdr){.op = 77, .id = 1234}, h);
 	zmq_send(s, h, sizeof(h), 0);
 	CHECK(raw_reply(s, &id) == -EOPNOTSUPP && id == 1234);
+	/* HEAD_GET without its fsid; and with it, to a node that keeps no
+	 * heads (this server has no heads family). */
 	net_hdr_encode(&(struct net_hdr){.op = NET_OP_HEAD_GET, .id = 5}, h);
 	zmq_send(s, h, sizeof(h), 0);
+	CHECK(raw_reply(s, &id) == -EINVAL && id == 5);
+	zmq_send(s, h, sizeof(h), ZMQ_SNDMORE);
+	zmq_send(s, junk, NET_FSID_LEN, 0);
 	CHECK(raw_reply(s, &id) == -EOPNOTSUPP && id == 5);
+	net_hdr_encode(&(struct net_hdr){.op = NET_OP_HEAD_CAS, .id = 9}, h);
+	zmq_send(s, h, sizeof(h), ZMQ_SNDMORE);
+	zmq_send(s, junk, 64, 0);
+	CHECK(raw_reply(s, &id) == -EOPNOTSUPP && id == 9);
 	/* GET with a short fref. */
 	net_hdr_encode(&(struct net_hdr){.op = NET_OP_GET, .id = 6}, h);
 	zmq_send(s, h, sizeof(h), ZMQ_SNDMORE);

@@ -256,11 +256,92 @@ static void test_requests(void)
 	r.hdr.count = NET_MAX_LIST + 1;
 	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
 
-	/* reserved and unknown ops cannot be encoded */
-	r = (struct net_req){.hdr = {.op = NET_OP_HEAD_GET}};
+	/* unknown ops cannot be encoded */
+	r = (struct net_req){.hdr = {.op = 0}};
 	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
-	r.hdr.op = 0;
+	r.hdr.op = 200;
 	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
+}
+
+/* HEAD_GET and HEAD_CAS: requests and replies both ways, and what the
+ * encoders refuse. */
+static void test_heads(void)
+{
+	uint8_t fsid[NET_FSID_LEN], head[NET_HEAD_MAX_BYTES + 1];
+	struct net_req r, d;
+	struct net_rep p, e;
+	struct msg m;
+
+	fill(fsid, sizeof(fsid));
+	fill(head, sizeof(head));
+	/* HEAD_GET: the fsid and the seq wanted (0: the latest) */
+	for (uint64_t seq = 0; seq < 3; seq++) {
+		uint64_t arg = seq == 2 ? UINT64_MAX : seq;
+
+		r = (struct net_req){
+		    .hdr = {.op = NET_OP_HEAD_GET, .id = 11, .arg = arg},
+		    .fsid = fsid};
+		CHECK(req_roundtrip(&r, &d, &m) == 0);
+		CHECK(m.n == 2 && d.hdr.op == NET_OP_HEAD_GET &&
+		      d.hdr.id == 11 && d.hdr.arg == arg && d.fsid &&
+		      memcmp(d.fsid, fsid, NET_FSID_LEN) == 0 &&
+		      m.f[1].len == NET_FSID_LEN);
+		msg_free(&m);
+	}
+	r = (struct net_req){.hdr = {.op = NET_OP_HEAD_GET}}; /* no fsid */
+	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
+	/* HEAD_CAS: the expected seq and the record, 1..max bytes */
+	for (size_t len = 1; len <= NET_HEAD_MAX_BYTES; len += 341) {
+		size_t l = len > 1000 ? NET_HEAD_MAX_BYTES : len;
+
+		r = (struct net_req){
+		    .hdr = {.op = NET_OP_HEAD_CAS, .id = 12, .arg = 41},
+		    .data = head,
+		    .len = l};
+		CHECK(req_roundtrip(&r, &d, &m) == 0);
+		CHECK(m.n == 2 && d.hdr.arg == 41 && d.len == l &&
+		      memcmp(d.data, head, l) == 0 && !d.fsid);
+		msg_free(&m);
+	}
+	r.len = NET_HEAD_MAX_BYTES + 1;
+	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
+	r.len = 0;
+	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
+	r.len = 10;
+	r.data = NULL;
+	CHECK(req_roundtrip(&r, &d, &m) == -EINVAL);
+
+	/* HEAD_GET reply: the record; arg is not carried */
+	p = (struct net_rep){.hdr = {.op = NET_OP_HEAD_GET, .id = 13, .arg = 9},
+			     .data = head,
+			     .len = 700};
+	CHECK(rep_roundtrip(&p, &e, &m) == 0);
+	CHECK(m.n == 2 && e.hdr.id == 13 && e.hdr.arg == 0 && e.len == 700 &&
+	      memcmp(e.data, head, 700) == 0);
+	msg_free(&m);
+	p.len = NET_HEAD_MAX_BYTES + 1;
+	CHECK(rep_roundtrip(&p, &e, &m) == -EINVAL);
+	/* HEAD_CAS reply: status only */
+	p = (struct net_rep){.hdr = {.op = NET_OP_HEAD_CAS, .id = 14}};
+	CHECK(rep_roundtrip(&p, &e, &m) == 0);
+	CHECK(m.n == 1 && e.hdr.status == 0 && e.hdr.id == 14);
+	msg_free(&m);
+	/* refusals: the header alone, whatever else is set */
+	static const int refusals[] = {-EBADMSG, -ENOENT, -ESTALE,
+				       -EINVAL,	 -EACCES, -EOPNOTSUPP};
+	for (size_t i = 0; i < sizeof(refusals) / sizeof(*refusals); i++) {
+		p = (struct net_rep){
+		    .hdr = {.op = NET_OP_HEAD_CAS, .status = refusals[i]},
+		    .data = head,
+		    .len = 5};
+		CHECK(rep_roundtrip(&p, &e, &m) == 0);
+		CHECK(m.n == 1 && e.hdr.status == refusals[i]);
+		msg_free(&m);
+	}
+	p = (struct net_rep){.hdr = {.op = NET_OP_HEAD_GET, .status = -ENOENT}};
+	CHECK(rep_roundtrip(&p, &e, &m) == 0);
+	CHECK(m.n == 1 && e.hdr.status == -ENOENT && e.len == 0);
+	msg_free(&m);
 }
 
 static void test_replies(void)
@@ -376,8 +457,6 @@ static void test_malformed(void)
 	CHECK(net_req_decode(f, 1, &d) == -EOPNOTSUPP && d.hdr.id == 42);
 	HDR(.op = 200);
 	CHECK(net_req_decode(f, 1, &d) == -EOPNOTSUPP);
-	HDR(.op = NET_OP_HEAD_CAS);
-	CHECK(net_req_decode(f, 1, &d) == -EOPNOTSUPP);
 	/* wrong frame counts */
 	HDR(.op = NET_OP_PING);
 	f[1] = (struct net_frame){ref, sizeof(ref)};
@@ -466,6 +545,79 @@ static void test_malformed(void)
 #undef HDR
 }
 
+/* Hand-made malformed HEAD_GET and HEAD_CAS messages. */
+static void test_heads_malformed(void)
+{
+	uint8_t h[NET_HDR_LEN], body[NET_HEAD_MAX_BYTES + 2] = {0};
+	struct net_req d;
+	struct net_rep e;
+	struct net_frame f[4];
+
+#define HDR(...)                                                               \
+	net_hdr_encode(&(struct net_hdr){__VA_ARGS__}, h),                     \
+	    f[0] = (struct net_frame){h, NET_HDR_LEN}
+
+	/* HEAD_GET: no fsid frame, one too many, fsids of the wrong length */
+	HDR(.op = NET_OP_HEAD_GET, .id = 6, .arg = 3);
+	f[1] = (struct net_frame){body, NET_FSID_LEN};
+	f[2] = f[1];
+	CHECK(net_req_decode(f, 2, &d) == 0 && d.hdr.arg == 3 &&
+	      d.fsid == body);
+	CHECK(net_req_decode(f, 1, &d) == -EINVAL && d.hdr.id == 6);
+	CHECK(net_req_decode(f, 3, &d) == -EINVAL);
+	f[1].len = NET_FSID_LEN - 1;
+	CHECK(net_req_decode(f, 2, &d) == -EMSGSIZE);
+	f[1].len = NET_FSID_LEN + 1;
+	CHECK(net_req_decode(f, 2, &d) == -EMSGSIZE);
+	f[1].len = 0;
+	CHECK(net_req_decode(f, 2, &d) == -EMSGSIZE);
+	/* HEAD_GET with a count or a status */
+	f[1].len = NET_FSID_LEN;
+	HDR(.op = NET_OP_HEAD_GET, .count = 1);
+	CHECK(net_req_decode(f, 2, &d) == -EINVAL);
+	HDR(.op = NET_OP_HEAD_GET, .status = -1);
+	CHECK(net_req_decode(f, 2, &d) == -EINVAL);
+	/* HEAD_CAS: empty, oversized, missing, doubled record */
+	HDR(.op = NET_OP_HEAD_CAS, .arg = 7);
+	f[1] = (struct net_frame){body, NET_HEAD_MAX_BYTES};
+	CHECK(net_req_decode(f, 2, &d) == 0 && d.hdr.arg == 7 &&
+	      d.len == NET_HEAD_MAX_BYTES);
+	f[1].len = NET_HEAD_MAX_BYTES + 1;
+	CHECK(net_req_decode(f, 2, &d) == -EMSGSIZE);
+	f[1].len = 0;
+	CHECK(net_req_decode(f, 2, &d) == -EMSGSIZE);
+	CHECK(net_req_decode(f, 1, &d) == -EINVAL);
+	f[1].len = 1;
+	f[2] = f[1];
+	CHECK(net_req_decode(f, 3, &d) == -EINVAL);
+	HDR(.op = NET_OP_HEAD_CAS, .count = 2);
+	CHECK(net_req_decode(f, 2, &d) == -EINVAL);
+	/* replies: HEAD_GET without its record, with an arg, oversized;
+	 * HEAD_CAS with a body or an arg; an error reply with a body */
+	HDR(.op = NET_OP_HEAD_GET, .flags = NET_F_REPLY);
+	CHECK(net_rep_decode(f, 1, &e) == -EINVAL);
+	f[1] = (struct net_frame){body, 100};
+	CHECK(net_rep_decode(f, 2, &e) == 0 && e.len == 100);
+	f[1].len = NET_HEAD_MAX_BYTES + 1;
+	CHECK(net_rep_decode(f, 2, &e) == -EMSGSIZE);
+	f[1].len = 0;
+	CHECK(net_rep_decode(f, 2, &e) == -EMSGSIZE);
+	f[1].len = 100;
+	HDR(.op = NET_OP_HEAD_GET, .flags = NET_F_REPLY, .arg = 1);
+	CHECK(net_rep_decode(f, 2, &e) == -EINVAL);
+	HDR(.op = NET_OP_HEAD_GET, .flags = NET_F_REPLY | NET_F_MORE);
+	CHECK(net_rep_decode(f, 2, &e) == -EINVAL);
+	HDR(.op = NET_OP_HEAD_CAS, .flags = NET_F_REPLY);
+	CHECK(net_rep_decode(f, 1, &e) == 0);
+	CHECK(net_rep_decode(f, 2, &e) == -EINVAL);
+	HDR(.op = NET_OP_HEAD_CAS, .flags = NET_F_REPLY, .arg = 5);
+	CHECK(net_rep_decode(f, 1, &e) == -EINVAL);
+	HDR(.op = NET_OP_HEAD_CAS, .flags = NET_F_REPLY, .status = -ESTALE);
+	CHECK(net_rep_decode(f, 1, &e) == 0 && e.hdr.status == -ESTALE);
+	CHECK(net_rep_decode(f, 2, &e) == -EINVAL);
+#undef HDR
+}
+
 /* Is a decoded request consistent with its frames? (What the server then
  * relies on.) */
 static void check_req_sane(const struct net_frame *f, size_t n,
@@ -484,6 +636,14 @@ static void check_req_sane(const struct net_frame *f, size_t n,
 		break;
 	case NET_OP_LIST:
 		CHECK(d->hdr.count >= 1 && d->hdr.count <= NET_MAX_LIST);
+		break;
+	case NET_OP_HEAD_GET:
+		CHECK(n == 2 && d->fsid == f[1].data &&
+		      f[1].len == NET_FSID_LEN);
+		break;
+	case NET_OP_HEAD_CAS:
+		CHECK(n == 2 && d->data == f[1].data && d->len == f[1].len &&
+		      d->len >= 1 && d->len <= NET_HEAD_MAX_BYTES);
 		break;
 	default:
 		CHECK(d->hdr.op >= NET_OP_PING && d->hdr.op <= NET_OP_SYNC);
@@ -507,6 +667,13 @@ static void check_rep_sane(const struct net_frame *f, size_t n,
 		break;
 	case NET_OP_LIST:
 		CHECK(f[1].len == (size_t)d->hdr.count * NET_LIST_ITEM_LEN);
+		break;
+	case NET_OP_HEAD_GET:
+		CHECK(n == 2 && d->len == f[1].len && d->len >= 1 &&
+		      d->len <= NET_HEAD_MAX_BYTES);
+		break;
+	case NET_OP_HEAD_CAS:
+		CHECK(n == 1);
 		break;
 	default:
 		break;
@@ -542,7 +709,8 @@ static void test_fuzz(void)
 		struct net_frame f[NET_MAX_FRAMES];
 		struct msg m;
 		bool reply = rnd() & 1;
-		unsigned op = 1 + (unsigned)(rnd() % NET_OP_SYNC);
+		unsigned op = 1 + (unsigned)(rnd() % NET_OP_MAX);
+		bool head = op == NET_OP_HEAD_GET || op == NET_OP_HEAD_CAS;
 		int n;
 
 		if (!reply) {
@@ -552,7 +720,9 @@ static void test_fuzz(void)
 				    .count = op == NET_OP_LIST ? 10 : 40},
 			    .frag_raw = raw,
 			    .data = data,
-			    .len = sizeof(data),
+			    .len = head ? 1 + rnd() % NET_HEAD_MAX_BYTES
+					: sizeof(data),
+			    .fsid = data,
 			    .ref = some_ref(1),
 			    .has_cursor = rnd() & 1,
 			    .refs = refs};
@@ -566,7 +736,8 @@ static void test_fuzz(void)
 				    .status = rnd() % 8 ? 0 : -EIO},
 			    .frag_raw = raw,
 			    .data = data,
-			    .len = sizeof(data),
+			    .len = head ? 1 + rnd() % NET_HEAD_MAX_BYTES
+					: sizeof(data),
 			    .bitmap = bitmap,
 			    .items = items};
 
@@ -664,6 +835,8 @@ int main(void)
 	test_requests();
 	test_replies();
 	test_malformed();
+	test_heads();
+	test_heads_malformed();
 	test_fuzz();
 	printf("%u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
