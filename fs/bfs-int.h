@@ -265,6 +265,9 @@ struct bfs {
 	 * matches the stored records. */
 	pthread_mutex_t count_lock;
 	uint64_t n_inodes; /* count_lock */
+	/* The next change mark's sequence number (bfs_txn_mark_changed):
+	 * one past the last mark on disk at open, then atomic. */
+	_Atomic uint64_t change_seq;
 
 	/* The table of in-memory inodes: its chains, each inode's refs, and
 	 * the two lists whose membership is part of an inode's life in it,
@@ -298,7 +301,18 @@ struct bfs {
 void bfs_now(struct timespec *ts);
 /* Put @ip's whole record in @t (the caller holds ip->lock): any deferred
  * attribute change goes with it. */
-void bfs_txn_put_inode(struct blk_txn *t, struct bfs_inode *ip);
+/* Put @ip's whole record in @t (the caller holds ip->lock), with a change
+ * mark for the next commit (bfs_txn_mark_changed). */
+void bfs_txn_put_inode(struct bfs *fs, struct blk_txn *t, struct bfs_inode *ip);
+/* Note in @t that inode @ino changed: a record in the changes family
+ * under a sequence number no other mark has, so that a commit deletes
+ * exactly the marks it read (fs/commit). */
+void bfs_txn_mark_changed(struct bfs *fs, struct blk_txn *t, uint64_t ino);
+
+/* upgrade.c: fs->change_seq from the marks on disk; the upgrade of a
+ * format 1 filesystem. 0 or -errno. */
+int bfs_load_change_seq(struct bfs *fs);
+int bfs_upgrade_v1(struct bfs *fs);
 /* Commit and free @t; a failure is logged. 0 or -errno. */
 int bfs_txn_commit(struct blk_txn *t, bool sync);
 /* bfs_txn_commit for a transaction that adds (@delta 1) or deletes (-1)

@@ -70,7 +70,7 @@ static int mkfs(struct bfs *fs)
 		bfs_inode_free(root);
 		return -ENOMEM;
 	}
-	bfs_txn_put_inode(t, root);
+	bfs_txn_put_inode(fs, t, root);
 	blk_put_le64(v, BFS_ROOT_INO + 1);
 	blk_txn_put(t, BFS_CF_META, "next_ino", 8, v, 8);
 	blk_put_le64(v, BFS_FORMAT_VERSION);
@@ -229,11 +229,21 @@ static int load_format(struct bfs *fs, const char *path, char *err,
 		       size_t errlen)
 {
 	uint64_t format = 0;
-	int ret = load_meta_u64(fs, "format", &format);
+	int ret = bfs_load_change_seq(fs);
 
+	if (!ret)
+		ret = load_meta_u64(fs, "format", &format);
 	if (ret == -ENOENT && !fs->cfg.read_only) {
 		ret = mkfs(fs);
 		format = BFS_FORMAT_VERSION;
+	}
+	/* Format 1 (before issue 23) lacks what commits need: added in
+	 * place; a read-only mount reads it as it is. */
+	if (!ret && format == 1) {
+		if (!fs->cfg.read_only)
+			ret = bfs_upgrade_v1(fs);
+		if (!ret)
+			format = BFS_FORMAT_VERSION;
 	}
 	if (ret || format != BFS_FORMAT_VERSION) {
 		snprintf(

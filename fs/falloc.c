@@ -355,7 +355,7 @@ static int punch(struct bfs *fs, struct bfs_inode *ip, uint64_t off,
 		    (uint64_t)((int64_t)ip->rec.stored + stored_delta);
 		bfs_now(&ip->rec.mtime);
 		ip->rec.ctime = ip->rec.mtime;
-		bfs_txn_put_inode(t, ip);
+		bfs_txn_put_inode(fs, t, ip);
 		ret = blk_txn_commit(t, false);
 		if (ret) {
 			/* The buffered bytes of the range are gone; the

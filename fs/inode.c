@@ -3,6 +3,7 @@
 #include "fs/bfs-int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,20 @@ void bfs_now(struct timespec *ts)
 
 /* ---- records ---------------------------------------------------------- */
 
+void bfs_txn_mark_changed(struct bfs *fs, struct blk_txn *t, uint64_t ino)
+{
+	uint8_t key[8], val[8];
+
+	blk_put_be64(key, atomic_fetch_add(&fs->change_seq, 1));
+	blk_put_le64(val, ino);
+	blk_txn_put(t, BFS_CF_CHANGES, key, 8, val, 8);
+}
+
 /* Put @ip's whole record in @t (the caller holds ip->lock): any deferred
- * attribute change goes with it. */
-void bfs_txn_put_inode(struct blk_txn *t, struct bfs_inode *ip)
+ * attribute change goes with it. Every change of an inode's records
+ * (extents, xattrs, entries of a directory) rewrites its record (times),
+ * so this is where a change is marked for the next commit. */
+void bfs_txn_put_inode(struct bfs *fs, struct blk_txn *t, struct bfs_inode *ip)
 {
 	uint8_t key[8], val[BFS_INODE_REC_LEN + BFS_SYMLINK_MAX];
 	size_t tlen = ip->target ? strlen(ip->target) : 0;
@@ -28,6 +40,7 @@ void bfs_txn_put_inode(struct blk_txn *t, struct bfs_inode *ip)
 	bfs_ino_key(key, ip->ino);
 	blk_txn_put(t, BFS_CF_INODES, key, 8, val,
 		    bfs_inode_encode(&ip->rec, ip->target, tlen, val));
+	bfs_txn_mark_changed(fs, t, ip->ino);
 }
 
 void bfs_orphan_key(char *key, uint64_t ino)
@@ -213,7 +226,7 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 		struct blk_txn *t = blk_txn_new(fs->store);
 		int ret = t ? 0 : -ENOMEM;
 		if (t) {
-			bfs_txn_put_inode(t, ip);
+			bfs_txn_put_inode(fs, t, ip);
 			ret = bfs_txn_commit(t, false);
 		}
 		if (ret) {
@@ -423,7 +436,7 @@ int bfs_write_attrs(struct bfs *fs)
 		for (size_t i = 0; i < n; i++) {
 			pthread_mutex_lock(&batch[i]->lock);
 			if (t && batch[i]->attr_dirty)
-				bfs_txn_put_inode(t, batch[i]);
+				bfs_txn_put_inode(fs, t, batch[i]);
 		}
 		if (t)
 			ret = blk_txn_commit(t, false);
@@ -533,7 +546,7 @@ int bfs_setattr(struct bfs *fs, struct bfs_inode *ip, const struct stat *st,
 	} else {
 		/* Acknowledged means committed: no later operation can
 		 * reach the store before this one (see BFS_SET_LAZY). */
-		bfs_txn_put_inode(t, ip);
+		bfs_txn_put_inode(fs, t, ip);
 		ret = blk_txn_commit(t, false);
 		if (ret && !sized) {
 			ip->rec = saved;
@@ -570,7 +583,7 @@ unsigned bfs_killpriv(struct bfs_inode *ip, const struct bfs_cred *c)
 /* Free an unlinked inode's data and records (it is out of the table). */
 int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip)
 {
-	uint8_t prefix[8], key[8];
+	uint8_t prefix[8], key[8], dkey[BFS_DAG_KEY_LEN];
 	char okey[32];
 	int ret = 0;
 
@@ -611,6 +624,7 @@ int bfs_purge_inode(struct bfs *fs, struct bfs_inode *ip)
 	if (had < 0 && had != -ENOENT && !ret)
 		ret = (int)had;
 	blk_txn_delete(t, BFS_CF_INODES, key, klen);
+	blk_txn_delete(t, BFS_CF_DAG, dkey, bfs_dag_key(dkey, ip->ino));
 	bfs_orphan_key(okey, ip->ino);
 	blk_txn_delete(t, BFS_CF_META, okey, strlen(okey));
 	if (ret) {

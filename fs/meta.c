@@ -9,7 +9,8 @@ int bfs_meta_register(struct blk_cf_registry *r)
 	static const char *const names[BFS_CF_COUNT] = {
 	    [BFS_CF_INODES] = "inodes",	  [BFS_CF_DIRENTS] = "dirents",
 	    [BFS_CF_EXTENTS] = "extents", [BFS_CF_XATTRS] = "xattrs",
-	    [BFS_CF_META] = "meta",
+	    [BFS_CF_META] = "meta",	  [BFS_CF_PARENTS] = "parents",
+	    [BFS_CF_CHANGES] = "changes", [BFS_CF_DAG] = "dag",
 	};
 
 	if (r->n) {
@@ -116,6 +117,22 @@ size_t bfs_xattr_key(uint8_t *key, uint64_t ino, const char *name, size_t nlen)
 	blk_put_be64(key, ino);
 	memcpy(key + 8, name, nlen);
 	return 8 + nlen;
+}
+
+size_t bfs_parent_key(uint8_t *key, uint64_t ino, uint64_t parent,
+		      const char *name, size_t nlen)
+{
+	blk_put_be64(key, ino);
+	blk_put_be64(key + 8, parent);
+	memcpy(key + 16, name, nlen);
+	return 16 + nlen;
+}
+
+size_t bfs_dag_key(uint8_t *key, uint64_t ino)
+{
+	key[0] = 'C';
+	blk_put_be64(key + 1, ino);
+	return BFS_DAG_KEY_LEN;
 }
 
 void bfs_dirent_encode(uint8_t *val, uint64_t ino, uint8_t dtype)

@@ -14,6 +14,14 @@
  *            -> value
  *   meta     ascii key
  *            -> value (format, next inode, orphans)
+ *   parents  ino(be64) parent(be64) name
+ *            -> "" : each directory entry seen from its inode, so that
+ *               a commit finds the directories above a changed inode
+ *   changes  seq(be64)
+ *            -> ino(le64): the inode changed since the last commit,
+ *               written in the batch of the change (bfs_txn_put_inode)
+ *   dag      records of fs/commit (fs/commit/cache.h): what the last
+ *            commit made of each inode, and the last head
  *
  * Big-endian numbers in keys keep RocksDB's byte order equal to numeric
  * order, so a prefix scan lists a directory or walks a file's extents in
@@ -39,6 +47,9 @@ enum {
 	BFS_CF_EXTENTS,
 	BFS_CF_XATTRS,
 	BFS_CF_META,
+	BFS_CF_PARENTS,
+	BFS_CF_CHANGES,
+	BFS_CF_DAG,
 	BFS_CF_COUNT,
 };
 
@@ -46,7 +57,9 @@ enum {
  * -EINVAL, also kept in @r->err): 0 or the error of blk_cf_register. */
 int bfs_meta_register(struct blk_cf_registry *r);
 
-#define BFS_FORMAT_VERSION 1
+/* 2: the parents, changes and dag families (issue 23); a version 1
+ * filesystem is upgraded in place at open (fs/bfs.c). */
+#define BFS_FORMAT_VERSION 2
 #define BFS_ROOT_INO 1
 #define BFS_NAME_MAX 255
 /* meta key: how many inode records there are (le64), written with every
@@ -84,6 +97,13 @@ size_t bfs_dirent_key(uint8_t *key, uint64_t parent, const char *name,
 size_t bfs_extent_key(uint8_t *key, uint64_t ino, uint64_t off);
 size_t bfs_xattr_key(uint8_t *key, uint64_t ino, const char *name,
 		     size_t nlen); /* key: 8 + 256 bytes */
+size_t bfs_parent_key(uint8_t *key, uint64_t ino, uint64_t parent,
+		      const char *name, size_t nlen); /* 16 + BFS_NAME_MAX */
+#define BFS_PARENT_KEY_MAX (16 + BFS_NAME_MAX)
+/* The dag family's per-inode record key ('C' ino(be64)); its value is
+ * fs/commit's (cache.h). The core only deletes it with the inode. */
+#define BFS_DAG_KEY_LEN 9
+size_t bfs_dag_key(uint8_t *key, uint64_t ino);
 
 /* Directory entry value: ino + d_type. */
 #define BFS_DIRENT_VAL_LEN 9

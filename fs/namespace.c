@@ -26,6 +26,21 @@ static int dir_lookup(struct bfs *fs, uint64_t parent, const char *name,
 	return bfs_dirent_decode(val, (size_t)r, ino, dtype);
 }
 
+/* The parents record of @ino's entry @parent/@name: put, or deleted. */
+static void txn_parent(struct blk_txn *t, uint64_t ino, uint64_t parent,
+		       const char *name, bool put)
+{
+	uint8_t key[BFS_PARENT_KEY_MAX];
+	size_t klen = bfs_parent_key(key, ino, parent, name, strlen(name));
+
+	if (put)
+		blk_txn_put(t, BFS_CF_PARENTS, key, klen, "", 0);
+	else
+		blk_txn_delete(t, BFS_CF_PARENTS, key, klen);
+}
+
+/* Put the entry @parent/@name -> @ip, and its parents record. An entry
+ * it replaces is the caller's to unparent (txn_parent). */
 static void txn_put_dirent(struct blk_txn *t, uint64_t parent, const char *name,
 			   struct bfs_inode *ip)
 {
@@ -35,14 +50,19 @@ static void txn_put_dirent(struct blk_txn *t, uint64_t parent, const char *name,
 	blk_txn_put(t, BFS_CF_DIRENTS, key,
 		    bfs_dirent_key(key, parent, name, strlen(name)), val,
 		    sizeof(val));
+	txn_parent(t, ip->ino, parent, name, true);
 }
 
-static void txn_del_dirent(struct blk_txn *t, uint64_t parent, const char *name)
+/* Delete the entry @parent/@name, which names @ino, and its parents
+ * record. */
+static void txn_del_dirent(struct blk_txn *t, uint64_t parent, const char *name,
+			   uint64_t ino)
 {
 	uint8_t key[8 + BFS_NAME_MAX];
 
 	blk_txn_delete(t, BFS_CF_DIRENTS, key,
 		       bfs_dirent_key(key, parent, name, strlen(name)));
+	txn_parent(t, ino, parent, name, false);
 }
 
 int bfs_lookup(struct bfs *fs, uint64_t parent, const char *name,
@@ -185,12 +205,12 @@ int bfs_mknod(struct bfs *fs, uint64_t parent, const char *name, mode_t mode,
 		pthread_mutex_unlock(&dp->lock);
 		goto out;
 	}
-	bfs_txn_put_inode(t, ip);
+	bfs_txn_put_inode(fs, t, ip);
 	txn_put_dirent(t, parent, name, ip);
 	touch_dir(dp, &ts);
 	if (S_ISDIR(ip->rec.mode))
 		dp->rec.nlink++;
-	bfs_txn_put_inode(t, dp);
+	bfs_txn_put_inode(fs, t, dp);
 	ret = bfs_txn_commit_counted(fs, t, 1);
 	t = NULL;
 	if (ret && S_ISDIR(ip->rec.mode))
@@ -249,11 +269,11 @@ int bfs_link(struct bfs *fs, uint64_t ino, uint64_t parent, const char *name,
 	txn_put_dirent(t, parent, name, ip);
 	pthread_mutex_lock(&dp->lock);
 	touch_dir(dp, &ts);
-	bfs_txn_put_inode(t, dp);
+	bfs_txn_put_inode(fs, t, dp);
 	pthread_mutex_lock(&ip->lock);
 	ip->rec.nlink++;
 	ip->rec.ctime = ts;
-	bfs_txn_put_inode(t, ip);
+	bfs_txn_put_inode(fs, t, ip);
 	ret = bfs_txn_commit(t, false);
 	if (ret)
 		ip->rec.nlink--;
@@ -296,15 +316,15 @@ static int can_remove(struct bfs *fs, struct bfs_inode *ip, bool dir)
 }
 
 /* Drop one name of @ip in @t (the caller holds ns_lock and ip->lock). */
-static void txn_drop_link(struct blk_txn *t, struct bfs_inode *ip,
-			  const struct timespec *ts)
+static void txn_drop_link(struct bfs *fs, struct blk_txn *t,
+			  struct bfs_inode *ip, const struct timespec *ts)
 {
 	if (S_ISDIR(ip->rec.mode))
 		ip->rec.nlink = 0;
 	else if (ip->rec.nlink)
 		ip->rec.nlink--;
 	ip->rec.ctime = *ts;
-	bfs_txn_put_inode(t, ip);
+	bfs_txn_put_inode(fs, t, ip);
 	if (ip->rec.nlink == 0) {
 		char key[32];
 		bfs_orphan_key(key, ip->ino);
@@ -333,15 +353,15 @@ int bfs_unlink(struct bfs *fs, uint64_t parent, const char *name, bool dir)
 		goto out;
 	if ((ret = can_remove(fs, ip, dir)) || (ret = ns_txn(fs, &t, &ts)))
 		goto out;
-	txn_del_dirent(t, parent, name);
+	txn_del_dirent(t, parent, name, ip->ino);
 	pthread_mutex_lock(&dp->lock);
 	touch_dir(dp, &ts);
 	if (dir)
 		dp->rec.nlink--;
-	bfs_txn_put_inode(t, dp);
+	bfs_txn_put_inode(fs, t, dp);
 	pthread_mutex_lock(&ip->lock);
 	struct bfs_inode_rec saved = ip->rec;
-	txn_drop_link(t, ip, &ts);
+	txn_drop_link(fs, t, ip, &ts);
 	ret = bfs_txn_commit(t, false);
 	if (ret) {
 		ip->rec = saved;
@@ -448,7 +468,7 @@ static void rename_unlock(struct rename_set *rs, int ret)
 }
 
 /* The changes of a rename in @t, its inodes locked. */
-static void rename_txn(struct blk_txn *t, struct rename_set *rs,
+static void rename_txn(struct bfs *fs, struct blk_txn *t, struct rename_set *rs,
 		       uint64_t parent, const char *name, uint64_t newparent,
 		       const char *newname, unsigned flags,
 		       const struct timespec *ts)
@@ -459,6 +479,8 @@ static void rename_txn(struct blk_txn *t, struct rename_set *rs,
 	bool ddir = dip && S_ISDIR(dip->rec.mode);
 
 	if (flags & RENAME_EXCHANGE) {
+		txn_parent(t, sip->ino, parent, name, false);
+		txn_parent(t, dip->ino, newparent, newname, false);
 		txn_put_dirent(t, parent, name, dip);
 		txn_put_dirent(t, newparent, newname, sip);
 		if (sdp != ddp && sdir != ddir) {
@@ -468,14 +490,16 @@ static void rename_txn(struct blk_txn *t, struct rename_set *rs,
 			to->rec.nlink++;
 		}
 		dip->rec.ctime = *ts;
-		bfs_txn_put_inode(t, dip);
+		bfs_txn_put_inode(fs, t, dip);
 	} else {
-		txn_del_dirent(t, parent, name);
+		txn_del_dirent(t, parent, name, sip->ino);
+		if (dip)
+			txn_parent(t, dip->ino, newparent, newname, false);
 		txn_put_dirent(t, newparent, newname, sip);
 		if (dip) {
 			if (ddir)
 				ddp->rec.nlink--;
-			txn_drop_link(t, dip, ts);
+			txn_drop_link(fs, t, dip, ts);
 		}
 		if (sdir && sdp != ddp) {
 			sdp->rec.nlink--;
@@ -483,12 +507,12 @@ static void rename_txn(struct blk_txn *t, struct rename_set *rs,
 		}
 	}
 	sip->rec.ctime = *ts;
-	bfs_txn_put_inode(t, sip);
+	bfs_txn_put_inode(fs, t, sip);
 	touch_dir(sdp, ts);
-	bfs_txn_put_inode(t, sdp);
+	bfs_txn_put_inode(fs, t, sdp);
 	if (ddp != sdp) {
 		touch_dir(ddp, ts);
-		bfs_txn_put_inode(t, ddp);
+		bfs_txn_put_inode(fs, t, ddp);
 	}
 }
 
@@ -554,7 +578,7 @@ int bfs_rename(struct bfs *fs, uint64_t parent, const char *name,
 		ret = 0; /* the same file under both names: nothing to do */
 	else if (!ret && !(ret = ns_txn(fs, &t, &ts))) {
 		rename_lock(&rs);
-		rename_txn(t, &rs, parent, name, newparent, newname, flags,
+		rename_txn(fs, t, &rs, parent, name, newparent, newname, flags,
 			   &ts);
 		ret = bfs_txn_commit(t, false);
 		rename_unlock(&rs, ret);

@@ -532,7 +532,7 @@ static int flush_commit(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 	if (!ret) {
 		ip->rec.stored =
 		    (uint64_t)((int64_t)ip->rec.stored + stored_delta);
-		bfs_txn_put_inode(t, ip);
+		bfs_txn_put_inode(fs, t, ip);
 		ret = blk_txn_commit(t, false);
 		if (!ret && fs->peers)
 			cl_engine_kick(fs->peers);

@@ -85,7 +85,7 @@ static int xattr_change(struct bfs *fs, struct bfs_inode *ip, const char *name,
 		else
 			blk_txn_put(t, BFS_CF_XATTRS, key, klen, value, size);
 		bfs_now(&ip->rec.ctime);
-		bfs_txn_put_inode(t, ip);
+		bfs_txn_put_inode(fs, t, ip);
 		ret = blk_txn_commit(t, false);
 	}
 	pthread_mutex_unlock(&ip->lock);
@@ -153,7 +153,7 @@ static int acl_set(struct bfs *fs, struct bfs_inode *ip, int ns,
 	else
 		blk_txn_delete(t, BFS_CF_XATTRS, key, klen);
 	bfs_now(&ip->rec.ctime);
-	bfs_txn_put_inode(t, ip);
+	bfs_txn_put_inode(fs, t, ip);
 	ret = blk_txn_commit(t, false);
 	if (ret) { /* nothing changed: neither the mode nor the ACL */
 		ip->rec = saved;
