@@ -3,7 +3,7 @@
 # the layout the README describes stays true:
 #   blocks/base  <- blocks (cid, cdc) <- blocks/db <- blocks/store
 #                <- blocks/dag <- ec <- net/wire <- net/server, net/client
-#                <- net/cluster <- fs (the core) <- fs/cmd
+#                <- net/cluster <- fs (the core) <- fs/commit <- fs/cmd
 # A file may include its own part and any part below it; net/server and
 # net/client do not include each other; tests/ may include anything.
 # Also checks that no meson library below fs/ names libfuse.
@@ -39,6 +39,7 @@ part_of() {
 	net/cluster/*) echo net/cluster ;;
 	net/*) echo net ;;
 	fs/cmd/*) echo fs/cmd ;;
+	fs/commit/*) echo fs/commit ;;
 	fs/*) echo fs ;;
 	*) echo other ;;
 	esac
@@ -60,7 +61,8 @@ allowed() {
 		echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client" ;;
 	net) echo "blocks/base blocks blocks/dag ec net/wire net/server net/client net/cluster" ;;
 	fs) echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client net/cluster" ;;
-	fs/cmd) echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client net/cluster fs" ;;
+	fs/commit) echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client net/cluster fs" ;;
+	fs/cmd) echo "blocks/base blocks blocks/db blocks/store blocks/dag ec net/wire net/server net/client net/cluster fs fs/commit" ;;
 	*) echo ANY ;;
 	esac
 }
