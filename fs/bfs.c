@@ -45,6 +45,17 @@ void bfs_set_engine(struct bfs *fs, struct cl_engine *peers)
 	fs->peers = peers;
 }
 
+void bfs_set_commit_hook(struct bfs *fs, int (*fn)(void *arg), void *arg)
+{
+	fs->commit_fn = fn;
+	fs->commit_arg = arg;
+}
+
+int bfs_commit_request(struct bfs *fs)
+{
+	return fs->commit_fn ? fs->commit_fn(fs->commit_arg) : -EOPNOTSUPP;
+}
+
 /* Create the root directory and format record of a new filesystem. */
 static int mkfs(struct bfs *fs)
 {

@@ -90,6 +90,12 @@ int bfs_sync_all(struct bfs *fs);
  * read-only). NULL detaches. Not while requests run; @peers must stay
  * open until it is detached. */
 void bfs_set_engine(struct bfs *fs, struct cl_engine *peers);
+/* What 'blockfs commit' (BFS_IOC_COMMIT) calls: the mount's commit
+ * (fs/commit/commit.h), set before the mount serves and cleared (NULL)
+ * before it stops; bfs_commit_request returns its result, or
+ * -EOPNOTSUPP while none is set (a read-only mount). */
+void bfs_set_commit_hook(struct bfs *fs, int (*fn)(void *arg), void *arg);
+int bfs_commit_request(struct bfs *fs);
 struct blk_db *bfs_db(struct bfs *fs);
 struct blk_store *bfs_store(struct bfs *fs);
 /* The handles of the node's other families in bfs_db: the fragment store's

@@ -1,0 +1,202 @@
+/* The mount's commits: the filesystem key, the check of the cluster's
+ * heads against this node's metadata and the writer lease, the commit
+ * object (fs/commit/commit.h) while the mount serves, and the last
+ * commit at unmount. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "blocks/base/log.h"
+#include "fs/cmd/cmd.h"
+#include "fs/cmd/mount-run.h"
+#include "net/server/heads.h"
+
+#define COMMIT_INTERVAL_DEFAULT_S 5
+#define LEASE_DEFAULT_S 60
+
+/* The key's file: -o fs_key, else NODE_DIR/filesystem.key, else the one
+ * beside NODE_DIR (where 'blockfs cluster create' leaves it). */
+static void key_path(struct mount_run *r, char *path, size_t len)
+{
+	char dir[PATH_MAX];
+
+	if (r->mc.fs_key[0]) {
+		snprintf(path, len, "%s", r->mc.fs_key);
+		return;
+	}
+	snprintf(path, len, "%s/filesystem.key", r->node_dir);
+	if (access(path, F_OK) == 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s", r->node_dir);
+	snprintf(path, len, "%s/filesystem.key", dirname(dir));
+}
+
+static void say_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* Whether this mount may write on what the check found: 0, or -errno
+ * with the reason and what to do in r->err. */
+static int may_write(struct mount_run *r, const struct bfs_commit_state *st,
+		     const uint8_t *writer)
+{
+	char when[64];
+
+	if (!st->nodes_have)
+		return 0; /* a new filesystem: this mount's first head */
+	if (!st->local_have) {
+		snprintf(r->err, sizeof(r->err),
+			 "the cluster holds this filesystem up to head %llu, "
+			 "but %s holds no metadata of it (a new machine, or a "
+			 "lost disk): mount with -o recover to rebuild it from "
+			 "the cluster",
+			 (unsigned long long)st->latest.seq, r->node_dir);
+		return -ESTALE;
+	}
+	if (!st->same && st->latest.seq > st->local.seq) {
+		snprintf(r->err, sizeof(r->err),
+			 "the cluster holds this filesystem up to head %llu, "
+			 "newer than head %llu that %s holds (another node "
+			 "wrote since): mount with -o recover to rebuild it "
+			 "from the cluster",
+			 (unsigned long long)st->latest.seq,
+			 (unsigned long long)st->local.seq, r->node_dir);
+		return -ESTALE;
+	}
+	if (memcmp(st->latest.writer, writer, 32)) {
+		uint64_t now = (uint64_t)time(NULL) * 1000000000u;
+
+		say_time(st->latest.lease_ns, when, sizeof(when));
+		snprintf(r->err, sizeof(r->err),
+			 now < st->latest.lease_ns
+			     ? "another node holds this filesystem's writer "
+			       "lease until %s: mount it read-only (-o ro), or "
+			       "wait and mount with -o takeover"
+			     : "another node wrote this filesystem last (its "
+			       "lease ended %s): mount with -o takeover to "
+			       "become its writer",
+			 when);
+		return -EACCES;
+	}
+	return 0;
+}
+
+static int commit_hook(void *arg)
+{
+	return bfs_commit_now(arg);
+}
+
+int mount_commit_start(struct mount_run *r)
+{
+	struct bfs_commit_config *cc = &r->commit_cfg;
+	struct bfs_commit_state st;
+	char path[PATH_MAX + 32];
+	int ret;
+
+	if (r->mc.fs.read_only)
+		return 0;
+	if (!r->cl->has_fs) {
+		blk_log_warn("the cluster file has no [filesystem] section (a "
+			     "cluster made before signed heads): this mount "
+			     "makes no commits, so the filesystem cannot be "
+			     "recovered from the cluster");
+		return 0;
+	}
+	key_path(r, path, sizeof(path));
+	ret = cl_fs_key_load(path, r->cl, r->fs_sk, r->err, sizeof(r->err));
+	if (ret) {
+		size_t n = strlen(r->err);
+		snprintf(r->err + n, sizeof(r->err) - n,
+			 " (a writer signs its commits with it: give it with "
+			 "-o fs_key=FILE, or mount read-only)");
+		return ret;
+	}
+	if (!zmq_z85_decode(r->writer, r->pub)) {
+		snprintf(r->err, sizeof(r->err), "bad node key in %s",
+			 r->node_dir);
+		return -EINVAL;
+	}
+	if (!r->peers) {
+		int cf = blk_db_cf_find(bfs_db(r->fs), NET_HEADS_CF);
+
+		ret = cf < 0 ? cf
+			     : net_heads_open(bfs_db(r->fs), (unsigned)cf,
+					      r->cl->fs_id,
+					      r->cl->fs_public_key, &r->heads);
+		if (ret) {
+			snprintf(r->err, sizeof(r->err),
+				 "cannot open the node's heads: %s",
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	*cc = (struct bfs_commit_config){
+	    .fs = r->fs,
+	    .engine = r->peers,
+	    .heads = r->heads,
+	    .cluster = r->cl,
+	    .self = r->self_index,
+	    .fs_sk = r->fs_sk,
+	    .writer = r->writer,
+	    .interval_ms = (unsigned)(r->mc.commit_interval_s < 0
+					  ? COMMIT_INTERVAL_DEFAULT_S
+					  : r->mc.commit_interval_s) *
+			   1000u,
+	    .lease_ms =
+		(r->mc.lease_s ? r->mc.lease_s : LEASE_DEFAULT_S) * 1000u,
+	    .verbose = r->mc.mo.debug || getenv("BLOCKFS_COMMIT_LOG"),
+	};
+	ret = bfs_commit_check(cc, &st);
+	if (ret == -EIO) {
+		snprintf(r->err, sizeof(r->err),
+			 "no node of the cluster answered for the "
+			 "filesystem's heads: a writer needs them (start the "
+			 "nodes, or mount read-only)");
+		return ret;
+	}
+	if (!ret)
+		ret = may_write(r, &st, r->writer);
+	if (!ret)
+		ret = bfs_commit_open(cc, &st, &r->commit);
+	if (ret) {
+		if (!r->err[0])
+			snprintf(r->err, sizeof(r->err),
+				 "cannot start commits: %s", strerror(-ret));
+		return ret;
+	}
+	bfs_set_commit_hook(r->fs, commit_hook, r->commit);
+	return 0;
+}
+
+int mount_commit_stop(struct mount_run *r)
+{
+	int ret = 0;
+
+	if (r->commit) {
+		bfs_set_commit_hook(r->fs, NULL, NULL);
+		ret = bfs_sync_all(r->fs);
+		if (!ret)
+			ret = bfs_commit_now(r->commit);
+		if (ret)
+			cmd_err("the last commit at unmount failed (%s): what "
+				"changed since head %llu is on this node only",
+				strerror(-ret),
+				(unsigned long long)bfs_commit_seq(r->commit));
+		bfs_commit_close(r->commit);
+		r->commit = NULL;
+	}
+	net_heads_close(r->heads);
+	r->heads = NULL;
+	return ret;
+}
