@@ -255,7 +255,7 @@ struct bfs {
 	struct cl_engine *peers; /* NULL: a single node */
 	/* bfs_set_commit_hook: set before serving, cleared before stopping
 	 * (no lock: no request runs at either time). */
-	int (*commit_fn)(void *arg);
+	int (*commit_fn)(void *arg, struct bfs_commit_info *out);
 	void *commit_arg;
 	uint64_t max_extent; /* longest extent any mount of this fs wrote */
 

@@ -45,15 +45,17 @@ void bfs_set_engine(struct bfs *fs, struct cl_engine *peers)
 	fs->peers = peers;
 }
 
-void bfs_set_commit_hook(struct bfs *fs, int (*fn)(void *arg), void *arg)
+void bfs_set_commit_hook(struct bfs *fs,
+			 int (*fn)(void *arg, struct bfs_commit_info *out),
+			 void *arg)
 {
 	fs->commit_fn = fn;
 	fs->commit_arg = arg;
 }
 
-int bfs_commit_request(struct bfs *fs)
+int bfs_commit_request(struct bfs *fs, struct bfs_commit_info *out)
 {
-	return fs->commit_fn ? fs->commit_fn(fs->commit_arg) : -EOPNOTSUPP;
+	return fs->commit_fn ? fs->commit_fn(fs->commit_arg, out) : -EOPNOTSUPP;
 }
 
 /* Create the root directory and format record of a new filesystem. */

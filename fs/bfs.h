@@ -94,8 +94,18 @@ void bfs_set_engine(struct bfs *fs, struct cl_engine *peers);
  * (fs/commit/commit.h), set before the mount serves and cleared (NULL)
  * before it stops; bfs_commit_request returns its result, or
  * -EOPNOTSUPP while none is set (a read-only mount). */
-void bfs_set_commit_hook(struct bfs *fs, int (*fn)(void *arg), void *arg);
-int bfs_commit_request(struct bfs *fs);
+struct bfs_commit_info {
+	uint64_t seq;	/* the head's sequence number */
+	char root[80];	/* its root CID, text (NUL-terminated) */
+	char attrs[80]; /* its attribute block's CID */
+	/* What this commit encoded (0 when nothing changed): inodes, and
+	 * the blocks and bytes it wrote. */
+	uint64_t inodes, blocks, bytes;
+};
+void bfs_set_commit_hook(struct bfs *fs,
+			 int (*fn)(void *arg, struct bfs_commit_info *out),
+			 void *arg);
+int bfs_commit_request(struct bfs *fs, struct bfs_commit_info *out);
 struct blk_db *bfs_db(struct bfs *fs);
 struct blk_store *bfs_store(struct bfs *fs);
 /* The handles of the node's other families in bfs_db: the fragment store's

@@ -747,19 +747,23 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 	(void)fi;
 	(void)in_buf;
 	(void)in_bufsz;
-	(void)out_bufsz;
 	if ((cmd != BFS_IOC_SYNC && cmd != BFS_IOC_COMMIT) ||
 	    (flags & FUSE_IOCTL_UNRESTRICTED)) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
+	struct bfs_commit_info info = {0};
 	int ret;
 	if (cmd == BFS_IOC_COMMIT)
-		ret = bfs_commit_request(FS(req));
+		ret = out_bufsz < sizeof(info)
+			  ? -EINVAL
+			  : bfs_commit_request(FS(req), &info);
 	else /* read-only: nothing was written that could wait */
 		ret = ctx(req)->read_only ? 0 : bfs_sync_all(FS(req));
 	if (ret)
 		fuse_reply_err(req, -ret);
+	else if (cmd == BFS_IOC_COMMIT)
+		fuse_reply_ioctl(req, 0, &info, sizeof(info));
 	else
 		fuse_reply_ioctl(req, 0, NULL, 0);
 }

@@ -2,6 +2,8 @@
  * head now (the mount's BFS_IOC_COMMIT). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -10,7 +12,7 @@
 #include "fs/fuse.h"
 
 static const char commit_usage_text[] =
-    "Usage: blockfs commit MOUNTPOINT\n"
+    "Usage: blockfs commit [--json] MOUNTPOINT\n"
     "\n"
     "Commit everything written to the mount before the call into the\n"
     "filesystem's Merkle DAG and publish a signed head naming it on the\n"
@@ -20,7 +22,13 @@ static const char commit_usage_text[] =
     "Mounts commit by themselves every commit_interval seconds (default\n"
     "5) and at unmount.\n"
     "\n"
+    "It prints the head: its sequence number and root CID (the\n"
+    "snapshot's UnixFS root, which 'ipfs ls' lists).\n"
+    "\n"
     "Options:\n"
+    "      --json   print {\"seq\", \"root\", \"attrs\", \"inodes\",\n"
+    "               \"blocks\", \"bytes\"} instead (what this commit\n"
+    "               encoded: 0 when nothing had changed)\n"
     "  -h, --help   show this help\n"
     "\n"
     "Exit status: 0 published, 1 failed (the blocks did not reach their\n"
@@ -28,17 +36,27 @@ static const char commit_usage_text[] =
     "the filesystem, or the mount is read-only), 2 usage error.\n";
 
 static const struct option commit_longopts[] = {
+    {"json", no_argument, NULL, 'j'},
     CMD_OPT_HELP,
     {0},
 };
 
 static const struct cmd_spec commit_cmd =
-    CMD_SPEC("commit", "h", commit_longopts, commit_usage_text, 1,
+    CMD_SPEC("commit", "jh", commit_longopts, commit_usage_text, 1,
 	     "commit needs MOUNTPOINT");
+
+static int commit_opt(void *ctx, int c, const char *arg)
+{
+	(void)arg;
+	if (c == 'j')
+		*(bool *)ctx = true;
+	return CMD_CONTINUE;
+}
 
 int cmd_commit(int argc, char **argv)
 {
-	int st = cmd_parse(&commit_cmd, argc, argv, NULL, NULL);
+	bool json = false;
+	int st = cmd_parse(&commit_cmd, argc, argv, commit_opt, &json);
 
 	if (st != CMD_CONTINUE)
 		return st;
@@ -54,10 +72,24 @@ int cmd_commit(int argc, char **argv)
 		close(fd);
 		return 1;
 	}
-	int ret = ioctl(fd, BFS_IOC_COMMIT) ? errno : 0;
+	struct bfs_commit_info info = {0};
+	int ret = ioctl(fd, BFS_IOC_COMMIT, &info) ? errno : 0;
 	close(fd);
 	switch (ret) {
 	case 0:
+		info.root[sizeof(info.root) - 1] = '\0';
+		info.attrs[sizeof(info.attrs) - 1] = '\0';
+		if (json)
+			printf("{\"seq\": %llu, \"root\": \"%s\", "
+			       "\"attrs\": \"%s\", \"inodes\": %llu, "
+			       "\"blocks\": %llu, \"bytes\": %llu}\n",
+			       (unsigned long long)info.seq, info.root,
+			       info.attrs, (unsigned long long)info.inodes,
+			       (unsigned long long)info.blocks,
+			       (unsigned long long)info.bytes);
+		else if (info.seq)
+			printf("head %llu: root %s\n",
+			       (unsigned long long)info.seq, info.root);
 		return 0;
 	case ENOTTY:
 	case EINVAL:

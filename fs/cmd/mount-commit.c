@@ -55,6 +55,21 @@ static int may_write(struct mount_run *r, const struct bfs_commit_state *st,
 
 	if (!st->nodes_have)
 		return 0; /* a new filesystem: this mount's first head */
+	if (memcmp(st->latest.writer, writer, 32)) {
+		uint64_t now = (uint64_t)time(NULL) * 1000000000u;
+
+		say_time(st->latest.lease_ns, when, sizeof(when));
+		snprintf(r->err, sizeof(r->err),
+			 now < st->latest.lease_ns
+			     ? "another node holds this filesystem's writer "
+			       "lease until %s: mount it read-only (-o ro), or "
+			       "wait and mount with -o takeover"
+			     : "another node wrote this filesystem last (its "
+			       "lease ended %s): mount with -o takeover to "
+			       "become its writer",
+			 when);
+		return -EACCES;
+	}
 	if (!st->local_have) {
 		snprintf(r->err, sizeof(r->err),
 			 "the cluster holds this filesystem up to head %llu, "
@@ -74,27 +89,22 @@ static int may_write(struct mount_run *r, const struct bfs_commit_state *st,
 			 (unsigned long long)st->local.seq, r->node_dir);
 		return -ESTALE;
 	}
-	if (memcmp(st->latest.writer, writer, 32)) {
-		uint64_t now = (uint64_t)time(NULL) * 1000000000u;
-
-		say_time(st->latest.lease_ns, when, sizeof(when));
-		snprintf(r->err, sizeof(r->err),
-			 now < st->latest.lease_ns
-			     ? "another node holds this filesystem's writer "
-			       "lease until %s: mount it read-only (-o ro), or "
-			       "wait and mount with -o takeover"
-			     : "another node wrote this filesystem last (its "
-			       "lease ended %s): mount with -o takeover to "
-			       "become its writer",
-			 when);
-		return -EACCES;
-	}
 	return 0;
 }
 
-static int commit_hook(void *arg)
+static int commit_hook(void *arg, struct bfs_commit_info *out)
 {
-	return bfs_commit_now(arg);
+	struct blk_head h;
+	int ret = bfs_commit_now(arg);
+
+	if (!ret && bfs_commit_head(arg, &h)) {
+		bfs_commit_last_stats(arg, &out->inodes, &out->blocks,
+				      &out->bytes);
+		out->seq = h.seq;
+		blk_cid_to_string(&h.root, out->root);
+		blk_cid_to_string(&h.attrs, out->attrs);
+	}
+	return ret;
 }
 
 int mount_commit_start(struct mount_run *r)

@@ -55,6 +55,7 @@ struct bfs_commit {
 	uint8_t head_bytes[BLK_HEAD_MAX_BYTES];
 	size_t head_len;
 	bool fenced;
+	struct bfs_encode_result last; /* the last commit's encoding */
 	/* lock: the thread's controls */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -325,6 +326,7 @@ static int commit_once(struct bfs_commit *c)
 		return -EACCES;
 	}
 	ret = encode_durable(c, &res);
+	c->last = res;
 	if (ret) {
 		blk_log_err("commit: %s", strerror(-ret));
 		goto out;
@@ -363,6 +365,28 @@ out:
 int bfs_commit_now(struct bfs_commit *c)
 {
 	return commit_once(c);
+}
+
+void bfs_commit_last_stats(struct bfs_commit *c, uint64_t *inodes,
+			   uint64_t *blocks, uint64_t *bytes)
+{
+	pthread_mutex_lock(&c->run_lock);
+	*inodes = c->last.inodes;
+	*blocks = c->last.blocks;
+	*bytes = c->last.block_bytes;
+	pthread_mutex_unlock(&c->run_lock);
+}
+
+bool bfs_commit_head(struct bfs_commit *c, struct blk_head *out)
+{
+	bool have;
+
+	pthread_mutex_lock(&c->run_lock);
+	have = c->have_head;
+	if (have)
+		*out = c->head;
+	pthread_mutex_unlock(&c->run_lock);
+	return have;
 }
 
 uint64_t bfs_commit_seq(struct bfs_commit *c)

@@ -63,6 +63,13 @@ int bfs_commit_open(const struct bfs_commit_config *cfg,
  * publish, and says so in the log); -errno of the encoding. */
 int bfs_commit_now(struct bfs_commit *c);
 
+/* The last published head (false: none yet). */
+bool bfs_commit_head(struct bfs_commit *c, struct blk_head *out);
+
+/* What the last commit encoded (0s when it found nothing changed). */
+void bfs_commit_last_stats(struct bfs_commit *c, uint64_t *inodes,
+			   uint64_t *blocks, uint64_t *bytes);
+
 /* The last published head's sequence number (0: none yet). */
 uint64_t bfs_commit_seq(struct bfs_commit *c);
 
