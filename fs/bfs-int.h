@@ -256,6 +256,7 @@ struct bfs {
 	/* bfs_set_commit_hook: set before serving, cleared before stopping
 	 * (no lock: no request runs at either time). */
 	int (*commit_fn)(void *arg, struct bfs_commit_info *out);
+	bool pending; /* bfs_open_pending; set and cleared before serving */
 	void *commit_arg;
 	uint64_t max_extent; /* longest extent any mount of this fs wrote */
 

@@ -357,6 +357,45 @@ static int start_threads(struct bfs *fs)
 	return bfs_maint_start(fs);
 }
 
+/* What bfs_open does once the database is open: the format (made on an
+ * empty database), the counters, the recovery of a crash, the threads. */
+static int open_rest(struct bfs *fs, const char *path, char *err, size_t errlen)
+{
+	int ret = load_format(fs, path, err, errlen);
+
+	if (!ret)
+		ret = load_max_extent(fs);
+	if (!ret && (ret = load_inode_count(fs)))
+		snprintf(err, errlen, "cannot read the inode count: %s",
+			 strerror(-ret));
+	if (!ret)
+		ret = recover(fs, err, errlen);
+	if (!ret)
+		ret = start_threads(fs);
+	return ret;
+}
+
+bool bfs_open_pending(const struct bfs *fs)
+{
+	return fs->pending;
+}
+
+int bfs_open_finish(struct bfs *fs, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!fs->pending)
+		return 0;
+	snprintf(path, sizeof(path), "%s/db", fs->cfg.node_dir);
+	ret = open_rest(fs, path, err, errlen);
+	if (!ret)
+		fs->pending = false;
+	else if (err && !err[0])
+		snprintf(err, errlen, "%s", strerror(-ret));
+	return ret;
+}
+
 int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	     size_t errlen)
 {
@@ -382,17 +421,17 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 		blk_log_err("%s is full (%llu bytes free): mounting read-only; "
 			    "free space on it and mount again to write",
 			    fs->cfg.node_dir, (unsigned long long)avail);
+	if (!ret && cfg->defer_mkfs && !cfg->read_only) {
+		uint64_t format;
+
+		if (load_meta_u64(fs, "format", &format) == -ENOENT) {
+			fs->pending = true; /* bfs_open_finish does the rest */
+			*out = fs;
+			return 0;
+		}
+	}
 	if (!ret)
-		ret = load_format(fs, path, err, errlen);
-	if (!ret)
-		ret = load_max_extent(fs);
-	if (!ret && (ret = load_inode_count(fs)))
-		snprintf(err, errlen, "cannot read the inode count: %s",
-			 strerror(-ret));
-	if (!ret)
-		ret = recover(fs, err, errlen);
-	if (!ret)
-		ret = start_threads(fs);
+		ret = open_rest(fs, path, err, errlen);
 	if (ret)
 		goto fail;
 	*out = fs;
@@ -482,7 +521,7 @@ int bfs_close(struct bfs *fs)
 		}
 		free(fs->itab);
 	}
-	if (fs->db && !fs->cfg.read_only) {
+	if (fs->db && !fs->cfg.read_only && !fs->pending) {
 		int r = bfs_maint_final(fs);
 		ret = ret ? ret : r;
 	}

@@ -86,6 +86,22 @@ static bool set_lease(struct mount_cfg *mc, const char *val, uint64_t v)
 	return true;
 }
 
+static bool set_recover(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	(void)val;
+	(void)v;
+	mc->recover = true;
+	return true;
+}
+
+static bool set_takeover(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	(void)val;
+	(void)v;
+	mc->takeover = true;
+	return true;
+}
+
 static bool set_fs_key(struct mount_cfg *mc, const char *val, uint64_t v)
 {
 	(void)v;
@@ -209,6 +225,14 @@ const struct mount_opt mount_opts[] = {
 	     "(default: NODE_DIR/filesystem.key, else the one\n"
 	     "beside NODE_DIR, as 'cluster create' leaves it)",
      .valid = "/etc/blockfs/fs.key", .invalid = ""},
+    {"recover", MOPT_DAEMON, MOPT_FLAG, .set = set_recover,
+     .help = "rebuild this node's metadata from the cluster's\n"
+	     "latest head (the old database is kept aside as\n"
+	     "NODE_DIR/db.replaced-TIME): after a lost or\n"
+	     "damaged disk, or another node wrote since"},
+    {"takeover", MOPT_DAEMON, MOPT_FLAG, .set = set_takeover,
+     .help = "become the filesystem's writer once another\n"
+	     "node's lease has expired"},
     {"dirty_max", MOPT_DAEMON, MOPT_SIZE, .min = MIB, .max = UINT64_MAX,
      .set = set_dirty_max, .arg = "SIZE", .must = "a size, at least 1M",
      .help = "unchunked write data held in memory (default 32M)",
