@@ -447,8 +447,7 @@ int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid, const void *data,
 	return add_ref(t, cid, 1, data, len);
 }
 
-int blk_txn_ref_remote(struct blk_txn *t, const struct blk_cid *cid,
-		       size_t len)
+int blk_txn_ref_remote(struct blk_txn *t, const struct blk_cid *cid, size_t len)
 {
 	int ret;
 

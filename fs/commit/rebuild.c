@@ -36,6 +36,7 @@
  */
 
 #define BATCH_INOS 1024
+#define BATCH_RECORDS 8192 /* dirents of a batch, hard links included */
 #define EXTENTS_PER_TXN 4096
 #define ZERO_CACHE 4
 #define PATH_MAX_LEN 4096
@@ -76,6 +77,7 @@ struct rb {
 	struct bfs_rebuild_stats st;
 	struct blk_txn *t;
 	struct batch batch;
+	size_t pending; /* entries in @t */
 	struct job *jobs;
 	size_t njobs;
 	struct qdir *head, *tail;
@@ -84,7 +86,7 @@ struct rb {
 	pthread_mutex_t lock;
 	atomic_size_t next_job;
 	atomic_uint_fast64_t blocks, extents, holes, max_ext;
-	int err;
+	atomic_int err; /* the first error (its message in @msg) */
 	char *msg;
 	size_t msglen;
 };
@@ -433,6 +435,7 @@ static int flush(struct rb *r)
 		return fail(r, ret, "cannot write the records: %s",
 			    strerror(-ret));
 	memset(&r->batch, 0, sizeof(r->batch));
+	r->pending = 0;
 	return 0;
 }
 
@@ -548,6 +551,7 @@ static int add_entry(struct rb *r, uint64_t parent, const char *dpath,
 				   e->name_len),
 		    "", 0);
 	r->st.entries++;
+	r->pending++;
 	ret = known(r, e->ino, &seen);
 	if (ret < 0) {
 		fail(r, ret, "%s: cannot read inode %llu: %s", path,
@@ -633,7 +637,9 @@ static int read_dir(struct rb *r, struct qdir *q)
 	while ((ret = blk_attrs_rd_next(rd, part_fetch, r, &e)) == 1) {
 		if ((ret = add_entry(r, q->ino, q->path, &e, &unixfs)))
 			goto out;
-		if (r->batch.n + r->njobs >= BATCH_INOS && (ret = flush(r)))
+		if ((r->batch.n + r->njobs >= BATCH_INOS ||
+		     r->pending >= BATCH_RECORDS) &&
+		    (ret = flush(r)))
 			goto out;
 	}
 	if (ret) {
