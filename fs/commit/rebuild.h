@@ -63,7 +63,9 @@ struct bfs_rebuild_ops {
  *    extent's block is referenced in the store without its bytes
  *    (blk_txn_ref_remote: marked evicted, as a block peers hold), so the
  *    read path fetches it from the cluster (fs/read.c fetch_block) and
- *    keeps it (blk_store_fill).
+ *    keeps it (blk_store_fill). Extents are written unforced (a
+ *    content-defined end, BFS_EXTENT_FORCED clear): the DAG does not
+ *    say which ends were forced.
  * The root block's "self" becomes inode BFS_ROOT_INO; an entry with that
  * ino is refused.
  * Last, in one batch: the meta records ("next_ino" = the largest ino + 1,
