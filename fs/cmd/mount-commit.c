@@ -15,6 +15,9 @@
 #include "blocks/base/log.h"
 #include "fs/cmd/cmd.h"
 #include "fs/cmd/mount-run.h"
+#include "fs/cmd/progress.h"
+#include "fs/commit/rebuild.h"
+#include "net/cluster/engine.h"
 #include "net/server/heads.h"
 
 #define COMMIT_INTERVAL_DEFAULT_S 5
@@ -46,49 +49,140 @@ static void say_time(uint64_t ns, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-/* Whether this mount may write on what the check found: 0, or -errno
- * with the reason and what to do in r->err. */
-static int may_write(struct mount_run *r, const struct bfs_commit_state *st,
-		     const uint8_t *writer)
+/* The writer lease: 0 when this mount may write (no head yet, its own
+ * lease, or with -o takeover another node's that has expired), else
+ * -EACCES with the reason and what to do in r->err. */
+static int check_lease(struct mount_run *r, const struct bfs_commit_state *st)
 {
+	uint64_t now = (uint64_t)time(NULL) * 1000000000u;
 	char when[64];
 
-	if (!st->nodes_have)
-		return 0; /* a new filesystem: this mount's first head */
-	if (memcmp(st->latest.writer, writer, 32)) {
-		uint64_t now = (uint64_t)time(NULL) * 1000000000u;
-
-		say_time(st->latest.lease_ns, when, sizeof(when));
+	if (!st->nodes_have || !memcmp(st->latest.writer, r->writer, 32))
+		return 0;
+	say_time(st->latest.lease_ns, when, sizeof(when));
+	if (now < st->latest.lease_ns) {
 		snprintf(r->err, sizeof(r->err),
-			 now < st->latest.lease_ns
-			     ? "another node holds this filesystem's writer "
-			       "lease until %s: mount it read-only (-o ro), or "
-			       "wait and mount with -o takeover"
-			     : "another node wrote this filesystem last (its "
-			       "lease ended %s): mount with -o takeover to "
-			       "become its writer",
+			 "another node holds this filesystem's writer lease "
+			 "until %s: mount it read-only (-o ro), or wait and "
+			 "mount with -o takeover",
 			 when);
 		return -EACCES;
 	}
-	if (!st->local_have) {
+	if (!r->mc.takeover) {
 		snprintf(r->err, sizeof(r->err),
-			 "the cluster holds this filesystem up to head %llu, "
-			 "but %s holds no metadata of it (a new machine, or a "
-			 "lost disk): mount with -o recover to rebuild it from "
-			 "the cluster",
-			 (unsigned long long)st->latest.seq, r->node_dir);
-		return -ESTALE;
+			 "another node wrote this filesystem last (its lease "
+			 "ended %s): mount with -o takeover to become its "
+			 "writer",
+			 when);
+		return -EACCES;
 	}
-	if (!st->same && st->latest.seq > st->local.seq) {
+	blk_log_info("taking over the filesystem from the writer whose lease "
+		     "ended %s",
+		     when);
+	return 0;
+}
+
+/* This node's metadata against the cluster's latest head: 0 when the
+ * next commit may extend it, else -ESTALE with what to do in r->err. */
+static int check_local(struct mount_run *r, const struct bfs_commit_state *st)
+{
+	if (!st->nodes_have || st->same)
+		return 0;
+	if (!st->local_have || st->latest.seq > st->local.seq) {
 		snprintf(r->err, sizeof(r->err),
 			 "the cluster holds this filesystem up to head %llu, "
-			 "newer than head %llu that %s holds (another node "
-			 "wrote since): mount with -o recover to rebuild it "
+			 "but %s holds %s: mount with -o recover to rebuild it "
 			 "from the cluster",
-			 (unsigned long long)st->latest.seq,
-			 (unsigned long long)st->local.seq, r->node_dir);
+			 (unsigned long long)st->latest.seq, r->node_dir,
+			 st->local_have ? "an older head (another node wrote "
+					  "since)"
+					: "none of its metadata");
 		return -ESTALE;
 	}
+	return 0; /* ahead of the nodes: its next head tells them */
+}
+
+static int rebuild_fetch(void *ctx, const struct blk_cid *cid, void **data,
+			 size_t *len)
+{
+	return cl_engine_fetch(ctx, cid, data, len);
+}
+
+static int rebuild_progress(void *arg, const struct bfs_rebuild_stats *st)
+{
+	(void)arg;
+	cmd_progress_draw(NULL, st->entries, 0, "rebuilding the metadata");
+	return 0;
+}
+
+/* A database with no filesystem: rebuilt from the cluster's latest head
+ * when there is one (a new machine, -o recover), else a new filesystem.
+ * Then the rest of the open. 0 or -errno (r->err). */
+static int settle_pending(struct mount_run *r, struct bfs_commit_state *st)
+{
+	struct bfs_rebuild_stats rs = {0};
+	struct bfs_rebuild_ops ops = {
+	    .fetch = rebuild_fetch,
+	    .ctx = r->peers,
+	    .progress = rebuild_progress,
+	    .threads = 8,
+	};
+	int ret;
+
+	if (!st->nodes_have || !r->peers) {
+		if (r->mc.recover) {
+			snprintf(
+			    r->err, sizeof(r->err),
+			    "no node of the cluster holds a head of this "
+			    "filesystem: there is nothing to recover from");
+			return -ENOENT;
+		}
+		return bfs_open_finish(r->fs, r->err, sizeof(r->err));
+	}
+	blk_log_info("rebuilding the metadata of %s from head %llu of the "
+		     "cluster",
+		     r->node_dir, (unsigned long long)st->latest.seq);
+	ret = bfs_rebuild(bfs_db(r->fs), bfs_store(r->fs), st->latest_rec,
+			  st->latest_len, &ops, &rs, r->err, sizeof(r->err));
+	cmd_progress_draw(NULL, 0, 0, NULL);
+	if (ret)
+		return ret;
+	blk_log_info(
+	    "rebuilt %llu directories, %llu entries, %llu files "
+	    "(%llu blocks fetched); file data comes from the "
+	    "cluster as it is read",
+	    (unsigned long long)rs.dirs, (unsigned long long)rs.entries,
+	    (unsigned long long)rs.files, (unsigned long long)rs.blocks);
+	ret = bfs_open_finish(r->fs, r->err, sizeof(r->err));
+	if (!ret) {
+		st->local_have = st->same = true;
+		st->local = st->latest;
+	}
+	return ret;
+}
+
+int mount_recover_prepare(struct mount_run *r)
+{
+	char db[PATH_MAX + 8], aside[PATH_MAX + 64], stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (!r->mc.recover)
+		return 0;
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(db, sizeof(db), "%s/db", r->node_dir);
+	snprintf(aside, sizeof(aside), "%s/db.replaced-%s", r->node_dir, stamp);
+	if (rename(db, aside)) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(r->err, sizeof(r->err),
+			 "-o recover: cannot move %s "
+			 "aside: %s",
+			 db, strerror(errno));
+		return -errno;
+	}
+	blk_log_info("-o recover: the old database is kept as %s", aside);
 	return 0;
 }
 
@@ -176,7 +270,11 @@ int mount_commit_start(struct mount_run *r)
 		return ret;
 	}
 	if (!ret)
-		ret = may_write(r, &st, r->writer);
+		ret = check_lease(r, &st);
+	if (!ret && bfs_open_pending(r->fs))
+		ret = settle_pending(r, &st);
+	else if (!ret)
+		ret = check_local(r, &st);
 	if (!ret)
 		ret = bfs_commit_open(cc, &st, &r->commit);
 	if (ret) {

@@ -27,8 +27,8 @@ struct mount_cfg {
 	 * filesystem key's file ("" while not given). */
 	int commit_interval_s;
 	unsigned lease_s; /* 0: default */
-	bool recover;	  /* -o recover: rebuild the metadata from the cluster */
-	bool takeover;	  /* -o takeover: after another writer's lease */
+	bool recover;  /* -o recover: rebuild the metadata from the cluster */
+	bool takeover; /* -o takeover: after another writer's lease */
 	char fs_key[PATH_MAX];
 	bool local_set;
 	struct bfs_mount_opts mo;

@@ -32,6 +32,11 @@ struct mount_run {
 	uint8_t writer[32]; /* this node's CURVE public key, raw */
 };
 
+/* -o recover: move NODE_DIR/db aside before the filesystem opens, so
+ * that it opens empty and is rebuilt from the cluster. 0 or -errno
+ * (r->err). */
+int mount_recover_prepare(struct mount_run *r);
+
 /* Start committing, once the filesystem and the engine are open: 0, or
  * -errno with the reason and what to do in r->err. Nothing on a
  * read-only mount. */

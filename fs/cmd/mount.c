@@ -336,6 +336,12 @@ static int mount_open(struct mount_run *r)
 	if (!mc->ec_min_set)
 		mc->ec_min = r->cl->ec_min;
 	mc->fs.newlog = clustered && !mc->fs.read_only;
+	/* A writer of a filesystem with heads may have to rebuild its
+	 * metadata from the cluster before it makes a new one. */
+	mc->fs.defer_mkfs = !mc->fs.read_only && r->cl->has_fs;
+	int rc = mount_recover_prepare(r);
+	if (rc)
+		return rc;
 	if (!clustered)
 		mc->fs.local_max = 0;
 

@@ -131,6 +131,8 @@ int bfs_commit_check(const struct bfs_commit_config *cfg,
 		if (!st->nodes_have || h.seq > st->latest.seq) {
 			st->nodes_have = true;
 			st->latest = h;
+			memcpy(st->latest_rec, buf, len);
+			st->latest_len = len;
 		}
 	}
 	if (!bfs_dag_head_get(bfs_db(cfg->fs), buf, sizeof(buf), &len) &&

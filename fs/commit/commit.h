@@ -33,8 +33,10 @@ struct bfs_commit_config {
 /* What the cluster holds for the filesystem, and what this node holds,
  * as the mount decides whether it may write (bfs_commit_check). */
 struct bfs_commit_state {
-	bool nodes_have;	 /* a valid head was found on the nodes */
-	struct blk_head latest;	 /* the highest valid one (nodes_have) */
+	bool nodes_have;	/* a valid head was found on the nodes */
+	struct blk_head latest; /* the highest valid one (nodes_have) */
+	uint8_t latest_rec[BLK_HEAD_MAX_BYTES]; /* its bytes */
+	size_t latest_len;
 	unsigned nodes_answered; /* nodes that answered */
 	bool local_have;	 /* this node's database names a head */
 	struct blk_head local;	 /* the one it names */
