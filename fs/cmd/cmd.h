@@ -67,3 +67,4 @@ int cmd_mount(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_commit(int argc, char **argv);

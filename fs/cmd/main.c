@@ -12,6 +12,7 @@ static const char main_usage[] =
     "\n"
     "Commands:\n"
     "  cluster create DIR --nodes N   create a local cluster\n"
+    "  commit MOUNTPOINT              commit the metadata, publish a head\n"
     "  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
     "  serve NODE_DIR                 run a storage node\n"
     "  status NODE_DIR                show what the node stores\n"
@@ -26,8 +27,8 @@ static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
 } commands[] = {
-    {"cluster", cmd_cluster}, {"mount", cmd_mount}, {"status", cmd_status},
-    {"serve", cmd_serve},     {"sync", cmd_sync},
+    {"cluster", cmd_cluster}, {"commit", cmd_commit}, {"mount", cmd_mount},
+    {"status", cmd_status},   {"serve", cmd_serve},   {"sync", cmd_sync},
 };
 
 int main(int argc, char **argv)

@@ -191,6 +191,11 @@ void cl_engine_throttle(struct cl_engine *p)
 	cl_uploader_throttle(p->up);
 }
 
+struct net_client *cl_engine_client(struct cl_engine *p)
+{
+	return p->cl;
+}
+
 int cl_engine_barrier(struct cl_engine *p)
 {
 	return cl_uploader_barrier(p->up);
