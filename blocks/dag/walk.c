@@ -172,6 +172,19 @@ static int walk_file_links(struct walk *w, const uint8_t *data, size_t len)
 	struct blk_pb_link l;
 	int ret = blk_pb_iter_init(&it, data, len, NULL);
 
+	if (!ret && w->cfg->prefetch) {
+		struct blk_cid ahead[BLK_DAG_FILE_FANOUT];
+		size_t n = 0;
+
+		while (n < BLK_DAG_FILE_FANOUT &&
+		       blk_pb_iter_next(&it, &l) == 1)
+			if (!(w->n && w->used[slot_of(w, &l.cid)]) &&
+			    !(l.has_tsize && zero_leaf(w, &l.cid, l.tsize)))
+				ahead[n++] = l.cid;
+		if (n)
+			w->cfg->prefetch(w->cfg->ctx, ahead, n);
+		ret = blk_pb_iter_init(&it, data, len, NULL);
+	}
 	while (!ret && blk_pb_iter_next(&it, &l) == 1)
 		ret = walk_node(w, &l.cid, l.has_tsize, l.tsize);
 	return ret;

@@ -50,7 +50,12 @@ struct blk_walk_config {
 	/* Called with every block, once (may be NULL). A non-zero return
 	 * stops the walk, which returns it. */
 	blk_dag_emit_fn visit;
-	void *ctx; /* of both */
+	/* Called (may be NULL) with the children of a file node about to be
+	 * fetched, those not seen yet and not hole leaves, at most
+	 * BLK_DAG_FILE_FANOUT: a fetch over the network asks for them
+	 * ahead. */
+	void (*prefetch)(void *ctx, const struct blk_cid *cids, size_t n);
+	void *ctx; /* of all three */
 };
 
 /* Walk the DAG under @root (a directory, a file node, a raw leaf or a

@@ -69,7 +69,19 @@ static struct blk_cid file(const struct blk_cid *leaves, const size_t *lens,
 	return root;
 }
 
-static struct blk_walk_config cfg = {memblocks_get, record, &mem};
+static size_t prefetched, prefetch_calls;
+
+static void count_prefetch(void *ctx, const struct blk_cid *cids, size_t n)
+{
+	(void)ctx, (void)cids;
+	prefetch_calls++;
+	prefetched += n;
+}
+
+static struct blk_walk_config cfg = {.fetch = memblocks_get,
+				     .visit = record,
+				     .prefetch = count_prefetch,
+				     .ctx = &mem};
 
 /* A tree: /a (file of 3 leaves, one a hole), /b (the same file: dedup),
  * /d/e (one-leaf file), /d/big (a HAMT of 4000 entries, each a one-leaf
@@ -135,6 +147,8 @@ static void test_tree(void)
 	nseen = 0;
 	mem.fetches = 0;
 	CHECK(blk_dag_walk(&cfg, &root, &st) == 0);
+	/* one file node: its 2 stored leaves asked ahead, not the hole */
+	CHECK(prefetch_calls == 1 && prefetched == 2);
 	CHECK(st.blocks == nseen && st.zeros == 1);
 	CHECK(nseen == mem.n + 1);
 	CHECK(seen_at(&lv[1]) >= 0);
@@ -232,7 +246,8 @@ static void test_errors(void)
 	blk_cid_compute(&c, BLK_CODEC_DAG_CBOR, "x", 1);
 	CHECK(blk_dag_walk(&cfg, &c, &st) == -EBADMSG);
 	/* a visit error is returned */
-	struct blk_walk_config v = {memblocks_get, fail_visit, &mem};
+	struct blk_walk_config v = {
+	    .fetch = memblocks_get, .visit = fail_visit, .ctx = &mem};
 	c = leaf(10, 77, true);
 	CHECK(blk_dag_walk(&v, &c, &st) == -EPIPE);
 	CHECK(blk_dag_walk(NULL, &c, &st) == -EINVAL);
