@@ -29,7 +29,10 @@ struct cl_engine_config {
 	const char *public_key; /* its CURVE key pair, Z85 */
 	const char *secret_key;
 	struct blk_db *db; /* the node's database */
-	/* The block store on @db, opened with newlog = true. */
+	/* The block store on @db, opened with newlog = true. Client only
+	 * (the export's, 'blockfs snapshot'): @db and @store NULL and
+	 * @serve false: no uploader, no server; fetch works, barriers
+	 * return 0 at once. */
 	struct blk_store *store;
 	unsigned frags_cf;    /* where this node's server keeps fragments */
 	unsigned repair_cf;   /* binary CID -> reason: blocks to repair */
@@ -112,6 +115,12 @@ void cl_engine_prefetch(struct cl_engine *p, const struct blk_cid *cids,
  * again next time, as the kernel's dropped caches would suggest. Any
  * thread. */
 void cl_engine_drop_taken(struct cl_engine *p);
+
+/* The client to every node (peer i is node i of the cluster file), for
+ * requests the engine does not make itself (heads: headset.h). Valid
+ * until cl_engine_close. Any thread. */
+struct net_client;
+struct net_client *cl_engine_client(struct cl_engine *p);
 
 /* Blocks queued for upload: how far the watermark lags the log's head.
  * Any thread; never waits. */
