@@ -1,0 +1,37 @@
+/* A node directory's read-only view of its cluster for the commands that
+ * read the filesystem's DAG without mounting it (export, snapshot): the
+ * cluster file, a client-only engine (net/cluster/engine.h: no server, no
+ * uploader) and the node's own store opened read-only, so that they work
+ * while a mount or a serve holds NODE_DIR. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "blocks/cid.h"
+#include "net/client/client.h"
+#include "net/cluster/config.h"
+
+struct cmd_remote {
+	struct cl_cluster *cl;
+	struct cl_engine *eng;
+	struct net_client *client; /* the engine's */
+	struct blk_db *db;	   /* NODE_DIR/db read-only, or NULL */
+	struct blk_store *store;   /* on it, or NULL */
+};
+
+/* Open @node_dir's view. 0, or 1 after printing why (the exit status). */
+int cmd_remote_open(const char *node_dir, struct cmd_remote *r);
+
+/* Close what open opened. */
+void cmd_remote_close(struct cmd_remote *r);
+
+/* blk_dag_fetch_fn over @ctx (a struct cmd_remote): the node's own store
+ * first (checked against @cid), then the cluster. 0, -EIO (no node gave
+ * the block), -ENOMEM. */
+int cmd_remote_fetch(void *ctx, const struct blk_cid *cid, void **data,
+		     size_t *len);
+
+/* Ask for blocks ahead of their fetch (cl_engine_prefetch). */
+void cmd_remote_prefetch(struct cmd_remote *r, const struct blk_cid *cids,
+			 size_t n);
