@@ -112,5 +112,26 @@ int cmd_remote_fetch(void *ctx, const struct blk_cid *cid, void **data,
 void cmd_remote_prefetch(struct cmd_remote *r, const struct blk_cid *cids,
 			 size_t n)
 {
-	cl_engine_prefetch(r->eng, cids, n);
+	struct blk_cid far[256];
+	size_t m = 0;
+
+	/* Only what the node's own store does not hold here. */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t refs;
+		uint32_t len;
+		bool local = false;
+
+		if (r->store &&
+		    blk_store_info(r->store, &cids[i], &refs, &len, &local) ==
+			0 &&
+		    local)
+			continue;
+		far[m++] = cids[i];
+		if (m == sizeof(far) / sizeof(far[0])) {
+			cl_engine_prefetch(r->eng, far, m);
+			m = 0;
+		}
+	}
+	if (m)
+		cl_engine_prefetch(r->eng, far, m);
 }

@@ -32,6 +32,7 @@ void cmd_remote_close(struct cmd_remote *r);
 int cmd_remote_fetch(void *ctx, const struct blk_cid *cid, void **data,
 		     size_t *len);
 
-/* Ask for blocks ahead of their fetch (cl_engine_prefetch). */
+/* Ask the cluster for blocks ahead of their fetch (cl_engine_prefetch),
+ * those whose bytes the node's own store does not hold. */
 void cmd_remote_prefetch(struct cmd_remote *r, const struct blk_cid *cids,
 			 size_t n);
