@@ -154,9 +154,6 @@ void cl_retention_format(const struct cl_retention *p, char *buf, size_t len)
 		else if (r->count)
 			snprintf(span, sizeof(span), "%llu",
 				 (unsigned long long)s);
-		else if (s % (7 * 86400) == 0)
-			snprintf(span, sizeof(span), "%lluw",
-				 (unsigned long long)(s / (7 * 86400)));
 		else if (s % 86400 == 0)
 			snprintf(span, sizeof(span), "%llud",
 				 (unsigned long long)(s / 86400));

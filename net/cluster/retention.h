@@ -66,7 +66,8 @@ struct cl_retention {
 int cl_retention_parse(const char *text, struct cl_retention *out, char *err,
 		       size_t errlen);
 
-/* Write @p back in the syntax above (canonical: "1h", "30d", "12"). */
+/* Write @p back in the syntax above, canonical: the largest unit of s, m,
+ * h, d that divides the span ("1h", "14d" for "2w"), a count bare ("12"). */
 void cl_retention_format(const struct cl_retention *p, char *buf, size_t len);
 
 /* One head as the policy sees it. */

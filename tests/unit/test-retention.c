@@ -40,7 +40,7 @@ static void test_parse(void)
 	CHECK(cl_retention_parse("weekly:2w,all:90s,all:forever", &p, err,
 				 sizeof(err)) == 0);
 	cl_retention_format(&p, buf, sizeof(buf));
-	CHECK(!strcmp(buf, "weekly:2w,all:90s,all:forever"));
+	CHECK(!strcmp(buf, "weekly:14d,all:90s,all:forever"));
 
 	static const struct {
 		const char *text, *want;
