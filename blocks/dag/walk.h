@@ -32,8 +32,9 @@
 
 /* Largest hole leaf (holes are cut at multiples of 256 KiB of a file). */
 #define BLK_WALK_ZERO_MAX (256u << 10)
-/* Nesting of directories and file levels the walker follows. */
-#define BLK_WALK_MAX_DEPTH 4096
+/* Nesting of directories and file levels the walker follows: a path of
+ * PATH_MAX bytes holds at most 2048 one-byte names. */
+#define BLK_WALK_MAX_DEPTH 2048
 
 struct blk_walk_stats {
 	uint64_t blocks;  /* visited */
