@@ -33,7 +33,7 @@ static int parse_span(const char *rule, const char *s, size_t len,
 		return 0;
 	}
 	while (i < len && isdigit((unsigned char)s[i])) {
-		if (v > (UINT64_MAX - 9) / 10 / (7 * 86400))
+		if (v > CL_RETENTION_MAX_SPAN)
 			goto bad;
 		v = v * 10 + (uint64_t)(s[i++] - '0');
 	}
@@ -47,6 +47,8 @@ static int parse_span(const char *rule, const char *s, size_t len,
 				 rule);
 			return -EINVAL;
 		}
+		if (v > CL_RETENTION_MAX_COUNT)
+			goto too_long;
 		r->count = true;
 		r->span = v;
 		return 0;
@@ -54,9 +56,17 @@ static int parse_span(const char *rule, const char *s, size_t len,
 	for (unsigned u = 0; units[u].unit; u++)
 		if (len - i == strlen(units[u].unit) &&
 		    !memcmp(s + i, units[u].unit, len - i)) {
+			if (v > CL_RETENTION_MAX_SPAN / units[u].sec)
+				goto too_long;
 			r->span = v * units[u].sec;
 			return 0;
 		}
+	goto bad; /* no such unit */
+too_long:
+	snprintf(err, errlen,
+		 "span too long in '%s' (at most 1000 years, or 'forever')",
+		 rule);
+	return -EINVAL;
 bad:
 	snprintf(err, errlen,
 		 "invalid span in '%s' (a positive number with a unit s, m, "

@@ -39,6 +39,10 @@
 #define CL_RETENTION_DEFAULT "all:1h,hourly:1d,daily:30d"
 #define CL_RETENTION_MAX_RULES 8
 #define CL_RETENTION_MAX_LEN 256 /* of the setting's text */
+/* The longest span, in seconds (1000 years of 365 days), and the most
+ * buckets a count may name: longer is 'forever'. */
+#define CL_RETENTION_MAX_SPAN (1000ull * 365 * 86400)
+#define CL_RETENTION_MAX_COUNT 1000000ull
 
 enum cl_retention_kind {
 	CL_RETAIN_ALL,

@@ -41,6 +41,11 @@ static void test_parse(void)
 				 sizeof(err)) == 0);
 	cl_retention_format(&p, buf, sizeof(buf));
 	CHECK(!strcmp(buf, "weekly:14d,all:90s,all:forever"));
+	CHECK(cl_retention_parse("all:52142w,daily:365000d", &p, err,
+				 sizeof(err)) == 0);
+	cl_retention_format(&p, buf, sizeof(buf));
+	CHECK(!strcmp(buf, "all:364994d,daily:365000d"));
+	CHECK(cl_retention_parse(buf, &p, err, sizeof(err)) == 0);
 
 	static const struct {
 		const char *text, *want;
@@ -55,6 +60,8 @@ static void test_parse(void)
 	    {"all:1h,,daily:3d", "empty rule"},
 	    {"all:1h,", "empty rule"},
 	    {"daily:99999999999999999999d", "invalid span"},
+	    {"daily:365001d", "span too long in 'daily:365001d'"},
+	    {"monthly:1000001", "span too long"},
 	    {"all:1h,all:1h,all:1h,all:1h,all:1h,all:1h,all:1h,all:1h,all:1h",
 	     "more than 8 retention rules"},
 	};
