@@ -253,7 +253,12 @@ struct bfs {
 	 * @db (bfs.c open_db). */
 	unsigned cf_frags, cf_repair;
 	struct cl_engine *peers; /* NULL: a single node */
-	uint64_t max_extent;	 /* longest extent any mount of this fs wrote */
+	/* bfs_set_commit_hook: set before serving, cleared before stopping
+	 * (no lock: no request runs at either time). */
+	int (*commit_fn)(void *arg, struct bfs_commit_info *out);
+	bool pending; /* bfs_open_pending; set and cleared before serving */
+	void *commit_arg;
+	uint64_t max_extent; /* longest extent any mount of this fs wrote */
 
 	pthread_mutex_t ns_lock;
 	uint64_t next_ino;     /* ns_lock */

@@ -45,6 +45,19 @@ void bfs_set_engine(struct bfs *fs, struct cl_engine *peers)
 	fs->peers = peers;
 }
 
+void bfs_set_commit_hook(struct bfs *fs,
+			 int (*fn)(void *arg, struct bfs_commit_info *out),
+			 void *arg)
+{
+	fs->commit_fn = fn;
+	fs->commit_arg = arg;
+}
+
+int bfs_commit_request(struct bfs *fs, struct bfs_commit_info *out)
+{
+	return fs->commit_fn ? fs->commit_fn(fs->commit_arg, out) : -EOPNOTSUPP;
+}
+
 /* Create the root directory and format record of a new filesystem. */
 static int mkfs(struct bfs *fs)
 {
@@ -344,6 +357,45 @@ static int start_threads(struct bfs *fs)
 	return bfs_maint_start(fs);
 }
 
+/* What bfs_open does once the database is open: the format (made on an
+ * empty database), the counters, the recovery of a crash, the threads. */
+static int open_rest(struct bfs *fs, const char *path, char *err, size_t errlen)
+{
+	int ret = load_format(fs, path, err, errlen);
+
+	if (!ret)
+		ret = load_max_extent(fs);
+	if (!ret && (ret = load_inode_count(fs)))
+		snprintf(err, errlen, "cannot read the inode count: %s",
+			 strerror(-ret));
+	if (!ret)
+		ret = recover(fs, err, errlen);
+	if (!ret)
+		ret = start_threads(fs);
+	return ret;
+}
+
+bool bfs_open_pending(const struct bfs *fs)
+{
+	return fs->pending;
+}
+
+int bfs_open_finish(struct bfs *fs, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!fs->pending)
+		return 0;
+	snprintf(path, sizeof(path), "%s/db", fs->cfg.node_dir);
+	ret = open_rest(fs, path, err, errlen);
+	if (!ret)
+		fs->pending = false;
+	else if (err && !err[0])
+		snprintf(err, errlen, "%s", strerror(-ret));
+	return ret;
+}
+
 int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	     size_t errlen)
 {
@@ -369,17 +421,17 @@ int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 		blk_log_err("%s is full (%llu bytes free): mounting read-only; "
 			    "free space on it and mount again to write",
 			    fs->cfg.node_dir, (unsigned long long)avail);
+	if (!ret && cfg->defer_mkfs && !cfg->read_only) {
+		uint64_t format;
+
+		if (load_meta_u64(fs, "format", &format) == -ENOENT) {
+			fs->pending = true; /* bfs_open_finish does the rest */
+			*out = fs;
+			return 0;
+		}
+	}
 	if (!ret)
-		ret = load_format(fs, path, err, errlen);
-	if (!ret)
-		ret = load_max_extent(fs);
-	if (!ret && (ret = load_inode_count(fs)))
-		snprintf(err, errlen, "cannot read the inode count: %s",
-			 strerror(-ret));
-	if (!ret)
-		ret = recover(fs, err, errlen);
-	if (!ret)
-		ret = start_threads(fs);
+		ret = open_rest(fs, path, err, errlen);
 	if (ret)
 		goto fail;
 	*out = fs;
@@ -469,7 +521,7 @@ int bfs_close(struct bfs *fs)
 		}
 		free(fs->itab);
 	}
-	if (fs->db && !fs->cfg.read_only) {
+	if (fs->db && !fs->cfg.read_only && !fs->pending) {
 		int r = bfs_maint_final(fs);
 		ret = ret ? ret : r;
 	}

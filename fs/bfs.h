@@ -43,6 +43,11 @@ struct bfs_config {
 	uint64_t local_max; /* local block bytes kept once on peers (0: all) */
 	enum bfs_atime atime;
 	bool nodiratime; /* listing a directory leaves its atime */
+	/* A writable open of a database that holds no filesystem yet stops
+	 * there (bfs_open_pending): the caller may first rebuild one from
+	 * the cluster (fs/commit/rebuild.h), then bfs_open_finish, which
+	 * makes a new filesystem if there is still none. */
+	bool defer_mkfs;
 };
 
 /* Read-only attribute of the root directory: the mount's own view of the
@@ -74,6 +79,11 @@ struct bfs_dir {
  * use). On error a negative errno and a message in @err. */
 int bfs_open(const struct bfs_config *cfg, struct bfs **out, char *err,
 	     size_t errlen);
+/* After bfs_open with cfg->defer_mkfs: whether the database held no
+ * filesystem, and the rest of the open (the database is open: bfs_db and
+ * bfs_store work before it). 0 or -errno with a message in @err. */
+bool bfs_open_pending(const struct bfs *fs);
+int bfs_open_finish(struct bfs *fs, char *err, size_t errlen);
 /* Whether the filesystem is read-only: asked for, or forced by a full
  * file system at open. */
 bool bfs_read_only(const struct bfs *fs);
@@ -90,6 +100,22 @@ int bfs_sync_all(struct bfs *fs);
  * read-only). NULL detaches. Not while requests run; @peers must stay
  * open until it is detached. */
 void bfs_set_engine(struct bfs *fs, struct cl_engine *peers);
+/* What 'blockfs commit' (BFS_IOC_COMMIT) calls: the mount's commit
+ * (fs/commit/commit.h), set before the mount serves and cleared (NULL)
+ * before it stops; bfs_commit_request returns its result, or
+ * -EOPNOTSUPP while none is set (a read-only mount). */
+struct bfs_commit_info {
+	uint64_t seq;	/* the head's sequence number */
+	char root[80];	/* its root CID, text (NUL-terminated) */
+	char attrs[80]; /* its attribute block's CID */
+	/* What this commit encoded (0 when nothing changed): inodes, and
+	 * the blocks and bytes it wrote. */
+	uint64_t inodes, blocks, bytes;
+};
+void bfs_set_commit_hook(struct bfs *fs,
+			 int (*fn)(void *arg, struct bfs_commit_info *out),
+			 void *arg);
+int bfs_commit_request(struct bfs *fs, struct bfs_commit_info *out);
 struct blk_db *bfs_db(struct bfs *fs);
 struct blk_store *bfs_store(struct bfs *fs);
 /* The handles of the node's other families in bfs_db: the fragment store's

@@ -736,7 +736,8 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 }
 
 /* BFS_IOC_SYNC (fs/fuse.h): what syncfs(2) would do if this libfuse
- * passed it on. Any other command is not ours. */
+ * passed it on; BFS_IOC_COMMIT: a commit now. Any other command is not
+ * ours. */
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 		     void *arg, struct fuse_file_info *fi, unsigned flags,
 		     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
@@ -746,15 +747,23 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 	(void)fi;
 	(void)in_buf;
 	(void)in_bufsz;
-	(void)out_bufsz;
-	if (cmd != BFS_IOC_SYNC || (flags & FUSE_IOCTL_UNRESTRICTED)) {
+	if ((cmd != BFS_IOC_SYNC && cmd != BFS_IOC_COMMIT) ||
+	    (flags & FUSE_IOCTL_UNRESTRICTED)) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
-	/* Read-only: nothing was written that could wait. */
-	int ret = ctx(req)->read_only ? 0 : bfs_sync_all(FS(req));
+	struct bfs_commit_info info = {0};
+	int ret;
+	if (cmd == BFS_IOC_COMMIT)
+		ret = out_bufsz < sizeof(info)
+			  ? -EINVAL
+			  : bfs_commit_request(FS(req), &info);
+	else /* read-only: nothing was written that could wait */
+		ret = ctx(req)->read_only ? 0 : bfs_sync_all(FS(req));
 	if (ret)
 		fuse_reply_err(req, -ret);
+	else if (cmd == BFS_IOC_COMMIT)
+		fuse_reply_ioctl(req, 0, &info, sizeof(info));
 	else
 		fuse_reply_ioctl(req, 0, NULL, 0);
 }

@@ -25,6 +25,10 @@ struct bfs_mount_opts {
  * this: libfuse 3.14 has no syncfs operation, so the kernel writes its cached
  * pages back and returns 0 without asking the daemon. */
 #define BFS_IOC_SYNC _IO(0xbf, 1)
+/* 'blockfs commit': commit the metadata and publish a head now; returns
+ * once the head is published (fs/commit/commit.h), with the head it
+ * published (or the last one, when nothing changed). */
+#define BFS_IOC_COMMIT _IOR(0xbf, 2, struct bfs_commit_info)
 
 /* Called once the mount is live (e.g. to tell a waiting parent). */
 typedef void (*bfs_ready_fn)(void *arg);

@@ -93,6 +93,7 @@ struct txn_ref {
 	int64_t delta;
 	const void *data; /* NULL: bytes not supplied */
 	size_t len;
+	bool remote; /* blk_txn_ref_remote: a new block is stored evicted */
 	bool logged; /* the commit adds a new-block log record for it */
 };
 

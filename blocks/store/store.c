@@ -434,6 +434,7 @@ static int add_ref(struct blk_txn *t, const struct blk_cid *cid, int64_t delta,
 	r->delta = delta;
 	r->data = data;
 	r->len = len;
+	r->remote = false;
 	r->logged = false;
 	return 0;
 }
@@ -444,6 +445,18 @@ int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid, const void *data,
 	if (len > UINT32_MAX)
 		return -EINVAL;
 	return add_ref(t, cid, 1, data, len);
+}
+
+int blk_txn_ref_remote(struct blk_txn *t, const struct blk_cid *cid, size_t len)
+{
+	int ret;
+
+	if (len > UINT32_MAX)
+		return -EINVAL;
+	ret = add_ref(t, cid, 1, NULL, len);
+	if (!ret)
+		t->refs[t->nrefs - 1].remote = true;
+	return ret;
 }
 
 int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid)
@@ -475,6 +488,10 @@ static size_t aggregate_refs(struct txn_ref *r, size_t n)
 			acc.delta += r[i].delta;
 			if (!acc.data && r[i].data) {
 				acc.data = r[i].data;
+				acc.len = r[i].len;
+			}
+			if (!acc.data && !acc.remote && r[i].remote) {
+				acc.remote = true;
 				acc.len = r[i].len;
 			}
 		}
@@ -578,7 +595,14 @@ static int apply_ref(struct blk_txn *t, struct txn_ref *r, const char *val,
 		return -EUCLEAN;
 	if (r->delta < 0 && (uint64_t)-r->delta > cur)
 		return -EUCLEAN;
-	if (cur == 0) {
+	if (cur == 0 && !r->data && r->remote && r->delta > 0) {
+		/* 0 -> n, the bytes only on peers: stored evicted */
+		len = (uint32_t)r->len;
+		flags = REFS_EVICTED;
+		d->st.blocks++;
+		d->st.bytes += len;
+		d->st.remote_bytes += len;
+	} else if (cur == 0) {
 		/* 0 -> n: a new block (delta > 0 here) */
 		if (!r->data)
 			return -EUCLEAN;

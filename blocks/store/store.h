@@ -164,6 +164,15 @@ int blk_txn_commit(struct blk_txn *t, bool sync);
  * non-NULL @data and @len 0. 0, -ENOMEM, -EINVAL (@len > UINT32_MAX). */
 int blk_txn_ref(struct blk_txn *t, const struct blk_cid *cid, const void *data,
 		size_t len);
+/* Add one reference to a block whose bytes (@len of them) are not at hand
+ * but held by peers: a block not stored yet is stored evicted (its refs
+ * record only, as blk_store_evict leaves one; no new-block log record),
+ * so reads of it fail with -ENOENT until blk_store_fill puts its bytes
+ * (the read path does after a fetch). A block stored already just gains
+ * the reference. For a rebuild of metadata from the cluster. 0, -ENOMEM,
+ * -EINVAL (@len > UINT32_MAX). */
+int blk_txn_ref_remote(struct blk_txn *t, const struct blk_cid *cid,
+		       size_t len);
 /* Drop one reference; the block is deleted when its count reaches 0.
  * 0 or -ENOMEM. */
 int blk_txn_unref(struct blk_txn *t, const struct blk_cid *cid);

@@ -154,16 +154,6 @@ static int cluster_check_dir(const char *dir, long nodes)
 		cmd_err("cannot create %s: %s", dir, strerror(errno));
 		return e;
 	}
-	static const char *const files[] = {"cluster.conf", "filesystem.key"};
-	for (size_t i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-		if (access(path, F_OK) == 0) {
-			cmd_err("%s already exists; refusing to overwrite a "
-				"cluster (remove the directory to start over)",
-				path);
-			return -EEXIST;
-		}
-	}
 	/* A node directory holds a node's keys and data: never replace one,
 	 * whether or not the cluster file beside it survived. */
 	for (long i = 1; i <= nodes; i++) {
@@ -174,6 +164,18 @@ static int cluster_check_dir(const char *dir, long nodes)
 				"cluster?); refusing to replace its keys "
 				"(remove it, or create the cluster in another "
 				"directory)",
+				path);
+			return -EEXIST;
+		}
+	}
+	/* Then the cluster's own files: the node directories name the
+	 * real loss when both are there. */
+	static const char *const files[] = {"cluster.conf", "filesystem.key"};
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (access(path, F_OK) == 0) {
+			cmd_err("%s already exists; refusing to overwrite a "
+				"cluster (remove the directory to start over)",
 				path);
 			return -EEXIST;
 		}

@@ -69,3 +69,4 @@ int cmd_serve(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_commit(int argc, char **argv);

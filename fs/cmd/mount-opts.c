@@ -71,6 +71,46 @@ static bool set_sync_timeout(struct mount_cfg *mc, const char *val, uint64_t v)
 	return true;
 }
 
+static bool set_commit_interval(struct mount_cfg *mc, const char *val,
+				uint64_t v)
+{
+	(void)val;
+	mc->commit_interval_s = (int)v;
+	return true;
+}
+
+static bool set_lease(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	(void)val;
+	mc->lease_s = (unsigned)v;
+	return true;
+}
+
+static bool set_recover(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	(void)val;
+	(void)v;
+	mc->recover = true;
+	return true;
+}
+
+static bool set_takeover(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	(void)val;
+	(void)v;
+	mc->takeover = true;
+	return true;
+}
+
+static bool set_fs_key(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	(void)v;
+	if (strlen(val) >= sizeof(mc->fs_key))
+		return false;
+	strcpy(mc->fs_key, val);
+	return true;
+}
+
 static bool set_dirty_max(struct mount_cfg *mc, const char *val, uint64_t v)
 {
 	(void)val;
@@ -167,6 +207,32 @@ const struct mount_opt mount_opts[] = {
      .help = "how long fsync waits for the placement before\n"
 	     "it fails with EIO (default 60)",
      .valid = "30", .invalid = "0"},
+    {"commit_interval", MOPT_DAEMON, MOPT_NUMBER, .max = 86400,
+     .set = set_commit_interval, .arg = "SECONDS",
+     .must = "whole seconds, 0 to 86400",
+     .help = "commit the metadata into the DAG and publish a\n"
+	     "head this often (default 5; 0: only with\n"
+	     "'blockfs commit' and at unmount)",
+     .valid = "10", .invalid = "-1"},
+    {"lease", MOPT_DAEMON, MOPT_NUMBER, .min = 2, .max = 86400,
+     .set = set_lease, .arg = "SECONDS", .must = "whole seconds, 2 to 86400",
+     .help = "the writer lease each head gives this mount,\n"
+	     "renewed at half of it (default 60)",
+     .valid = "30", .invalid = "1"},
+    {"fs_key", MOPT_DAEMON, MOPT_STRING, .set = set_fs_key, .arg = "FILE",
+     .must = "a file name without ','",
+     .help = "the filesystem's secret key, which signs heads\n"
+	     "(default: NODE_DIR/filesystem.key, else the one\n"
+	     "beside NODE_DIR, as 'cluster create' leaves it)",
+     .valid = "/etc/blockfs/fs.key", .invalid = ""},
+    {"recover", MOPT_DAEMON, MOPT_FLAG, .set = set_recover,
+     .help = "rebuild this node's metadata from the cluster's\n"
+	     "latest head (the old database is kept aside as\n"
+	     "NODE_DIR/db.replaced-TIME): after a lost or\n"
+	     "damaged disk, or another node wrote since"},
+    {"takeover", MOPT_DAEMON, MOPT_FLAG, .set = set_takeover,
+     .help = "become the filesystem's writer once another\n"
+	     "node's lease has expired"},
     {"dirty_max", MOPT_DAEMON, MOPT_SIZE, .min = MIB, .max = UINT64_MAX,
      .set = set_dirty_max, .arg = "SIZE", .must = "a size, at least 1M",
      .help = "unchunked write data held in memory (default 32M)",
@@ -511,6 +577,7 @@ void mount_cfg_init(struct mount_cfg *mc, const struct cl_cluster *cl,
 	};
 	snprintf(mc->fsname, sizeof(mc->fsname), "blockfs:%s", node_dir);
 	mc->ro = mc->allow_other = mc->verify = mc->nonempty = mc->acl = -1;
+	mc->commit_interval_s = -1;
 	mc->debug = debug ? 1 : -1;
 }
 

@@ -22,6 +22,14 @@ struct mount_cfg {
 	bool redundancy_set;	  /* by the option, not the cluster file */
 	char redundancy[32];	  /* the option's value */
 	unsigned sync_timeout_ms; /* 0: default */
+	/* Commits (fs/commit): the interval (-1 while not given: the
+	 * default; 0: on demand and at unmount only), the lease, the
+	 * filesystem key's file ("" while not given). */
+	int commit_interval_s;
+	unsigned lease_s; /* 0: default */
+	bool recover;  /* -o recover: rebuild the metadata from the cluster */
+	bool takeover; /* -o takeover: after another writer's lease */
+	char fs_key[PATH_MAX];
 	bool local_set;
 	struct bfs_mount_opts mo;
 	/* flags, set through the option table: -1 while not given */

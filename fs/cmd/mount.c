@@ -16,6 +16,7 @@
 #include "fs/cmd/cmd.h"
 #include "fs/cmd/daemon.h"
 #include "fs/cmd/mount-opts.h"
+#include "fs/cmd/mount-run.h"
 #include "fs/cmd/node.h"
 #include "fs/cmd/progress.h"
 #include "fs/fuse.h"
@@ -136,17 +137,6 @@ static int mount_opt(void *ctx, int c, const char *arg)
 }
 
 /* Everything one mount holds, from the command line to the unmount. */
-struct mount_run {
-	char node_dir[PATH_MAX], mnt[PATH_MAX], name[64], pub[64], sec[64];
-	char db_path[PATH_MAX + 16]; /* NODE_DIR/db */
-	char err[1024];
-	struct cl_cluster *cl;
-	struct mount_cfg mc;
-	struct daemon_ready ready;
-	int lock_fd; /* the node's lock once mounted, else -1 */
-	struct bfs *fs;
-	struct cl_engine *peers;
-};
 
 /* @mnt can take the mount: a directory, not a mountpoint already,
  * writable, and empty unless @nonempty. 0, or -errno with a message in
@@ -285,8 +275,8 @@ static int mount_check(struct mount_run *r)
 	struct node_holder holder;
 
 	if (node_keys(r->node_dir, r->pub, r->sec, r->err, sizeof(r->err)) ||
-	    node_self(r->node_dir, r->cl, r->name, r->pub, r->err,
-		      sizeof(r->err)) < 0) {
+	    (r->self_index = node_self(r->node_dir, r->cl, r->name, r->pub,
+				       r->err, sizeof(r->err))) < 0) {
 		cmd_err("%s", r->err);
 		return 1;
 	}
@@ -346,6 +336,12 @@ static int mount_open(struct mount_run *r)
 	if (!mc->ec_min_set)
 		mc->ec_min = r->cl->ec_min;
 	mc->fs.newlog = clustered && !mc->fs.read_only;
+	/* A writer of a filesystem with heads may have to rebuild its
+	 * metadata from the cluster before it makes a new one. */
+	mc->fs.defer_mkfs = !mc->fs.read_only && r->cl->has_fs;
+	int rc = mount_recover_prepare(r);
+	if (rc)
+		return rc;
 	if (!clustered)
 		mc->fs.local_max = 0;
 
@@ -413,10 +409,16 @@ static int mount_serve(struct mount_run *r)
 	int ret = mount_open(r);
 
 	if (!ret)
+		ret = mount_commit_start(r);
+	if (!ret)
 		ret = bfs_fuse_run(r->fs, &r->mc.mo, mount_on_ready, r, r->err,
 				   sizeof(r->err));
 	if (r->lock_fd >= 0)
 		node_label(r->lock_fd, "unmounting", NULL);
+	if (r->fs) {
+		int c = mount_commit_stop(r);
+		ret = ret ? ret : c;
+	}
 	if (r->peers) {
 		int d = mount_drain_peers(r);
 		ret = ret ? ret : d;

@@ -176,11 +176,6 @@ static uint64_t node_latency(void *arg, unsigned node)
 
 /* ---- calls -------------------------------------------------------------- */
 
-struct net_client *cl_engine_client(struct cl_engine *p)
-{
-	return p->cl;
-}
-
 void cl_engine_kick(struct cl_engine *p)
 {
 	if (p->up)
@@ -196,6 +191,11 @@ void cl_engine_throttle(struct cl_engine *p)
 {
 	if (p->up)
 		cl_uploader_throttle(p->up);
+}
+
+struct net_client *cl_engine_client(struct cl_engine *p)
+{
+	return p->cl;
 }
 
 int cl_engine_barrier(struct cl_engine *p)

@@ -22,6 +22,7 @@
 #include "net/cluster/uploader.h" /* cl_progress_fn */
 
 struct cl_engine;
+struct net_client;
 
 struct cl_engine_config {
 	const struct cl_cluster *cluster; /* must outlive the engine */
@@ -116,15 +117,14 @@ void cl_engine_prefetch(struct cl_engine *p, const struct blk_cid *cids,
  * thread. */
 void cl_engine_drop_taken(struct cl_engine *p);
 
-/* The client to every node (peer i is node i of the cluster file), for
- * requests the engine does not make itself (heads: headset.h). Valid
- * until cl_engine_close. Any thread. */
-struct net_client;
-struct net_client *cl_engine_client(struct cl_engine *p);
-
 /* Blocks queued for upload: how far the watermark lags the log's head.
  * Any thread; never waits. */
 uint64_t cl_engine_backlog(struct cl_engine *p);
+
+/* The engine's client: one connection per node of the cluster file, peer
+ * i being node i (heads: net_client_head_get/_cas). Valid until
+ * cl_engine_close. */
+struct net_client *cl_engine_client(struct cl_engine *p);
 
 /* Log counters (uploads, fetches, failures) with blk_log_info. Any
  * thread. */

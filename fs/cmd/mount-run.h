@@ -1,0 +1,47 @@
+/* What one run of 'blockfs mount' holds, shared by the files of the
+ * mount command (mount.c, mount-commit.c). */
+#pragma once
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "fs/bfs.h"
+#include "fs/cmd/daemon.h"
+#include "fs/cmd/mount-opts.h"
+#include "fs/commit/commit.h"
+#include "net/cluster/config.h"
+
+struct net_heads;
+
+struct mount_run {
+	char node_dir[PATH_MAX], mnt[PATH_MAX], name[64], pub[64], sec[64];
+	char db_path[PATH_MAX + 16]; /* NODE_DIR/db */
+	char err[1024];
+	struct cl_cluster *cl;
+	struct mount_cfg mc;
+	struct daemon_ready ready;
+	int lock_fd; /* the node's lock once mounted, else -1 */
+	struct bfs *fs;
+	struct cl_engine *peers;
+	int self_index; /* this node's index in @cl (node_self) */
+	/* Commits (mount-commit.c); NULL/unset on a read-only mount. */
+	struct bfs_commit *commit;
+	struct bfs_commit_config commit_cfg;
+	struct net_heads *heads; /* a single node's own heads */
+	uint8_t fs_sk[CL_FS_SK_LEN];
+	uint8_t writer[32]; /* this node's CURVE public key, raw */
+};
+
+/* -o recover: move NODE_DIR/db aside before the filesystem opens, so
+ * that it opens empty and is rebuilt from the cluster. 0 or -errno
+ * (r->err). */
+int mount_recover_prepare(struct mount_run *r);
+
+/* Start committing, once the filesystem and the engine are open: 0, or
+ * -errno with the reason and what to do in r->err. Nothing on a
+ * read-only mount. */
+int mount_commit_start(struct mount_run *r);
+
+/* The last commit (after flushing every file) and the end of commits,
+ * before the engine closes. 0 or -errno (said). */
+int mount_commit_stop(struct mount_run *r);

@@ -1,0 +1,489 @@
+/* The commits of a mounted filesystem: encode, make durable, sign and
+ * publish a head; renew the lease; the thread that does it every few
+ * seconds (see commit.h). */
+#include "fs/commit/commit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blocks/base/clock.h"
+#include "blocks/base/log.h"
+#include "blocks/store/store.h"
+#include "fs/commit/cache.h"
+#include "fs/commit/encode.h"
+#include "fs/meta.h"
+#include "net/client/client.h"
+#include "net/cluster/engine.h"
+#include "net/server/heads.h"
+
+/*
+ * A commit (commit_once), under run_lock:
+ *   1. encode: the changed metadata of one snapshot into blocks, their
+ *      dag records and the deletion of the marks read, in one batch;
+ *   2. durable: the blocks on their placement (the engine's barrier) or,
+ *      on one node, in its store; the local records synced;
+ *   3. head: seq + 1, parent the last head, the root and attribute
+ *      block, the lease, signed;
+ *   4. publish: HEAD_CAS on every node (a node behind is brought forward
+ *      with the heads it lacks, read from this node's own); done when a
+ *      majority holds it;
+ *   5. local: the head block stored, and named by the dag family's 'H'.
+ * A commit with no change publishes only to renew the lease (at half of
+ * it) or to publish a root that an earlier, failed publish left behind.
+ *
+ * Invariants:
+ *  1. A head is published only after every block below it is durable on
+ *     its placement (step 2 before step 4).
+ *  2. Heads this mount publishes form one chain: seq + 1 and parent the
+ *     CID of the last head it published or started from; after a refusal
+ *     by lease (-EACCES) it publishes no more (fenced).
+ *  3. run_lock is held across the network (the barrier, the CAS): it
+ *     orders commits, and only committers wait on it — the filesystem's
+ *     paths never take it.
+ */
+
+struct bfs_commit {
+	struct bfs_commit_config cfg;
+	pthread_mutex_t run_lock; /* one commit at a time (invariant 3) */
+	/* run_lock: */
+	bool have_head;
+	struct blk_head head;
+	uint8_t head_bytes[BLK_HEAD_MAX_BYTES];
+	size_t head_len;
+	bool fenced;
+	struct bfs_encode_result last; /* the last commit's encoding */
+	/* lock: the thread's controls */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	bool has_thread;
+	pthread_t thread;
+	_Atomic uint64_t seq; /* the last published head's */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct net_client *client(const struct bfs_commit_config *cfg)
+{
+	return cfg->engine ? cl_engine_client(cfg->engine) : NULL;
+}
+
+/* Head @seq (0: the latest) of node @i, or this node's heads on one
+ * node. 0, -ENOENT, or a network error. */
+static int node_head(const struct bfs_commit_config *cfg, unsigned i,
+		     uint64_t seq, uint8_t *buf, size_t *len)
+{
+	if (!cfg->engine)
+		return net_heads_get(cfg->heads, cfg->cluster->fs_id, seq, buf,
+				     len);
+	return net_client_head_get(client(cfg), i, cfg->cluster->fs_id, seq,
+				   buf, len);
+}
+
+/* Decode and verify a head of this filesystem. */
+static int head_check(const struct bfs_commit_config *cfg, const uint8_t *buf,
+		      size_t len, struct blk_head *h)
+{
+	int ret = blk_head_decode(h, buf, len);
+
+	if (!ret)
+		ret = blk_head_verify(h, cfg->cluster->fs_public_key);
+	if (!ret && memcmp(h->fs, cfg->cluster->fs_id, sizeof(h->fs)))
+		ret = -ENOENT;
+	return ret;
+}
+
+int bfs_commit_check(const struct bfs_commit_config *cfg,
+		     struct bfs_commit_state *st)
+{
+	unsigned n = cfg->engine ? cfg->cluster->nnodes : 1;
+	uint8_t buf[BLK_HEAD_MAX_BYTES];
+	size_t len;
+
+	memset(st, 0, sizeof(*st));
+	for (unsigned i = 0; i < n; i++) {
+		struct blk_head h;
+		int ret = node_head(cfg, i, 0, buf, &len);
+
+		if (ret == -ENOENT) {
+			st->nodes_answered++;
+			continue;
+		}
+		if (ret)
+			continue;
+		st->nodes_answered++;
+		if (head_check(cfg, buf, len, &h)) {
+			blk_log_warn("node %s holds a head that does not "
+				     "verify: ignored",
+				     cfg->cluster->nodes[i].name);
+			continue;
+		}
+		if (!st->nodes_have || h.seq > st->latest.seq) {
+			st->nodes_have = true;
+			st->latest = h;
+			memcpy(st->latest_rec, buf, len);
+			st->latest_len = len;
+		}
+	}
+	if (!bfs_dag_head_get(bfs_db(cfg->fs), buf, sizeof(buf), &len) &&
+	    !head_check(cfg, buf, len, &st->local))
+		st->local_have = true;
+	st->same =
+	    st->nodes_have && st->local_have &&
+	    st->latest.seq == st->local.seq &&
+	    !memcmp(st->latest.sig, st->local.sig, sizeof(st->local.sig));
+	return st->nodes_answered ? 0 : -EIO;
+}
+
+/* Bring node @i forward to @upto (its heads after its own, read from this
+ * node's), for a CAS it refused as stale. 0 or -errno. */
+static int catch_up(struct bfs_commit *c, unsigned i, uint64_t upto)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	uint8_t buf[BLK_HEAD_MAX_BYTES];
+	struct blk_head h;
+	uint64_t have = 0;
+	size_t len;
+	int ret = node_head(cfg, i, 0, buf, &len);
+
+	if (ret && ret != -ENOENT)
+		return ret;
+	if (!ret && !head_check(cfg, buf, len, &h))
+		have = h.seq;
+	for (uint64_t k = have + 1; k <= upto; k++) {
+		if ((ret = node_head(cfg, cfg->self, k, buf, &len)) ||
+		    (ret =
+			 net_client_head_cas(client(cfg), i, k - 1, buf, len)))
+			return ret;
+	}
+	return 0;
+}
+
+/* Step 4: CAS @rec (head @seq) on every node. 0 when a majority took it;
+ * -EACCES when a node says another writer's lease holds; else -EIO. */
+static int publish(struct bfs_commit *c, uint64_t seq, const uint8_t *rec,
+		   size_t len)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	char why[256] = "";
+	unsigned acks = 0, n, lease = 0;
+
+	if (!cfg->engine) {
+		int ret = net_heads_cas(cfg->heads, seq - 1, rec, len, why,
+					sizeof(why));
+		if (ret)
+			blk_log_err("head %llu not stored: %s",
+				    (unsigned long long)seq, why);
+		return ret == -EACCES ? ret : ret ? -EIO : 0;
+	}
+	n = cfg->cluster->nnodes;
+	for (unsigned i = 0; i < n; i++) {
+		int ret =
+		    net_client_head_cas(client(cfg), i, seq - 1, rec, len);
+
+		if (ret == -ESTALE && !catch_up(c, i, seq - 1))
+			ret = net_client_head_cas(client(cfg), i, seq - 1, rec,
+						  len);
+		if (ret == -ESTALE) { /* an earlier try of ours took? */
+			uint8_t got[BLK_HEAD_MAX_BYTES];
+			size_t glen;
+
+			if (!node_head(cfg, i, seq, got, &glen) &&
+			    glen == len && !memcmp(got, rec, len))
+				ret = 0;
+		}
+		if (ret == -EACCES)
+			lease++;
+		if (ret == 0)
+			acks++;
+		else
+			blk_log_warn(
+			    "head %llu: node %s: %s", (unsigned long long)seq,
+			    cfg->cluster->nodes[i].name, strerror(-ret));
+	}
+	if (acks > n / 2)
+		return 0;
+	return lease ? -EACCES : -EIO;
+}
+
+/* Steps 3 to 5 for root @root and attribute block @attrs. */
+static int publish_head(struct bfs_commit *c, const struct blk_cid *root,
+			const struct blk_cid *attrs)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	struct blk_head h = {
+	    .seq = c->have_head ? c->head.seq + 1 : 1,
+	    .time_ns = now_ns(),
+	    .root = *root,
+	    .attrs = *attrs,
+	    .has_parent = c->have_head,
+	};
+	uint8_t rec[BLK_HEAD_MAX_BYTES];
+	struct blk_cid hcid;
+	struct blk_txn *t;
+	size_t len;
+	int ret;
+
+	memcpy(h.fs, cfg->cluster->fs_id, sizeof(h.fs));
+	memcpy(h.writer, cfg->writer, sizeof(h.writer));
+	h.lease_ns = h.time_ns + (uint64_t)cfg->lease_ms * 1000000u;
+	if (c->have_head)
+		blk_head_cid(c->head_bytes, c->head_len, &h.parent);
+	if ((ret = blk_head_sign(&h, cfg->fs_sk)) ||
+	    (ret = blk_head_encode(&h, rec, sizeof(rec), &len)))
+		return ret;
+	ret = publish(c, h.seq, rec, len);
+	if (ret == -EACCES && !c->fenced) {
+		c->fenced = true;
+		blk_log_err("another writer holds this filesystem's lease: "
+			    "this mount publishes no more commits (unmount "
+			    "it; its changes since head %llu are not in the "
+			    "cluster)",
+			    (unsigned long long)(h.seq - 1));
+	}
+	if (ret)
+		return ret;
+	c->head = h;
+	memcpy(c->head_bytes, rec, len);
+	c->head_len = len;
+	c->have_head = true;
+	atomic_store(&c->seq, h.seq);
+	/* The head as a block too (snapshots chain by parent), and 'H'. */
+	blk_head_cid(rec, len, &hcid);
+	t = blk_txn_new(bfs_store(cfg->fs));
+	if (!t)
+		return -ENOMEM;
+	bfs_dag_head_put(t, rec, len);
+	ret = blk_txn_ref(t, &hcid, rec, len);
+	if (!ret)
+		ret = blk_txn_commit(t, true);
+	blk_txn_free(t);
+	if (!ret && cfg->engine)
+		cl_engine_kick(cfg->engine);
+	return ret;
+}
+
+/* Fetch for the encoder (a one-chunk file evicted from the local store). */
+static int encode_fetch(void *arg, const struct blk_cid *cid, void **data,
+			size_t *len)
+{
+	struct bfs_commit *c = arg;
+
+	return c->cfg.engine ? cl_engine_fetch(c->cfg.engine, cid, data, len)
+			     : -ENOENT;
+}
+
+/* Steps 1 and 2. */
+static int encode_durable(struct bfs_commit *c, struct bfs_encode_result *res)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	struct bfs_encode_config ec = {
+	    .db = bfs_db(cfg->fs),
+	    .store = bfs_store(cfg->fs),
+	    .hash = cfg->cluster->hash,
+	    .fetch = encode_fetch,
+	    .fetch_arg = c,
+	};
+	struct blk_snap *snap = blk_snap_new(ec.db);
+	struct blk_txn *t = blk_txn_new(ec.store);
+	int ret = snap && t ? 0 : -ENOMEM;
+
+	if (!ret)
+		ret = bfs_encode_run(&ec, snap, t, res);
+	blk_snap_free(snap);
+	if (!ret)
+		ret = blk_txn_commit(t, false);
+	blk_txn_free(t);
+	if (ret)
+		return ret;
+	if (cfg->engine)
+		cl_engine_kick(cfg->engine);
+	ret = blk_store_sync(ec.store);
+	if (!ret && cfg->engine && (res->changed || !c->have_head))
+		ret = cl_engine_barrier(cfg->engine);
+	return ret;
+}
+
+static int commit_once(struct bfs_commit *c)
+{
+	struct bfs_encode_result res = {0};
+	struct bfs_dag_rec root;
+	uint64_t now = now_ns();
+	bool renew;
+	int ret;
+
+	pthread_mutex_lock(&c->run_lock);
+	if (c->fenced) {
+		pthread_mutex_unlock(&c->run_lock);
+		return -EACCES;
+	}
+	ret = encode_durable(c, &res);
+	c->last = res;
+	if (ret) {
+		blk_log_err("commit: %s", strerror(-ret));
+		goto out;
+	}
+	if (!res.changed) {
+		/* The root as the last commit left it: a failed publish may
+		 * have left it unpublished. */
+		ret = bfs_dag_get(bfs_db(c->cfg.fs), NULL, BFS_ROOT_INO, &root);
+		if (ret)
+			goto out;
+		res.root = root.node;
+		res.attrs = root.attrs;
+	}
+	renew = c->have_head &&
+		c->head.lease_ns < now + (uint64_t)c->cfg.lease_ms * 500000u;
+	if (c->have_head && blk_cid_equal(&res.root, &c->head.root) &&
+	    blk_cid_equal(&res.attrs, &c->head.attrs) && !renew)
+		goto out; /* nothing new, lease fresh */
+	ret = publish_head(c, &res.root, &res.attrs);
+	if (!ret && res.changed && c->cfg.verbose) {
+		char root_s[BLK_CID_STR_MAX];
+
+		blk_cid_to_string(&res.root, root_s);
+		blk_log_info("commit %llu: root %s, %llu inodes, %llu blocks "
+			     "(%llu bytes)",
+			     (unsigned long long)c->head.seq, root_s,
+			     (unsigned long long)res.inodes,
+			     (unsigned long long)res.blocks,
+			     (unsigned long long)res.block_bytes);
+	}
+out:
+	pthread_mutex_unlock(&c->run_lock);
+	return ret;
+}
+
+int bfs_commit_now(struct bfs_commit *c)
+{
+	return commit_once(c);
+}
+
+void bfs_commit_last_stats(struct bfs_commit *c, uint64_t *inodes,
+			   uint64_t *blocks, uint64_t *bytes)
+{
+	pthread_mutex_lock(&c->run_lock);
+	*inodes = c->last.inodes;
+	*blocks = c->last.blocks;
+	*bytes = c->last.block_bytes;
+	pthread_mutex_unlock(&c->run_lock);
+}
+
+bool bfs_commit_head(struct bfs_commit *c, struct blk_head *out)
+{
+	bool have;
+
+	pthread_mutex_lock(&c->run_lock);
+	have = c->have_head;
+	if (have)
+		*out = c->head;
+	pthread_mutex_unlock(&c->run_lock);
+	return have;
+}
+
+uint64_t bfs_commit_seq(struct bfs_commit *c)
+{
+	return atomic_load(&c->seq);
+}
+
+static void *commit_thread(void *arg)
+{
+	struct bfs_commit *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		struct timespec until;
+
+		blk_deadline(&until, c->cfg.interval_ms);
+		while (!c->stop && pthread_cond_timedwait(&c->cond, &c->lock,
+							  &until) != ETIMEDOUT)
+			;
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->lock);
+		commit_once(c);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int bfs_commit_open(const struct bfs_commit_config *cfg,
+		    const struct bfs_commit_state *st, struct bfs_commit **out)
+{
+	struct bfs_commit *c;
+	uint8_t buf[BLK_HEAD_MAX_BYTES];
+	size_t len;
+
+	*out = NULL;
+	if (!cfg->cluster->has_fs || !cfg->fs_sk || !cfg->writer ||
+	    (!cfg->engine && !cfg->heads) || !cfg->lease_ms)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	pthread_mutex_init(&c->run_lock, NULL);
+	pthread_mutex_init(&c->lock, NULL);
+	blk_cond_init(&c->cond);
+	if (st->nodes_have) {
+		/* The chain goes on from the cluster's latest head: its
+		 * bytes from a node that holds it. */
+		for (unsigned i = 0;
+		     !c->have_head &&
+		     i < (cfg->engine ? cfg->cluster->nnodes : 1);
+		     i++) {
+			struct blk_head h;
+
+			if (!node_head(cfg, i, st->latest.seq, buf, &len) &&
+			    !head_check(cfg, buf, len, &h) &&
+			    h.seq == st->latest.seq) {
+				c->head = h;
+				memcpy(c->head_bytes, buf, len);
+				c->head_len = len;
+				c->have_head = true;
+			}
+		}
+		if (!c->have_head) {
+			bfs_commit_close(c);
+			return -EIO;
+		}
+		atomic_store(&c->seq, c->head.seq);
+	}
+	if (cfg->interval_ms) {
+		if (pthread_create(&c->thread, NULL, commit_thread, c)) {
+			bfs_commit_close(c);
+			return -ENOMEM;
+		}
+		c->has_thread = true;
+	}
+	*out = c;
+	return 0;
+}
+
+void bfs_commit_close(struct bfs_commit *c)
+{
+	if (!c)
+		return;
+	if (c->has_thread) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->thread, NULL);
+	}
+	pthread_mutex_destroy(&c->run_lock);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}

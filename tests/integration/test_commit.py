@@ -1,0 +1,231 @@
+"""Commits (issue 23): 'blockfs commit', the snapshot's root CID against
+the reference IPFS importer, unchanged subtrees keeping their CIDs, and
+the writer lease between two mounts of one filesystem."""
+
+import json
+import os
+import random
+
+import pytest
+
+import util
+from interop import interop_tools  # noqa: F401 (fixture)
+from util import blockfs
+
+FIXED = 'chunker=fixed,chunk_size=256K'
+CHUNK = 256 << 10
+
+
+def commit(mnt):
+    """'blockfs commit --json MNT': the head it published, as a dict."""
+    res = blockfs('commit', '--json', str(mnt))
+    return json.loads(res.stdout)
+
+
+def set_times(path, rng):
+    """A varied mtime with nanoseconds (some zero), as os.utime sets it."""
+    sec = rng.randrange(0, 2_000_000_000)
+    ns = rng.choice([0, rng.randrange(1, 1_000_000_000)])
+    t = sec * 1_000_000_000 + ns
+    os.utime(path, ns=(t, t), follow_symlinks=False)
+
+
+def make_tree(root, rng, shard_files):
+    """Several hundred files and directories: sizes from empty to beyond
+    174 chunks, modes and mtimes varied, a symlink, a FIFO (which UnixFS
+    cannot hold: the importer skips it, and so does the snapshot's UnixFS
+    tree), and one directory of SHARD_FILES entries, large enough to
+    shard into a HAMT."""
+    dirs = [root]
+    for i in range(40):
+        d = os.path.join(rng.choice(dirs), f'dir{i:02d}')
+        os.mkdir(d)
+        dirs.append(d)
+    sizes = [0, 1, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17,
+             174 * CHUNK, 174 * CHUNK + 1]
+    files = []
+    for i in range(300):
+        size = sizes[i] if i < len(sizes) else rng.choice(
+            [0, 5, 4096, 70_000, CHUNK + 5, 2 * CHUNK])
+        p = os.path.join(rng.choice(dirs), f'file{i:03d}.bin')
+        with open(p, 'wb') as f:
+            f.write(rng.randbytes(size))
+        os.chmod(p, rng.choice([0o644, 0o600, 0o755, 0o640, 0o444, 0o4755]))
+        files.append(p)
+    os.symlink('file000.bin', os.path.join(root, 'link'))
+    os.mkfifo(os.path.join(root, 'fifo'))
+    big = os.path.join(root, 'shard')
+    os.mkdir(big)
+    for i in range(shard_files):
+        with open(os.path.join(big, f'entry-{i:06d}'), 'wb') as f:
+            f.write(i.to_bytes(4, 'little'))
+    for d in dirs[1:]:
+        os.chmod(d, rng.choice([0o755, 0o700, 0o750]))
+    for p in files + [os.path.join(root, 'link')]:
+        set_times(p, rng)
+    # Directories last (their entries changed their mtimes), deepest
+    # first, the root too.
+    for d in sorted(dirs + [big], key=len, reverse=True):
+        set_times(d, rng)
+
+
+def test_commit_root_is_the_importers(make_mount, tmp_path, interop_tools):
+    """Interop (a): with the fixed 256 KiB chunker, the root CID of a
+    snapshot equals the one ipfs-unixfs-importer computes for the same
+    entries (CIDv1, raw leaves, balanced, 174 links, HAMT)."""
+    rng = random.Random(2323)
+    src = tmp_path / 'src'
+    src.mkdir()
+    make_tree(str(src), rng, shard_files=6000)
+    node = util.create_cluster(tmp_path / 'c')
+    mnt = tmp_path / 'mnt'
+    mnt.mkdir()
+    make_mount(node, mnt, opts=FIXED + ',commit_interval=0')
+    util.run(['rsync', '-a', f'{src}/', f'{mnt}/'])
+    head = commit(mnt)
+    want = interop_tools.importer_root_cid(str(src))
+    assert head['root'] == want, (head, want)
+    assert head['seq'] >= 1
+
+
+def test_unchanged_subtrees_keep_their_cids(make_mount, tmp_path):
+    """A commit after one file changed deep in a tree encodes the file and
+    the directories above it, not the tree: the blocks it writes do not
+    grow with the number of files."""
+    node = util.create_cluster(tmp_path / 'c')
+    mnt = tmp_path / 'mnt'
+    mnt.mkdir()
+    make_mount(node, mnt, opts='commit_interval=0')
+    for top in range(20):
+        d = mnt / f'd{top}' / 'sub'
+        d.mkdir(parents=True)
+        for i in range(100):
+            (d / f'f{i}').write_bytes(b'x' * i)
+    first = commit(mnt)
+    assert first['inodes'] >= 2000, first
+    (mnt / 'd7' / 'sub' / 'f5').write_bytes(b'changed')
+    second = commit(mnt)
+    assert second['seq'] == first['seq'] + 1
+    assert second['root'] != first['root']
+    # the file, sub, d7 and the root: a few blocks each
+    assert second['inodes'] <= 4, second
+    assert second['blocks'] <= 12, second
+    # nothing changed: no new head
+    third = commit(mnt)
+    assert third['seq'] == second['seq'] and third['blocks'] == 0, third
+
+
+def test_commit_cli_errors(make_mount, tmp_path):
+    res = blockfs('commit', check=False)
+    assert res.returncode == 2 and 'MOUNTPOINT' in res.stderr
+    res = blockfs('commit', str(tmp_path), check=False)
+    assert res.returncode == 1 and 'not a blockfs mount' in res.stderr, \
+        res.stderr
+    node = util.create_cluster(tmp_path / 'c')
+    mnt = tmp_path / 'mnt'
+    mnt.mkdir()
+    # a writer mounts first, so that the filesystem has a head
+    m = make_mount(node, mnt)
+    commit(mnt)
+    m.stop()
+    make_mount(node, mnt, opts='ro')
+    res = blockfs('commit', str(mnt), check=False)
+    assert res.returncode == 1 and 'read-only' in res.stderr, res.stderr
+
+
+def test_second_writer_refused_while_the_lease_holds(cluster, make_mount,
+                                                     tmp_path):
+    """Two read-write mounts of one filesystem on two nodes: the second is
+    refused, naming the lease and -o takeover, while the first holds it."""
+    c = cluster(nodes=3, redundancy='replicas:2', opts='lease=600')
+    with open(os.path.join(c.mnt, 'a'), 'wb') as f:
+        f.write(b'a')
+    commit(c.mnt)
+    # node3 stops serving, so that it can mount (and serve) itself
+    c.servers[3].kill()
+    mnt2 = tmp_path / 'mnt-second'
+    mnt2.mkdir()
+    err = util.expect_mount_error(c.node_dir(3), mnt2)
+    assert 'lease' in err and 'takeover' in err, err
+
+
+def rsync_differences(src, dst):
+    """What 'rsync -aHAXc --dry-run --itemize-changes' would change in DST
+    to make it SRC: empty when the trees are the same (data, modes,
+    owners, times, hard links, ACLs, xattrs)."""
+    res = util.run(['rsync', '-aHAXc', '--dry-run', '--itemize-changes',
+                    f'{src}/', f'{dst}/'])
+    return [line for line in res.stdout.splitlines() if line.strip()]
+
+
+def make_posix_tree(root, rng):
+    """A tree of what UnixFS cannot hold: owners, a FIFO, a device node,
+    hard links, xattrs, a sparse file, odd modes."""
+    make_tree(root, rng, shard_files=50)
+    d = os.path.join(root, 'posix')
+    os.mkdir(d)
+    with open(os.path.join(d, 'sparse'), 'wb') as f:
+        f.seek(5 << 20)
+        f.write(b'end')
+        f.truncate(9 << 20)
+    with open(os.path.join(d, 'linked'), 'wb') as f:
+        f.write(b'one inode, two names')
+    os.link(os.path.join(d, 'linked'), os.path.join(root, 'hardlink'))
+    os.mkfifo(os.path.join(d, 'fifo2'))
+    os.mknod(os.path.join(d, 'null'), 0o600 | 0o020000, os.makedev(1, 3))
+    os.chown(os.path.join(d, 'linked'), 1234, 5678)
+    os.setxattr(os.path.join(d, 'linked'), 'user.colour', b'blue')
+    os.setxattr(d, 'user.dir', b'x' * 300)
+    os.chmod(os.path.join(d, 'sparse'), 0o2751)
+
+
+def test_recover_on_a_new_machine(cluster, tmp_path):
+    """The mounting node's database is lost (its keys and the cluster file
+    kept): the mount finds the latest head on the nodes, rebuilds the
+    metadata from the DAG, and serves the same tree, byte for byte, with
+    every attribute rsync -aHAX compares."""
+    rng = random.Random(7)
+    src = tmp_path / 'src'
+    src.mkdir()
+    make_posix_tree(str(src), rng)
+    c = cluster(nodes=3, redundancy='replicas:2',
+                opts='commit_interval=0')
+    util.run(['rsync', '-aHAX', f'{src}/', f'{c.mnt}/'])
+    head = commit(c.mnt)
+    c.mount.stop()
+    db = os.path.join(c.node_dir(1), 'db')
+    util.run(['rm', '-rf', db])
+    c.start_mount(opts='commit_interval=0')
+    assert rsync_differences(src, c.mnt) == []
+    # and it goes on from the head it recovered
+    with open(os.path.join(c.mnt, 'after'), 'wb') as f:
+        f.write(b'new')
+    assert commit(c.mnt)['seq'] == head['seq'] + 1
+
+
+def test_stale_metadata_needs_recover(cluster, tmp_path):
+    """A node whose metadata is older than the cluster's head is refused,
+    naming -o recover; with it, the mount serves the cluster's tree."""
+    c = cluster(nodes=3, redundancy='replicas:2',
+                opts='commit_interval=0')
+    with open(os.path.join(c.mnt, 'a'), 'wb') as f:
+        f.write(b'first')
+    commit(c.mnt)
+    c.mount.stop()
+    saved = tmp_path / 'db-saved'
+    util.run(['cp', '-a', os.path.join(c.node_dir(1), 'db'), str(saved)])
+    c.start_mount(opts='commit_interval=0')
+    with open(os.path.join(c.mnt, 'b'), 'wb') as f:
+        f.write(b'second')
+    commit(c.mnt)
+    c.mount.stop()
+    db = os.path.join(c.node_dir(1), 'db')
+    util.run(['rm', '-rf', db])
+    util.run(['cp', '-a', str(saved), db])
+    err = util.expect_mount_error(c.node_dir(1), c.mnt,
+                                  '-o', 'commit_interval=0')
+    assert '-o recover' in err, err
+    c.start_mount(opts='commit_interval=0,recover')
+    assert sorted(os.listdir(c.mnt)) == ['a', 'b']
+    with open(os.path.join(c.mnt, 'b'), 'rb') as f:
+        assert f.read() == b'second'
