@@ -146,9 +146,8 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 	int ret;
 
 	if (!which || parse_seq(which, &seq)) {
-		ret =
-		    seq ? cl_heads_get(r->client, r->cl, seq, 0, &h, NULL, NULL)
-			: cl_heads_latest(r->client, r->cl, 0, &h, NULL, NULL);
+		ret = seq ? cmd_remote_head(r, seq, &h)
+			  : cmd_remote_latest(r, &h);
 		if (ret == -ENOENT)
 			cmd_err(seq ? "no node has a valid head %s"
 				    : "the filesystem has no snapshot yet%s",
@@ -177,7 +176,7 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 	 * stored as one too), checked, its root taken. */
 	struct cl_head_info *all;
 	size_t n;
-	if (!cl_heads_list(r->client, r->cl, 0, &all, &n, NULL)) {
+	if (!cmd_remote_list(r, &all, &n, NULL)) {
 		for (size_t i = 0; i < n; i++)
 			if (blk_cid_equal(&all[i].cid, root)) {
 				*root = all[i].head.root;

@@ -190,7 +190,7 @@ static int snapshot_list(const char *node_dir, bool json)
 		return 1;
 	}
 	cl_retention_format(&pol, policy, sizeof(policy));
-	ret = cl_heads_list(r.client, r.cl, 0, &heads, &n, &missing);
+	ret = cmd_remote_list(&r, &heads, &n, &missing);
 	if (ret) {
 		cmd_err("cannot read the filesystem's heads: %s",
 			ret == -EHOSTDOWN ? "no node answered"

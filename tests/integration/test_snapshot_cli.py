@@ -111,6 +111,16 @@ def test_fresh_cluster_has_no_snapshots(cluster, tmp_path):
     assert not car.exists()
 
 
+def test_single_node_never_run_has_no_snapshots(node_dir, tmp_path):
+    """A cluster of one node that never ran: no database, so no heads;
+    nothing to wait for."""
+    res = blockfs('snapshot', 'list', node_dir)
+    assert res.returncode == 0 and 'no snapshots' in res.stdout
+    res = blockfs('export', node_dir, '--car', str(tmp_path / 'x.car'),
+                  check=False)
+    assert res.returncode == 1 and 'no snapshot' in res.stderr
+
+
 def test_retention_in_cluster_file(cluster):
     """The cluster file's [filesystem] retention is what the listing
     applies; a bad one is refused naming the line."""
@@ -236,3 +246,23 @@ def test_export_committed_snapshots(cluster, interop_tools, tmp_path):
     other = tmp_path / 'other.car'
     blockfs('export', c.node_dir(2), '--car', str(other))
     interop_tools.car_check(str(other), str(src2))
+
+
+@needs_commit
+def test_export_single_node_while_mounted(mount, node_dir, mnt,
+                                          interop_tools, tmp_path):
+    """A cluster of one node keeps its heads in its own database and has
+    no server while mounted: both commands read them there (read-only),
+    and the blocks from its store."""
+    src = tmp_path / 'src'
+    make_src(str(src), seed=2)
+    shutil.copytree(src, mnt, symlinks=True, dirs_exist_ok=True)
+    commit(mnt)
+    t0 = time.monotonic()
+    snaps = snapshots(node_dir)['snapshots']
+    assert time.monotonic() - t0 < 10
+    assert snaps and snaps[0]['writer_node'] == 'node1'
+    car = tmp_path / 'one.car'
+    blockfs('export', node_dir, '--car', str(car))
+    out = interop_tools.car_check(str(car), str(src))
+    assert out['root'] == snaps[0]['root']
