@@ -259,12 +259,51 @@ static void test_errors(void)
 	CHECK(!blk_walk_is_zero_leaf(&c, BLK_WALK_ZERO_MAX + 1));
 	c = leaf(0, 0, false);
 	CHECK(blk_walk_is_zero_leaf(&c, 0));
+	/* with the other hash too (a cluster made with blake2b-256) */
+	uint8_t *z = xmalloc(8192);
+	blk_cid_compute_hash(&c, BLK_HASH_BLAKE2B_256, BLK_CODEC_RAW, z, 8192);
+	CHECK(blk_walk_is_zero_leaf(&c, 8192));
+	free(z);
+}
+
+/* Directories nested @levels deep, one leaf at the bottom. */
+static struct blk_cid nest(unsigned levels)
+{
+	struct blk_dag_dir *d;
+	struct blk_cid c = leaf(5, 4242, true);
+	uint64_t ts = 5;
+
+	REQUIRE(blk_dag_dir_new(&d) == 0);
+	for (unsigned i = 0; i < levels; i++) {
+		blk_dag_dir_reset(d);
+		REQUIRE(blk_dag_dir_add(d, "d", 1, &c, ts,
+					i ? BLK_DAG_DIR_SUBDIR_IMPLICIT : 0) ==
+			0);
+		REQUIRE(blk_dag_dir_finish(d, NULL, memblocks_put, &mem, &c,
+					   &ts) == 0);
+	}
+	blk_dag_dir_free(&d);
+	return c;
+}
+
+/* Depth: as deep as a path can go walks; deeper is -ELOOP. */
+static void test_depth(void)
+{
+	struct blk_walk_config plain = {.fetch = memblocks_get, .ctx = &mem};
+	struct blk_walk_stats st;
+	struct blk_cid c = nest(BLK_WALK_MAX_DEPTH);
+
+	CHECK(blk_dag_walk(&plain, &c, &st) == 0 &&
+	      st.blocks == BLK_WALK_MAX_DEPTH + 1);
+	c = nest(BLK_WALK_MAX_DEPTH + 1);
+	CHECK(blk_dag_walk(&plain, &c, &st) == -ELOOP && st.has_failed);
 }
 
 int main(void)
 {
 	test_tree();
 	test_errors();
+	test_depth();
 	memblocks_clear(&mem);
 	printf("test-walk: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
