@@ -136,8 +136,8 @@ static const char *const cluster_keys[] = {
     "chunk_avg", "chunk_max",  "nodes",	 NULL};
 static const char *const node_keys[] = {"address", "public_key", "zone",
 					"weight", NULL};
-static const char *const fs_keys[] = {"id", "public_key", "hash",
-				      "retention", NULL};
+static const char *const fs_keys[] = {"id", "public_key", "hash", "retention",
+				      NULL};
 
 /* An ini_reader that counts lines (a line longer than the reader's
  * buffer comes in pieces that share its number). */
