@@ -734,8 +734,20 @@ int bfs_fsync_meta(struct bfs *fs)
 	int ret = bfs_write_attrs(fs);
 	if (!ret)
 		ret = blk_store_sync(fs->store);
-	/* The promise of fsync: on the placement at full redundancy. */
-	if (!ret && fs->peers && !fs->cfg.read_only)
+	if (ret || fs->cfg.read_only)
+		return ret;
+	/* The promise of fsync: on the placement at full redundancy, the
+	 * metadata too. A commit does both: its barrier waits for the
+	 * data's uploads with its own blocks', then its head goes to the
+	 * nodes, so that a machine that loses this one's disk finds what
+	 * fsync acknowledged. (One node: its own disk is all there is, and
+	 * the store's sync made the metadata durable on it.) */
+	if (fs->commit_fn && fs->peers) {
+		ret = fs->commit_fn(fs->commit_arg, NULL);
+		/* fenced, or not published: not durable */
+		return ret && ret != -ENOSPC ? -EIO : ret;
+	}
+	if (fs->peers)
 		ret = cl_engine_barrier(fs->peers);
 	return ret;
 }

@@ -482,6 +482,7 @@ struct blk_attrs_rd {
 	struct blk_xattr *ex; /* the current entry's */
 	size_t ex_cap;
 	int err;
+	bool end; /* every entry has been read */
 	/* the entries being read: of the block, or of the current part */
 	struct blk_cbor_dec ents;
 	size_t left;	/* entries left in @ents */
@@ -780,7 +781,7 @@ int blk_attrs_rd_next(struct blk_attrs_rd *rd, blk_dag_fetch_fn fetch,
 {
 	int ret;
 
-	if (rd->err)
+	if (rd->err || rd->end)
 		return rd->err;
 	while (!rd->left) {
 		/* the part just read must end here: nothing after it */
@@ -794,6 +795,7 @@ int blk_attrs_rd_next(struct blk_attrs_rd *rd, blk_dag_fetch_fn fetch,
 			    rd->total <= BLK_ATTRS_PART_MAX)
 				ret = -EBADMSG;
 			rd->err = ret;
+			rd->end = !ret;
 			return ret;
 		}
 	}

@@ -191,7 +191,7 @@ static int commit_hook(void *arg, struct bfs_commit_info *out)
 	struct blk_head h;
 	int ret = bfs_commit_now(arg);
 
-	if (!ret && bfs_commit_head(arg, &h)) {
+	if (!ret && out && bfs_commit_head(arg, &h)) {
 		bfs_commit_last_stats(arg, &out->inodes, &out->blocks,
 				      &out->bytes);
 		out->seq = h.seq;

@@ -103,6 +103,44 @@ static int head_check(const struct bfs_commit_config *cfg, const uint8_t *buf,
 	return ret;
 }
 
+/* The nodes' latest head is the one after the local one, by this node,
+ * over the root its dag records name: this node published it and lost
+ * its 'H' record to a crash (publish_head writes it unsynced). Take it
+ * back. */
+static void adopt_own_head(const struct bfs_commit_config *cfg,
+			   struct bfs_commit_state *st)
+{
+	struct bfs_dag_rec root;
+	struct blk_cid local_cid;
+	uint8_t buf[BLK_HEAD_MAX_BYTES];
+	size_t len;
+	struct blk_txn *t;
+
+	if (st->latest.seq != st->local.seq + 1 ||
+	    memcmp(st->latest.writer, cfg->writer, sizeof(st->latest.writer)) ||
+	    bfs_dag_head_get(bfs_db(cfg->fs), buf, sizeof(buf), &len))
+		return;
+	blk_head_cid(buf, len, &local_cid);
+	if (!st->latest.has_parent ||
+	    !blk_cid_equal(&st->latest.parent, &local_cid) ||
+	    bfs_dag_get(bfs_db(cfg->fs), NULL, BFS_ROOT_INO, &root) ||
+	    !blk_cid_equal(&root.node, &st->latest.root) ||
+	    !blk_cid_equal(&root.attrs, &st->latest.attrs))
+		return;
+	t = blk_txn_new(bfs_store(cfg->fs));
+	if (!t)
+		return;
+	bfs_dag_head_put(t, st->latest_rec, st->latest_len);
+	if (!blk_txn_commit(t, true)) {
+		st->local = st->latest;
+		st->same = true;
+		blk_log_info("head %llu, published before a crash, is this "
+			     "node's own: taken back",
+			     (unsigned long long)st->latest.seq);
+	}
+	blk_txn_free(t);
+}
+
 int bfs_commit_check(const struct bfs_commit_config *cfg,
 		     struct bfs_commit_state *st)
 {
@@ -142,6 +180,8 @@ int bfs_commit_check(const struct bfs_commit_config *cfg,
 	    st->nodes_have && st->local_have &&
 	    st->latest.seq == st->local.seq &&
 	    !memcmp(st->latest.sig, st->local.sig, sizeof(st->local.sig));
+	if (st->nodes_have && st->local_have && !st->same)
+		adopt_own_head(cfg, st);
 	return st->nodes_answered ? 0 : -EIO;
 }
 
@@ -187,9 +227,31 @@ static int publish(struct bfs_commit *c, uint64_t seq, const uint8_t *rec,
 		return ret == -EACCES ? ret : ret ? -EIO : 0;
 	}
 	n = cfg->cluster->nnodes;
+	/* Every node at once (one round of node fsyncs), then, one by one,
+	 * the nodes that said they are behind. */
+	int st[CL_MAX_NODES];
+	struct net_batch *b = net_batch_new(client(cfg));
+
+	if (!b)
+		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		int ret =
-		    net_client_head_cas(client(cfg), i, seq - 1, rec, len);
+		struct net_op *op = net_op_new_head_cas(seq - 1, rec, len);
+
+		st[i] = op ? net_batch_submit(b, i, op) : -ENOMEM;
+		if (!st[i])
+			st[i] = -ETIMEDOUT; /* until its result says */
+	}
+	net_batch_wait(b, -1); /* ops end by their own timeouts */
+	for (size_t k = 0; k < net_batch_count(b); k++) {
+		const struct net_op_result *res =
+		    net_op_result(net_batch_op(b, k));
+
+		if (res && res->peer < n)
+			st[res->peer] = res->status;
+	}
+	net_batch_free(b);
+	for (unsigned i = 0; i < n; i++) {
+		int ret = st[i];
 
 		if (ret == -ESTALE && !catch_up(c, i, seq - 1))
 			ret = net_client_head_cas(client(cfg), i, seq - 1, rec,
@@ -265,8 +327,11 @@ static int publish_head(struct bfs_commit *c, const struct blk_cid *root,
 		return -ENOMEM;
 	bfs_dag_head_put(t, rec, len);
 	ret = blk_txn_ref(t, &hcid, rec, len);
+	/* Not synced: the nodes hold the head, and the dag records it names
+	 * were synced before it went out; a crash that loses this 'H' is
+	 * mended at the next mount (adopt_own_head). */
 	if (!ret)
-		ret = blk_txn_commit(t, true);
+		ret = blk_txn_commit(t, false);
 	blk_txn_free(t);
 	if (!ret && cfg->engine)
 		cl_engine_kick(cfg->engine);

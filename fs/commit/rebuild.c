@@ -92,6 +92,9 @@ struct rb {
 };
 
 static int fail(struct rb *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct rb *r, int err, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -646,6 +646,7 @@ static void test_parts(void)
 		i++;
 	}
 	CHECK(ret == 0 && i == 20000);
+	CHECK(blk_attrs_rd_next(rd, memblocks_get, &mb, &got) == 0);
 	blk_attrs_rd_free(&rd);
 
 	/* the parts in another order, or one twice: refused */

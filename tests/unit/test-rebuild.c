@@ -2,7 +2,9 @@
  * memory with the codecs (files empty, inline, of several chunks, with a
  * hole; a symlink, a FIFO, a device node; hard links; xattrs; a directory
  * in parts), rebuilt into a fresh database, every record checked, then
- * read through the core; and malformed trees refused with their path. */
+ * read through the core; malformed trees refused with their path; and a
+ * filesystem made through the core, encoded as a commit does
+ * (fs/commit/encode.h), rebuilt into the very records it came from. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -23,7 +25,9 @@
 #include "blocks/dag/unixfs.h"
 #include "fs/bfs.h"
 #include "fs/commit/cache.h"
+#include "fs/commit/encode.h"
 #include "fs/commit/rebuild.h"
+#include "fs/cred.h"
 #include "fs/meta.h"
 #include "tests/unit/check.h"
 #include "tests/unit/memblocks.h"
@@ -732,6 +736,204 @@ static void test_bad_head(void)
 	rm_rf(dir);
 }
 
+/* --- A commit's DAG rebuilt: the records the core wrote, again --- */
+
+static struct blk_store *src_store;
+
+static int store_fetch(void *ctx, const struct blk_cid *cid, void **data,
+		       size_t *len)
+{
+	(void)ctx;
+	return blk_store_get(src_store, cid, data, len);
+}
+
+/* Every record of @cf in @a and @b, compared by @same (NULL: bytes). */
+static void same_family(struct blk_db *a, struct blk_db *b, unsigned cf,
+			bool (*same)(const uint8_t *, size_t, const uint8_t *,
+				     size_t))
+{
+	struct blk_iter *x = blk_iter_new(a, cf, NULL, 0, NULL, 0);
+	struct blk_iter *y = blk_iter_new(b, cf, NULL, 0, NULL, 0);
+	size_t n = 0, bad = 0;
+
+	for (; blk_iter_valid(x) && blk_iter_valid(y);
+	     blk_iter_next(x), blk_iter_next(y), n++) {
+		size_t kx, ky, vx, vy;
+		const uint8_t *k1 = blk_iter_key(x, &kx);
+		const uint8_t *k2 = blk_iter_key(y, &ky);
+		const uint8_t *v1 = blk_iter_value(x, &vx);
+		const uint8_t *v2 = blk_iter_value(y, &vy);
+		if (kx != ky || memcmp(k1, k2, kx) ||
+		    (same ? !same(v1, vx, v2, vy)
+			  : vx != vy || memcmp(v1, v2, vx))) {
+			if (bad++ < 3)
+				fprintf(stderr,
+					"family %u: record %zu differs\n", cf,
+					n);
+		}
+	}
+	if (blk_iter_valid(x) || blk_iter_valid(y))
+		fprintf(stderr, "family %u: %s has more records\n", cf,
+			blk_iter_valid(x) ? "the source" : "the rebuild");
+	CHECK(!blk_iter_valid(x) && !blk_iter_valid(y));
+	CHECK(bad == 0);
+	CHECK(n > 0);
+	blk_iter_free(x);
+	blk_iter_free(y);
+}
+
+static bool same_extent(const uint8_t *a, size_t al, const uint8_t *b,
+			size_t bl)
+{
+	uint32_t l1, l2;
+	bool f1, f2;
+	struct blk_cid c1, c2;
+
+	return !bfs_extent_decode(a, al, &l1, &f1, &c1) &&
+	       !bfs_extent_decode(b, bl, &l2, &f2, &c2) && l1 == l2 &&
+	       blk_cid_equal(&c1, &c2);
+}
+
+static bool same_inode(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	struct bfs_inode_rec x, y;
+	const char *t1, *t2;
+	size_t l1, l2;
+
+	if (bfs_inode_decode(a, al, &x, &t1, &l1) ||
+	    bfs_inode_decode(b, bl, &y, &t2, &l2))
+		return false;
+	return x.mode == y.mode && x.uid == y.uid && x.gid == y.gid &&
+	       x.nlink == y.nlink && x.size == y.size && x.rdev == y.rdev &&
+	       x.stored == y.stored && x.atime.tv_sec == y.atime.tv_sec &&
+	       x.atime.tv_nsec == y.atime.tv_nsec &&
+	       x.mtime.tv_sec == y.mtime.tv_sec &&
+	       x.mtime.tv_nsec == y.mtime.tv_nsec &&
+	       x.ctime.tv_sec == y.ctime.tv_sec &&
+	       x.ctime.tv_nsec == y.ctime.tv_nsec &&
+	       x.btime.tv_sec == y.btime.tv_sec &&
+	       x.btime.tv_nsec == y.btime.tv_nsec && l1 == l2 &&
+	       !memcmp(t1, t2, l1);
+}
+
+static void put_file(struct bfs *fs, uint64_t parent, const char *name,
+		     const uint8_t *data, uint64_t off, size_t len,
+		     struct bfs_inode **out)
+{
+	struct bfs_inode *ip;
+
+	REQUIRE(!bfs_mknod(fs, parent, name, S_IFREG | 0640, 0, 0, 1000, 100,
+			   NULL, &ip));
+	if (len)
+		REQUIRE(bfs_write(fs, ip, off, data, len) == (int64_t)len);
+	REQUIRE(!bfs_fsync(fs, ip, false));
+	*out = ip;
+}
+
+static void test_commit_roundtrip(void)
+{
+	char a[] = "/tmp/test-rebuild-XXXXXX", b[] = "/tmp/test-rebuild-XXXXXX";
+	struct bfs_config cfg = {
+	    .chunker = CDC_FIXED,
+	    .chunk_min = 1024,
+	    .chunk_avg = 4096,
+	    .chunk_max = 4096,
+	    .cache_bytes = 8u << 20,
+	    .dirty_max = 64u << 20,
+	    .flush_at = 8u << 20,
+	    .flushers = 1,
+	};
+	struct bfs_cred cr = {.uid = 0, .gid = 0, .sys_admin = true};
+	struct bfs *fs;
+	struct bfs_inode *ip, *d;
+	char err[512];
+	static uint8_t data[100000];
+
+	REQUIRE(mkdtemp(a) && mkdtemp(b));
+	cfg.node_dir = a;
+	fill_random(data, sizeof(data), 3);
+	REQUIRE(!bfs_open(&cfg, &fs, err, sizeof(err)));
+	put_file(fs, BFS_ROOT_INO, "f", data, 0, sizeof(data), &ip);
+	CHECK(!bfs_setxattr(fs, ip, "user.k", "v", 1, 0, &cr));
+	bfs_iput(fs, ip);
+	REQUIRE(!bfs_link(fs, 2, BFS_ROOT_INO, "f2", &ip));
+	bfs_iput(fs, ip);
+	put_file(fs, BFS_ROOT_INO, "one", data, 0, 100, &ip);
+	bfs_iput(fs, ip);
+	put_file(fs, BFS_ROOT_INO, "empty", data, 0, 0, &ip);
+	bfs_iput(fs, ip);
+	put_file(fs, BFS_ROOT_INO, "sparse", data, 0, 10, &ip);
+	REQUIRE(bfs_write(fs, ip, 600000, data, 10) == 10);
+	REQUIRE(!bfs_fsync(fs, ip, false));
+	bfs_iput(fs, ip);
+	REQUIRE(!bfs_mknod(fs, BFS_ROOT_INO, "l", S_IFLNK | 0777, 0, 0, 1000,
+			   100, "f", &ip));
+	bfs_iput(fs, ip);
+	REQUIRE(!bfs_mknod(fs, BFS_ROOT_INO, "p", S_IFIFO | 0600, 0, 0, 1000,
+			   100, NULL, &ip));
+	bfs_iput(fs, ip);
+	REQUIRE(!bfs_mknod(fs, BFS_ROOT_INO, "d", S_IFDIR | 0700, 0, 0, 1000,
+			   100, NULL, &d));
+	CHECK(!bfs_setxattr(fs, d, "user.dir", "x", 1, 0, &cr));
+	put_file(fs, bfs_inode_ino(d), "x", data + 7, 0, 5000, &ip);
+	bfs_iput(fs, ip);
+	REQUIRE(!bfs_link(fs, 2, bfs_inode_ino(d), "f3", &ip));
+	bfs_iput(fs, ip);
+	REQUIRE(!bfs_mknod(fs, bfs_inode_ino(d), "e", S_IFDIR | 0755, 0, 0,
+			   1000, 100, NULL, &ip));
+	bfs_iput(fs, ip);
+	bfs_iput(fs, d);
+	REQUIRE(!bfs_fsync_meta(fs));
+
+	/* the commit's encoding, as fs/commit/commit.c runs it */
+	struct bfs_encode_config ec = {
+	    .db = bfs_db(fs), .store = bfs_store(fs), .hash = BLK_HASH_DEFAULT};
+	struct bfs_encode_result res;
+	struct blk_snap *snap = blk_snap_new(ec.db);
+	struct blk_txn *t = blk_txn_new(ec.store);
+	REQUIRE(snap && t);
+	REQUIRE(!bfs_encode_run(&ec, snap, t, &res));
+	blk_snap_free(snap);
+	REQUIRE(!blk_txn_commit(t, false));
+	blk_txn_free(t);
+	REQUIRE(res.changed);
+	struct blk_head h = {.seq = 1, .root = res.root, .attrs = res.attrs};
+	uint8_t head[BLK_HEAD_MAX_BYTES];
+	size_t hlen;
+	REQUIRE(!blk_head_sign(&h, sk));
+	REQUIRE(!blk_head_encode(&h, head, sizeof(head), &hlen));
+	t = blk_txn_new(ec.store); /* as the commit keeps its head */
+	bfs_dag_head_put(t, head, hlen);
+	REQUIRE(!blk_txn_commit(t, false));
+	blk_txn_free(t);
+
+	/* rebuilt from the blocks alone */
+	struct blk_db *db;
+	struct blk_store *store;
+	struct bfs_rebuild_ops ops = {.fetch = store_fetch, .threads = 2};
+	struct bfs_rebuild_stats st;
+	src_store = bfs_store(fs);
+	open_db(b, &db, &store);
+	int ret =
+	    bfs_rebuild(db, store, head, hlen, &ops, &st, err, sizeof(err));
+	if (ret)
+		fprintf(stderr, "rebuild: %s\n", err);
+	CHECK(ret == 0);
+	CHECK(st.holes >= 1);
+	same_family(bfs_db(fs), db, BFS_CF_INODES, same_inode);
+	same_family(bfs_db(fs), db, BFS_CF_DIRENTS, NULL);
+	same_family(bfs_db(fs), db, BFS_CF_PARENTS, NULL);
+	same_family(bfs_db(fs), db, BFS_CF_XATTRS, NULL);
+	same_family(bfs_db(fs), db, BFS_CF_EXTENTS, same_extent);
+	same_family(bfs_db(fs), db, BFS_CF_DAG, NULL);
+	CHECK(meta_u64(db, BFS_META_INODES) ==
+	      meta_u64(bfs_db(fs), BFS_META_INODES));
+	close_db(db, store);
+	CHECK(bfs_close(fs) == 0);
+	rm_rf(a);
+	rm_rf(b);
+}
+
 int main(void)
 {
 	uint8_t seed[32] = {7};
@@ -749,6 +951,7 @@ int main(void)
 	test_bad(MISSING_ATTRS, -ENOENT, "/sub");
 	test_bad(TYPE_MISMATCH, -EBADMSG, "/h1");
 	test_bad_head();
+	test_commit_roundtrip();
 	memblocks_clear(&dag);
 	memblocks_clear(&leaves);
 	printf("rebuild: %u passed, %u failed\n", passed, failed);
