@@ -63,8 +63,10 @@ __attribute__((format(printf, 1, 2))) void cmd_err(const char *fmt, ...);
 /* The commands: each takes its own argv (argv[0] its name) and returns
  * the exit status. */
 int cmd_cluster(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_commit(int argc, char **argv);

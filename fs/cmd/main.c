@@ -13,8 +13,10 @@ static const char main_usage[] =
     "Commands:\n"
     "  cluster create DIR --nodes N   create a local cluster\n"
     "  commit MOUNTPOINT              commit the metadata, publish a head\n"
+    "  export NODE_DIR --car FILE     write a snapshot as a CAR archive\n"
     "  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"
     "  serve NODE_DIR                 run a storage node\n"
+    "  snapshot list NODE_DIR         list the filesystem's snapshots\n"
     "  status NODE_DIR                show what the node stores\n"
     "  sync MOUNTPOINT                wait until what was written is on\n"
     "                                 the cluster\n"
@@ -27,8 +29,9 @@ static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
 } commands[] = {
-    {"cluster", cmd_cluster}, {"commit", cmd_commit}, {"mount", cmd_mount},
-    {"status", cmd_status},   {"serve", cmd_serve},   {"sync", cmd_sync},
+    {"cluster", cmd_cluster}, {"commit", cmd_commit},	  {"mount", cmd_mount},
+    {"status", cmd_status},   {"serve", cmd_serve},	  {"sync", cmd_sync},
+    {"export", cmd_export},   {"snapshot", cmd_snapshot},
 };
 
 int main(int argc, char **argv)

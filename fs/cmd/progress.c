@@ -17,3 +17,11 @@ bool cmd_progress_draw(void *arg, uint64_t done, uint64_t total,
 			(unsigned long long)(total > done ? total - done : 0));
 	return true;
 }
+
+void cmd_progress_count(const char *what, uint64_t blocks, uint64_t bytes)
+{
+	if (!isatty(STDERR_FILENO))
+		return;
+	fprintf(stderr, "\rblockfs: %s: %llu blocks, %llu MiB   ", what,
+		(unsigned long long)blocks, (unsigned long long)(bytes >> 20));
+}

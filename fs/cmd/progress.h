@@ -12,3 +12,8 @@
  * @what NULL, end the line drawn. Any thread, one job at a time. */
 bool cmd_progress_draw(void *arg, uint64_t done, uint64_t total,
 		       const char *what);
+
+/* When stderr is a terminal, draw "blockfs: WHAT: N blocks, M MiB" over
+ * the line drawn before (end it with cmd_progress_draw(NULL, 0, 0,
+ * NULL)); else nothing. */
+void cmd_progress_count(const char *what, uint64_t blocks, uint64_t bytes);

@@ -125,7 +125,7 @@ struct parse_ctx {
 	unsigned nodes_decl; /* "[cluster] nodes = N", 0 if absent */
 	/* the line each setting was first seen on, 0 if not yet */
 	int cluster_seen[9];
-	int fs_seen[3]; /* [filesystem]: id, public_key, hash */
+	int fs_seen[4]; /* [filesystem]: id, public_key, hash, retention */
 	int fs_line;	/* where [filesystem] starts */
 	int node_seen[CL_MAX_NODES][5];
 	int node_line[CL_MAX_NODES]; /* where the node's section starts */
@@ -136,7 +136,8 @@ static const char *const cluster_keys[] = {
     "chunk_avg", "chunk_max",  "nodes",	 NULL};
 static const char *const node_keys[] = {"address", "public_key", "zone",
 					"weight", NULL};
-static const char *const fs_keys[] = {"id", "public_key", "hash", NULL};
+static const char *const fs_keys[] = {"id", "public_key", "hash", "retention",
+				      NULL};
 
 /* An ini_reader that counts lines (a line longer than the reader's
  * buffer comes in pieces that share its number). */
@@ -331,7 +332,7 @@ static int on_fs_kv(struct parse_ctx *p, const char *name, const char *value)
 	if (k < 0)
 		return bad(p,
 			   "unknown setting '%s' in [filesystem] (known: id, "
-			   "public_key, hash)",
+			   "public_key, hash, retention)",
 			   name);
 	if (p->fs_seen[k])
 		return bad(p,
@@ -356,6 +357,15 @@ static int on_fs_kv(struct parse_ctx *p, const char *name, const char *value)
 				   "invalid filesystem public_key '%s' (64 "
 				   "hex digits: an Ed25519 public key)",
 				   value);
+		return 1;
+	}
+	if (k == 3) {
+		struct cl_retention r;
+		char why[160];
+
+		if (cl_retention_parse(value, &r, why, sizeof(why)))
+			return bad(p, "invalid retention: %s", why);
+		snprintf(c->retention, sizeof(c->retention), "%s", value);
 		return 1;
 	}
 	if (blk_hash_from_name(value, &c->hash))

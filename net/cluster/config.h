@@ -8,6 +8,7 @@
 #include "blocks/cdc.h"
 #include "blocks/cid.h"
 #include "net/cluster/placement.h" /* CL_MAX_NODES: nodes in a cluster */
+#include "net/cluster/retention.h"
 
 /* Blocks shorter than this are stored as M+1 whole replicas under ec:K+M
  * (the same fault tolerance, no tiny fragments; DESIGN.md §8). 64 KiB is
@@ -32,6 +33,8 @@ struct cl_node_info {
  *   id = 32 hex digits          the filesystem id (16 bytes), in its heads
  *   public_key = 64 hex digits  the Ed25519 key its heads are signed with
  *   hash = sha2-256 | blake2b-256   the hash of new CIDs (default sha2-256)
+ *   retention = RULES           which heads to keep (net/cluster/retention.h;
+ *                               default CL_RETENTION_DEFAULT)
  * The secret key is not in the cluster file (DIR/filesystem.key). */
 #define CL_FS_ID_LEN 16
 #define CL_FS_PK_LEN 32
@@ -51,6 +54,9 @@ struct cl_cluster {
 	uint8_t fs_id[CL_FS_ID_LEN];
 	uint8_t fs_public_key[CL_FS_PK_LEN];
 	enum blk_hash hash;
+	/* "retention = ...", checked by cl_retention_parse; empty: not set
+	 * (the default policy). */
+	char retention[CL_RETENTION_MAX_LEN + 1];
 };
 
 /* Parse a cluster file. 0, or -errno with a message naming the file and

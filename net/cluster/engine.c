@@ -178,17 +178,19 @@ static uint64_t node_latency(void *arg, unsigned node)
 
 void cl_engine_kick(struct cl_engine *p)
 {
-	cl_uploader_kick(p->up);
+	if (p->up)
+		cl_uploader_kick(p->up);
 }
 
 uint64_t cl_engine_backlog(struct cl_engine *p)
 {
-	return cl_uploader_backlog(p->up);
+	return p->up ? cl_uploader_backlog(p->up) : 0;
 }
 
 void cl_engine_throttle(struct cl_engine *p)
 {
-	cl_uploader_throttle(p->up);
+	if (p->up)
+		cl_uploader_throttle(p->up);
 }
 
 struct net_client *cl_engine_client(struct cl_engine *p)
@@ -198,7 +200,7 @@ struct net_client *cl_engine_client(struct cl_engine *p)
 
 int cl_engine_barrier(struct cl_engine *p)
 {
-	return cl_uploader_barrier(p->up);
+	return p->up ? cl_uploader_barrier(p->up) : 0;
 }
 
 void cl_engine_closing(struct cl_engine *p)
@@ -473,6 +475,8 @@ static int open_engine(struct cl_engine *p, char *err, size_t errlen)
 			 strerror(-ret));
 		return ret;
 	}
+	if (!c->store) /* client only: nothing to upload */
+		return 0;
 	ret = cl_uploader_new(&uc, &p->up);
 	if (ret < 0)
 		snprintf(err, errlen, "cannot start the uploader: %s",
@@ -531,7 +535,8 @@ int cl_engine_close(struct cl_engine *p)
 	}
 	/* Prefetches in flight end within the fetch deadline. */
 	cl_bcache_stop(p->cache);
-	cl_engine_log_counters(p);
+	if (p->up) /* a client only (a command) reports for itself */
+		cl_engine_log_counters(p);
 	/* The client completes whatever is in flight (callbacks included)
 	 * before it goes; only then can the uploader's jobs go. */
 	net_client_free(p->cl);

@@ -30,7 +30,10 @@ struct cl_engine_config {
 	const char *public_key; /* its CURVE key pair, Z85 */
 	const char *secret_key;
 	struct blk_db *db; /* the node's database */
-	/* The block store on @db, opened with newlog = true. */
+	/* The block store on @db, opened with newlog = true. Client only
+	 * (the export's, 'blockfs snapshot'): @db and @store NULL and
+	 * @serve false: no uploader, no server; fetch works, barriers
+	 * return 0 at once. */
 	struct blk_store *store;
 	unsigned frags_cf;    /* where this node's server keeps fragments */
 	unsigned repair_cf;   /* binary CID -> reason: blocks to repair */

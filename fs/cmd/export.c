@@ -1,0 +1,302 @@
+/* 'blockfs export': a snapshot of the filesystem (or of one directory in
+ * it) as a CAR v1 archive, streamed from the cluster's blocks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blocks/dag/car.h"
+#include "blocks/dag/walk.h"
+#include "fs/cmd/cmd.h"
+#include "fs/cmd/progress.h"
+#include "fs/cmd/remote.h"
+#include "net/cluster/headset.h"
+
+static const char export_usage_text[] =
+    "Usage: blockfs export NODE_DIR --car FILE [--snapshot SEQ|CID]\n"
+    "                      [--path /DIR]\n"
+    "\n"
+    "Write a snapshot of the filesystem as a CAR v1 archive: every block\n"
+    "of its UnixFS tree once, parents first, with the tree's root as the\n"
+    "archive's root, so IPFS tools (ipfs dag import, ipfs-car, the\n"
+    "unixfs exporter) read it. Blocks come from the node's own store and\n"
+    "the cluster; works while NODE_DIR is mounted or served. Only the\n"
+    "UnixFS tree goes into the archive: owners, xattrs and other\n"
+    "attributes blockfs keeps beside it do not.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --car FILE        write the archive to FILE ('-': stdout)\n"
+    "  -s, --snapshot WHICH  the snapshot: its seq (see 'blockfs snapshot\n"
+    "                        list'), a head's CID (dag-cbor), or a UnixFS\n"
+    "                        root CID (dag-pb); default the latest\n"
+    "  -p, --path /DIR       export only this directory (or file) of it\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit status: 0 done, 1 failed (a block could not be read, no such\n"
+    "snapshot or path, FILE not writable), 2 usage error.\n";
+
+static const struct option export_longopts[] = {
+    {"car", required_argument, NULL, 'o'},
+    {"snapshot", required_argument, NULL, 's'},
+    {"path", required_argument, NULL, 'p'},
+    CMD_OPT_HELP,
+    {0},
+};
+
+static const struct cmd_spec export_cmd =
+    CMD_SPEC("export", "o:s:p:h", export_longopts, export_usage_text, 1,
+	     "export needs NODE_DIR");
+
+struct export_opts {
+	const char *car, *snapshot, *path;
+};
+
+static int export_opt(void *ctx, int c, const char *arg)
+{
+	struct export_opts *o = ctx;
+
+	if (c == 'o')
+		o->car = arg;
+	else if (c == 's')
+		o->snapshot = arg;
+	else if (c == 'p')
+		o->path = arg;
+	return CMD_CONTINUE;
+}
+
+/* The archive's output and the walk's progress. */
+struct export_run {
+	struct cmd_remote r;
+	FILE *out;
+	struct blk_car_writer car;
+	bool tty;
+	struct timespec last; /* progress drawn */
+};
+
+static int write_out(void *arg, const void *buf, size_t len)
+{
+	struct export_run *x = arg;
+
+	if (len && fwrite(buf, 1, len, x->out) != len)
+		return errno ? -errno : -EIO;
+	return 0;
+}
+
+static void draw(struct export_run *x, bool force)
+{
+	struct timespec now;
+
+	if (!x->tty)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!force && (now.tv_sec - x->last.tv_sec) * 1000000000L +
+			      (now.tv_nsec - x->last.tv_nsec) <
+			  200000000L)
+		return;
+	x->last = now;
+	cmd_progress_count("export", x->car.blocks, x->car.bytes);
+}
+
+static int visit(void *ctx, const struct blk_cid *cid, const uint8_t *data,
+		 size_t len)
+{
+	struct export_run *x = ctx;
+	int ret = blk_car_write_block(&x->car, cid, data, len);
+
+	draw(x, false);
+	return ret;
+}
+
+static int fetch(void *ctx, const struct blk_cid *cid, void **data, size_t *len)
+{
+	struct export_run *x = ctx;
+
+	return cmd_remote_fetch(&x->r, cid, data, len);
+}
+
+static void prefetch(void *ctx, const struct blk_cid *cids, size_t n)
+{
+	struct export_run *x = ctx;
+
+	cmd_remote_prefetch(&x->r, cids, n);
+}
+
+/* Whether @s is a seq: digits only, no sign, > 0. */
+static bool parse_seq(const char *s, uint64_t *seq)
+{
+	char *end;
+
+	if (!*s || strspn(s, "0123456789") != strlen(s))
+		return false;
+	errno = 0;
+	*seq = strtoull(s, &end, 10);
+	return !errno && *seq > 0;
+}
+
+/* The UnixFS root of the snapshot @which (NULL: the latest) into @root.
+ * 0, or 1 after saying why. */
+static int snapshot_root(struct cmd_remote *r, const char *which,
+			 struct blk_cid *root)
+{
+	struct cl_head_info h;
+	uint64_t seq = 0;
+	int ret;
+
+	if (!which || parse_seq(which, &seq)) {
+		ret = seq ? cmd_remote_head(r, seq, &h)
+			  : cmd_remote_latest(r, &h);
+		if (ret == -ENOENT)
+			cmd_err(seq ? "no node has a valid head %s"
+				    : "the filesystem has no snapshot yet%s",
+				seq ? which : "");
+		else if (ret)
+			cmd_err("cannot read the filesystem's heads: %s",
+				ret == -EHOSTDOWN ? "no node answered"
+						  : strerror(-ret));
+		if (ret)
+			return 1;
+		*root = h.head.root;
+		return 0;
+	}
+	if (blk_cid_from_string(root, which)) { /* cmd_export checked it */
+		cmd_err("'%s' is neither a snapshot's seq nor a CID", which);
+		return 1;
+	}
+	if (root->codec == BLK_CODEC_DAG_PB)
+		return 0;
+	if (root->codec != BLK_CODEC_DAG_CBOR) {
+		cmd_err("%s is not a head (dag-cbor) or a UnixFS root (dag-pb)",
+			which);
+		return 1;
+	}
+	/* A head: among the nodes' heads, else as a block (a head is
+	 * stored as one too), checked, its root taken. */
+	struct cl_head_info *all;
+	size_t n;
+	if (!cmd_remote_list(r, &all, &n, NULL)) {
+		for (size_t i = 0; i < n; i++)
+			if (blk_cid_equal(&all[i].cid, root)) {
+				*root = all[i].head.root;
+				free(all);
+				return 0;
+			}
+		free(all);
+	}
+	void *data;
+	size_t len;
+	char why[160];
+	if (cmd_remote_fetch(r, root, &data, &len)) {
+		cmd_err("no node has the head %s", which);
+		return 1;
+	}
+	ret = cl_head_check(r->cl, data, len, 0, &h.head, why, sizeof(why));
+	free(data);
+	if (ret) {
+		cmd_err("%s is not a head of this filesystem: %s", which, why);
+		return 1;
+	}
+	*root = h.head.root;
+	return 0;
+}
+
+/* Walk @root into the archive. 0 or 1 after saying why. */
+static int export_walk(struct export_run *x, const struct blk_cid *root,
+		       const char *file)
+{
+	struct blk_walk_config wc = {
+	    .fetch = fetch, .visit = visit, .prefetch = prefetch, .ctx = x};
+	struct blk_walk_stats st = {0};
+	char cs[BLK_CID_STR_MAX];
+	int ret;
+
+	ret = blk_car_writer_start(&x->car, write_out, x, root, 1);
+	if (!ret)
+		ret = blk_dag_walk(&wc, root, &st);
+	if (!ret && fflush(x->out))
+		ret = -errno;
+	draw(x, true);
+	if (x->tty)
+		cmd_progress_draw(NULL, 0, 0, NULL);
+	if (ret && st.has_failed) {
+		blk_cid_to_string(&st.failed, cs);
+		cmd_err("cannot read block %s: %s", cs,
+			ret == -EBADMSG ? "not a valid UnixFS node"
+					: strerror(-ret));
+		return 1;
+	}
+	if (ret) {
+		cmd_err("cannot write %s: %s", file, strerror(-ret));
+		return 1;
+	}
+	blk_cid_to_string(root, cs);
+	fprintf(stderr,
+		"blockfs: exported %s: %llu blocks, %llu bytes of archive "
+		"(%llu hole blocks made)\n",
+		cs, (unsigned long long)x->car.blocks,
+		(unsigned long long)x->car.bytes, (unsigned long long)st.zeros);
+	return 0;
+}
+
+int cmd_export(int argc, char **argv)
+{
+	struct export_opts o = {0};
+	int st = cmd_parse(&export_cmd, argc, argv, export_opt, &o);
+
+	if (st != CMD_CONTINUE)
+		return st;
+	if (!o.car)
+		return cmd_usage_error("export", "export needs --car FILE");
+	struct blk_cid given;
+	uint64_t seq;
+	if (o.snapshot && !parse_seq(o.snapshot, &seq) &&
+	    blk_cid_from_string(&given, o.snapshot))
+		return cmd_usage_error(
+		    "export",
+		    "--snapshot '%s' is neither a seq (1, 2, "
+		    "...) nor a CID",
+		    o.snapshot);
+	if (o.path && o.path[0] != '/')
+		return cmd_usage_error(
+		    "export", "--path must start with '/': '%s'", o.path);
+	const char *node_dir = argv[optind];
+	struct export_run x = {0};
+	struct blk_cid root;
+
+	if (cmd_remote_open(node_dir, &x.r))
+		return 1;
+	st = snapshot_root(&x.r, o.snapshot, &root);
+	if (!st && o.path) {
+		int ret = blk_dag_walk_resolve(cmd_remote_fetch, &x.r, &root,
+					       o.path, &root);
+		if (ret) {
+			cmd_err("%s: %s", o.path,
+				ret == -EIO ? "a block on the way could not be "
+					      "read"
+					    : strerror(-ret));
+			st = 1;
+		}
+	}
+	bool to_stdout = !strcmp(o.car, "-");
+	if (!st) {
+		x.out = to_stdout ? stdout : fopen(o.car, "we");
+		if (!x.out) {
+			cmd_err("cannot create %s: %s", o.car, strerror(errno));
+			st = 1;
+		}
+	}
+	if (!st) {
+		x.tty = isatty(STDERR_FILENO);
+		st = export_walk(&x, &root, to_stdout ? "stdout" : o.car);
+		if (!to_stdout && fclose(x.out) && !st) {
+			cmd_err("cannot write %s: %s", o.car, strerror(errno));
+			st = 1;
+		}
+		if (st && !to_stdout)
+			unlink(o.car); /* no partial archive left behind */
+	}
+	cmd_remote_close(&x.r);
+	return st;
+}
