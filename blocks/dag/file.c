@@ -63,6 +63,11 @@ struct blk_dag_file {
 	size_t buf_cap;
 	struct blk_pb_link links[BLK_DAG_FILE_FANOUT];
 	uint64_t bs[BLK_DAG_FILE_FANOUT];
+	/* blk_dag_file_add_zeros: zero[k] is the subtree of 174^k zero
+	 * leaves of zero_piece bytes (made when first needed). */
+	uint64_t zero_piece;
+	size_t nzero;
+	struct entry zero[BLK_DAG_FILE_MAX_DEPTH + 1];
 };
 
 int blk_dag_file_new(struct blk_dag_file **out,
@@ -254,6 +259,76 @@ int blk_dag_file_add_leaf(struct blk_dag_file *f, const struct blk_cid *cid,
 	}
 	f->file_size += size;
 	return 0;
+}
+
+/* The subtree of 174^@k zero leaves of @piece bytes: zero[k], made (and
+ * emitted, once per builder) from zero[k - 1]. */
+static int zero_subtree(struct blk_dag_file *f, size_t k, uint64_t piece,
+			const struct blk_cid *leaf)
+{
+	if (f->zero_piece != piece) {
+		f->zero_piece = piece;
+		f->nzero = 1;
+		f->zero[0] = (struct entry){
+		    .cid = *leaf, .file_size = piece, .dag_size = piece};
+	}
+	while (f->nzero <= k) {
+		struct entry group[BLK_DAG_FILE_FANOUT];
+		int rc;
+
+		for (size_t i = 0; i < BLK_DAG_FILE_FANOUT; i++)
+			group[i] = f->zero[f->nzero - 1];
+		rc = make_node(f, group, BLK_DAG_FILE_FANOUT,
+			       &f->zero[f->nzero]);
+		if (rc < 0)
+			return rc;
+		f->nzero++;
+	}
+	return 0;
+}
+
+int blk_dag_file_add_zeros(struct blk_dag_file *f, const struct blk_cid *leaf,
+			   uint64_t piece, uint64_t count)
+{
+	int rc = 0;
+
+	if (f->done || leaf->codec != BLK_CODEC_RAW || !piece ||
+	    piece > BLK_PB_MAX_BLOCK ||
+	    count > (BLK_PB_MAX_TSIZE - f->file_size) / piece)
+		return -EINVAL;
+	while (count > 0 && rc == 0) {
+		uint64_t span = 1;
+		size_t k = 0;
+
+		/* The highest level whose lower levels are all empty and
+		 * whose whole zero subtree still fits: there it goes in as
+		 * one entry, the node the leaves one by one would make. */
+		while (k < BLK_DAG_FILE_MAX_DEPTH &&
+		       (!f->levels[k] || f->levels[k]->n == 0) &&
+		       count / BLK_DAG_FILE_FANOUT >= span) {
+			span *= BLK_DAG_FILE_FANOUT;
+			k++;
+		}
+		rc = zero_subtree(f, k, piece, leaf);
+		for (size_t j = 0; rc == 0 && j < k; j++) {
+			/* levels below had their groups: the root rule of
+			 * close_levels must not stop there */
+			if (!f->levels[j] &&
+			    !(f->levels[j] = calloc(1, sizeof(*f->levels[j]))))
+				rc = -ENOMEM;
+			else
+				f->levels[j]->groups++;
+		}
+		if (rc == 0)
+			rc = push(f, k, &f->zero[k]);
+		if (rc == 0) {
+			f->file_size += span * piece;
+			count -= span;
+		}
+	}
+	if (rc < 0)
+		f->done = true;
+	return rc;
 }
 
 /* The root of a file of one leaf @e: the leaf, or with metadata a node with

@@ -63,6 +63,16 @@ int blk_dag_file_set_hash(struct blk_dag_file *f, enum blk_hash hash);
 int blk_dag_file_add_leaf(struct blk_dag_file *f, const struct blk_cid *cid,
 			  uint64_t size);
 
+/* Append @count leaves of @piece zero bytes, @leaf being their CID (a
+ * hole), with the same result as @count calls of blk_dag_file_add_leaf,
+ * in time and memory logarithmic in @count: a run of 174^k of them at a
+ * place where the balanced layout makes one subtree of them goes in as
+ * that subtree, made once per builder (emitted then). Returns 0, -EINVAL
+ * (@leaf not raw, @piece 0 or too large, the file past 2^53 - 1 bytes, or
+ * after finish), -EFBIG, -ENOMEM, or what @emit returned. */
+int blk_dag_file_add_zeros(struct blk_dag_file *f, const struct blk_cid *leaf,
+			   uint64_t piece, uint64_t count);
+
 /* Finish the file: emit the remaining nodes and give the root CID, the file
  * size (sum of the leaves) and the dag size (the root's block bytes plus
  * its links' Tsizes: the Tsize a directory gives its link to the file).

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocks/dag/attrs.h"
 #include "blocks/dag/car.h"
 #include "blocks/dag/walk.h"
 #include "fs/cmd/cmd.h"
@@ -24,8 +25,7 @@ static const char export_usage_text[] =
     "archive's root, so IPFS tools (ipfs dag import, ipfs-car, the\n"
     "unixfs exporter) read it. Blocks come from the node's own store and\n"
     "the cluster; works while NODE_DIR is mounted or served. Only the\n"
-    "UnixFS tree goes into the archive: owners, xattrs and other\n"
-    "attributes blockfs keeps beside it do not.\n"
+    "UnixFS tree goes into the archive unless --attrs asks for the rest.\n"
     "\n"
     "Options:\n"
     "  -o, --car FILE        write the archive to FILE ('-': stdout)\n"
@@ -33,6 +33,10 @@ static const char export_usage_text[] =
     "                        list'), a head's CID (dag-cbor), or a UnixFS\n"
     "                        root CID (dag-pb); default the latest\n"
     "  -p, --path /DIR       export only this directory (or file) of it\n"
+    "  -a, --attrs           also the head and the attribute blocks\n"
+    "                        (owners, times, xattrs, hard links, special\n"
+    "                        files: FORMAT.md), after the UnixFS tree;\n"
+    "                        the archive's root stays the UnixFS root\n"
     "  -h, --help            show this help\n"
     "\n"
     "Exit status: 0 done, 1 failed (a block could not be read, no such\n"
@@ -42,16 +46,18 @@ static const struct option export_longopts[] = {
     {"car", required_argument, NULL, 'o'},
     {"snapshot", required_argument, NULL, 's'},
     {"path", required_argument, NULL, 'p'},
+    {"attrs", no_argument, NULL, 'a'},
     CMD_OPT_HELP,
     {0},
 };
 
 static const struct cmd_spec export_cmd =
-    CMD_SPEC("export", "o:s:p:h", export_longopts, export_usage_text, 1,
+    CMD_SPEC("export", "o:s:p:ah", export_longopts, export_usage_text, 1,
 	     "export needs NODE_DIR");
 
 struct export_opts {
 	const char *car, *snapshot, *path;
+	bool attrs;
 };
 
 static int export_opt(void *ctx, int c, const char *arg)
@@ -64,6 +70,8 @@ static int export_opt(void *ctx, int c, const char *arg)
 		o->snapshot = arg;
 	else if (c == 'p')
 		o->path = arg;
+	else if (c == 'a')
+		o->attrs = true;
 	return CMD_CONTINUE;
 }
 
@@ -74,6 +82,11 @@ struct export_run {
 	struct blk_car_writer car;
 	bool tty;
 	struct timespec last; /* progress drawn */
+	/* --attrs: the head, and the attribute tree's blocks written */
+	bool has_head;
+	struct blk_cid head, attrs;
+	struct blk_cid *seen;
+	size_t nseen, capseen;
 };
 
 static int write_out(void *arg, const void *buf, size_t len)
@@ -139,7 +152,8 @@ static bool parse_seq(const char *s, uint64_t *seq)
 /* The UnixFS root of the snapshot @which (NULL: the latest) into @root.
  * 0, or 1 after saying why. */
 static int snapshot_root(struct cmd_remote *r, const char *which,
-			 struct blk_cid *root)
+			 struct blk_cid *root, struct cl_head_info *head,
+			 bool *has_head)
 {
 	struct cl_head_info h;
 	uint64_t seq = 0;
@@ -148,6 +162,10 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 	if (!which || parse_seq(which, &seq)) {
 		ret = seq ? cmd_remote_head(r, seq, &h)
 			  : cmd_remote_latest(r, &h);
+		if (!ret && head) {
+			*head = h;
+			*has_head = true;
+		}
 		if (ret == -ENOENT)
 			cmd_err(seq ? "no node has a valid head %s"
 				    : "the filesystem has no snapshot yet%s",
@@ -180,6 +198,8 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 		for (size_t i = 0; i < n; i++)
 			if (blk_cid_equal(&all[i].cid, root)) {
 				*root = all[i].head.root;
+				*head = all[i];
+				*has_head = true;
 				free(all);
 				return 0;
 			}
@@ -192,6 +212,7 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 		cmd_err("no node has the head %s", which);
 		return 1;
 	}
+	h.cid = *root;
 	ret = cl_head_check(r->cl, data, len, 0, &h.head, why, sizeof(why));
 	free(data);
 	if (ret) {
@@ -199,7 +220,98 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 		return 1;
 	}
 	*root = h.head.root;
+	*head = h;
+	*has_head = true;
 	return 0;
+}
+
+/* Write block @cid unless written already (the attribute tree shares
+ * blocks between directories alike). 0, 1 when seen, or -errno. */
+static int attrs_once(struct export_run *x, const struct blk_cid *cid)
+{
+	for (size_t i = 0; i < x->nseen; i++)
+		if (blk_cid_equal(&x->seen[i], cid))
+			return 1;
+	if (x->nseen == x->capseen) {
+		size_t n = x->capseen ? x->capseen * 2 : 64;
+		struct blk_cid *v = realloc(x->seen, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		x->seen = v;
+		x->capseen = n;
+	}
+	x->seen[x->nseen++] = *cid;
+	return 0;
+}
+
+/* blk_dag_fetch_fn for the attribute reader: parts go into the archive
+ * as they are read. */
+static int attrs_fetch(void *ctx, const struct blk_cid *cid, void **data,
+		       size_t *len)
+{
+	struct export_run *x = ctx;
+	int ret = fetch(x, cid, data, len);
+
+	if (!ret && attrs_once(x, cid) == 0)
+		ret = visit(x, cid, *data, *len);
+	return ret;
+}
+
+/* --attrs: the head block and every attribute block, breadth-first (a
+ * queue of directory blocks: memory grows with the directories). */
+static int export_attrs(struct export_run *x, struct blk_cid *failed)
+{
+	struct blk_cid *queue = NULL;
+	size_t head = 0, n = 0, cap = 0;
+	void *data = NULL;
+	size_t len;
+	int ret = fetch(x, &x->head, &data, &len);
+
+	*failed = x->head;
+	if (!ret)
+		ret = visit(x, &x->head, data, len);
+	free(data);
+	for (struct blk_cid next = x->attrs; !ret;) {
+		struct blk_attrs_rd *rd = NULL;
+		struct blk_attr_entry e;
+
+		*failed = next;
+		if (attrs_once(x, &next) == 0) {
+			data = NULL;
+			ret = fetch(x, &next, &data, &len);
+			if (!ret)
+				ret = visit(x, &next, data, len);
+			if (!ret)
+				ret = blk_attrs_rd_open(&rd, data, len);
+			while (!ret && (ret = blk_attrs_rd_next(rd, attrs_fetch,
+								x, &e)) == 1) {
+				ret = 0;
+				if (!e.dir)
+					continue;
+				if (n == cap) {
+					size_t c = cap ? cap * 2 : 64;
+					struct blk_cid *v =
+					    realloc(queue, c * sizeof(*v));
+
+					if (!v) {
+						ret = -ENOMEM;
+						break;
+					}
+					queue = v;
+					cap = c;
+				}
+				queue[n++] = e.attrs_cid;
+			}
+			blk_attrs_rd_free(&rd);
+			free(data);
+		}
+		if (ret || head == n)
+			break;
+		next = queue[head++];
+	}
+	free(queue);
+	return ret;
 }
 
 /* Walk @root into the archive. 0 or 1 after saying why. */
@@ -215,6 +327,10 @@ static int export_walk(struct export_run *x, const struct blk_cid *root,
 	ret = blk_car_writer_start(&x->car, write_out, x, root, 1);
 	if (!ret)
 		ret = blk_dag_walk(&wc, root, &st);
+	if (!ret && x->has_head) {
+		ret = export_attrs(x, &st.failed);
+		st.has_failed = ret != 0;
+	}
 	if (!ret && fflush(x->out))
 		ret = -errno;
 	draw(x, true);
@@ -267,7 +383,19 @@ int cmd_export(int argc, char **argv)
 
 	if (cmd_remote_open(node_dir, &x.r))
 		return 1;
-	st = snapshot_root(&x.r, o.snapshot, &root);
+	struct cl_head_info h;
+	bool has_head = false;
+	st = snapshot_root(&x.r, o.snapshot, &root, &h, &has_head);
+	if (!st && o.attrs) {
+		if (!has_head || o.path) {
+			cmd_err("--attrs exports a whole snapshot named by its "
+				"seq or head, without --path");
+			st = 1;
+		}
+		x.has_head = true;
+		x.head = h.cid;
+		x.attrs = h.head.attrs;
+	}
 	if (!st && o.path) {
 		int ret = blk_dag_walk_resolve(cmd_remote_fetch, &x.r, &root,
 					       o.path, &root);
@@ -298,5 +426,6 @@ int cmd_export(int argc, char **argv)
 			unlink(o.car); /* no partial archive left behind */
 	}
 	cmd_remote_close(&x.r);
+	free(x.seen);
 	return st;
 }

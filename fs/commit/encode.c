@@ -261,21 +261,41 @@ struct file_walk {
 	uint64_t pos, size;
 };
 
-/* Zero leaves over [fw->pos, @to), cut at multiples of HOLE_PIECE. */
+/* Zero leaves over [fw->pos, @to), cut at multiples of HOLE_PIECE: a
+ * partial piece up to the first multiple, whole pieces as one run (a
+ * terabyte hole is a few subtrees, blk_dag_file_add_zeros), a partial
+ * piece after the last. */
 static int add_hole(struct file_walk *fw, uint64_t to)
 {
-	while (fw->pos < to) {
+	uint64_t whole;
+	struct blk_cid z;
+	int ret;
+
+	if (fw->pos >= to)
+		return 0;
+	if (fw->pos % HOLE_PIECE) {
 		uint64_t next = (fw->pos / HOLE_PIECE + 1) * HOLE_PIECE;
-		struct blk_cid z;
-		int ret;
 
 		if (next > to)
 			next = to;
 		zero_cid(fw->r, (size_t)(next - fw->pos), &z);
-		ret = blk_dag_file_add_leaf(fw->f, &z, next - fw->pos);
-		if (ret)
+		if ((ret = blk_dag_file_add_leaf(fw->f, &z, next - fw->pos)))
 			return ret;
 		fw->pos = next;
+	}
+	whole = (to - fw->pos) / HOLE_PIECE;
+	if (whole) {
+		zero_cid(fw->r, HOLE_PIECE, &z);
+		if ((ret = blk_dag_file_add_zeros(fw->f, &z, HOLE_PIECE,
+						  whole)))
+			return ret;
+		fw->pos += whole * HOLE_PIECE;
+	}
+	if (fw->pos < to) {
+		zero_cid(fw->r, (size_t)(to - fw->pos), &z);
+		if ((ret = blk_dag_file_add_leaf(fw->f, &z, to - fw->pos)))
+			return ret;
+		fw->pos = to;
 	}
 	return 0;
 }

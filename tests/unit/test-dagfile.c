@@ -232,6 +232,82 @@ static void test_hash(const uint8_t *content)
 	blk_dag_file_free(&f);
 }
 
+/* Zeros added as runs (blk_dag_file_add_zeros) give the file that the
+ * same leaves added one by one give, with data leaves before, between and
+ * after; a run of 174^3 leaves costs a handful of blocks. */
+static uint64_t zeros_root(const struct blk_dag_file_meta *m,
+			   const uint64_t *runs, size_t n, bool one_by_one,
+			   struct blk_cid *root, unsigned *emitted)
+{
+	static const uint8_t zero[1024], data[100] = {1, 2, 3};
+	struct run r = {.content = data};
+	struct blk_dag_file *f;
+	struct blk_cid z, d;
+	uint64_t fs, ds;
+
+	blk_cid_compute(&z, BLK_CODEC_RAW, zero, sizeof(zero));
+	blk_cid_compute(&d, BLK_CODEC_RAW, data, sizeof(data));
+	r.first_leaf = d;
+	if (n >= 2 && runs[0] == 0 && runs[1] == 1 &&
+	    (n < 3 || runs[2] == 0)) { /* one zero leaf: read inline */
+		r.first_leaf = z;
+		r.content = zero;
+	}
+	REQUIRE(blk_dag_file_new(&f, m, emit, read_leaf, &r) == 0);
+	for (size_t i = 0; i < n; i++) {
+		/* even runs: data leaves; odd runs: zero leaves */
+		for (uint64_t k = 0; i % 2 == 0 && k < runs[i]; k++)
+			CHECK(blk_dag_file_add_leaf(f, &d, sizeof(data)) == 0);
+		if (i % 2 == 1 && !one_by_one)
+			CHECK(blk_dag_file_add_zeros(f, &z, sizeof(zero),
+						     runs[i]) == 0);
+		for (uint64_t k = 0; i % 2 == 1 && one_by_one && k < runs[i];
+		     k++)
+			CHECK(blk_dag_file_add_leaf(f, &z, sizeof(zero)) == 0);
+	}
+	CHECK(blk_dag_file_finish(f, root, &fs, &ds) == 0);
+	blk_dag_file_free(&f);
+	*emitted = r.emitted;
+	return fs;
+}
+
+static void test_zeros(void)
+{
+	static const uint64_t cases[][5] = {
+	    {0, 1},
+	    {0, 174},
+	    {0, 175},
+	    {3, 174, 2},
+	    {173, 1, 0},
+	    {0, 174 * 174 + 5, 1},
+	    {5, 30000, 7},
+	    {0, 174 * 174, 0},
+	    {1, 174 * 174 * 2 + 173, 3},
+	    {0, 0, 4, 500, 1},
+	};
+	struct blk_dag_file_meta m = {.has_mode = true, .mode = 0640};
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct blk_cid a, b;
+		unsigned ea, eb;
+		uint64_t fa = zeros_root(&m, cases[c], 5, true, &a, &ea);
+		uint64_t fb = zeros_root(&m, cases[c], 5, false, &b, &eb);
+
+		CHECK(fa == fb && blk_cid_equal(&a, &b));
+		CHECK(eb <= ea);
+	}
+	/* 174^3 zero leaves: a few nodes, not 174^2 + 174 + 1 */
+	{
+		uint64_t run[2] = {0, 174ull * 174 * 174};
+		struct blk_cid r;
+		unsigned e;
+
+		CHECK(zeros_root(NULL, run, 2, false, &r, &e) ==
+		      174ull * 174 * 174 * 1024);
+		CHECK(e <= 4);
+	}
+}
+
 int main(void)
 {
 	uint64_t max = 0;
@@ -248,6 +324,7 @@ int main(void)
 	test_empty_leaf();
 	test_errors(content);
 	test_hash(content);
+	test_zeros();
 	free(content);
 	printf("dagfile: %u passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
