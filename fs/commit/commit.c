@@ -461,22 +461,55 @@ uint64_t bfs_commit_seq(struct bfs_commit *c)
 	return atomic_load(&c->seq);
 }
 
+/* Renew the lease without a commit: a head over the last one's root, at
+ * half of the lease (with commit_interval=0, or between commits longer
+ * than half a lease). 0 or -errno. */
+static int renew_lease(struct bfs_commit *c)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&c->run_lock);
+	if (c->fenced)
+		ret = -EACCES;
+	else if (c->have_head &&
+		 c->head.lease_ns <
+		     now_ns() + (uint64_t)c->cfg.lease_ms * 500000u) {
+		struct blk_cid root = c->head.root, attrs = c->head.attrs;
+
+		ret = publish_head(c, &root, &attrs);
+	}
+	pthread_mutex_unlock(&c->run_lock);
+	return ret;
+}
+
+/* Commits every interval_ms (when not 0); the lease's renewal checked
+ * every quarter of it. */
 static void *commit_thread(void *arg)
 {
 	struct bfs_commit *c = arg;
+	unsigned tick = c->cfg.lease_ms / 4;
+	struct timespec next;
 
+	if (c->cfg.interval_ms && c->cfg.interval_ms < tick)
+		tick = c->cfg.interval_ms;
+	blk_deadline(&next, c->cfg.interval_ms);
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
 		struct timespec until;
 
-		blk_deadline(&until, c->cfg.interval_ms);
+		blk_deadline(&until, tick);
 		while (!c->stop && pthread_cond_timedwait(&c->cond, &c->lock,
 							  &until) != ETIMEDOUT)
 			;
 		if (c->stop)
 			break;
 		pthread_mutex_unlock(&c->lock);
-		commit_once(c);
+		if (c->cfg.interval_ms && blk_deadline_passed(&next)) {
+			commit_once(c);
+			blk_deadline(&next, c->cfg.interval_ms);
+		} else {
+			renew_lease(c);
+		}
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -525,13 +558,11 @@ int bfs_commit_open(const struct bfs_commit_config *cfg,
 		}
 		atomic_store(&c->seq, c->head.seq);
 	}
-	if (cfg->interval_ms) {
-		if (pthread_create(&c->thread, NULL, commit_thread, c)) {
-			bfs_commit_close(c);
-			return -ENOMEM;
-		}
-		c->has_thread = true;
+	if (pthread_create(&c->thread, NULL, commit_thread, c)) {
+		bfs_commit_close(c);
+		return -ENOMEM;
 	}
+	c->has_thread = true;
 	*out = c;
 	return 0;
 }

@@ -52,7 +52,8 @@ int bfs_commit_check(const struct bfs_commit_config *cfg,
 
 struct bfs_commit;
 
-/* Start committing (a thread when cfg->interval_ms > 0). The state must
+/* Start committing: a thread that commits every cfg->interval_ms (0: only
+ * on demand) and renews the lease at half of it. The state must
  * be one the mount may write on (bfs_commit_check): the next head extends
  * st->latest (or is the first). 0, -ENOMEM, -EINVAL. */
 int bfs_commit_open(const struct bfs_commit_config *cfg,

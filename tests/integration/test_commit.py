@@ -266,3 +266,46 @@ def test_export_reads_in_the_ipfs_tools(cluster, interop_tools, tmp_path):
             '--snapshot', str(head['seq']))
     res = interop_tools.dagcbor_roundtrip(str(full), min_blocks=31 + 1)
     assert res['checked'] >= 32, res
+
+
+def test_takeover_after_the_lease_expires(cluster, tmp_path):
+    """The writer dies (kill -9): while its lease holds, another node's
+    read-write mount is refused; once it has expired, -o takeover makes
+    that node the writer, on the dead writer's last head; the old writer,
+    back, is refused in turn."""
+    import time
+    c = cluster(nodes=3, redundancy='replicas:2',
+                opts='lease=12,commit_interval=0')
+    with open(os.path.join(c.mnt, 'a'), 'wb') as f:
+        f.write(b'by node1')
+    first = commit(c.mnt)
+    c.mount.kill()
+    expiry = time.time() + 12.5
+    c.servers[3].kill()  # node3 mounts (and serves) itself
+    mnt3 = tmp_path / 'mnt3'
+    mnt3.mkdir()
+    err = util.expect_mount_error(c.node_dir(3), mnt3, '-o',
+                                  'commit_interval=0,takeover')
+    assert 'lease' in err, err
+    util.wait_until(lambda: time.time() > expiry, 30,
+                    'the dead writer\'s lease to expire')
+    err = util.expect_mount_error(c.node_dir(3), mnt3, '-o',
+                                  'commit_interval=0')
+    assert '-o takeover' in err, err
+    m3 = util.Mount(c.node_dir(3), str(mnt3), tmp_path / 'mount3.log',
+                    opts='commit_interval=0,lease=30,takeover')
+    m3.start()
+    try:
+        with open(os.path.join(mnt3, 'a'), 'rb') as f:
+            assert f.read() == b'by node1'
+        with open(os.path.join(mnt3, 'b'), 'wb') as f:
+            f.write(b'by node3')
+        head = commit(mnt3)
+        assert head['seq'] == first['seq'] + 1, (first, head)
+        # node1 comes back: refused, the lease is node3's now
+        err = util.expect_mount_error(c.node_dir(1), c.mnt, '-o',
+                                      'commit_interval=0')
+        assert 'lease' in err, err
+    finally:
+        m3.stop()
+    util.check_log(tmp_path / 'mount3.log')
