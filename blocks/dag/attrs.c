@@ -104,6 +104,8 @@ static unsigned entry_mask(const struct blk_attr_entry *e)
 	if (e->dir)
 		return M_DIR;
 	unsigned m = required(e->attrs.mode, true);
+	if (e->no_node && S_ISREG(e->attrs.mode))
+		m &= ~(B(K_NODE) | B(K_TSIZE));
 	if (m & B(K_TARGET) &&
 	    (e->target_len == 0 || e->target_len > BLK_ATTRS_TARGET_MAX ||
 	     memchr(e->target, 0, e->target_len)))
@@ -640,6 +642,11 @@ static int get_map(struct blk_cbor_dec *d, struct blk_attrs *a,
 		a->mode = S_IFDIR;
 	}
 	unsigned want = e && e->dir ? M_DIR : required(a->mode, e != NULL);
+	if (e && !e->dir && S_ISREG(a->mode) &&
+	    !(mask & (B(K_NODE) | B(K_TSIZE)))) {
+		e->no_node = true; /* data not in the DAG */
+		want &= ~(B(K_NODE) | B(K_TSIZE));
+	}
 	if (!want || (mask & ~B(K_XATTRS)) != want ||
 	    (e && e->dir && (mask & B(K_XATTRS))))
 		return blk_cbor_fail(d);

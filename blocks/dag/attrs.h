@@ -76,6 +76,10 @@ struct blk_attr_entry {
 	struct blk_cid attrs_cid;
 	const uint8_t *target;
 	size_t target_len;
+	/* A regular file whose data is not in the DAG: larger than UnixFS
+	 * describes (past 2^53 - 1 bytes); its entry has no "node" and no
+	 * "tsize" (FORMAT.md §3.2). */
+	bool no_node;
 };
 
 /* --- Building --- */

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "blocks/base/bytes.h"
+#include "blocks/base/log.h"
 #include "blocks/dag/attrs.h"
 #include "blocks/dag/dir.h"
 #include "blocks/dag/file.h"
@@ -286,8 +287,8 @@ static int add_hole(struct file_walk *fw, uint64_t to)
 	whole = (to - fw->pos) / HOLE_PIECE;
 	if (whole) {
 		zero_cid(fw->r, HOLE_PIECE, &z);
-		if ((ret = blk_dag_file_add_zeros(fw->f, &z, HOLE_PIECE,
-						  whole)))
+		if ((ret =
+			 blk_dag_file_add_zeros(fw->f, &z, HOLE_PIECE, whole)))
 			return ret;
 		fw->pos += whole * HOLE_PIECE;
 	}
@@ -395,7 +396,15 @@ static int encode_leaf_inode(struct run *r, uint64_t ino,
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (S_ISREG(ir->mode))
+	if (S_ISREG(ir->mode) && ir->size > BLK_PB_MAX_TSIZE)
+		/* UnixFS (and the JavaScript tools) stop at 2^53 - 1 bytes:
+		 * the entry keeps the file's attributes, not its data. */
+		blk_log_err("inode %llu: %llu bytes, more than UnixFS "
+			    "describes: the commit holds its attributes, not "
+			    "its data",
+			    (unsigned long long)ino,
+			    (unsigned long long)ir->size);
+	else if (S_ISREG(ir->mode))
 		ret = encode_file(r, ino, ir, out);
 	else if (S_ISLNK(ir->mode) &&
 		 !(ret = get_inode(r, ino, &tmp, target, sizeof(target))))
@@ -581,6 +590,7 @@ static int add_entry(void *arg, const uint8_t *key, size_t klen,
 	e.dir = is_dir;
 	e.node = rec.node;
 	e.tsize = rec.tsize;
+	e.no_node = !is_dir && S_ISREG(ir.mode) && !rec.has_node;
 	if (is_dir) {
 		e.attrs_cid = rec.attrs;
 	} else {

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "blocks/base/bytes.h"
+#include "blocks/base/log.h"
 #include "blocks/dag/attrs.h"
 #include "blocks/dag/file.h"
 #include "blocks/dag/head.h"
@@ -568,7 +569,7 @@ static int add_entry(struct rb *r, uint64_t parent, const char *dpath,
 		free(path);
 		return ret;
 	}
-	*unixfs |= e->dir || S_ISREG(mode) || S_ISLNK(mode);
+	*unixfs |= e->dir || (S_ISREG(mode) && !e->no_node) || S_ISLNK(mode);
 	bfs_dirent_encode(val, e->ino, bfs_mode_dtype(mode));
 	blk_txn_put(
 	    r->t, BFS_CF_DIRENTS, key,
@@ -610,8 +611,13 @@ static int add_entry(struct rb *r, uint64_t parent, const char *dpath,
 	}
 	batch_put(&r->batch, e->ino, mode);
 	r->st.inodes++;
-	if (S_ISREG(mode))
+	if (S_ISREG(mode) && !e->no_node)
 		return add_job(r, e, path);
+	if (S_ISREG(mode)) /* its data was never in the DAG */
+		blk_log_warn("%s: %llu bytes, more than UnixFS describes: its "
+			     "data was not in the commits; it comes back as a "
+			     "hole",
+			     path, (unsigned long long)e->attrs.size);
 	add_special(r, e);
 	free(path);
 	return 0;
