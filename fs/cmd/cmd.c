@@ -1,7 +1,12 @@
 /* The command line every blockfs command shares: one getopt loop with
  * -h/--help, the operand count, usage errors and messages. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "fs/cmd/cmd.h"
 
@@ -56,4 +61,25 @@ int cmd_parse(const struct cmd_spec *cmd, int argc, char **argv, cmd_opt_fn opt,
 	if (optind != argc - cmd->operands)
 		return cmd_usage_error(cmd->name, "%s", cmd->operands_err);
 	return CMD_CONTINUE;
+}
+
+int cmd_mount_ioctl(const char *mnt, unsigned long req, void *arg)
+{
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0) {
+		cmd_err("%s: %s", mnt, strerror(errno));
+		return -1;
+	}
+	/* The kernel's cached pages first (the daemon sees them only at
+	 * writeback), then the daemon's work. */
+	if (syncfs(fd)) {
+		cmd_err("syncfs %s: %s", mnt, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	ret = ioctl(fd, req, arg) ? errno : 0;
+	close(fd);
+	return ret;
 }

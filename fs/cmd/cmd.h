@@ -57,6 +57,12 @@ int cmd_parse(const struct cmd_spec *cmd, int argc, char **argv, cmd_opt_fn opt,
 __attribute__((format(printf, 2, 3))) int cmd_usage_error(const char *name,
 							  const char *fmt, ...);
 
+/* Ask the mount at @mnt for ioctl @req (BFS_IOC_*), after syncfs(2) so
+ * that the kernel's cached pages reach the daemon first. 0, the ioctl's
+ * errno, or -1 after saying why the mountpoint could not be opened or
+ * synced. */
+int cmd_mount_ioctl(const char *mnt, unsigned long req, void *arg);
+
 /* Print "blockfs: MESSAGE" on stderr. */
 __attribute__((format(printf, 1, 2))) void cmd_err(const char *fmt, ...);
 

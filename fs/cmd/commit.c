@@ -1,12 +1,9 @@
 /* 'blockfs commit': commit a mount's metadata into the DAG and publish a
  * head now (the mount's BFS_IOC_COMMIT). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include "fs/cmd/cmd.h"
 #include "fs/fuse.h"
@@ -61,20 +58,11 @@ int cmd_commit(int argc, char **argv)
 	if (st != CMD_CONTINUE)
 		return st;
 	const char *mnt = argv[optind];
-	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		cmd_err("%s: %s", mnt, strerror(errno));
-		return 1;
-	}
-	/* The kernel's cached pages first, then the commit. */
-	if (syncfs(fd)) {
-		cmd_err("syncfs %s: %s", mnt, strerror(errno));
-		close(fd);
-		return 1;
-	}
 	struct bfs_commit_info info = {0};
-	int ret = ioctl(fd, BFS_IOC_COMMIT, &info) ? errno : 0;
-	close(fd);
+	int ret = cmd_mount_ioctl(mnt, BFS_IOC_COMMIT, &info);
+
+	if (ret < 0)
+		return 1;
 	switch (ret) {
 	case 0:
 		info.root[sizeof(info.root) - 1] = '\0';

@@ -1,10 +1,7 @@
 /* 'blockfs sync': wait until what was written to a mount is durable on
  * its placement (the mount's BFS_IOC_SYNC). */
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include "fs/cmd/cmd.h"
 #include "fs/fuse.h"
@@ -42,20 +39,10 @@ int cmd_sync(int argc, char **argv)
 	if (st != CMD_CONTINUE)
 		return st;
 	const char *mnt = argv[optind];
-	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		cmd_err("%s: %s", mnt, strerror(errno));
+	int ret = cmd_mount_ioctl(mnt, BFS_IOC_SYNC, NULL);
+
+	if (ret < 0)
 		return 1;
-	}
-	/* The kernel's cached pages first (the daemon sees them only at
-	 * writeback), then the daemon's barrier. */
-	if (syncfs(fd)) {
-		cmd_err("syncfs %s: %s", mnt, strerror(errno));
-		close(fd);
-		return 1;
-	}
-	int ret = ioctl(fd, BFS_IOC_SYNC) ? errno : 0;
-	close(fd);
 	if (ret == ENOTTY || ret == EINVAL || ret == ENOSYS) {
 		cmd_err("%s is not a blockfs mount", mnt);
 		return 1;
