@@ -5,8 +5,8 @@
  * A fragment is a caller-defined header of head_len bytes followed by its
  * bytes (1..UINT32_MAX of them); it is named by BLK_FRAG_NAME_LEN opaque
  * bytes (the storage node uses the wire fragment reference of
- * net/wire/proto.h: u32 LE CID type word, the 32-byte digest of the block's CID,
- * u8 fragment index). The store knows nothing of what a header means: a
+ * net/wire/proto.h: u32 LE CID type word, the 32-byte digest of the block's
+ * CID, u8 fragment index). The store knows nothing of what a header means: a
  * caller-supplied check says whether a stored value is a sound fragment.
  *
  * Records in the column family:
