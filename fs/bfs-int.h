@@ -94,6 +94,8 @@ struct bfs_inode {
 	int flush_err;	      /* lock: sticky background flush error */
 	uint64_t flush_floor; /* lock: dirty bytes a flush left behind */
 	bool attr_dirty;      /* lock: record changed, not yet written */
+	bool attr_commit;     /* lock: ... by more than its atime (a commit
+				 takes an atime with the next other change) */
 	/* lock: truncated to zero since a writer last closed it; that
 	 * close orders the file's blocks before later commits (ext4's
 	 * auto_da_alloc), so a rewrite in place survives a crash whole */
@@ -309,6 +311,10 @@ void bfs_now(struct timespec *ts);
 /* Put @ip's whole record in @t (the caller holds ip->lock), with a change
  * mark for the next commit (bfs_txn_mark_changed). */
 void bfs_txn_put_inode(struct bfs *fs, struct blk_txn *t, struct bfs_inode *ip);
+/* The same without the change mark: an atime alone, which the next
+ * commit of another change carries (reads would otherwise commit, and
+ * upload, a directory's attributes on every first read of a file). */
+void bfs_txn_put_inode_quiet(struct blk_txn *t, struct bfs_inode *ip);
 /* Note in @t that inode @ino changed: a record in the changes family
  * under a sequence number no other mark has, so that a commit deletes
  * exactly the marks it read (fs/commit). */

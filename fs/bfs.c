@@ -83,7 +83,8 @@ static int mkfs(struct bfs *fs)
 		bfs_inode_free(root);
 		return -ENOMEM;
 	}
-	bfs_txn_put_inode(fs, t, root);
+	/* no change mark: a filesystem nobody changed needs no commit */
+	bfs_txn_put_inode_quiet(t, root);
 	blk_put_le64(v, BFS_ROOT_INO + 1);
 	blk_txn_put(t, BFS_CF_META, "next_ino", 8, v, 8);
 	blk_put_le64(v, BFS_FORMAT_VERSION);

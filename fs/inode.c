@@ -31,15 +31,21 @@ void bfs_txn_mark_changed(struct bfs *fs, struct blk_txn *t, uint64_t ino)
  * attribute change goes with it. Every change of an inode's records
  * (extents, xattrs, entries of a directory) rewrites its record (times),
  * so this is where a change is marked for the next commit. */
-void bfs_txn_put_inode(struct bfs *fs, struct blk_txn *t, struct bfs_inode *ip)
+void bfs_txn_put_inode_quiet(struct blk_txn *t, struct bfs_inode *ip)
 {
 	uint8_t key[8], val[BFS_INODE_REC_LEN + BFS_SYMLINK_MAX];
 	size_t tlen = ip->target ? strlen(ip->target) : 0;
 
 	ip->attr_dirty = false;
+	ip->attr_commit = false;
 	bfs_ino_key(key, ip->ino);
 	blk_txn_put(t, BFS_CF_INODES, key, 8, val,
 		    bfs_inode_encode(&ip->rec, ip->target, tlen, val));
+}
+
+void bfs_txn_put_inode(struct bfs *fs, struct blk_txn *t, struct bfs_inode *ip)
+{
+	bfs_txn_put_inode_quiet(t, ip);
 	bfs_txn_mark_changed(fs, t, ip->ino);
 }
 
@@ -366,8 +372,11 @@ bool bfs_access(struct bfs *fs, struct bfs_inode *ip)
 			 now.tv_sec - r->atime.tv_sec >= RELATIME_MAX_S;
 	update = update && r->nlink;
 	if (update) {
+		bool commit = ip->attr_commit;
+
 		ip->rec.atime = now;
 		bfs_mark_attr_dirty(fs, ip);
+		ip->attr_commit = commit; /* an atime alone is not one */
 	}
 	pthread_mutex_unlock(&ip->lock);
 	return update;
@@ -384,16 +393,19 @@ bool bfs_file_access(struct bfs *fs, struct bfs_file *f, bool closing)
 }
 
 /* After a failed batch: keep the change pending (ip->lock held). */
-static void mark_attr_dirty_retry(struct bfs *fs, struct bfs_inode *ip)
+static void mark_attr_dirty_retry(struct bfs *fs, struct bfs_inode *ip,
+				  bool commit)
 {
 	ip->attr_dirty = false;
 	bfs_mark_attr_dirty(fs, ip);
+	ip->attr_commit = commit;
 }
 
 /* Note that @ip's record changed in memory only (the caller holds
  * ip->lock); bfs_write_attrs() writes it. */
 void bfs_mark_attr_dirty(struct bfs *fs, struct bfs_inode *ip)
 {
+	ip->attr_commit = true;
 	if (ip->attr_dirty)
 		return;
 	ip->attr_dirty = true;
@@ -433,16 +445,20 @@ int bfs_write_attrs(struct bfs *fs)
 		struct blk_txn *t = blk_txn_new(fs->store);
 		int ret = t ? 0 : -ENOMEM;
 		pthread_mutex_lock(&fs->ns_lock);
+		bool commit[256];
 		for (size_t i = 0; i < n; i++) {
 			pthread_mutex_lock(&batch[i]->lock);
-			if (t && batch[i]->attr_dirty)
+			commit[i] = batch[i]->attr_commit;
+			if (t && batch[i]->attr_dirty && commit[i])
 				bfs_txn_put_inode(fs, t, batch[i]);
+			else if (t && batch[i]->attr_dirty)
+				bfs_txn_put_inode_quiet(t, batch[i]);
 		}
 		if (t)
 			ret = blk_txn_commit(t, false);
 		for (size_t i = 0; i < n; i++) {
 			if (ret)
-				mark_attr_dirty_retry(fs, batch[i]);
+				mark_attr_dirty_retry(fs, batch[i], commit[i]);
 			pthread_mutex_unlock(&batch[i]->lock);
 		}
 		pthread_mutex_unlock(&fs->ns_lock);

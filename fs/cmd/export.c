@@ -10,6 +10,7 @@
 
 #include "blocks/dag/attrs.h"
 #include "blocks/dag/car.h"
+#include "blocks/dag/head.h"
 #include "blocks/dag/walk.h"
 #include "fs/cmd/cmd.h"
 #include "fs/cmd/progress.h"
@@ -85,6 +86,8 @@ struct export_run {
 	/* --attrs: the head, and the attribute tree's blocks written */
 	bool has_head;
 	struct blk_cid head, attrs;
+	struct blk_head head_rec; /* encoded again: the nodes keep heads,
+				     not blocks of them */
 	struct blk_cid *seen;
 	size_t nseen, capseen;
 };
@@ -264,14 +267,14 @@ static int export_attrs(struct export_run *x, struct blk_cid *failed)
 {
 	struct blk_cid *queue = NULL;
 	size_t head = 0, n = 0, cap = 0;
+	uint8_t rec[BLK_HEAD_MAX_BYTES];
 	void *data = NULL;
 	size_t len;
-	int ret = fetch(x, &x->head, &data, &len);
+	int ret = blk_head_encode(&x->head_rec, rec, sizeof(rec), &len);
 
 	*failed = x->head;
 	if (!ret)
-		ret = visit(x, &x->head, data, len);
-	free(data);
+		ret = visit(x, &x->head, rec, len);
 	for (struct blk_cid next = x->attrs; !ret;) {
 		struct blk_attrs_rd *rd = NULL;
 		struct blk_attr_entry e;
@@ -394,6 +397,7 @@ int cmd_export(int argc, char **argv)
 		}
 		x.has_head = true;
 		x.head = h.cid;
+		x.head_rec = h.head;
 		x.attrs = h.head.attrs;
 	}
 	if (!st && o.path) {

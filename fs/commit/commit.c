@@ -55,6 +55,8 @@ struct bfs_commit {
 	uint8_t head_bytes[BLK_HEAD_MAX_BYTES];
 	size_t head_len;
 	bool fenced;
+	bool majority; /* a majority of the nodes hold head (else the next
+			  commit publishes again, even with no change) */
 	struct bfs_encode_result last; /* the last commit's encoding */
 	/* lock: the thread's controls */
 	pthread_mutex_t lock;
@@ -185,6 +187,30 @@ int bfs_commit_check(const struct bfs_commit_config *cfg,
 	return st->nodes_answered ? 0 : -EIO;
 }
 
+/* Head @k of this writer's chain: the last one in memory, else from
+ * this node's heads, else from any node that has it (checked). */
+static int head_bytes_of(struct bfs_commit *c, uint64_t k, uint8_t *buf,
+			 size_t *len)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	unsigned n = cfg->engine ? cfg->cluster->nnodes : 1;
+	struct blk_head h;
+
+	if (c->have_head && c->head.seq == k) {
+		memcpy(buf, c->head_bytes, c->head_len);
+		*len = c->head_len;
+		return 0;
+	}
+	for (unsigned j = 0; j < n; j++) {
+		unsigned i = (cfg->self + j) % n;
+
+		if (!node_head(cfg, i, k, buf, len) &&
+		    !head_check(cfg, buf, *len, &h) && h.seq == k)
+			return 0;
+	}
+	return -ENOENT;
+}
+
 /* Bring node @i forward to @upto (its heads after its own, read from this
  * node's), for a CAS it refused as stale. 0 or -errno. */
 static int catch_up(struct bfs_commit *c, unsigned i, uint64_t upto)
@@ -201,7 +227,7 @@ static int catch_up(struct bfs_commit *c, unsigned i, uint64_t upto)
 	if (!ret && !head_check(cfg, buf, len, &h))
 		have = h.seq;
 	for (uint64_t k = have + 1; k <= upto; k++) {
-		if ((ret = node_head(cfg, cfg->self, k, buf, &len)) ||
+		if ((ret = head_bytes_of(c, k, buf, &len)) ||
 		    (ret =
 			 net_client_head_cas(client(cfg), i, k - 1, buf, len)))
 			return ret;
@@ -209,14 +235,34 @@ static int catch_up(struct bfs_commit *c, unsigned i, uint64_t upto)
 	return 0;
 }
 
+/* A node's current head is head @seq of this writer's chain but not
+ * @rec: an earlier publish of ours reached that node and not a majority,
+ * or its reply was lost. Its bytes into @sib. */
+static bool sibling_of(struct bfs_commit *c, unsigned i, uint64_t seq,
+		       const uint8_t *rec, size_t len, uint8_t *sib,
+		       size_t *slen)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	struct blk_head h;
+
+	if (node_head(cfg, i, 0, sib, slen) || head_check(cfg, sib, *slen, &h))
+		return false;
+	return h.seq == seq && !(*slen == len && !memcmp(sib, rec, len)) &&
+	       !memcmp(h.writer, cfg->writer, sizeof(h.writer));
+}
+
 /* Step 4: CAS @rec (head @seq) on every node. 0 when a majority took it;
- * -EACCES when a node says another writer's lease holds; else -EIO. */
+ * -EACCES when a node says another writer's lease holds; -EAGAIN when a
+ * node holds a sibling of ours at @seq and none took @rec (its bytes in
+ * @sib: the chain must go on from it); else -EIO. *@acks_out: the nodes
+ * that hold @rec. */
 static int publish(struct bfs_commit *c, uint64_t seq, const uint8_t *rec,
-		   size_t len)
+		   size_t len, unsigned *acks_out, uint8_t *sib, size_t *slen)
 {
 	const struct bfs_commit_config *cfg = &c->cfg;
 	char why[256] = "";
 	unsigned acks = 0, n, lease = 0;
+	bool sibling = false;
 
 	if (!cfg->engine) {
 		int ret = net_heads_cas(cfg->heads, seq - 1, rec, len, why,
@@ -224,6 +270,7 @@ static int publish(struct bfs_commit *c, uint64_t seq, const uint8_t *rec,
 		if (ret)
 			blk_log_err("head %llu not stored: %s",
 				    (unsigned long long)seq, why);
+		*acks_out = !ret;
 		return ret == -EACCES ? ret : ret ? -EIO : 0;
 	}
 	n = cfg->cluster->nnodes;
@@ -263,6 +310,9 @@ static int publish(struct bfs_commit *c, uint64_t seq, const uint8_t *rec,
 			if (!node_head(cfg, i, seq, got, &glen) &&
 			    glen == len && !memcmp(got, rec, len))
 				ret = 0;
+			else if (!sibling &&
+				 sibling_of(c, i, seq, rec, len, sib, slen))
+				sibling = true;
 		}
 		if (ret == -EACCES)
 			lease++;
@@ -273,38 +323,79 @@ static int publish(struct bfs_commit *c, uint64_t seq, const uint8_t *rec,
 			    "head %llu: node %s: %s", (unsigned long long)seq,
 			    cfg->cluster->nodes[i].name, strerror(-ret));
 	}
+	*acks_out = acks;
 	if (acks > n / 2)
 		return 0;
-	return lease ? -EACCES : -EIO;
+	return lease ? -EACCES : sibling && !acks ? -EAGAIN : -EIO;
 }
 
 /* Steps 3 to 5 for root @root and attribute block @attrs. */
+/* The chain goes on from @h (@rec): a head of ours that at least one
+ * node holds, whether or not a majority took it (invariant 2). */
+static void chain_to(struct bfs_commit *c, const struct blk_head *h,
+		     const uint8_t *rec, size_t len)
+{
+	c->head = *h;
+	memcpy(c->head_bytes, rec, len);
+	c->head_len = len;
+	c->have_head = true;
+	atomic_store(&c->seq, h->seq);
+}
+
+/* Sign and publish the next head over @root and @attrs; once more over
+ * a sibling of ours that a node turned out to hold. */
+static int sign_publish(struct bfs_commit *c, const struct blk_cid *root,
+			const struct blk_cid *attrs, struct blk_head *h,
+			uint8_t *rec, size_t *len)
+{
+	const struct bfs_commit_config *cfg = &c->cfg;
+	uint8_t sib[BLK_HEAD_MAX_BYTES];
+	size_t slen = 0;
+	int ret = -EAGAIN;
+
+	for (int tries = 0; ret == -EAGAIN && tries < 2; tries++) {
+		unsigned acks = 0;
+
+		*h = (struct blk_head){
+		    .seq = c->have_head ? c->head.seq + 1 : 1,
+		    .time_ns = now_ns(),
+		    .root = *root,
+		    .attrs = *attrs,
+		    .has_parent = c->have_head,
+		};
+		memcpy(h->fs, cfg->cluster->fs_id, sizeof(h->fs));
+		memcpy(h->writer, cfg->writer, sizeof(h->writer));
+		h->lease_ns = h->time_ns + (uint64_t)cfg->lease_ms * 1000000u;
+		if (c->have_head)
+			blk_head_cid(c->head_bytes, c->head_len, &h->parent);
+		if ((ret = blk_head_sign(h, cfg->fs_sk)) ||
+		    (ret = blk_head_encode(h, rec, BLK_HEAD_MAX_BYTES, len)))
+			return ret;
+		ret = publish(c, h->seq, rec, *len, &acks, sib, &slen);
+		if (ret == -EAGAIN) {
+			struct blk_head s;
+
+			if (blk_head_decode(&s, sib, slen))
+				return -EIO;
+			chain_to(c, &s, sib, slen);
+		} else if (acks) {
+			chain_to(c, h, rec, *len);
+		}
+		c->majority = ret == 0;
+	}
+	return ret == -EAGAIN ? -EIO : ret;
+}
+
 static int publish_head(struct bfs_commit *c, const struct blk_cid *root,
 			const struct blk_cid *attrs)
 {
 	const struct bfs_commit_config *cfg = &c->cfg;
-	struct blk_head h = {
-	    .seq = c->have_head ? c->head.seq + 1 : 1,
-	    .time_ns = now_ns(),
-	    .root = *root,
-	    .attrs = *attrs,
-	    .has_parent = c->have_head,
-	};
+	struct blk_head h;
 	uint8_t rec[BLK_HEAD_MAX_BYTES];
-	struct blk_cid hcid;
 	struct blk_txn *t;
 	size_t len;
-	int ret;
+	int ret = sign_publish(c, root, attrs, &h, rec, &len);
 
-	memcpy(h.fs, cfg->cluster->fs_id, sizeof(h.fs));
-	memcpy(h.writer, cfg->writer, sizeof(h.writer));
-	h.lease_ns = h.time_ns + (uint64_t)cfg->lease_ms * 1000000u;
-	if (c->have_head)
-		blk_head_cid(c->head_bytes, c->head_len, &h.parent);
-	if ((ret = blk_head_sign(&h, cfg->fs_sk)) ||
-	    (ret = blk_head_encode(&h, rec, sizeof(rec), &len)))
-		return ret;
-	ret = publish(c, h.seq, rec, len);
 	if (ret == -EACCES && !c->fenced) {
 		c->fenced = true;
 		blk_log_err("another writer holds this filesystem's lease: "
@@ -315,26 +406,18 @@ static int publish_head(struct bfs_commit *c, const struct blk_cid *root,
 	}
 	if (ret)
 		return ret;
-	c->head = h;
-	memcpy(c->head_bytes, rec, len);
-	c->head_len = len;
-	c->have_head = true;
-	atomic_store(&c->seq, h.seq);
-	/* The head as a block too (snapshots chain by parent), and 'H'. */
-	blk_head_cid(rec, len, &hcid);
+	/* 'H'. The head is no block the uploader sends: every node keeps
+	 * every head (HEAD_GET by seq), and a block would wait for its
+	 * placement whenever nodes are down, renewals too. Not synced: the
+	 * nodes hold the head, and the dag records it names were synced
+	 * before it went out; a crash that loses this 'H' is mended at the
+	 * next mount (adopt_own_head). */
 	t = blk_txn_new(bfs_store(cfg->fs));
 	if (!t)
 		return -ENOMEM;
 	bfs_dag_head_put(t, rec, len);
-	ret = blk_txn_ref(t, &hcid, rec, len);
-	/* Not synced: the nodes hold the head, and the dag records it names
-	 * were synced before it went out; a crash that loses this 'H' is
-	 * mended at the next mount (adopt_own_head). */
-	if (!ret)
-		ret = blk_txn_commit(t, false);
+	ret = blk_txn_commit(t, false);
 	blk_txn_free(t);
-	if (!ret && cfg->engine)
-		cl_engine_kick(cfg->engine);
 	return ret;
 }
 
@@ -382,7 +465,7 @@ static int encode_durable(struct bfs_commit *c, struct bfs_encode_result *res)
 static int commit_once(struct bfs_commit *c)
 {
 	struct bfs_encode_result res = {0};
-	struct bfs_dag_rec root;
+	struct bfs_dag_rec root = {0};
 	uint64_t now = now_ns();
 	bool renew;
 	int ret;
@@ -402,14 +485,17 @@ static int commit_once(struct bfs_commit *c)
 		/* The root as the last commit left it: a failed publish may
 		 * have left it unpublished. */
 		ret = bfs_dag_get(bfs_db(c->cfg.fs), NULL, BFS_ROOT_INO, &root);
-		if (ret)
+		if (ret == -ENOENT && !c->have_head)
+			ret = 0; /* never changed, never committed: nothing */
+		if (ret || !root.has_node)
 			goto out;
 		res.root = root.node;
 		res.attrs = root.attrs;
 	}
 	renew = c->have_head &&
 		c->head.lease_ns < now + (uint64_t)c->cfg.lease_ms * 500000u;
-	if (c->have_head && blk_cid_equal(&res.root, &c->head.root) &&
+	if (c->have_head && c->majority &&
+	    blk_cid_equal(&res.root, &c->head.root) &&
 	    blk_cid_equal(&res.attrs, &c->head.attrs) && !renew)
 		goto out; /* nothing new, lease fresh */
 	ret = publish_head(c, &res.root, &res.attrs);
@@ -505,8 +591,20 @@ static void *commit_thread(void *arg)
 			break;
 		pthread_mutex_unlock(&c->lock);
 		if (c->cfg.interval_ms && blk_deadline_passed(&next)) {
+			struct timespec t0, t1;
+			uint64_t took_ms, wait_ms = c->cfg.interval_ms;
+
+			clock_gettime(CLOCK_MONOTONIC, &t0);
 			commit_once(c);
-			blk_deadline(&next, c->cfg.interval_ms);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			/* At most a tenth of the time committing: a commit
+			 * that takes long (a large directory changing under a
+			 * copy) spaces the next ones out. */
+			took_ms = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+				  (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000000;
+			if (took_ms * 10 > wait_ms)
+				wait_ms = took_ms * 10;
+			blk_deadline(&next, wait_ms);
 		} else {
 			renew_lease(c);
 		}
@@ -550,6 +648,7 @@ int bfs_commit_open(const struct bfs_commit_config *cfg,
 				memcpy(c->head_bytes, buf, len);
 				c->head_len = len;
 				c->have_head = true;
+				c->majority = true;
 			}
 		}
 		if (!c->have_head) {

@@ -837,8 +837,11 @@ def test_wire_admission_and_malformed(cluster):
                     'unknown op': ([header(rid=12, op=200)],
                                    -errno.EOPNOTSUPP),
                     'op 0': ([header(rid=13, op=0)], -errno.EOPNOTSUPP),
-                    'reserved op': ([header(rid=14, op=OP_HEAD_GET)],
-                                    -errno.EOPNOTSUPP),
+                    # HEAD_GET was reserved before issue 23; now it is
+                    # an op, and one without its filesystem id frame is
+                    # malformed
+                    'head get without its frame': (
+                        [header(rid=14, op=OP_HEAD_GET)], -errno.EINVAL),
                     'reply flag': ([header(rid=15, flags=F_REPLY)],
                                    -errno.EPROTO),
                     'unknown flag': ([header(rid=16, flags=0x80)],

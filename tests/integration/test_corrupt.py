@@ -139,13 +139,16 @@ def test_damaged_wal_after_a_crash_reports_what_it_lost(cluster):
     16 bytes of it flipped, RocksDB's replay stops at the damage and drops
     every record after it; the node says how many fragment puts that cost,
     in its log and in `blockfs status` (lost_fragments), so that nothing
-    is gone silently: what it holds plus what it reports lost is what it
-    held. (On e0ce0c1: 29 of 61 held, nothing said.)"""
+    is gone silently: what it holds plus what it reports lost is at least
+    what it held. (On e0ce0c1: 29 of 61 held, nothing said.) At least,
+    not exactly: the count is of the write batches the replay dropped,
+    and since issue 23 the same log also holds the heads a writer
+    published on the node (blk_fragstore's 'L' record counts at most)."""
     _, before, after, damaged, log = wal_damage_case(
         cluster, lambda s: s.kill())
     assert damaged, 'kill -9 left nothing in the write-ahead log'
     lost = after.get('lost_fragments')
-    assert lost and after['fragments'] + lost == before, (
+    assert lost and before <= after['fragments'] + lost <= before + 8, (
         f'node3 held {before} fragments before kill -9; after its '
         f'write-ahead log {damaged} was damaged it holds '
         f'{after["fragments"]} and reports {lost} lost; '
