@@ -72,6 +72,10 @@ int blk_db_walk_at(struct blk_db *db, const rocksdb_snapshot_t *snap,
 int blk_db_pinned_ro(struct blk_db *db, const rocksdb_readoptions_t *ro,
 		     unsigned cf, const void *key, size_t klen,
 		     rocksdb_pinnableslice_t **ps);
+/* blk_db_get_into with read options @ro. */
+int64_t blk_db_get_into_ro(struct blk_db *db, const rocksdb_readoptions_t *ro,
+			   unsigned cf, const void *key, size_t klen, void *buf,
+			   size_t cap);
 int blk_db_pinned(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 		  rocksdb_pinnableslice_t **ps);
 /* @cf's handle: NULL for a bad handle or a family not open. */

@@ -1036,15 +1036,16 @@ int blk_db_get(struct blk_db *db, unsigned cf, const void *key, size_t klen,
 	return rc < 0 ? rc : blk_slice_dup(ps, val, vlen);
 }
 
-int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
-			size_t klen, void *buf, size_t cap)
+int64_t blk_db_get_into_ro(struct blk_db *db, const rocksdb_readoptions_t *ro,
+			   unsigned cf, const void *key, size_t klen, void *buf,
+			   size_t cap)
 {
 	rocksdb_pinnableslice_t *ps;
 	const char *v;
 	size_t n;
 	int rc;
 
-	rc = blk_db_pinned(db, cf, key, klen, &ps);
+	rc = blk_db_pinned_ro(db, ro, cf, key, klen, &ps);
 	if (rc < 0)
 		return rc;
 	v = rocksdb_pinnableslice_value(ps, &n);
@@ -1052,6 +1053,12 @@ int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
 		memcpy(buf, v, n < cap ? n : cap);
 	rocksdb_pinnableslice_destroy(ps);
 	return (int64_t)n;
+}
+
+int64_t blk_db_get_into(struct blk_db *db, unsigned cf, const void *key,
+			size_t klen, void *buf, size_t cap)
+{
+	return blk_db_get_into_ro(db, db->ropts, cf, key, klen, buf, cap);
 }
 
 /* Put (or, with @del, delete) one record, not synced. */

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 /*
  * Invariants:
@@ -61,18 +60,7 @@ int blk_snap_get(struct blk_snap *s, unsigned cf, const void *key, size_t klen,
 int64_t blk_snap_get_into(struct blk_snap *s, unsigned cf, const void *key,
 			  size_t klen, void *buf, size_t cap)
 {
-	rocksdb_pinnableslice_t *ps;
-	const char *v;
-	size_t n;
-	int rc = blk_db_pinned_ro(s->db, s->ro, cf, key, klen, &ps);
-
-	if (rc < 0)
-		return rc;
-	v = rocksdb_pinnableslice_value(ps, &n);
-	if (n && cap)
-		memcpy(buf, v, n < cap ? n : cap);
-	rocksdb_pinnableslice_destroy(ps);
-	return (int64_t)n;
+	return blk_db_get_into_ro(s->db, s->ro, cf, key, klen, buf, cap);
 }
 
 struct blk_iter *blk_snap_iter_new(struct blk_snap *s, unsigned cf,

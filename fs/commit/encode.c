@@ -68,8 +68,6 @@ struct run {
 	struct blk_txn *bt;
 	void **bufs;
 	size_t nbufs, capbufs, buf_bytes;
-	struct blk_dag_dir *dir;
-	struct blk_attrs_dir *adir;
 };
 
 static const uint8_t zeros[HOLE_PIECE];
@@ -193,16 +191,19 @@ static int read_leaf(void *ctx, const struct blk_cid *cid, uint8_t *buf,
 	struct blk_cid z;
 	void *data = NULL;
 	size_t n = 0;
-	int ret;
+	int ret = blk_store_get(r->cfg->store, cid, &data, &n);
 
-	if (len <= HOLE_PIECE) {
+	/* Not stored here: a hole's leaf (never stored anywhere: made, not
+	 * fetched), else the cluster's. Hashing zeros only then keeps the
+	 * commit of many small files from hashing each file's size of
+	 * zeros. */
+	if (ret == -ENOENT && len <= HOLE_PIECE) {
 		zero_cid(r, len, &z);
 		if (blk_cid_equal(&z, cid)) {
 			memset(buf, 0, len);
 			return 0;
 		}
 	}
-	ret = blk_store_get(r->cfg->store, cid, &data, &n);
 	if (ret == -ENOENT && r->cfg->fetch)
 		ret = r->cfg->fetch(r->cfg->fetch_arg, cid, &data, &n);
 	if (!ret && n != len)
@@ -678,12 +679,12 @@ static int read_mark(void *arg, const uint8_t *key, size_t klen,
 	return todo_push(r, s->ino);
 }
 
-/* The directory above @ino's first parents record (directories have
- * exactly one), 0 for the root or an unlinked inode. */
+/* A walk over @ino's parents records: each directory above it marked
+ * (add_ancestors), the first one kept (a directory has exactly one; 0
+ * for the root or an unlinked inode). */
 struct parents_walk {
 	struct run *r;
 	uint64_t first;
-	int (*each)(struct run *r, uint64_t parent);
 };
 
 static int add_ancestors(struct run *r, uint64_t ino);
