@@ -251,6 +251,7 @@ static int recover_one(struct blk_store *s, struct recovery *rv,
 	newlog_index_drop(rv->nl, s, rv->wb, cid, clen);
 	rv->st.blocks--;
 	rv->st.bytes -= len;
+	rv->st.dag_bytes -= store_dag_len(cid, clen, len);
 	rv->st.ref_bytes -= refs * len;
 	return 0;
 }

@@ -23,6 +23,16 @@
 #define REFS_FLAGS_KNOWN REFS_EVICTED
 #define REFS_CID_PREFIX 0x01
 
+/* The length of a block to count in stats.dag_bytes, by its binary CID:
+ * @len for a block of a DAG codec (anything but raw: the codec varint is
+ * the key's second byte, one byte for every codec blockfs writes), else 0. */
+static inline uint64_t store_dag_len(const void *key, size_t klen, uint64_t len)
+{
+	const uint8_t *k = key;
+
+	return klen >= 2 && k[1] != BLK_CODEC_RAW ? len : 0;
+}
+
 /* New blocks from this size on skip the WAL and are journaled (journal.c,
  * invariant J1). */
 #define JOURNAL_NOWAL_MIN (64 * 1024)

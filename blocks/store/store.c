@@ -6,8 +6,10 @@
  * REFS_CID_PREFIX, the CID version) to a 12- or 13-byte value: reference
  * count (u64 LE), block length (u32 LE), then optional flags (REFS_EVICTED).
  * It also holds one record that is not a CID: the 1-byte key STATS_KEY
- * (0x00) with the store's totals (blocks, bytes, ref_bytes, remote_bytes as
- * u64 LE; the older 24-byte record has no remote_bytes: it reads as 0).
+ * (0x00) with the store's totals (blocks, bytes, ref_bytes, remote_bytes,
+ * dag_bytes as u64 LE; older records of 24 and 32 bytes end before
+ * remote_bytes and dag_bytes: those read as 0, which they were, since the
+ * stores that wrote them held no DAG blocks).
  * Whoever iterates "refs" for CIDs uses the prefix REFS_CID_PREFIX, as
  * blk_store_evict_upto does; callers outside blocks/ never do.
  *
@@ -37,7 +39,8 @@
 #include <string.h>
 
 #define STATS_VALUE_OLD 24
-#define STATS_VALUE_LEN 32
+#define STATS_VALUE_OLD2 32
+#define STATS_VALUE_LEN 40
 static const char STATS_KEY[1] = {0x00};
 
 /* Load s->stats from the stats record (none: all zero). 0, -EUCLEAN for
@@ -54,13 +57,16 @@ int store_load_stats(struct blk_store *s)
 		return 0;
 	if (n < 0)
 		return (int)n;
-	if (n != STATS_VALUE_LEN && n != STATS_VALUE_OLD)
+	if (n != STATS_VALUE_LEN && n != STATS_VALUE_OLD2 &&
+	    n != STATS_VALUE_OLD)
 		return -EUCLEAN;
 	s->stats.blocks = blk_get_le64(v);
 	s->stats.bytes = blk_get_le64(v + 8);
 	s->stats.ref_bytes = blk_get_le64(v + 16);
-	if (n == STATS_VALUE_LEN)
+	if (n >= STATS_VALUE_OLD2)
 		s->stats.remote_bytes = blk_get_le64(v + 24);
+	if (n >= STATS_VALUE_LEN)
+		s->stats.dag_bytes = blk_get_le64(v + 32);
 	return 0;
 }
 
@@ -223,6 +229,7 @@ void store_put_stats(struct blk_store *s, rocksdb_writebatch_t *wb,
 	blk_put_le64(v + 8, st->bytes);
 	blk_put_le64(v + 16, st->ref_bytes);
 	blk_put_le64(v + 24, st->remote_bytes);
+	blk_put_le64(v + 32, st->dag_bytes);
 	rocksdb_writebatch_put_cf(wb, s->refs, STATS_KEY, sizeof(STATS_KEY),
 				  (const char *)v, sizeof(v));
 }
@@ -569,6 +576,7 @@ static void drop_block(struct blk_txn *t, const struct txn_ref *r, uint64_t cur,
 	rocksdb_writebatch_delete_cf(t->wb, s->refs, key, r->klen);
 	d->st.blocks--;
 	d->st.bytes -= len;
+	d->st.dag_bytes -= store_dag_len(key, r->klen, len);
 	d->st.ref_bytes -= cur * len;
 	if (flags & REFS_EVICTED)
 		d->st.remote_bytes -= len;
@@ -601,6 +609,7 @@ static int apply_ref(struct blk_txn *t, struct txn_ref *r, const char *val,
 		flags = REFS_EVICTED;
 		d->st.blocks++;
 		d->st.bytes += len;
+		d->st.dag_bytes += store_dag_len(key, r->klen, len);
 		d->st.remote_bytes += len;
 	} else if (cur == 0) {
 		/* 0 -> n: a new block (delta > 0 here) */
@@ -611,6 +620,7 @@ static int apply_ref(struct blk_txn *t, struct txn_ref *r, const char *val,
 		r->logged = newlog_append(t, key, r->klen, d);
 		d->st.blocks++;
 		d->st.bytes += len;
+		d->st.dag_bytes += store_dag_len(key, r->klen, len);
 	} else if (cur + (uint64_t)r->delta == 0) {
 		drop_block(t, r, cur, len, flags, d);
 		return 0;

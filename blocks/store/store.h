@@ -102,6 +102,9 @@ struct blk_store_stats {
 	uint64_t
 	    ref_bytes; /* sum of length x refcount: logical bytes referenced */
 	uint64_t remote_bytes; /* of bytes, those evicted (not held here) */
+	/* of bytes, those of dag-pb and dag-cbor blocks (the filesystem's
+	 * commits: its directories, file nodes, attributes and heads) */
+	uint64_t dag_bytes;
 };
 
 /* 1 if the block is stored (its bytes here or evicted), 0 if not, -EIO,

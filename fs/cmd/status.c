@@ -120,15 +120,17 @@ static int print_status_json(const char *name, const char *state,
 			     const struct cluster_view *cv)
 {
 	json_t *o = json_pack(
-	    "{s:s, s:s, s:b, s:b, s:i, s:s?, s:I, s:I, s:I, s:I, s:f, s:I}",
+	    "{s:s, s:s, s:b, s:b, s:i, s:s?, s:I, s:I, s:I, s:I, s:I, s:f, "
+	    "s:I}",
 	    "node", name, "state", state, "mounted",
 	    h->pid && !strcmp(h->role, "mount"), "served",
 	    h->pid && !strcmp(h->role, "serve"), "pid", (int)h->pid,
 	    "mountpoint", h->pid && h->mnt[0] ? h->mnt : NULL, "blocks",
 	    (json_int_t)st->blocks, "stored_bytes", (json_int_t)st->bytes,
 	    "local_bytes", (json_int_t)(st->bytes - st->remote_bytes),
-	    "logical_bytes", (json_int_t)st->ref_bytes, "dedup_ratio", ratio,
-	    "disk_bytes", (json_int_t)disk);
+	    "dag_bytes", (json_int_t)st->dag_bytes, "logical_bytes",
+	    (json_int_t)st->ref_bytes, "dedup_ratio", ratio, "disk_bytes",
+	    (json_int_t)disk);
 	int ret = o ? 0 : -ENOMEM;
 
 	if (o && (json_object_set_new(o, "full", json_boolean(sv->full)) ||
@@ -323,6 +325,9 @@ static void print_status_text(const char *name, const char *node_dir,
 	printf("stored bytes:  %llu (%llu held locally)\n",
 	       (unsigned long long)st->bytes,
 	       (unsigned long long)(st->bytes - st->remote_bytes));
+	printf("commit blocks: %llu bytes of the stored bytes (the "
+	       "snapshots' directories, file nodes and attributes)\n",
+	       (unsigned long long)st->dag_bytes);
 	printf("logical bytes: %llu\n", (unsigned long long)st->ref_bytes);
 	printf("dedup ratio:   %.2f\n", ratio);
 	printf("disk bytes:    %llu\n", (unsigned long long)disk);

@@ -346,6 +346,42 @@ static void test_refcounts(void)
 	tmp_remove(&tmp);
 }
 
+/* stats.dag_bytes counts the blocks of DAG codecs (a commit's nodes), not
+ * raw data, as they come and go, and survives a reopen. */
+static void test_dag_bytes(void)
+{
+	struct tmp tmp;
+	struct tstore *db;
+	struct block raw, node;
+	struct blk_store_stats st;
+
+	tmp_make(&tmp);
+	db = open_db(tmp.db, true, false, false);
+	block_make(&raw, 64 * KiB, 21);
+	block_make(&node, 3000, 22);
+	blk_cid_compute(&node.cid, BLK_CODEC_DAG_PB, node.data, node.len);
+
+	CHECK(commit_ref(db, &raw) == 0);
+	CHECK(commit_ref(db, &node) == 0);
+	CHECK(commit_ref(db, &node) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0);
+	CHECK(st.bytes == raw.len + node.len && st.dag_bytes == node.len);
+	tclose(db);
+
+	db = open_db(tmp.db, false, false, false);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.dag_bytes == node.len);
+	CHECK(commit_unref(db, &node) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.dag_bytes == node.len);
+	CHECK(commit_unref(db, &node) == 0);
+	CHECK(blk_store_stats(db->st, &st) == 0 && st.dag_bytes == 0 &&
+	      st.bytes == raw.len);
+
+	block_free(&raw);
+	block_free(&node);
+	tclose(db);
+	tmp_remove(&tmp);
+}
+
 static void test_dedup(void)
 {
 	struct tmp tmp;
@@ -1689,6 +1725,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_roundtrip();
 	test_refcounts();
+	test_dag_bytes();
 	test_dedup();
 	test_atomicity();
 	test_reopen();
