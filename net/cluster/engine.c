@@ -217,6 +217,30 @@ static int cache_fetch(void *arg, const struct blk_cid *cid, void **data,
 	return cl_fetcher_fetch(p->fe, cid, data, len);
 }
 
+/* cl_uploader_config.heal: a block to upload whose local copy is damaged
+ * comes back from the nodes (the fetch verifies it against its CID) and
+ * is written over the damaged copy. */
+static int heal_block(void *arg, const struct blk_cid *cid)
+{
+	struct cl_engine *p = arg;
+	char name[BLK_CID_STR_MAX];
+	void *data;
+	size_t len;
+	int ret = cl_fetcher_fetch(p->fe, cid, &data, &len);
+
+	if (!ret) {
+		ret = blk_store_rewrite(p->cfg.store, cid, data, len);
+		free(data);
+	}
+	if (ret)
+		return ret; /* the uploader says so, once */
+	blk_cid_to_string(cid, name);
+	blk_log_warn("upload: block %s: the local copy was damaged; healed "
+		     "from the cluster",
+		     name);
+	return 0;
+}
+
 int cl_engine_fetch(struct cl_engine *p, const struct blk_cid *cid, void **data,
 		    size_t *len)
 {
@@ -462,6 +486,8 @@ static int open_engine(struct cl_engine *p, char *err, size_t errlen)
 	    .backlog_max = c->backlog_max,
 	    .sync_timeout_ms = c->sync_timeout_ms,
 	    .ops = {node_send, node_sync, node_up, p},
+	    .heal = heal_block,
+	    .heal_arg = p,
 	    .progress = c->progress,
 	    .progress_arg = c->progress_arg,
 	};

@@ -406,14 +406,24 @@ static void job_free(struct job *j)
 	free(j);
 }
 
-/* The store references @j's block but its bytes are not here: evicted
- * before its upload (the store refuses that now, store.h invariant 4, but
- * a store written before may hold such a block), or stored again since
- * the read. Its bytes reached no node, so the job is not done (invariant
- * 5): it reads them again after retry_ms (a read of the file may fill
- * them back from the cluster). Said once per job. @j is the caller's
- * (read_records) or u->lock is held. */
-static void job_unread(struct cl_uploader *u, struct job *j)
+/* Whether @err, from a read of the local store, says the local copy is
+ * damaged: RocksDB's checksum (-EIO) or, with verify_on_read, the CID
+ * (-EBADMSG). */
+static bool local_damaged(int err)
+{
+	return err == -EIO || err == -EBADMSG;
+}
+
+/* The store references @j's block but its bytes are not here (@why
+ * -ENOENT): evicted before its upload (the store refuses that now,
+ * store.h invariant 4, but a store written before may hold such a block),
+ * or stored again since the read; or they cannot be read (@why another
+ * errno: a damaged local copy that no node gave back). Its bytes reached
+ * no node, so the job is not done (invariant 5): it reads them again
+ * after retry_ms (a read of the file may fill them back from the
+ * cluster). Said once per job. @j is the caller's (read_records) or
+ * u->lock is held. */
+static void job_unread(struct cl_uploader *u, struct job *j, int why)
 {
 	char name[BLK_CID_STR_MAX];
 
@@ -428,9 +438,32 @@ static void job_unread(struct cl_uploader *u, struct job *j)
 		return;
 	j->warned = true;
 	blk_cid_to_string(&j->cid, name);
-	blk_log_err("upload: block %s is referenced but its bytes are not "
-		    "here; it stays queued until they are",
-		    name);
+	if (why == -ENOENT)
+		blk_log_err("upload: block %s is referenced but its bytes are "
+			    "not here; it stays queued until they are",
+			    name);
+	else if (local_damaged(why))
+		blk_log_err("upload: block %s: the local copy is damaged (%s) "
+			    "and no node gave it back; it stays queued and is "
+			    "tried again",
+			    name, strerror(-why));
+	else
+		blk_log_err("upload: block %s cannot be read here (%s); it "
+			    "stays queued and is tried again",
+			    name, strerror(-why));
+}
+
+/* job_prepare, and when the local copy is damaged, the same again after
+ * the nodes gave the block back (cfg.heal). Without u->lock: it may wait
+ * on the network. */
+static int job_read(struct cl_uploader *u, struct job *j)
+{
+	int ret = job_prepare(u, j);
+
+	if (local_damaged(ret) && u->cfg.heal &&
+	    u->cfg.heal(u->cfg.heal_arg, &j->cid) == 0)
+		ret = job_prepare(u, j);
+	return ret;
 }
 
 /* Whether a block job_prepare did not find (-ENOENT) is deleted (no
@@ -461,12 +494,14 @@ static struct job *job_from_record(struct cl_uploader *u, uint64_t seq,
 	}
 	memcpy(j->ckey, cid, clen);
 	j->cklen = clen;
-	ret = job_prepare(u, j);
+	ret = job_read(u, j);
 	if (ret == -ENOENT && job_deleted(u, j)) {
 		j->done = true; /* deleted already */
 		assert(assert_job_state(j, JS(UPLOADED)));
-	} else if (ret == -ENOENT) {
-		job_unread(u, j); /* evicted: not done (invariant 5) */
+	} else if (ret == -ENOENT || local_damaged(ret)) {
+		/* evicted, or damaged and not healed: not done (invariant
+		 * 5) */
+		job_unread(u, j, ret);
 	} else if (ret < 0) {
 		blk_log_err("upload: cannot read block for upload: %s",
 			    strerror(-ret));
@@ -677,11 +712,11 @@ static void job_retry(struct cl_uploader *u, struct job *j)
 	assert(assert_job_state(j, JS(UNREAD) | JS(STALLED)));
 	if (j->unread) {
 		pthread_mutex_unlock(&u->lock);
-		int ret = job_prepare(u, j);
+		int ret = job_read(u, j);
 		bool deleted = ret == -ENOENT && job_deleted(u, j);
 		pthread_mutex_lock(&u->lock);
 		if (ret < 0 && !deleted) {
-			job_unread(u, j);
+			job_unread(u, j, ret);
 			return;
 		}
 		j->unread = false;

@@ -94,6 +94,14 @@ struct cl_uploader_config {
 	unsigned sync_timeout_ms; /* barrier deadline (0: 60 s) */
 	unsigned retry_ms;	  /* a stalled block is tried again (0: 1 s) */
 	struct cl_node_ops ops;
+	/* A block whose local copy is damaged (reading it failed RocksDB's
+	 * checksum, -EIO, or its CID, -EBADMSG): fetch it from the nodes,
+	 * verified, and write it back over the damaged copy. 0 when healed,
+	 * else a negative errno (the job waits and tries again later, as
+	 * for bytes that are not here). May wait on the network; called on
+	 * the uploader's thread without its lock. NULL: no healing. */
+	int (*heal)(void *arg, const struct blk_cid *cid);
+	void *heal_arg;
 	/* The unmount's upload progress (NULL: logged). */
 	cl_progress_fn progress;
 	void *progress_arg;

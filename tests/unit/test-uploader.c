@@ -251,13 +251,36 @@ static int rm_one(const char *path, const struct stat *st, int flag,
 	return 0;
 }
 
+/* Stores opened from now on re-hash every block read (-EBADMSG). */
+static bool env_verify;
+
+/* The fake cl_uploader_config.heal: the nodes give back @heal_data when
+ * heal_give is set; counts its calls. */
+static struct {
+	struct blk_store *st;
+	const void *data;
+	size_t len;
+	bool give;
+	unsigned calls;
+} hl;
+
+static int fake_heal(void *arg, const struct blk_cid *cid)
+{
+	(void)arg;
+	__atomic_add_fetch(&hl.calls, 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&hl.give, __ATOMIC_SEQ_CST))
+		return -ENOENT;
+	return blk_store_rewrite(hl.st, cid, hl.data, hl.len);
+}
+
 /* A store with the new-block log, a placement over @nnodes nodes and fake
  * nodes; no uploader yet (env_start). */
 static void env_open_store(struct env *e, unsigned nnodes)
 {
 	struct blk_cf_registry reg = {0};
 	struct blk_db_options o = {.cfs = &reg, .create = true};
-	struct blk_store_options so = {.newlog = true};
+	struct blk_store_options so = {.newlog = true,
+				       .verify_on_read = env_verify};
 	struct pl_node nodes[NNODES];
 	char path[96], err[256] = "";
 
@@ -290,6 +313,7 @@ static void env_start(struct env *e, unsigned nnodes, unsigned copies,
 	    .sync_timeout_ms = sync_timeout_ms,
 	    .retry_ms = 100,
 	    .ops = {fake_send, fake_sync, fake_up, NULL},
+	    .heal = fake_heal,
 	};
 	REQUIRE(cl_uploader_new(&uc, &e->u) == 0);
 }
@@ -727,6 +751,52 @@ static void test_evicted_not_done(void)
 	env_close(&e);
 }
 
+/* A block whose local copy is damaged when its upload reads it: the
+ * uploader asks for it back from the nodes (cfg.heal); until they give
+ * it, the job waits, is not done, and is tried again; then it goes out
+ * with the right bytes. */
+static void test_damaged_healed(void)
+{
+	uint8_t data[4096], bad[4096], key[BLK_CID_MAX_BYTES];
+	unsigned a;
+	struct env e;
+	size_t klen;
+
+	env_verify = true;
+	env_open_store(&e, NNODES);
+	env_verify = false;
+	a = commit_block(&e, 41);
+	fill_random(data, sizeof(data), 41);
+	memcpy(bad, data, sizeof(bad));
+	bad[100] ^= 0x20;
+	klen = blk_cid_to_bytes(&e.cid[a], key);
+	CHECK(blk_db_put(e.db, blk_db_cf_find(e.db, "blocks"), key, klen, bad,
+			 sizeof(bad)) == 0);
+	hl = (typeof(hl)){.st = e.st, .data = data, .len = sizeof(data)};
+
+	env_start(&e, NNODES, 3, 300);
+	CHECK(cl_uploader_barrier(e.u) == -EIO);
+	CHECK(cl_uploader_backlog(e.u) == 1);
+	CHECK(log_records(&e) == 1);
+	CHECK(__atomic_load_n(&hl.calls, __ATOMIC_SEQ_CST) >= 1);
+	for (unsigned i = 0; i < NNODES; i++)
+		CHECK(fake_count(i, false) == 0);
+
+	/* The nodes give it back: healed, uploaded, done. */
+	__atomic_store_n(&hl.give, true, __ATOMIC_SEQ_CST);
+	CHECK(wait_backlog(&e, 0));
+	CHECK(cl_uploader_barrier(e.u) == 0);
+	CHECK(log_records(&e) == 0);
+	for (unsigned r = 0; r < NNODES; r++)
+		CHECK(fake_acked(e.rank[a][r], &e.cid[a]) == (r < 3));
+	void *got = NULL;
+	size_t glen = 0;
+	CHECK(blk_store_get(e.st, &e.cid[a], &got, &glen) == 0 &&
+	      glen == sizeof(data) && !memcmp(got, data, glen));
+	free(got);
+	env_close(&e);
+}
+
 int main(void)
 {
 	pthread_mutex_init(&fk.lock, NULL);
@@ -741,6 +811,7 @@ int main(void)
 	test_sync_fails(-EIO);
 	test_stop_keeps_log();
 	test_evicted_not_done();
+	test_damaged_healed();
 	printf("uploader: %u checks passed, %u failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
