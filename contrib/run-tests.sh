@@ -20,7 +20,7 @@
 #                        (default 1024, what the issue asks for)
 #   PYTEST_ARGS          extra pytest arguments, e.g. "-k rsync -x"
 #   SKIP_UNIT=1          skip the meson unit tests
-#   FUZZ_SECONDS         fuzzing time per target (default 20)
+#   FUZZ_SECONDS         fuzzing time per target (default 10; longer runs: contrib/fuzz.sh)
 #   SKIP_FUZZ=1          skip the fuzz build and run
 #   SKIP_INTEGRATION=1   skip the pytest integration tests
 #   SKIP_EXTRA_BUILDS=1  skip the compile-only release and clang builds
@@ -102,10 +102,10 @@ if [ "${SKIP_UNIT:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  step "fuzz: every target for ${FUZZ_SECONDS:-20} s (contrib/fuzz.sh)"
+  step "fuzz: every target for ${FUZZ_SECONDS:-10} s (contrib/fuzz.sh)"
   # Its own ASAN_OPTIONS/UBSAN_OPTIONS: libFuzzer reports, not abort.
   env -u ASAN_OPTIONS -u UBSAN_OPTIONS \
-    "$top/contrib/fuzz.sh" --seconds "${FUZZ_SECONDS:-20}" ||
+    "$top/contrib/fuzz.sh" --seconds "${FUZZ_SECONDS:-10}" ||
     die "fuzzing found a bug or could not build (see above)"
 fi
 

@@ -46,6 +46,7 @@ import json
 import os
 import random
 import shlex
+import subprocess
 import sys
 import time
 
@@ -60,6 +61,8 @@ OP_TIMEOUT = 300            # one operation, however large
 READY_TIMEOUT = 60          # the mount sees every node up again
 SYNC_TIMEOUT = 3            # fsync's EIO while nodes are down comes fast
 DRAIN_TIMEOUT = 120         # uploads queued while nodes were down go out
+COMMIT_TIMEOUT = 120        # `blockfs commit` before a clean unmount
+SETTLE_TRIES = 4            # commits tried before a clean unmount
 EC_OPTS = f'cache_size=1,sync_timeout={SYNC_TIMEOUT}'
 
 
@@ -111,6 +114,9 @@ class SingleNode:
 
     def restart_nodes(self, nodes, rotted=()):
         raise AssertionError('a single node has no storage nodes')
+
+    def settle(self):
+        pass
 
     def rebuild_damaged(self):
         pass
@@ -237,10 +243,28 @@ class EcCluster:
                             f'{json.dumps(st)}')
             time.sleep(0.2)
 
-    def remount(self):
-        # a clean unmount drains the uploads: not into a damaged node
-        if self.rebuild_damaged():
+    def settle(self):
+        """Before a clean unmount, which drains the uploads and commits:
+        a commit made now, and every node that said its database is
+        damaged rebuilt, until a commit succeeds with none damaged. A
+        rotted node may say so only when a write reaches it, and the
+        unmount's own commit must not be that write."""
+        last = None
+        for _ in range(SETTLE_TRIES):
+            if self.rebuild_damaged():
+                self.wait_ready()
+            last = subprocess.run([util.blockfs_bin(), 'commit', self.mnt],
+                                  capture_output=True, text=True,
+                                  timeout=COMMIT_TIMEOUT)
+            if last.returncode == 0 and not self.rebuild_damaged():
+                return
             self.wait_ready()
+        pytest.fail(f'no commit succeeded with every node whole after '
+                    f'{SETTLE_TRIES} tries; the last: exit '
+                    f'{last.returncode}: {last.stderr.strip()}')
+
+    def remount(self):
+        self.settle()
         self.c.mount.stop()
         self.c.mount.start()
         self.wait_ready()
@@ -536,8 +560,7 @@ class Run:
                 self.check_exact(what + ', the mount alive')
         # a rotted node that stopped taking writes since the last check
         # would fail the teardown's clean stop
-        if self.env.rebuild_damaged():
-            self.env.wait_ready()
+        self.env.settle()
         self.summary()
 
     def check_loss(self, node, before, what):
@@ -567,8 +590,7 @@ class Run:
                               ' after drop_caches'))
         # a rotted node that stopped taking writes since the last check
         # would fail the teardown's clean stop
-        if self.env.rebuild_damaged():
-            self.env.wait_ready()
+        self.env.settle()
         self.summary()
 
 
