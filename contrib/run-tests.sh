@@ -135,8 +135,11 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
   (cd "$top/tests/interop" && npm ci --no-audit --no-fund --loglevel=error) ||
     die "npm ci in tests/interop failed"
   export BLOCKFS_TEST_REQUIRE_NODE=1
-  # test_memory measures the daemon's RSS: without sanitizers; and
-  # test_ec_any_two_nodes's 15 read-backs of 1 GiB run there too (time).
+  # test_memory measures the daemon's RSS: without sanitizers. The tests
+  # that move gigabytes through paths others run under ASan on less data
+  # (the plain_build fixture: test_ec_any_two_nodes's 15 read-backs of
+  # 1 GiB, test_replicas_survive_two_nodes_killed, test_dedup_and_reclaim)
+  # run there too, for time.
   export BLOCKFS_RSS_BIN="$top/build/fs/blockfs"
   step "integration tests (pytest, $BLOCKFS_BIN)"
   rc=0

@@ -236,6 +236,18 @@ def make_tree(root, nfiles, seed):
 
 
 @pytest.fixture
+def plain_build(monkeypatch):
+    """The test runs on the build without sanitizers that BLOCKFS_RSS_BIN
+    names, when set (contrib/run-tests.sh sets it): for the tests that
+    move gigabytes through paths the other tests run under ASan on less
+    data. List it first among the test's fixtures."""
+    plain = os.environ.get('BLOCKFS_RSS_BIN')
+    if plain:
+        monkeypatch.setenv('BLOCKFS_BIN', plain)
+    return plain
+
+
+@pytest.fixture
 def cluster_dir(tmp_path):
     return tmp_path / 'cluster'
 

@@ -86,7 +86,7 @@ def verify(big_sums, big_dst, tree_want, tree_dst, what):
 
 
 @pytest.mark.slow
-def test_ec_any_two_nodes(monkeypatch, cluster, big_files, big_tree):
+def test_ec_any_two_nodes(plain_build, cluster, big_files, big_tree):
     """ec:4+2: >= 1 GiB of random files and a tree of >= 5,000 files go to
     the six storage nodes at ~1.5x their size (large files), the local
     store empties, and for every pair of storage nodes killed with -9
@@ -96,9 +96,6 @@ def test_ec_any_two_nodes(monkeypatch, cluster, big_files, big_tree):
     BLOCKFS_RSS_BIN names one (contrib/run-tests.sh does): under ASan they
     took 866 s, a third of the suite; the other ec tests, with the same
     code paths on less data, stay on the sanitizer build."""
-    plain = os.environ.get('BLOCKFS_RSS_BIN')
-    if plain:
-        monkeypatch.setenv('BLOCKFS_BIN', plain)
     c = ec_cluster(cluster)
     mnt = c.mnt
     big_bytes = sum(os.path.getsize(f) for f in big_files)
