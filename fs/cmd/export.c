@@ -140,90 +140,29 @@ static void prefetch(void *ctx, const struct blk_cid *cids, size_t n)
 	cmd_remote_prefetch(&x->r, cids, n);
 }
 
-/* Whether @s is a seq: digits only, no sign, > 0. */
-static bool parse_seq(const char *s, uint64_t *seq)
-{
-	char *end;
-
-	if (!*s || strspn(s, "0123456789") != strlen(s))
-		return false;
-	errno = 0;
-	*seq = strtoull(s, &end, 10);
-	return !errno && *seq > 0;
-}
-
-/* The UnixFS root of the snapshot @which (NULL: the latest) into @root.
- * 0, or 1 after saying why. */
+/* The UnixFS root of the snapshot @which (NULL: the latest; a seq, a
+ * head's CID, or a UnixFS root's CID) into @root, with its head when
+ * there is one. 0, or 1 after saying why. */
 static int snapshot_root(struct cmd_remote *r, const char *which,
 			 struct blk_cid *root, struct cl_head_info *head,
 			 bool *has_head)
 {
-	struct cl_head_info h;
-	uint64_t seq = 0;
-	int ret;
+	char err[512];
 
-	if (!which || parse_seq(which, &seq)) {
-		ret = seq ? cmd_remote_head(r, seq, &h)
-			  : cmd_remote_latest(r, &h);
-		if (!ret && head) {
-			*head = h;
-			*has_head = true;
-		}
-		if (ret == -ENOENT)
-			cmd_err(seq ? "no node has a valid head %s"
-				    : "the filesystem has no snapshot yet%s",
-				seq ? which : "");
-		else if (ret)
-			cmd_err("cannot read the filesystem's heads: %s",
-				ret == -EHOSTDOWN ? "no node answered"
-						  : strerror(-ret));
-		if (ret)
-			return 1;
-		*root = h.head.root;
+	if (which && !blk_cid_from_string(root, which) &&
+	    root->codec == BLK_CODEC_DAG_PB)
 		return 0;
-	}
-	if (blk_cid_from_string(root, which)) { /* cmd_export checked it */
-		cmd_err("'%s' is neither a snapshot's seq nor a CID", which);
-		return 1;
-	}
-	if (root->codec == BLK_CODEC_DAG_PB)
-		return 0;
-	if (root->codec != BLK_CODEC_DAG_CBOR) {
+	if (which && !blk_cid_from_string(root, which) &&
+	    root->codec != BLK_CODEC_DAG_CBOR) {
 		cmd_err("%s is not a head (dag-cbor) or a UnixFS root (dag-pb)",
 			which);
 		return 1;
 	}
-	/* A head: among the nodes' heads, else as a block (a head is
-	 * stored as one too), checked, its root taken. */
-	struct cl_head_info *all;
-	size_t n;
-	if (!cmd_remote_list(r, &all, &n, NULL)) {
-		for (size_t i = 0; i < n; i++)
-			if (blk_cid_equal(&all[i].cid, root)) {
-				*root = all[i].head.root;
-				*head = all[i];
-				*has_head = true;
-				free(all);
-				return 0;
-			}
-		free(all);
-	}
-	void *data;
-	size_t len;
-	char why[160];
-	if (cmd_remote_fetch(r, root, &data, &len)) {
-		cmd_err("no node has the head %s", which);
+	if (cmd_remote_find_head(r, which, head, err, sizeof(err))) {
+		cmd_err("%s", err);
 		return 1;
 	}
-	h.cid = *root;
-	ret = cl_head_check(r->cl, data, len, 0, &h.head, why, sizeof(why));
-	free(data);
-	if (ret) {
-		cmd_err("%s is not a head of this filesystem: %s", which, why);
-		return 1;
-	}
-	*root = h.head.root;
-	*head = h;
+	*root = head->head.root;
 	*has_head = true;
 	return 0;
 }
@@ -370,7 +309,7 @@ int cmd_export(int argc, char **argv)
 		return cmd_usage_error("export", "export needs --car FILE");
 	struct blk_cid given;
 	uint64_t seq;
-	if (o.snapshot && !parse_seq(o.snapshot, &seq) &&
+	if (o.snapshot && !cmd_remote_parse_seq(o.snapshot, &seq) &&
 	    blk_cid_from_string(&given, o.snapshot))
 		return cmd_usage_error(
 		    "export",

@@ -10,6 +10,7 @@
 
 #include <fuse_opt.h>
 
+#include "blocks/cid.h"
 #include "fs/cmd/mount-opts.h"
 
 /* ---- how each valued option is stored ---------------------------------- */
@@ -99,6 +100,22 @@ static bool set_takeover(struct mount_cfg *mc, const char *val, uint64_t v)
 	(void)val;
 	(void)v;
 	mc->takeover = true;
+	return true;
+}
+
+/* A seq (digits, not 0) or a CID; mount_snapshot_open says whether a
+ * head has it. */
+static bool set_snapshot(struct mount_cfg *mc, const char *val, uint64_t v)
+{
+	struct blk_cid cid;
+	bool digits = strspn(val, "0123456789") == strlen(val);
+
+	(void)v;
+	if (strlen(val) >= sizeof(mc->snapshot) ||
+	    (digits ? strspn(val, "0") == strlen(val)
+		    : blk_cid_from_string(&cid, val) != 0))
+		return false;
+	strcpy(mc->snapshot, val);
 	return true;
 }
 
@@ -233,6 +250,14 @@ const struct mount_opt mount_opts[] = {
     {"takeover", MOPT_DAEMON, MOPT_FLAG, .set = set_takeover,
      .help = "become the filesystem's writer once another\n"
 	     "node's lease has expired"},
+    {"snapshot", MOPT_DAEMON, MOPT_STRING, .set = set_snapshot,
+     .arg = "SEQ|CID",
+     .must = "a snapshot's seq (1 or more) or its head's CID, as 'blockfs "
+	     "snapshot list' shows them",
+     .help = "mount that snapshot, read-only, beside the\n"
+	     "live mount (its metadata is rebuilt from the\n"
+	     "cluster into NODE_DIR/snapshots/SEQ once)",
+     .valid = "12", .invalid = "0"},
     {"dirty_max", MOPT_DAEMON, MOPT_SIZE, .min = MIB, .max = UINT64_MAX,
      .set = set_dirty_max, .arg = "SIZE", .must = "a size, at least 1M",
      .help = "unchunked write data held in memory (default 32M)",
@@ -583,7 +608,7 @@ void mount_cfg_init(struct mount_cfg *mc, const struct cl_cluster *cl,
 
 void mount_cfg_finish(struct mount_cfg *mc, const char *mnt)
 {
-	mc->fs.read_only = mc->mo.read_only = mc->ro == 1;
+	mc->fs.read_only = mc->mo.read_only = mc->ro == 1 || mc->snapshot[0];
 	mc->fs.verify_reads = mc->verify == 1;
 	mc->mo.debug = mc->debug == 1;
 	mc->mo.no_acl = mc->acl == 0;

@@ -29,6 +29,9 @@ struct mount_cfg {
 	unsigned lease_s; /* 0: default */
 	bool recover;  /* -o recover: rebuild the metadata from the cluster */
 	bool takeover; /* -o takeover: after another writer's lease */
+	/* -o snapshot: a head's seq or CID, mounted read-only ("": the live
+	 * filesystem) */
+	char snapshot[128];
 	char fs_key[PATH_MAX];
 	bool local_set;
 	struct bfs_mount_opts mo;

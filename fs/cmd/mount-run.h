@@ -12,6 +12,7 @@
 #include "net/cluster/config.h"
 
 struct net_heads;
+struct cmd_remote;
 
 struct mount_run {
 	char node_dir[PATH_MAX], mnt[PATH_MAX], name[64], pub[64], sec[64];
@@ -30,6 +31,11 @@ struct mount_run {
 	struct net_heads *heads; /* a single node's own heads */
 	uint8_t fs_sk[CL_FS_SK_LEN];
 	uint8_t writer[32]; /* this node's CURVE public key, raw */
+	/* -o snapshot (mount-snapshot.c): the cluster's read-only view,
+	 * whose engine the filesystem reads through, and the snapshot's
+	 * directory, NODE_DIR/snapshots/SEQ. */
+	struct cmd_remote *remote;
+	char snap_dir[PATH_MAX + 48];
 };
 
 /* -o recover: move NODE_DIR/db aside before the filesystem opens, so
@@ -45,3 +51,11 @@ int mount_commit_start(struct mount_run *r);
 /* The last commit (after flushing every file) and the end of commits,
  * before the engine closes. 0 or -errno (said). */
 int mount_commit_stop(struct mount_run *r);
+
+/* -o snapshot: find the head, rebuild the snapshot's metadata unless it
+ * is there, open it read-only with the cluster's engine behind it (in
+ * place of mount_open). 0 or -errno (r->err). */
+int mount_snapshot_open(struct mount_run *r);
+
+/* After bfs_close: the engine and the node's read-only view. */
+void mount_snapshot_close(struct mount_run *r);

@@ -259,6 +259,16 @@ static int mount_load(struct mount_run *r, const struct mount_args *a,
 	if (a->opts && mount_cfg_parse(&r->mc, a->opts))
 		return cmd_usage_error(mount_cmd.name, "%s", r->mc.opt_err);
 	mount_cfg_finish(&r->mc, r->mnt);
+	if (r->mc.snapshot[0] && (r->mc.recover || r->mc.takeover))
+		return cmd_usage_error(mount_cmd.name,
+				       "-o snapshot mounts read-only: not "
+				       "with %s",
+				       r->mc.recover ? "recover" : "takeover");
+	char plain[sizeof(r->mc.fsname)];
+	snprintf(plain, sizeof(plain), "blockfs:%s", r->node_dir);
+	if (r->mc.snapshot[0] && !strcmp(r->mc.fsname, plain))
+		snprintf(r->mc.fsname, sizeof(r->mc.fsname), "blockfs:%s@%s",
+			 r->node_dir, r->mc.snapshot);
 	if (a->ready_fd >= 0 && !a->fg && !r->mc.mo.debug)
 		return cmd_usage_error(mount_cmd.name,
 				       "--ready-fd goes with -f (without it, "
@@ -282,7 +292,7 @@ static int mount_check(struct mount_run *r)
 	}
 	if (mount_check_policy(&r->mc, r->cl, r->node_dir))
 		return 1;
-	if (node_holder_read(r->node_dir, &holder)) {
+	if (!r->mc.snapshot[0] && node_holder_read(r->node_dir, &holder)) {
 		node_print_in_use("mount", r->node_dir, &holder);
 		return 1;
 	}
@@ -312,6 +322,10 @@ static void mount_on_ready(void *arg)
 {
 	struct mount_run *r = arg;
 
+	if (r->mc.snapshot[0]) { /* beside the live mount: no lock */
+		daemon_ready(&r->ready);
+		return;
+	}
 	/* The mount took the node's database, which RocksDB locks too: the
 	 * node's lock cannot be held by another process now. */
 	r->lock_fd = node_lock(r->node_dir);
@@ -406,7 +420,7 @@ static int mount_drain_peers(struct mount_run *r)
  * after saying why (to the parent of a detached daemon not yet ready). */
 static int mount_serve(struct mount_run *r)
 {
-	int ret = mount_open(r);
+	int ret = r->mc.snapshot[0] ? mount_snapshot_open(r) : mount_open(r);
 
 	if (!ret)
 		ret = mount_commit_start(r);
@@ -433,6 +447,7 @@ static int mount_serve(struct mount_run *r)
 				strerror(-c));
 		ret = ret ? ret : c;
 	}
+	mount_snapshot_close(r);
 	node_unlock(r->node_dir, r->lock_fd);
 	return ret;
 }

@@ -255,3 +255,82 @@ int cmd_remote_list(struct cmd_remote *r, struct cl_head_info **out, size_t *n,
 	}
 	return 0;
 }
+
+bool cmd_remote_parse_seq(const char *s, uint64_t *seq)
+{
+	char *end;
+
+	if (!*s || strspn(s, "0123456789") != strlen(s))
+		return false;
+	errno = 0;
+	*seq = strtoull(s, &end, 10);
+	return !errno && *seq > 0;
+}
+
+/* A head named by its CID @cid: among the nodes' heads, else as a block
+ * (a head is stored as one too), checked. */
+static int head_by_cid(struct cmd_remote *r, const struct blk_cid *cid,
+		       struct cl_head_info *out, char *why, size_t whylen)
+{
+	struct cl_head_info *all;
+	void *data;
+	size_t n, len;
+	int ret;
+
+	if (!cmd_remote_list(r, &all, &n, NULL)) {
+		for (size_t i = 0; i < n; i++)
+			if (blk_cid_equal(&all[i].cid, cid)) {
+				*out = all[i];
+				free(all);
+				return 0;
+			}
+		free(all);
+	}
+	if (cmd_remote_fetch(r, cid, &data, &len))
+		return -ENOENT;
+	out->cid = *cid;
+	out->node = r->self;
+	ret = cl_head_check(r->cl, data, len, 0, &out->head, why, whylen);
+	free(data);
+	return ret;
+}
+
+int cmd_remote_find_head(struct cmd_remote *r, const char *which,
+			 struct cl_head_info *out, char *err, size_t errlen)
+{
+	struct blk_cid cid;
+	char why[160] = "";
+	uint64_t seq = 0;
+	int ret;
+
+	if (!which || cmd_remote_parse_seq(which, &seq)) {
+		ret = seq ? cmd_remote_head(r, seq, out)
+			  : cmd_remote_latest(r, out);
+		if (ret == -ENOENT)
+			snprintf(err, errlen,
+				 seq ? "no node has a valid head %s"
+				     : "the filesystem has no snapshot yet%s",
+				 seq ? which : "");
+		else if (ret)
+			snprintf(err, errlen,
+				 "cannot read the filesystem's heads: %s",
+				 ret == -EHOSTDOWN ? "no node answered"
+						   : strerror(-ret));
+		return ret;
+	}
+	if (blk_cid_from_string(&cid, which) ||
+	    cid.codec != BLK_CODEC_DAG_CBOR) {
+		snprintf(err, errlen,
+			 "'%s' is neither a snapshot's seq nor a head's CID "
+			 "(dag-cbor)",
+			 which);
+		return -EINVAL;
+	}
+	ret = head_by_cid(r, &cid, out, why, sizeof(why));
+	if (ret == -ENOENT)
+		snprintf(err, errlen, "no node has the head %s", which);
+	else if (ret)
+		snprintf(err, errlen, "%s is not a head of this filesystem: %s",
+			 which, why);
+	return ret;
+}

@@ -48,6 +48,19 @@ int cmd_remote_head(struct cmd_remote *r, uint64_t seq,
 int cmd_remote_list(struct cmd_remote *r, struct cl_head_info **out, size_t *n,
 		    size_t *missing);
 
+/* Whether @s is a snapshot's seq: digits only, no sign, > 0 (into
+ * *@seq). */
+bool cmd_remote_parse_seq(const char *s, uint64_t *seq);
+
+/* The head @which names: a seq ("12", or NULL: the latest) or a head
+ * record's CID (dag-cbor), found among the nodes' heads or else fetched
+ * as a block and checked (cl_head_check). 0, or a negative errno with
+ * why in @err: -ENOENT (no node has it validly), -EINVAL (@which is
+ * neither a seq nor a dag-cbor CID), -EBADMSG (not a head of this
+ * filesystem), -EHOSTDOWN (no node answered), another errno. */
+int cmd_remote_find_head(struct cmd_remote *r, const char *which,
+			 struct cl_head_info *out, char *err, size_t errlen);
+
 /* Ask the cluster for blocks ahead of their fetch (cl_engine_prefetch),
  * those whose bytes the node's own store does not hold. */
 void cmd_remote_prefetch(struct cmd_remote *r, const struct blk_cid *cids,

@@ -309,3 +309,84 @@ def test_takeover_after_the_lease_expires(cluster, tmp_path):
     finally:
         m3.stop()
     util.check_log(tmp_path / 'mount3.log')
+
+
+def test_snapshot_mount_beside_the_live_one(cluster, make_mount, tmp_path):
+    """-o snapshot=SEQ and =CID mount a head read-only beside the live
+    mount: the tree as it was at that commit, byte for byte and with every
+    attribute rsync -aHAX compares, while the live filesystem changes and
+    commits on; writes to the snapshot fail with EROFS; a second mount of
+    a snapshot reuses its rebuilt metadata."""
+    rng = random.Random(23)
+    src = tmp_path / 'src'
+    src.mkdir()
+    make_posix_tree(str(src), rng)
+    c = cluster(nodes=3, redundancy='replicas:2', opts='commit_interval=0')
+    util.run(['rsync', '-aHAX', f'{src}/', f'{c.mnt}/'])
+    first = commit(c.mnt)
+    # the live filesystem moves on
+    util.run(['rm', '-rf', os.path.join(c.mnt, 'posix')])
+    with open(os.path.join(c.mnt, 'hardlink'), 'r+b') as f:
+        f.write(b'changed after the snapshot')
+    with open(os.path.join(c.mnt, 'new'), 'wb') as f:
+        f.write(b'only in the second commit')
+    second = commit(c.mnt)
+    assert second['seq'] > first['seq']
+
+    snap = tmp_path / 'snap'
+    m = make_mount(c.node_dir(1), snap, opts=f'snapshot={first["seq"]}')
+    assert rsync_differences(src, snap) == []
+    with pytest.raises(OSError) as e:
+        open(os.path.join(snap, 'new'), 'wb')
+    assert e.value.errno == 30, e.value  # EROFS
+    # the live mount is untouched and goes on committing
+    assert not os.path.exists(os.path.join(c.mnt, 'posix'))
+    with open(os.path.join(c.mnt, 'later'), 'wb') as f:
+        f.write(b'x')
+    assert commit(c.mnt)['seq'] == second['seq'] + 1
+    m.stop()
+    rebuilt = os.path.join(c.node_dir(1), 'snapshots', str(first['seq']))
+    assert os.path.isdir(rebuilt)
+
+    # by the head's CID, and a second mount of the first snapshot reuses
+    # its directory (no rebuild said in the log)
+    heads = json.loads(blockfs('snapshot', 'list', '--json',
+                               c.node_dir(1)).stdout)
+    by_seq = {s['seq']: s for s in heads['snapshots']}
+    snap2 = tmp_path / 'snap2'
+    m2 = make_mount(c.node_dir(1), snap2,
+                    opts=f'snapshot={by_seq[second["seq"]]["head"]}')
+    assert sorted(os.listdir(snap2)) == \
+        sorted(set(os.listdir(src)) - {'posix'} | {'new'})
+    with open(os.path.join(snap2, 'new'), 'rb') as f:
+        assert f.read() == b'only in the second commit'
+    m2.stop()
+    m.start()
+    assert rsync_differences(src, snap) == []
+    m.stop()
+    with open(m.log) as f:
+        log = f.read()
+    assert log.count('rebuilding its metadata') == 1, log
+
+
+def test_snapshot_mount_errors(cluster, tmp_path):
+    """-o snapshot with a seq no node has, a CID that is not a head, or
+    with recover: refused with the reason."""
+    c = cluster(nodes=3, redundancy='replicas:2', opts='commit_interval=0')
+    with open(os.path.join(c.mnt, 'a'), 'wb') as f:
+        f.write(b'a')
+    head = commit(c.mnt)
+    mnt = tmp_path / 'snap'
+    mnt.mkdir()
+    err = util.expect_mount_error(c.node_dir(1), mnt, '-o',
+                                  f'snapshot={head["seq"] + 5}')
+    assert f'no node has a valid head {head["seq"] + 5}' in err, err
+    err = util.expect_mount_error(c.node_dir(1), mnt, '-o',
+                                  f'snapshot={head["root"]}')
+    assert 'head' in err, err
+    err = util.expect_mount_error(c.node_dir(1), mnt, '-o',
+                                  'snapshot=1,recover', code=2)
+    assert 'read-only' in err, err
+    err = util.expect_mount_error(c.node_dir(1), mnt, '-o', 'snapshot=0',
+                                  code=2)
+    assert 'seq' in err, err
