@@ -1,6 +1,7 @@
 /* 'blockfs cluster create': a local cluster's cluster file, its
  * filesystem's signing key, and one node directory per node, each with its
- * own CURVE key pair. */
+ * own CURVE key pair; 'blockfs cluster upgrade': the filesystem's key and
+ * section for a cluster made before signed heads. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,11 +14,13 @@
 
 #include "blocks/cdc.h"
 #include "fs/cmd/cmd.h"
+#include "fs/cmd/node.h"
 #include "net/cluster/config.h"
 #include "net/wire/keys.h"
 
 static const char cluster_usage_text[] =
     "Usage: blockfs cluster create DIR --nodes N [OPTIONS]\n"
+    "       blockfs cluster upgrade DIR [--hash HASH]   (see its --help)\n"
     "\n"
     "Create a local cluster: DIR/cluster.conf, the filesystem's key\n"
     "DIR/filesystem.key, and one node directory per node (DIR/node1 ...\n"
@@ -397,6 +400,209 @@ out:
 	return ret;
 }
 
+static const char upgrade_usage_text[] =
+    "Usage: blockfs cluster upgrade DIR [--hash HASH]\n"
+    "\n"
+    "Give a cluster made before signed heads (its cluster file has no\n"
+    "[filesystem] section: its mount makes no commits and cannot be\n"
+    "recovered from the cluster) a filesystem id and Ed25519 key pair:\n"
+    "the secret key goes to DIR/filesystem.key (mode 0600), the section to\n"
+    "DIR/cluster.conf and to the copy in every node directory DIR/NAME of\n"
+    "a node it lists. Stop the cluster's mount and nodes first, start\n"
+    "them again after; the first mount then commits the whole tree. Copy\n"
+    "the new cluster file to the nodes kept elsewhere (they are listed),\n"
+    "and filesystem.key to the machines that mount read-write.\n"
+    "\n"
+    "Options:\n"
+    "      --hash HASH   the hash of new CIDs: blake2b-256 (the default\n"
+    "                    here: the hash of the CIDs the cluster holds, so\n"
+    "                    that new copies of stored data deduplicate) or\n"
+    "                    sha2-256\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "Exit status: 0 upgraded, 1 failed or nothing to do (nothing is\n"
+    "changed then), 2 usage error.\n";
+
+static const struct option upgrade_longopts[] = {
+    {"hash", required_argument, NULL, 'H'},
+    CMD_OPT_HELP,
+    {0},
+};
+
+static const struct cmd_spec upgrade_cmd =
+    CMD_SPEC("cluster upgrade", "h", upgrade_longopts, upgrade_usage_text, 1,
+	     "cluster upgrade needs exactly one DIR");
+
+static int upgrade_opt(void *ctx, int c, const char *arg)
+{
+	struct cluster_args *a = ctx;
+
+	if (c == 'H' && blk_hash_from_name(arg, &a->hash))
+		return cmd_usage_error(upgrade_cmd.name,
+				       "unknown hash '%s' (sha2-256 or "
+				       "blake2b-256)",
+				       arg);
+	return CMD_CONTINUE;
+}
+
+/* The whole of the file at @path as a malloc'd string: 0 or -errno. */
+static int read_text(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	size_t len = 0;
+	int ret = 0;
+
+	*out = NULL;
+	if (!f)
+		return -errno;
+	if (getdelim(&buf, &len, '\0', f) < 0 && !feof(f))
+		ret = -EIO;
+	if (!buf && !ret)
+		buf = strdup("");
+	if (!buf && !ret)
+		ret = -ENOMEM;
+	fclose(f);
+	if (ret)
+		free(buf);
+	else
+		*out = buf;
+	return ret;
+}
+
+/* What an upgrade finds in DIR before it changes anything. */
+struct upgrade_plan {
+	struct cl_cluster *cl;
+	char *text;  /* DIR/cluster.conf as it is */
+	bool *local; /* per node: DIR/NAME holds a same copy */
+	unsigned nlocal, nremote;
+};
+
+/* Check DIR and fill @p: a cluster file without [filesystem], no key
+ * yet, and every node directory in DIR stopped and holding the same
+ * cluster file. 0, or 1 after saying why. */
+static int upgrade_check(const char *dir, struct upgrade_plan *p)
+{
+	char path[PATH_MAX + 80], err[1024];
+	struct node_holder h;
+
+	snprintf(path, sizeof(path), "%s/cluster.conf", dir);
+	p->cl = calloc(1, sizeof(*p->cl));
+	if (!p->cl) {
+		cmd_err("out of memory");
+		return 1;
+	}
+	int r = read_text(path, &p->text);
+	if (r) {
+		cmd_err("cannot read %s: %s", path, strerror(-r));
+		return 1;
+	}
+	if (cl_cluster_load(path, p->cl, err, sizeof(err))) {
+		cmd_err("%s", err);
+		return 1;
+	}
+	if (p->cl->has_fs) {
+		cmd_err("%s has a [filesystem] section already: nothing to do",
+			path);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/filesystem.key", dir);
+	if (access(path, F_OK) == 0) {
+		cmd_err("%s exists, but the cluster file names no filesystem: "
+			"move it aside first (it signs another filesystem)",
+			path);
+		return 1;
+	}
+	p->local = calloc(p->cl->nnodes ? p->cl->nnodes : 1, sizeof(bool));
+	if (!p->local)
+		return 1;
+	for (unsigned i = 0; i < p->cl->nnodes; i++) {
+		char node[PATH_MAX + 80], *copy;
+		snprintf(node, sizeof(node), "%s/%s", dir,
+			 p->cl->nodes[i].name);
+		snprintf(path, sizeof(path), "%s/cluster.conf", node);
+		if (read_text(path, &copy)) {
+			p->nremote++;
+			continue;
+		}
+		bool same = !strcmp(copy, p->text);
+		free(copy);
+		if (!same) {
+			cmd_err(
+			    "%s differs from %s/cluster.conf: make them the "
+			    "same first",
+			    path, dir);
+			return 1;
+		}
+		if (node_holder_read(node, &h)) {
+			node_print_in_use("upgrade", node, &h);
+			return 1;
+		}
+		p->local[i] = true;
+		p->nlocal++;
+	}
+	return 0;
+}
+
+/* Upgrade the cluster in @dir. 0, or 1 after saying why. */
+static int cluster_upgrade(const struct cluster_args *a, const char *dir)
+{
+	struct upgrade_plan p = {0};
+	struct conf_text conf = {0};
+	char path[PATH_MAX + 80];
+	int ret = upgrade_check(dir, &p);
+
+	if (ret)
+		goto out;
+	ret = 1;
+	conf.cap = strlen(p.text) + 1024;
+	conf.buf = malloc(conf.cap);
+	if (!conf.buf)
+		goto out;
+	conf.len = (size_t)snprintf(conf.buf, conf.cap, "%s", p.text);
+	if (conf.len && conf.buf[conf.len - 1] != '\n')
+		conf.len += (size_t)snprintf(conf.buf + conf.len,
+					     conf.cap - conf.len, "\n");
+	if (cluster_make_fs(a, dir, &conf))
+		goto out;
+	/* The node copies first, DIR's last: a failure half-way leaves
+	 * DIR/cluster.conf as it was, and running the command again after
+	 * removing filesystem.key starts over. */
+	for (unsigned i = 0; i < p.cl->nnodes; i++) {
+		if (!p.local[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/cluster.conf", dir,
+			 p.cl->nodes[i].name);
+		int w = write_file(path, conf.buf, 0644);
+		if (w) {
+			cmd_err("cannot write %s: %s", path, strerror(-w));
+			goto out;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/cluster.conf", dir);
+	int w = write_file(path, conf.buf, 0644);
+	if (w) {
+		cmd_err("cannot write %s: %s", path, strerror(-w));
+		goto out;
+	}
+	printf("upgraded cluster %s in %s: hash %s, %u node copies updated\n",
+	       p.cl->id, dir, blk_hash_name(a->hash), p.nlocal);
+	printf("filesystem key: %s/filesystem.key (keep it safe: it writes "
+	       "the filesystem)\n",
+	       dir);
+	for (unsigned i = 0; i < p.cl->nnodes; i++)
+		if (!p.local[i])
+			printf("copy %s/cluster.conf to node %s (not in %s)\n",
+			       dir, p.cl->nodes[i].name, dir);
+	ret = 0;
+out:
+	free(conf.buf);
+	free(p.local);
+	free(p.text);
+	free(p.cl);
+	return ret;
+}
+
 int cmd_cluster(int argc, char **argv)
 {
 	struct cluster_args a = {.port = 7401,
@@ -409,8 +615,22 @@ int cmd_cluster(int argc, char **argv)
 		cmd_usage(&cluster_cmd, stdout);
 		return 0;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "upgrade")) {
+		struct cluster_args u = {.hash = BLK_HASH_BLAKE2B_256};
+		int st = cmd_parse(&upgrade_cmd, argc - 1, argv + 1,
+				   upgrade_opt, &u);
+		if (st != CMD_CONTINUE)
+			return st;
+		if (sodium_init() < 0) {
+			cmd_err("libsodium failed to initialise");
+			return 1;
+		}
+		return cluster_upgrade(&u, argv[1 + optind]);
+	}
 	if (argc < 2 || strcmp(argv[1], "create"))
-		return cmd_usage_error("cluster", "cluster: expected 'create'");
+		return cmd_usage_error("cluster",
+				       "cluster: expected 'create' or "
+				       "'upgrade'");
 	int st = cmd_parse(&cluster_cmd, argc - 1, argv + 1, cluster_opt, &a);
 	if (st != CMD_CONTINUE)
 		return st;

@@ -12,6 +12,7 @@ static const char main_usage[] =
     "\n"
     "Commands:\n"
     "  cluster create DIR --nodes N   create a local cluster\n"
+    "  cluster upgrade DIR            give an older cluster signed heads\n"
     "  commit MOUNTPOINT              commit the metadata, publish a head\n"
     "  export NODE_DIR --car FILE     write a snapshot as a CAR archive\n"
     "  mount NODE_DIR MOUNTPOINT      mount the node's filesystem\n"

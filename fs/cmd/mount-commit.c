@@ -214,7 +214,9 @@ int mount_commit_start(struct mount_run *r)
 		blk_log_warn("the cluster file has no [filesystem] section (a "
 			     "cluster made before signed heads): this mount "
 			     "makes no commits, so the filesystem cannot be "
-			     "recovered from the cluster");
+			     "recovered from the cluster; stop the cluster "
+			     "and run 'blockfs cluster upgrade DIR' on the "
+			     "directory of its cluster file");
 		return 0;
 	}
 	key_path(r, path, sizeof(path));

@@ -390,3 +390,69 @@ def test_snapshot_mount_errors(cluster, tmp_path):
     err = util.expect_mount_error(c.node_dir(1), mnt, '-o', 'snapshot=0',
                                   code=2)
     assert 'seq' in err, err
+
+
+def strip_filesystem(path):
+    """A cluster file as before signed heads: without [filesystem]."""
+    with open(path) as f:
+        text = f.read()
+    head, sep, rest = text.partition('\n[filesystem]\n')
+    assert sep, f'{path} has no [filesystem] section'
+    nxt = rest.find('\n[')
+    with open(path, 'w') as f:
+        f.write(head + '\n' + (rest[nxt + 1:] if nxt >= 0 else ''))
+
+
+def test_cluster_upgrade_gives_an_old_cluster_heads(cluster, tmp_path):
+    """A cluster made before signed heads (no [filesystem], no key) mounts
+    without commits and says what to run; 'blockfs cluster upgrade DIR'
+    adds the section to every copy and writes the key; after a restart
+    the mount commits its whole tree, which a new machine recovers.
+    A second upgrade, or one while a node runs, changes nothing."""
+    c = cluster(nodes=3, redundancy='replicas:2', mount=False)
+    for s in c.servers.values():
+        s.stop()
+    confs = [os.path.join(c.base, 'cluster.conf')] + \
+        [os.path.join(c.node_dir(i), 'cluster.conf') for i in (1, 2, 3)]
+    for path in confs:
+        strip_filesystem(path)
+    os.unlink(os.path.join(c.base, 'filesystem.key'))
+    for s in c.servers.values():
+        s.start()
+    c.start_mount(opts='commit_interval=0')
+    os.makedirs(os.path.join(c.mnt, 'd'))
+    with open(os.path.join(c.mnt, 'd', 'old'), 'wb') as f:
+        f.write(b'written before the upgrade')
+    res = blockfs('commit', str(c.mnt), check=False)
+    assert res.returncode != 0, res
+    with open(c.mount.log) as f:
+        assert "blockfs cluster upgrade DIR" in f.read()
+
+    res = blockfs('cluster', 'upgrade', c.base, check=False)
+    assert res.returncode == 1 and 'upgrade' in res.stderr, res
+    assert not os.path.exists(os.path.join(c.base, 'filesystem.key'))
+    c.mount.stop()
+    for s in c.servers.values():
+        s.stop()
+    res = blockfs('cluster', 'upgrade', c.base)
+    assert '3 node copies updated' in res.stdout, res.stdout
+    key = os.path.join(c.base, 'filesystem.key')
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    texts = set()
+    for path in confs:
+        with open(path) as f:
+            texts.add(f.read())
+    assert len(texts) == 1 and 'hash = blake2b-256' in texts.pop()
+    res = blockfs('cluster', 'upgrade', c.base, check=False)
+    assert res.returncode == 1 and 'nothing to do' in res.stderr, res
+
+    for s in c.servers.values():
+        s.start()
+    c.start_mount(opts='commit_interval=0')
+    head = commit(c.mnt)
+    assert head['seq'] == 1 and head['inodes'] >= 3, head
+    c.mount.stop()
+    util.run(['rm', '-rf', os.path.join(c.node_dir(1), 'db')])
+    c.start_mount(opts='commit_interval=0')
+    with open(os.path.join(c.mnt, 'd', 'old'), 'rb') as f:
+        assert f.read() == b'written before the upgrade'
