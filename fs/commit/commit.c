@@ -18,6 +18,7 @@
 #include "fs/meta.h"
 #include "net/client/client.h"
 #include "net/cluster/engine.h"
+#include "net/cluster/headset.h"
 #include "net/server/heads.h"
 
 /*
@@ -146,31 +147,28 @@ static void adopt_own_head(const struct bfs_commit_config *cfg,
 int bfs_commit_check(const struct bfs_commit_config *cfg,
 		     struct bfs_commit_state *st)
 {
-	unsigned n = cfg->engine ? cfg->cluster->nnodes : 1;
 	uint8_t buf[BLK_HEAD_MAX_BYTES];
 	size_t len;
 
 	memset(st, 0, sizeof(*st));
-	for (unsigned i = 0; i < n; i++) {
-		struct blk_head h;
-		int ret = node_head(cfg, i, 0, buf, &len);
+	if (cfg->engine) {
+		/* every node at once; heads that do not verify are logged
+		 * and ignored there */
+		struct cl_head_info info;
+		int ret = cl_heads_latest(client(cfg), cfg->cluster, 0, &info,
+					  st->latest_rec, &st->latest_len);
 
-		if (ret == -ENOENT) {
-			st->nodes_answered++;
-			continue;
-		}
-		if (ret)
-			continue;
-		st->nodes_answered++;
-		if (head_check(cfg, buf, len, &h)) {
-			blk_log_warn("node %s holds a head that does not "
-				     "verify: ignored",
-				     cfg->cluster->nodes[i].name);
-			continue;
-		}
-		if (!st->nodes_have || h.seq > st->latest.seq) {
+		if (ret && ret != -ENOENT)
+			return ret == -EHOSTDOWN ? -EIO : ret;
+		st->nodes_have = !ret;
+		if (!ret)
+			st->latest = info.head;
+	} else if (!node_head(cfg, 0, 0, buf, &len)) {
+		if (head_check(cfg, buf, len, &st->latest))
+			blk_log_warn("this node holds a head that does not "
+				     "verify: ignored");
+		else {
 			st->nodes_have = true;
-			st->latest = h;
 			memcpy(st->latest_rec, buf, len);
 			st->latest_len = len;
 		}
@@ -184,7 +182,7 @@ int bfs_commit_check(const struct bfs_commit_config *cfg,
 	    !memcmp(st->latest.sig, st->local.sig, sizeof(st->local.sig));
 	if (st->nodes_have && st->local_have && !st->same)
 		adopt_own_head(cfg, st);
-	return st->nodes_answered ? 0 : -EIO;
+	return 0;
 }
 
 /* Head @k of this writer's chain: the last one in memory, else from

@@ -37,10 +37,9 @@ struct bfs_commit_state {
 	struct blk_head latest; /* the highest valid one (nodes_have) */
 	uint8_t latest_rec[BLK_HEAD_MAX_BYTES]; /* its bytes */
 	size_t latest_len;
-	unsigned nodes_answered; /* nodes that answered */
-	bool local_have;	 /* this node's database names a head */
-	struct blk_head local;	 /* the one it names */
-	bool same;		 /* both, and the same head */
+	bool local_have;       /* this node's database names a head */
+	struct blk_head local; /* the one it names */
+	bool same;	       /* both, and the same head */
 };
 
 /* Read the latest head of the nodes and the local one (both verified
