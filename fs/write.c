@@ -732,17 +732,20 @@ int bfs_close_flush(struct bfs *fs, struct bfs_inode *ip, bool writer)
 int bfs_fsync_meta(struct bfs *fs)
 {
 	int ret = bfs_write_attrs(fs);
-	if (!ret)
+	/* The promise of fsync: on the placement at full redundancy, the
+	 * metadata too. A commit does both: it syncs the store after its
+	 * own blocks (so no sync of it here first), its barrier waits for
+	 * the data's uploads with its blocks', then its head goes to the
+	 * nodes, so that a machine that loses this one's disk finds what
+	 * fsync acknowledged. (One node: its own disk is all there is, and
+	 * the store's sync makes the metadata durable on it.) */
+	bool commit = fs->commit_fn && fs->peers && !fs->cfg.read_only;
+
+	if (!ret && !commit)
 		ret = blk_store_sync(fs->store);
 	if (ret || fs->cfg.read_only)
 		return ret;
-	/* The promise of fsync: on the placement at full redundancy, the
-	 * metadata too. A commit does both: its barrier waits for the
-	 * data's uploads with its own blocks', then its head goes to the
-	 * nodes, so that a machine that loses this one's disk finds what
-	 * fsync acknowledged. (One node: its own disk is all there is, and
-	 * the store's sync made the metadata durable on it.) */
-	if (fs->commit_fn && fs->peers) {
+	if (commit) {
 		ret = fs->commit_fn(fs->commit_arg, NULL);
 		/* fenced, or not published: not durable */
 		return ret && ret != -ENOSPC ? -EIO : ret;
