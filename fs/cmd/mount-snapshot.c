@@ -33,7 +33,8 @@
  *  2. The mount never writes the snapshot's database: it is opened
  *     read-only (a read-only RocksDB, so two mounts of one snapshot may
  *     run at once), and fetched data is not kept in it.
- *  3. The mount takes no lock on NODE_DIR: the live mount keeps it.
+ *  3. The mount takes no lock on NODE_DIR: the live mount keeps it, and
+ *     the node's own database is closed once the snapshot is rebuilt.
  */
 
 static int rm_one(const char *path, const struct stat *st, int flag,
@@ -215,6 +216,10 @@ int mount_snapshot_open(struct mount_run *r)
 	ret = snapshot_dir(r, &h);
 	if (ret)
 		return ret;
+	/* Reads go to the cluster: the node's own database, open read-only
+	 * since cmd_remote_open, would keep the files its mount compacts
+	 * away for as long as the snapshot is mounted. */
+	cmd_remote_drop_local(r->remote);
 	r->mc.fs.node_dir = r->snap_dir;
 	r->mc.fs.read_only = true; /* invariant 2 */
 	r->mc.fs.local_max = 0;

@@ -100,12 +100,20 @@ int cmd_remote_open(const char *node_dir, struct cmd_remote *r)
 	return 0;
 }
 
-void cmd_remote_close(struct cmd_remote *r)
+void cmd_remote_drop_local(struct cmd_remote *r)
 {
-	cl_engine_close(r->eng);
 	net_heads_close(r->heads);
 	blk_store_close(r->store);
 	blk_db_close(r->db);
+	r->heads = NULL;
+	r->store = NULL;
+	r->db = NULL;
+}
+
+void cmd_remote_close(struct cmd_remote *r)
+{
+	cl_engine_close(r->eng);
+	cmd_remote_drop_local(r);
 	free(r->cl);
 	memset(r, 0, sizeof(*r));
 }

@@ -27,6 +27,11 @@ struct cmd_remote {
 /* Open @node_dir's view. 0, or 1 after printing why (the exit status). */
 int cmd_remote_open(const char *node_dir, struct cmd_remote *r);
 
+/* Close the node's own database (its store and heads), keeping the
+ * engine: for a long holder (a snapshot mount), so that the files the
+ * node's own process compacts away are not kept open. */
+void cmd_remote_drop_local(struct cmd_remote *r);
+
 /* Close what open opened. */
 void cmd_remote_close(struct cmd_remote *r);
 
