@@ -172,6 +172,10 @@ static int snapshot_dir(struct mount_run *r, const struct cl_head_info *h)
 		     (unsigned long long)h->head.seq, r->snap_dir);
 	ret = rebuild_into(r, h, build);
 	if (!ret && rename(build, r->snap_dir)) {
+		if (errno == EEXIST || errno == ENOTEMPTY) {
+			rm_tree(build); /* another mount finished first */
+			return 0;
+		}
 		ret = -errno;
 		snprintf(r->err, sizeof(r->err), "cannot rename %s to %s: %s",
 			 build, r->snap_dir, strerror(errno));
