@@ -138,7 +138,8 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
   # test_memory measures the daemon's RSS: without sanitizers. The tests
   # that move gigabytes through paths others run under ASan on less data
   # (the plain_build fixture: test_ec_any_two_nodes's 15 read-backs of
-  # 1 GiB, test_replicas_survive_two_nodes_killed, test_dedup_and_reclaim)
+  # 1 GiB, test_replicas_survive_two_nodes_killed, test_dedup_and_reclaim,
+  # test_big_tree_survives_the_loss_of_its_writer)
   # run there too, for time.
   export BLOCKFS_RSS_BIN="$top/build/fs/blockfs"
   step "integration tests (pytest, $BLOCKFS_BIN)"
