@@ -33,6 +33,10 @@ struct bfs_config {
 	const char *node_dir;
 	enum cdc_kind chunker;
 	uint32_t chunk_min, chunk_avg, chunk_max;
+	/* The hash of new file data's CIDs: the cluster file's [filesystem]
+	 * hash. Zero is blake2b-256: whoever fills a config sets it
+	 * (BLK_HASH_DEFAULT for sha2-256). */
+	enum blk_hash hash;
 	bool read_only;
 	size_t cache_bytes; /* RocksDB block cache */
 	bool verify_reads;  /* re-hash every block read against its CID */

@@ -252,8 +252,9 @@ static int edge_read(struct bfs *fs, const struct bfs_extent *e,
 }
 
 /* Store [from, from+len) of @data (the block of extent @e) as a new
- * extent at @from in @t, unless it is all zeros. */
-static int put_piece(struct bfs_inode *ip, struct blk_txn *t,
+ * extent at @from in @t, unless it is all zeros; its CID hashes with
+ * @fs's hash. */
+static int put_piece(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 		     const uint8_t *data, uint64_t boff, uint64_t from,
 		     uint32_t len, bool forced, int64_t *stored_delta)
 {
@@ -263,7 +264,7 @@ static int put_piece(struct bfs_inode *ip, struct blk_txn *t,
 
 	if (!len || bfs_all_zero(p, len))
 		return 0;
-	blk_cid_compute(&cid, BLK_CODEC_RAW, p, len);
+	blk_cid_compute_hash(&cid, fs->cfg.hash, BLK_CODEC_RAW, p, len);
 	blk_txn_put(t, BFS_CF_EXTENTS, key, bfs_extent_key(key, ip->ino, from),
 		    val, bfs_extent_encode(val, len, forced, &cid));
 	*stored_delta += len;
@@ -302,11 +303,11 @@ static int punch_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t a,
 		keep->v[keep->n++] = p;
 		ret = edge_read(fs, e, tails, p);
 		if (!ret && e->off < a)
-			ret = put_piece(ip, t, p, 0, e->off,
+			ret = put_piece(fs, ip, t, p, 0, e->off,
 					(uint32_t)(a - e->off), true,
 					stored_delta);
 		if (!ret && end > b)
-			ret = put_piece(ip, t, p, b - e->off, b,
+			ret = put_piece(fs, ip, t, p, b - e->off, b,
 					(uint32_t)(end - b), e->forced,
 					stored_delta);
 		if (ret)

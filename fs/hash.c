@@ -14,8 +14,8 @@ static void hash_items(struct hash_job *j)
 		const uint8_t *p = j->base + (j->ch[k].off - j->base_off);
 		j->zero[k] = bfs_all_zero(p, j->ch[k].len);
 		if (!j->zero[k])
-			blk_cid_compute(&j->cids[k], BLK_CODEC_RAW, p,
-					j->ch[k].len);
+			blk_cid_compute_hash(&j->cids[k], j->hash,
+					     BLK_CODEC_RAW, p, j->ch[k].len);
 	}
 }
 

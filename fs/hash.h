@@ -26,8 +26,9 @@ struct hash_job {
 	size_t n;
 	struct blk_cid *cids;
 	bool *zero;
-	size_t next;	/* atomic: next item to claim */
-	unsigned users; /* bfs_hasher.lock: helpers inside */
+	enum blk_hash hash; /* of the CIDs */
+	size_t next;	    /* atomic: next item to claim */
+	unsigned users;	    /* bfs_hasher.lock: helpers inside */
 };
 
 /* Lock: lock, a leaf (nothing is taken while it is held). */

@@ -383,6 +383,7 @@ static int put_chunks(struct bfs *fs, struct bfs_inode *ip, struct blk_txn *t,
 	    .n = n,
 	    .cids = cids,
 	    .zero = zero,
+	    .hash = fs->cfg.hash,
 	};
 	bfs_hash_chunks(&fs->hasher, &job);
 	for (size_t k = 0; !ret && k < n; k++) {
@@ -832,7 +833,8 @@ static int truncate_extents(struct bfs *fs, struct bfs_inode *ip, uint64_t size,
 			continue;
 		struct blk_cid cid;
 		uint8_t val[BFS_EXTENT_VAL_MAX];
-		blk_cid_compute(&cid, BLK_CODEC_RAW, p, head);
+		blk_cid_compute_hash(&cid, fs->cfg.hash, BLK_CODEC_RAW, p,
+				     head);
 		blk_txn_put(t, BFS_CF_EXTENTS, key, 16, val,
 			    bfs_extent_encode(val, head, true, &cid));
 		ret = blk_txn_ref(t, &cid, p, head);

@@ -2,6 +2,7 @@
 the reference IPFS importer, unchanged subtrees keeping their CIDs, and
 the writer lease between two mounts of one filesystem."""
 
+import hashlib
 import json
 import os
 import random
@@ -456,3 +457,59 @@ def test_cluster_upgrade_gives_an_old_cluster_heads(cluster, tmp_path):
     c.start_mount(opts='commit_interval=0')
     with open(os.path.join(c.mnt, 'd', 'old'), 'rb') as f:
         assert f.read() == b'written before the upgrade'
+
+
+def car_blocks(path):
+    """(codec, multihash code, digest, data) of every block of a CAR v1."""
+    def varint(b, i):
+        n = shift = 0
+        while True:
+            n |= (b[i] & 0x7f) << shift
+            shift += 7
+            i += 1
+            if not b[i - 1] & 0x80:
+                return n, i
+    with open(path, 'rb') as f:
+        b = f.read()
+    hlen, i = varint(b, 0)
+    i += hlen
+    out = []
+    while i < len(b):
+        slen, i = varint(b, i)
+        end = i + slen
+        version, j = varint(b, i)
+        assert version == 1, 'a CIDv1'
+        codec, j = varint(b, j)
+        code, j = varint(b, j)
+        dlen, j = varint(b, j)
+        out.append((codec, code, b[j:j + dlen], b[j + dlen:end]))
+        i = end
+    return out
+
+
+@pytest.mark.parametrize('name,code,hasher', [
+    ('sha2-256', 0x12, lambda d: hashlib.sha256(d).digest()),
+    ('blake2b-256', 0xb220,
+     lambda d: hashlib.blake2b(d, digest_size=32).digest())])
+def test_cluster_hash_names_every_cid(make_mount, tmp_path, name, code,
+                                      hasher):
+    """A filesystem made with 'cluster create --hash NAME' names every
+    block with it: file data (chunks, a file cut by a punched hole) as
+    well as the commit's nodes; each raw block hashes to its CID."""
+    node = util.create_cluster(tmp_path / 'cluster', 1, ['--hash', name])
+    m = make_mount(node, tmp_path / 'mnt', opts='commit_interval=0')
+    data = random.Random(3).randbytes(3 << 20)
+    path = os.path.join(m.mnt, 'f')
+    with open(path, 'wb') as f:
+        f.write(data)
+    util.run(['fallocate', '--punch-hole', '--keep-size', '--offset',
+              str(100_000), '--length', str(50_000), path])
+    commit(m.mnt)
+    car = tmp_path / 'snap.car'
+    blockfs('export', node, '--car', str(car))
+    blocks = car_blocks(car)
+    raw = [b for b in blocks if b[0] == 0x55]
+    assert len(raw) >= 10, len(raw)
+    assert {b[1] for b in blocks} == {code}, {b[1] for b in blocks}
+    for _, _, digest, block in raw:
+        assert hasher(block) == digest

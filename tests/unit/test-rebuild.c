@@ -566,6 +566,7 @@ static void check_core(const char *dir)
 	struct bfs_config cfg = {
 	    .node_dir = dir,
 	    .chunker = CDC_FIXED,
+	    .hash = BLK_HASH_DEFAULT,
 	    .chunk_min = 1024,
 	    .chunk_avg = 4096,
 	    .chunk_max = 4096,
@@ -835,6 +836,7 @@ static void test_commit_roundtrip(void)
 	char a[] = "/tmp/test-rebuild-XXXXXX", b[] = "/tmp/test-rebuild-XXXXXX";
 	struct bfs_config cfg = {
 	    .chunker = CDC_FIXED,
+	    .hash = BLK_HASH_DEFAULT,
 	    .chunk_min = 1024,
 	    .chunk_avg = 4096,
 	    .chunk_max = 4096,

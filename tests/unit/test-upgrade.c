@@ -20,6 +20,7 @@ static struct bfs_config config(const char *dir)
 	return (struct bfs_config){
 	    .node_dir = dir,
 	    .chunker = CDC_FIXED,
+	    .hash = BLK_HASH_DEFAULT,
 	    .chunk_min = 1024,
 	    .chunk_avg = 4096,
 	    .chunk_max = 4096,

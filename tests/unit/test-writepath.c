@@ -816,6 +816,7 @@ static void run(enum cdc_kind chunker)
 	S.cfg = (struct bfs_config){
 	    .node_dir = S.dir,
 	    .chunker = chunker,
+	    .hash = BLK_HASH_DEFAULT,
 	    .chunk_min = 256,
 	    .chunk_avg = chunker == CDC_FIXED ? 1536 : 1024,
 	    .chunk_max = 4096,
@@ -880,6 +881,7 @@ static void test_editing(void)
 	struct bfs_config cfg = {
 	    .node_dir = dir,
 	    .chunker = CDC_FIXED,
+	    .hash = BLK_HASH_DEFAULT,
 	    .chunk_min = 1024,
 	    .chunk_avg = 4096,
 	    .chunk_max = 4096,
