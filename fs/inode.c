@@ -232,7 +232,12 @@ static void evict(struct bfs *fs, struct bfs_inode *ip)
 		struct blk_txn *t = blk_txn_new(fs->store);
 		int ret = t ? 0 : -ENOMEM;
 		if (t) {
-			bfs_txn_put_inode(fs, t, ip);
+			/* an atime alone is no change to commit (as in
+			 * bfs_write_attrs) */
+			if (ip->attr_commit)
+				bfs_txn_put_inode(fs, t, ip);
+			else
+				bfs_txn_put_inode_quiet(t, ip);
 			ret = bfs_txn_commit(t, false);
 		}
 		if (ret) {
