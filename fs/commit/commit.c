@@ -616,8 +616,6 @@ int bfs_commit_open(const struct bfs_commit_config *cfg,
 		    const struct bfs_commit_state *st, struct bfs_commit **out)
 {
 	struct bfs_commit *c;
-	uint8_t buf[BLK_HEAD_MAX_BYTES];
-	size_t len;
 
 	*out = NULL;
 	if (!cfg->cluster->has_fs || !cfg->fs_sk || !cfg->writer ||
@@ -631,28 +629,18 @@ int bfs_commit_open(const struct bfs_commit_config *cfg,
 	pthread_mutex_init(&c->lock, NULL);
 	blk_cond_init(&c->cond);
 	if (st->nodes_have) {
-		/* The chain goes on from the cluster's latest head: its
-		 * bytes from a node that holds it. */
-		for (unsigned i = 0;
-		     !c->have_head &&
-		     i < (cfg->engine ? cfg->cluster->nnodes : 1);
-		     i++) {
-			struct blk_head h;
-
-			if (!node_head(cfg, i, st->latest.seq, buf, &len) &&
-			    !head_check(cfg, buf, len, &h) &&
-			    h.seq == st->latest.seq) {
-				c->head = h;
-				memcpy(c->head_bytes, buf, len);
-				c->head_len = len;
-				c->have_head = true;
-				c->majority = true;
-			}
-		}
-		if (!c->have_head) {
+		/* The chain goes on from the cluster's latest head, whose
+		 * bytes bfs_commit_check kept (checked again here). */
+		if (st->latest_len > sizeof(c->head_bytes) ||
+		    head_check(cfg, st->latest_rec, st->latest_len, &c->head) ||
+		    c->head.seq != st->latest.seq) {
 			bfs_commit_close(c);
 			return -EIO;
 		}
+		memcpy(c->head_bytes, st->latest_rec, st->latest_len);
+		c->head_len = st->latest_len;
+		c->have_head = true;
+		c->majority = true;
 		atomic_store(&c->seq, c->head.seq);
 	}
 	if (pthread_create(&c->thread, NULL, commit_thread, c)) {
