@@ -298,12 +298,21 @@ static int put_locked(struct blk_fragstore *fs, struct blk_batch *t,
 	int rc;
 
 	rc = stored_len(fs, name, &oldlen);
-	if (rc < 0)
+	/* An index record that fails RocksDB's checksums (a damaged table
+	 * block) says nothing of what is stored: the fragment record decides
+	 * (compare_stored), and the put rewrites both unless another sound
+	 * fragment is there. Refusing it would keep the block below
+	 * redundancy for good, and fsync failing while every node is up
+	 * (the crash soak's seed 3851262544). The old length is unknown:
+	 * counted as none, so usage may count that fragment twice. */
+	bool bad_index = rc == -EIO;
+
+	if (rc < 0 && !bad_index)
 		return rc;
 	res->outcome = BLK_FRAG_STORED;
-	if (oldlen) {
+	if (oldlen || bad_index) {
 		rc = compare_stored(fs, name, data, len);
-		if (rc != 0) {
+		if (rc < 0 || (rc == 1 && !bad_index)) {
 			res->outcome = BLK_FRAG_SAME;
 			return rc < 0 ? rc : 0;
 		}

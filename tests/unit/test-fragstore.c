@@ -474,11 +474,9 @@ static int read_rotted(const char *dir, unsigned n)
 		rc = blk_fragstore_get(c.fs, name, &v);
 		if (rc == -EIO) {
 			/* Unreadable: a put of the same fragment (an
-			 * uploader sending it again) replaces it, unless
+			 * uploader sending it again) replaces it, also when
 			 * its index record is what rotted. */
 			rc = put(&c, i, 'h', (uint8_t)i, 300, &res);
-			if (rc == -EIO)
-				continue;
 			if (rc || res.outcome != BLK_FRAG_REPLACED)
 				return 1;
 			replaced = true;
@@ -491,6 +489,14 @@ static int read_rotted(const char *dir, unsigned n)
 		    val[HEAD] != (uint8_t)i || val[HEAD + 299] != (uint8_t)i)
 			return 1;
 		blk_val_free(v);
+		/* Sent again (a mount uploading what a node lost): taken,
+		 * also when its index record is what rotted (the crash
+		 * soak's seed 3851262544: refused, its block could not be
+		 * placed and fsync failed with every node up). */
+		rc = put(&c, i, 'h', (uint8_t)i, 300, &res);
+		if (rc)
+			return 1;
+		replaced |= res.outcome == BLK_FRAG_REPLACED;
 	}
 	/* A forked child has none of RocksDB's background threads (they
 	 * are the parent's): closing after a put would wait for a flush that
