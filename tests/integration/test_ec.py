@@ -57,15 +57,6 @@ def wait_up(c):
     return st
 
 
-def damage_tool():
-    path = os.path.join(os.path.dirname(os.path.dirname(util.blockfs_bin())),
-                        'tests', 'damage-fragments')
-    if not os.access(path, os.X_OK):
-        pytest.fail(f'{path} was not built (ninja -C builds it beside '
-                    f'blockfs)')
-    return path
-
-
 def verify(big_sums, big_dst, tree_want, tree_dst, what):
     """Every large file by sha256 (read in 1 MiB steps) and the whole tree
     (contents, modes, owners, times, links) against the sources, with the
@@ -246,7 +237,7 @@ def test_ec_corrupt_fragments(cluster, fault_injection):
     files = write_to_peers(c, 'c', 'from the peers, node2 corrupting')
 
     c.servers[3].stop()
-    res = util.run([damage_tool(), c.node_dir(3)])
+    res = util.run([util.tool_path('damage-fragments'), c.node_dir(3)])
     damaged = int(res.stdout)
     assert damaged > 0, 'node3 held no fragments to damage'
     c.restart(3)

@@ -37,19 +37,10 @@ LOG_TIMEOUT = 30
 OPTS = 'commit_interval=0,lease=600'
 
 
-def probe_tool():
-    path = os.path.join(os.path.dirname(os.path.dirname(util.blockfs_bin())),
-                        'tests', 'head-probe')
-    if not os.access(path, os.X_OK):
-        pytest.fail(f'{path} was not built (ninja -C builds it beside '
-                    f'blockfs)')
-    return path
-
-
 def probe(node_dir, *args):
     """head-probe NODE_DIR ARGS...: its JSON. Its stderr must hold no
     sanitizer report (UBSan's do not change the exit status)."""
-    res = util.run([probe_tool(), *args, str(node_dir)])
+    res = util.run([util.tool_path('head-probe'), *args, str(node_dir)])
     bad = [m for m in util.BAD_LOG_MARKERS if m in res.stderr]
     assert not bad, f'head-probe: {bad}:\n{res.stderr}'
     try:

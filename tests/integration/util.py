@@ -95,6 +95,17 @@ def status(node_dir):
         pytest.fail(f'blockfs status --json printed no JSON: {res.stdout!r}')
 
 
+def tool_path(name):
+    """A test-only program built beside blockfs (tests/tools/NAME.c, in
+    BUILD/tests/NAME); the test fails when it was not built."""
+    path = os.path.join(os.path.dirname(os.path.dirname(blockfs_bin())),
+                        'tests', name)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f'{path} was not built (ninja -C builds it beside '
+                    f'blockfs)')
+    return path
+
+
 def create_cluster(base, nodes=1, extra=()):
     """Creates a cluster in BASE (a new directory); returns node1's dir."""
     blockfs('cluster', 'create', str(base), '--nodes', str(nodes), *extra)
