@@ -35,6 +35,9 @@
  *     run at once), and fetched data is not kept in it.
  *  3. The mount takes no lock on NODE_DIR: the live mount keeps it, and
  *     the node's own database is closed once the snapshot is rebuilt.
+ *  4. SEQ/head holds the CID of the head it was rebuilt from (written
+ *     before the rename): a directory of another head of the same seq (a
+ *     sibling a minority of nodes took) is refused, never served.
  */
 
 static int rm_one(const char *path, const struct stat *st, int flag,
@@ -146,6 +149,45 @@ static int rebuild_into(struct mount_run *r, const struct cl_head_info *h,
 	return ret;
 }
 
+/* Write @h's CID to @dir/head (invariant 4). 0 or -errno. */
+static int head_write(const char *dir, const struct cl_head_info *h)
+{
+	char path[PATH_MAX + 120], cid[BLK_CID_STR_MAX];
+	FILE *f;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "%s/head", dir);
+	blk_cid_to_string(&h->cid, cid);
+	f = fopen(path, "we");
+	if (!f)
+		return -errno;
+	if (fprintf(f, "%s\n", cid) < 0 || fflush(f) || fsync(fileno(f)))
+		ret = -EIO;
+	if (fclose(f) && !ret)
+		ret = -EIO;
+	return ret;
+}
+
+/* Whether @dir/head names @h (invariant 4). */
+static bool head_matches(const char *dir, const struct cl_head_info *h)
+{
+	char path[PATH_MAX + 120], want[BLK_CID_STR_MAX],
+	    got[BLK_CID_STR_MAX + 2];
+	FILE *f;
+	bool same = false;
+
+	snprintf(path, sizeof(path), "%s/head", dir);
+	blk_cid_to_string(&h->cid, want);
+	f = fopen(path, "re");
+	if (f && fgets(got, sizeof(got), f)) {
+		got[strcspn(got, "\n")] = 0;
+		same = !strcmp(got, want);
+	}
+	if (f)
+		fclose(f);
+	return same;
+}
+
 /* NODE_DIR/snapshots/SEQ for head @h, rebuilt unless it is there, into
  * r->snap_dir. 0 or -errno (r->err). */
 static int snapshot_dir(struct mount_run *r, const struct cl_head_info *h)
@@ -162,8 +204,17 @@ static int snapshot_dir(struct mount_run *r, const struct cl_head_info *h)
 	}
 	snprintf(r->snap_dir, sizeof(r->snap_dir), "%s/%llu", dir,
 		 (unsigned long long)h->head.seq);
-	if (stat(r->snap_dir, &st) == 0)
-		return 0; /* complete (invariant 1) */
+	if (stat(r->snap_dir, &st) == 0) {
+		/* complete (invariant 1); of this head (invariant 4)? */
+		if (head_matches(r->snap_dir, h))
+			return 0;
+		snprintf(r->err, sizeof(r->err),
+			 "%s holds the snapshot of another head %llu than the "
+			 "one asked for: remove it (while it is not mounted) "
+			 "and mount again",
+			 r->snap_dir, (unsigned long long)h->head.seq);
+		return -EEXIST;
+	}
 	rm_stale_builds(dir, h->head.seq);
 	snprintf(build, sizeof(build), "%s/%llu.build-%ld", dir,
 		 (unsigned long long)h->head.seq, (long)getpid());
@@ -171,8 +222,12 @@ static int snapshot_dir(struct mount_run *r, const struct cl_head_info *h)
 		     "cluster into %s",
 		     (unsigned long long)h->head.seq, r->snap_dir);
 	ret = rebuild_into(r, h, build);
+	if (!ret && (ret = head_write(build, h)))
+		snprintf(r->err, sizeof(r->err), "cannot write %s/head: %s",
+			 build, strerror(-ret));
 	if (!ret && rename(build, r->snap_dir)) {
-		if (errno == EEXIST || errno == ENOTEMPTY) {
+		if ((errno == EEXIST || errno == ENOTEMPTY) &&
+		    head_matches(r->snap_dir, h)) {
 			rm_tree(build); /* another mount finished first */
 			return 0;
 		}

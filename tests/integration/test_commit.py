@@ -368,6 +368,14 @@ def test_snapshot_mount_beside_the_live_one(cluster, make_mount, tmp_path):
     with open(m.log) as f:
         log = f.read()
     assert log.count('rebuilding its metadata') == 1, log
+    # a directory that names another head of that seq is never served
+    with open(os.path.join(rebuilt, 'head')) as f:
+        assert f.read().strip() == by_seq[first['seq']]['head']
+    with open(os.path.join(rebuilt, 'head'), 'w') as f:
+        f.write(by_seq[second['seq']]['head'] + '\n')
+    err = util.expect_mount_error(c.node_dir(1), snap, '-o',
+                                  f'snapshot={first["seq"]}')
+    assert 'another head' in err, err
 
 
 def test_snapshot_mount_errors(cluster, tmp_path):
