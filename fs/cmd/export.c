@@ -148,12 +148,11 @@ static int snapshot_root(struct cmd_remote *r, const char *which,
 			 bool *has_head)
 {
 	char err[512];
+	bool is_cid = which && !blk_cid_from_string(root, which);
 
-	if (which && !blk_cid_from_string(root, which) &&
-	    root->codec == BLK_CODEC_DAG_PB)
+	if (is_cid && root->codec == BLK_CODEC_DAG_PB)
 		return 0;
-	if (which && !blk_cid_from_string(root, which) &&
-	    root->codec != BLK_CODEC_DAG_CBOR) {
+	if (is_cid && root->codec != BLK_CODEC_DAG_CBOR) {
 		cmd_err("%s is not a head (dag-cbor) or a UnixFS root (dag-pb)",
 			which);
 		return 1;

@@ -108,10 +108,9 @@ static int rebuild_fetch(void *ctx, const struct blk_cid *cid, void **data,
 	return cl_engine_fetch(ctx, cid, data, len);
 }
 
-static int rebuild_progress(void *arg, const struct bfs_rebuild_stats *st)
+int mount_rebuild_progress(void *arg, const struct bfs_rebuild_stats *st)
 {
-	(void)arg;
-	cmd_progress_draw(NULL, st->entries, 0, "rebuilding the metadata");
+	cmd_progress_draw(NULL, st->entries, 0, arg);
 	return 0;
 }
 
@@ -124,7 +123,8 @@ static int settle_pending(struct mount_run *r, struct bfs_commit_state *st)
 	struct bfs_rebuild_ops ops = {
 	    .fetch = rebuild_fetch,
 	    .ctx = r->peers,
-	    .progress = rebuild_progress,
+	    .progress = mount_rebuild_progress,
+	    .arg = (void *)"rebuilding the metadata",
 	    .threads = 8,
 	};
 	int ret;

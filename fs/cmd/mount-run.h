@@ -43,6 +43,11 @@ struct mount_run {
  * (r->err). */
 int mount_recover_prepare(struct mount_run *r);
 
+/* bfs_rebuild_ops.progress for the mount's rebuilds: the entries so far
+ * on the terminal, labelled by @arg (a const char *). */
+struct bfs_rebuild_stats;
+int mount_rebuild_progress(void *arg, const struct bfs_rebuild_stats *st);
+
 /* Start committing, once the filesystem and the engine are open: 0, or
  * -errno with the reason and what to do in r->err. Nothing on a
  * read-only mount. */

@@ -78,13 +78,6 @@ static void rm_stale_builds(const char *dir, uint64_t seq)
 	closedir(d);
 }
 
-static int snap_progress(void *arg, const struct bfs_rebuild_stats *st)
-{
-	(void)arg;
-	cmd_progress_draw(NULL, st->entries, 0, "rebuilding the snapshot");
-	return 0;
-}
-
 /* Rebuild the snapshot of head @h into @build (a new directory). 0 or
  * -errno (r->err). */
 static int rebuild_into(struct mount_run *r, const struct cl_head_info *h,
@@ -97,7 +90,8 @@ static int rebuild_into(struct mount_run *r, const struct cl_head_info *h,
 	struct bfs_rebuild_ops ops = {
 	    .fetch = cmd_remote_fetch,
 	    .ctx = r->remote,
-	    .progress = snap_progress,
+	    .progress = mount_rebuild_progress,
+	    .arg = (void *)"rebuilding the snapshot",
 	    .threads = 8,
 	};
 	struct bfs_rebuild_stats rs = {0};
